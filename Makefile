@@ -1,0 +1,50 @@
+# migw: two commands from a fresh Debian / Raspberry Pi OS machine.
+#   make demo   - the whole gateway on simulated hardware
+#   make test   - every check (ruff, mypy --strict, pytest with a real Mosquitto)
+#   make bench  - throughput and memory figures (table + JSON lines)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+DEMO_ARGS ?=
+
+.PHONY: demo test lint typecheck pytest bench deps clean install uninstall
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "migw needs Python >= 3.11"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+		echo "python3 -m venv failed: installing python3-venv"; \
+		apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test,bench]'
+	@touch $(STAMP)
+
+deps: $(STAMP) system-deps
+
+.PHONY: system-deps
+system-deps:
+	@sh tools/system-deps.sh
+
+demo: deps
+	$(VENV)/bin/migw run --demo $(DEMO_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: deps
+	$(PY) -m pytest
+
+test: deps lint typecheck pytest
+
+bench: deps
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,437 @@
+"""Configuration: TOML (tomllib) validated into frozen typed objects.
+
+The schema is the dataclasses below. The loader walks their type hints, so an unknown key or
+a wrong type is an error naming the key path (``gpio.devices[1].pin``) and its line. Secrets
+are :class:`Secret` values that never print, and may come from files (``*_file`` keys).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from gateway.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/migw/config.toml")
+DEFAULT_STATE_DIR = Path("/var/lib/migw")
+
+
+class Secret:
+    """A string that never shows in repr, str, logs or diagnostics."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _default_gateway_id() -> str:
+    name = re.sub(r"[^a-z0-9_-]+", "-", socket.gethostname().lower()).strip("-")
+    return name or "migw"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySection:
+    #: Identifier in MQTT topics and discovery: [a-z0-9_-], defaults to the host name.
+    id: str = field(default_factory=_default_gateway_id)
+    state_dir: Path = DEFAULT_STATE_DIR
+    log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9_-]{1,64}", self.id):
+            raise ValueError("must be 1-64 characters of a-z, 0-9, '_' or '-'")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSection:
+    #: Readings kept in the recent history table (oldest pruned first).
+    history_max_rows: int = 200_000
+    #: A write transaction commits after at most this many rows ...
+    batch_max_rows: int = 500
+    #: ... or this many milliseconds, whichever comes first.
+    batch_max_ms: int = 100
+
+    def __post_init__(self) -> None:
+        _positive(self.history_max_rows, "history_max_rows")
+        if not 1 <= self.batch_max_rows <= 500:
+            raise ValueError("batch_max_rows must be between 1 and 500")
+        if not 1 <= self.batch_max_ms <= 100:
+            raise ValueError("batch_max_ms must be between 1 and 100")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSection:
+    enabled: bool = True
+    listen: str = "0.0.0.0"  # noqa: S104 - a LAN API on a gateway; every route but health needs a token
+    port: int = 8380
+    max_body_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        _port(self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSection:
+    #: mqtt://host:1883 or mqtts://host:8883; empty disables the uplink.
+    url: str = ""
+    protocol: Literal["5", "3.1.1"] = "5"
+    client_id: str = ""
+    username: str = ""
+    password: Secret | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: Plaintext MQTT to a host that is not loopback needs this.
+    allow_insecure: bool = False
+    topic_prefix: str = "migw"
+    keepalive: int = 60
+    batch_max_readings: int = 500
+    batch_max_ms: int = 1000
+    compress: bool = False
+    outbox_max_bytes: int = 512 * 1024 * 1024
+    outbox_ttl_days: float = 30.0
+    outbox_full: Literal["drop_oldest", "reject_new"] = "drop_oldest"
+    #: Backlog readings per second while draining after an outage (live data comes first).
+    drain_rate: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.url and not re.fullmatch(r"mqtts?://[^/\s:]+(:\d{1,5})?/?", self.url):
+            raise ValueError("url must look like mqtt://host:1883 or mqtts://host:8883")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        if not re.fullmatch(r"[A-Za-z0-9_/-]{1,64}", self.topic_prefix):
+            raise ValueError("topic_prefix must be letters, digits, '_', '-' or '/'")
+        _positive(self.batch_max_readings, "batch_max_readings")
+        _positive(self.batch_max_ms, "batch_max_ms")
+        _positive(self.outbox_max_bytes, "outbox_max_bytes")
+        _positive(self.drain_rate, "drain_rate")
+        if self.outbox_ttl_days <= 0:
+            raise ValueError("outbox_ttl_days must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class HomeAssistantSection:
+    enabled: bool = True
+    discovery_prefix: str = "homeassistant"
+    #: A second (LAN) broker for discovery and state; empty uses the upstream broker.
+    url: str = ""
+    username: str = ""
+    password: Secret | None = None
+    password_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BleSection:
+    enabled: bool = False
+    adapter: str = "hci0"
+    #: Passive scanning (BlueZ advertisement monitor); falls back to active with a log line.
+    passive: bool = True
+    #: Bind keys per MAC: 32 hex (MiBeacon v4/v5, BTHome, pvvx) or 24 hex (legacy v2/v3).
+    keys: dict[str, Secret] = field(default_factory=dict)
+    #: Files holding one key each, per MAC, for keys kept out of the config.
+    key_files: dict[str, Path] = field(default_factory=dict)
+    #: Repeats of one frame within this many seconds are dropped as duplicates.
+    dedup_window_s: float = 60.0
+    #: A non-sleepy BLE device silent for this long is unavailable.
+    unavailable_after_s: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class ZigbeeSection:
+    enabled: bool = False
+    #: Prefer /dev/serial/by-id/... : it survives replugging and reboots.
+    port: str = ""
+    baud: int = 115200
+    rtscts: bool = False
+    #: 11-26; used when forming a new network only.
+    channel: int = 15
+    #: Send the CC2652 bootloader-skip sequence on connect.
+    skip_bootloader: bool = True
+    unavailable_after_s: float = 7200.0
+    #: Seconds between automatic network backups into the state dir.
+    backup_interval_s: float = 86400.0
+
+    def __post_init__(self) -> None:
+        if not 11 <= self.channel <= 26:
+            raise ValueError("channel must be 11-26")
+        if self.enabled and not self.port:
+            raise ValueError("port is required when zigbee is enabled")
+
+
+GpioKind = Literal["button", "contact", "motion", "relay", "led"]
+
+
+@dataclass(frozen=True, slots=True)
+class GpioDevice:
+    name: str
+    kind: GpioKind
+    #: BCM pin number (GPIO17 is 17), or a gpiozero pin name like "BOARD11".
+    pin: int | str
+    #: Inputs: True when the pin reads high while active. Outputs: drive high for "on".
+    active_high: bool = True
+    #: Inputs: use the internal pull-up (buttons to ground). None: floating.
+    pull_up: bool | None = None
+    bounce_s: float = 0.05
+    #: Button: held this long is a long press.
+    hold_s: float = 1.0
+    #: Button: a second press within this window is a double press.
+    multi_press_s: float = 0.4
+    #: Motion: "no motion" is reported after this many quiet seconds.
+    clear_s: float = 60.0
+    #: Relay/led: state at start.
+    initial: bool = False
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9_-]{1,48}", self.name):
+            raise ValueError("name must be 1-48 characters of a-z, 0-9, '_' or '-'")
+
+
+@dataclass(frozen=True, slots=True)
+class GpioSection:
+    devices: tuple[GpioDevice, ...] = ()
+
+    def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        names: set[str] = set()
+        for i, dev in enumerate(self.devices):
+            key = str(dev.pin).upper().removeprefix("GPIO").removeprefix("BCM")
+            if key in seen:
+                raise ConfigError(
+                    f"pin {dev.pin} is already used by {seen[key]!r}",
+                    path=f"gpio.devices[{i}].pin",
+                )
+            seen[key] = dev.name
+            if dev.name in names:
+                raise ConfigError(f"duplicate name {dev.name!r}", path=f"gpio.devices[{i}].name")
+            names.add(dev.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    gateway: GatewaySection = field(default_factory=GatewaySection)
+    store: StoreSection = field(default_factory=StoreSection)
+    api: ApiSection = field(default_factory=ApiSection)
+    upstream: UpstreamSection = field(default_factory=UpstreamSection)
+    homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
+    ble: BleSection = field(default_factory=BleSection)
+    zigbee: ZigbeeSection = field(default_factory=ZigbeeSection)
+    gpio: GpioSection = field(default_factory=GpioSection)
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def _positive(value: float, name: str) -> None:
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0")
+
+
+def _port(value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise ValueError("port must be 0-65535")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loader
+
+
+def load(path: Path) -> Config:
+    """Read and validate a config file; every problem is a :class:`ConfigError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    return loads(text, base_dir=path.parent)
+
+
+def loads(text: str, *, base_dir: Path | None = None) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(
+            f"not valid TOML: {exc}", line=int(match.group(1)) if match else None
+        ) from None
+    loader = _Loader(text, base_dir or Path.cwd())
+    return loader.build(Config, data, "")
+
+
+def from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Config:
+    return _Loader("", base_dir or Path.cwd()).build(Config, data, "")
+
+
+class _Loader:
+    def __init__(self, text: str, base_dir: Path) -> None:
+        self._lines = text.splitlines()
+        self._base = base_dir
+
+    def error(self, path: str, message: str) -> ConfigError:
+        return ConfigError(message, path=path, line=self.line_of(path))
+
+    def line_of(self, path: str) -> int | None:
+        """Best-effort line number of a dotted key path such as ``gpio.devices[1].pin``."""
+        if not self._lines or not path:
+            return None
+        parts = re.findall(r"[^.\[\]]+|\[\d+\]", path)
+        table: list[str] = []
+        counts: dict[str, int] = {}
+        best: int | None = None
+        want_tables = [p for p in parts[:-1]]
+        for lineno, raw in enumerate(self._lines, 1):
+            line = raw.strip()
+            if m := re.fullmatch(r"\[\[\s*([^\]]+?)\s*\]\]", line):
+                name = m.group(1)
+                counts[name] = counts.get(name, -1) + 1
+                table = [*name.split("."), f"[{counts[name]}]"]
+            elif m := re.fullmatch(r"\[\s*([^\]]+?)\s*\](\s*#.*)?", line):
+                table = m.group(1).split(".")
+            elif m := re.match(r"""["']?([^"'=\s]+)["']?\s*=""", line):
+                key = m.group(1)
+                full = [*table, *key.split(".")]
+                if full == parts:
+                    return lineno
+                if full == want_tables and best is None:
+                    best = lineno
+            if table == parts and best is None:
+                best = lineno
+        return best
+
+    def build(self, cls: type[Any], data: Any, path: str) -> Any:
+        if not isinstance(data, Mapping):
+            raise self.error(path, f"must be a table, not {_tname(data)}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            sub = f"{path}.{key}" if path else key
+            if key not in fields:
+                close = [n for n in fields if n.replace("_", "") == key.replace("_", "").lower()]
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                known = ", ".join(sorted(fields))
+                raise self.error(sub, f"unknown key{hint}; known keys here: {known}")
+            kwargs[key] = self.convert(hints[key], value, sub)
+        try:
+            return cls(**kwargs)
+        except ConfigError as exc:
+            if exc.line is None and exc.path:
+                raise ConfigError(
+                    str(exc).split(": ", 1)[-1], path=exc.path, line=self.line_of(exc.path)
+                ) from None
+            raise
+        except (ValueError, TypeError) as exc:
+            raise self.error(path or "config", str(exc)) from None
+
+    def convert(self, tp: Any, value: Any, path: str) -> Any:
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin in (types.UnionType, typing.Union):
+            if value is None and type(None) in args:
+                return None
+            errors = []
+            for arg in args:
+                if arg is type(None):
+                    continue
+                try:
+                    return self.convert(arg, value, path)
+                except ConfigError as exc:
+                    errors.append(exc)
+            names = " or ".join(_hname(a) for a in args if a is not type(None))
+            raise self.error(path, f"must be {names}, not {_tname(value)}")
+        if origin is Literal:
+            if value not in args:
+                choices = ", ".join(repr(a) for a in args)
+                raise self.error(path, f"must be one of {choices}, not {value!r}")
+            return value
+        if origin is tuple:
+            if not isinstance(value, list):
+                raise self.error(path, f"must be an array, not {_tname(value)}")
+            return tuple(self.convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+        if origin is dict:
+            if not isinstance(value, Mapping):
+                raise self.error(path, f"must be a table, not {_tname(value)}")
+            return {
+                str(k): self.convert(args[1], v, f"{path}.{k}") for k, v in value.items()
+            }
+        if dataclasses.is_dataclass(tp):
+            return self.build(tp, value, path)  # type: ignore[arg-type]
+        if tp is bool:
+            if not isinstance(value, bool):
+                raise self.error(path, f"must be true or false, not {_tname(value)}")
+            return value
+        if tp is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.error(path, f"must be an integer, not {_tname(value)}")
+            return value
+        if tp is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise self.error(path, f"must be a number, not {_tname(value)}")
+            return float(value)
+        if tp is str:
+            if not isinstance(value, str):
+                raise self.error(path, f"must be a string, not {_tname(value)}")
+            return value
+        if tp is Path:
+            if not isinstance(value, str) or not value:
+                raise self.error(path, f"must be a path string, not {_tname(value)}")
+            p = Path(value).expanduser()
+            return p if p.is_absolute() else (self._base / p)
+        if tp is Secret:
+            if not isinstance(value, str):
+                raise self.error(path, f"must be a string, not {_tname(value)}")
+            return Secret(value)
+        raise self.error(path, f"unsupported type {tp!r}")  # pragma: no cover - schema bug
+
+
+def _tname(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _hname(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)).lower().replace("str", "string")
+
+
+def read_secret(value: Secret | None, file: Path | None, what: str) -> Secret | None:
+    """A secret given inline or by file (first line, stripped). Errors never show it."""
+    if value is not None:
+        return value
+    if file is None:
+        return None
+    try:
+        text = file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} file {file}: {exc.strerror}") from None
+    if not text:
+        raise ConfigError(f"{what} file {file} is empty")
+    return Secret(text.splitlines()[0].strip())

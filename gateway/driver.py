@@ -1,0 +1,61 @@
+"""The one seam between the gateway and its drivers.
+
+A driver produces readings and events and optionally accepts commands. The service owns each
+driver in a supervised task: ``run`` is called, and called again with backoff if it raises.
+Adapters in ``gateway.adapters`` implement this over the ``drivers`` library.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway.model import Command, CommandResult, DeviceUpdate, Value
+
+
+class Health(enum.StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    DISABLED = "disabled"
+
+
+@dataclass(slots=True)
+class DriverHealth:
+    """Live status of one radio/driver for health, API, CLI and metrics."""
+
+    health: Health = Health.OK
+    reason: str = ""
+    #: Monotonic counters (adverts, duplicates_dropped, decrypt_failures, bad_frames, ...).
+    counters: dict[str, int] = field(default_factory=dict)
+    #: Descriptive facts (adapter, port, firmware, channel, pan_id ...). No secrets.
+    info: dict[str, str] = field(default_factory=dict)
+
+
+class Sink(Protocol):
+    """Where a driver puts what it learned. Non-blocking; safe to call from the loop only."""
+
+    def device(self, update: DeviceUpdate) -> None: ...
+
+    def reading(self, device_id: str, metric: str, value: Value) -> None: ...
+
+    def event(
+        self, device_id: str, event: str, action: str, button: int | None = None
+    ) -> None: ...
+
+
+class Driver(Protocol):
+    #: "gpio", "ble", "zigbee": also the ``source`` of its readings.
+    name: str
+
+    async def run(self, sink: Sink) -> None:
+        """Run until cancelled. Raise on failure: the supervisor restarts it with backoff."""
+
+    async def command(self, device_id: str, command: Command) -> CommandResult:
+        """Carry out a command; unknown devices and soft failures are results, not raises."""
+
+    def owns(self, device_id: str) -> bool:
+        """True if ``device_id`` belongs to this driver."""
+
+    def health(self) -> DriverHealth:
+        """Current health and counters (called often: cheap, no I/O)."""

@@ -1,0 +1,40 @@
+"""Shared fixtures: leak checks and real parts (Mosquitto, ptys, MockFactory, SQLite files)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail any test that leaves an asyncio task running behind it."""
+    before = asyncio.all_tasks()
+    yield
+    current = asyncio.current_task()
+    leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+    if leaked:
+        # give tasks that are just finishing one loop turn
+        await asyncio.sleep(0)
+        leaked = [t for t in leaked if not t.done()]
+    for task in leaked:
+        task.cancel()
+    assert not leaked, f"test leaked tasks: {[t.get_name() for t in leaked]}"
+
+
+@pytest.fixture
+def mock_pins() -> Iterator[object]:
+    """gpiozero's own MockFactory, reset after the test."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    old = Device.pin_factory
+    factory = MockFactory(pin_class=MockPWMPin)
+    Device.pin_factory = factory
+    try:
+        yield factory
+    finally:
+        factory.reset()
+        Device.pin_factory = old

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the system packages migw's tests and demo need, when missing and when we may.
+# Mosquitto is a real broker for the sync tests; systemd-analyze checks the unit.
+set -eu
+missing=""
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
+command -v mosquitto_sub >/dev/null 2>&1 || missing="$missing mosquitto-clients"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+[ -n "$missing" ] || exit 0
+if [ "$(id -u)" -eq 0 ]; then
+    echo "installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing
+    # The Debian package enables a system broker on :1883; tests start their own.
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now mosquitto >/dev/null 2>&1 || true
+    fi
+else
+    echo "missing system packages:$missing (run: sudo apt-get install$missing)"
+    if [ "${CI:-}" = "true" ]; then exit 1; fi
+fi
