@@ -1,0 +1,474 @@
+"""Wire enums and field codecs of the MT/ZNP command tables (pure).
+
+Every enum maps an unknown wire value to a pseudo-member named ``UNKNOWN`` that keeps the
+raw number, so decoding never raises on a new firmware's code and re-encoding is exact.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from drivers.errors import ParseError
+
+#: What a decoded field can hold. IEEE addresses are 16 lowercase hex digits, most
+#: significant byte first (the way zigpy, zigbee2mqtt and the backup format print them).
+FieldValue = Any
+
+
+class WireEnum(enum.IntEnum):
+    """IntEnum whose unknown values become an ``UNKNOWN`` pseudo-member keeping the number."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> WireEnum | None:
+        if not isinstance(value, int):
+            return None
+        member = int.__new__(cls, value)
+        member._name_ = "UNKNOWN"
+        member._value_ = value
+        return member
+
+
+class Status(WireEnum):
+    """MT / Z-Stack status codes (shared by SYS, AF, ZDO and MAC layers)."""
+
+    SUCCESS = 0x00
+    FAILURE = 0x01
+    INVALID_PARAMETER = 0x02
+    INVALID_TASK = 0x03
+    MSG_BUFFER_NOT_AVAIL = 0x04
+    INVALID_MSG_POINTER = 0x05
+    INVALID_EVENT_ID = 0x06
+    INVALID_INTERRUPT_ID = 0x07
+    NO_TIMER_AVAIL = 0x08
+    NV_ITEM_UNINIT = 0x09
+    NV_OPER_FAILED = 0x0A
+    INVALID_MEM_SIZE = 0x0B
+    NV_BAD_ITEM_LEN = 0x0C
+    MEM_ERROR = 0x10
+    BUFFER_FULL = 0x11
+    UNSUPPORTED_MODE = 0x12
+    MAC_MEM_ERROR = 0x13
+    MAC_UNSUPPORTED = 0x18
+    MAC_BAD_STATE = 0x19
+    MAC_NO_RESOURCES = 0x1A
+    NOT_AUTHORIZED = 0x7E
+    MALFORMED_CMD = 0x80
+    UNSUP_CLUSTER_CMD = 0x81
+    SEC_NO_KEY = 0xA1
+    SEC_OLD_FRM_COUNT = 0xA2
+    SEC_MAX_FRM_COUNT = 0xA3
+    SEC_CCM_FAIL = 0xA4
+    SEC_FAILURE = 0xAD
+    APS_FAIL = 0xB1
+    APS_TABLE_FULL = 0xB2
+    APS_ILLEGAL_REQUEST = 0xB3
+    APS_INVALID_BINDING = 0xB4
+    APS_UNSUPPORTED_ATTRIB = 0xB5
+    APS_NOT_SUPPORTED = 0xB6
+    APS_NO_ACK = 0xB7
+    APS_DUPLICATE_ENTRY = 0xB8
+    APS_NO_BOUND_DEVICE = 0xB9
+    APS_NOT_ALLOWED = 0xBA
+    APS_NOT_AUTHENTICATED = 0xBB
+    NWK_INVALID_PARAM = 0xC1
+    NWK_INVALID_REQUEST = 0xC2
+    NWK_NOT_PERMITTED = 0xC3
+    NWK_STARTUP_FAILURE = 0xC4
+    NWK_ALREADY_PRESENT = 0xC5
+    NWK_SYNC_FAILURE = 0xC6
+    NWK_TABLE_FULL = 0xC7
+    NWK_UNKNOWN_DEVICE = 0xC8
+    NWK_UNSUPPORTED_ATTRIBUTE = 0xC9
+    NWK_NO_NETWORKS = 0xCA
+    NWK_LEAVE_UNCONFIRMED = 0xCB
+    NWK_NO_ACK = 0xCC
+    NWK_NO_ROUTE = 0xCD
+    MAC_BEACON_LOSS = 0xE0
+    MAC_CHANNEL_ACCESS_FAILURE = 0xE1
+    MAC_DENIED = 0xE2
+    MAC_DISABLE_TRX_FAILURE = 0xE3
+    MAC_FAILED_SECURITY_CHECK = 0xE4
+    MAC_FRAME_TOO_LONG = 0xE5
+    MAC_INVALID_GTS = 0xE6
+    MAC_INVALID_HANDLE = 0xE7
+    MAC_INVALID_PARAMETER = 0xE8
+    MAC_NO_ACK = 0xE9
+    MAC_NO_BEACON = 0xEA
+    MAC_NO_DATA = 0xEB
+    MAC_NO_SHORT_ADDR = 0xEC
+    MAC_OUT_OF_CAP = 0xED
+    MAC_PAN_ID_CONFLICT = 0xEE
+    MAC_REALIGNMENT = 0xEF
+    MAC_TRANSACTION_EXPIRED = 0xF0
+    MAC_TRANSACTION_OVERFLOW = 0xF1
+    MAC_TX_ACTIVE = 0xF2
+    MAC_UNAVAILABLE_KEY = 0xF3
+    MAC_UNSUPPORTED_ATTRIBUTE = 0xF4
+    MAC_UNSUPPORTED_LEGACY = 0xF5
+    MAC_UNSUPPORTED_SECURITY = 0xF6
+
+
+#: Delivery failures of a sleepy or unreachable device: soft failures, not errors.
+SOFT_DELIVERY_FAILURES = frozenset(
+    {
+        Status.NWK_NO_ROUTE,
+        Status.MAC_NO_ACK,
+        Status.MAC_TRANSACTION_EXPIRED,
+        Status.APS_NO_ACK,
+        Status.MAC_CHANNEL_ACCESS_FAILURE,
+        Status.NWK_NO_ACK,
+    }
+)
+
+
+class DeviceState(WireEnum):
+    HOLD = 0
+    INIT = 1
+    NWK_DISC = 2
+    NWK_JOINING = 3
+    NWK_REJOIN = 4
+    END_DEVICE_UNAUTH = 5
+    END_DEVICE = 6
+    ROUTER = 7
+    COORD_STARTING = 8
+    ZB_COORD = 9
+    NWK_ORPHAN = 10
+
+
+class StartupState(WireEnum):
+    RESTORED_NETWORK = 0
+    NEW_NETWORK = 1
+    NOT_STARTED = 2
+
+
+class ResetType(WireEnum):
+    HARD = 0
+    SOFT = 1
+    SHUTDOWN = 2
+
+
+class ResetReason(WireEnum):
+    POWER_UP = 0
+    EXTERNAL = 1
+    WATCHDOG = 2
+
+
+class BootloaderBuildType(WireEnum):
+    NON_BOOTLOADER_BUILD = 0
+    BUILT_AS_BIN = 1
+    BUILT_AS_HEX = 2
+
+
+class ErrorCode(WireEnum):
+    INVALID_SUBSYSTEM = 1
+    INVALID_COMMAND_ID = 2
+    INVALID_PARAMETER = 3
+    INVALID_LENGTH = 4
+
+
+class AddrMode(WireEnum):
+    NOT_PRESENT = 0x00
+    GROUP = 0x01
+    NWK = 0x02
+    IEEE = 0x03
+    BROADCAST = 0x0F
+
+
+class BDBCommissioningStatus(WireEnum):
+    SUCCESS = 0x00
+    IN_PROGRESS = 0x01
+    NO_NETWORK = 0x02
+    TL_TARGET_FAILURE = 0x03
+    TL_NOT_AA_CAPABLE = 0x04
+    TL_NO_SCAN_RESPONSE = 0x05
+    TL_NOT_PERMITTED = 0x06
+    TCLK_EX_FAILURE = 0x07
+    FORMATION_FAILURE = 0x08
+    FB_TARGET_IN_PROGRESS = 0x09
+    FB_INITIATOR_IN_PROGRESS = 0x0A
+    FB_NO_IDENTIFY_QUERY_RESPONSE = 0x0B
+    FB_BINDING_TABLE_FULL = 0x0C
+    NETWORK_RESTORED = 0x0D
+    FAILURE = 0x0E
+
+
+class BDBCommissioningMode(enum.IntFlag):
+    NONE = 0x00
+    INITIATOR_TOUCHLINK = 0x01
+    NWK_STEERING = 0x02
+    NWK_FORMATION = 0x04
+    FINDING_BINDING = 0x08
+    TOUCHLINK = 0x10
+    PARENT_LOST = 0x20
+
+
+class MTCapabilities(enum.IntFlag):
+    SYS = 1 << 0
+    MAC = 1 << 1
+    NWK = 1 << 2
+    AF = 1 << 3
+    ZDO = 1 << 4
+    SAPI = 1 << 5
+    UTIL = 1 << 6
+    DEBUG = 1 << 7
+    APP = 1 << 8
+    GP = 1 << 9
+    APP_CNF = 1 << 10
+    ZOAD = 1 << 12
+
+
+class TransmitOptions(enum.IntFlag):
+    NONE = 0x00
+    WILDCARD_PROFILE = 0x02
+    APS_PREPROCESS = 0x04
+    LIMIT_CONCENTRATOR = 0x08
+    ACK_REQUEST = 0x10
+    SUPPRESS_ROUTE_DISC = 0x20
+    ENABLE_SECURITY = 0x40
+    SKIP_ROUTING = 0x80
+
+
+class MACCapabilities(enum.IntFlag):
+    NONE = 0x00
+    PAN_COORDINATOR = 0x01
+    ROUTER = 0x02
+    MAINS_POWERED = 0x04
+    RX_WHEN_IDLE = 0x08
+    SECURITY = 0x40
+    ALLOCATE_ADDRESS = 0x80
+
+
+class DeviceTypeCapabilities(enum.IntFlag):
+    NONE = 0x00
+    COORDINATOR = 0x01
+    ROUTER = 0x02
+    END_DEVICE = 0x04
+
+
+class NvId(enum.IntEnum):
+    """OSAL NV item ids used for network configuration."""
+
+    EXTADDR = 0x0001
+    STARTUP_OPTION = 0x0003
+    NIB = 0x0021
+    EXTENDED_PAN_ID = 0x002D
+    BCAST_DELIVERY_TIME = 0x0030
+    CONCENTRATOR_ENABLE = 0x0032
+    CONCENTRATOR_DISCOVERY = 0x0033
+    CONCENTRATOR_RC = 0x0036
+    SRC_RTG_EXPIRY_TIME = 0x0038
+    NWK_ACTIVE_KEY_INFO = 0x003A
+    NWK_ALTERN_KEY_INFO = 0x003B
+    NWK_CHILD_AGE_ENABLE = 0x003E
+    APS_USE_EXT_PANID = 0x0047
+    BDBNODEISONANETWORK = 0x0055
+    HAS_CONFIGURED_ZSTACK3 = 0x0060
+    PRECFGKEY = 0x0062
+    PRECFGKEYS_ENABLE = 0x0063
+    PANID = 0x0083
+    CHANLIST = 0x0084
+    LOGICAL_TYPE = 0x0087
+    ZDO_DIRECT_CB = 0x008F
+    TCLK_SEED = 0x0101
+    HAS_CONFIGURED_ZSTACK1 = 0x0F00
+
+
+# ---------------------------------------------------------------------------------------------
+# Field codecs
+
+
+class Codec(Protocol):
+    def decode(self, data: bytes, pos: int) -> tuple[FieldValue, int]: ...
+
+    def encode(self, value: FieldValue) -> bytes: ...
+
+
+def _need(data: bytes, pos: int, n: int, what: str) -> None:
+    if pos + n > len(data):
+        raise ParseError(f"{what}: need {n} bytes at offset {pos}, {len(data) - pos} left")
+
+
+@dataclass(frozen=True, slots=True)
+class UInt:
+    size: int
+    signed: bool = False
+
+    def decode(self, data: bytes, pos: int) -> tuple[FieldValue, int]:
+        _need(data, pos, self.size, "integer")
+        end = pos + self.size
+        return int.from_bytes(data[pos:end], "little", signed=self.signed), end
+
+    def encode(self, value: FieldValue) -> bytes:
+        return int(value).to_bytes(self.size, "little", signed=self.signed)
+
+
+@dataclass(frozen=True, slots=True)
+class Enum:
+    """An integer mapped to an enum (IntEnum with UNKNOWN, or IntFlag)."""
+
+    enum_cls: type[enum.IntEnum] | type[enum.IntFlag]
+    size: int = 1
+
+    def decode(self, data: bytes, pos: int) -> tuple[FieldValue, int]:
+        _need(data, pos, self.size, self.enum_cls.__name__)
+        end = pos + self.size
+        return self.enum_cls(int.from_bytes(data[pos:end], "little")), end
+
+    def encode(self, value: FieldValue) -> bytes:
+        return int(value).to_bytes(self.size, "little")
+
+
+@dataclass(frozen=True, slots=True)
+class Ieee:
+    """8-byte IEEE address, little-endian on the wire, printed MSB first."""
+
+    def decode(self, data: bytes, pos: int) -> tuple[FieldValue, int]:
+        _need(data, pos, 8, "IEEE address")
+        return data[pos : pos + 8][::-1].hex(), pos + 8
+
+    def encode(self, value: FieldValue) -> bytes:
+        return bytes.fromhex(str(value).replace(":", ""))[::-1]
+
+
+@dataclass(frozen=True, slots=True)
+class FixedBytes:
+    size: int
+
+    def decode(self, data: bytes, pos: int) -> tuple[FieldValue, int]:
+        _need(data, pos, self.size, "bytes")
+        return bytes(data[pos : pos + self.size]), pos + self.size
+
+    def encode(self, value: FieldValue) -> bytes:
+        b = bytes(value)
+        if len(b) != self.size:
+            raise ValueError(f"need {self.size} bytes, got {len(b)}")
+        return b
+
+
+@dataclass(frozen=True, slots=True)
+class LenBytes:
+    """Bytes prefixed by their length (u8 or u16)."""
+
+    len_size: int = 1
+
+    def decode(self, data: bytes, pos: int) -> tuple[FieldValue, int]:
+        _need(data, pos, self.len_size, "length")
+        n = int.from_bytes(data[pos : pos + self.len_size], "little")
+        pos += self.len_size
+        _need(data, pos, n, "length-prefixed bytes")
+        return bytes(data[pos : pos + n]), pos + n
+
+    def encode(self, value: FieldValue) -> bytes:
+        b = bytes(value)
+        return len(b).to_bytes(self.len_size, "little") + b
+
+
+@dataclass(frozen=True, slots=True)
+class Rest:
+    """Every remaining byte."""
+
+    def decode(self, data: bytes, pos: int) -> tuple[FieldValue, int]:
+        return bytes(data[pos:]), len(data)
+
+    def encode(self, value: FieldValue) -> bytes:
+        return bytes(value)
+
+
+@dataclass(frozen=True, slots=True)
+class IntList:
+    """A u8 count followed by that many integers of ``size`` bytes."""
+
+    size: int = 2
+
+    def decode(self, data: bytes, pos: int) -> tuple[FieldValue, int]:
+        _need(data, pos, 1, "list count")
+        n = data[pos]
+        pos += 1
+        _need(data, pos, n * self.size, "list items")
+        s = self.size
+        items = [int.from_bytes(data[pos + i * s : pos + (i + 1) * s], "little") for i in range(n)]
+        return items, pos + n * s
+
+    def encode(self, value: FieldValue) -> bytes:
+        items = list(value)
+        return bytes((len(items),)) + b"".join(int(v).to_bytes(self.size, "little") for v in items)
+
+
+@dataclass(frozen=True, slots=True)
+class Optional:
+    """A trailing field that older firmware omits: None when no byte is left."""
+
+    inner: Codec
+
+    def decode(self, data: bytes, pos: int) -> tuple[FieldValue, int]:
+        if pos >= len(data):
+            return None, pos
+        return self.inner.decode(data, pos)
+
+    def encode(self, value: FieldValue) -> bytes:
+        return b"" if value is None else self.inner.encode(value)
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleDescriptor:
+    """ZDO simple descriptor prefixed by its length (u8); empty when the length is 0."""
+
+    def decode(self, data: bytes, pos: int) -> tuple[FieldValue, int]:
+        _need(data, pos, 1, "simple descriptor length")
+        n = data[pos]
+        pos += 1
+        _need(data, pos, n, "simple descriptor")
+        if n == 0:
+            return None, pos
+        body = data[pos : pos + n]
+        _need(body, 0, 6, "simple descriptor header")
+        endpoint = body[0]
+        profile, device_type = struct.unpack_from("<HH", body, 1)
+        version = body[5]
+        inputs, p = IntList(2).decode(body, 6)
+        outputs, p = IntList(2).decode(body, p)
+        if p != n:
+            raise ParseError(f"simple descriptor: length byte {n}, contents {p}")
+        return (
+            {
+                "endpoint": endpoint,
+                "profile": profile,
+                "device_type": device_type,
+                "device_version": version,
+                "input_clusters": inputs,
+                "output_clusters": outputs,
+            },
+            pos + n,
+        )
+
+    def encode(self, value: FieldValue) -> bytes:
+        if value is None:
+            return b"\x00"
+        body = (
+            struct.pack(
+                "<BHHB",
+                value["endpoint"],
+                value["profile"],
+                value["device_type"],
+                value["device_version"],
+            )
+            + IntList(2).encode(value["input_clusters"])
+            + IntList(2).encode(value["output_clusters"])
+        )
+        return bytes((len(body),)) + body
+
+
+U8 = UInt(1)
+U16 = UInt(2)
+U32 = UInt(4)
+I8 = UInt(1, signed=True)
+NWK = UInt(2)
+IEEE = Ieee()
+SHORT_BYTES = LenBytes(1)
+LONG_BYTES = LenBytes(2)
+NWK_LIST = IntList(2)
+U8_LIST = IntList(1)
+REST = Rest()
