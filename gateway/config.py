@@ -278,11 +278,13 @@ def loads(text: str, *, base_dir: Path | None = None) -> Config:
             f"not valid TOML: {exc}", line=int(match.group(1)) if match else None
         ) from None
     loader = _Loader(text, base_dir or Path.cwd())
-    return loader.build(Config, data, "")
+    cfg: Config = loader.build(Config, data, "")
+    return cfg
 
 
 def from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Config:
-    return _Loader("", base_dir or Path.cwd()).build(Config, data, "")
+    cfg: Config = _Loader("", base_dir or Path.cwd()).build(Config, data, "")
+    return cfg
 
 
 class _Loader:
@@ -301,7 +303,7 @@ class _Loader:
         table: list[str] = []
         counts: dict[str, int] = {}
         best: int | None = None
-        want_tables = [p for p in parts[:-1]]
+        want_tables = list(parts[:-1])
         for lineno, raw in enumerate(self._lines, 1):
             line = raw.strip()
             if m := re.fullmatch(r"\[\[\s*([^\]]+?)\s*\]\]", line):
@@ -374,9 +376,7 @@ class _Loader:
         if origin is dict:
             if not isinstance(value, Mapping):
                 raise self.error(path, f"must be a table, not {_tname(value)}")
-            return {
-                str(k): self.convert(args[1], v, f"{path}.{k}") for k, v in value.items()
-            }
+            return {str(k): self.convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
         if dataclasses.is_dataclass(tp):
             return self.build(tp, value, path)  # type: ignore[arg-type]
         if tp is bool:

@@ -39,9 +39,7 @@ class Sink(Protocol):
 
     def reading(self, device_id: str, metric: str, value: Value) -> None: ...
 
-    def event(
-        self, device_id: str, event: str, action: str, button: int | None = None
-    ) -> None: ...
+    def event(self, device_id: str, event: str, action: str, button: int | None = None) -> None: ...
 
 
 class Driver(Protocol):

@@ -14,15 +14,16 @@ import click
 from gateway.cli.base import cli
 
 # Command modules: importing one registers its commands on the groups of gateway.cli.base.
-from gateway.cli import run_cmd as _run_cmd  # noqa: E402,F401  # isort: skip
-from gateway.cli import config_cmd as _config_cmd  # noqa: E402,F401  # isort: skip
+from gateway.cli import run_cmd as _run_cmd  # noqa: F401  # isort: skip
+from gateway.cli import config_cmd as _config_cmd  # noqa: F401  # isort: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (without the program name); return the exit code."""
     try:
-        rv = cli.main(args=list(argv) if argv is not None else None, prog_name="migw",
-                      standalone_mode=False)
+        rv = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="migw", standalone_mode=False
+        )
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,8 +32,6 @@ class CliContext:
 
 
 def _replace(obj: Any, **changes: object) -> Any:
-    import dataclasses
-
     return dataclasses.replace(obj, **changes)
 
 

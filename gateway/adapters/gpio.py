@@ -1,0 +1,152 @@
+"""GPIO devices from the config, on gpiozero (MockFactory pins in demo mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from drivers.gpio import ButtonAction, GpioBank, GpioSignal, PinKind, PinSpec, StateChange
+from gateway.adapters import AdapterContext
+from gateway.config import GpioDevice
+from gateway.driver import DriverHealth, Health, Sink
+from gateway.model import (
+    Command,
+    CommandResult,
+    CommandStatus,
+    DeviceStatus,
+    DeviceUpdate,
+    Transport,
+)
+
+PREFIX = "gpio-"
+
+
+def device_id(name: str) -> str:
+    return PREFIX + name
+
+
+def spec_of(dev: GpioDevice) -> PinSpec:
+    return PinSpec(
+        name=dev.name,
+        kind=PinKind(dev.kind),
+        pin=dev.pin,
+        active_high=dev.active_high,
+        pull_up=dev.pull_up,
+        bounce_s=dev.bounce_s,
+        hold_s=dev.hold_s,
+        multi_press_s=dev.multi_press_s,
+        clear_s=dev.clear_s,
+        initial=dev.initial,
+    )
+
+
+class GpioDriver:
+    name = "gpio"
+
+    def __init__(
+        self,
+        devices: tuple[GpioDevice, ...],
+        *,
+        pin_factory: Any = None,
+        demo_interval: float | None = None,
+    ) -> None:
+        self._specs = [spec_of(d) for d in devices]
+        self._factory = pin_factory
+        self._demo_interval = demo_interval
+        self._bank: GpioBank | None = None
+        self._health = DriverHealth(info={"devices": str(len(self._specs))})
+
+    def owns(self, device_id: str) -> bool:
+        return device_id.startswith(PREFIX) and any(
+            s.name == device_id[len(PREFIX) :] for s in self._specs
+        )
+
+    def health(self) -> DriverHealth:
+        if self._bank is not None:
+            self._health.counters = dict(self._bank.counters)
+        return self._health
+
+    async def run(self, sink: Sink) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signal: GpioSignal) -> None:
+            dev = device_id(signal.name)
+            if isinstance(signal, StateChange):
+                sink.reading(dev, signal.metric, signal.value)
+            elif isinstance(signal, ButtonAction):
+                sink.event(dev, "button", signal.action)
+
+        bank = GpioBank(self._specs, on_signal, loop=loop, pin_factory=self._factory)
+        try:
+            bank.open()
+        except Exception as exc:
+            self._health.health = Health.DEGRADED
+            self._health.reason = str(exc)
+            raise
+        self._bank = bank
+        self._health.health = Health.OK
+        self._health.reason = ""
+        try:
+            for spec in self._specs:
+                sink.device(
+                    DeviceUpdate(
+                        id=device_id(spec.name),
+                        transport=Transport.GPIO,
+                        model=f"gpio-{spec.kind.value}",
+                        name=spec.name,
+                        manufacturer="GPIO",
+                        status=DeviceStatus.OK,
+                        # inputs report on change only: silence is normal
+                        sleepy=True,
+                        attrs={"pin": str(spec.pin), "kind": spec.kind.value},
+                    )
+                )
+            for signal in bank.initial_signals():
+                on_signal(signal)
+            if self._demo_interval is not None:
+                from hw_mocks.gpio import run_script
+
+                await run_script(self._factory, self._specs, self._demo_interval)
+            await asyncio.Event().wait()
+        finally:
+            self._bank = None
+            with contextlib.suppress(Exception):
+                bank.close()
+
+    async def command(self, device_id: str, command: Command) -> CommandResult:
+        name = device_id[len(PREFIX) :]
+        spec = next((s for s in self._specs if s.name == name), None)
+        if spec is None:
+            return CommandResult(CommandStatus.UNKNOWN_DEVICE, f"no device {device_id!r}")
+        if not spec.kind.is_output:
+            return CommandResult(
+                CommandStatus.UNSUPPORTED, f"{device_id} is a {spec.kind.value}, not an output"
+            )
+        bank = self._bank
+        if bank is None:
+            return CommandResult(CommandStatus.UNREACHABLE, "gpio is not running")
+        if command.action == "on":
+            state = bank.set(name, True)
+        elif command.action == "off":
+            state = bank.set(name, False)
+        elif command.action == "toggle":
+            state = bank.toggle(name)
+        elif command.action == "pulse" and command.seconds is not None:
+            state = bank.pulse(name, command.seconds)
+        else:
+            return CommandResult(CommandStatus.INVALID, f"unsupported action {command.action}")
+        return CommandResult(CommandStatus.OK, state={"switch": state})
+
+
+def create(ctx: AdapterContext) -> GpioDriver | None:
+    devices = ctx.config.gpio.devices
+    if ctx.demo is not None:
+        if not ctx.demo.gpio or not devices:
+            return None
+        from hw_mocks.gpio import mock_factory
+
+        return GpioDriver(devices, pin_factory=mock_factory(), demo_interval=ctx.demo.gpio_interval)
+    if not devices:
+        return None
+    return GpioDriver(devices)
