@@ -8,6 +8,7 @@ are :class:`Secret` values that never print, and may come from files (``*_file``
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import socket
 import tomllib
@@ -332,7 +333,7 @@ class _Loader:
         for key, value in data.items():
             sub = f"{path}.{key}" if path else key
             if key not in fields:
-                close = [n for n in fields if n.replace("_", "") == key.replace("_", "").lower()]
+                close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.7)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 known = ", ".join(sorted(fields))
                 raise self.error(sub, f"unknown key{hint}; known keys here: {known}")

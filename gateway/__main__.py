@@ -1,0 +1,5 @@
+"""``python -m gateway`` is ``migw``."""
+
+from gateway.cli import run
+
+run()

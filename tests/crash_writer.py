@@ -1,0 +1,40 @@
+"""Subprocess for the crash test: writes readings forever, prints each committed seq.
+
+A line ``stored <seq>`` is printed only from the store's commit listener, i.e. after the
+transaction holding that reading has committed (synchronous=FULL): it is "reported stored".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from gateway.config import StoreSection
+from gateway.store import Store
+from tests.helpers import event, reading
+
+
+async def main(path: Path) -> None:
+    store = await Store.open(path, StoreSection(batch_max_rows=50, batch_max_ms=5))
+    out = sys.stdout
+
+    def listener(readings: object, events: object) -> None:
+        for item in [*readings, *events]:  # type: ignore[misc]
+            out.write(f"stored {item.seq}\n")
+        out.flush()
+
+    store.subscribe(listener)
+    print("ready", flush=True)
+    i = 0
+    while True:
+        i += 1
+        store.add_reading(reading(f"gpio-{i % 7}", "temperature", float(i)))
+        if i % 13 == 0:
+            store.add_event(event(f"gpio-{i % 5}"))
+        if i % 20 == 0:
+            await asyncio.sleep(0.001)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1])))

@@ -1,0 +1,112 @@
+"""Config: typed sections, errors naming key path and line, secrets that never print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway import config
+from gateway.cli import main
+from gateway.errors import ConfigError
+
+
+def test_defaults_are_valid() -> None:
+    cfg = config.loads("")
+    assert cfg.api.port == 8380
+    assert cfg.store.batch_max_rows == 500
+    assert cfg.gpio.devices == ()
+
+
+def test_full_gpio_section() -> None:
+    cfg = config.loads(
+        """
+[gateway]
+id = "pi-hall"
+
+[[gpio.devices]]
+name = "door"
+kind = "contact"
+pin = 27
+pull_up = true
+
+[[gpio.devices]]
+name = "relay"
+kind = "relay"
+pin = "GPIO23"
+active_high = false
+"""
+    )
+    assert cfg.gateway.id == "pi-hall"
+    assert [(d.name, d.kind, d.pin) for d in cfg.gpio.devices] == [
+        ("door", "contact", 27),
+        ("relay", "relay", "GPIO23"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[gatway]\nid='x'\n", "gatway (line 1): unknown key (did you mean 'gateway'?)"),
+        ("[api]\nport = 'eighty'\n", "api.port (line 2): must be an integer, not a string"),
+        ("[api]\nport = 99999\n", "api (line 1): port must be 0-65535"),
+        (
+            "[[gpio.devices]]\nname='a'\nkind='relay'\npin=1\n[[gpio.devices]]\nname='b'\n"
+            "kind='laser'\npin=2\n",
+            "gpio.devices[1].kind (line 7): must be one of 'button', 'contact', 'motion', "
+            "'relay', 'led', not 'laser'",
+        ),
+        (
+            "[[gpio.devices]]\nname='a'\nkind='relay'\npin=17\n[[gpio.devices]]\nname='b'\n"
+            "kind='button'\npin='GPIO17'\n",
+            "gpio.devices[1].pin (line 8): pin GPIO17 is already used by 'a'",
+        ),
+        ("[store]\nbatch_max_ms = 500\n", "store (line 1): batch_max_ms must be between 1 and 100"),
+        ("[upstream]\nurl = 'http://x'\n", "upstream (line 1): url must look like mqtt://"),
+        ("[ble]\nenabled = 'yes'\n", "ble.enabled (line 2): must be true or false, not a string"),
+        ("[zigbee]\nenabled = true\n", "zigbee (line 1): port is required when zigbee is enabled"),
+        ("a = 1\nb = = 2\n", "line 2: not valid TOML"),
+    ],
+)
+def test_errors_name_the_key_and_line(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        config.loads(text)
+    assert str(exc.value).startswith(message), str(exc.value)
+
+
+def test_secrets_never_print(tmp_path: Path) -> None:
+    cfg = config.loads("[ble.keys]\n'A4:C1:38:00:00:01' = '0123456789abcdef0123456789abcdef'\n")
+    key = cfg.ble.keys["A4:C1:38:00:00:01"]
+    assert "0123" not in repr(cfg)
+    assert "0123" not in str(key)
+    assert key.reveal() == "0123456789abcdef0123456789abcdef"
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    f = tmp_path / "pw"
+    f.write_text("hunter2\n")
+    assert config.read_secret(None, f, "password") == config.Secret("hunter2")
+    f.write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        config.read_secret(None, f, "password")
+    with pytest.raises(ConfigError, match="cannot read"):
+        config.read_secret(None, tmp_path / "missing", "password")
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[gateway]\nstate_dir = 'state'\n")
+    assert config.load(f).gateway.state_dir == tmp_path / "state"
+
+
+def test_cli_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text("[[gpio.devices]]\nname='r'\nkind='relay'\npin=5\n")
+    assert main(["config", "check", str(good)]) == 0
+    assert "ok (gateway" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[api]\nlisten = 5\n")
+    assert main(["config", "check", str(bad)]) == 1
+    assert "api.listen (line 2): must be a string, not an integer" in capsys.readouterr().err
+    assert main(["config", "check", str(tmp_path / "nope.toml")]) == 1
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,145 @@
+"""GPIO driver on gpiozero's MockFactory: real gpiozero devices, real edge callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from drivers.gpio import ButtonAction, GpioBank, GpioSignal, PinKind, PinSpec, StateChange
+from drivers.gpio.bank import GpioConfigError
+
+FAST = {"bounce_s": 0.0, "hold_s": 0.3, "multi_press_s": 0.15, "clear_s": 0.2}
+
+
+async def _until(signals: list[GpioSignal], n: int, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while len(signals) < n:
+            await asyncio.sleep(0.01)
+
+
+async def _open(mock_pins: Any, *specs: PinSpec) -> tuple[GpioBank, list[GpioSignal]]:
+    signals: list[GpioSignal] = []
+    bank = GpioBank(
+        list(specs), signals.append, loop=asyncio.get_running_loop(), pin_factory=mock_pins
+    )
+    bank.open()
+    return bank, signals
+
+
+async def test_contact_reports_opening_both_ways(mock_pins: Any) -> None:
+    spec = PinSpec("door", PinKind.CONTACT, 27, active_high=True, pull_up=True, bounce_s=0.0)
+    bank, signals = await _open(mock_pins, spec)
+    try:
+        pin = mock_pins.pin(27)
+        pin.drive_low()  # magnet at the reed switch: door closed
+        await _until(signals, 1)
+        pin.drive_high()
+        await _until(signals, 2)
+        assert signals == [
+            StateChange("door", "opening", False),
+            StateChange("door", "opening", True),
+        ]
+        assert bank.state("door") is True
+    finally:
+        bank.close()
+
+
+@pytest.mark.parametrize(
+    ("presses", "hold", "expected"),
+    [
+        (1, 0.02, ["single"]),
+        (2, 0.02, ["double"]),
+        (3, 0.02, ["triple"]),
+        (1, 0.5, ["long", "release"]),
+    ],
+)
+async def test_button_actions(
+    mock_pins: Any, presses: int, hold: float, expected: list[str]
+) -> None:
+    spec = PinSpec("btn", PinKind.BUTTON, 17, active_high=False, pull_up=True, **FAST)
+    bank, signals = await _open(mock_pins, spec)
+    try:
+        pin = mock_pins.pin(17)
+        for _ in range(presses):
+            pin.drive_low()
+            await asyncio.sleep(hold)
+            pin.drive_high()
+            await asyncio.sleep(0.03)
+        await _until(signals, len(expected))
+        await asyncio.sleep(0.3)  # nothing more may follow
+        assert signals == [ButtonAction("btn", a) for a in expected]
+    finally:
+        bank.close()
+
+
+async def test_motion_clears_after_quiet_period_and_retriggers(mock_pins: Any) -> None:
+    spec = PinSpec("pir", PinKind.MOTION, 22, **FAST)
+    bank, signals = await _open(mock_pins, spec)
+    try:
+        pin = mock_pins.pin(22)
+        pin.drive_high()
+        await _until(signals, 1)
+        pin.drive_low()
+        await asyncio.sleep(0.05)
+        pin.drive_high()  # re-trigger inside the clear window: no "false" in between
+        await asyncio.sleep(0.05)
+        pin.drive_low()
+        await _until(signals, 2)
+        assert signals == [StateChange("pir", "motion", True), StateChange("pir", "motion", False)]
+    finally:
+        bank.close()
+
+
+async def test_relay_on_off_toggle_pulse_and_active_low(mock_pins: Any) -> None:
+    spec = PinSpec("relay", PinKind.RELAY, 23, active_high=False, initial=False)
+    bank, signals = await _open(mock_pins, spec)
+    try:
+        pin = mock_pins.pin(23)
+        assert pin.state == 1  # active-low relay, off: pin high
+        assert bank.set("relay", True) is True
+        assert pin.state == 0
+        assert bank.toggle("relay") is False
+        assert bank.pulse("relay", 0.05) is True
+        await _until(signals, 4)
+        assert signals == [StateChange("relay", "switch", v) for v in (True, False, True, False)]
+        assert bank.set("relay", False) is False  # already off: no new signal
+        assert len(signals) == 4
+    finally:
+        bank.close()
+
+
+async def test_invalid_pin_is_a_config_error(mock_pins: Any) -> None:
+    with pytest.raises(GpioConfigError, match="'ghost' on pin 999"):
+        await _open(mock_pins, PinSpec("ghost", PinKind.CONTACT, 999))
+
+
+async def test_pin_used_twice_is_a_config_error(mock_pins: Any) -> None:
+    with pytest.raises(GpioConfigError, match="'b' on pin 5"):
+        await _open(mock_pins, PinSpec("a", PinKind.RELAY, 5), PinSpec("b", PinKind.CONTACT, 5))
+    # the bank released what it had opened: the pin is free again
+    bank, _ = await _open(mock_pins, PinSpec("c", PinKind.RELAY, 5))
+    bank.close()
+
+
+async def test_callbacks_from_foreign_threads_land_on_the_loop(mock_pins: Any) -> None:
+    spec = PinSpec("door", PinKind.CONTACT, 27, bounce_s=0.0)
+    bank, signals = await _open(mock_pins, spec)
+    loop_thread: list[bool] = []
+
+    def on_signal(sig: GpioSignal) -> None:
+        try:
+            asyncio.get_running_loop()
+            loop_thread.append(True)
+        except RuntimeError:
+            loop_thread.append(False)
+        signals.append(sig)
+
+    bank._on_signal = on_signal
+    try:
+        await asyncio.to_thread(mock_pins.pin(27).drive_high)
+        await _until(signals, 1)
+        assert loop_thread == [True]
+    finally:
+        bank.close()

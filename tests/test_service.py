@@ -1,0 +1,152 @@
+"""The service in-process: demo hardware, supervision, command path, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from drivers import supervisor
+from gateway.adapters import DemoOptions
+from gateway.config import Config, GatewaySection
+from gateway.demo import demo_config
+from gateway.driver import DriverHealth, Sink
+from gateway.model import Command, CommandResult, CommandStatus
+from gateway.service import Service
+
+ROOT = Path(__file__).resolve().parent.parent
+GPIO_ONLY = DemoOptions(ble_devices=0, zigbee=False, gpio_interval=0.2)
+
+
+def _cfg(tmp_path: Path) -> Config:
+    cfg = demo_config(Config(), tmp_path / "state", 0)
+    return cfg.replace(api=cfg.api.__class__(enabled=False, listen="127.0.0.1", port=0))
+
+
+async def _wait_for(predicate: object, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.05)
+
+
+async def test_demo_gpio_readings_reach_the_state_cache(tmp_path: Path) -> None:
+    async with Service(_cfg(tmp_path), demo=GPIO_ONLY) as svc:
+        assert svc.store is not None
+        await asyncio.wait_for(svc.ready.wait(), 5)
+        store = svc.store
+        await _wait_for(lambda: store.last_seq >= 8)
+        await store.flush()
+        devices = {d.id: d for d in await store.devices()}
+        assert set(devices) == {
+            "gpio-hall-button",
+            "gpio-front-door",
+            "gpio-hall-pir",
+            "gpio-hall-relay",
+            "gpio-status-led",
+        }
+        assert (await store.state("gpio-status-led"))["switch"][0] is True
+        assert svc.health() == {"status": "ok", "reasons": []}
+
+
+async def test_relay_command_goes_through_the_one_command_path(tmp_path: Path) -> None:
+    async with Service(_cfg(tmp_path), demo=GPIO_ONLY) as svc:
+        assert svc.store is not None
+        store = svc.store
+        await _wait_for(lambda: store.last_seq >= 4)
+        res = await svc.command("gpio-hall-relay", Command("on"))
+        assert res == CommandResult(CommandStatus.OK, state={"switch": True})
+        await store.flush()
+        await _wait_for(lambda: True)
+        assert (await store.state("gpio-hall-relay"))["switch"][0] is True
+        res = await svc.command("gpio-hall-button", Command("on"))
+        assert res.status is CommandStatus.UNSUPPORTED
+        res = await svc.command("gpio-nope", Command("toggle"))
+        assert res.status is CommandStatus.UNKNOWN_DEVICE
+
+
+class _FailingDriver:
+    """A driver whose hardware is broken: every run fails at once."""
+
+    name = "broken"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self, sink: Sink) -> None:
+        self.runs += 1
+        raise OSError(19, "No such device")
+
+    async def command(self, device_id: str, command: Command) -> CommandResult:
+        return CommandResult(CommandStatus.UNSUPPORTED)
+
+    def owns(self, device_id: str) -> bool:
+        return False
+
+    def health(self) -> DriverHealth:
+        return DriverHealth()
+
+
+async def test_failing_driver_degrades_but_never_kills(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(supervisor, "BACKOFF_INITIAL", 0.01)
+    monkeypatch.setattr(supervisor, "BACKOFF_MAX", 0.05)
+    broken = _FailingDriver()
+    cfg = Config(gateway=GatewaySection(id="t", state_dir=tmp_path))
+    async with Service(cfg, drivers=[broken]) as svc:
+        await _wait_for(lambda: broken.runs >= 5)
+        health = svc.health()
+        assert health["status"] == "degraded"
+        assert health["reasons"][0].startswith("broken: OSError: [Errno 19] No such device")
+        radio = svc.radios()[0]
+        assert radio.restarts >= 4
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "broken" in r.message]
+    assert len(warnings) == 1, "a failing driver must warn once, not flood the log"
+
+
+def test_migw_run_demo_stops_cleanly_on_sigint_and_sigterm(tmp_path: Path) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        state = tmp_path / sig.name
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "--state-dir",
+                str(state),
+                "--api-port",
+                "0",
+                "run",
+                "--demo",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        seen = b""
+        while b"gpio-" not in seen and time.monotonic() < deadline:
+            seen += proc.stdout.readline()
+        assert b"gpio-" in seen, seen.decode(errors="replace")
+        proc.send_signal(sig)
+        # the service bounds its own stop (STOP_TIMEOUT_S); this only guards against a hang
+        out, _ = proc.communicate(timeout=15)
+        log = (seen + out).decode(errors="replace")
+        assert proc.returncode == 0, log
+        assert "stopped cleanly" in log
+        con = sqlite3.connect(state / "state.db")
+        try:
+            assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            n = con.execute("SELECT count(*) FROM devices WHERE transport='gpio'").fetchone()[0]
+        finally:
+            con.close()
+        assert n == 5

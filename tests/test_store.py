@@ -1,0 +1,222 @@
+"""The state cache: schema, batching, sequence numbers, durability, corrupt files."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.config import StoreSection
+from gateway.errors import StoreError
+from gateway.model import DeviceStatus, DeviceUpdate, Event, Reading, Transport
+from gateway.store import APPLICATION_ID, SCHEMA_VERSION, Store, open_readonly
+from tests.helpers import event, reading
+
+
+async def test_new_database_has_schema_wal_and_app_id(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with await Store.open(path):
+        pass
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"meta", "devices", "state", "history", "outbox", "dead_letter"} <= tables
+    con.close()
+
+
+async def test_reopen_does_not_migrate_again(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with await Store.open(path) as store:
+        store.add_reading(reading())
+        await store.flush()
+    async with await Store.open(path) as store:
+        assert (await store.outbox_stats()).depth == 1
+
+
+async def test_database_from_newer_migw_is_refused_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with await Store.open(path):
+        pass
+    con = sqlite3.connect(path)
+    con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    con.close()
+    with pytest.raises(StoreError, match="newer than this migw"):
+        await Store.open(path)
+    assert path.exists()
+
+
+async def test_commit_batches_hold_at_most_batch_max_rows(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db", StoreSection(batch_max_rows=500)) as store:
+        batches: list[int] = []
+        store.subscribe(lambda rs, es: batches.append(len(rs) + len(es)))
+        for i in range(1200):
+            store.add_reading(reading(value=float(i)))
+        await store.flush()
+    assert batches == [500, 500, 200]
+    assert store.counters.commits == 3
+
+
+async def test_sequence_numbers_strictly_increase_and_survive_restart(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    seen: list[int] = []
+    async with await Store.open(path) as store:
+        store.subscribe(lambda rs, es: seen.extend(x.seq for x in [*rs, *es]))
+        for i in range(10):
+            store.add_reading(reading(value=float(i)))
+        store.add_event(event())
+        await store.flush()
+        # delivered rows leave the outbox: the numbers must still not be reused
+        await store.outbox_delete(seen)
+    async with await Store.open(path) as store:
+        store.subscribe(lambda rs, es: seen.extend(x.seq for x in [*rs, *es]))
+        store.add_reading(reading())
+        await store.flush()
+    assert seen == list(range(1, 13))
+
+
+async def test_latest_state_history_devices_and_outbox(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db") as store:
+        store.update_device(
+            DeviceUpdate(
+                id="ble-a4c138000001",
+                transport=Transport.BLE,
+                model="LYWSD03MMC",
+                rssi=-70,
+                status=DeviceStatus.OK,
+            ),
+            seen=1000.0,
+        )
+        store.add_reading(reading("ble-a4c138000001", "temperature", 20.0, wall=1001.0))
+        store.add_reading(reading("ble-a4c138000001", "temperature", 21.0, wall=1002.0))
+        store.add_reading(reading("ble-a4c138000001", "battery", 88.0, "%", wall=1002.0))
+        store.add_event(event("ble-a4c138000001", "double"))
+        await store.flush()
+        dev = await store.device("ble-a4c138000001")
+        assert dev is not None
+        assert (dev.model, dev.rssi, dev.battery, dev.status) == (
+            "LYWSD03MMC",
+            -70,
+            88.0,
+            DeviceStatus.OK,
+        )
+        assert dev.last_seen is not None and dev.last_seen >= 1002.0
+        state = await store.state("ble-a4c138000001")
+        assert state == {
+            "battery": (88.0, "%", 1002.0, 3),
+            "temperature": (21.0, "°C", 1002.0, 2),
+        }
+        hist = await store.history("ble-a4c138000001", "temperature")
+        assert hist == [(1, "temperature", 20.0, 1001.0), (2, "temperature", 21.0, 1002.0)]
+        stats = await store.outbox_stats()
+        assert (stats.depth, stats.events, stats.oldest_seq) == (4, 1, 1)
+        rows = await store.outbox_fetch(10)
+        assert [r.seq for r in rows] == [1, 2, 3, 4]
+        assert rows[3].body == '{"device":"ble-a4c138000001","event":"button","action":"double"}'
+        assert rows[0].body == (
+            '{"device":"ble-a4c138000001","metric":"temperature","value":20.0,"unit":"°C"}'
+        )
+
+
+async def test_booleans_round_trip_as_booleans(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db") as store:
+        store.add_reading(reading("gpio-door", "opening", True, None))
+        await store.flush()
+        assert (await store.state("gpio-door"))["opening"][0] is True
+
+
+async def test_non_finite_values_are_dropped_and_counted(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db") as store:
+        assert not store.add_reading(reading(value=float("nan")))
+        assert store.counters.dropped_invalid == 1
+
+
+async def test_history_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway.store.PRUNE_EVERY", 1)
+    cfg = StoreSection(history_max_rows=50, batch_max_rows=10)
+    async with await Store.open(tmp_path / "s.db", cfg) as store:
+        for i in range(200):
+            store.add_reading(reading(value=float(i)))
+        await store.flush()
+        hist = await store.history("gpio-a", limit=1000)
+    assert len(hist) == 50
+    assert hist[-1][0] == 200
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"this is not a database at all" * 10, b"SQLite format 3\x00" + b"\xff" * 4000],
+    ids=["garbage", "corrupt-sqlite"],
+)
+async def test_corrupt_file_is_moved_aside_not_lost(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(content)
+    async with await Store.open(path) as store:
+        moved = store.recovered_from
+        assert moved is not None and moved.name.startswith("state.db.corrupt-")
+        assert moved.read_bytes() == content
+        store.add_reading(reading())
+        await store.flush()
+
+
+async def test_foreign_sqlite_database_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE recipes (name TEXT)")
+    con.execute("INSERT INTO recipes VALUES ('soup')")
+    con.commit()
+    con.close()
+    async with await Store.open(path) as store:
+        assert store.recovered_from is not None
+    con = sqlite3.connect(store.recovered_from)
+    assert con.execute("SELECT name FROM recipes").fetchall() == [("soup",)]
+    con.close()
+
+
+async def test_readonly_view_reads_while_service_is_down(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with await Store.open(path) as store:
+        store.update_device(DeviceUpdate(id="gpio-x", transport=Transport.GPIO, model="m"))
+        store.add_reading(reading("gpio-x", "switch", True, None))
+        await store.flush()
+    ro = await open_readonly(path)
+    try:
+        assert [d.id for d in await ro.devices()] == ["gpio-x"]
+        assert (await ro.outbox_stats()).depth == 1
+        with pytest.raises(sqlite3.OperationalError):
+            await ro._db.execute("DELETE FROM outbox")
+    finally:
+        await ro.close()
+
+
+async def test_readonly_missing_database_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no state database"):
+        await open_readonly(tmp_path / "none.db")
+
+
+async def test_failed_commit_keeps_the_batch_and_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.store.RETRY_INITIAL_S", 0.01)
+    path = tmp_path / "s.db"
+    async with await Store.open(path) as store:
+        # Another connection holds the write lock: our commits fail with "database is locked".
+        await store._db.execute("PRAGMA busy_timeout=0")
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        got: list[Reading | Event] = []
+        store.subscribe(lambda rs, es: got.extend(rs))
+        for i in range(5):
+            store.add_reading(reading(value=float(i)))
+        while store.counters.commit_failures == 0:
+            import asyncio
+
+            await asyncio.sleep(0.01)
+        assert store.last_error
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        await store.flush()
+    assert [r.seq for r in got] == [1, 2, 3, 4, 5]
+    assert store.last_error == ""
