@@ -1,0 +1,1 @@
+"""migw benchmarks: ``python -m bench [--quick] [NAME ...]`` (``make bench``)."""
