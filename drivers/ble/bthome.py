@@ -1,0 +1,480 @@
+"""BTHome v1 (UUIDs 0x181C plain / 0x181E encrypted) and v2 (0xFCD2): pure codec.
+
+Object ids, sizes and factors follow the BTHome format table (bthome.io, mirrored in
+docs/ble.md). Names are the gateway's metric names where one exists (docs/metrics.md),
+otherwise the BTHome property name; units are converted to one unit per name (mass in kg,
+distance in m, volume in L). A repeated name gets ``_1``, ``_2`` ... suffixes; decoding
+stops at the first unknown object id.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from decimal import Decimal
+
+from drivers.ble import crypto
+from drivers.ble.errors import KeyInvalidError, MalformedError, NoKeyError, UnsupportedError
+from drivers.ble.keys import LEGACY_KEY_FOR_AES, BindKey
+from drivers.ble.types import (
+    UUID_BTHOME_V1,
+    UUID_BTHOME_V1_ENC,
+    UUID_BTHOME_V2,
+    BleEvent,
+    Decoded,
+    Format,
+    KeyStatus,
+    Value,
+)
+
+MODEL = "BTHome"
+
+
+class Kind(enum.Enum):
+    NUMBER = "number"
+    BINARY = "binary"
+    PACKET_ID = "packet_id"
+    BUTTON = "button"
+    DIMMER = "dimmer"
+    COMMAND = "command"  # parsed, carries no value
+    TIMESTAMP = "timestamp"
+    TEXT = "text"
+    RAW = "raw"
+    DEVICE_TYPE = "device_type"
+    FIRMWARE = "firmware"
+
+
+@dataclass(frozen=True, slots=True)
+class BtObj:
+    oid: int
+    name: str
+    length: int  # data bytes after the id (text/raw: the length byte)
+    kind: Kind = Kind.NUMBER
+    signed: bool = False
+    factor: float = 1.0
+    #: Unit conversion applied after the factor (lb -> kg, mm -> m, mL -> L).
+    convert: float = 1.0
+    #: Decimals kept; defaults to the factor's.
+    digits: int | None = None
+
+    def ndigits(self) -> int:
+        if self.digits is not None:
+            return self.digits
+        exp = Decimal(str(self.factor)).normalize().as_tuple().exponent
+        return max(0, -int(exp))
+
+
+#: Metrics published as floats even when the factor is 1 (docs/metrics.md types).
+FLOAT_METRICS = frozenset(
+    {
+        "battery",
+        "humidity",
+        "moisture",
+        "carbon_dioxide",
+        "pm25",
+        "pm10",
+        "volatile_organic_compounds",
+        "conductivity",
+        "temperature",
+        "illuminance",
+    }
+)
+
+
+def _n(oid: int, name: str, length: int, factor: float = 1.0, **kw: object) -> BtObj:
+    return BtObj(oid, name, length, Kind.NUMBER, factor=factor, **kw)  # type: ignore[arg-type]
+
+
+def _b(oid: int, name: str) -> BtObj:
+    return BtObj(oid, name, 1, Kind.BINARY)
+
+
+_LB = 0.45359237
+
+#: Every BTHome object id (bthome-ble 3.25 ``MEAS_TYPES``, see bthome_objects.txt).
+OBJECTS: dict[int, BtObj] = {
+    o.oid: o
+    for o in (
+        BtObj(0x00, "packet_id", 1, Kind.PACKET_ID),
+        _n(0x01, "battery", 1),
+        _n(0x02, "temperature", 2, 0.01, signed=True),
+        _n(0x03, "humidity", 2, 0.01),
+        _n(0x04, "pressure", 3, 0.01),
+        _n(0x05, "illuminance", 3, 0.01),
+        _n(0x06, "mass", 2, 0.01),
+        _n(0x07, "mass", 2, 0.01, convert=_LB, digits=3),  # sent in lb
+        _n(0x08, "dew_point", 2, 0.01, signed=True),
+        _n(0x09, "count", 1),
+        _n(0x0A, "energy", 3, 0.001),
+        _n(0x0B, "power", 3, 0.01),
+        _n(0x0C, "voltage", 2, 0.001),
+        _n(0x0D, "pm25", 2),
+        _n(0x0E, "pm10", 2),
+        _b(0x0F, "generic"),
+        _b(0x10, "power_on"),
+        _b(0x11, "opening"),
+        _n(0x12, "carbon_dioxide", 2),
+        _n(0x13, "volatile_organic_compounds", 2),
+        _n(0x14, "moisture", 2, 0.01),
+        _b(0x15, "battery_low"),
+        _b(0x16, "battery_charging"),
+        _b(0x17, "carbon_monoxide"),
+        _b(0x18, "cold"),
+        _b(0x19, "connectivity"),
+        _b(0x1A, "door"),
+        _b(0x1B, "garage_door"),
+        _b(0x1C, "gas_detected"),
+        _b(0x1D, "heat"),
+        _b(0x1E, "light"),
+        _b(0x1F, "lock"),
+        _b(0x20, "water_leak"),
+        _b(0x21, "motion"),
+        _b(0x22, "moving"),
+        _b(0x23, "occupancy"),
+        _b(0x24, "plug"),
+        _b(0x25, "presence"),
+        _b(0x26, "problem"),
+        _b(0x27, "running"),
+        _b(0x28, "safety"),
+        _b(0x29, "smoke"),
+        _b(0x2A, "sound"),
+        _b(0x2B, "tamper"),
+        _b(0x2C, "vibration"),
+        _b(0x2D, "window"),
+        _n(0x2E, "humidity", 1),
+        _n(0x2F, "moisture", 1),
+        BtObj(0x3A, "button", 1, Kind.BUTTON),
+        BtObj(0x3B, "command", 1, Kind.COMMAND),
+        BtObj(0x3C, "dimmer", 2, Kind.DIMMER),
+        _n(0x3D, "count", 2),
+        _n(0x3E, "count", 4),
+        _n(0x3F, "rotation", 2, 0.1, signed=True),
+        _n(0x40, "distance", 2, 1, convert=0.001, digits=3),  # sent in mm
+        _n(0x41, "distance", 2, 0.1),
+        _n(0x42, "duration", 3, 0.001),
+        _n(0x43, "current", 2, 0.001),
+        _n(0x44, "speed", 2, 0.01),
+        _n(0x45, "temperature", 2, 0.1, signed=True),
+        _n(0x46, "uv_index", 1, 0.1),
+        _n(0x47, "volume", 2, 0.1),
+        _n(0x48, "volume", 2, 1, convert=0.001, digits=3),  # sent in mL
+        _n(0x49, "volume_flow_rate", 2, 0.001),
+        _n(0x4A, "voltage", 2, 0.1),
+        _n(0x4B, "gas", 3, 0.001),
+        _n(0x4C, "gas", 4, 0.001),
+        _n(0x4D, "energy", 4, 0.001),
+        _n(0x4E, "volume", 4, 0.001),
+        _n(0x4F, "water", 4, 0.001),
+        BtObj(0x50, "timestamp", 4, Kind.TIMESTAMP),
+        _n(0x51, "acceleration", 2, 0.001),
+        _n(0x52, "gyroscope", 2, 0.001),
+        BtObj(0x53, "text", 1, Kind.TEXT),
+        BtObj(0x54, "raw", 1, Kind.RAW),
+        _n(0x55, "volume_storage", 4, 0.001),
+        _n(0x56, "conductivity", 2),
+        _n(0x57, "temperature", 1, signed=True),
+        _n(0x58, "temperature", 1, 0.35, signed=True),
+        _n(0x59, "count", 1, signed=True),
+        _n(0x5A, "count", 2, signed=True),
+        _n(0x5B, "count", 4, signed=True),
+        _n(0x5C, "power", 4, 0.01, signed=True),
+        _n(0x5D, "current", 2, 0.001, signed=True),
+        _n(0x5E, "direction", 2, 0.01),
+        _n(0x5F, "precipitation", 2, 0.1),
+        _n(0x60, "channel", 1),
+        _n(0x61, "rotational_speed", 2),
+        _n(0x62, "speed", 4, 0.000001, signed=True),
+        _n(0x63, "acceleration", 4, 0.000001, signed=True),
+        _n(0x64, "light_level", 1),
+        _n(0x65, "settings_revision", 1),
+        BtObj(0xF0, "device_type_id", 2, Kind.DEVICE_TYPE),
+        BtObj(0xF1, "firmware_version", 4, Kind.FIRMWARE),
+        BtObj(0xF2, "firmware_version", 3, Kind.FIRMWARE),
+    )
+}
+
+#: 0x3A button event codes -> action (0x00 = no event).
+BUTTON_ACTIONS = {
+    0x01: "single",
+    0x02: "double",
+    0x03: "triple",
+    0x04: "long",
+    0x05: "long_double",
+    0x06: "long_triple",
+    0x80: "hold",
+}
+#: 0x3C dimmer event codes -> action.
+DIMMER_ACTIONS = {0x01: "rotate_left", 0x02: "rotate_right"}
+
+
+@dataclass(slots=True)
+class _Parsed:
+    pairs: list[tuple[str, Value]]
+    buttons: list[int]
+    events: list[BleEvent]
+    packet_id: int | None
+    info: dict[str, str]
+
+
+def _number(obj: BtObj, data: bytes, signed: bool, fmt_float: bool) -> Value:
+    if fmt_float:
+        raw: float = struct.unpack("<e" if len(data) == 2 else "<f", data)[0]
+    else:
+        raw = int.from_bytes(data, "little", signed=signed)
+    if obj.factor == 1.0 and obj.convert == 1.0 and not fmt_float:
+        return float(raw) if obj.name in FLOAT_METRICS else int(raw)
+    return round(raw * obj.factor * obj.convert, obj.ndigits())
+
+
+def _apply(obj: BtObj, data: bytes, out: _Parsed, *, signed: bool, fmt_float: bool) -> None:
+    kind = obj.kind
+    if kind is Kind.NUMBER:
+        out.pairs.append((obj.name, _number(obj, data, signed, fmt_float)))
+    elif kind is Kind.BINARY:
+        out.pairs.append((obj.name, data[0] > 0))
+    elif kind is Kind.PACKET_ID:
+        out.packet_id = data[0]
+    elif kind is Kind.BUTTON:
+        out.buttons.append(data[0])
+    elif kind is Kind.DIMMER:
+        action = DIMMER_ACTIONS.get(data[0])
+        if action is not None:
+            out.events.append(BleEvent("dimmer", action, None, (("steps", data[1]),)))
+    elif kind is Kind.TIMESTAMP:
+        out.pairs.append((obj.name, int.from_bytes(data, "little")))
+    elif kind is Kind.TEXT:
+        try:
+            out.pairs.append((obj.name, data.decode("utf-8")))
+        except UnicodeDecodeError:
+            out.info["skipped_text"] = data.hex()
+    elif kind is Kind.RAW:
+        out.pairs.append((obj.name, data.hex()))
+    elif kind is Kind.DEVICE_TYPE:
+        out.info["device_type_id"] = f"0x{int.from_bytes(data, 'little'):04X}"
+    elif kind is Kind.FIRMWARE:
+        out.info["firmware_version"] = ".".join(str(b) for b in reversed(data))
+    # Kind.COMMAND: parsed for its length only
+
+
+def _finish(parsed: _Parsed) -> tuple[dict[str, Value], tuple[BleEvent, ...]]:
+    counts: dict[str, int] = {}
+    for name, _ in parsed.pairs:
+        counts[name] = counts.get(name, 0) + 1
+    seen: dict[str, int] = {}
+    values: dict[str, Value] = {}
+    for name, value in parsed.pairs:
+        if counts[name] > 1:
+            seen[name] = seen.get(name, 0) + 1
+            values[f"{name}_{seen[name]}"] = value
+        else:
+            values[name] = value
+    events: list[BleEvent] = []
+    many = len(parsed.buttons) > 1
+    for index, code in enumerate(parsed.buttons, 1):
+        action = BUTTON_ACTIONS.get(code)
+        if action is not None:
+            events.append(BleEvent("button", action, index if many else None))
+    events.extend(parsed.events)
+    return values, tuple(events)
+
+
+def parse_v2_objects(payload: bytes) -> _Parsed:
+    out = _Parsed([], [], [], None, {})
+    pos = 0
+    end = len(payload)
+    while pos < end:
+        oid = payload[pos]
+        obj = OBJECTS.get(oid)
+        if obj is None:
+            out.info["stopped_at"] = f"unknown object 0x{oid:02X} at {pos}"
+            break
+        pos += 1
+        length = obj.length
+        if obj.kind in (Kind.TEXT, Kind.RAW):
+            if pos >= end:
+                raise MalformedError(f"BTHome object 0x{oid:02X} lacks its length byte")
+            length = payload[pos]
+            pos += 1
+        if pos + length > end:
+            raise MalformedError(f"BTHome object 0x{oid:02X} is truncated")
+        _apply(obj, payload[pos : pos + length], out, signed=obj.signed, fmt_float=False)
+        pos += length
+    return out
+
+
+def parse_v1_objects(payload: bytes) -> _Parsed:
+    """v1: control byte (bits 0-4 length incl. the id byte, bits 5-7 format), id, data."""
+    out = _Parsed([], [], [], None, {})
+    pos = 0
+    end = len(payload)
+    while pos < end:
+        ctrl = payload[pos]
+        size = ctrl & 0x1F
+        fmt = ctrl >> 5
+        if size < 1 or pos + 1 + size > end:
+            raise MalformedError(f"BTHome v1 object at {pos} overruns the payload")
+        oid = payload[pos + 1]
+        data = payload[pos + 2 : pos + 1 + size]
+        obj = OBJECTS.get(oid)
+        if obj is None:
+            out.info["stopped_at"] = f"unknown object 0x{oid:02X} at {pos}"
+            break
+        fmt_float = fmt == 2
+        if fmt_float and len(data) not in (2, 4):
+            raise MalformedError(f"BTHome v1 float object 0x{oid:02X} of {len(data)} bytes")
+        if (
+            obj.kind in (Kind.BINARY, Kind.PACKET_ID, Kind.BUTTON, Kind.DIMMER)
+            and len(data) < obj.length
+        ):
+            raise MalformedError(f"BTHome v1 object 0x{oid:02X} is too short")
+        if not data and obj.kind not in (Kind.TEXT, Kind.RAW):
+            raise MalformedError(f"BTHome v1 object 0x{oid:02X} has no data")
+        _apply(obj, data, out, signed=obj.signed or fmt == 1, fmt_float=fmt_float)
+        pos += 1 + size
+    return out
+
+
+def _mac_bytes(mac: str | None) -> bytes | None:
+    return bytes.fromhex(mac.replace(":", "")) if mac else None
+
+
+def decode_v2(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
+    if not data:
+        raise MalformedError("empty BTHome v2 service data")
+    info = data[0]
+    version = info >> 5
+    if version != 2:
+        raise UnsupportedError(f"BTHome device-info byte 0x{info:02X} announces version {version}")
+    encrypted = bool(info & 0x01)
+    trigger = bool(info & 0x04)
+    pos = 1
+    dev_mac = _mac_bytes(mac)
+    if info & 0x02:  # MAC included (bthome-ble; reserved in the current spec)
+        if len(data) < 7:
+            raise MalformedError("BTHome v2 frame too short for its MAC")
+        dev_mac = data[1:7][::-1]
+        pos = 7
+    if dev_mac is None and encrypted:
+        raise MalformedError(
+            "encrypted BTHome needs the MAC (not in the frame, advertiser unknown)"
+        )
+    key_status = KeyStatus.NOT_ENCRYPTED
+    replay: int | None = None
+    payload = data[pos:]
+    if encrypted:
+        if key is None:
+            raise NoKeyError(
+                "encrypted BTHome and no key for this MAC", model=MODEL, encrypted=True
+            )
+        if key.is_legacy:
+            raise KeyInvalidError(LEGACY_KEY_FOR_AES, model=MODEL, encrypted=True)
+        if len(payload) < 8:
+            raise MalformedError("encrypted BTHome v2 frame too short", model=MODEL, encrypted=True)
+        counter = payload[-8:-4]
+        nonce = crypto.bthome_v2_nonce(dev_mac or b"", info, counter)
+        plain = crypto.ccm_decrypt(key.raw, nonce, payload[:-8], payload[-4:], None)
+        if plain is None:
+            raise KeyInvalidError("BTHome tag mismatch (wrong key)", model=MODEL, encrypted=True)
+        payload = plain
+        replay = int.from_bytes(counter, "little")
+        key_status = KeyStatus.OK
+    parsed = parse_v2_objects(payload)
+    values, events = _finish(parsed)
+    return Decoded(
+        mac=":".join(f"{b:02X}" for b in dev_mac) if dev_mac else "",
+        format=Format.BTHOME_V2,
+        model=MODEL,
+        name="BTHome sensor",
+        encrypted=encrypted,
+        key_status=key_status,
+        values=values,
+        events=events,
+        sleepy=trigger,
+        counter=parsed.packet_id,
+        replay_counter=replay,
+        version=2,
+        uuid=UUID_BTHOME_V2,
+        payload=data,
+        info=parsed.info,
+    )
+
+
+def decode_v1(data: bytes, mac: str | None, key: BindKey | None, *, encrypted: bool) -> Decoded:
+    dev_mac = _mac_bytes(mac)
+    if dev_mac is None:
+        raise MalformedError("BTHome v1 needs the advertiser's MAC")
+    payload = data
+    replay: int | None = None
+    key_status = KeyStatus.NOT_ENCRYPTED
+    if encrypted:
+        if key is None:
+            raise NoKeyError(
+                "encrypted BTHome v1 and no key for this MAC", model=MODEL, encrypted=True
+            )
+        if key.is_legacy:
+            raise KeyInvalidError(LEGACY_KEY_FOR_AES, model=MODEL, encrypted=True)
+        if len(data) < 9:
+            raise MalformedError("encrypted BTHome v1 frame too short", model=MODEL, encrypted=True)
+        counter = data[-8:-4]
+        nonce = crypto.bthome_v1_nonce(dev_mac, counter)
+        plain = crypto.ccm_decrypt(key.raw, nonce, data[:-8], data[-4:], crypto.AAD_11)
+        if plain is None:
+            raise KeyInvalidError("BTHome v1 tag mismatch (wrong key)", model=MODEL, encrypted=True)
+        payload = plain
+        replay = int.from_bytes(counter, "little")
+        key_status = KeyStatus.OK
+    parsed = parse_v1_objects(payload)
+    values, events = _finish(parsed)
+    return Decoded(
+        mac=":".join(f"{b:02X}" for b in dev_mac),
+        format=Format.BTHOME_V1,
+        model=MODEL,
+        name="BTHome sensor",
+        encrypted=encrypted,
+        key_status=key_status,
+        values=values,
+        events=events,
+        counter=parsed.packet_id,
+        replay_counter=replay,
+        version=1,
+        uuid=UUID_BTHOME_V1_ENC if encrypted else UUID_BTHOME_V1,
+        payload=data,
+        info=parsed.info,
+    )
+
+
+# --- encoding (tests and the simulated fleet) ----------------------------------------------
+
+
+def encode_v2(
+    objects: bytes,
+    *,
+    mac: str,
+    key: BindKey | None = None,
+    counter: int = 0,
+    trigger: bool = False,
+) -> bytes:
+    """Build BTHome v2 service data from already-encoded objects (``id`` + value bytes)."""
+    info = 0x40 | (0x04 if trigger else 0)
+    if key is None:
+        return bytes([info]) + objects
+    info |= 0x01
+    cnt = (counter & 0xFFFFFFFF).to_bytes(4, "little")
+    nonce = crypto.bthome_v2_nonce(bytes.fromhex(mac.replace(":", "")), info, cnt)
+    ct, tag = crypto.ccm_encrypt(key.raw, nonce, objects, None)
+    return bytes([info]) + ct + cnt + tag
+
+
+def encode_v1_encrypted(objects: bytes, *, mac: str, key: BindKey, counter: int) -> bytes:
+    cnt = (counter & 0xFFFFFFFF).to_bytes(4, "little")
+    nonce = crypto.bthome_v1_nonce(bytes.fromhex(mac.replace(":", "")), cnt)
+    ct, tag = crypto.ccm_encrypt(key.raw, nonce, objects, crypto.AAD_11)
+    return ct + cnt + tag
+
+
+def encode_number(oid: int, value: float) -> bytes:
+    """One v2 object for a numeric id of :data:`OBJECTS` (value in the object's own unit)."""
+    obj = OBJECTS[oid]
+    raw = round(value / obj.factor)
+    return bytes([oid]) + raw.to_bytes(obj.length, "little", signed=obj.signed)

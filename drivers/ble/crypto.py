@@ -1,0 +1,80 @@
+"""AES-CCM for MiBeacon (legacy and v4/v5), ATC/pvvx and BTHome v1/v2: pure functions.
+
+Decrypt helpers return ``None`` when the tag does not verify (wrong key or corrupt frame);
+encrypt helpers exist so tests and the simulated fleet can build valid encrypted adverts.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+
+#: MiBeacon, ATC/pvvx and BTHome v1 authenticate one header byte.
+AAD_11 = b"\x11"
+TAG_LEN = 4
+
+
+@lru_cache(maxsize=256)
+def _ccm(key: bytes) -> AESCCM:
+    return AESCCM(key, tag_length=TAG_LEN)
+
+
+def ccm_decrypt(
+    key: bytes, nonce: bytes, ciphertext: bytes, tag: bytes, aad: bytes | None
+) -> bytes | None:
+    """Verified AES-CCM decryption with a 4-byte tag; None when the tag does not match."""
+    try:
+        return _ccm(key).decrypt(nonce, ciphertext + tag, aad)
+    except InvalidTag:
+        return None
+
+
+def ccm_encrypt(
+    key: bytes, nonce: bytes, plaintext: bytes, aad: bytes | None
+) -> tuple[bytes, bytes]:
+    """AES-CCM encryption with a 4-byte tag: ``(ciphertext, tag)``."""
+    out = _ccm(key).encrypt(nonce, plaintext, aad)
+    return out[:-TAG_LEN], out[-TAG_LEN:]
+
+
+def ccm_ctr_only(key: bytes, nonce: bytes, data: bytes) -> bytes:
+    """The CTR half of CCM without tag verification (legacy MiBeacon has no usable tag).
+
+    CCM counter blocks are ``flags(L-1) | nonce | counter``, starting at counter 1 for the
+    payload (RFC 3610 section 2.3). Encryption and decryption are the same operation.
+    """
+    q = 15 - len(nonce)  # length-field size L
+    first = bytes([q - 1]) + nonce + (1).to_bytes(q, "big")
+    ctx = Cipher(algorithms.AES(key), modes.CTR(first)).encryptor()
+    return ctx.update(data) + ctx.finalize()
+
+
+# --- nonces -------------------------------------------------------------------------------
+
+
+def mibeacon_v45_nonce(mac_rev: bytes, header: bytes, ext_cnt: bytes) -> bytes:
+    """12 bytes: reversed MAC + product id (2, as sent) + frame counter + 3-byte ext counter."""
+    return mac_rev + header[2:5] + ext_cnt
+
+
+def mibeacon_legacy_nonce(header: bytes, ext_cnt: bytes, mac_rev: bytes) -> bytes:
+    """13 bytes: FC + product id + frame counter (5) + ext counter (3) + reversed MAC[:5]."""
+    return header[0:5] + ext_cnt + mac_rev[:5]
+
+
+def atc_nonce(mac_rev: bytes, sd_len: int, counter: int) -> bytes:
+    """11 bytes: reversed MAC + the AD header bleak strips, rebuilt: len, 0x16, 0x181A, counter."""
+    return mac_rev + bytes([sd_len + 3, 0x16, 0x1A, 0x18, counter])
+
+
+def bthome_v2_nonce(mac: bytes, info: int, counter: bytes) -> bytes:
+    """13 bytes: MAC in display order + UUID 0xFCD2 (LE) + device-info byte + counter (4)."""
+    return mac + b"\xd2\xfc" + bytes([info]) + counter
+
+
+def bthome_v1_nonce(mac: bytes, counter: bytes) -> bytes:
+    """12 bytes: MAC in display order + UUID 0x181E (LE) + counter (4)."""
+    return mac + b"\x1e\x18" + counter

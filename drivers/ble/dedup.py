@@ -1,0 +1,78 @@
+"""De-duplication of repeated adverts and replay protection for encrypted BTHome. Pure.
+
+Sensors send each frame several times. A repeat is the same (MAC, format, counter, payload)
+seen again within the window. Frames without any counter (plain BTHome without packet id)
+use a short window, so a real second button press a few seconds later is not dropped.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from drivers.ble.types import Decoded
+
+#: Repeats of a frame that carries no counter are only dropped within this many seconds.
+NO_COUNTER_WINDOW_S = 2.0
+#: A BTHome counter below this after one above RESET_FROM is taken as a device reboot.
+RESET_BELOW = 100
+RESET_FROM = 1000
+
+DedupKey = tuple[str, str, int | None, bytes]
+
+
+@dataclass(slots=True)
+class Deduplicator:
+    window_s: float = 60.0
+    max_entries: int = 16384
+    dropped: int = 0
+    _seen: OrderedDict[DedupKey, float] = field(default_factory=OrderedDict)
+
+    def is_duplicate(self, result: Decoded, now: float) -> bool:
+        """True (and counted) when this frame was already seen within the window."""
+        key: DedupKey = (result.mac, result.format.value, result.counter, result.payload)
+        window = self.window_s if result.counter is not None else NO_COUNTER_WINDOW_S
+        self._expire(now)
+        last = self._seen.get(key)
+        if last is not None and now - last <= window:
+            self.dropped += 1
+            return True
+        self._seen[key] = now
+        self._seen.move_to_end(key)
+        if len(self._seen) > self.max_entries:
+            self._seen.popitem(last=False)
+        return False
+
+    def _expire(self, now: float) -> None:
+        horizon = max(self.window_s, NO_COUNTER_WINDOW_S)
+        while self._seen:
+            key, seen_at = next(iter(self._seen.items()))
+            if now - seen_at <= horizon:
+                break
+            del self._seen[key]
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+@dataclass(slots=True)
+class ReplayGuard:
+    """Rejects encrypted BTHome frames whose counter does not move forward (per MAC)."""
+
+    rejected: int = 0
+    resets: int = 0
+    _last: dict[str, int] = field(default_factory=dict)
+
+    def accept(self, result: Decoded) -> bool:
+        counter = result.replay_counter
+        if counter is None:
+            return True
+        last = self._last.get(result.mac)
+        if last is not None and counter <= last:
+            if counter < RESET_BELOW <= RESET_FROM <= last:
+                self.resets += 1  # the device restarted and began counting again
+            else:
+                self.rejected += 1
+                return False
+        self._last[result.mac] = counter
+        return True

@@ -1,0 +1,836 @@
+"""Xiaomi MiBeacon (service data UUID 0xFE95), versions 2-5: pure codec.
+
+Frame layout, frame-control bits, nonces and object ids: docs/ble.md and the MiBeacon v5
+protocol and Object Definition documents. Object decoders are declared in :data:`OBJECTS`
+(one entry per object id); model-specific readings of an object (buttons, light flags)
+live in the small tables next to them.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from drivers.ble import crypto
+from drivers.ble.errors import (
+    BleParseError,
+    KeyInvalidError,
+    MalformedError,
+    NoKeyError,
+    UnsupportedError,
+)
+from drivers.ble.keys import LEGACY_KEY_FOR_V45, LONG_KEY_FOR_LEGACY, BindKey
+from drivers.ble.products import Product, product
+from drivers.ble.types import UUID_MIBEACON, BleEvent, Decoded, Format, KeyStatus, Value
+
+
+class FrameControl(enum.IntFlag):
+    """Frame-control bits (LE u16 at offset 0); the version is bits 12-15."""
+
+    REQUEST_TIMING = 0x0001  # v4 name; reserved in v5
+    ENCRYPTED = 0x0008
+    MAC_INCLUDED = 0x0010
+    CAPABILITY_INCLUDED = 0x0020
+    OBJECT_INCLUDED = 0x0040
+    MESH = 0x0080
+    REGISTERED = 0x0100
+    SOLICITED = 0x0200
+
+
+#: Capability byte bit 5: an I/O capability field follows (1 byte, as sent by real devices).
+CAP_IO_INCLUDED = 0x20
+
+
+@dataclass(slots=True)
+class _Ctx:
+    model: str
+    values: dict[str, Value] = field(default_factory=dict)
+    events: list[BleEvent] = field(default_factory=list)
+
+    def event(self, event: str, action: str, button: int | None = None, **props: int) -> None:
+        self.events.append(BleEvent(event, action, button, tuple(props.items())))
+
+
+Decoder = Callable[[bytes, _Ctx], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjDef:
+    oid: int
+    name: str
+    #: Accepted data lengths; an object with another length is skipped (and noted).
+    lengths: frozenset[int]
+    decode: Decoder
+
+
+def _u(data: bytes) -> int:
+    return int.from_bytes(data, "little")
+
+
+def _s(data: bytes) -> int:
+    return int.from_bytes(data, "little", signed=True)
+
+
+def _f32(data: bytes) -> float:
+    """A float32 as sent, shown with float32's 7 significant digits (23.8, not 23.7999992)."""
+    value: float = struct.unpack("<f", data)[0]
+    if not math.isfinite(value):
+        return value
+    return float(f"{value:.7g}")
+
+
+def _set(name: str, conv: Callable[[bytes], Value]) -> Decoder:
+    def decode(data: bytes, ctx: _Ctx) -> None:
+        ctx.values[name] = conv(data)
+
+    return decode
+
+
+def _scaled(name: str, divisor: int, signed: bool = False) -> Decoder:
+    digits = len(str(divisor)) - 1
+
+    def decode(data: bytes, ctx: _Ctx) -> None:
+        raw = _s(data) if signed else _u(data)
+        ctx.values[name] = round(raw / divisor, digits)
+
+    return decode
+
+
+def _flag(name: str, *, invert: bool = False) -> Decoder:
+    def decode(data: bytes, ctx: _Ctx) -> None:
+        ctx.values[name] = (data[0] > 0) != invert
+
+    return decode
+
+
+# --- measurement objects ---------------------------------------------------------------------
+
+
+def _temp_hum(data: bytes, ctx: _Ctx) -> None:
+    temp, hum = struct.unpack("<hH", data)
+    ctx.values["temperature"] = round(temp / 10, 1)
+    ctx.values["humidity"] = round(hum / 10, 1)
+
+
+def _power_temp(data: bytes, ctx: _Ctx) -> None:
+    ctx.values["switch"] = data[0] > 0
+    ctx.values["temperature"] = float(data[1])
+
+
+#: 0x000F carries a light flag, not lux, on these models (1/100 or 0/256 for dark/light).
+_LIGHT_FLAG_MODELS = frozenset({"MJYD02YL", "RTCGQ02LM"})
+#: 0x1007 is a light flag (100 = light) on these models.
+_LIGHT_FLAG_1007 = frozenset({"MJYD02YL", "MCCGQ02HL"})
+
+
+def _motion_light(data: bytes, ctx: _Ctx) -> None:
+    value = _u(data)
+    ctx.values["motion"] = True
+    if ctx.model in _LIGHT_FLAG_MODELS:
+        ctx.values["light"] = value >= 100
+    else:
+        ctx.values["illuminance"] = float(value)
+
+
+def _illuminance(data: bytes, ctx: _Ctx) -> None:
+    value = _u(data)
+    if ctx.model in _LIGHT_FLAG_1007:
+        ctx.values["light"] = value == 100
+    else:
+        ctx.values["illuminance"] = float(value)
+
+
+def _no_motion_time(data: bytes, ctx: _Ctx) -> None:
+    seconds = _u(data)
+    ctx.values["no_motion_time"] = float(seconds)
+    # The Mi Home rule: a no-motion time of up to 30 s still counts as motion.
+    ctx.values["motion"] = seconds <= 30
+
+
+def _no_motion_timeout(data: bytes, ctx: _Ctx) -> None:
+    ctx.values["motion"] = False
+
+
+def _door_sensor(data: bytes, ctx: _Ctx) -> None:
+    """0x1019: 0 open, 1 closed, 2 not closed after a timeout, 3 device reset."""
+    state = data[0]
+    if state == 0:
+        ctx.values["opening"] = True
+    elif state == 1:
+        ctx.values["opening"] = False
+        ctx.values["door_left_open"] = False
+    elif state == 2:
+        ctx.values["opening"] = True
+        ctx.values["door_left_open"] = True
+
+
+def _opening_miot(data: bytes, ctx: _Ctx) -> None:
+    """0x4804 / 0x4A12: 1 open, 2 closed."""
+    if data[0] == 1:
+        ctx.values["opening"] = True
+    elif data[0] == 2:
+        ctx.values["opening"] = False
+        ctx.values["door_left_open"] = False
+        ctx.values["device_forcibly_removed"] = False
+
+
+def _opening_480c(data: bytes, ctx: _Ctx) -> None:
+    if data[0] in (0, 1):
+        ctx.values["opening"] = data[0] == 0
+
+
+def _forcibly_removed(data: bytes, ctx: _Ctx) -> None:
+    if data[0] == 1:
+        ctx.values["opening"] = True
+        ctx.values["device_forcibly_removed"] = True
+
+
+def _door_left_open(data: bytes, ctx: _Ctx) -> None:
+    if data[0] == 1:
+        ctx.values["opening"] = True
+        ctx.values["door_left_open"] = True
+
+
+def _motion_illuminance(data: bytes, ctx: _Ctx) -> None:
+    ctx.values["motion"] = True
+    ctx.values["illuminance"] = _f32(data)
+
+
+def _occupancy(data: bytes, ctx: _Ctx) -> None:
+    ctx.values["occupancy"] = data[0] == 1 if ctx.model == "XMOSB01XS" else data[0] > 0
+
+
+def _body_temperature_2000(data: bytes, ctx: _Ctx) -> None:
+    """MMC-T201-1: the vendor's empirical formula over two thermistor readings."""
+    t1, t2, batt = struct.unpack("<hhB", data)
+    body = (
+        3.71934e-11 * math.exp(0.69314 * t1 / 100)
+        - 1.02801e-8 * math.exp(0.53871 * t2 / 100)
+        + 36.413
+    )
+    ctx.values["temperature"] = body
+    ctx.values["battery"] = float(batt)
+
+
+def _body_temperature(data: bytes, ctx: _Ctx) -> None:
+    raw = _s(data)
+    if raw:
+        ctx.values["temperature"] = round(raw / 100, 2)
+
+
+def _toothbrush(data: bytes, ctx: _Ctx) -> None:
+    on = data[0] == 0
+    ctx.values["toothbrush"] = on
+    if len(data) > 1:
+        ctx.values["counter" if on else "score"] = data[1]
+
+
+def _toothbrush_vendor(data: bytes, ctx: _Ctx) -> None:
+    if data[0] in (0, 1):
+        ctx.values["toothbrush"] = data[0] == 0
+    if len(data) == 6:
+        ctx.values["score"] = data[5]
+
+
+_FINGERPRINT_RESULTS = {
+    0: "match_successful",
+    1: "match_failed",
+    2: "timeout",
+    3: "low_quality_too_light_fuzzy",
+    4: "insufficient_area",
+    5: "skin_is_too_dry",
+    6: "skin_is_too_wet",
+}
+
+
+def _fingerprint(data: bytes, ctx: _Ctx) -> None:
+    ctx.values["key_id"] = _u(data[0:4])
+    ctx.values["fingerprint"] = data[4] == 0
+    result = _FINGERPRINT_RESULTS.get(data[4])
+    if result is not None:
+        ctx.event("fingerprint", result)
+
+
+#: 0x0007 door event -> values it sets.
+_DOOR_EVENTS: dict[int, dict[str, Value]] = {
+    0: {"door": True, "door_stuck": False, "knock_on_the_door": False},
+    1: {"door": False, "door_left_open": False, "pry_the_door": False},
+    2: {"door": True, "door_left_open": True},
+    3: {"door": False, "knock_on_the_door": True},
+    4: {"door": True, "pry_the_door": True},
+    5: {"door": False, "door_stuck": True},
+}
+
+
+def _door_event(data: bytes, ctx: _Ctx) -> None:
+    ctx.values.update(_DOOR_EVENTS.get(data[0], {}))
+
+
+def _armed(data: bytes, ctx: _Ctx) -> None:
+    armed = (data[0] ^ 1) > 0
+    ctx.values["armed"] = armed
+    if ctx.model == "DSL-C08":  # lifting the handle outside sends this object
+        ctx.values["lock"] = armed
+        ctx.values["lock_method"] = "manual"
+        ctx.event("lock", "lock_outside_the_door")
+
+
+#: 0x000B lock action (low nibble) -> (lock kind, unlocked, event action).
+LOCK_ACTIONS: dict[int, tuple[str, bool, str]] = {
+    0b0000: ("lock", True, "unlock_outside_the_door"),
+    0b0001: ("lock", False, "locked"),
+    0b0010: ("antilock", False, "turn_on_antilock"),
+    0b0011: ("antilock", True, "release_the_antilock"),
+    0b0100: ("lock", True, "unlock_inside_the_door"),
+    0b0101: ("lock", False, "lock_inside_the_door"),
+    0b0110: ("childlock", False, "turn_on_child_lock"),
+    0b0111: ("childlock", True, "turn_off_child_lock"),
+    0b1000: ("lock", False, "lock_outside_the_door"),
+    0b1111: ("lock", True, "abnormal"),
+}
+#: 0x000B lock method (high nibble).
+LOCK_METHODS: dict[int, str] = {
+    0b0000: "bluetooth",
+    0b0001: "password",
+    0b0010: "biometrics",
+    0b0011: "key_method",
+    0b0100: "turntable_method",
+    0b0101: "nfc_method",
+    0b0110: "one_time_password",
+    0b0111: "two_step_verification",
+    0b1000: "coercion_method",
+    0b1001: "homekit",
+    0b1010: "manual",
+    0b1011: "automatic",
+    0b1111: "abnormal",
+}
+
+
+def _lock(data: bytes, ctx: _Ctx) -> None:
+    """0x000B: action/method byte, key id (u32), timestamp (u32). ``lock`` true = unlocked."""
+    action = LOCK_ACTIONS.get(data[0] & 0x0F)
+    method = LOCK_METHODS.get(data[0] >> 4)
+    if action is None or method is None:
+        return
+    kind, unlocked, name = action
+    ctx.values[kind] = unlocked
+    ctx.values["lock_method"] = method
+    ctx.values["key_id"] = _u(data[1:5])
+    ctx.event("lock", name)
+
+
+def _lock_attribute(data: bytes, ctx: _Ctx) -> None:
+    ctx.values["lock"] = (data[0] & 0x01) == 0
+    ctx.values["childlock"] = ((data[0] >> 3) & 0x01) == 0
+
+
+def _charging_state(data: bytes, ctx: _Ctx) -> None:
+    ctx.values["charging_state"] = {0: "charging", 1: "not_charging", 2: "full"}.get(
+        data[0], "unknown"
+    )
+
+
+def _scale_s200(data: bytes, ctx: _Ctx) -> None:
+    """0x4E16 (S200): profile id u8, mass u32 (/100 kg), timestamp u32."""
+    profile, mass, _ts = struct.unpack("<BII", data)
+    ctx.values["profile_id"] = profile
+    if mass:
+        ctx.values["mass"] = round(mass / 100, 2)
+
+
+def _scale_s400(data: bytes, ctx: _Ctx) -> None:
+    """0x6E16 (S400): profile id u8, u32 bit field mass:11 heart_rate:7 impedance:14, ts u32."""
+    profile, bits, _ts = struct.unpack("<BII", data)
+    mass = bits & 0x7FF
+    heart = (bits >> 11) & 0x7F
+    impedance = bits >> 18
+    if mass == 0x7FF:
+        mass = 0
+    ctx.values["profile_id"] = profile
+    if mass == heart == impedance == 0:
+        ctx.values["stabilized"] = False
+        return
+    if mass:
+        ctx.values["mass"] = round(mass / 10, 1)
+    if 0 < heart < 127:
+        ctx.values["heart_rate"] = heart + 50
+    if mass == 0 and heart == 0:
+        ctx.values["impedance_high"] = round(impedance / 10, 1)
+        ctx.values["stabilized"] = True
+    elif impedance:
+        ctx.values["impedance_low"] = round(impedance / 10, 1)
+        ctx.values["stabilized"] = False
+    else:
+        ctx.values["stabilized"] = True
+
+
+# --- buttons ---------------------------------------------------------------------------------
+
+#: Press-type byte of 0x1001 for most models.
+_PRESS_1001 = {0: "single", 1: "double", 2: "long", 5: "single", 6: "long"}
+#: Aqara K9B wall switches swap long and double.
+_PRESS_K9B = {0: "single", 1: "long", 2: "double"}
+#: K9B button-type byte -> buttons pressed together (1 = left, 2 = middle/right, 3 = right).
+_K9B_BUTTONS: dict[str, dict[int, tuple[int | None, ...]]] = {
+    "K9B-1BTN": {0: (None,)},
+    "K9B-2BTN": {0: (1,), 1: (2,), 2: (1, 2)},
+    "K9B-3BTN": {0: (1,), 1: (2,), 2: (3,), 3: (1, 2), 4: (2, 3), 5: (1, 3), 6: (1, 2, 3)},
+}
+#: Remotes whose button-type byte is a button number (button = byte + 1).
+_REMOTES = frozenset({"YLYK01YL", "YLYK01YL-FANCL", "YLYK01YL-VENFAN", "YLYB01YL-BHFRC"})
+
+
+def _button_1001(data: bytes, ctx: _Ctx) -> None:
+    """0x1001: button type/index, value, press type. Its meaning varies by model."""
+    btype, value, press = data[0], data[1], data[2]
+    model = ctx.model
+    if model in _K9B_BUTTONS:
+        action = _PRESS_K9B.get(press)
+        buttons = _K9B_BUTTONS[model].get(btype, ())
+        if action is not None:
+            for button in buttons:
+                ctx.event("button", action, button)
+        return
+    if model == "XMMF01JQD":  # Rubik's cube
+        if btype in (0, 1):
+            ctx.event("cube", "rotate_right" if btype == 0 else "rotate_left")
+        return
+    if model == "YLKG07YL/YLKG08YL":  # dimmer
+        if press == 3 and btype == 0:
+            ctx.event("dimmer", "single", presses=value)
+        elif press == 3 and btype == 1:
+            ctx.event("dimmer", "long", duration=value)
+        elif press == 4 and btype == 0:
+            if value <= 127:
+                ctx.event("dimmer", "rotate_right", steps=value)
+            else:
+                ctx.event("dimmer", "rotate_left", steps=256 - value)
+        elif press == 4:
+            if btype <= 127:
+                ctx.event("dimmer", "rotate_right_pressed", steps=btype)
+            else:
+                ctx.event("dimmer", "rotate_left_pressed", steps=256 - btype)
+        return
+    action = _PRESS_1001.get(press)
+    if action is None:
+        return
+    ctx.event("button", action, btype + 1 if model in _REMOTES else None)
+
+
+def _miot_button(action: str) -> Decoder:
+    """0x4A0C-0x4A0E, 0x4E0C-0x4E0E, 0x560C-0x560E: single/double/long press objects."""
+
+    def decode(data: bytes, ctx: _Ctx) -> None:
+        arg = data[0] if data else None
+        model = ctx.model
+        if model == "XMWS01XS":  # 0 left, 1 right
+            if arg in (0, 1):
+                ctx.event("button", action, arg + 1)
+        elif model == "XMWXKG01YL":  # 1 left, 2 right, 3 both
+            for button in {1: (1,), 2: (2,), 3: (1, 2)}.get(arg or 0, ()):
+                ctx.event("button", action, button)
+        elif model == "K9BB-1BTN":  # the argument is the press type
+            kind = {1: "single", 8: "long", 15: "double"}.get(arg or 0)
+            if kind is not None:
+                ctx.event("button", kind)
+        elif model in ("KS1", "KS1BP"):  # 1 left, 2 mid-left, 3 mid-right, 4 right
+            if arg in (1, 2, 3, 4):
+                ctx.event("button", action, arg)
+        else:
+            ctx.event("button", action)
+
+    return decode
+
+
+def _button_4a13(data: bytes, ctx: _Ctx) -> None:
+    if data[0] == 1:
+        ctx.event("button", "single")
+
+
+def _motion_event(data: bytes, ctx: _Ctx) -> None:
+    ctx.event("motion", "detected")
+
+
+def _ignore(data: bytes, ctx: _Ctx) -> None:
+    """Parsed (length checked) but carries no measurement (reset, mode ...)."""
+
+
+def _r(lo: int, hi: int) -> frozenset[int]:
+    return frozenset(range(lo, hi + 1))
+
+
+def _one(n: int) -> frozenset[int]:
+    return frozenset({n})
+
+
+_ANY = _r(0, 255)
+
+#: Every MiBeacon object id decoded here (docs/ble.md section 2).
+OBJECTS: dict[int, ObjDef] = {
+    o.oid: o
+    for o in (
+        ObjDef(0x0003, "motion event", _ANY, _motion_event),
+        ObjDef(0x0006, "fingerprint", _one(5), _fingerprint),
+        ObjDef(0x0007, "door event", _r(1, 5), _door_event),
+        ObjDef(0x0008, "armed", _r(1, 5), _armed),
+        ObjDef(0x000A, "body temperature", _one(2), _body_temperature),
+        ObjDef(0x000B, "lock event", _one(9), _lock),
+        ObjDef(0x000F, "motion with light", _one(3), _motion_light),
+        ObjDef(0x0010, "toothbrush", _r(1, 2), _toothbrush),
+        ObjDef(0x1001, "button", _one(3), _button_1001),
+        ObjDef(0x1004, "temperature", _one(2), _scaled("temperature", 10, signed=True)),
+        ObjDef(0x1005, "power and temperature", _one(2), _power_temp),
+        ObjDef(0x1006, "humidity", _one(2), _scaled("humidity", 10)),
+        ObjDef(0x1007, "illuminance", _one(3), _illuminance),
+        ObjDef(0x1008, "moisture", _one(1), _set("moisture", lambda d: float(d[0]))),
+        ObjDef(0x1009, "conductivity", _one(2), _set("conductivity", lambda d: float(_u(d)))),
+        ObjDef(0x100A, "battery", _r(1, 2), _set("battery", lambda d: float(d[0]))),
+        ObjDef(0x100D, "temperature and humidity", _one(4), _temp_hum),
+        ObjDef(0x100E, "lock attribute", _one(1), _lock_attribute),
+        ObjDef(0x100F, "door state", _one(1), _set("door", lambda d: d[0] == 1)),
+        ObjDef(0x1010, "formaldehyde", _one(2), _scaled("formaldehyde", 100)),
+        ObjDef(0x1012, "switch", _one(1), _flag("switch")),
+        ObjDef(0x1013, "consumable", _one(1), _set("consumable", lambda d: d[0])),
+        ObjDef(0x1014, "water leak", _one(1), _flag("water_leak")),
+        ObjDef(0x1015, "smoke", _one(1), _flag("smoke")),
+        ObjDef(0x1017, "no-motion time", _one(4), _no_motion_time),
+        ObjDef(0x1018, "light", _one(1), _flag("light")),
+        ObjDef(0x1019, "door sensor", _one(1), _door_sensor),
+        ObjDef(0x101B, "no-motion timeout", _r(1, 4), _no_motion_timeout),
+        ObjDef(0x2000, "body temperature (MMC-T201-1)", _one(5), _body_temperature_2000),
+        ObjDef(0x3003, "toothbrush (vendor)", _r(5, 6), _toothbrush_vendor),
+        ObjDef(0x4801, "temperature (float)", _one(4), _set("temperature", _f32)),
+        ObjDef(0x4802, "humidity", _one(1), _set("humidity", lambda d: float(d[0]))),
+        ObjDef(0x4803, "battery", _one(1), _set("battery", lambda d: float(d[0]))),
+        ObjDef(0x4804, "opening state", _one(1), _opening_miot),
+        ObjDef(0x4805, "illuminance (float)", _one(4), _set("illuminance", _f32)),
+        ObjDef(0x4806, "water leak", _one(1), _flag("water_leak")),
+        ObjDef(0x4808, "humidity (float)", _one(4), _set("humidity", _f32)),
+        ObjDef(0x480C, "opening", _one(1), _opening_480c),
+        ObjDef(0x4818, "no-motion time", _one(2), _no_motion_time),
+        ObjDef(0x483C, "pressure present", _one(1), _occupancy),
+        ObjDef(0x483D, "pressure present duration", _one(4), _set("pressure_present_duration", _u)),
+        ObjDef(
+            0x483E,
+            "pressure not present duration",
+            _one(4),
+            _set("pressure_not_present_duration", _u),
+        ),
+        ObjDef(0x484E, "occupancy", _one(1), _occupancy),
+        ObjDef(0x4851, "duration detected (min)", _one(1), _set("duration_detected", _u)),
+        ObjDef(0x4852, "duration cleared (min)", _one(1), _set("duration_cleared", _u)),
+        ObjDef(0x4A01, "low battery", _one(1), _flag("battery_low")),
+        ObjDef(0x4A08, "motion with illuminance", _one(4), _motion_illuminance),
+        ObjDef(0x4A0C, "single press", _r(0, 1), _miot_button("single")),
+        ObjDef(0x4A0D, "double press", _r(0, 1), _miot_button("double")),
+        ObjDef(0x4A0E, "long press", _r(0, 1), _miot_button("long")),
+        ObjDef(0x4A0F, "device forcibly removed", _one(1), _forcibly_removed),
+        ObjDef(0x4A12, "opening event", _one(1), _opening_miot),
+        ObjDef(0x4A13, "button", _one(1), _button_4a13),
+        ObjDef(0x4A1A, "door left open", _one(1), _door_left_open),
+        ObjDef(0x4C01, "temperature (float)", _one(4), _set("temperature", _f32)),
+        ObjDef(0x4C02, "humidity", _one(1), _set("humidity", lambda d: float(d[0]))),
+        ObjDef(0x4C03, "battery", _one(1), _set("battery", lambda d: float(d[0]))),
+        ObjDef(0x4C08, "humidity (float)", _one(4), _set("humidity", _f32)),
+        ObjDef(0x4C14, "mode", _one(1), _set("mode", _u)),
+        ObjDef(0x4E01, "low battery", _one(1), _flag("battery_low")),
+        ObjDef(0x4E0C, "single press", _r(0, 1), _miot_button("single")),
+        ObjDef(0x4E0D, "double press", _r(0, 1), _miot_button("double")),
+        ObjDef(0x4E0E, "long press", _r(0, 1), _miot_button("long")),
+        ObjDef(0x4E16, "scale (S200)", _one(9), _scale_s200),
+        ObjDef(0x4E1C, "device reset", _ANY, _ignore),
+        ObjDef(0x5003, "battery", _one(1), _set("battery", lambda d: float(d[0]))),
+        ObjDef(0x5413, "occupancy close range", _one(1), _flag("occupancy_close_range")),
+        ObjDef(0x5414, "mode", _one(1), _set("mode", _u)),
+        ObjDef(0x5422, "charging state", _one(1), _charging_state),
+        ObjDef(0x560C, "single press", _r(0, 1), _miot_button("single")),
+        ObjDef(0x560D, "double press", _r(0, 1), _miot_button("double")),
+        ObjDef(0x560E, "long press", _r(0, 1), _miot_button("long")),
+        ObjDef(0x5810, "sleep", _one(1), _flag("asleep", invert=True)),
+        ObjDef(0x6461, "wearing", _one(1), _flag("wearing", invert=True)),
+        ObjDef(0x6E16, "scale (S400)", _one(9), _scale_s400),
+    )
+}
+
+
+# --- frame ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    frame_control: int
+    version: int
+    product_id: int
+    frame_counter: int
+    mac: bytes | None  # display order, when included
+    capability: int | None
+    io_capability: int | None
+    payload_offset: int
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.frame_control & FrameControl.ENCRYPTED)
+
+    @property
+    def has_object(self) -> bool:
+        return bool(self.frame_control & FrameControl.OBJECT_INCLUDED)
+
+
+def parse_header(data: bytes) -> Header:
+    if len(data) < 5:
+        raise MalformedError(f"MiBeacon frame of {len(data)} bytes is shorter than 5")
+    fc = data[0] | data[1] << 8
+    version = fc >> 12
+    pid = data[2] | data[3] << 8
+    i = 5
+    mac = None
+    cap = io = None
+    if fc & FrameControl.MAC_INCLUDED:
+        if len(data) < 11:
+            raise MalformedError("MiBeacon frame too short for its MAC field")
+        mac = data[5:11][::-1]
+        i = 11
+    if fc & FrameControl.CAPABILITY_INCLUDED:
+        if len(data) < i + 1:
+            raise MalformedError("MiBeacon frame too short for its capability field")
+        cap = data[i]
+        i += 1
+        if cap & CAP_IO_INCLUDED:
+            if len(data) < i + 1:
+                raise MalformedError("MiBeacon frame too short for its I/O capability")
+            io = data[i]
+            i += 1
+    return Header(fc, version, pid, data[4], mac, cap, io, i)
+
+
+def _walk(payload: bytes, ctx: _Ctx, *, strict: bool) -> list[str]:
+    """Walk the objects; returns notes. ``strict`` (legacy crypto) raises on anything odd."""
+    notes: list[str] = []
+    pos = 0
+    end = len(payload)
+    while pos + 3 <= end:
+        oid = payload[pos] | payload[pos + 1] << 8
+        olen = payload[pos + 2]
+        nxt = pos + 3 + olen
+        if nxt > end:
+            raise MalformedError(f"object 0x{oid:04X} length {olen} overruns the payload")
+        obj = OBJECTS.get(oid)
+        data = payload[pos + 3 : nxt]
+        if obj is None:
+            if strict:
+                raise MalformedError(f"unknown object 0x{oid:04X}")
+            notes.append(f"0x{oid:04X}:{data.hex()}")
+        elif olen not in obj.lengths:
+            if strict:
+                raise MalformedError(f"object 0x{oid:04X} has length {olen}")
+            notes.append(f"0x{oid:04X}/len{olen}:{data.hex()}")
+        else:
+            obj.decode(data, ctx)
+        pos = nxt
+    if pos != end:
+        if strict:
+            raise MalformedError(f"{end - pos} stray byte(s) after the objects")
+        notes.append(f"stray:{payload[pos:].hex()}")
+    return notes
+
+
+def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
+    """Decode one 0xFE95 service-data payload. ``mac`` is the advertiser address (or None).
+
+    Raises only :class:`~drivers.ble.errors.BleParseError` subclasses.
+    """
+    hdr = parse_header(data)
+    if hdr.version < 2:
+        raise UnsupportedError(f"MiBeacon version {hdr.version} is not supported")
+    if hdr.frame_control & FrameControl.MESH:
+        raise UnsupportedError("MiBeacon mesh frames are not supported")
+    prod: Product | None = product(hdr.product_id)
+    if prod is None:
+        raise UnsupportedError(
+            f"unknown MiBeacon product id 0x{hdr.product_id:04X}", product_id=hdr.product_id
+        )
+    adv_mac = bytes.fromhex(mac.replace(":", "")) if mac else None
+    if hdr.mac is not None and adv_mac is not None and hdr.mac != adv_mac:
+        raise _fail(
+            MalformedError,
+            "the MAC inside the MiBeacon frame is not the advertiser's",
+            prod,
+            hdr.encrypted,
+        )
+    dev_mac = hdr.mac or adv_mac
+    if dev_mac is None:
+        raise _fail(
+            MalformedError,
+            "no MAC address (not in the frame, advertiser unknown)",
+            prod,
+            hdr.encrypted,
+        )
+    mac_text = ":".join(f"{b:02X}" for b in dev_mac)
+    ctx = _Ctx(prod.model)
+    counter = hdr.frame_counter
+    key_status = KeyStatus.NOT_ENCRYPTED
+    notes: list[str] = []
+    if hdr.has_object:
+        i = hdr.payload_offset
+        if hdr.encrypted:
+            if key is None:
+                raise _fail(
+                    NoKeyError,
+                    "encrypted MiBeacon and no bind key for this MAC",
+                    prod,
+                    hdr.encrypted,
+                )
+            mac_rev = dev_mac[::-1]
+            if hdr.version >= 4:
+                if key.is_legacy:
+                    raise _fail(KeyInvalidError, LEGACY_KEY_FOR_V45, prod, hdr.encrypted)
+                if len(data) < i + 3 + 7:
+                    raise _fail(
+                        MalformedError,
+                        "encrypted MiBeacon v4/v5 frame too short",
+                        prod,
+                        hdr.encrypted,
+                    )
+                ext = data[-7:-4]
+                nonce = crypto.mibeacon_v45_nonce(mac_rev, data, ext)
+                plain = crypto.ccm_decrypt(
+                    key.aes_key(), nonce, data[i:-7], data[-4:], crypto.AAD_11
+                )
+                if plain is None:
+                    raise _fail(
+                        KeyInvalidError,
+                        "MiBeacon v4/v5 tag mismatch (wrong bind key)",
+                        prod,
+                        hdr.encrypted,
+                    )
+                counter = hdr.frame_counter | _u(ext) << 8
+                _walk_checked(plain, ctx, notes, prod, hdr.encrypted)
+            else:
+                if not key.is_legacy:
+                    raise _fail(KeyInvalidError, LONG_KEY_FOR_LEGACY, prod, hdr.encrypted)
+                if len(data) < i + 3 + 4:
+                    raise _fail(
+                        MalformedError,
+                        "encrypted MiBeacon v2/v3 frame too short",
+                        prod,
+                        hdr.encrypted,
+                    )
+                ext = data[-4:-1]
+                nonce = crypto.mibeacon_legacy_nonce(data, ext, mac_rev)
+                plain = crypto.ccm_ctr_only(key.aes_key(), nonce, data[i:-4])
+                counter = hdr.frame_counter | _u(ext) << 8
+                try:
+                    notes = _walk(plain, ctx, strict=True)
+                except MalformedError:
+                    # No verified tag in the legacy scheme: garbage objects mean a wrong key.
+                    raise _fail(
+                        KeyInvalidError,
+                        "legacy MiBeacon payload does not parse after decryption (wrong key)",
+                        prod,
+                        hdr.encrypted,
+                    ) from None
+            key_status = KeyStatus.OK
+        else:
+            if len(data) < i + 3:
+                raise _fail(
+                    MalformedError,
+                    "MiBeacon frame has the object bit but no object",
+                    prod,
+                    hdr.encrypted,
+                )
+            _walk_checked(data[i:], ctx, notes, prod, hdr.encrypted)
+    info = {"frame_control": f"0x{hdr.frame_control:04X}"}
+    if hdr.capability is not None:
+        info["capability"] = f"0x{hdr.capability:02X}"
+    if notes:
+        info["skipped_objects"] = " ".join(notes)
+    return Decoded(
+        mac=mac_text,
+        format=Format.MIBEACON,
+        model=prod.model,
+        name=prod.name,
+        encrypted=hdr.encrypted,
+        key_status=key_status,
+        values=ctx.values,
+        events=tuple(ctx.events),
+        product_id=prod.product_id,
+        manufacturer=prod.manufacturer,
+        sleepy=prod.sleepy,
+        counter=counter,
+        version=hdr.version,
+        uuid=UUID_MIBEACON,
+        payload=data,
+        info=info,
+    )
+
+
+def _walk_checked(
+    payload: bytes, ctx: _Ctx, notes: list[str], prod: Product, encrypted: bool
+) -> None:
+    try:
+        notes.extend(_walk(payload, ctx, strict=False))
+    except MalformedError as exc:
+        raise _fail(MalformedError, str(exc), prod, encrypted) from None
+
+
+def _fail(cls: type[BleParseError], message: str, prod: Product, encrypted: bool) -> BleParseError:
+    return cls(
+        message,
+        model=prod.model,
+        name=prod.name,
+        product_id=prod.product_id,
+        sleepy=prod.sleepy,
+        encrypted=encrypted,
+    )
+
+
+# --- encoding (tests and the simulated fleet) ----------------------------------------------
+
+
+def encode_objects(objects: list[tuple[int, bytes]]) -> bytes:
+    return b"".join(oid.to_bytes(2, "little") + bytes([len(d)]) + d for oid, d in objects)
+
+
+def encode(
+    *,
+    product_id: int,
+    frame_counter: int,
+    mac: str,
+    objects: list[tuple[int, bytes]],
+    version: int = 5,
+    key: BindKey | None = None,
+    ext_counter: int = 0,
+    include_mac: bool = True,
+    capability: int | None = None,
+    extra_flags: int = 0,
+) -> bytes:
+    """Build a MiBeacon frame (encrypted when ``key`` is given) for tests and simulation."""
+    fc = version << 12 | extra_flags
+    if include_mac:
+        fc |= FrameControl.MAC_INCLUDED
+    if capability is not None:
+        fc |= FrameControl.CAPABILITY_INCLUDED
+    if objects:
+        fc |= FrameControl.OBJECT_INCLUDED
+    if key is not None:
+        fc |= FrameControl.ENCRYPTED
+    mac_rev = bytes.fromhex(mac.replace(":", ""))[::-1]
+    header = (
+        fc.to_bytes(2, "little") + product_id.to_bytes(2, "little") + bytes([frame_counter & 0xFF])
+    )
+    out = header + (mac_rev if include_mac else b"")
+    if capability is not None:
+        out += bytes([capability])
+    plain = encode_objects(objects)
+    if key is None:
+        return out + plain
+    ext = (ext_counter & 0xFFFFFF).to_bytes(3, "little")
+    if version >= 4:
+        nonce = crypto.mibeacon_v45_nonce(mac_rev, header, ext)
+        ct, tag = crypto.ccm_encrypt(key.aes_key(), nonce, plain, crypto.AAD_11)
+        return out + ct + ext + tag
+    nonce = crypto.mibeacon_legacy_nonce(header, ext, mac_rev)
+    return out + crypto.ccm_ctr_only(key.aes_key(), nonce, plain) + ext + b"\x00"

@@ -1,0 +1,159 @@
+"""Typed values of the BLE driver: adverts in, decode results out (no I/O here)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+#: A decoded value as the air carries it, scaled to the unit of its metric.
+Value = float | int | bool | str
+
+#: 16-bit SIG UUIDs as bleak spells them in ``AdvertisementData.service_data``.
+UUID_MIBEACON = "0000fe95-0000-1000-8000-00805f9b34fb"
+UUID_ATC = "0000181a-0000-1000-8000-00805f9b34fb"
+UUID_BTHOME_V1 = "0000181c-0000-1000-8000-00805f9b34fb"
+UUID_BTHOME_V1_ENC = "0000181e-0000-1000-8000-00805f9b34fb"
+UUID_BTHOME_V2 = "0000fcd2-0000-1000-8000-00805f9b34fb"
+
+_SIG_SUFFIX = "-0000-1000-8000-00805f9b34fb"
+
+
+def uuid16(short: int) -> str:
+    """``0xFE95`` -> ``0000fe95-0000-1000-8000-00805f9b34fb``."""
+    return f"0000{short:04x}{_SIG_SUFFIX}"
+
+
+def normalize_uuid(text: str) -> str:
+    """Accept ``fe95``, ``0xFE95`` or a full UUID; return bleak's lowercase 128-bit form.
+
+    Raises ValueError for text that is none of those.
+    """
+    t = text.strip().lower()
+    t = t.removeprefix("0x")
+    if len(t) == 4:
+        return uuid16(int(t, 16))
+    if len(t) == 36 and t.count("-") == 4:
+        int(t.replace("-", ""), 16)
+        return t
+    raise ValueError(f"not a UUID: {text!r}")
+
+
+def normalize_mac(text: str) -> str:
+    """``a4c1381a2b3c`` or ``A4-C1-38-1A-2B-3C`` -> ``A4:C1:38:1A:2B:3C`` (ValueError if not)."""
+    hexdigits = text.strip().replace(":", "").replace("-", "").upper()
+    if len(hexdigits) != 12:
+        raise ValueError(f"not a MAC address: {text!r}")
+    int(hexdigits, 16)
+    return ":".join(hexdigits[i : i + 2] for i in range(0, 12, 2))
+
+
+def mac_bytes(mac: str) -> bytes:
+    """``A4:C1:38:02:83:F4`` -> 6 bytes in display (big-endian) order."""
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Advertisement:
+    """One BLE advertisement as received (what bleak's callback gives, typed)."""
+
+    address: str  # "A4:C1:38:02:83:F4"
+    rssi: int | None = None
+    #: Bytes after the 16-bit UUID, keyed by bleak's lowercase 128-bit UUID string.
+    service_data: Mapping[str, bytes] = field(default_factory=dict)
+    manufacturer_data: Mapping[int, bytes] = field(default_factory=dict)
+    local_name: str | None = None
+    #: Monotonic receive time (seconds); 0.0 when unknown (offline decoding).
+    time: float = 0.0
+
+
+class Format(enum.StrEnum):
+    MIBEACON = "mibeacon"
+    ATC1441 = "atc1441"
+    PVVX = "pvvx"
+    BTHOME_V1 = "bthome_v1"
+    BTHOME_V2 = "bthome_v2"
+    XIAOMI_SCALE_V1 = "xiaomi_scale_v1"
+    XIAOMI_SCALE_V2 = "xiaomi_scale_v2"
+    HHCCJCY10 = "hhccjcy10"
+
+
+class KeyStatus(enum.StrEnum):
+    NOT_ENCRYPTED = "not_encrypted"
+    OK = "ok"  # decrypted and authenticated (or, for legacy MiBeacon, walked cleanly)
+
+
+class FailReason(enum.StrEnum):
+    """Why an advert did not decode; the values are the ``error`` of ``migw decode ble``."""
+
+    NO_KEY = "no_key"
+    KEY_INVALID = "key_invalid"
+    MALFORMED = "malformed"
+    UNSUPPORTED = "unsupported"
+
+
+@dataclass(frozen=True, slots=True)
+class BleEvent:
+    """A button/dimmer/... event: ``event`` kind, ``action`` and optional button number."""
+
+    event: str  # "button", "dimmer", "cube", "motion", "fingerprint", "lock", "door"
+    action: str  # single|double|triple|long|hold|release|rotate_left|...
+    button: int | None = None
+    #: Extra integers the event carries (dimmer ``steps``, ``presses``, ``duration``).
+    properties: tuple[tuple[str, int], ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"event": self.event, "action": self.action}
+        if self.button is not None:
+            out["button"] = self.button
+        out.update(dict(self.properties))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One service-data payload decoded into values and events."""
+
+    mac: str
+    format: Format
+    model: str
+    name: str
+    encrypted: bool
+    key_status: KeyStatus
+    values: dict[str, Value]
+    events: tuple[BleEvent, ...] = ()
+    product_id: int | None = None
+    manufacturer: str = ""
+    #: Sends on change only: silence is not unavailability.
+    sleepy: bool = False
+    #: Frame counter (MiBeacon), packet id (BTHome 0x00, ATC/pvvx), or encryption counter.
+    counter: int | None = None
+    #: The BTHome encryption counter (u32) when encrypted, for replay protection.
+    replay_counter: int | None = None
+    #: Protocol version (MiBeacon 2-5, BTHome 1-2).
+    version: int | None = None
+    uuid: str = ""
+    #: The raw service data (for de-duplication and diagnostics; never contains keys).
+    payload: bytes = b""
+    #: Descriptive facts (firmware version, device type id, objects skipped ...).
+    info: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A payload that did not decode; ``model``/``product_id`` are set when known."""
+
+    mac: str
+    format: Format | None
+    reason: FailReason
+    detail: str
+    model: str = ""
+    name: str = ""
+    product_id: int | None = None
+    sleepy: bool = False
+    encrypted: bool = False
+    uuid: str = ""
+    payload: bytes = b""
+
+
+Outcome = Decoded | Failed
