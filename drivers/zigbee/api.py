@@ -1,0 +1,243 @@
+"""Request/response layer over one MT link.
+
+* one synchronous request (SREQ) at a time: an asyncio lock;
+* the listener for a response or callback is registered before the request is written;
+* every wait has a timeout (module-level constants, shortened by tests);
+* callbacks run on the loop, their exceptions are logged and counted, never reach the
+  byte stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from drivers import TRACE
+from drivers.errors import ParseError, ProtocolError, TransientError
+from drivers.zigbee.transport import ByteLink
+from drivers.zigbee.znp import commands as c
+from drivers.zigbee.znp import frames
+from drivers.zigbee.znp import types as t
+from drivers.zigbee.znp.commands import CommandDef, Kind, Message
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Seconds to wait for an SRSP (herdsman uses 6 s).
+SREQ_TIMEOUT = 6.0
+#: Seconds to wait for a callback that a request triggers.
+AREQ_TIMEOUT = 30.0
+
+
+class CommandNotRecognized(ProtocolError):
+    """The stick answered an SREQ with RPC_ERROR (unknown subsystem/command/length)."""
+
+
+class LinkLost(TransientError):
+    """The serial port went away (unplugged) or closed."""
+
+
+Matcher = Mapping[str, t.FieldValue] | Callable[[Message], bool] | None
+
+
+def _matches(msg: Message, match: Matcher) -> bool:
+    if match is None:
+        return True
+    if callable(match):
+        return bool(match(msg))
+    return all(msg.fields.get(k) == v for k, v in match.items())
+
+
+@dataclass(slots=True)
+class _Waiter:
+    command: CommandDef
+    kind: Kind
+    match: Matcher
+    future: asyncio.Future[Message]
+
+
+@dataclass(slots=True)
+class ApiCounters:
+    frames_in: int = 0
+    frames_out: int = 0
+    decode_errors: int = 0
+    unknown_frames: int = 0
+    callback_errors: int = 0
+    timeouts: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class ZnpApi:
+    """One MT link: feed it bytes (``data_received``), ask it requests."""
+
+    def __init__(self, name: str = "znp") -> None:
+        self.name = name
+        self.framer = frames.Framer()
+        self.counters = ApiCounters()
+        self._link: ByteLink | None = None
+        self._lock = asyncio.Lock()
+        self._waiters: list[_Waiter] = []
+        self._subscribers: list[Callable[[Message], None]] = []
+        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # --- link --------------------------------------------------------------------------
+
+    def attach(self, link: ByteLink) -> None:
+        self._link = link
+
+    @property
+    def link(self) -> ByteLink | None:
+        return self._link
+
+    def data_received(self, data: bytes) -> None:
+        if _LOGGER.isEnabledFor(TRACE):
+            _LOGGER.log(TRACE, "%s <- %s", self.name, data.hex())
+        for frame in self.framer.feed(data):
+            self.counters.frames_in += 1
+            self._frame_received(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        err = LinkLost(f"serial link lost: {exc}" if exc else "serial link closed")
+        if not self._closed.done():
+            self._closed.set_exception(err)
+            self._closed.exception()  # retrieved: no "never retrieved" warning
+        for w in self._waiters:
+            if not w.future.done():
+                w.future.set_exception(err)
+                w.future.exception()
+        self._waiters.clear()
+        self._link = None
+
+    async def wait_closed(self) -> None:
+        """Returns never; raises :class:`LinkLost` when the port goes away."""
+        await asyncio.shield(self._closed)
+
+    def close(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+
+    # --- dispatch ------------------------------------------------------------------------
+
+    def _frame_received(self, frame: frames.Frame) -> None:
+        try:
+            msg = c.decode(frame)
+        except ParseError as exc:
+            if c.lookup(frame) is None:
+                self.counters.unknown_frames += 1
+                _LOGGER.debug("unknown MT frame %s %s", frame.header, frame.data.hex())
+            else:
+                self.counters.decode_errors += 1
+                _LOGGER.debug("undecodable MT frame %s: %s", frame.header, exc)
+            return
+        for w in list(self._waiters):
+            if w.future.done():
+                continue
+            if msg.command is c.RPC_ERROR and w.kind is Kind.RESPONSE:
+                req_header = (w.command.header(Kind.REQUEST)[1] << 8) | w.command.header(
+                    Kind.REQUEST
+                )[0]
+                if msg.fields["RequestHeader"] == req_header:
+                    w.future.set_exception(
+                        CommandNotRecognized(f"{w.command.name}: {msg.fields['ErrorCode'].name}")
+                    )
+                    w.future.exception()
+                    continue
+            if msg.command is w.command and msg.kind is w.kind and _matches(msg, w.match):
+                w.future.set_result(msg)
+        if msg.kind is Kind.CALLBACK:
+            for sub in list(self._subscribers):
+                try:
+                    sub(msg)
+                except Exception:  # a subscriber's bug must not stop the link
+                    self.counters.callback_errors += 1
+                    _LOGGER.exception("%s callback for %s failed", self.name, msg.command.name)
+
+    def subscribe(self, callback: Callable[[Message], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    # --- requests ------------------------------------------------------------------------
+
+    def _write(self, frame: frames.Frame) -> None:
+        if self._link is None:
+            raise LinkLost("serial link is not open")
+        raw = frames.encode(frame)
+        if _LOGGER.isEnabledFor(TRACE):
+            _LOGGER.log(TRACE, "%s -> %s", self.name, raw.hex())
+        self._link.write(raw)
+        self.counters.frames_out += 1
+
+    def write_raw(self, data: bytes) -> None:
+        if self._link is None:
+            raise LinkLost("serial link is not open")
+        self._link.write(data)
+
+    def listen(
+        self, command: CommandDef, match: Matcher = None, kind: Kind | None = None
+    ) -> _Waiter:
+        """Register interest in a frame now; await it later with :meth:`wait`."""
+        k = kind or (Kind.RESPONSE if command.type is frames.CommandType.SREQ else Kind.CALLBACK)
+        w = _Waiter(command, k, match, asyncio.get_running_loop().create_future())
+        self._waiters.append(w)
+        return w
+
+    async def wait(self, waiter: _Waiter, wait_s: float) -> Message:
+        try:
+            async with asyncio.timeout(wait_s):
+                return await waiter.future
+        except TimeoutError:
+            self.counters.timeouts += 1
+            raise TimeoutError(
+                f"{self.name}: no {waiter.command.name} {waiter.kind} within {wait_s} s"
+            ) from None
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def cancel(self, waiter: _Waiter) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+        waiter.future.cancel()
+
+    async def request(
+        self, command: CommandDef, wait_s: float | None = None, **fields: t.FieldValue
+    ) -> Message:
+        """Send an SREQ and return its SRSP (one at a time)."""
+        frame = command.req(**fields)
+        async with self._lock:
+            waiter = self.listen(command, None, Kind.RESPONSE)
+            try:
+                self._write(frame)
+            except BaseException:
+                self.cancel(waiter)
+                raise
+            return await self.wait(waiter, SREQ_TIMEOUT if wait_s is None else wait_s)
+
+    async def request_then(
+        self,
+        command: CommandDef,
+        callback: CommandDef,
+        match: Matcher,
+        *,
+        wait_s: float | None = None,
+        callback_wait_s: float | None = None,
+        **fields: t.FieldValue,
+    ) -> tuple[Message, Message | None]:
+        """SREQ, then the callback it triggers. The callback is not awaited on a failed SRSP."""
+        cb = self.listen(callback, match)
+        try:
+            rsp = await self.request(command, wait_s, **fields)
+            status = rsp.fields.get("Status", t.Status.SUCCESS)
+            if status != t.Status.SUCCESS:
+                self.cancel(cb)
+                return rsp, None
+            return rsp, await self.wait(
+                cb, AREQ_TIMEOUT if callback_wait_s is None else callback_wait_s
+            )
+        finally:
+            self.cancel(cb)
+
+    def send_areq(self, command: CommandDef, **fields: t.FieldValue) -> None:
+        self._write(command.req(**fields))

@@ -1,0 +1,138 @@
+"""Network backups in the open coordinator backup format (pure).
+
+``zigpy/open-coordinator-backup`` version 1, as written by zigpy (``NetworkBackup.
+as_open_coordinator_json``) and zigbee-herdsman (``UnifiedBackupStorage``): IEEE addresses and
+PAN ids as big-endian hex strings, keys as hex in wire order. The network key is a secret:
+:class:`NetworkInfo`'s repr never shows it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.errors import NeedsHumanError
+
+FORMAT = "zigpy/open-coordinator-backup"
+
+
+@dataclass(frozen=True, slots=True)
+class BackupDevice:
+    ieee: str
+    nwk: int | None
+    is_child: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkInfo:
+    coordinator_ieee: str
+    pan_id: int
+    extended_pan_id: str  # 16 hex digits, MSB first
+    channel: int
+    network_key: bytes = field(repr=False)
+    key_sequence: int = 0
+    frame_counter: int = 0
+    nwk_update_id: int = 0
+    security_level: int = 5
+    channel_mask: tuple[int, ...] = ()
+    devices: tuple[BackupDevice, ...] = ()
+    tclk_seed: bytes | None = field(default=None, repr=False)
+
+
+def _hex(value: str, digits: int, what: str) -> str:
+    v = value.lower().replace(":", "")
+    if len(v) != digits or any(ch not in "0123456789abcdef" for ch in v):
+        raise NeedsHumanError(f"backup: {what} must be {digits} hex digits, got {value!r}")
+    return v
+
+
+def to_open_coordinator(
+    info: NetworkInfo, *, source: str, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    when = (now or dt.datetime.now(dt.UTC)).isoformat()
+    doc: dict[str, Any] = {
+        "metadata": {
+            "version": 1,
+            "format": FORMAT,
+            "source": source,
+            "internal": {"creation_time": when, "date": when},
+        },
+        "stack_specific": {},
+        "coordinator_ieee": info.coordinator_ieee,
+        "pan_id": f"{info.pan_id:04x}",
+        "extended_pan_id": info.extended_pan_id,
+        "nwk_update_id": info.nwk_update_id,
+        "security_level": info.security_level,
+        "channel": info.channel,
+        "channel_mask": list(info.channel_mask or (info.channel,)),
+        "network_key": {
+            "key": info.network_key.hex(),
+            "sequence_number": info.key_sequence,
+            "frame_counter": info.frame_counter,
+        },
+        "devices": [
+            {
+                "ieee_address": d.ieee,
+                "nwk_address": None if d.nwk is None else f"{d.nwk:04x}",
+                "is_child": d.is_child,
+            }
+            for d in sorted(info.devices, key=lambda d: d.ieee)
+        ],
+    }
+    if info.tclk_seed is not None:
+        doc["stack_specific"] = {"zstack": {"tclk_seed": info.tclk_seed.hex()}}
+    return doc
+
+
+def _check_meta(meta: Any) -> None:
+    if meta.get("format") != FORMAT or int(meta.get("version", 0)) != 1:
+        raise NeedsHumanError(
+            f"not an open coordinator backup v1 (format {meta.get('format')!r}, "
+            f"version {meta.get('version')!r})"
+        )
+
+
+def _channel(channel: int) -> int:
+    if not 11 <= channel <= 26:
+        raise NeedsHumanError(f"backup: channel {channel} is not 11-26")
+    return channel
+
+
+def from_open_coordinator(doc: Any) -> NetworkInfo:
+    """Validate and read a backup written by us, zigpy (ZHA) or zigbee2mqtt."""
+    try:
+        _check_meta(doc["metadata"])
+        key = doc["network_key"]
+        pan = doc["pan_id"]
+        pan_id = int(_hex(pan, 4, "pan_id"), 16) if isinstance(pan, str) else int(pan)
+        devices = tuple(
+            BackupDevice(
+                ieee=_hex(d["ieee_address"], 16, "ieee_address"),
+                nwk=None if d.get("nwk_address") is None else int(str(d["nwk_address"]), 16),
+                is_child=bool(d.get("is_child", False)),
+            )
+            for d in doc.get("devices", [])
+        )
+        seed = (doc.get("stack_specific") or {}).get("zstack", {}).get("tclk_seed")
+        channel = _channel(int(doc["channel"]))
+        return NetworkInfo(
+            coordinator_ieee=_hex(doc["coordinator_ieee"], 16, "coordinator_ieee"),
+            pan_id=pan_id,
+            extended_pan_id=_hex(doc["extended_pan_id"], 16, "extended_pan_id"),
+            channel=channel,
+            network_key=bytes.fromhex(_hex(key["key"], 32, "network_key.key")),
+            key_sequence=int(key.get("sequence_number", 0)),
+            frame_counter=int(key.get("frame_counter", 0)),
+            nwk_update_id=int(doc.get("nwk_update_id", 0)),
+            security_level=int(doc.get("security_level", 5)),
+            channel_mask=tuple(int(c) for c in doc.get("channel_mask", [channel])),
+            devices=devices,
+            tclk_seed=bytes.fromhex(seed) if seed else None,
+        )
+    except NeedsHumanError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise NeedsHumanError(
+            f"backup file is not a valid open coordinator backup: {exc!r}"
+        ) from None

@@ -1,0 +1,96 @@
+"""Serial transport to the Z-Stack stick (pyserial through pyserial-asyncio-fast).
+
+The :class:`ByteLink` protocol is the hardware seam: the API layer writes bytes to it and is
+called back with what arrives. Tests and the demo use the real thing on a pty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from drivers.errors import NeedsHumanError, TransientError
+
+_LOGGER = logging.getLogger(__name__)
+
+#: RTS/DTR toggle gap of the CC2652 bootloader-skip sequence (zigpy-znp uses 150 ms).
+BOOTLOADER_TOGGLE_S = 0.15
+
+
+class ByteLink(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def set_control_lines(self, *, dtr: bool | None = None, rts: bool | None = None) -> None: ...
+
+
+class _Proto(asyncio.Protocol):
+    def __init__(
+        self, on_bytes: Callable[[bytes], None], on_lost: Callable[[Exception | None], None]
+    ) -> None:
+        self._on_bytes = on_bytes
+        self._on_lost = on_lost
+
+    def data_received(self, data: bytes) -> None:
+        self._on_bytes(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost(exc)
+
+
+class SerialLink:
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+
+    def write(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def set_control_lines(self, *, dtr: bool | None = None, rts: bool | None = None) -> None:
+        ser = getattr(self._transport, "serial", None)
+        if ser is None:
+            return
+        try:
+            if dtr is not None:
+                ser.dtr = dtr
+            if rts is not None:
+                ser.rts = rts
+        except (OSError, ValueError) as exc:  # a pty or adapter without modem lines
+            _LOGGER.debug("cannot set modem control lines: %s", exc)
+
+
+async def open_serial(
+    port: str,
+    *,
+    baudrate: int,
+    rtscts: bool,
+    on_bytes: Callable[[bytes], None],
+    on_lost: Callable[[Exception | None], None],
+) -> ByteLink:
+    """Open ``port``; a missing port is transient (unplugged), a permission error is not."""
+    import serial
+    import serial_asyncio_fast
+
+    loop = asyncio.get_running_loop()
+    try:
+        transport, _ = await serial_asyncio_fast.create_serial_connection(
+            loop,
+            lambda: _Proto(on_bytes, on_lost),
+            port,
+            baudrate=baudrate,
+            rtscts=rtscts,
+            xonxoff=False,
+            exclusive=True,
+        )
+    except PermissionError as exc:
+        raise NeedsHumanError(
+            f"no permission to open {port}: add the service user to the dialout group"
+        ) from exc
+    except (OSError, serial.SerialException) as exc:
+        raise TransientError(f"cannot open {port}: {exc}") from exc
+    return SerialLink(transport)
