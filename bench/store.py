@@ -50,10 +50,13 @@ async def _batched(path: Path, readings: list[Reading]) -> tuple[float, int]:
     try:
         io0 = _written_bytes()
         t0 = time.perf_counter()
-        for r in readings:
+        for i, r in enumerate(readings):
             store.add_reading(r)
-            if store.pending() >= 2000:
-                await asyncio.sleep(0)  # let the writer run, as the event loop would
+            if i % 250 == 0:
+                # a radio delivers in bursts between loop turns; keep the queue bounded
+                await asyncio.sleep(0)
+                while store.pending() > 5000:
+                    await asyncio.sleep(0.001)
         await store.flush()
         dt = time.perf_counter() - t0
         io1 = _written_bytes()
