@@ -165,7 +165,7 @@ class _Pending:
 CommitListener = Callable[[Sequence[Reading], Sequence[Event]], None]
 
 
-_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_json_str = json.encoder.encode_basestring
 
 
 def encode_value(value: Value) -> str:
@@ -766,7 +766,7 @@ _T = TypeVar("_T", Reading, Event)
 def _with_seq(item: _T, seq: int) -> _T:
     if type(item) is Reading:
         # the hot path: a direct constructor call is several times faster than replace()
-        return Reading(  # type: ignore[return-value]
+        return Reading(
             item.device_id, item.metric, item.value, item.unit, item.stamp, item.source, seq
         )
     return dataclasses.replace(item, seq=seq)
