@@ -47,7 +47,7 @@ class Component(Protocol):
 
 
 #: Modules under ``gateway`` exposing ``create(service) -> Component | None``.
-COMPONENTS: list[str] = []
+COMPONENTS: list[str] = ["api.server"]
 
 
 @dataclass(slots=True)

@@ -1,0 +1,110 @@
+"""The ``api`` component of the service: serves :mod:`gateway.api.app` on the configured
+address (``0.0.0.0:8380`` on a gateway, loopback in demo mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from gateway.api.app import build_app, health_json
+from gateway.api.events import EventHub
+from gateway.api.token import TokenChecker
+from gateway.driver import DriverHealth, Health
+
+if TYPE_CHECKING:
+    from gateway.service import Service
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Seconds open connections get to finish when the service stops.
+SHUTDOWN_TIMEOUT_S = 1.0
+#: Idle keep-alive connections are closed after this many seconds.
+KEEPALIVE_TIMEOUT_S = 75.0
+
+
+class ApiServer:
+    """Use through the service (``COMPONENTS``); ``port`` is the bound port once running."""
+
+    name = "api"
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self._config = service.config.api
+        # first start: the token is generated here, into the state dir, mode 0600
+        self.checker = TokenChecker(service.state_dir)
+        self.hub = EventHub()
+        self.port: int | None = None
+        self.listening = asyncio.Event()
+        self._health = DriverHealth(
+            health=Health.DEGRADED,
+            reason="not listening yet",
+            info={"listen": f"{self._config.listen}:{self._config.port}"},
+        )
+        service.on_state_change(self._on_state_change)
+
+    def health(self) -> DriverHealth:
+        self._health.counters = {
+            "ws_clients": len(self.hub.clients),
+            "ws_sent": self.hub.sent,
+            "ws_dropped": self.hub.dropped,
+        }
+        return self._health
+
+    def _on_state_change(self) -> None:
+        if self.hub.clients:
+            self.hub.on_status(self._status())
+
+    def _status(self) -> dict[str, object]:
+        h = health_json(self._service)
+        return {"status": h["status"], "reasons": h["reasons"]}
+
+    async def run(self) -> None:
+        store = self._service.store
+        assert store is not None
+        app = build_app(self._service, self.hub, self.checker)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            keepalive_timeout=KEEPALIVE_TIMEOUT_S,
+            # a request whose body we did not read (413, 408) closes its connection at
+            # once instead of reading on for a slow or hostile client
+            lingering_time=0,
+        )
+        await runner.setup()
+        unsubscribe = store.subscribe(self.hub.on_commit)
+        try:
+            site = web.TCPSite(runner, self._config.listen, self._config.port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                where = f"{self._config.listen}:{self._config.port}"
+                self._health.health = Health.DEGRADED
+                self._health.reason = f"cannot listen on {where}: {exc.strerror or exc}"
+                raise
+            server = site._server  # the asyncio server, to learn the bound port (port 0)
+            sockets = getattr(server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1] if sockets else self._config.port
+            where = f"{self._config.listen}:{self.port}"
+            self._health.health = Health.OK
+            self._health.reason = ""
+            self._health.info = {"listen": where}
+            self.listening.set()
+            _LOGGER.info("LAN API listening on http://%s/api/v1/", where)
+            self.hub.on_status(self._status())
+            await asyncio.Event().wait()
+        finally:
+            self.listening.clear()
+            unsubscribe()
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+
+
+def create(service: Service) -> ApiServer | None:
+    if not service.config.api.enabled:
+        return None
+    return ApiServer(service)

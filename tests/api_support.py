@@ -1,0 +1,67 @@
+"""Shared by the API and CLI tests: a real Service (GPIO on gpiozero's MockFactory) with
+the real LAN API on a loopback port, in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.adapters.gpio import GpioDriver
+from gateway.api.server import ApiServer
+from gateway.api.token import read_token
+from gateway.config import Config
+from gateway.demo import DEMO_GPIO, demo_config
+from gateway.service import Service
+
+
+@dataclass
+class Running:
+    service: Service
+    server: ApiServer
+    port: int
+    token: str
+    state_dir: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def cli_args(self) -> list[str]:
+        return ["--state-dir", str(self.state_dir), "--api-port", str(self.port)]
+
+
+def make_config(state_dir: Path, **api: Any) -> Config:
+    cfg = demo_config(Config(), state_dir, 0)
+    if api:
+        import dataclasses
+
+        cfg = cfg.replace(api=dataclasses.replace(cfg.api, **api))
+    return cfg
+
+
+@contextlib.asynccontextmanager
+async def running(state_dir: Path, pins: Any, **api: Any) -> AsyncIterator[Running]:
+    cfg = make_config(state_dir, **api)
+    driver = GpioDriver(DEMO_GPIO, pin_factory=pins)
+    async with Service(cfg, drivers=[driver]) as svc:
+        server = next(c for c in svc.components if c.name == "api")
+        assert isinstance(server, ApiServer)
+        await asyncio.wait_for(server.listening.wait(), 10)
+        assert svc.store is not None
+        # the GPIO devices are registered on the first commit
+        for _ in range(200):
+            await svc.store.flush()
+            if len(await svc.store.devices()) == len(DEMO_GPIO):
+                break
+            await asyncio.sleep(0.02)
+        token = read_token(state_dir)
+        assert token is not None and server.port is not None
+        yield Running(svc, server, server.port, token, state_dir)

@@ -1,0 +1,426 @@
+"""The LAN API over real HTTP and WebSocket on a loopback port, against a real Service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from api_support import Running, running
+from helpers import event, reading
+
+from gateway.api import app as app_mod
+from gateway.api import events as events_mod
+from gateway.api.events import EventFilter, EventHub
+from gateway.api.token import rotate_token, token_path
+
+PROTECTED = [
+    ("GET", "/api/v1/status"),
+    ("GET", "/api/v1/devices"),
+    ("GET", "/api/v1/devices/gpio-hall-relay"),
+    ("GET", "/api/v1/devices/gpio-hall-relay/history"),
+    ("GET", "/api/v1/radios"),
+    ("GET", "/api/v1/outbox"),
+    ("POST", "/api/v1/devices/gpio-hall-relay/commands"),
+    ("POST", "/api/v1/zigbee/permit-join"),
+    ("GET", "/api/v1/events"),
+    ("GET", "/metrics"),
+    ("GET", "/api/v1/no-such-thing"),
+]
+
+
+@pytest.fixture
+async def api(tmp_path: Path, mock_pins: Any) -> Any:
+    async with running(tmp_path / "state", mock_pins) as r:
+        yield r
+
+
+@pytest.fixture
+async def http() -> Any:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def get_json(http: aiohttp.ClientSession, api: Running, path: str, status: int = 200) -> Any:
+    async with http.get(api.base + path, headers=api.auth) as resp:
+        body = await resp.json()
+        assert resp.status == status, body
+        return body
+
+
+async def post_json(
+    http: aiohttp.ClientSession, api: Running, path: str, data: Any, status: int = 200
+) -> Any:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    async with http.post(api.base + path, headers=api.auth, data=raw) as resp:
+        body = await resp.json()
+        assert resp.status == status, body
+        return body
+
+
+async def assert_healthy(http: aiohttp.ClientSession, api: Running) -> None:
+    async with http.get(f"{api.base}/api/v1/health") as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert (body["status"], body["reasons"]) == ("ok", []), body
+
+
+def strip_times(device: dict[str, Any]) -> dict[str, Any]:
+    out = dict(device)
+    for key in ("last_seen", "last_seen_age_s"):
+        assert out.pop(key) is not None
+    return out
+
+
+async def test_health_needs_no_token(api: Running, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{api.base}/api/v1/health") as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert body["status"] == "ok", body
+    assert body["reasons"] == []
+    assert body["uptime_s"] >= 0
+
+
+async def test_token_file_is_generated_with_mode_0600(api: Running) -> None:
+    path = token_path(api.state_dir)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().strip() == api.token
+    assert len(api.token) >= 40
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-token-wrong-token-wrong"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer ünïcode"},
+    ],
+    ids=["none", "wrong", "basic", "empty", "non-ascii"],
+)
+async def test_every_endpoint_but_health_needs_the_token(
+    api: Running, http: aiohttp.ClientSession, headers: dict[str, str]
+) -> None:
+    for method, path in PROTECTED:
+        async with http.request(method, api.base + path, headers=headers) as resp:
+            assert resp.status == 401, (method, path)
+            assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+            body = await resp.json()
+        assert body["error"]["code"] == "unauthorized"
+    await assert_healthy(http, api)
+
+
+async def test_a_rotated_token_takes_effect_without_restart(
+    api: Running, http: aiohttp.ClientSession
+) -> None:
+    await get_json(http, api, "/api/v1/radios")
+    new = rotate_token(api.state_dir)
+    assert stat.S_IMODE(token_path(api.state_dir).stat().st_mode) == 0o600
+    async with http.get(f"{api.base}/api/v1/radios", headers=api.auth) as resp:
+        assert resp.status == 401
+    headers = {"Authorization": f"Bearer {new}"}
+    async with http.get(f"{api.base}/api/v1/radios", headers=headers) as resp:
+        assert resp.status == 200
+
+
+async def test_devices_with_filters(api: Running, http: aiohttp.ClientSession) -> None:
+    body = await get_json(http, api, "/api/v1/devices")
+    assert body["count"] == 5
+    ids = [d["id"] for d in body["devices"]]
+    assert ids == sorted(ids)
+    relay = next(d for d in body["devices"] if d["id"] == "gpio-hall-relay")
+    assert strip_times(relay) == {
+        "id": "gpio-hall-relay",
+        "name": "hall-relay",
+        "transport": "gpio",
+        "model": "gpio-relay",
+        "manufacturer": "GPIO",
+        "status": "ok",
+        "key_status": "none",
+        "battery": None,
+        "rssi": None,
+        "lqi": None,
+        "sleepy": True,
+        "stale": False,
+        "attrs": {"kind": "relay", "pin": "23"},
+    }
+    assert (await get_json(http, api, "/api/v1/devices?transport=gpio"))["count"] == 5
+    assert (await get_json(http, api, "/api/v1/devices?transport=ble,zigbee"))["count"] == 0
+    only = await get_json(http, api, "/api/v1/devices?model=gpio-relay")
+    assert [d["id"] for d in only["devices"]] == ["gpio-hall-relay"]
+    assert (await get_json(http, api, "/api/v1/devices?stale=true"))["count"] == 0
+    assert (await get_json(http, api, "/api/v1/devices?status=ok&stale=false"))["count"] == 5
+    bad = await get_json(http, api, "/api/v1/devices?transport=lora", status=400)
+    assert bad["error"]["code"] == "invalid_query"
+    bad = await get_json(http, api, "/api/v1/devices?stale=maybe", status=400)
+    assert bad["error"]["code"] == "invalid_query"
+
+
+async def test_device_detail_command_and_history(api: Running, http: aiohttp.ClientSession) -> None:
+    detail = await get_json(http, api, "/api/v1/devices/gpio-hall-relay")
+    assert detail["state"]["switch"]["value"] is False
+    assert detail["state"]["switch"]["unit"] is None
+
+    ok = await post_json(http, api, "/api/v1/devices/gpio-hall-relay/commands", {"switch": True})
+    assert ok == {"device": "gpio-hall-relay", "command": "on", "status": "ok",
+                  "state": {"switch": True}}  # fmt: skip
+    ok = await post_json(
+        http, api, "/api/v1/devices/gpio-hall-relay/commands", {"command": "toggle"}
+    )
+    assert ok["state"] == {"switch": False}
+    assert api.service.store is not None
+    await api.service.store.flush()
+
+    hist = await get_json(http, api, "/api/v1/devices/gpio-hall-relay/history?metric=switch")
+    assert [r["value"] for r in hist["readings"]] == [False, True, False]
+    assert [r["metric"] for r in hist["readings"]] == ["switch"] * 3
+    seqs = [r["seq"] for r in hist["readings"]]
+    assert seqs == sorted(seqs)
+    assert hist["truncated"] is False
+    since = hist["readings"][1]["ts"]
+    later = await get_json(
+        http, api, f"/api/v1/devices/gpio-hall-relay/history?metric=switch&since={since}"
+    )
+    assert [r["value"] for r in later["readings"]] == [True, False]
+    iso = await get_json(
+        http, api, "/api/v1/devices/gpio-hall-relay/history?until=2001-01-01T00:00:00Z"
+    )
+    assert iso["readings"] == []
+    one = await get_json(http, api, "/api/v1/devices/gpio-hall-relay/history?limit=1")
+    assert len(one["readings"]) == 1 and one["truncated"] is True
+    bad = await get_json(
+        http, api, "/api/v1/devices/gpio-hall-relay/history?since=yesterday", status=400
+    )
+    assert bad["error"]["code"] == "invalid_query"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        ("gpio-hall-relay", b"{not json", 400, "malformed_json"),
+        ("gpio-hall-relay", b"", 400, "malformed_json"),
+        ("gpio-hall-relay", b"[" * 5000 + b"]" * 5000, 400, "malformed_json"),
+        ("gpio-hall-relay", b"\xff\xfe\x00", 400, "malformed_json"),
+        ("gpio-hall-relay", {"switch": "yes"}, 422, "invalid_command"),
+        ("gpio-hall-relay", {"command": "explode"}, 422, "invalid_command"),
+        ("gpio-hall-relay", {"command": "pulse", "seconds": -1}, 422, "invalid_command"),
+        ("gpio-hall-relay", {"command": "pulse", "seconds": 1e400}, 422, "invalid_command"),
+        ("gpio-hall-relay", ["on"], 422, "invalid_command"),
+        ("gpio-hall-relay", 42, 422, "invalid_command"),
+        ("gpio-hall-button", {"command": "on"}, 422, "unsupported_command"),
+        ("gpio-nope", {"command": "on"}, 404, "unknown_device"),
+        ("x" * 500, {"command": "on"}, 404, "unknown_device"),
+    ],
+)
+async def test_bad_commands_get_the_right_4xx(
+    api: Running, http: aiohttp.ClientSession, path: str, body: Any, status: int, code: str
+) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with http.post(
+        f"{api.base}/api/v1/devices/{path}/commands", headers=api.auth, data=raw
+    ) as resp:
+        got = await resp.json()
+        assert resp.status == status, got
+    assert got["error"]["code"] == code
+    assert "Traceback" not in json.dumps(got)
+    await assert_healthy(http, api)
+
+
+async def test_oversized_bodies_are_refused(api: Running, http: aiohttp.ClientSession) -> None:
+    big = json.dumps({"command": "on", "pad": "x" * 70_000}).encode()
+    async with http.post(
+        f"{api.base}/api/v1/devices/gpio-hall-relay/commands", headers=api.auth, data=big
+    ) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["error"]["code"] == "body_too_large"
+
+    async def chunks() -> Any:  # no Content-Length: the limit applies while reading
+        for _ in range(40):
+            yield b" " * 4096
+
+    async with http.post(
+        f"{api.base}/api/v1/devices/gpio-hall-relay/commands", headers=api.auth, data=chunks()
+    ) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["error"]["code"] == "body_too_large"
+    await assert_healthy(http, api)
+
+
+async def test_unknown_device_and_routes(api: Running, http: aiohttp.ClientSession) -> None:
+    body = await get_json(http, api, "/api/v1/devices/gpio-nope", status=404)
+    assert body["error"]["code"] == "unknown_device"
+    body = await get_json(http, api, "/api/v1/devices/gpio-nope/history", status=404)
+    assert body["error"]["code"] == "unknown_device"
+    body = await get_json(http, api, "/api/v1/nothing", status=404)
+    assert body["error"]["code"] == "not_found"
+    async with http.delete(f"{api.base}/api/v1/devices", headers=api.auth) as resp:
+        assert resp.status == 405
+        assert (await resp.json())["error"]["code"] == "method_not_allowed"
+
+
+async def test_radios_status_and_outbox(api: Running, http: aiohttp.ClientSession) -> None:
+    radios = (await get_json(http, api, "/api/v1/radios"))["radios"]
+    by_name = {r["name"]: r for r in radios}
+    assert by_name["gpio"]["kind"] == "radio"
+    assert by_name["gpio"]["health"] == "ok"
+    assert by_name["gpio"]["restarts"] == 0
+    assert by_name["api"]["kind"] == "component"
+    assert by_name["api"]["info"] == {"listen": f"127.0.0.1:{api.port}"}
+
+    outbox = await get_json(http, api, "/api/v1/outbox")
+    assert api.service.store is not None
+    stats = await api.service.store.outbox_stats()
+    assert outbox["source"] in ("store", "sync")
+    assert outbox["depth"] == stats.depth > 0
+    assert outbox["oldest"]["seq"] == stats.oldest_seq
+    assert outbox["oldest_age_s"] >= 0
+
+    status = await get_json(http, api, "/api/v1/status")
+    assert status["service"]["status"] == "ok"
+    assert status["service"]["state"] == "running"
+    assert status["devices"]["total"] == 5
+    assert status["disk"]["free_bytes"] > 0
+    assert isinstance(status["clock"]["synchronized"], bool)
+    assert status["store"]["last_seq"] >= stats.depth
+
+
+async def test_permit_join_without_zigbee_is_a_conflict(
+    api: Running, http: aiohttp.ClientSession
+) -> None:
+    body = await post_json(http, api, "/api/v1/zigbee/permit-join", {"seconds": 60}, status=409)
+    assert body["error"]["code"] == "zigbee_unavailable"
+    body = await post_json(http, api, "/api/v1/zigbee/permit-join", {"seconds": 999}, status=422)
+    assert body["error"]["code"] == "invalid_body"
+    body = await post_json(http, api, "/api/v1/zigbee/permit-join", {"s": 1}, status=422)
+    assert body["error"]["code"] == "invalid_body"
+
+
+async def test_metrics_in_prometheus_text_format(api: Running, http: aiohttp.ClientSession) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with http.get(f"{api.base}/metrics", headers=api.auth) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = await resp.text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+    assert samples[("migw_up", ())] == 1
+    assert samples[("migw_health_ok", ())] == 1
+    assert samples[("migw_ingest_readings_total", (("source", "gpio"),))] >= 2
+    assert samples[("migw_radio_up", (("radio", "gpio"),))] == 1
+    assert samples[("migw_radio_restarts_total", (("radio", "gpio"),))] == 0
+    assert samples[("migw_devices", (("status", "ok"), ("transport", "gpio")))] == 5
+    assert samples[("migw_outbox_depth", ())] > 0
+    assert samples[("process_resident_memory_bytes", ())] > 1e6
+    assert ("migw_store_commits_total", ()) in samples
+
+
+async def test_websocket_streams_live_readings_with_a_filter(
+    api: Running, http: aiohttp.ClientSession
+) -> None:
+    url = f"{api.base}/api/v1/events?device=gpio-hall-relay&metric=switch"
+    async with http.ws_connect(url, headers=api.auth) as ws:
+        hello = await asyncio.wait_for(ws.receive_json(), 10)
+        assert hello["type"] == "hello"
+        assert hello["filter"] == {
+            "device": ["gpio-hall-relay"],
+            "metric": ["switch"],
+            "type": ["event", "reading", "status"],
+        }
+        await post_json(http, api, "/api/v1/devices/gpio-hall-relay/commands", {"switch": True})
+        # the LED toggles too, but the filter keeps only the relay's switch
+        await post_json(http, api, "/api/v1/devices/gpio-status-led/commands", {"switch": False})
+        await post_json(http, api, "/api/v1/devices/gpio-hall-relay/commands", {"switch": False})
+        got = []
+        while len(got) < 2:
+            msg = await asyncio.wait_for(ws.receive_json(), 10)
+            if msg["type"] == "reading":
+                got.append(msg)
+        assert [(m["device"], m["metric"], m["value"], m["unit"]) for m in got] == [
+            ("gpio-hall-relay", "switch", True, None),
+            ("gpio-hall-relay", "switch", False, None),
+        ]
+        assert got[0]["seq"] < got[1]["seq"]
+
+
+async def test_websocket_needs_the_token_and_an_upgrade(
+    api: Running, http: aiohttp.ClientSession
+) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        async with http.ws_connect(f"{api.base}/api/v1/events"):
+            pass
+    assert err.value.status == 401
+    body = await get_json(http, api, "/api/v1/events", status=400)
+    assert body["error"]["code"] == "websocket_required"
+    body = await get_json(http, api, "/api/v1/events?type=gossip", status=400)
+    assert body["error"]["code"] == "invalid_query"
+
+
+async def test_stopping_the_service_closes_event_streams(
+    api: Running, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(f"{api.base}/api/v1/events", headers=api.auth) as ws:
+        assert (await asyncio.wait_for(ws.receive_json(), 10))["type"] == "hello"
+        await api.service.stop()
+        msg = await asyncio.wait_for(ws.receive(), 10)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+async def test_a_half_sent_request_does_not_block_others(
+    api: Running, http: aiohttp.ClientSession
+) -> None:
+    _reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    try:
+        writer.write(b"GET /api/v1/devices HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        await writer.drain()
+        for _ in range(3):
+            await assert_healthy(http, api)
+            await get_json(http, api, "/api/v1/devices")
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_a_slow_body_gets_408(
+    api: Running, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app_mod, "BODY_TIMEOUT_S", 0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    try:
+        writer.write(
+            b"POST /api/v1/devices/gpio-hall-relay/commands HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {api.token}\r\n".encode()
+            + b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"sw'
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        assert status_line.startswith(b"HTTP/1.1 408"), status_line
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    await assert_healthy(http, api)
+
+
+async def test_a_slow_event_client_loses_messages_and_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(events_mod, "QUEUE_SIZE", 3)
+    monkeypatch.setattr(events_mod, "LAG_LIMIT", 5)
+    hub = EventHub()
+    slow = hub.add(EventFilter())
+    other = hub.add(EventFilter(devices=frozenset({"gpio-b"})))
+    hub.on_commit([reading(device="gpio-a") for _ in range(7)], [event(device="gpio-b")])
+    assert slow.queue.qsize() == 3
+    assert slow.dropped == 5
+    assert slow.too_slow.is_set()
+    assert other.queue.qsize() == 1
+    assert json.loads(other.queue.get_nowait())["action"] == "single"
+    assert (hub.sent, hub.dropped) == (4, 5)
