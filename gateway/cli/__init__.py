@@ -16,6 +16,7 @@ from gateway.cli.base import cli
 # Command modules: importing one registers its commands on the groups of gateway.cli.base.
 from gateway.cli import run_cmd as _run_cmd  # noqa: F401  # isort: skip
 from gateway.cli import config_cmd as _config_cmd  # noqa: F401  # isort: skip
+from gateway.cli import ops as _ops  # noqa: F401  # isort: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
