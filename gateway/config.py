@@ -117,6 +117,13 @@ class UpstreamSection:
     outbox_full: Literal["drop_oldest", "reject_new"] = "drop_oldest"
     #: Backlog readings per second while draining after an outage (live data comes first).
     drain_rate: int = 5000
+    #: Largest telemetry message; lower it to the broker's limit with MQTT 3.1.1 (MQTT 5
+    #: brokers announce theirs). Bigger batches are split.
+    max_message_bytes: int = 256 * 1024
+    #: Reconnect backoff: capped exponential with full jitter, reset after a stable period.
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    reconnect_stable_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.url and not re.fullmatch(r"mqtts?://[^/\s:]+(:\d{1,5})?/?", self.url):
@@ -131,6 +138,12 @@ class UpstreamSection:
         _positive(self.drain_rate, "drain_rate")
         if self.outbox_ttl_days <= 0:
             raise ValueError("outbox_ttl_days must be > 0")
+        if self.max_message_bytes < 1024:
+            raise ValueError("max_message_bytes must be >= 1024")
+        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
+            raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
+        _positive(self.reconnect_stable_s, "reconnect_stable_s")
+        _positive(self.keepalive, "keepalive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +155,19 @@ class HomeAssistantSection:
     username: str = ""
     password: Secret | None = None
     password_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: Plaintext MQTT to a LAN broker that is not loopback needs this.
+    allow_insecure: bool = False
+
+    def __post_init__(self) -> None:
+        if self.url and not re.fullmatch(r"mqtts?://[^/\s:]+(:\d{1,5})?/?", self.url):
+            raise ValueError("url must look like mqtt://host:1883 or mqtts://host:8883")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        if not re.fullmatch(r"[A-Za-z0-9_/-]{1,64}", self.discovery_prefix):
+            raise ValueError("discovery_prefix must be letters, digits, '_', '-' or '/'")
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,7 @@ class Component(Protocol):
 
 
 #: Modules under ``gateway`` exposing ``create(service) -> Component | None``.
-COMPONENTS: list[str] = ["api.server"]
+COMPONENTS: list[str] = ["api.server", "sync"]
 
 
 @dataclass(slots=True)

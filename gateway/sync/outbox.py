@@ -1,0 +1,295 @@
+"""The sync agent's view of the store's outbox: fetch, acknowledge, bound, expire, re-stamp.
+
+Every statement runs inside :meth:`gateway.store.Store.transaction`, which holds the store's
+write lock: a read never sees the half-written transaction of the ingest writer (whose
+sequence numbers are not yet "reported stored"), and counters persisted in ``meta`` change
+in the same transaction as the rows they count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gateway.metrics import METRICS, base_name
+from gateway.store import OUTBOX_EVENT, OutboxRow, Store
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Rows read per query while looking for rows to drop or expire.
+SCAN_CHUNK = 5000
+#: After the outbox overflows, free down to this fraction of the bound (hysteresis: the
+#: bound is not enforced on every commit).
+LOW_WATER = 0.95
+
+#: Readings of these metrics are state changes (door opened, leak, smoke, relay switched):
+#: like button events they are the last to be dropped. All boolean metrics.
+PRIORITY_METRICS = frozenset(m.name for m in METRICS.values() if m.kind == "bool")
+
+META_DROPPED = "sync.dropped"
+META_EXPIRED = "sync.expired"
+META_BATCH = "sync.batch"
+META_DEAD = "sync.dead_letters"
+
+Strategy = Literal["drop_oldest", "reject_new"]
+
+
+def is_priority(kind: int, body: str) -> bool:
+    if kind == OUTBOX_EVENT:
+        return True
+    try:
+        metric = json.loads(body).get("metric")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(metric, str) and base_name(metric) in PRIORITY_METRICS
+
+
+@dataclass(slots=True)
+class Counters:
+    dropped: int = 0
+    expired: int = 0
+    dead_letters: int = 0
+    batch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Depth:
+    rows: int
+    bytes: int
+    events: int
+    oldest_seq: int | None
+    oldest_ts: float | None
+
+
+_COLS = "seq, kind, device_id, body, ts, boot, mono, synced, size"
+
+
+def _row(r: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8])
+
+
+class Outbox:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.counters = Counters()
+
+    async def load(self) -> None:
+        c = self.counters
+        async with self.store.transaction() as db:
+            for key, attr in (
+                (META_DROPPED, "dropped"),
+                (META_EXPIRED, "expired"),
+                (META_BATCH, "batch"),
+            ):
+                async with db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+                    row = await cur.fetchone()
+                setattr(c, attr, int(row[0]) if row else 0)
+            async with db.execute("SELECT count(*) FROM dead_letter") as cur:
+                row = await cur.fetchone()
+            c.dead_letters = int(row[0]) if row else 0
+
+    async def depth(self) -> Depth:
+        """Exact depth (a full scan of the outbox: call it rarely)."""
+        async with self.store.transaction() as db:
+            async with db.execute(
+                "SELECT count(*), coalesce(sum(size),0), coalesce(sum(kind = 1),0) FROM outbox"
+            ) as cur:
+                row = await cur.fetchone()
+            assert row is not None
+            oldest = await self._oldest(db)
+        return Depth(int(row[0]), int(row[1]), int(row[2]), *oldest)
+
+    async def oldest(self) -> tuple[int | None, float | None]:
+        async with self.store.transaction() as db:
+            return await self._oldest(db)
+
+    @staticmethod
+    async def _oldest(db: Any) -> tuple[int | None, float | None]:
+        async with db.execute("SELECT seq, ts FROM outbox ORDER BY seq LIMIT 1") as cur:
+            row = await cur.fetchone()
+        return (int(row[0]), float(row[1])) if row else (None, None)
+
+    async def fetch(self, after: int, limit: int, upto: int | None = None) -> list[OutboxRow]:
+        """Rows with ``after < seq <= upto`` in sequence order."""
+        sql = f"SELECT {_COLS} FROM outbox WHERE seq > ?"  # noqa: S608 - constant columns
+        args: list[Any] = [after]
+        if upto is not None:
+            sql += " AND seq <= ?"
+            args.append(upto)
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        async with self.store.transaction() as db, db.execute(sql, args) as cur:
+            rows = await cur.fetchall()
+        return [_row(r) for r in rows]
+
+    async def ack(self, seqs: Sequence[int]) -> int:
+        """Delete delivered rows and persist the batch counter. Returns rows deleted."""
+        if not seqs:
+            return 0
+        async with self.store.transaction() as db:
+            cur = await db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            deleted = cur.rowcount
+            await _meta_put(db, META_BATCH, self.counters.batch)
+        return max(deleted, 0)
+
+    async def dead_letter(
+        self, rows: Sequence[OutboxRow], reason: str, payload: bytes | None = None
+    ) -> None:
+        """Move rows to the dead-letter table with the reason and the refused payload."""
+        if not rows:
+            return
+        if payload is None:
+            payload = ("\n".join(r.body for r in rows)).encode("utf-8", "replace")
+        async with self.store.transaction() as db:
+            await db.execute(
+                "INSERT INTO dead_letter (created, reason, first_seq, last_seq, payload)"
+                " VALUES (?,?,?,?,?)",
+                (time.time(), reason, rows[0].seq, rows[-1].seq, payload),
+            )
+            await db.executemany("DELETE FROM outbox WHERE seq = ?", [(r.seq,) for r in rows])
+            self.counters.dead_letters += 1
+        _LOGGER.error(
+            "moved %d outbox row(s) (seq %d-%d) to the dead-letter table: %s",
+            len(rows),
+            rows[0].seq,
+            rows[-1].seq,
+            reason,
+        )
+
+    async def enforce_bytes(self, max_bytes: int, strategy: Strategy) -> tuple[int, int]:
+        """Bring the outbox under ``max_bytes`` (down to LOW_WATER of it). Periodic readings
+        go first, events and state changes last; ``drop_oldest`` drops the oldest,
+        ``reject_new`` the newest. Returns (rows dropped, bytes freed)."""
+        depth = await self.depth()
+        if depth.bytes <= max_bytes:
+            return 0, 0
+        excess = depth.bytes - int(max_bytes * LOW_WATER)
+        victims: list[int] = []
+        freed = 0
+        newest_first = strategy == "reject_new"
+        for priority_pass in (False, True):
+            cursor: int | None = None
+            while freed < excess:
+                chunk = await self._scan(cursor, newest_first)
+                if not chunk:
+                    break
+                cursor = chunk[-1][0]
+                for seq, kind, size, body in chunk:
+                    if is_priority(kind, body) is priority_pass:
+                        victims.append(seq)
+                        freed += size
+                        if freed >= excess:
+                            break
+            if freed >= excess:
+                break
+        if not victims:
+            return 0, 0
+        async with self.store.transaction() as db:
+            await db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in victims])
+            self.counters.dropped += len(victims)
+            await _meta_put(db, META_DROPPED, self.counters.dropped)
+        _LOGGER.warning(
+            "outbox over %d bytes: dropped %d row(s) (%s, %d bytes)",
+            max_bytes,
+            len(victims),
+            strategy,
+            freed,
+        )
+        return len(victims), freed
+
+    async def _scan(
+        self, cursor: int | None, newest_first: bool
+    ) -> list[tuple[int, int, int, str]]:
+        if newest_first:
+            where, order = ("WHERE seq < ?", "DESC") if cursor is not None else ("", "DESC")
+        else:
+            where, order = ("WHERE seq > ?", "ASC") if cursor is not None else ("", "ASC")
+        sql = f"SELECT seq, kind, size, body FROM outbox {where} ORDER BY seq {order} LIMIT ?"  # noqa: S608 - constant fragments
+        args: tuple[Any, ...] = (cursor, SCAN_CHUNK) if cursor is not None else (SCAN_CHUNK,)
+        async with self.store.transaction() as db, db.execute(sql, args) as cur:
+            rows = await cur.fetchall()
+        return [(int(r[0]), int(r[1]), int(r[2]), str(r[3])) for r in rows]
+
+    async def expire(self, cutoff: float) -> tuple[int, int]:
+        """Delete rows stamped before ``cutoff`` (wall time; the caller only calls this with
+        a synchronised clock). Rows are scanned oldest first and the scan stops at the
+        first chunk without an expired row. Returns (rows, bytes)."""
+        victims: list[int] = []
+        freed = 0
+        cursor = 0
+        while True:
+            async with (
+                self.store.transaction() as db,
+                db.execute(
+                    "SELECT seq, ts, size FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (cursor, SCAN_CHUNK),
+                ) as cur,
+            ):
+                chunk = await cur.fetchall()
+            if not chunk:
+                break
+            cursor = int(list(chunk)[-1][0])
+            found = [(int(r[0]), int(r[2])) for r in chunk if r[1] < cutoff]
+            if not found:
+                break
+            victims += [s for s, _ in found]
+            freed += sum(z for _, z in found)
+        if not victims:
+            return 0, 0
+        async with self.store.transaction() as db:
+            await db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in victims])
+            self.counters.expired += len(victims)
+            await _meta_put(db, META_EXPIRED, self.counters.expired)
+        _LOGGER.warning("expired %d outbox row(s) older than the TTL", len(victims))
+        return len(victims), freed
+
+    async def restamp(self, boot: str, offset: float) -> int:
+        """Re-stamp rows taken before the clock was synchronised during this boot:
+        ``ts = offset + mono`` where ``offset = wall - mono`` of the synchronised clock."""
+        async with self.store.transaction() as db:
+            cur = await db.execute(
+                "UPDATE outbox SET ts = ? + mono, synced = 1 WHERE synced = 0 AND boot = ?",
+                (offset, boot),
+            )
+            n = max(cur.rowcount, 0)
+        if n:
+            _LOGGER.info("re-stamped %d outbox row(s) taken before the clock was synchronised", n)
+        return n
+
+    async def dead_letters(self, limit: int = 20) -> list[dict[str, Any]]:
+        async with (
+            self.store.transaction() as db,
+            db.execute(
+                "SELECT id, created, reason, first_seq, last_seq, length(payload)"
+                " FROM dead_letter ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [
+            {
+                "id": r[0],
+                "created": r[1],
+                "reason": r[2],
+                "first_seq": r[3],
+                "last_seq": r[4],
+                "bytes": r[5],
+            }
+            for r in rows
+        ]
+
+
+async def _meta_put(db: Any, key: str, value: int) -> None:
+    await db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, str(value)),
+    )
+
+
+def seqs_of(rows: Iterable[OutboxRow]) -> list[int]:
+    return [r.seq for r in rows]
