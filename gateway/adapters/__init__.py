@@ -37,7 +37,7 @@ class AdapterContext:
 
 
 #: Module names under gateway.adapters, in start order.
-ADAPTERS: list[str] = ["gpio"]
+ADAPTERS: list[str] = ["gpio", "ble"]
 
 
 def build_drivers(ctx: AdapterContext) -> list[Driver]:

@@ -1,0 +1,308 @@
+"""The one owner of the BLE scanner: a Protocol seam shaped like bleak's ``BleakScanner``,
+a bleak-backed implementation (passive on BlueZ, active fallback), and a supervised
+:class:`BleScanner` that turns detection callbacks into :class:`Advertisement` values for
+its subscribers.
+
+Adapter faults (``BleakError``, D-Bus errors, adapter missing or powered off, "InProgress",
+a silent adapter) raise :class:`~drivers.ble.errors.ScannerError`; the supervisor restarts
+scanning with backoff, logging the first failure at WARNING and repeats at DEBUG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from drivers.ble.errors import ScannerError
+from drivers.ble.types import Advertisement
+from drivers.supervisor import Backoff, State, Supervisor, SupervisorStatus
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Timing; module level so tests can shorten them.
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+#: No advert at all for this long means a wedged adapter: restart scanning (None: off).
+SILENCE_RESTART = 600.0
+WATCH_INTERVAL = 5.0
+
+#: 16-bit UUIDs we listen for (passive scanning needs BlueZ or-patterns on them).
+WATCHED_UUID16 = (0xFE95, 0x181A, 0x181C, 0x181E, 0xFCD2, 0x181D, 0x181B, 0xFD50)
+
+
+class DeviceLike(Protocol):
+    """What a detection callback gets as its first argument (bleak's ``BLEDevice``)."""
+
+    @property
+    def address(self) -> str: ...
+
+
+class AdvertisementDataLike(Protocol):
+    """bleak's ``AdvertisementData``, the fields we read."""
+
+    @property
+    def local_name(self) -> str | None: ...
+
+    @property
+    def rssi(self) -> int: ...
+
+    @property
+    def service_data(self) -> Mapping[str, bytes]: ...
+
+    @property
+    def manufacturer_data(self) -> Mapping[int, bytes]: ...
+
+
+DetectionCallback = Callable[[Any, Any], None]
+
+
+class Scanner(Protocol):
+    """A started/stopped source of detection callbacks (``BleakScanner`` usage)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+#: Builds a scanner that reports each advert to ``callback(device, advertisement_data)``.
+ScannerFactory = Callable[[DetectionCallback], Scanner]
+
+
+# --- bleak ---------------------------------------------------------------------------------
+
+_PASSIVE_UNSUPPORTED = (
+    "notsupported",
+    "not supported",
+    "advertisementmonitor",
+    "requires bluez",
+    "or_patterns",
+    "unknownmethod",
+    "experimental",
+)
+
+
+def _passive_unsupported(exc: BaseException) -> bool:
+    text = describe_fault(exc).lower()
+    return any(marker in text for marker in _PASSIVE_UNSUPPORTED)
+
+
+def describe_fault(exc: BaseException) -> str:
+    """A short, secret-free reason for health and logs."""
+    text = str(exc).strip() or type(exc).__name__
+    name = type(exc).__name__
+    dbus_type = getattr(exc, "type", None)  # dbus_fast.errors.DBusError carries the D-Bus name
+    if isinstance(dbus_type, str) and dbus_type not in text:
+        text = f"{dbus_type}: {text}"
+    if "inprogress" in text.replace(" ", "").lower():
+        return f"adapter busy (InProgress): {text}"
+    if "powered" in text.lower() or "poweredoff" in text.replace(" ", "").lower():
+        return f"adapter powered off: {text}"
+    if "not found" in text.lower() or "no bluetooth adapters" in text.lower():
+        return f"adapter missing: {text}"
+    return f"{name}: {text}"
+
+
+class BleakBackend:
+    """A :class:`Scanner` over bleak: passive on Linux/BlueZ when asked, else active.
+
+    If the passive scanner cannot start because BlueZ lacks advertisement monitors (older
+    BlueZ or no ``--experimental``), it falls back to active scanning and logs why once.
+    ``scanner_cls`` is bleak's ``BleakScanner`` unless a test passes a stand-in.
+    """
+
+    def __init__(
+        self,
+        callback: DetectionCallback,
+        *,
+        adapter: str = "hci0",
+        passive: bool = True,
+        scanner_cls: Any = None,
+        platform: str = sys.platform,
+    ) -> None:
+        self._callback = callback
+        self._adapter = adapter
+        self._passive = passive and platform.startswith("linux")
+        self._cls = scanner_cls
+        self._scanner: Any = None
+        self.mode = "passive" if self._passive else "active"
+        self.fallback_reason = ""
+        if passive and not self._passive:
+            self.fallback_reason = f"passive scanning needs BlueZ (platform {platform})"
+
+    def _make(self, passive: bool) -> Any:
+        cls = self._cls
+        if cls is None:  # pragma: no cover - the real bleak, exercised on hardware
+            from bleak import BleakScanner
+
+            cls = BleakScanner
+        bluez: dict[str, Any] = {"adapter": self._adapter}
+        if passive:
+            from bleak.args.bluez import OrPattern
+            from bleak.assigned_numbers import AdvertisementDataType
+
+            bluez["or_patterns"] = [
+                OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID16, u.to_bytes(2, "little"))
+                for u in WATCHED_UUID16
+            ]
+        return cls(
+            detection_callback=self._callback,
+            scanning_mode="passive" if passive else "active",
+            bluez=bluez,
+        )
+
+    async def start(self) -> None:
+        if self._passive:
+            scanner = self._make(True)
+            try:
+                await scanner.start()
+            except Exception as exc:  # bleak raises BleakError, DBusError, OSError ...
+                if not _passive_unsupported(exc):
+                    raise
+                self._passive = False
+                self.mode = "active"
+                self.fallback_reason = describe_fault(exc)
+                _LOGGER.warning(
+                    "passive BLE scanning is not available (%s); falling back to active "
+                    "scanning (enable BlueZ experimental features for passive)",
+                    self.fallback_reason,
+                )
+            else:
+                self._scanner = scanner
+                return
+        scanner = self._make(False)
+        await scanner.start()
+        self._scanner = scanner
+
+    async def stop(self) -> None:
+        scanner, self._scanner = self._scanner, None
+        if scanner is not None:
+            await scanner.stop()
+
+
+def bleak_factory(adapter: str = "hci0", *, passive: bool = True) -> ScannerFactory:
+    """The real scanner factory for the gateway and ``migw sniff ble``."""
+
+    def factory(callback: DetectionCallback) -> Scanner:
+        return BleakBackend(callback, adapter=adapter, passive=passive)
+
+    return factory
+
+
+# --- the owner -------------------------------------------------------------------------------
+
+Subscriber = Callable[[Advertisement], None]
+
+
+def to_advertisement(device: Any, data: Any, now: float) -> Advertisement:
+    """bleak's (device, advertisement data) -> :class:`Advertisement` (no validation needed:
+    the codecs treat every byte as untrusted)."""
+    return Advertisement(
+        address=str(device.address).upper(),
+        rssi=getattr(data, "rssi", None),
+        service_data={str(k).lower(): bytes(v) for k, v in data.service_data.items()},
+        manufacturer_data={int(k): bytes(v) for k, v in data.manufacturer_data.items()},
+        local_name=data.local_name,
+        time=now,
+    )
+
+
+class BleScanner:
+    """Owns one scanner for its lifetime; subscribers get every :class:`Advertisement`.
+
+    :meth:`run` runs forever under a :class:`~drivers.supervisor.Supervisor`: a fault stops
+    the scanner, waits with backoff and starts a fresh one.
+    """
+
+    def __init__(
+        self,
+        factory: ScannerFactory,
+        *,
+        name: str = "BLE scanner",
+        backoff: Backoff | None = None,
+        stable_after: float | None = None,
+        silence_restart: float | None = SILENCE_RESTART,
+        clock: Callable[[], float] = time.monotonic,
+        on_state: Callable[[SupervisorStatus], None] | None = None,
+    ) -> None:
+        self._factory = factory
+        self._subscribers: list[Subscriber] = []
+        self._clock = clock
+        self._silence = silence_restart
+        self._last_advert = 0.0
+        self._scanner: Scanner | None = None
+        self.adverts = 0
+        self.callback_errors = 0
+        self.supervisor = Supervisor(
+            name, self._session, backoff=backoff, stable_after=stable_after, on_state=on_state,
+            logger=_LOGGER,
+        )  # fmt: skip
+
+    # subscribers -----------------------------------------------------------------------
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    @property
+    def status(self) -> SupervisorStatus:
+        return self.supervisor.status
+
+    @property
+    def mode(self) -> str:
+        return str(getattr(self._scanner, "mode", "")) if self._scanner is not None else ""
+
+    @property
+    def degraded(self) -> bool:
+        return self.status.state in (State.BACKOFF, State.FAILED)
+
+    def _on_detection(self, device: Any, data: Any) -> None:
+        now = self._clock()
+        self._last_advert = now
+        self.adverts += 1
+        adv = to_advertisement(device, data, now)
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(adv)
+            except Exception:  # one bad subscriber must not stop scanning
+                self.callback_errors += 1
+                _LOGGER.exception("BLE advert subscriber failed")
+
+    # scanning --------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.supervisor.run()
+
+    async def _session(self) -> None:
+        scanner = self._factory(self._on_detection)
+        try:
+            await asyncio.wait_for(scanner.start(), START_TIMEOUT)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            raise ScannerError(f"scanner did not start within {START_TIMEOUT:g} s") from None
+        except Exception as exc:  # classify every adapter fault
+            raise ScannerError(describe_fault(exc)) from exc
+        self._scanner = scanner
+        self._last_advert = self._clock()
+        self.supervisor.mark_running()
+        try:
+            while True:
+                await asyncio.sleep(WATCH_INTERVAL)
+                if self._silence is not None and self._clock() - self._last_advert > self._silence:
+                    raise ScannerError(f"no adverts for {self._silence:g} s (adapter wedged?)")
+        finally:
+            self._scanner = None
+            try:
+                await asyncio.wait_for(scanner.stop(), STOP_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failing stop must not mask the cause
+                _LOGGER.debug("stopping the BLE scanner failed: %s", describe_fault(exc))

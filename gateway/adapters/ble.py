@@ -1,0 +1,347 @@
+"""BLE sensors (Xiaomi MiBeacon, ATC/pvvx, BTHome) through the drivers.ble scanner owner.
+
+Devices appear from their first supported advert as ``ble-<mac hex>``; readings and button
+events go to the sink; repeats are dropped and counted; encrypted BTHome replays are
+rejected. Non-sleepy devices silent for ``ble.unavailable_after_s`` become unavailable;
+sleepy ones (door, motion, flood ... sensors that send on change) never do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from drivers.ble.decoder import decode_advertisement
+from drivers.ble.dedup import Deduplicator, ReplayGuard
+from drivers.ble.errors import KeyFormatError
+from drivers.ble.keys import BindKey, parse_key
+from drivers.ble.scanner import BleScanner, ScannerFactory, bleak_factory
+from drivers.ble.types import Advertisement, Decoded, Failed, FailReason, normalize_mac
+from drivers.supervisor import State
+from gateway.adapters import AdapterContext
+from gateway.config import BleSection, read_secret
+from gateway.driver import DriverHealth, Health, Sink
+from gateway.errors import ConfigError
+from gateway.model import (
+    Command,
+    CommandResult,
+    CommandStatus,
+    DeviceStatus,
+    DeviceUpdate,
+    Transport,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+PREFIX = "ble-"
+#: Seconds between availability checks, and between RSSI-only device updates.
+AVAILABILITY_INTERVAL = 30.0
+RSSI_INTERVAL = 60.0
+#: Unknown product ids kept for diagnostics.
+DIAG_MAX = 16
+
+
+def device_id(mac: str) -> str:
+    """``A4:C1:38:1A:2B:3C`` -> ``ble-a4c1381a2b3c``."""
+    return PREFIX + mac.replace(":", "").lower()
+
+
+_STATUS = {
+    FailReason.NO_KEY: DeviceStatus.NEEDS_KEY,
+    FailReason.KEY_INVALID: DeviceStatus.KEY_INVALID,
+    FailReason.UNSUPPORTED: DeviceStatus.UNSUPPORTED,
+}
+
+
+@dataclass(slots=True)
+class _Known:
+    model: str
+    status: DeviceStatus
+    sleepy: bool
+    last_seen: float
+    rssi_sent_at: float = 0.0
+
+
+def load_keys(section: BleSection) -> tuple[dict[str, BindKey], list[str]]:
+    """Keys of the config (inline and files); problems are listed by MAC, never with the key."""
+    keys: dict[str, BindKey] = {}
+    problems: list[str] = []
+    items = [(mac, secret) for mac, secret in section.keys.items()]
+    for mac, path in section.key_files.items():
+        try:
+            secret = read_secret(None, path, f"bind key for {mac}")
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        if secret is not None:
+            items.append((mac, secret))
+    for mac, secret in items:
+        try:
+            norm = normalize_mac(mac)
+            keys[norm] = parse_key(secret.reveal(), what=f"ble.keys.{mac}")
+        except ValueError as exc:  # KeyFormatError is a ValueError too
+            problems.append(str(exc) if isinstance(exc, KeyFormatError) else f"{mac}: {exc}")
+    return keys, problems
+
+
+class BleDriver:
+    name = "ble"
+    config_sections = ("ble",)
+
+    def __init__(
+        self,
+        factory: ScannerFactory,
+        keys: Mapping[str, BindKey],
+        *,
+        dedup_window_s: float = 60.0,
+        unavailable_after_s: float = 900.0,
+        info: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._factory = factory
+        self._keys = dict(keys)
+        self._dedup = Deduplicator(window_s=dedup_window_s)
+        self._replay = ReplayGuard()
+        self._unavailable_after = unavailable_after_s
+        self._clock = clock
+        self._known: dict[str, _Known] = {}
+        self._warned_keys: set[str] = set()
+        self._unknown_products: deque[str] = deque(maxlen=DIAG_MAX)
+        self._sink: Sink | None = None
+        self._scanner: BleScanner | None = None
+        self._restarts_before = 0
+        self._info = dict(info or {})
+        self._info["keys_configured"] = str(len(self._keys))
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "adverts",
+                "decoded",
+                "duplicates_dropped",
+                "decrypt_failures",
+                "replays_rejected",
+                "malformed",
+                "unsupported",
+                "needs_key",
+                "scanner_restarts",
+                "readings",
+                "events",
+            ),
+            0,
+        )
+
+    # Driver protocol --------------------------------------------------------------------
+    def owns(self, device_id: str) -> bool:
+        return device_id.startswith(PREFIX)
+
+    async def command(self, device_id: str, command: Command) -> CommandResult:
+        return CommandResult(CommandStatus.UNSUPPORTED, "BLE sensors take no commands")
+
+    def health(self) -> DriverHealth:
+        counters = dict(self.counters)
+        counters["duplicates_dropped"] = self._dedup.dropped
+        counters["replays_rejected"] = self._replay.rejected
+        info = dict(self._info)
+        info["devices"] = str(len(self._known))
+        if self._unknown_products:
+            info["unknown_products"] = "; ".join(self._unknown_products)
+        scanner = self._scanner
+        health, reason = Health.OK, ""
+        if scanner is not None:
+            st = scanner.status
+            counters["scanner_restarts"] = self._restarts_before + st.restarts
+            if scanner.mode:
+                info["scan_mode"] = scanner.mode
+            if st.state in (State.BACKOFF, State.FAILED, State.STARTING) and st.failures:
+                health, reason = Health.DEGRADED, st.reason or "scanner restarting"
+        return DriverHealth(health=health, reason=reason, counters=counters, info=info)
+
+    async def run(self, sink: Sink) -> None:
+        self._sink = sink
+        scanner = BleScanner(self._factory)
+        if self._scanner is not None:
+            self._restarts_before += self._scanner.status.restarts
+        self._scanner = scanner
+        unsubscribe = scanner.subscribe(self.handle)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(scanner.run(), name="ble-scanner")
+                tg.create_task(self._availability_loop(), name="ble-availability")
+        finally:
+            unsubscribe()
+
+    # advert handling --------------------------------------------------------------------
+    def handle(self, adv: Advertisement) -> None:
+        """Decode one advert and report what it carries (called on the loop per advert)."""
+        self.counters["adverts"] += 1
+        now = adv.time or self._clock()
+        for outcome in decode_advertisement(adv, self._keys):
+            if isinstance(outcome, Failed):
+                self._failed(outcome, adv, now)
+            else:
+                self._decoded(outcome, adv, now)
+
+    def _decoded(self, result: Decoded, adv: Advertisement, now: float) -> None:
+        if self._dedup.is_duplicate(result, now):
+            self._seen(result.mac, now)
+            return
+        if not self._replay.accept(result):
+            return
+        self.counters["decoded"] += 1
+        sink = self._sink
+        if sink is None or not result.mac:
+            return
+        dev = device_id(result.mac)
+        self._device(
+            dev,
+            result.model,
+            DeviceStatus.OK,
+            result.sleepy,
+            adv,
+            now,
+            name=result.name,
+            manufacturer=result.manufacturer,
+        )
+        for metric, value in result.values.items():
+            sink.reading(dev, metric, value)
+            self.counters["readings"] += 1
+        for ev in result.events:
+            sink.event(dev, ev.event, ev.action, ev.button)
+            self.counters["events"] += 1
+
+    def _failed(self, failed: Failed, adv: Advertisement, now: float) -> None:
+        reason = failed.reason
+        if reason is FailReason.KEY_INVALID:
+            self.counters["decrypt_failures"] += 1
+            if failed.mac not in self._warned_keys:
+                self._warned_keys.add(failed.mac)
+                _LOGGER.warning(
+                    "BLE %s (%s): the configured key does not decrypt: %s",
+                    failed.mac,
+                    failed.model or "unknown model",
+                    failed.detail,
+                )
+        elif reason is FailReason.NO_KEY:
+            self.counters["needs_key"] += 1
+        elif reason is FailReason.MALFORMED:
+            self.counters["malformed"] += 1
+            return
+        else:
+            self.counters["unsupported"] += 1
+            if failed.product_id is not None and not failed.model:
+                entry = f"0x{failed.product_id:04X} from {failed.mac}: {failed.payload.hex()}"
+                if entry not in self._unknown_products:
+                    self._unknown_products.append(entry)
+                    _LOGGER.info("BLE: unknown MiBeacon product id %s", entry)
+            if not failed.model:
+                return  # a foreign device: not ours to list
+        if self._sink is None or not failed.mac or not failed.model:
+            return
+        self._device(
+            device_id(failed.mac),
+            failed.model,
+            _STATUS[reason],
+            failed.sleepy,
+            adv,
+            now,
+            name=failed.name,
+        )
+
+    def _device(
+        self,
+        dev: str,
+        model: str,
+        status: DeviceStatus,
+        sleepy: bool,
+        adv: Advertisement,
+        now: float,
+        *,
+        name: str = "",
+        manufacturer: str = "",
+    ) -> None:
+        sink = self._sink
+        assert sink is not None
+        known = self._known.get(dev)
+        if known is None or (known.model, known.status, known.sleepy) != (model, status, sleepy):
+            sink.device(
+                DeviceUpdate(
+                    id=dev,
+                    transport=Transport.BLE,
+                    model=model,
+                    name=(adv.local_name or name or model) if known is None else None,
+                    manufacturer=manufacturer or None,
+                    rssi=adv.rssi,
+                    status=status,
+                    sleepy=sleepy,
+                )
+            )
+            self._known[dev] = _Known(model, status, sleepy, now, now)
+            return
+        known.last_seen = now
+        if adv.rssi is not None and now - known.rssi_sent_at >= RSSI_INTERVAL:
+            known.rssi_sent_at = now
+            sink.device(DeviceUpdate(id=dev, transport=Transport.BLE, rssi=adv.rssi))
+
+    def _seen(self, mac: str, now: float) -> None:
+        known = self._known.get(device_id(mac))
+        if known is not None:
+            known.last_seen = now
+
+    def check_availability(self, now: float) -> list[str]:
+        """Mark silent non-sleepy devices unavailable; returns their ids."""
+        sink = self._sink
+        gone: list[str] = []
+        for dev, known in self._known.items():
+            if known.sleepy or known.status is not DeviceStatus.OK:
+                continue
+            if now - known.last_seen > self._unavailable_after:
+                known.status = DeviceStatus.UNAVAILABLE
+                gone.append(dev)
+                if sink is not None:
+                    sink.device(
+                        DeviceUpdate(
+                            id=dev, transport=Transport.BLE, status=DeviceStatus.UNAVAILABLE
+                        )
+                    )
+        return gone
+
+    async def _availability_loop(self) -> None:
+        while True:
+            await asyncio.sleep(AVAILABILITY_INTERVAL)
+            self.check_availability(self._clock())
+
+
+def create(ctx: AdapterContext) -> BleDriver | None:
+    section = ctx.config.ble
+    if ctx.demo is not None:
+        if ctx.demo.ble_devices <= 0:
+            return None
+        from hw_mocks.ble import SyntheticFleet
+
+        fleet = SyntheticFleet(ctx.demo.ble_devices, rate=ctx.demo.ble_rate)
+        keys = {normalize_mac(mac): parse_key(hexkey) for mac, hexkey in fleet.keys.items()}
+        return BleDriver(
+            fleet.factory(),
+            keys,
+            dedup_window_s=section.dedup_window_s,
+            unavailable_after_s=max(section.unavailable_after_s, 30.0 / ctx.demo.ble_rate),
+            info={"adapter": "simulated", "devices_simulated": str(ctx.demo.ble_devices)},
+        )
+    if not section.enabled:
+        return None
+    keys, problems = load_keys(section)
+    for problem in problems:
+        _LOGGER.error("BLE key ignored: %s", problem)
+    info = {"adapter": section.adapter, "passive": str(section.passive).lower()}
+    if problems:
+        info["key_errors"] = str(len(problems))
+    return BleDriver(
+        bleak_factory(section.adapter, passive=section.passive),
+        keys,
+        dedup_window_s=section.dedup_window_s,
+        unavailable_after_s=section.unavailable_after_s,
+        info=info,
+    )

@@ -1,0 +1,407 @@
+"""Simulated BLE hardware behind the same scanner seam as the bleak wrapper.
+
+* :class:`ReplayScanner` plays a JSONL file (or a list) of adverts at a given rate.
+* :class:`SyntheticFleet` is N virtual sensors of mixed kinds (MiBeacon plain and encrypted,
+  pvvx, BTHome v2 plain and encrypted, a sleepy door sensor and a button) producing valid,
+  changing adverts; each frame is repeated like real sensors do. Its bind keys are in
+  :attr:`SyntheticFleet.keys` (hex per MAC) for the gateway's demo mode.
+
+Both call ``callback(device, advertisement_data)`` with bleak-shaped objects, on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drivers.ble import atc, bthome, mibeacon
+from drivers.ble.jsonio import advertisement_from_json
+from drivers.ble.keys import BindKey
+from drivers.ble.scanner import DetectionCallback, Scanner
+from drivers.ble.types import (
+    UUID_ATC,
+    UUID_BTHOME_V2,
+    UUID_MIBEACON,
+    Advertisement,
+)
+from drivers.errors import ParseError
+
+#: Seconds between scheduling ticks of the simulators (keeps CPU low at low rates).
+TICK = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class FakeDevice:
+    """bleak's ``BLEDevice``: the fields a detection callback reads."""
+
+    address: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FakeAdvertisementData:
+    """bleak's ``AdvertisementData``: the fields a detection callback reads."""
+
+    local_name: str | None
+    rssi: int
+    service_data: dict[str, bytes] = field(default_factory=dict)
+    manufacturer_data: dict[int, bytes] = field(default_factory=dict)
+    service_uuids: list[str] = field(default_factory=list)
+    tx_power: int | None = None
+
+
+def bleak_shaped(adv: Advertisement) -> tuple[FakeDevice, FakeAdvertisementData]:
+    data = FakeAdvertisementData(
+        local_name=adv.local_name,
+        rssi=adv.rssi if adv.rssi is not None else -70,
+        service_data=dict(adv.service_data),
+        manufacturer_data=dict(adv.manufacturer_data),
+        service_uuids=list(adv.service_data),
+    )
+    return FakeDevice(adv.address, adv.local_name), data
+
+
+def load_jsonl(path: Path) -> list[Advertisement]:
+    """Adverts of a JSONL file (``migw decode ble`` input lines); bad lines are skipped."""
+    out: list[Advertisement] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        with contextlib.suppress(ValueError, ParseError):  # bad JSON, bad fields
+            out.append(advertisement_from_json(json.loads(line)))
+    return out
+
+
+class _Paced:
+    """Calls ``emit(n)`` so that ``rate`` items per second go out on average."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        self.rate = rate
+        self._clock = clock
+
+    async def run(self, emit: Callable[[int], bool]) -> None:
+        start = self._clock()
+        sent = 0
+        while True:
+            due = int((self._clock() - start) * self.rate) + 1 - sent
+            due = min(due, max(1, int(self.rate * TICK * 4)))  # bounded bursts
+            if due > 0:
+                if not emit(due):
+                    return
+                sent += due
+            await asyncio.sleep(
+                min(TICK, max(0.0, (sent - (self._clock() - start) * self.rate) / self.rate))
+            )
+
+
+class _TaskScanner:
+    """start() spawns the producer task; stop() cancels and awaits it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+        self.started = 0
+
+    async def _produce(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError("scanner already started")
+        self.started += 1
+        self._task = asyncio.create_task(self._produce(), name=self._name)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+
+class ReplayScanner(_TaskScanner):
+    """Plays adverts at ``rate`` per second (optionally looping) to the detection callback."""
+
+    def __init__(
+        self,
+        callback: DetectionCallback,
+        adverts: Sequence[Advertisement],
+        *,
+        rate: float = 100.0,
+        loop: bool = False,
+    ) -> None:
+        super().__init__("ble-replay")
+        self._callback = callback
+        self._items = [bleak_shaped(a) for a in adverts]
+        self._rate = rate
+        self._loop = loop
+        self.sent = 0
+        self.done = asyncio.Event()
+
+    async def _produce(self) -> None:
+        items = self._items
+        if not items:
+            self.done.set()
+            return
+        pos = 0
+
+        def emit(n: int) -> bool:
+            nonlocal pos
+            for _ in range(n):
+                if pos >= len(items):
+                    if not self._loop:
+                        self.done.set()
+                        return False
+                    pos = 0
+                device, data = items[pos]
+                pos += 1
+                self.sent += 1
+                self._callback(device, data)
+            return True
+
+        await _Paced(self._rate).run(emit)
+
+
+def replay_factory(
+    adverts: Sequence[Advertisement] | Path, *, rate: float = 100.0, loop: bool = False
+) -> Callable[[DetectionCallback], ReplayScanner]:
+    items = load_jsonl(adverts) if isinstance(adverts, Path) else list(adverts)
+
+    def factory(callback: DetectionCallback) -> ReplayScanner:
+        return ReplayScanner(callback, items, rate=rate, loop=loop)
+
+    return factory
+
+
+# --- the synthetic fleet ---------------------------------------------------------------------
+
+KINDS = (
+    "mibeacon",  # LYWSD03MMC, MiBeacon v3 plain (temperature + humidity, battery)
+    "mibeacon_encrypted",  # LYWSD03MMC stock firmware, MiBeacon v5 AES-CCM
+    "pvvx",  # pvvx custom format on 0x181A
+    "bthome",  # BTHome v2 plain with packet id
+    "bthome_encrypted",  # BTHome v2 encrypted
+    "door",  # MCCGQ02HL door sensor, MiBeacon v5 encrypted, sleepy
+    "button",  # BTHome v2 button (Shelly BLU Button style)
+)
+
+
+def demo_key(index: int) -> str:
+    """A deterministic 32-hex bind key for virtual sensor ``index`` (demo only)."""
+    return hashlib.sha256(f"migw-demo-ble-{index}".encode()).hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class VirtualSensor:
+    index: int
+    kind: str
+    mac: str
+    key: BindKey | None
+    rng: random.Random
+    name: str
+    temperature: float = 21.0
+    humidity: float = 45.0
+    battery: int = 90
+    counter: int = 0
+    opened: bool = False
+    repeats_left: int = 0
+    frame: bytes = b""
+    uuid: str = ""
+
+    def _new_frame(self) -> None:
+        self.counter += 1
+        self.temperature = round(
+            min(35.0, max(5.0, self.temperature + self.rng.uniform(-0.2, 0.2))), 2
+        )
+        self.humidity = round(min(95.0, max(10.0, self.humidity + self.rng.uniform(-0.5, 0.5))), 2)
+        if self.rng.random() < 0.01:
+            self.battery = max(1, self.battery - 1)
+        k = self.kind
+        if k in ("mibeacon", "mibeacon_encrypted"):
+            t = round(self.temperature * 10)
+            h = round(self.humidity * 10)
+            objects = [(0x100D, t.to_bytes(2, "little", signed=True) + h.to_bytes(2, "little"))]
+            if self.counter % 10 == 0:
+                objects = [(0x100A, bytes([self.battery]))]
+            enc = k == "mibeacon_encrypted"
+            self.uuid = UUID_MIBEACON
+            self.frame = mibeacon.encode(
+                product_id=0x055B,
+                frame_counter=self.counter,
+                mac=self.mac,
+                objects=objects,
+                version=5 if enc else 3,
+                key=self.key if enc else None,
+                ext_counter=self.counter >> 8,
+            )
+        elif k == "door":
+            self.opened = not self.opened
+            self.uuid = UUID_MIBEACON
+            self.frame = mibeacon.encode(
+                product_id=0x098B,
+                frame_counter=self.counter,
+                mac=self.mac,
+                version=5,
+                objects=[(0x1019, b"\x00" if self.opened else b"\x01")],
+                key=self.key,
+                ext_counter=self.counter >> 8,
+            )
+        elif k == "pvvx":
+            self.uuid = UUID_ATC
+            self.frame = atc.encode_pvvx(
+                self.mac,
+                self.temperature,
+                self.humidity,
+                2900 + self.battery,
+                self.battery,
+                self.counter,
+            )
+        elif k in ("bthome", "bthome_encrypted"):
+            payload = (
+                bytes([0x00, self.counter & 0xFF])
+                + bthome.encode_number(0x01, self.battery)
+                + bthome.encode_number(0x02, self.temperature)
+                + bthome.encode_number(0x03, self.humidity)
+            )
+            enc = k == "bthome_encrypted"
+            self.uuid = UUID_BTHOME_V2
+            self.frame = bthome.encode_v2(
+                payload, mac=self.mac, key=self.key if enc else None, counter=self.counter
+            )
+        else:  # button
+            press = self.rng.choice((0x01, 0x01, 0x02, 0x04))
+            payload = bytes([0x00, self.counter & 0xFF, 0x01, self.battery, 0x3A, press])
+            self.uuid = UUID_BTHOME_V2
+            self.frame = bthome.encode_v2(payload, mac=self.mac, trigger=True)
+
+    def next_advert(self, repeats: int) -> Advertisement:
+        if self.repeats_left <= 0:
+            self._new_frame()
+            self.repeats_left = repeats
+        self.repeats_left -= 1
+        return Advertisement(
+            self.mac, -50 - self.rng.randrange(40), {self.uuid: self.frame}, {}, self.name
+        )
+
+
+class SyntheticFleet:
+    """N virtual sensors of mixed kinds; see :data:`KINDS` (round robin over the kinds)."""
+
+    def __init__(
+        self,
+        devices: int,
+        *,
+        rate: float = 0.5,
+        repeats: int = 3,
+        seed: int = 1,
+        kinds: Iterable[str] = KINDS,
+    ) -> None:
+        if devices < 0:
+            raise ValueError("devices must be >= 0")
+        kinds = tuple(kinds)
+        self.rate = rate  # adverts per second per device (repeats included)
+        self.repeats = max(1, repeats)
+        self.sensors: list[VirtualSensor] = []
+        for i in range(devices):
+            kind = kinds[i % len(kinds)]
+            mac = f"A4:C1:38:{0xD0 + (i >> 16) & 0xFF:02X}:{(i >> 8) & 0xFF:02X}:{i & 0xFF:02X}"
+            encrypted = kind in ("mibeacon_encrypted", "bthome_encrypted", "door")
+            key = BindKey(bytes.fromhex(demo_key(i))) if encrypted else None
+            self.sensors.append(
+                VirtualSensor(
+                    i, kind, mac, key, random.Random(seed * 100_003 + i), f"sim-{kind}-{i}"
+                )
+            )
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """Hex bind keys per MAC of the encrypted sensors (for the gateway's demo config)."""
+        return {s.mac: demo_key(s.index) for s in self.sensors if s.key is not None}
+
+    def adverts(self, count: int) -> list[Advertisement]:
+        """The next ``count`` adverts, round robin over the sensors (for replay files/bench)."""
+        n = len(self.sensors)
+        return [self.sensors[i % n].next_advert(self.repeats) for i in range(count)]
+
+    def factory(self) -> Callable[[DetectionCallback], FleetScanner]:
+        def make(callback: DetectionCallback) -> FleetScanner:
+            return FleetScanner(callback, self)
+
+        return make
+
+
+class FleetScanner(_TaskScanner):
+    """The fleet behind the scanner seam: total rate = devices x per-device rate."""
+
+    def __init__(self, callback: DetectionCallback, fleet: SyntheticFleet) -> None:
+        super().__init__("ble-fleet")
+        self._callback = callback
+        self._fleet = fleet
+        self.sent = 0
+        self._pos = 0
+
+    async def _produce(self) -> None:
+        sensors = self._fleet.sensors
+        if not sensors:
+            await asyncio.Event().wait()
+        repeats = self._fleet.repeats
+
+        def emit(n: int) -> bool:
+            for _ in range(n):
+                sensor = sensors[self._pos % len(sensors)]
+                self._pos += 1
+                self.sent += 1
+                device, data = bleak_shaped(sensor.next_advert(repeats))
+                self._callback(device, data)
+            return True
+
+        await _Paced(self._fleet.rate * len(sensors)).run(emit)
+
+
+class FailingScanner:
+    """A scanner whose start() raises ``errors`` in turn (then delegates to ``then``).
+
+    For fault injection at the transport boundary: pass bleak's own exception types.
+    """
+
+    def __init__(self, errors: list[BaseException], then: Scanner | None = None) -> None:
+        self._errors = errors
+        self._then = then
+
+    async def start(self) -> None:
+        if self._errors:
+            raise self._errors.pop(0)
+        if self._then is not None:
+            await self._then.start()
+
+    async def stop(self) -> None:
+        if self._then is not None:
+            await self._then.stop()
+
+
+__all__ = [
+    "KINDS",
+    "FailingScanner",
+    "FakeAdvertisementData",
+    "FakeDevice",
+    "FleetScanner",
+    "ReplayScanner",
+    "SyntheticFleet",
+    "bleak_shaped",
+    "demo_key",
+    "load_jsonl",
+    "replay_factory",
+]

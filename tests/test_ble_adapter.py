@@ -1,0 +1,481 @@
+"""The BLE pipeline end to end on simulated hardware: the scanner owner under injected
+bleak/D-Bus faults, the bleak backend's passive->active fallback, and the gateway adapter
+feeding a recording Sink from the synthetic fleet and from replayed vectors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason, BleakError
+from dbus_fast.errors import DBusError
+
+from drivers.ble import bthome, mibeacon
+from drivers.ble import scanner as scanner_mod
+from drivers.ble.keys import parse_key
+from drivers.ble.scanner import BleakBackend, BleScanner, DetectionCallback, Scanner
+from drivers.ble.types import UUID_BTHOME_V2, UUID_MIBEACON, Advertisement, normalize_uuid
+from drivers.supervisor import Backoff, State
+from gateway.adapters import AdapterContext, DemoOptions
+from gateway.adapters.ble import BleDriver, create, device_id, load_keys
+from gateway.config import BleSection, Config, Secret
+from gateway.driver import Health
+from gateway.model import Command, CommandStatus, DeviceStatus, DeviceUpdate, Transport, Value
+from hw_mocks.ble import (
+    FailingScanner,
+    FakeAdvertisementData,
+    FakeDevice,
+    ReplayScanner,
+    SyntheticFleet,
+    demo_key,
+)
+
+VECTORS = Path(__file__).parent / "vectors" / "ble.jsonl"
+MAC = "A4:C1:38:8D:18:B2"
+
+
+@dataclass
+class RecordingSink:
+    devices: list[DeviceUpdate] = field(default_factory=list)
+    readings: list[tuple[str, str, Value]] = field(default_factory=list)
+    events: list[tuple[str, str, str, int | None]] = field(default_factory=list)
+
+    def device(self, update: DeviceUpdate) -> None:
+        self.devices.append(update)
+
+    def reading(self, device_id: str, metric: str, value: Value) -> None:
+        self.readings.append((device_id, metric, value))
+
+    def event(self, device_id: str, event: str, action: str, button: int | None = None) -> None:
+        self.events.append((device_id, event, action, button))
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.005)
+
+
+FAST = Backoff(initial=0.001, maximum=0.002)
+
+
+# --- the scanner owner ---------------------------------------------------------------------
+
+
+async def test_scanner_restarts_after_bleak_and_dbus_faults_and_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    adverts = [Advertisement(MAC, -60, {UUID_BTHOME_V2: bytes.fromhex("4002ca09")}, {}, "x")]
+    got: list[Advertisement] = []
+    holder: dict[str, BleScanner] = {}
+    faults: list[BaseException] = [
+        BleakError("org.bluez.Error.InProgress"),
+        DBusError("org.freedesktop.DBus.Error.ServiceUnknown", "bluez went away"),
+        BleakBluetoothNotAvailableError(
+            "adapter is powered off", BleakBluetoothNotAvailableReason.POWERED_OFF
+        ),
+        BleakError("adapter 'hci1' not found"),
+    ]
+
+    def factory(callback: DetectionCallback) -> Scanner:
+        if faults:
+            return FailingScanner([faults.pop(0)])
+        return ReplayScanner(callback, adverts, rate=1000.0, loop=True)
+
+    owner = BleScanner(factory, backoff=FAST, silence_restart=None)
+    holder["s"] = owner
+    owner.subscribe(got.append)
+    with caplog.at_level(logging.DEBUG, logger="drivers.ble.scanner"):
+        task = asyncio.create_task(owner.run())
+        await wait_for(lambda: len(got) >= 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert owner.status.failures == 4
+    assert owner.status.restarts == 4
+    assert got[0] == Advertisement(MAC, -60, adverts[0].service_data, {}, "x", got[0].time)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "InProgress" in warnings[0].getMessage()
+    repeats = [r.getMessage() for r in caplog.records if "failed again" in r.getMessage()]
+    assert any("bluez went away" in m for m in repeats)
+    assert any("powered off" in m for m in repeats)
+    assert any("adapter missing" in m for m in repeats)
+
+
+async def test_silent_adapter_is_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scanner_mod, "WATCH_INTERVAL", 0.001)
+    scanners: list[ReplayScanner] = []
+
+    def factory(callback: DetectionCallback) -> Scanner:
+        scanners.append(ReplayScanner(callback, [], rate=1.0))
+        return scanners[-1]
+
+    owner = BleScanner(factory, backoff=FAST, silence_restart=0.01)
+    task = asyncio.create_task(owner.run())
+    await wait_for(lambda: owner.status.restarts >= 2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "no adverts" in owner.status.reason or owner.status.state is State.STOPPED
+    assert all(not s.running for s in scanners)  # every scanner was stopped
+
+
+async def test_a_failing_subscriber_does_not_stop_scanning() -> None:
+    adverts = [Advertisement(MAC, -60, {UUID_BTHOME_V2: b"\x40"}, {}, None)]
+    owner = BleScanner(
+        lambda cb: ReplayScanner(cb, adverts, rate=1000.0, loop=True), silence_restart=None
+    )
+    good: list[Advertisement] = []
+
+    def bad(_: Advertisement) -> None:
+        raise RuntimeError("subscriber bug")
+
+    owner.subscribe(bad)
+    owner.subscribe(good.append)
+    task = asyncio.create_task(owner.run())
+    await wait_for(lambda: len(good) >= 3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert owner.callback_errors >= 3
+    assert owner.status.failures == 0
+
+
+# --- the bleak backend ---------------------------------------------------------------------
+
+
+class StubBleakScanner:
+    """Stands in for bleak.BleakScanner at the transport boundary."""
+
+    made: ClassVar[list[StubBleakScanner]] = []
+    passive_error: BaseException | None = None
+
+    def __init__(self, detection_callback: Any, scanning_mode: str, bluez: dict[str, Any]) -> None:
+        self.callback = detection_callback
+        self.mode = scanning_mode
+        self.bluez = bluez
+        self.started = self.stopped = False
+        StubBleakScanner.made.append(self)
+
+    async def start(self) -> None:
+        if self.mode == "passive" and StubBleakScanner.passive_error is not None:
+            raise StubBleakScanner.passive_error
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.fixture
+def stub_bleak() -> type[StubBleakScanner]:
+    StubBleakScanner.made = []
+    StubBleakScanner.passive_error = None
+    return StubBleakScanner
+
+
+async def test_passive_scanning_uses_or_patterns_on_the_chosen_adapter(
+    stub_bleak: type[StubBleakScanner],
+) -> None:
+    backend = BleakBackend(
+        lambda d, a: None, adapter="hci1", scanner_cls=stub_bleak, platform="linux"
+    )
+    await backend.start()
+    [made] = stub_bleak.made
+    assert (made.mode, made.bluez["adapter"], backend.mode) == ("passive", "hci1", "passive")
+    patterns = {bytes(p.content_of_pattern) for p in made.bluez["or_patterns"]}
+    assert bytes.fromhex("95fe") in patterns and bytes.fromhex("d2fc") in patterns
+    await backend.stop()
+    assert made.stopped
+
+
+async def test_passive_not_supported_falls_back_to_active_with_a_logged_reason(
+    stub_bleak: type[StubBleakScanner], caplog: pytest.LogCaptureFixture
+) -> None:
+    stub_bleak.passive_error = DBusError("org.bluez.Error.NotSupported", "No monitor support")
+    backend = BleakBackend(lambda d, a: None, scanner_cls=stub_bleak, platform="linux")
+    with caplog.at_level(logging.WARNING):
+        await backend.start()
+    assert [s.mode for s in stub_bleak.made] == ["passive", "active"]
+    assert stub_bleak.made[1].started and stub_bleak.made[1].bluez == {"adapter": "hci0"}
+    assert backend.mode == "active"
+    assert "NotSupported" in backend.fallback_reason
+    assert "falling back to active" in caplog.text
+
+
+async def test_a_busy_adapter_in_passive_mode_is_a_fault_not_a_fallback(
+    stub_bleak: type[StubBleakScanner],
+) -> None:
+    stub_bleak.passive_error = BleakError("org.bluez.Error.InProgress")
+    backend = BleakBackend(lambda d, a: None, scanner_cls=stub_bleak, platform="linux")
+    with pytest.raises(BleakError):
+        await backend.start()
+    assert backend.mode == "passive"
+
+
+def test_passive_is_not_tried_off_linux(stub_bleak: type[StubBleakScanner]) -> None:
+    backend = BleakBackend(lambda d, a: None, scanner_cls=stub_bleak, platform="darwin")
+    assert backend.mode == "active"
+    assert "needs BlueZ" in backend.fallback_reason
+
+
+# --- the adapter -----------------------------------------------------------------------------
+
+
+def fleet_driver(fleet: SyntheticFleet, keys: dict[str, str] | None = None) -> BleDriver:
+    keyset = fleet.keys if keys is None else keys
+    return BleDriver(fleet.factory(), {m: parse_key(k) for m, k in keyset.items()})
+
+
+def test_fleet_devices_appear_with_models_status_and_sleepy_flag() -> None:
+    fleet = SyntheticFleet(7, repeats=3)
+    driver = fleet_driver(fleet)
+    sink = RecordingSink()
+    driver._sink = sink  # what run() does before scanning
+    for adv in fleet.adverts(7 * 6):
+        driver.handle(adv)
+    first = {u.id: u for u in reversed(sink.devices)}
+    names = {s.mac: s.name for s in fleet.sensors}
+    expected_models = {
+        "mibeacon": ("LYWSD03MMC", False, "Xiaomi"),
+        "mibeacon_encrypted": ("LYWSD03MMC", False, "Xiaomi"),
+        "pvvx": ("pvvx", False, None),
+        "bthome": ("BTHome", False, None),
+        "bthome_encrypted": ("BTHome", False, None),
+        "door": ("MCCGQ02HL", True, "Xiaomi"),
+        "button": ("BTHome", True, None),
+    }
+    for s in fleet.sensors:
+        model, sleepy, manufacturer = expected_models[s.kind]
+        update = first[device_id(s.mac)]
+        assert update == DeviceUpdate(
+            id=device_id(s.mac),
+            transport=Transport.BLE,
+            model=model,
+            name=names[s.mac],
+            manufacturer=manufacturer,
+            rssi=update.rssi,
+            status=DeviceStatus.OK,
+            sleepy=sleepy,
+        )
+    health = driver.health()
+    assert health.counters["adverts"] == 42
+    assert health.counters["decoded"] == 14  # 2 frames per device, each sent 3 times
+    assert health.counters["duplicates_dropped"] == 28
+    assert health.counters["decrypt_failures"] == 0
+    assert health.health is Health.OK
+    metrics = {(d, m) for d, m, _ in sink.readings}
+    door = device_id(fleet.sensors[5].mac)
+    assert (door, "opening") in metrics
+    temp_sensors = {d for d, m, _ in sink.readings if m == "temperature"}
+    assert len(temp_sensors) == 5
+    button = device_id(fleet.sensors[6].mac)
+    assert {(d, e) for d, e, _, _ in sink.events} == {(button, "button")}
+
+
+def test_missing_and_wrong_keys_show_as_device_status(caplog: pytest.LogCaptureFixture) -> None:
+    fleet = SyntheticFleet(7)
+    wrong = dict.fromkeys(fleet.keys, "00" * 16)
+    driver = fleet_driver(fleet, keys={})
+    sink = RecordingSink()
+    driver._sink = sink
+    for adv in fleet.adverts(14):
+        driver.handle(adv)
+    status = {u.id: u.status for u in sink.devices}
+    for s in fleet.sensors:
+        want = DeviceStatus.NEEDS_KEY if s.key is not None else DeviceStatus.OK
+        assert status[device_id(s.mac)] == want, s.kind
+    assert driver.health().counters["needs_key"] == 6
+    driver = fleet_driver(fleet, keys=wrong)
+    sink = RecordingSink()
+    driver._sink = sink
+    with caplog.at_level(logging.WARNING, logger="gateway.adapters.ble"):
+        for adv in fleet.adverts(7 * 9):
+            driver.handle(adv)
+    bad = {u.id for u in sink.devices if u.status is DeviceStatus.KEY_INVALID}
+    assert bad == {device_id(m) for m in wrong}
+    assert driver.health().counters["decrypt_failures"] == 27
+    assert len([r for r in caplog.records if "does not decrypt" in r.getMessage()]) == 3
+    assert "00000000" not in caplog.text
+    for s in fleet.sensors:  # no readings from devices we cannot decrypt
+        if s.key is not None:
+            assert all(d != device_id(s.mac) for d, _, _ in sink.readings)
+
+
+def _bthome_enc(counter: int, temp: float) -> Advertisement:
+    key = parse_key(demo_key(0))
+    frame = bthome.encode_v2(bthome.encode_number(0x02, temp), mac=MAC, key=key, counter=counter)
+    return Advertisement(MAC, -60, {UUID_BTHOME_V2: frame}, {}, None)
+
+
+def test_replayed_bthome_counters_are_rejected() -> None:
+    driver = BleDriver(lambda cb: ReplayScanner(cb, []), {MAC: parse_key(demo_key(0))})
+    sink = RecordingSink()
+    driver._sink = sink
+    for counter, temp in ((10, 20.0), (11, 21.0), (11, 25.0), (5, 19.0), (12, 22.0), (12, 22.0)):
+        driver.handle(_bthome_enc(counter, temp))
+    dev = device_id(MAC)
+    assert sink.readings == [
+        (dev, "temperature", 20.0),
+        (dev, "temperature", 21.0),
+        (dev, "temperature", 22.0),
+    ]
+    counters = driver.health().counters
+    assert (counters["replays_rejected"], counters["duplicates_dropped"]) == (2, 1)
+
+
+def test_unknown_product_ids_show_in_diagnostics() -> None:
+    driver = BleDriver(lambda cb: ReplayScanner(cb, []), {})
+    sink = RecordingSink()
+    driver._sink = sink
+    frame = mibeacon.encode(
+        product_id=0xBEEF, frame_counter=1, mac=MAC, objects=[(0x1004, b"\xe2\x00")]
+    )
+    driver.handle(Advertisement(MAC, -60, {UUID_MIBEACON: frame}, {}, None))
+    health = driver.health()
+    assert health.counters["unsupported"] == 1
+    assert health.info["unknown_products"] == f"0xBEEF from {MAC}: {frame.hex()}"
+    assert sink.devices == []
+
+
+def test_availability_honours_the_sleepy_flag() -> None:
+    fleet = SyntheticFleet(7, repeats=1)
+    driver = fleet_driver(fleet)
+    driver._unavailable_after = 100.0
+    sink = RecordingSink()
+    driver._sink = sink
+    for adv in fleet.adverts(7):
+        driver.handle(Advertisement(adv.address, adv.rssi, adv.service_data, {}, None, 1.0))
+    assert driver.check_availability(50.0) == []
+    gone = set(driver.check_availability(1000.0))
+    sleepy = {device_id(s.mac) for s in fleet.sensors if s.kind in ("door", "button")}
+    assert gone == {device_id(s.mac) for s in fleet.sensors} - sleepy
+    unavailable = [u for u in sink.devices if u.status is DeviceStatus.UNAVAILABLE]
+    assert unavailable == [
+        DeviceUpdate(id=d, transport=Transport.BLE, status=DeviceStatus.UNAVAILABLE)
+        for d in sorted(gone, key=list(driver._known).index)
+    ]
+    assert driver.check_availability(2000.0) == []  # reported once
+
+
+async def test_command_is_unsupported() -> None:
+    driver = BleDriver(lambda cb: ReplayScanner(cb, []), {})
+    result = await driver.command("ble-a4c1388d18b2", Command("on"))
+    assert result.status is CommandStatus.UNSUPPORTED
+    assert driver.owns("ble-a4c1388d18b2") and not driver.owns("gpio-a")
+
+
+async def test_run_from_the_fleet_scanner_into_a_sink() -> None:
+    fleet = SyntheticFleet(7, rate=200.0)
+    driver = fleet_driver(fleet)
+    sink = RecordingSink()
+    task = asyncio.create_task(driver.run(sink))
+    await wait_for(lambda: len({u.id for u in sink.devices}) == 7 and len(sink.events) >= 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    health = driver.health()
+    assert health.health is Health.OK
+    assert health.counters["decrypt_failures"] == health.counters["malformed"] == 0
+    assert health.counters["duplicates_dropped"] > 0
+
+
+async def test_run_degraded_while_the_adapter_fails() -> None:
+    def factory(callback: DetectionCallback) -> Scanner:
+        return FailingScanner([BleakError("org.bluez.Error.InProgress")])
+
+    driver = BleDriver(factory, {})
+    sink = RecordingSink()
+    task = asyncio.create_task(driver.run(sink))
+    await wait_for(lambda: driver.health().health is Health.DEGRADED)
+    health = driver.health()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "InProgress" in health.reason
+
+
+async def test_replayed_public_vectors_through_the_driver() -> None:
+    lines = [json.loads(line) for line in VECTORS.read_text().splitlines()]
+    adverts = []
+    keys = {}
+    for v in lines:
+        if v.get("uuid") and v.get("mac") and v.get("service_data_hex"):
+            sd = {normalize_uuid(v["uuid"]): bytes.fromhex(v["service_data_hex"])}
+            adverts.append(Advertisement(v["mac"], -70, sd, {}, v.get("local_name")))
+            if v.get("bindkey_hex") and "NEGATIVE" not in v.get("note", ""):
+                keys[v["mac"].upper()] = parse_key(v["bindkey_hex"])
+    replay: list[ReplayScanner] = []
+
+    def factory(callback: DetectionCallback) -> Scanner:
+        replay.append(ReplayScanner(callback, adverts, rate=5000.0))
+        return replay[-1]
+
+    driver = BleDriver(factory, keys)
+    sink = RecordingSink()
+    task = asyncio.create_task(driver.run(sink))
+    await wait_for(lambda: bool(replay) and replay[0].done.is_set())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    c = driver.health().counters
+    assert c["adverts"] == len(adverts)
+    # every advert is accounted for exactly once
+    accounted = (
+        c["decoded"]
+        + c["duplicates_dropped"]
+        + c["replays_rejected"]
+        + c["decrypt_failures"]
+        + c["malformed"]
+        + c["unsupported"]
+        + c["needs_key"]
+    )
+    assert accounted == len(adverts)
+    assert c["malformed"] == 0
+
+
+def test_create_from_config_and_demo() -> None:
+    assert create(AdapterContext(Config(), Path("/tmp"))) is None
+    demo = create(AdapterContext(Config(), Path("/tmp"), DemoOptions(ble_devices=3)))
+    assert isinstance(demo, BleDriver)
+    assert demo.health().info["keys_configured"] == "1"  # one encrypted kind among three
+    assert create(AdapterContext(Config(), Path("/tmp"), DemoOptions(ble_devices=0))) is None
+    cfg = Config(
+        ble=BleSection(enabled=True, keys={MAC: Secret("231d39c1d7cc1ab1aee224cd096db932")})
+    )
+    real = create(AdapterContext(cfg, Path("/tmp")))
+    assert isinstance(real, BleDriver)
+    assert real.health().info == {
+        "adapter": "hci0",
+        "passive": "true",
+        "keys_configured": "1",
+        "devices": "0",
+    }
+
+
+def test_load_keys_reports_problems_by_mac_without_the_key(tmp_path: Path) -> None:
+    good = tmp_path / "good.key"
+    good.write_text("b853075158487ca39a5b5ea9\n")
+    missing = tmp_path / "missing.key"
+    section = BleSection(
+        keys={MAC: Secret("231d39c1d7cc1ab1aee224cd096db9"), "11:22:33:44:55:66": Secret("x")},
+        key_files={"aa:bb:cc:dd:ee:ff": good, "AA:BB:CC:DD:EE:00": missing},
+    )
+    keys, problems = load_keys(section)
+    assert keys == {"AA:BB:CC:DD:EE:FF": parse_key("b853075158487ca39a5b5ea9")}
+    assert len(problems) == 3
+    text = " ".join(problems)
+    assert "231d39" not in text and "30 hex characters" in text
+    assert "missing.key" in text
+
+
+def test_bleak_shaped_adverts_convert_to_advertisements() -> None:
+    data = FakeAdvertisementData("ATC", -61, {UUID_BTHOME_V2: b"\x40"}, {0x0499: b"\x01"})
+    adv = scanner_mod.to_advertisement(FakeDevice("a4:c1:38:8d:18:b2"), data, 5.0)
+    assert adv == Advertisement(MAC, -61, {UUID_BTHOME_V2: b"\x40"}, {0x0499: b"\x01"}, "ATC", 5.0)
