@@ -54,6 +54,8 @@ SAVE_INTERVAL = 60.0
 RECONNECT_INITIAL = 1.0
 RECONNECT_MAX = 60.0
 STABLE_AFTER = 30.0
+#: A device update is published when the LQI moved at least this much.
+LQI_NOTIFY_DELTA = 8
 
 COORDINATOR_ENDPOINT = 1
 HA_PROFILE = 0x0104
@@ -808,7 +810,7 @@ class Coordinator:
             return
         lqi = int(f["LQI"])
         changes: dict[str, Any] = {"last_seen": time.time()}
-        notify = rec.lqi != lqi
+        notify = rec.lqi is None or abs(rec.lqi - lqi) >= LQI_NOTIFY_DELTA
         changes["lqi"] = lqi
         if src_ep not in rec.endpoints:
             changes["endpoints"] = tuple(sorted({*rec.endpoints, src_ep}))

@@ -1,0 +1,741 @@
+"""A TI Z-Stack coordinator (ZNP) simulator on a real pty.
+
+The real driver opens the pty's slave side like a USB stick. The simulator answers the MT
+commands a coordinator host uses (NV store, version, formation through BDB or
+STARTUP_FROM_APP, endpoint registration, permit join, AF data requests with data confirms),
+runs scripted Aqara devices (:mod:`hw_mocks.aqara`) that join, announce, report and obey
+on/off, and injects faults: corrupted bytes, slow answers, a stick that stops answering,
+broken NVRAM, and unplug/replug (the port path vanishes and comes back, NV kept).
+
+Run ``python -m hw_mocks.znp`` to get a stick with one device of every model on a pty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import tempfile
+import time
+import tty
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from drivers.errors import ParseError
+from drivers.zigbee.zcl import frame as zf
+from drivers.zigbee.znp import commands as c
+from drivers.zigbee.znp import frames
+from drivers.zigbee.znp import types as t
+from drivers.zigbee.znp.commands import Kind, Message
+from drivers.zigbee.znp.types import NvId
+from hw_mocks.aqara import MODELS, Report, SimDevice
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Delay of asynchronous indications after their SRSP.
+CALLBACK_DELAY = 0.005
+#: How long a sleepy device stays awake after it sent something.
+AWAKE_S = 3.0
+#: Delay before a MAC_TRANSACTION_EXPIRED confirm for a sleeping device (real: ~7.7 s).
+EXPIRE_S = 0.2
+#: Gap between the join of two pending devices.
+JOIN_GAP_S = 0.05
+
+OK = t.Status.SUCCESS
+
+
+def _default_nv(ieee: str) -> dict[int, bytes]:
+    return {
+        NvId.EXTADDR: bytes.fromhex(ieee)[::-1],
+        NvId.STARTUP_OPTION: b"\x00",
+        NvId.NIB: bytes(116),
+        NvId.EXTENDED_PAN_ID: b"\xff" * 8,
+        NvId.APS_USE_EXT_PANID: bytes(8),
+        NvId.PRECFGKEY: bytes(16),
+        NvId.PRECFGKEYS_ENABLE: b"\x01",
+        NvId.PANID: b"\xff\xff",
+        NvId.CHANLIST: (0x0800).to_bytes(4, "little"),
+        NvId.LOGICAL_TYPE: b"\x00",
+        NvId.ZDO_DIRECT_CB: b"\x00",
+        NvId.NWK_CHILD_AGE_ENABLE: b"\x01",
+        NvId.BDBNODEISONANETWORK: b"\x00",
+        NvId.NWK_ACTIVE_KEY_INFO: bytes(17),
+        NvId.TCLK_SEED: secrets.token_bytes(16),
+    }
+
+
+class ZStackSimulator:
+    def __init__(
+        self,
+        *,
+        link_path: Path | str | None = None,
+        product: int = 1,
+        devices: Iterable[SimDevice | str] = (),
+        report_interval: float | None = None,
+        corruption_rate: float = 0.0,
+        answer_delay: float = 0.0,
+        ieee: str = "00124b0001c0ffee",
+        seed: int | None = None,
+    ) -> None:
+        self.product = product
+        self.ieee = ieee
+        self.rng = random.Random(seed)
+        self.corruption_rate = corruption_rate
+        self.answer_delay = answer_delay
+        self.report_interval = report_interval
+        #: Fault: the stick stops answering anything (watchdog test).
+        self.mute = False
+        #: Fault: every NV write fails with NV_OPER_FAILED.
+        self.nv_broken = False
+        self.nv: dict[int, bytes] = _default_nv(ieee)
+        self.ex_nv: dict[tuple[int, int, int], bytes] = {}
+        self.devices: list[SimDevice] = []
+        for d in devices:
+            self.add_device(d)
+        self.state = t.DeviceState.HOLD
+        self.endpoints: dict[int, tuple[int, ...]] = {}
+        self.permit_until = 0.0
+        self.bdb_channel_mask = 0
+        self.frame_counter = 0
+        self.counters = {
+            "frames_in": 0,
+            "frames_out": 0,
+            "corrupted": 0,
+            "formations": 0,
+            "nv_writes": 0,
+            "resets": 0,
+            "plugged": 0,
+            "default_responses": 0,
+            "dropped_no_endpoint": 0,
+        }
+        self.commands_seen: list[str] = []
+        self._own_link = link_path is None
+        self._link_dir: tempfile.TemporaryDirectory[str] | None = None
+        if link_path is None:
+            self._link_dir = tempfile.TemporaryDirectory(prefix="migw-znp-")
+            link_path = Path(self._link_dir.name) / "ttyZNP0"
+        self.path = str(link_path)
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._framer = frames.Framer()
+        self._handles: set[asyncio.TimerHandle] = set()
+        self._reporter: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> ZStackSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.plug()
+        if self.report_interval:
+            self._reporter = asyncio.create_task(self._report_loop(), name="znp-sim-reporter")
+
+    async def stop(self) -> None:
+        if self._reporter is not None:
+            self._reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reporter
+            self._reporter = None
+        self.unplug()
+        if self._link_dir is not None:
+            self._link_dir.cleanup()
+            self._link_dir = None
+
+    @property
+    def plugged(self) -> bool:
+        return self._master is not None
+
+    def plug(self) -> None:
+        """Power the stick up on a new pty and (re)create the port path."""
+        if self._master is not None:
+            return
+        assert self._loop is not None
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        os.symlink(os.ttyname(slave), self.path)
+        self._framer = frames.Framer()
+        # power-up: RAM state is gone, NV stays
+        self.state = t.DeviceState.HOLD
+        self.endpoints = {}
+        self.permit_until = 0.0
+        self._loop.add_reader(master, self._readable)
+        self.counters["plugged"] += 1
+
+    def unplug(self) -> None:
+        """The stick vanishes: port path removed, the host's open port hangs up."""
+        for h in self._handles:
+            h.cancel()
+        self._handles.clear()
+        if self._master is None:
+            return
+        assert self._loop is not None
+        self._loop.remove_reader(self._master)
+        os.close(self._master)
+        if self._slave is not None:
+            os.close(self._slave)
+        self._master = self._slave = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    # --- devices ------------------------------------------------------------------------
+
+    def add_device(self, device: SimDevice | str, ieee: str | None = None) -> SimDevice:
+        if isinstance(device, str):
+            if device not in MODELS:
+                raise ValueError(f"no simulated model {device!r}")
+            ieee = ieee or "00158d00" + self.rng.getrandbits(32).to_bytes(4, "big").hex()
+            device = SimDevice(device, ieee, rng=random.Random(self.rng.random()))
+        self.devices.append(device)
+        return device
+
+    def device(self, model: str) -> SimDevice:
+        return next(d for d in self.devices if d.model == model)
+
+    def by_nwk(self, nwk: int) -> SimDevice | None:
+        return next((d for d in self.devices if d.nwk == nwk), None)
+
+    @property
+    def network_up(self) -> bool:
+        return self.plugged and self.state == t.DeviceState.ZB_COORD
+
+    def join(self, dev: SimDevice) -> None:
+        """The device joins through the coordinator (permit join must be open)."""
+        used = {d.nwk for d in self.devices}
+        nwk = dev.nwk
+        while nwk is None or (nwk in used and self.by_nwk(nwk) is not dev):
+            nwk = self.rng.randrange(0x0001, 0xFFF7)
+        dev.nwk = nwk
+        self._send(c.ZDO_TC_DEV_IND.rsp(SrcNwk=nwk, SrcIEEE=dev.ieee, ParentNwk=0))
+        self.announce(dev)
+        self.deliver(dev, *dev.model_report())
+
+    def announce(self, dev: SimDevice, new_nwk: int | None = None) -> None:
+        if new_nwk is not None:
+            dev.nwk = new_nwk
+        assert dev.nwk is not None
+        dev.awake_until = time.monotonic() + AWAKE_S
+        self._send(
+            c.ZDO_END_DEVICE_ANNCE_IND.rsp(
+                Src=dev.nwk,
+                NWK=dev.nwk,
+                IEEE=dev.ieee,
+                Capabilities=t.MACCapabilities(dev.capabilities),
+            )
+        )
+
+    def leave(self, dev: SimDevice) -> None:
+        assert dev.nwk is not None
+        self._send(c.ZDO_LEAVE_IND.rsp(NWK=dev.nwk, IEEE=dev.ieee, Request=0, Remove=0, Rejoin=0))
+        dev.nwk = None
+
+    def report(self, dev: SimDevice) -> list[Report]:
+        """One reporting cycle of ``dev`` (returns what was sent)."""
+        if dev.nwk is None or not self.network_up:
+            return []
+        out = dev.reports()
+        for rep in out:
+            self.deliver(dev, *rep)
+        return out
+
+    def report_all(self) -> None:
+        for dev in self.devices:
+            self.report(dev)
+
+    def deliver(
+        self, dev: SimDevice, cluster: int, src_ep: int, data: bytes, broadcast: bool = False
+    ) -> None:
+        """Hand a device's ZCL frame to the host as AF_INCOMING_MSG."""
+        if dev.nwk is None:
+            return
+        if dev.sleepy:
+            dev.awake_until = time.monotonic() + AWAKE_S
+        eps = sorted(self.endpoints) if broadcast else sorted(self.endpoints)[:1]
+        if not eps:
+            self.counters["dropped_no_endpoint"] += 1
+            return
+        for ep in eps:  # Z-Stack hands a broadcast to every registered endpoint
+            self._send(
+                c.AF_INCOMING_MSG.rsp(
+                    GroupId=0,
+                    ClusterId=cluster,
+                    SrcAddr=dev.nwk,
+                    SrcEndpoint=src_ep,
+                    DstEndpoint=ep,
+                    WasBroadcast=int(broadcast),
+                    LQI=max(0, min(255, dev.lqi + self.rng.randrange(-10, 10))),
+                    SecurityUse=0,
+                    TimeStamp=int(time.monotonic() * 1000) & 0xFFFFFFFF,
+                    TSN=0,
+                    Data=data,
+                    MacSrcAddr=dev.nwk,
+                    MsgResultRadius=29,
+                )
+            )
+
+    async def _report_loop(self) -> None:
+        assert self.report_interval is not None
+        while True:
+            await asyncio.sleep(self.report_interval * (0.5 + self.rng.random()))
+            if not self.network_up:
+                continue
+            joined = [d for d in self.devices if d.nwk is not None]
+            if joined:
+                self.report(self.rng.choice(joined))
+
+    # --- wire ---------------------------------------------------------------------------
+
+    def _readable(self) -> None:
+        assert self._master is not None
+        try:
+            data = os.read(self._master, 4096)
+        except OSError:
+            return  # no host attached (EIO) or a spurious wake-up
+        for frame in self._framer.feed(data):
+            self.counters["frames_in"] += 1
+            if self.mute:
+                continue
+            try:
+                self._handle(c.decode(frame))
+            except Exception as exc:  # noqa: BLE001 - answer like the stick: RPC error
+                _LOGGER.debug("simulator cannot handle %s: %s", frame, exc)
+                hdr = frame.cmd0 | (frame.cmd_id << 8)
+                code = (
+                    t.ErrorCode.INVALID_COMMAND_ID
+                    if c.lookup(frame) is None
+                    else t.ErrorCode.INVALID_LENGTH
+                )
+                self._srsp(c.RPC_ERROR, ErrorCode=code, RequestHeader=hdr)
+
+    def _write(self, raw: bytes) -> None:
+        if self._master is None:
+            return
+        if self.corruption_rate and self.rng.random() < self.corruption_rate:
+            b = bytearray(raw)
+            i = self.rng.randrange(1, len(b))
+            b[i] ^= 1 << self.rng.randrange(8)
+            raw = bytes(b)
+            self.counters["corrupted"] += 1
+        with contextlib.suppress(OSError):  # host not reading: a real UART drops too
+            os.write(self._master, raw)
+
+    def _send(self, frame: frames.Frame) -> None:
+        self.counters["frames_out"] += 1
+        self._write(frames.encode(frame))
+
+    def _later(self, delay: float, fn: Callable[[], None]) -> None:
+        assert self._loop is not None
+        handle: asyncio.TimerHandle
+
+        def run() -> None:
+            self._handles.discard(handle)
+            if self.plugged:
+                fn()
+
+        handle = self._loop.call_later(delay, run)
+        self._handles.add(handle)
+
+    def _srsp(self, cmd: c.CommandDef, **fields: Any) -> None:
+        frame = cmd.frame(Kind.RESPONSE, fields)
+        if self.answer_delay:
+            self._later(self.answer_delay, lambda: self._send(frame))
+        else:
+            self._send(frame)
+
+    def _callback(self, cmd: c.CommandDef, delay: float = CALLBACK_DELAY, **fields: Any) -> None:
+        frame = cmd.frame(Kind.CALLBACK, fields)
+        self._later(self.answer_delay + delay, lambda: self._send(frame))
+
+    # --- MT command handlers ------------------------------------------------------------
+
+    def _handle(self, msg: Message) -> None:
+        if msg.kind is not Kind.REQUEST:
+            return
+        name = msg.command.name
+        self.commands_seen.append(name)
+        handler = getattr(self, f"_h_{name.lower()}", None)
+        if handler is None:
+            hdr = (msg.command.header(Kind.REQUEST)[1] << 8) | msg.command.header(Kind.REQUEST)[0]
+            self._srsp(c.RPC_ERROR, ErrorCode=t.ErrorCode.INVALID_COMMAND_ID, RequestHeader=hdr)
+            return
+        handler(msg.fields)
+
+    def _h_sys_ping(self, f: dict[str, Any]) -> None:
+        caps = t.MTCapabilities(0x0159 | (0x0400 if self.product else 0))
+        self._srsp(c.SYS_PING, Capabilities=caps)
+
+    def _h_sys_version(self, f: dict[str, Any]) -> None:
+        self._srsp(
+            c.SYS_VERSION,
+            TransportRev=2,
+            ProductId=self.product,
+            MajorRel=2,
+            MinorRel=7,
+            MaintRel=1,
+            CodeRevision=20240710,
+            BootloaderBuildType=t.BootloaderBuildType(0),
+            BootloaderRevision=None,
+        )
+
+    def _h_sys_reset_req(self, f: dict[str, Any]) -> None:
+        self.counters["resets"] += 1
+        opt = self.nv.get(NvId.STARTUP_OPTION, b"\x00")[0]
+        if opt & 0x02:  # clear state: the network is gone
+            self.nv[NvId.BDBNODEISONANETWORK] = b"\x00"
+            self.nv[NvId.NWK_ACTIVE_KEY_INFO] = bytes(17)
+            self.ex_nv.pop((1, 0x0007, 0), None)
+            for d in self.devices:
+                d.nwk = None
+        if opt & 0x01:  # clear config
+            keep = {NvId.EXTADDR: self.nv[NvId.EXTADDR], NvId.TCLK_SEED: self.nv[NvId.TCLK_SEED]}
+            self.nv = {**_default_nv(self.ieee), **keep}
+        self.nv[NvId.STARTUP_OPTION] = b"\x00"
+        self.state = t.DeviceState.HOLD
+        self.endpoints = {}
+        self._callback(
+            c.SYS_RESET_IND,
+            delay=0.02,
+            Reason=t.ResetReason.EXTERNAL,
+            TransportRev=2,
+            ProductId=self.product,
+            MajorRel=2,
+            MinorRel=7,
+            MaintRel=1,
+        )
+
+    # NV ---------------------------------------------------------------------------------
+
+    def _h_sys_osal_nv_read(self, f: dict[str, Any]) -> None:
+        value = self.nv.get(f["Id"])
+        if value is None:
+            self._srsp(c.SYS_OSAL_NV_READ, Status=t.Status.INVALID_PARAMETER, Value=b"")
+        else:
+            self._srsp(c.SYS_OSAL_NV_READ, Status=OK, Value=value[f["Offset"] :][:246])
+
+    def _h_sys_osal_nv_read_ext(self, f: dict[str, Any]) -> None:
+        value = self.nv.get(f["Id"])
+        if value is None:
+            self._srsp(c.SYS_OSAL_NV_READ_EXT, Status=t.Status.INVALID_PARAMETER, Value=b"")
+        else:
+            self._srsp(c.SYS_OSAL_NV_READ_EXT, Status=OK, Value=value[f["Offset"] :][:246])
+
+    def _nv_write(self, cmd: c.CommandDef, nvid: int, offset: int, value: bytes) -> None:
+        if self.nv_broken:
+            self._srsp(cmd, Status=t.Status.NV_OPER_FAILED)
+            return
+        old = self.nv.get(nvid)
+        if old is None:
+            self._srsp(cmd, Status=t.Status.NV_ITEM_UNINIT)
+            return
+        if offset + len(value) > len(old):
+            self._srsp(cmd, Status=t.Status.NV_BAD_ITEM_LEN)
+            return
+        self.nv[nvid] = old[:offset] + value + old[offset + len(value) :]
+        self.counters["nv_writes"] += 1
+        self._srsp(cmd, Status=OK)
+
+    def _h_sys_osal_nv_write(self, f: dict[str, Any]) -> None:
+        self._nv_write(c.SYS_OSAL_NV_WRITE, f["Id"], f["Offset"], f["Value"])
+
+    def _h_sys_osal_nv_write_ext(self, f: dict[str, Any]) -> None:
+        self._nv_write(c.SYS_OSAL_NV_WRITE_EXT, f["Id"], f["Offset"], f["Value"])
+
+    def _h_sys_osal_nv_item_init(self, f: dict[str, Any]) -> None:
+        if self.nv_broken:
+            self._srsp(c.SYS_OSAL_NV_ITEM_INIT, Status=t.Status.NV_OPER_FAILED)
+        elif f["Id"] in self.nv:
+            self._srsp(c.SYS_OSAL_NV_ITEM_INIT, Status=OK)
+        else:
+            self.nv[f["Id"]] = (bytes(f["Value"]) + bytes(f["ItemLen"]))[: f["ItemLen"]]
+            self._srsp(c.SYS_OSAL_NV_ITEM_INIT, Status=t.Status.NV_ITEM_UNINIT)
+
+    def _h_sys_osal_nv_delete(self, f: dict[str, Any]) -> None:
+        existed = self.nv.pop(f["Id"], None) is not None
+        self._srsp(c.SYS_OSAL_NV_DELETE, Status=OK if existed else t.Status.INVALID_PARAMETER)
+
+    def _h_sys_osal_nv_length(self, f: dict[str, Any]) -> None:
+        self._srsp(c.SYS_OSAL_NV_LENGTH, ItemLen=len(self.nv.get(f["Id"], b"")))
+
+    def _h_sys_nv_read(self, f: dict[str, Any]) -> None:
+        cmd = c.BY_NAME["SYS_NV_READ"]
+        if self.product == 0:
+            hdr = (cmd.header(Kind.REQUEST)[1] << 8) | cmd.header(Kind.REQUEST)[0]
+            self._srsp(c.RPC_ERROR, ErrorCode=t.ErrorCode.INVALID_COMMAND_ID, RequestHeader=hdr)
+            return
+        key = (f["SysId"], f["ItemId"], f["SubId"])
+        if key == (1, 0x0007, 0) and key in self.ex_nv:
+            self.ex_nv[key] = self.frame_counter.to_bytes(4, "little") + self.ex_nv[key][4:]
+        value = self.ex_nv.get(key)
+        if value is None:
+            self._srsp(cmd, Status=t.Status.INVALID_PARAMETER, Value=b"")
+        else:
+            self._srsp(cmd, Status=OK, Value=value[f["Offset"] : f["Offset"] + f["Length"]])
+
+    def _h_sys_nv_write(self, f: dict[str, Any]) -> None:
+        cmd = c.BY_NAME["SYS_NV_WRITE"]
+        if self.nv_broken:
+            self._srsp(cmd, Status=t.Status.NV_OPER_FAILED)
+            return
+        key = (f["SysId"], f["ItemId"], f["SubId"])
+        old = self.ex_nv.get(key, b"")
+        off = f["Offset"]
+        value = bytes(f["Value"])
+        self.ex_nv[key] = old[:off] + value + old[off + len(value) :]
+        if key == (1, 0x0007, 0):
+            self.frame_counter = int.from_bytes(self.ex_nv[key][:4], "little")
+        self._srsp(cmd, Status=OK)
+
+    # network ----------------------------------------------------------------------------
+
+    @property
+    def has_network(self) -> bool:
+        return self.nv.get(NvId.BDBNODEISONANETWORK) == b"\x01"
+
+    def _form(self) -> None:
+        pan = int.from_bytes(self.nv[NvId.PANID], "little")
+        if pan in (0xFFFF, 0xFFFE, 0):
+            pan = self.rng.randrange(1, 0xFFF7)
+            self.nv[NvId.PANID] = pan.to_bytes(2, "little")
+        ext = self.nv.get(NvId.EXTENDED_PAN_ID, b"\xff" * 8)
+        if ext in (b"\xff" * 8, bytes(8)):
+            ext = self.nv[NvId.EXTADDR]
+            self.nv[NvId.EXTENDED_PAN_ID] = ext
+        key = self.nv.get(NvId.PRECFGKEY, bytes(16))
+        if key == bytes(16):
+            key = secrets.token_bytes(16)
+        mask = self.bdb_channel_mask or int.from_bytes(self.nv[NvId.CHANLIST], "little")
+        channel = next((ch for ch in range(11, 27) if mask & (1 << ch)), 11)
+        self.nv[NvId.NIB] = pan.to_bytes(2, "little") + bytes((channel,)) + ext + bytes(105)
+        self.nv[NvId.NWK_ACTIVE_KEY_INFO] = b"\x00" + key
+        self.nv[NvId.BDBNODEISONANETWORK] = b"\x01"
+        if (1, 0x0007, 0) not in self.ex_nv:
+            self.frame_counter = 0
+            self.ex_nv[(1, 0x0007, 0)] = bytes(4) + ext
+        if self.product == 0:
+            self.nv[0x0075] = self.frame_counter.to_bytes(4, "little") + ext
+        self.counters["formations"] += 1
+
+    @property
+    def channel(self) -> int:
+        return self.nv[NvId.NIB][2]
+
+    @property
+    def pan_id(self) -> int:
+        return int.from_bytes(self.nv[NvId.NIB][:2], "little")
+
+    @property
+    def extended_pan_id(self) -> str:
+        return self.nv[NvId.NIB][3:11][::-1].hex()
+
+    @property
+    def network_key(self) -> bytes:
+        return self.nv[NvId.NWK_ACTIVE_KEY_INFO][1:17]
+
+    def _come_up(self, *, new: bool) -> None:
+        def up() -> None:
+            self.state = t.DeviceState.ZB_COORD
+            self._send(c.ZDO_STATE_CHANGE_IND.rsp(State=t.DeviceState.ZB_COORD))
+            if self.product:
+                status = (
+                    t.BDBCommissioningStatus.SUCCESS
+                    if new
+                    else t.BDBCommissioningStatus.NETWORK_RESTORED
+                )
+                remaining = (
+                    t.BDBCommissioningMode.NONE if new else t.BDBCommissioningMode.NWK_FORMATION
+                )
+                self._send(
+                    c.APP_CNF_BDB_COMMISSIONING_NOTIFICATION.rsp(
+                        Status=status,
+                        Mode=t.BDBCommissioningMode.NWK_FORMATION
+                        if new
+                        else t.BDBCommissioningMode.NONE,
+                        RemainingModes=remaining,
+                    )
+                )
+
+        self.state = t.DeviceState.COORD_STARTING
+        self._callback(c.ZDO_STATE_CHANGE_IND, State=t.DeviceState.COORD_STARTING)
+        self._later(self.answer_delay + 0.02, up)
+
+    def _h_zdo_startup_from_app(self, f: dict[str, Any]) -> None:
+        if self.state == t.DeviceState.ZB_COORD:
+            self._srsp(c.ZDO_STARTUP_FROM_APP, State=t.StartupState.RESTORED_NETWORK)
+        elif self.has_network:
+            self._srsp(c.ZDO_STARTUP_FROM_APP, State=t.StartupState.RESTORED_NETWORK)
+            self._come_up(new=False)
+        elif self.product == 0:  # Z-Stack 1.2 forms from its NV configuration
+            self._form()
+            self._srsp(c.ZDO_STARTUP_FROM_APP, State=t.StartupState.NEW_NETWORK)
+            self._come_up(new=True)
+        else:
+            self._srsp(c.ZDO_STARTUP_FROM_APP, State=t.StartupState.NOT_STARTED)
+
+    def _h_app_cnf_bdb_set_channel(self, f: dict[str, Any]) -> None:
+        if f["IsPrimary"]:
+            self.bdb_channel_mask = int(f["Channel"])
+        self._srsp(c.APP_CNF_BDB_SET_CHANNEL, Status=OK)
+
+    def _h_app_cnf_bdb_start_commissioning(self, f: dict[str, Any]) -> None:
+        self._srsp(c.APP_CNF_BDB_START_COMMISSIONING, Status=OK)
+        if f["Mode"] & t.BDBCommissioningMode.NWK_FORMATION:
+            new = not self.has_network
+            if new:
+                self._form()
+            self._come_up(new=new)
+
+    def _h_util_get_device_info(self, f: dict[str, Any]) -> None:
+        self._srsp(
+            c.UTIL_GET_DEVICE_INFO,
+            Status=OK,
+            IEEE=self.ieee,
+            NWK=0,
+            DeviceType=t.DeviceTypeCapabilities(7),
+            DeviceState=self.state,
+            AssociatedDevices=[d.nwk for d in self.devices if d.nwk is not None][:32],
+        )
+
+    def _h_zdo_ext_nwk_info(self, f: dict[str, Any]) -> None:
+        up = self.state == t.DeviceState.ZB_COORD
+        self._srsp(
+            c.ZDO_EXT_NWK_INFO,
+            Dst=0,
+            PanId=self.pan_id if up else 0xFFFF,
+            ParentNWK=0xFFFE,
+            ExtendedPanId=self.extended_pan_id if up else "0" * 16,
+            ParentIEEE="0" * 16,
+            Channel=self.channel if up else 0,
+        )
+
+    def _h_af_register(self, f: dict[str, Any]) -> None:
+        if f["Endpoint"] in self.endpoints:
+            self._srsp(c.AF_REGISTER, Status=t.Status.APS_DUPLICATE_ENTRY)
+            return
+        self.endpoints[f["Endpoint"]] = tuple(f["InputClusters"])
+        self._srsp(c.AF_REGISTER, Status=OK)
+
+    def _h_zdo_active_ep_req(self, f: dict[str, Any]) -> None:
+        self._srsp(c.ZDO_ACTIVE_EP_REQ, Status=OK)
+        nwk = f["NWKAddrOfInterest"]
+        if nwk == 0:
+            eps = sorted(self.endpoints)
+        else:
+            dev = self.by_nwk(nwk)
+            if dev is None:
+                return
+            eps = [1, 2] if dev.model == "lumi.plug" else [1]
+        self._callback(c.ZDO_ACTIVE_EP_RSP, Src=nwk, Status=OK, NWK=nwk, ActiveEndpoints=eps)
+
+    def _h_zdo_msg_cb_register(self, f: dict[str, Any]) -> None:
+        self._srsp(c.ZDO_MSG_CB_REGISTER, Status=OK)
+
+    def _h_zdo_ieee_addr_req(self, f: dict[str, Any]) -> None:
+        cmd = c.BY_NAME["ZDO_IEEE_ADDR_REQ"]
+        self._srsp(cmd, Status=OK)
+        dev = self.by_nwk(f["NWK"])
+        if dev is not None:
+            self._callback(
+                c.BY_NAME["ZDO_IEEE_ADDR_RSP"],
+                Status=OK,
+                IEEE=dev.ieee,
+                NWK=f["NWK"],
+                StartIndex=0,
+                AssocDevices=[],
+            )
+
+    def _h_zdo_mgmt_permit_join_req(self, f: dict[str, Any]) -> None:
+        self._srsp(c.ZDO_MGMT_PERMIT_JOIN_REQ, Status=OK)
+        duration = f["Duration"]
+        if f["AddrMode"] == t.AddrMode.NWK:
+            self._callback(c.ZDO_MGMT_PERMIT_JOIN_RSP, Src=0, Status=OK)
+            self._callback(c.ZDO_PERMIT_JOIN_IND, Duration=duration)
+        self.permit_until = time.monotonic() + duration
+        if duration and self.network_up:
+            pending = [d for d in self.devices if d.nwk is None]
+            for i, dev in enumerate(pending):
+                self._later(JOIN_GAP_S * (i + 1), lambda dev=dev: self._join_if_open(dev))
+
+    def _join_if_open(self, dev: SimDevice) -> None:
+        if dev.nwk is None and time.monotonic() < self.permit_until and self.network_up:
+            self.join(dev)
+
+    def _h_zdo_mgmt_leave_req(self, f: dict[str, Any]) -> None:
+        self._srsp(c.ZDO_MGMT_LEAVE_REQ, Status=OK)
+        dev = self.by_nwk(f["DstAddr"])
+        if dev is not None:
+            self._later(CALLBACK_DELAY, lambda: self.leave(dev))
+
+    def _h_af_data_request(self, f: dict[str, Any]) -> None:
+        if not self.network_up:
+            self._srsp(c.AF_DATA_REQUEST, Status=t.Status.NWK_INVALID_REQUEST)
+            return
+        self._srsp(c.AF_DATA_REQUEST, Status=OK)
+        self.frame_counter += 1
+        trans = f["TSN"]
+        dev = self.by_nwk(f["DstAddr"])
+
+        def confirm(status: int, delay: float = CALLBACK_DELAY) -> None:
+            self._callback(
+                c.AF_DATA_CONFIRM,
+                delay=delay,
+                Status=t.Status(status),
+                Endpoint=f["SrcEndpoint"],
+                TSN=trans,
+            )
+
+        if dev is None:
+            confirm(t.Status.NWK_NO_ROUTE)
+            return
+        if not dev.reachable:
+            confirm(t.Status.MAC_NO_ACK)
+            return
+        if dev.sleepy and time.monotonic() > dev.awake_until:
+            confirm(t.Status.MAC_TRANSACTION_EXPIRED, EXPIRE_S)
+            return
+        confirm(OK)
+        data = bytes(f["Data"])
+        with contextlib.suppress(ParseError):
+            header, _ = zf.decode_header(data)
+            if header.frame_type == zf.FrameType.GLOBAL and header.command_id == 0x0B:
+                self.counters["default_responses"] += 1
+        for rep in dev.handle(f["ClusterId"], f["DstEndpoint"], data):
+            self._later(2 * CALLBACK_DELAY, lambda rep=rep: self.deliver(dev, *rep))
+
+
+async def _main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--link", help="port path to create (default: a temporary one)")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between reports")
+    p.add_argument("--product", type=int, default=1, help="0 = Z-Stack 1.2, 1 = 3.x")
+    p.add_argument("--corrupt", type=float, default=0.0, help="byte corruption rate 0..1")
+    args = p.parse_args(argv)
+    sim = ZStackSimulator(
+        link_path=args.link,
+        product=args.product,
+        devices=MODELS,
+        report_interval=args.interval,
+        corruption_rate=args.corrupt,
+    )
+    async with sim:
+        print(sim.path, flush=True)  # the one line a user needs
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main())
