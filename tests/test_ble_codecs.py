@@ -513,3 +513,15 @@ def test_other_xiaomi_formats_reject_wrong_lengths() -> None:
     ):
         with pytest.raises(ParseError):
             fn(b"\x00", MAC)
+
+
+def test_non_finite_floats_are_not_values() -> None:
+    nan = b"\x00\x00\xc0\x7f"
+    frame = mibeacon.encode(
+        product_id=0x2AEB, frame_counter=1, mac=MAC, objects=[(0x4801, nan), (0x4A08, nan)]
+    )
+    out = decode_payload(UUID_MIBEACON, frame, MAC, None)
+    assert isinstance(out, Decoded)
+    assert out.values == {"motion": True}
+    v1 = bthome.decode_v1(bytes([0x43, 0x02]) + b"\x00\x7c", MAC, None, encrypted=False)  # +inf
+    assert (v1.values, v1.info) == ({}, {"skipped_non_finite": "temperature"})

@@ -10,6 +10,7 @@ stops at the first unknown object id.
 from __future__ import annotations
 
 import enum
+import math
 import struct
 from dataclasses import dataclass
 from decimal import Decimal
@@ -230,7 +231,11 @@ def _number(obj: BtObj, data: bytes, signed: bool, fmt_float: bool) -> Value:
 def _apply(obj: BtObj, data: bytes, out: _Parsed, *, signed: bool, fmt_float: bool) -> None:
     kind = obj.kind
     if kind is Kind.NUMBER:
-        out.pairs.append((obj.name, _number(obj, data, signed, fmt_float)))
+        value = _number(obj, data, signed, fmt_float)
+        if isinstance(value, float) and not math.isfinite(value):
+            out.info["skipped_non_finite"] = obj.name
+            return
+        out.pairs.append((obj.name, value))
     elif kind is Kind.BINARY:
         out.pairs.append((obj.name, data[0] > 0))
     elif kind is Kind.PACKET_ID:

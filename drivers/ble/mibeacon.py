@@ -84,7 +84,10 @@ def _f32(data: bytes) -> float:
 
 def _set(name: str, conv: Callable[[bytes], Value]) -> Decoder:
     def decode(data: bytes, ctx: _Ctx) -> None:
-        ctx.values[name] = conv(data)
+        value = conv(data)
+        if isinstance(value, float) and not math.isfinite(value):
+            return  # a NaN/inf float32 is "no value", never a reading
+        ctx.values[name] = value
 
     return decode
 
@@ -196,7 +199,9 @@ def _door_left_open(data: bytes, ctx: _Ctx) -> None:
 
 def _motion_illuminance(data: bytes, ctx: _Ctx) -> None:
     ctx.values["motion"] = True
-    ctx.values["illuminance"] = _f32(data)
+    lux = _f32(data)
+    if math.isfinite(lux):
+        ctx.values["illuminance"] = lux
 
 
 def _occupancy(data: bytes, ctx: _Ctx) -> None:
