@@ -1,0 +1,217 @@
+"""``migw doctor`` through main(argv): a missing port, the simulated Z-Stack coordinator on a
+pty (answering and mute), a broker socket, BLE/GPIO system trees, the state database, and
+against a running service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_support import running
+
+from gateway.cli import doctor as doctor_mod
+from gateway.cli import main
+from hw_mocks.znp import ZStackSimulator
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[gateway]\nstate_dir = "{tmp_path / "state"}"\n\n[api]\nport = {free_port()}\n\n' + extra
+    )
+    return path
+
+
+async def doctor(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, [*argv, "doctor", "--json"])
+    out, _ = capsys.readouterr()
+    data = json.loads(out)
+    return code, {c["name"]: c for c in data["checks"]} | {"_summary": data["summary"]}
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor_mod, "PING_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(doctor_mod, "BOOTLOADER_WAIT_S", 0.05)
+
+
+async def test_a_missing_serial_port_fails_with_a_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "ttyUSB-gone"
+    cfg = write_config(tmp_path, f'[zigbee]\nenabled = true\nport = "{missing}"\n')
+    code, checks = await doctor(capsys, "--config", str(cfg))
+    assert code == 1
+    assert checks["zigbee serial port"] == {
+        "name": "zigbee serial port",
+        "level": "fail",
+        "detail": f"{missing} does not exist",
+        "hint": "plug the stick in; `ls -l /dev/serial/by-id/` lists it; set zigbee.port to "
+        "that /dev/serial/by-id/... path",
+    }
+    assert checks["config"]["level"] == "pass"
+    assert checks["service"]["level"] == "warn"
+    assert checks["state database"]["level"] == "warn"
+
+
+async def test_the_simulated_coordinator_answers_the_ping(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fast: None
+) -> None:
+    async with ZStackSimulator() as sim:
+        cfg = write_config(tmp_path, f'[zigbee]\nenabled = true\nport = "{sim.path}"\n')
+        code, checks = await doctor(capsys, "--config", str(cfg))
+        assert "SYS_PING" in sim.commands_seen
+    assert checks["zigbee serial port"]["level"] == "pass", checks["zigbee serial port"]
+    assert checks["zigbee serial port"]["detail"] == f"{sim.path} answers a ping (Z-Stack 3.x.0)"
+    assert code == 0
+
+
+async def test_a_mute_stick_fails_the_ping(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fast: None
+) -> None:
+    async with ZStackSimulator() as sim:
+        sim.mute = True
+        cfg = write_config(tmp_path, f'[zigbee]\nenabled = true\nport = "{sim.path}"\n')
+        code, checks = await doctor(capsys, "--config", str(cfg))
+    assert code == 1
+    check = checks["zigbee serial port"]
+    assert check["level"] == "fail"
+    assert check["detail"] == f"no answer from the stick at {sim.path} (115200 baud)"
+    assert "zigbee2mqtt" in check["hint"]
+
+
+async def test_invalid_config_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[zigbee]\nchanel = 11\n")
+    code, checks = await doctor(capsys, "--config", str(cfg))
+    assert code == 1
+    assert checks["config"]["level"] == "fail"
+    assert "zigbee.chanel" in checks["config"]["detail"]
+    assert "did you mean 'channel'" in checks["config"]["detail"]
+    assert checks["zigbee serial port"]["level"] == "skip"
+
+
+async def test_broker_reachable_refused_and_bad_tls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        cfg = write_config(tmp_path, f'[upstream]\nurl = "mqtt://127.0.0.1:{port}"\n')
+        _, checks = await doctor(capsys, "--config", str(cfg))
+        assert checks["mqtt broker"]["level"] == "pass"
+        assert checks["mqtt broker"]["detail"] == f"mqtt://127.0.0.1:{port} reachable"
+
+        cfg = write_config(tmp_path, f'[upstream]\nurl = "mqtts://127.0.0.1:{port}"\n')
+        code, checks = await doctor(capsys, "--config", str(cfg))
+        assert code == 1
+        assert checks["mqtt broker"]["level"] == "fail"
+        assert "TLS handshake failed" in checks["mqtt broker"]["detail"]
+    finally:
+        server.close()
+        await server.wait_closed()
+    closed = free_port()
+    cfg = write_config(tmp_path, f'[upstream]\nurl = "mqtt://127.0.0.1:{closed}"\n')
+    code, checks = await doctor(capsys, "--config", str(cfg))
+    assert code == 1
+    assert checks["mqtt broker"]["level"] == "fail"
+    assert "cannot connect" in checks["mqtt broker"]["detail"]
+
+
+async def test_ble_adapter_missing_and_blocked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sys_bt = tmp_path / "sys" / "bluetooth"
+    sys_rf = tmp_path / "sys" / "rfkill"
+    sys_bt.mkdir(parents=True)
+    sys_rf.mkdir(parents=True)
+    monkeypatch.setattr(doctor_mod, "SYS_BLUETOOTH", sys_bt)
+    monkeypatch.setattr(doctor_mod, "SYS_RFKILL", sys_rf)
+    cfg = write_config(tmp_path, "[ble]\nenabled = true\n")
+    code, checks = await doctor(capsys, "--config", str(cfg))
+    assert code == 1
+    assert checks["ble adapter"]["level"] == "fail"
+    assert checks["ble adapter"]["detail"] == "no Bluetooth adapter hci0"
+
+    (sys_bt / "hci0").mkdir()
+    rf = sys_rf / "rfkill0"
+    rf.mkdir()
+    (rf / "type").write_text("bluetooth\n")
+    (rf / "soft").write_text("1\n")
+    (rf / "hard").write_text("0\n")
+    code, checks = await doctor(capsys, "--config", str(cfg))
+    assert checks["ble adapter"] == {
+        "name": "ble adapter",
+        "level": "fail",
+        "detail": "hci0 is blocked by rfkill (soft)",
+        "hint": "sudo rfkill unblock bluetooth",
+    }
+
+
+async def test_gpiochip_presence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    monkeypatch.setattr(doctor_mod, "DEV", dev)
+    cfg = write_config(tmp_path, '[[gpio.devices]]\nname = "relay"\nkind = "relay"\npin = 23\n')
+    code, checks = await doctor(capsys, "--config", str(cfg))
+    assert code == 1
+    assert checks["gpiochip"]["level"] == "fail"
+    (dev / "gpiochip0").write_bytes(b"")
+    code, checks = await doctor(capsys, "--config", str(cfg))
+    assert checks["gpiochip"] == {
+        "name": "gpiochip", "level": "pass", "detail": "gpiochip0 usable", "hint": ""
+    }  # fmt: skip
+
+
+async def test_a_corrupt_state_database_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "state.db").write_bytes(b"SQLite format 3\x00" + b"\x07" * 4000)
+    code, checks = await doctor(capsys, "--config", str(cfg))
+    assert code == 1
+    assert checks["state database"]["level"] == "fail"
+    assert "moved aside" in checks["state database"]["hint"]
+
+
+async def test_doctor_against_the_running_service(
+    tmp_path: Path, mock_pins: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running(tmp_path / "state", mock_pins) as api:
+        code, checks = await doctor(capsys, *api.cli_args())
+        assert checks["service"]["level"] == "pass", checks["service"]
+        assert checks["api token"] == {
+            "name": "api token",
+            "level": "pass",
+            "detail": f"{tmp_path / 'state' / 'api-token'} (mode 0600)",
+            "hint": "",
+        }
+        assert checks["state database"]["level"] == "pass"
+        assert checks["_summary"]["fail"] == 0
+        assert code == 0
+
+        # progress: every check is printed as it finishes, numbered
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, [*api.cli_args(), "doctor"])
+        out, _ = capsys.readouterr()
+        lines = [line for line in out.splitlines() if line.startswith("[")]
+        n = len(doctor_mod.CHECKS)
+        assert [line[:7] for line in lines] == [f"[{i:>2}/{n}]" for i in range(1, n + 1)]
+        assert "failed" in out.splitlines()[-1]
