@@ -15,9 +15,11 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from drivers import TRACE
 from drivers.supervisor import Backoff, State, Supervisor
 from gateway.adapters import AdapterContext, DemoOptions, build_drivers
 from gateway.clock import Clock, SystemClock
@@ -90,6 +92,10 @@ class Service:
         self._tg: asyncio.TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
         self._state_listeners: list[Callable[[], None]] = []
+        #: Supervisor task per part name, and the module that created each component.
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._component_modules: dict[str, str] = {}
+        self._reload_lock = asyncio.Lock()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -109,6 +115,7 @@ class Service:
                 component = module.create(self)
                 if component is not None:
                     self.components.append(component)
+                    self._component_modules[module_name] = component.name
         except BaseException:
             await self.store.close()
             raise
@@ -151,7 +158,7 @@ class Service:
             logger=logging.getLogger(f"gateway.{name}"),
         )
         self.supervisors[name] = sup
-        tg.create_task(sup.run(), name=f"supervisor-{name}")
+        self._tasks[name] = tg.create_task(sup.run(), name=f"supervisor-{name}")
 
     async def wait(self) -> None:
         """Until :meth:`request_stop` (a signal) or the service fails."""
@@ -242,6 +249,136 @@ class Service:
                 )
         return {"status": "degraded" if reasons else "ok", "reasons": reasons}
 
+    def liveness(self) -> list[str]:
+        """Why the service is not making progress (empty: alive). The systemd watchdog
+        withholds its pings while this is non-empty; a degraded radio is still alive."""
+        problems: list[str] = []
+        if self._runner is None or self._runner.done():
+            problems.append("service: tasks ended")
+        problems.extend(
+            f"{name}: supervisor task ended" for name, task in self._tasks.items() if task.done()
+        )
+        store = self.store
+        if store is None:
+            problems.append("store: closed")
+        elif store.last_error:
+            problems.append(f"store: writes failing ({store.last_error})")
+        return problems
+
+    # ----------------------------------------------------------------- reload
+
+    async def reload(self, new: Config) -> ReloadResult:
+        """Apply a new, already validated config without stopping the service.
+
+        The log level applies at once. Drivers and components whose config sections changed
+        (:data:`RELOAD_SECTIONS`) are stopped and built again from the new config; the others
+        keep running. Keys in :data:`NOT_RELOADABLE` keep their running values and are
+        reported as needing a restart.
+        """
+        async with self._reload_lock:
+            old = self.config
+            needs_restart = tuple(
+                k for k in NOT_RELOADABLE if _config_value(old, k) != _config_value(new, k)
+            )
+            for key in needs_restart:
+                new = _with_config_value(new, key, _config_value(old, key))
+            changed = frozenset(
+                k for k in RELOADABLE if _config_value(old, k) != _config_value(new, k)
+            )
+            self.config = new
+            if "gateway.log_level" in changed:
+                level = new.gateway.log_level
+                logging.getLogger().setLevel(TRACE if level == "TRACE" else level)
+            restarted: list[str] = []
+            failed: list[str] = []
+            if self._tg is not None and changed - {"gateway.log_level"}:
+                await self._reload_drivers(changed, restarted, failed)
+                await self._reload_components(changed, restarted, failed)
+                self.commands = CommandRouter(self.drivers)
+            result = ReloadResult(
+                changed=tuple(sorted(changed)),
+                restarted=tuple(restarted),
+                failed=tuple(failed),
+                needs_restart=needs_restart,
+            )
+            if needs_restart:
+                _LOGGER.warning(
+                    "%s changed: takes effect after a restart", ", ".join(needs_restart)
+                )
+            self._notify()
+            return result
+
+    async def _reload_drivers(
+        self, changed: frozenset[str], out: list[str], bad: list[str]
+    ) -> None:
+        if self._given_drivers is not None:
+            return  # injected drivers (tests) are not rebuilt from config
+        from gateway.adapters import ADAPTERS
+
+        ctx = AdapterContext(self.config, self.state_dir, self.demo)
+        for module_name in ADAPTERS:
+            old = self.driver(module_name)
+            if not changed & frozenset(_sections_of(module_name, old)):
+                continue
+            await self._stop_part(module_name)
+            index = self.drivers.index(old) if old is not None else len(self.drivers)
+            if old is not None:
+                self.drivers.remove(old)
+            try:
+                module = importlib.import_module(f"gateway.adapters.{module_name}")
+                driver: Driver | None = module.create(ctx)
+            except Exception as exc:  # noqa: BLE001 - a bad part must not stop the reload
+                _LOGGER.error("reload: cannot build %s: %s", module_name, exc)
+                bad.append(module_name)
+                continue
+            if driver is None:
+                out.append(f"{module_name} (disabled)" if old is not None else module_name)
+                continue
+            self.drivers.insert(index, driver)
+            assert self._tg is not None
+            assert self.ingest is not None
+            self._supervise(self._tg, driver.name, _driver_target(driver, self.ingest))
+            out.append(driver.name)
+
+    async def _reload_components(
+        self, changed: frozenset[str], out: list[str], bad: list[str]
+    ) -> None:
+        for module_name in COMPONENTS:
+            name = self._component_modules.get(module_name)
+            old = next((c for c in self.components if c.name == name), None)
+            if old is not None and not changed & frozenset(_sections_of(old.name, old)):
+                continue
+            try:
+                module = importlib.import_module(f"gateway.{module_name}")
+                component: Component | None = module.create(self)
+            except Exception as exc:  # noqa: BLE001 - a bad part must not stop the reload
+                _LOGGER.error("reload: cannot build %s: %s", module_name, exc)
+                bad.append(module_name)
+                continue
+            if old is None and component is None:
+                continue
+            if old is not None:
+                await self._stop_part(old.name)
+                self.components.remove(old)
+                self._component_modules.pop(module_name, None)
+            if component is None:
+                out.append(f"{old.name if old else module_name} (disabled)")
+                continue
+            self.components.append(component)
+            self._component_modules[module_name] = component.name
+            assert self._tg is not None
+            self._supervise(self._tg, component.name, component.run)
+            out.append(component.name)
+
+    async def _stop_part(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        self.supervisors.pop(name, None)
+        if task is not None and not task.done():
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+            if not done:
+                _LOGGER.error("%s did not stop within %.0f s of a reload", name, STOP_TIMEOUT_S)
+
     def status_line(self) -> str:
         """A one-line summary (systemd STATUS=, logs)."""
         parts = [
@@ -251,6 +388,70 @@ class Service:
         if self.store is not None:
             parts.append(f"seq={self.store.last_seq}")
         return " ".join(parts) or "no radios"
+
+
+#: Config sections (or ``section.key``) each part depends on, by part name; a reload restarts
+#: the parts whose sections changed. A part may declare its own ``config_sections`` tuple; a
+#: part known to neither is restarted on any reloadable change except the log level.
+RELOAD_SECTIONS: dict[str, tuple[str, ...]] = {
+    "gpio": ("gpio",),
+    "ble": ("ble",),
+    "zigbee": ("zigbee",),
+    "api": ("api", "gateway.id"),
+    "sync": ("upstream", "homeassistant", "gateway.id"),
+    "homeassistant": ("homeassistant", "upstream", "gateway.id"),
+}
+#: Reloadable config keys (a whole section or ``section.key``).
+RELOADABLE: tuple[str, ...] = (
+    "gateway.id",
+    "gateway.log_level",
+    "api",
+    "upstream",
+    "homeassistant",
+    "ble",
+    "zigbee",
+    "gpio",
+)
+#: Keys a reload keeps at their running values: they need a restart.
+NOT_RELOADABLE: tuple[str, ...] = ("gateway.state_dir", "store")
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    changed: tuple[str, ...]
+    restarted: tuple[str, ...]
+    failed: tuple[str, ...]
+    needs_restart: tuple[str, ...]
+
+    def summary(self) -> str:
+        parts = [f"changed: {', '.join(self.changed) or 'nothing'}"]
+        if self.restarted:
+            parts.append(f"restarted: {', '.join(self.restarted)}")
+        if self.failed:
+            parts.append(f"failed to restart: {', '.join(self.failed)}")
+        if self.needs_restart:
+            parts.append(f"needs a service restart: {', '.join(self.needs_restart)}")
+        return "; ".join(parts)
+
+
+def _config_value(cfg: Config, key: str) -> object:
+    section, _, attr = key.partition(".")
+    value = getattr(cfg, section)
+    return getattr(value, attr) if attr else value
+
+
+def _with_config_value(cfg: Config, key: str, value: object) -> Config:
+    section, _, attr = key.partition(".")
+    if attr:
+        value = dataclass_replace(getattr(cfg, section), **{attr: value})
+    return cfg.replace(**{section: value})
+
+
+def _sections_of(name: str, part: object | None) -> tuple[str, ...]:
+    declared = getattr(part, "config_sections", None)
+    if isinstance(declared, tuple):
+        return tuple(str(s) for s in declared)
+    return RELOAD_SECTIONS.get(name) or tuple(k for k in RELOADABLE if k != "gateway.log_level")
 
 
 class _Stopping(Exception):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -54,38 +56,50 @@ def run(
     from gateway import config as config_mod
     from gateway.demo import demo_config
 
-    try:
+    def load_config() -> Config:
+        """The config as started; SIGHUP calls it again (command-line overrides still win)."""
         if demo:
             base = config_mod.load(ctx.config_path) if ctx.config_path else config_mod.Config()
             cfg = demo_config(base, ctx.state_dir, ctx.api_port)
-            options: DemoOptions | None = DemoOptions(
-                ble_devices=ble_devices, ble_rate=rate, zigbee=not no_zigbee
-            )
         else:
             cfg = ctx.load_config()
-            options = None
         if upstream is not None:
             cfg = cfg.replace(upstream=dataclasses.replace(cfg.upstream, url=upstream))
             # re-validate the override like the file would be
             config_mod.from_dict({"upstream": {"url": upstream}})
+        if log_level is not None:
+            level: Any = log_level  # one of click.Choice's values: a valid log_level
+            cfg = cfg.replace(gateway=dataclasses.replace(cfg.gateway, log_level=level))
+        return cfg
+
+    options: DemoOptions | None = None
+    if demo:
+        options = DemoOptions(ble_devices=ble_devices, ble_rate=rate, zigbee=not no_zigbee)
+    try:
+        cfg = load_config()
     except GatewayError as exc:
         click.echo(f"migw: {exc}", err=True)
         return 2
     logs.setup(log_level or cfg.gateway.log_level)
     try:
-        return asyncio.run(serve(cfg, options))
+        return asyncio.run(serve(cfg, options, reload_config=load_config))
     except KeyboardInterrupt:
         return 0
 
 
-async def serve(cfg: Config, demo: DemoOptions | None) -> int:
+async def serve(
+    cfg: Config, demo: DemoOptions | None, reload_config: Callable[[], Config] | None = None
+) -> int:
     from gateway.demo import ReadingLogger
     from gateway.service import Service
+    from gateway.systemd import SystemdIntegration
 
     try:
         service = Service(cfg, demo=demo)
-        async with service:
+        # systemd: READY/STATUS/WATCHDOG/STOPPING (no-op without NOTIFY_SOCKET), SIGHUP reload
+        async with service, SystemdIntegration(service, reload_config=reload_config) as sd:
             service.install_signal_handlers()
+            sd.install_signal_handlers()
             assert service.store is not None
             if demo is not None:
                 service.store.subscribe(ReadingLogger())
