@@ -275,7 +275,10 @@ async def test_radios_status_and_outbox(api: Running, http: aiohttp.ClientSessio
     outbox = await get_json(http, api, "/api/v1/outbox")
     assert api.service.store is not None
     stats = await api.service.store.outbox_stats()
-    assert outbox["source"] in ("store", "sync")
+    # the sync agent runs (upstream disabled): its figures overlay the store's
+    assert (outbox["source"], outbox["upstream"]) == ("sync", "disabled")
+    assert (outbox["dropped"], outbox["expired"]) == (0, 0)
+    assert outbox["sync"]["enabled"] is False
     assert outbox["depth"] == stats.depth > 0
     assert outbox["oldest"]["seq"] == stats.oldest_seq
     assert outbox["oldest_age_s"] >= 0

@@ -124,7 +124,7 @@ class ServiceCollector(Collector):
             figure = ob.get(key)
             if isinstance(figure, int | float):
                 yield _counter(name, help_, figure)
-        if ob.get("source") == "sync":
+        if ob.get("source") == "sync" and ob.get("upstream") != "disabled":
             up = 1 if str(ob.get("upstream", "")).lower() in ("connected", "online", "up") else 0
             yield _gauge("migw_upstream_connected", "1 while connected to the broker.", up)
 

@@ -146,7 +146,7 @@ def outbox_json(
     }
     if sync is not None:
         out["source"] = "sync"
-        for key in ("depth", "bytes", "oldest_age_s", "dropped", "expired", "dead_letter"):
+        for key in ("depth", "bytes", "oldest_age_s", "dropped", "expired", "dead_letters"):
             value = sync.get(key)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 out[key] = value
