@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from gateway.service import Service
-from gateway.sync import agent as agent_mod
 from gateway.sync import SyncAgent
-from tests.broker import Collector, Mosquitto, SynthDriver, gateway_config
+from gateway.sync import agent as agent_mod
+from tests.broker import Collector, Mosquitto, SynthDriver, faulty_proxy, gateway_config
 
 
 def _agent(svc: Service) -> SyncAgent:
@@ -96,3 +98,37 @@ async def test_broker_stopped_under_ingest_then_restarted(
             while agent.stats()["outbox"]["rows"]:
                 await asyncio.sleep(0.05)
         print(f"broker restart: {last} seqs, {dups} duplicates")
+
+
+async def test_proxy_stalls_and_cuts_mid_publish(
+    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent_mod, "ACK_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(agent_mod, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(agent_mod, "GOODBYE_S", 0.2)
+    synth = SynthDriver(devices=4, rate=800)
+    async with faulty_proxy(mosquitto.port) as proxy:
+        cfg = gateway_config(tmp_path / "state", proxy.url, batch_max_readings=50)
+        async with (
+            Collector(mosquitto.port, [TELEMETRY]) as col,
+            Service(cfg, drivers=[synth]) as svc,  # type: ignore[arg-type]
+        ):
+            store = svc.store
+            assert store is not None
+            await col.wait_for(lambda: len(col.seqs(TELEMETRY)) >= 200)
+            proxy.stall()
+            await asyncio.sleep(2.5)  # longer than the PUBACK timeout: the agent reconnects
+            proxy.resume()
+            await col.wait_for(lambda: col.seqs(TELEMETRY)[-1:] >= [synth.produced - 100], 20)
+            for _ in range(5):
+                await asyncio.sleep(0.3)
+                proxy.cut()
+            await asyncio.sleep(0.5)
+            synth.paused = True
+            await store.flush()
+            last = store.last_seq
+            await col.wait_for(lambda: set(range(1, last + 1)) <= set(col.seqs(TELEMETRY)), 60)
+            got, dups = _check_streams(col, TELEMETRY)
+            assert got == set(range(1, last + 1))
+            assert proxy.connections >= 4
+            print(f"proxy: {last} seqs over {proxy.connections} connections, {dups} duplicates")

@@ -517,7 +517,12 @@ class SyncAgent:
     ) -> None:
         s = state.settings
         link = await open_link(s, will_topic=self.topics.status, timeout_s=CONNECT_TIMEOUT_S)
-        async with link:
+        try:
+            await link.__aenter__()
+        except BaseException:
+            link.force_close()
+            raise
+        try:
             state.connected = True
             state.connected_since = time.time()
             state.connects += 1
@@ -534,6 +539,10 @@ class SyncAgent:
                 # Will after an unclean loss); bounded, best effort, also on errors
                 await asyncio.shield(self._goodbye(link, telemetry=telemetry))
                 link.drop_pending()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(link.__aexit__(None, None, None))
+        finally:
+            link.force_close()
 
     async def _goodbye(self, link: Link, *, telemetry: bool) -> None:
         """Wait briefly for in-flight PUBACKs, then ``offline`` (retained)."""

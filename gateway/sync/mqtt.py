@@ -203,6 +203,23 @@ class Link(aiomqtt.Client):
     def lost(self) -> asyncio.Future[None]:
         return self._disconnected
 
+    def force_close(self) -> None:
+        """Close the socket whatever state the connection is in (after a cancelled connect
+        or disconnect aiomqtt may leave it registered on the loop)."""
+        if self._connected.done() and self._connected.cancelled():
+            self._connected = asyncio.get_running_loop().create_future()
+        try:
+            self._client._sock_close()
+        except Exception:
+            _LOGGER.debug("closing the MQTT socket failed", exc_info=True)
+        misc = self._misc_task
+        if misc is not None and not misc.done():
+            misc.cancel()
+        if not self._disconnected.done():
+            self._disconnected.set_result(None)
+        if self._lock.locked():
+            self._lock.release()
+
     def drop_pending(self) -> None:
         for fut in self._acks.values():
             if not fut.done():

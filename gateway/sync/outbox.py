@@ -8,12 +8,14 @@ in the same transaction as the rows they count.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from gateway.metrics import METRICS, base_name
 from gateway.store import OUTBOX_EVENT, OutboxRow, Store
@@ -36,6 +38,24 @@ META_BATCH = "sync.batch"
 META_DEAD = "sync.dead_letters"
 
 Strategy = Literal["drop_oldest", "reject_new"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _atomic(fn: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Awaitable[_R]]:
+    """Run a store operation to completion even if its caller is cancelled.
+
+    aiosqlite runs each statement in its own thread: a task cancelled while awaiting
+    ``BEGIN`` leaves the statement executed and the transaction open, and every later
+    ``BEGIN`` of the store then fails. Shielding keeps BEGIN..COMMIT whole.
+    """
+
+    @functools.wraps(fn)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return await asyncio.shield(fn(*args, **kwargs))
+
+    return wrapper
 
 
 def is_priority(kind: int, body: str) -> bool:
@@ -77,6 +97,7 @@ class Outbox:
         self.store = store
         self.counters = Counters()
 
+    @_atomic
     async def load(self) -> None:
         c = self.counters
         async with self.store.transaction() as db:
@@ -92,6 +113,7 @@ class Outbox:
                 row = await cur.fetchone()
             c.dead_letters = int(row[0]) if row else 0
 
+    @_atomic
     async def depth(self) -> Depth:
         """Exact depth (a full scan of the outbox: call it rarely)."""
         async with self.store.transaction() as db:
@@ -103,6 +125,7 @@ class Outbox:
             oldest = await self._oldest(db)
         return Depth(int(row[0]), int(row[1]), int(row[2]), *oldest)
 
+    @_atomic
     async def oldest(self) -> tuple[int | None, float | None]:
         async with self.store.transaction() as db:
             return await self._oldest(db)
@@ -113,6 +136,7 @@ class Outbox:
             row = await cur.fetchone()
         return (int(row[0]), float(row[1])) if row else (None, None)
 
+    @_atomic
     async def fetch(self, after: int, limit: int, upto: int | None = None) -> list[OutboxRow]:
         """Rows with ``after < seq <= upto`` in sequence order."""
         sql = f"SELECT {_COLS} FROM outbox WHERE seq > ?"  # noqa: S608 - constant columns
@@ -126,6 +150,7 @@ class Outbox:
             rows = await cur.fetchall()
         return [_row(r) for r in rows]
 
+    @_atomic
     async def ack(self, seqs: Sequence[int]) -> int:
         """Delete delivered rows and persist the batch counter. Returns rows deleted."""
         if not seqs:
@@ -136,6 +161,7 @@ class Outbox:
             await _meta_put(db, META_BATCH, self.counters.batch)
         return max(deleted, 0)
 
+    @_atomic
     async def dead_letter(
         self, rows: Sequence[OutboxRow], reason: str, payload: bytes | None = None
     ) -> None:
@@ -160,6 +186,7 @@ class Outbox:
             reason,
         )
 
+    @_atomic
     async def enforce_bytes(self, max_bytes: int, strategy: Strategy) -> tuple[int, int]:
         """Bring the outbox under ``max_bytes`` (down to LOW_WATER of it). Periodic readings
         go first, events and state changes last; ``drop_oldest`` drops the oldest,
@@ -201,6 +228,7 @@ class Outbox:
         )
         return len(victims), freed
 
+    @_atomic
     async def _scan(
         self, cursor: int | None, newest_first: bool
     ) -> list[tuple[int, int, int, str]]:
@@ -214,6 +242,7 @@ class Outbox:
             rows = await cur.fetchall()
         return [(int(r[0]), int(r[1]), int(r[2]), str(r[3])) for r in rows]
 
+    @_atomic
     async def expire(self, cutoff: float) -> tuple[int, int]:
         """Delete rows stamped before ``cutoff`` (wall time; the caller only calls this with
         a synchronised clock). Rows are scanned oldest first and the scan stops at the
@@ -247,6 +276,7 @@ class Outbox:
         _LOGGER.warning("expired %d outbox row(s) older than the TTL", len(victims))
         return len(victims), freed
 
+    @_atomic
     async def restamp(self, boot: str, offset: float) -> int:
         """Re-stamp rows taken before the clock was synchronised during this boot:
         ``ts = offset + mono`` where ``offset = wall - mono`` of the synchronised clock."""
@@ -260,6 +290,7 @@ class Outbox:
             _LOGGER.info("re-stamped %d outbox row(s) taken before the clock was synchronised", n)
         return n
 
+    @_atomic
     async def dead_letters(self, limit: int = 20) -> list[dict[str, Any]]:
         async with (
             self.store.transaction() as db,
