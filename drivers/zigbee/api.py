@@ -113,10 +113,10 @@ class ZnpApi:
         """Returns never; raises :class:`LinkLost` when the port goes away."""
         await asyncio.shield(self._closed)
 
-    def close(self) -> None:
-        if self._link is not None:
-            self._link.close()
-            self._link = None
+    async def aclose(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            await link.aclose()
 
     # --- dispatch ------------------------------------------------------------------------
 

@@ -339,6 +339,9 @@ class Coordinator:
         info = bk.from_open_coordinator(doc)
         api = self._require_api()
         await self._form(api, self.info.product != 0, info)
+        # restart so the stick loads what was written (IEEE, frame counter) from NV
+        await self._reset(api)
+        await self._resume(api)
         await self._startup_common(api)
         for d in info.devices:
             if d.nwk is not None and self.table.get(d.ieee) is None:
@@ -415,7 +418,7 @@ class Coordinator:
                     "bad_frames": api.framer.bad_frames,
                     "garbage_bytes": api.framer.garbage_bytes,
                 }[k]
-            api.close()
+            await api.aclose()
 
     async def _probe(self, api: ZnpApi, link: ByteLink) -> None:
         if self.config.skip_bootloader:
@@ -507,6 +510,8 @@ class Coordinator:
         await self._reset(api)
         if params is not None:
             await self._nv_write(api, NvId.EXTADDR, bytes.fromhex(params.coordinator_ieee)[::-1])
+            if params.tclk_seed is not None:
+                await self._nv_write(api, NvId.TCLK_SEED, params.tclk_seed)
         await self._nv_write(api, NvId.LOGICAL_TYPE, b"\x00")
         await self._nv_write(api, NvId.ZDO_DIRECT_CB, b"\x01")
         await self._nv_write(api, NvId.CHANLIST, mask)

@@ -7,6 +7,7 @@ called back with what arrives. Tests and the demo use the real thing on a pty.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -19,10 +20,14 @@ _LOGGER = logging.getLogger(__name__)
 BOOTLOADER_TOGGLE_S = 0.15
 
 
+#: Seconds to wait for the port to close (pyserial closes it in an executor).
+CLOSE_TIMEOUT = 2.0
+
+
 class ByteLink(Protocol):
     def write(self, data: bytes) -> None: ...
 
-    def close(self) -> None: ...
+    async def aclose(self) -> None: ...
 
     def set_control_lines(self, *, dtr: bool | None = None, rts: bool | None = None) -> None: ...
 
@@ -42,14 +47,23 @@ class _Proto(asyncio.Protocol):
 
 
 class SerialLink:
-    def __init__(self, transport: Any) -> None:
-        self._transport = transport
+    def __init__(self) -> None:
+        self._transport: Any = None
+        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def lost(self) -> None:
+        if not self._closed.done():
+            self._closed.set_result(None)
 
     def write(self, data: bytes) -> None:
         self._transport.write(data)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """Close the port and wait until pyserial has really closed it."""
         self._transport.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await asyncio.shield(self._closed)
 
     def set_control_lines(self, *, dtr: bool | None = None, rts: bool | None = None) -> None:
         ser = getattr(self._transport, "serial", None)
@@ -77,10 +91,16 @@ async def open_serial(
     import serial_asyncio_fast
 
     loop = asyncio.get_running_loop()
+    link = SerialLink()
+
+    def lost(exc: Exception | None) -> None:
+        link.lost()
+        on_lost(exc)
+
     try:
         transport, _ = await serial_asyncio_fast.create_serial_connection(
             loop,
-            lambda: _Proto(on_bytes, on_lost),
+            lambda: _Proto(on_bytes, lost),
             port,
             baudrate=baudrate,
             rtscts=rtscts,
@@ -93,4 +113,5 @@ async def open_serial(
         ) from exc
     except (OSError, serial.SerialException) as exc:
         raise TransientError(f"cannot open {port}: {exc}") from exc
-    return SerialLink(transport)
+    link._transport = transport
+    return link

@@ -603,7 +603,7 @@ class ZStackSimulator:
         self._srsp(
             c.UTIL_GET_DEVICE_INFO,
             Status=OK,
-            IEEE=self.ieee,
+            IEEE=self.nv[NvId.EXTADDR][::-1].hex(),
             NWK=0,
             DeviceType=t.DeviceTypeCapabilities(7),
             DeviceState=self.state,

@@ -1,0 +1,434 @@
+"""End to end: the real ZNP driver against the Z-Stack simulator through a real pty."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from drivers.errors import NeedsHumanError, TransientError
+from drivers.supervisor import State
+from drivers.zigbee import api as znp_api
+from drivers.zigbee import coordinator as co
+from drivers.zigbee import transport
+from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery
+from drivers.zigbee.devices import DeviceRecord
+from hw_mocks import znp as sim_mod
+from hw_mocks.aqara import MODELS
+from hw_mocks.znp import ZStackSimulator
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport, "BOOTLOADER_TOGGLE_S", 0.001)
+    monkeypatch.setattr(co, "PING_TIMEOUT", 0.3)
+    monkeypatch.setattr(co, "BOOTLOADER_WAIT_S", 0.01)
+    monkeypatch.setattr(co, "WATCHDOG_INTERVAL", 0.2)
+    monkeypatch.setattr(co, "RECONNECT_INITIAL", 0.05)
+    monkeypatch.setattr(co, "RECONNECT_MAX", 0.2)
+    monkeypatch.setattr(co, "STABLE_AFTER", 0.5)
+    monkeypatch.setattr(co, "CONFIRM_TIMEOUT", 2.0)
+    monkeypatch.setattr(co, "INTERVIEW_TIMEOUT", 0.5)
+    monkeypatch.setattr(co, "SAVE_INTERVAL", 0.1)
+    monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 2.0)
+
+
+@dataclass
+class Recorder:
+    """A listener that keeps everything (the drivers-level sink)."""
+
+    devices: dict[str, DeviceRecord] = field(default_factory=dict)
+    left: list[str] = field(default_factory=list)
+    readings: list[tuple[str, str, object]] = field(default_factory=list)
+    events: list[tuple[str, str, int | None]] = field(default_factory=list)
+
+    def device_changed(self, device: DeviceRecord) -> None:
+        self.devices[device.ieee] = device
+
+    def device_left(self, ieee: str) -> None:
+        self.left.append(ieee)
+
+    def reading(self, ieee: str, metric: str, value: object) -> None:
+        self.readings.append((ieee, metric, value))
+
+    def event(self, ieee: str, action: str, button: int | None) -> None:
+        self.events.append((ieee, action, button))
+
+    def of(self, ieee: str) -> list[tuple[str, object]]:
+        return [(m, v) for i, m, v in self.readings if i == ieee]
+
+
+async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not pred():
+            await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def running(coord: Coordinator) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(coord.run(), name="coordinator-under-test")
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def config(sim: ZStackSimulator, state_dir: Path, **kw: object) -> CoordinatorConfig:
+    return CoordinatorConfig(port=sim.path, state_dir=state_dir, channel=20, **kw)  # type: ignore[arg-type]
+
+
+async def joined_network(
+    sim: ZStackSimulator, coord: Coordinator, rec: Recorder, models: tuple[str, ...] = MODELS
+) -> None:
+    await until(lambda: coord.connected)
+    await coord.permit_join(60)
+    await until(lambda: sum(1 for d in rec.devices.values() if d.model) == len(models))
+
+
+async def test_form_join_every_model_and_report(tmp_path: Path) -> None:
+    rec = Recorder()
+    async with ZStackSimulator(devices=MODELS, seed=7) as sim:
+        coord = Coordinator(config(sim, tmp_path), rec)
+        async with running(coord):
+            await joined_network(sim, coord, rec)
+            # formed once, on the configured channel, with a fresh key
+            assert coord.counters["networks_formed"] == 1
+            assert sim.counters["formations"] == 1
+            assert sim.channel == 20
+            assert coord.info.channel == 20
+            assert coord.info.pan_id == sim.pan_id
+            assert coord.info.firmware == "Z-Stack 3.x.0 20240710"
+            assert sim.network_key != bytes(16)
+            # endpoint registered, child ageing off, ZDO callbacks on
+            assert list(sim.endpoints) == [1]
+            assert sim.nv[0x003E] == b"\x00"
+            assert "ZDO_MSG_CB_REGISTER" in sim.commands_seen
+            # permit join went to the coordinator and as a broadcast
+            assert sim.commands_seen.count("ZDO_MGMT_PERMIT_JOIN_REQ") == 2
+            assert {d.model for d in rec.devices.values()} == set(MODELS)
+            for dev in sim.devices:
+                assert coord.table.get(dev.ieee) is not None
+                assert coord.table.get(dev.ieee).nwk == dev.nwk  # type: ignore[union-attr]
+            # every model's reporting cycle becomes readings/events
+            before = len(rec.readings)
+            for _ in range(4):
+                sim.report_all()
+                await asyncio.sleep(0.05)
+            await until(lambda: len(rec.events) >= 6)
+            names: dict[str, set[str]] = {}
+            for ieee, metric, _ in rec.readings[before:]:
+                names.setdefault(coord.table.get(ieee).model or "", set()).add(metric)  # type: ignore[union-attr]
+            assert {"temperature", "humidity", "voltage"} <= names["lumi.sensor_ht"]
+            assert {"temperature", "humidity", "pressure"} <= names["lumi.weather"]
+            assert {"motion", "illuminance"} <= names["lumi.sensor_motion.aq2"]
+            assert "opening" in names["lumi.sensor_magnet.aq2"]
+            assert "water_leak" in names["lumi.sensor_wleak.aq1"]
+            assert {"power", "energy", "switch"} <= names["lumi.plug"]
+            assert "switch" in names["lumi.ctrl_neutral1"]
+            actions = {(a, coord.table.get(i).model) for i, a, _ in rec.events}  # type: ignore[union-attr]
+            assert {
+                ("single", "lumi.sensor_switch.aq2"),
+                ("double", "lumi.sensor_switch.aq2"),
+                ("triple", "lumi.sensor_switch.aq2"),
+                ("long", "lumi.sensor_switch.aq2"),
+                ("release", "lumi.sensor_switch.aq2"),
+                ("single", "lumi.ctrl_neutral1"),
+            } <= actions
+            # the leak sensor's zone notification asked for a default response: it got one
+            await until(lambda: sim.counters["default_responses"] >= 1)
+        # the device table was persisted
+        saved = json.loads((tmp_path / "zigbee_devices.json").read_text())
+        assert {d["model"] for d in saved["devices"]} == set(MODELS)
+        backup = json.loads((tmp_path / "zigbee_backup.json").read_text())
+        assert backup["network_key"]["key"] == sim.network_key.hex()
+        assert (tmp_path / "zigbee_backup.json").stat().st_mode & 0o077 == 0
+
+
+async def test_exact_values_from_vector_frames(tmp_path: Path) -> None:
+    """Known frames (public vectors) delivered over the pty become exact readings."""
+    rec = Recorder()
+    models = ("lumi.weather", "lumi.sensor_wleak.aq1", "lumi.sensor_motion.aq2")
+    async with ZStackSimulator(devices=models, seed=3) as sim:
+        coord = Coordinator(config(sim, tmp_path, motion_clear_s=0.2), rec)
+        async with running(coord):
+            await joined_network(sim, coord, rec, models)
+            weather = sim.device("lumi.weather")
+            rec.readings.clear()
+            hb = bytes.fromhex(
+                "18200a01ff412501214f0b0421a84305214e020624010000000064299b096521be1b662b138d"
+                "01000a21900d"
+            )
+            sim.deliver(weather, 0x0000, 1, hb)
+            sim.deliver(weather, 0x0402, 1, bytes.fromhex("18a80a000029f0d8"))  # -100 °C junk
+            sim.deliver(weather, 0x0402, 1, bytes.fromhex("181c0a000029b002"))
+            await until(lambda: len(rec.readings) >= 5)
+            assert rec.of(weather.ieee) == [
+                ("voltage", 2.895),
+                ("temperature", 24.59),
+                ("humidity", 71.02),
+                ("pressure", 1016.51),
+                ("temperature", 6.88),
+            ]
+            assert coord.health_counters()["junk_dropped"] == 1
+            # a broadcast delivered on two endpoints counts once
+            motion = sim.device("lumi.sensor_motion.aq2")
+            sim.endpoints[2] = ()
+            rec.readings.clear()
+            sim.deliver(motion, 0x0400, 1, bytes.fromhex("18d50a0000212a00"), broadcast=True)
+            sim.deliver(motion, 0x0406, 1, bytes.fromhex("18640a00001801"))
+            await until(lambda: ("motion", False) in rec.of(motion.ieee))
+            assert rec.of(motion.ieee) == [
+                ("illuminance", 42.0),
+                ("motion", True),
+                ("motion", False),  # cleared by the host after motion_clear_s
+            ]
+            assert coord.health_counters()["duplicates_dropped"] == 1
+            # lumi.sensor_wleak.aq1: wrong length byte and IAS zone status
+            leak = sim.device("lumi.sensor_wleak.aq1")
+            rec.readings.clear()
+            sim.deliver(leak, 0x0500, 1, bytes.fromhex("092100010000000000"))
+            await until(lambda: len(rec.of(leak.ieee)) >= 3)
+            assert rec.of(leak.ieee) == [
+                ("water_leak", True),
+                ("tamper", False),
+                ("battery_low", False),
+            ]
+
+
+async def test_on_off_round_trip_and_soft_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sim_mod, "AWAKE_S", 0.0)
+    rec = Recorder()
+    models = ("lumi.plug", "lumi.ctrl_neutral1", "lumi.sensor_ht")
+    async with ZStackSimulator(devices=models, seed=5) as sim:
+        coord = Coordinator(config(sim, tmp_path), rec)
+        async with running(coord):
+            await joined_network(sim, coord, rec, models)
+            plug = sim.device("lumi.plug")
+            relay = sim.device("lumi.ctrl_neutral1")
+            out = await coord.switch(plug.ieee, "on")
+            assert out == co.CommandOutcome(Delivery.OK, "", {"switch": True})
+            assert plug.on
+            await until(lambda: (plug.ieee, "switch", True) in rec.readings)
+            assert (await coord.switch(plug.ieee, "toggle")).delivery is Delivery.OK
+            assert not plug.on
+            await until(lambda: (plug.ieee, "switch", False) in rec.readings)
+            # the wall switch's relay is endpoint 2
+            assert (await coord.switch(relay.ieee, "on")).delivery is Delivery.OK
+            assert relay.on
+            assert relay.received[-1][:2] == (0x0006, 2)
+            # soft failures: no ack, sleeping device, unknown device, no switch
+            plug.reachable = False
+            out = await coord.switch(plug.ieee, "off")
+            assert out.delivery is Delivery.UNREACHABLE
+            assert "MAC_NO_ACK" in out.detail
+            ht = sim.device("lumi.sensor_ht")
+            coord.table.update(ht.ieee, model=None)  # as if not identified yet
+            out = await coord.switch(ht.ieee, "on")
+            assert out.delivery is Delivery.UNREACHABLE
+            assert "MAC_TRANSACTION_EXPIRED" in out.detail
+            assert (
+                await coord.switch("0011223344556677", "on")
+            ).delivery is Delivery.UNKNOWN_DEVICE
+            coord.table.update(ht.ieee, model="lumi.sensor_ht")
+            assert (await coord.switch(ht.ieee, "on")).delivery is Delivery.UNSUPPORTED
+            counters = coord.health_counters()
+            assert counters["commands_ok"] == 3
+            assert counters["commands_failed"] == 2
+
+
+async def test_leave_and_nwk_change(tmp_path: Path) -> None:
+    rec = Recorder()
+    models = ("lumi.sensor_magnet.aq2", "lumi.sensor_ht")
+    async with ZStackSimulator(devices=models, seed=11) as sim:
+        coord = Coordinator(config(sim, tmp_path), rec)
+        async with running(coord):
+            await joined_network(sim, coord, rec, models)
+            magnet = sim.device("lumi.sensor_magnet.aq2")
+            sim.announce(magnet, new_nwk=0x1234)
+            await until(lambda: coord.table.get(magnet.ieee).nwk == 0x1234)  # type: ignore[union-attr]
+            rec.readings.clear()
+            sim.deliver(magnet, 0x0006, 1, bytes.fromhex("185d0a00001001"))
+            await until(lambda: bool(rec.readings))
+            assert rec.readings == [(magnet.ieee, "opening", True)]
+            ht = sim.device("lumi.sensor_ht")
+            sim.leave(ht)
+            await until(lambda: rec.left == [ht.ieee])
+            assert coord.table.get(ht.ieee) is None
+            assert coord.health_counters()["devices"] == 1
+
+
+async def test_unplug_replug_and_restart_resume_the_network(tmp_path: Path) -> None:
+    rec = Recorder()
+    models = ("lumi.sensor_ht", "lumi.plug")
+    async with ZStackSimulator(devices=models, seed=13) as sim:
+        coord = Coordinator(config(sim, tmp_path), rec)
+        async with running(coord):
+            await joined_network(sim, coord, rec, models)
+            pan, key = sim.pan_id, sim.network_key
+            sim.unplug()
+            await until(lambda: not coord.connected)
+            assert not os.path.lexists(sim.path)  # noqa: ASYNC240 - a cheap stat in a test
+            await asyncio.sleep(0.3)  # a few reconnect attempts against a missing port
+            sim.plug()
+            await until(lambda: coord.connected)
+            assert coord.counters["networks_formed"] == 1
+            assert coord.counters["networks_resumed"] == 1
+            assert coord.health_counters()["reconnects"] >= 1
+            assert (sim.pan_id, sim.network_key, sim.counters["formations"]) == (pan, key, 1)
+            rec.readings.clear()
+            sim.report(sim.device("lumi.plug"))
+            await until(lambda: bool(rec.readings))
+        # a service restart: a new driver on the persisted table resumes without forming
+        rec2 = Recorder()
+        nv_writes = sim.counters["nv_writes"]
+        coord2 = Coordinator(config(sim, tmp_path), rec2)
+        assert {r.model for r in coord2.table} == set(models)
+        async with running(coord2):
+            await until(lambda: coord2.connected)
+            assert coord2.counters["networks_formed"] == 0
+            assert sim.counters["formations"] == 1
+            assert sim.counters["nv_writes"] == nv_writes  # network NV untouched
+            ht = sim.device("lumi.sensor_ht")
+            sim.deliver(ht, 0x0405, 1, bytes.fromhex("181d0a0000210b0f"))
+            await until(lambda: bool(rec2.readings))
+            assert rec2.readings == [(ht.ieee, "humidity", 38.51)]
+
+
+async def test_corrupt_bytes_resync(tmp_path: Path) -> None:
+    rec = Recorder()
+    async with ZStackSimulator(devices=("lumi.sensor_ht",), seed=17) as sim:
+        coord = Coordinator(config(sim, tmp_path), rec)
+        async with running(coord):
+            await joined_network(sim, coord, rec, ("lumi.sensor_ht",))
+            sim.corruption_rate = 0.3
+            ht = sim.device("lumi.sensor_ht")
+            for _ in range(40):
+                sim.deliver(ht, 0x0405, 1, bytes.fromhex("181d0a0000210b0f"))
+                await asyncio.sleep(0.005)
+            sim.corruption_rate = 0.0
+            await until(lambda: sim.counters["corrupted"] > 0)
+            await until(lambda: coord.health_counters()["bad_frames"] > 0)
+            # the duplicates are the clean copies of one frame: one reading, the rest dropped
+            assert (ht.ieee, "humidity", 38.51) in rec.readings
+            assert coord.connected
+
+
+async def test_watchdog_restarts_a_mute_stick(tmp_path: Path) -> None:
+    async with ZStackSimulator(seed=19) as sim:
+        coord = Coordinator(config(sim, tmp_path))
+        async with running(coord):
+            await until(lambda: coord.connected)
+            sim.mute = True
+            await until(lambda: not coord.connected)
+            assert coord.counters["watchdog_failures"] >= 1
+            await until(lambda: "no answer from the stick at" in coord.reason)
+            assert sim.path in coord.reason
+            sim.mute = False
+            await until(lambda: coord.connected)
+            assert coord.counters["networks_resumed"] == 1
+
+
+async def test_nvram_failure_needs_a_human(tmp_path: Path) -> None:
+    async with ZStackSimulator(seed=23) as sim:
+        sim.nv_broken = True
+        coord = Coordinator(config(sim, tmp_path))
+        async with running(coord):
+            await until(lambda: coord.state == State.FAILED.value)
+            assert coord.reason == "NVRAM corrupted, re-flash the stick"
+
+
+async def test_missing_port_is_transient(tmp_path: Path) -> None:
+    coord = Coordinator(CoordinatorConfig(port=str(tmp_path / "nope")))
+    with pytest.raises(TransientError, match="cannot open"):
+        async with coord.session():
+            pass
+
+
+async def test_backup_restore_round_trip(tmp_path: Path) -> None:
+    rec = Recorder()
+    async with ZStackSimulator(devices=("lumi.plug",), seed=29) as sim_a:
+        coord = Coordinator(config(sim_a, tmp_path / "a"), rec)
+        async with running(coord):
+            await joined_network(sim_a, coord, rec, ("lumi.plug",))
+            for _ in range(5):
+                await coord.switch(sim_a.device("lumi.plug").ieee, "toggle")
+            doc = await coord.backup()
+    assert doc["metadata"] == {
+        "version": 1,
+        "format": "zigpy/open-coordinator-backup",
+        "source": "migw",
+        "internal": doc["metadata"]["internal"],
+    }
+    assert doc["coordinator_ieee"] == "00124b0001c0ffee"
+    assert doc["pan_id"] == f"{sim_a.pan_id:04x}"
+    assert doc["extended_pan_id"] == sim_a.extended_pan_id
+    assert doc["channel"] == 20
+    assert doc["network_key"] == {
+        "key": sim_a.network_key.hex(),
+        "sequence_number": 0,
+        "frame_counter": sim_a.frame_counter,
+    }
+    assert doc["network_key"]["frame_counter"] >= 5
+    assert [d["ieee_address"] for d in doc["devices"]] == [sim_a.device("lumi.plug").ieee]
+    # zigpy (ZHA) reads it
+    backups = pytest.importorskip("zigpy.backups")
+    zb = backups.NetworkBackup.from_open_coordinator_json(doc)
+    assert zb.network_info.network_key.key.serialize() == sim_a.network_key
+    assert zb.network_info.pan_id == sim_a.pan_id
+    # restore onto a blank stick (another IEEE) through a one-shot session
+    async with ZStackSimulator(seed=31, ieee="00124b0009999999") as sim_b:
+        coord_b = Coordinator(config(sim_b, tmp_path / "b"))
+        async with coord_b.session(start=False) as session:
+            await session.restore(doc)
+            again = await session.backup()
+        assert (sim_b.pan_id, sim_b.extended_pan_id, sim_b.channel, sim_b.network_key) == (
+            sim_a.pan_id,
+            sim_a.extended_pan_id,
+            sim_a.channel,
+            sim_a.network_key,
+        )
+        assert sim_b.ieee != sim_a.ieee
+        assert again["coordinator_ieee"] == doc["coordinator_ieee"]
+        assert again["network_key"]["frame_counter"] == doc["network_key"]["frame_counter"] + 10_000
+        assert {k: v for k, v in again.items() if k not in ("metadata", "network_key")} == {
+            k: v for k, v in doc.items() if k not in ("metadata", "network_key")
+        }
+        assert coord_b.table.get(sim_a.device("lumi.plug").ieee) is not None
+        # and the restored stick starts the same network without forming again
+        formations = sim_b.counters["formations"]
+        sim_b.unplug()
+        sim_b.plug()
+        async with coord_b.session(start=True) as session:
+            assert session.info.pan_id == sim_a.pan_id
+        assert sim_b.counters["formations"] == formations
+
+
+async def test_restore_rejects_a_foreign_file(tmp_path: Path) -> None:
+    async with ZStackSimulator(seed=37) as sim:
+        coord = Coordinator(config(sim, tmp_path))
+        async with coord.session(start=False) as session:
+            with pytest.raises(NeedsHumanError, match="open coordinator backup"):
+                await session.restore({"metadata": {"format": "something", "version": 9}})
+
+
+async def test_zstack_12(tmp_path: Path) -> None:
+    rec = Recorder()
+    async with ZStackSimulator(devices=("lumi.sensor_magnet.aq2",), product=0, seed=41) as sim:
+        coord = Coordinator(config(sim, tmp_path), rec)
+        async with running(coord):
+            await joined_network(sim, coord, rec, ("lumi.sensor_magnet.aq2",))
+            assert coord.info.firmware == "Z-Stack 1.2 20240710"
+            assert "APP_CNF_BDB_START_COMMISSIONING" not in sim.commands_seen
+            assert sim.nv[0x0F00] == b"\x55"
+            doc = await coord.backup()
+            assert doc["network_key"]["key"] == sim.network_key.hex()
