@@ -206,6 +206,7 @@ class Coordinator:
         self._expect_reset = False
         self.permit_join_until = 0.0
         self.connected = False
+        self._up = asyncio.Event()
         self._old_frames = {"frames_in": 0, "frames_out": 0, "bad_frames": 0, "garbage_bytes": 0}
 
     # --- public -------------------------------------------------------------------------
@@ -223,6 +224,10 @@ class Coordinator:
             await self._supervisor.run()
         finally:
             self._save_table()
+
+    async def wait_connected(self) -> None:
+        """Until a session is up (callers put their own timeout around it)."""
+        await self._up.wait()
 
     @property
     def state(self) -> str:
@@ -373,6 +378,7 @@ class Coordinator:
                 if self._supervisor is not None:
                     self._supervisor.mark_running()
                 self.connected = True
+                self._up.set()
                 async with asyncio.TaskGroup() as tg:
                     self._tg = tg
                     tg.create_task(self._link_monitor(api), name="zigbee-link")
@@ -385,6 +391,7 @@ class Coordinator:
             raise
         finally:
             self.connected = False
+            self._up.clear()
             self._tg = None
             for handle in self._motion_timers.values():
                 handle.cancel()

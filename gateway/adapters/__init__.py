@@ -37,7 +37,7 @@ class AdapterContext:
 
 
 #: Module names under gateway.adapters, in start order.
-ADAPTERS: list[str] = ["gpio", "ble"]
+ADAPTERS: list[str] = ["gpio", "ble", "zigbee"]
 
 
 def build_drivers(ctx: AdapterContext) -> list[Driver]:

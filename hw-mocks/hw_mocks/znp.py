@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -402,7 +403,10 @@ class ZStackSimulator:
             for d in self.devices:
                 d.nwk = None
         if opt & 0x01:  # clear config
-            keep = {NvId.EXTADDR: self.nv[NvId.EXTADDR], NvId.TCLK_SEED: self.nv[NvId.TCLK_SEED]}
+            keep: dict[int, bytes] = {
+                NvId.EXTADDR: self.nv[NvId.EXTADDR],
+                NvId.TCLK_SEED: self.nv[NvId.TCLK_SEED],
+            }
             self.nv = {**_default_nv(self.ieee), **keep}
         self.nv[NvId.STARTUP_OPTION] = b"\x00"
         self.state = t.DeviceState.HOLD
@@ -668,7 +672,7 @@ class ZStackSimulator:
         if duration and self.network_up:
             pending = [d for d in self.devices if d.nwk is None]
             for i, dev in enumerate(pending):
-                self._later(JOIN_GAP_S * (i + 1), lambda dev=dev: self._join_if_open(dev))
+                self._later(JOIN_GAP_S * (i + 1), functools.partial(self._join_if_open, dev))
 
     def _join_if_open(self, dev: SimDevice) -> None:
         if dev.nwk is None and time.monotonic() < self.permit_until and self.network_up:
@@ -714,7 +718,7 @@ class ZStackSimulator:
             if header.frame_type == zf.FrameType.GLOBAL and header.command_id == 0x0B:
                 self.counters["default_responses"] += 1
         for rep in dev.handle(f["ClusterId"], f["DstEndpoint"], data):
-            self._later(2 * CALLBACK_DELAY, lambda rep=rep: self.deliver(dev, *rep))
+            self._later(2 * CALLBACK_DELAY, functools.partial(self.deliver, dev, *rep))
 
 
 async def _main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,285 @@
+"""Zigbee devices through a TI Z-Stack stick (drivers.zigbee), or its simulator in demo mode.
+
+Devices are ``zb-<16 hex IEEE>``. Readings and button events go to the sink; the link
+quality travels as ``lqi`` in device updates. Plugs and relays take on/off/toggle; a sleepy
+or unreachable device is a soft ``unreachable`` result. ``permit_join``, ``backup`` and
+``restore`` are public for the API and CLI. Health carries the driver's counters and the
+port, firmware, channel and PAN id; never the network key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from drivers.supervisor import State
+from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery
+from drivers.zigbee.devices import DeviceRecord
+from drivers.zigbee.zcl import xiaomi
+from gateway.adapters import AdapterContext
+from gateway.driver import DriverHealth, Health, Sink
+from gateway.model import (
+    Command,
+    CommandResult,
+    CommandStatus,
+    DeviceStatus,
+    DeviceUpdate,
+    Transport,
+)
+
+if TYPE_CHECKING:
+    from hw_mocks.znp import ZStackSimulator
+
+_LOGGER = logging.getLogger(__name__)
+
+PREFIX = "zb-"
+#: Seconds between availability checks of mains-powered devices.
+AVAILABILITY_INTERVAL = 60.0
+#: Demo: seconds between simulated reports, and how long the network stays open.
+DEMO_REPORT_INTERVAL = 1.5
+DEMO_PERMIT_JOIN_S = 254
+DEMO_CONNECT_TIMEOUT = 30.0
+
+_DELIVERY = {
+    Delivery.OK: CommandStatus.OK,
+    Delivery.UNKNOWN_DEVICE: CommandStatus.UNKNOWN_DEVICE,
+    Delivery.UNSUPPORTED: CommandStatus.UNSUPPORTED,
+    Delivery.UNREACHABLE: CommandStatus.UNREACHABLE,
+    Delivery.TIMEOUT: CommandStatus.TIMEOUT,
+    Delivery.ERROR: CommandStatus.ERROR,
+}
+
+
+def device_id(ieee: str) -> str:
+    return PREFIX + ieee.lower()
+
+
+class _SinkListener:
+    """The coordinator's listener, writing into the gateway's sink."""
+
+    def __init__(self, driver: ZigbeeDriver, sink: Sink) -> None:
+        self._driver = driver
+        self._sink = sink
+
+    def device_changed(self, device: DeviceRecord) -> None:
+        self._driver.publish_device(device)
+
+    def device_left(self, ieee: str) -> None:
+        self._driver.known.pop(ieee, None)
+        self._sink.device(
+            DeviceUpdate(
+                id=device_id(ieee), transport=Transport.ZIGBEE, status=DeviceStatus.UNAVAILABLE
+            )
+        )
+
+    def reading(self, ieee: str, metric: str, value: object) -> None:
+        if isinstance(value, bool | int | float | str):
+            self._driver.seen(ieee)
+            self._sink.reading(device_id(ieee), metric, value)
+            self._driver.counters["readings"] += 1
+
+    def event(self, ieee: str, action: str, button: int | None) -> None:
+        self._driver.seen(ieee)
+        self._sink.event(device_id(ieee), "button", action, button)
+        self._driver.counters["events"] += 1
+
+
+class ZigbeeDriver:
+    name = "zigbee"
+    config_sections = ("zigbee",)
+
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        *,
+        unavailable_after_s: float = 7200.0,
+        simulator: ZStackSimulator | None = None,
+        info: dict[str, str] | None = None,
+    ) -> None:
+        self.coordinator = Coordinator(config)
+        self._simulator = simulator
+        self._unavailable_after = unavailable_after_s
+        self._info = dict(info or {})
+        self._sink: Sink | None = None
+        #: ieee -> (model, sleepy, unavailable)
+        self.known: dict[str, tuple[str | None, bool | None, bool]] = {}
+        self.counters: dict[str, int] = {"readings": 0, "events": 0}
+
+    # Driver protocol --------------------------------------------------------------------
+    def owns(self, device_id: str) -> bool:
+        return device_id.startswith(PREFIX)
+
+    async def run(self, sink: Sink) -> None:
+        self._sink = sink
+        self.coordinator.listener = _SinkListener(self, sink)
+        for rec in self.coordinator.table:
+            self.publish_device(rec)
+        sim = self._simulator
+        if sim is not None:
+            await sim.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.coordinator.run(), name="zigbee-coordinator")
+                tg.create_task(self._availability_loop(), name="zigbee-availability")
+                if sim is not None:
+                    tg.create_task(self._demo_open_network(), name="zigbee-demo-join")
+        finally:
+            if sim is not None:
+                await sim.stop()
+
+    async def command(self, device_id: str, command: Command) -> CommandResult:
+        if not self.owns(device_id):
+            return CommandResult(
+                CommandStatus.UNKNOWN_DEVICE, f"{device_id} is not a zigbee device"
+            )
+        if command.action not in ("on", "off", "toggle"):
+            return CommandResult(
+                CommandStatus.UNSUPPORTED,
+                f"zigbee devices take on/off/toggle, not {command.action}",
+            )
+        outcome = await self.coordinator.switch(device_id[len(PREFIX) :], command.action)
+        return CommandResult(_DELIVERY[outcome.delivery], outcome.detail, dict(outcome.state))
+
+    def health(self) -> DriverHealth:
+        coord = self.coordinator
+        counters = coord.health_counters()
+        counters.update(self.counters)
+        info = dict(self._info)
+        info["port"] = coord.config.port
+        st = coord.info
+        if st.firmware:
+            info["firmware"] = st.firmware
+        if st.channel:
+            info["channel"] = str(st.channel)
+        if st.pan_id is not None:
+            info["pan_id"] = f"0x{st.pan_id:04X}"
+        if st.extended_pan_id:
+            info["extended_pan_id"] = st.extended_pan_id
+        if st.ieee:
+            info["coordinator_ieee"] = st.ieee
+        info["state"] = coord.state
+        if coord.permit_join_until > time.monotonic():
+            info["permit_join_s"] = str(int(coord.permit_join_until - time.monotonic()))
+        health, reason = Health.OK, ""
+        if coord.state == State.FAILED.value:
+            health, reason = Health.DEGRADED, coord.reason
+        elif not coord.connected:
+            health, reason = Health.DEGRADED, coord.reason or "connecting to the stick"
+        return DriverHealth(health=health, reason=reason, counters=counters, info=info)
+
+    # public extras for the API / CLI ------------------------------------------------------
+    async def permit_join(self, seconds: int = 60) -> None:
+        await self.coordinator.permit_join(seconds)
+
+    async def backup(self) -> dict[str, Any]:
+        """The network in the open coordinator backup format. Holds the network key."""
+        return await self.coordinator.backup()
+
+    async def restore(self, doc: Any) -> None:
+        await self.coordinator.restore(doc)
+
+    # devices ----------------------------------------------------------------------------
+    def publish_device(self, rec: DeviceRecord) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        old = self.known.get(rec.ieee)
+        spec = xiaomi.spec_for(rec.model)
+        sleepy = spec.sleepy if spec is not None else rec.sleepy
+        first = old is None or old[0] != rec.model
+        name = None
+        if first:
+            name = spec.description if spec is not None else (rec.model or f"Zigbee {rec.ieee}")
+        self.known[rec.ieee] = (rec.model, sleepy, False)
+        sink.device(
+            DeviceUpdate(
+                id=device_id(rec.ieee),
+                transport=Transport.ZIGBEE,
+                model=rec.model,
+                name=name,
+                manufacturer=rec.manufacturer,
+                lqi=rec.lqi,
+                status=DeviceStatus.OK if (first or (old is not None and old[2])) else None,
+                sleepy=sleepy,
+                attrs={"ieee": rec.ieee, "nwk": f"0x{rec.nwk:04X}"} if first else None,
+            )
+        )
+
+    def seen(self, ieee: str) -> None:
+        old = self.known.get(ieee)
+        if old is not None and old[2] and self._sink is not None:
+            self.known[ieee] = (old[0], old[1], False)
+            self._sink.device(
+                DeviceUpdate(id=device_id(ieee), transport=Transport.ZIGBEE, status=DeviceStatus.OK)
+            )
+
+    def check_availability(self, now: float) -> list[str]:
+        """Mains-powered devices silent for ``unavailable_after_s`` become unavailable."""
+        gone: list[str] = []
+        for rec in self.coordinator.table:
+            known = self.known.get(rec.ieee)
+            if known is None or known[1] is not False or known[2]:
+                continue  # sleepy or unknown power source: silence is normal
+            if rec.last_seen is not None and now - rec.last_seen > self._unavailable_after:
+                self.known[rec.ieee] = (known[0], known[1], True)
+                gone.append(rec.ieee)
+                if self._sink is not None:
+                    self._sink.device(
+                        DeviceUpdate(
+                            id=device_id(rec.ieee),
+                            transport=Transport.ZIGBEE,
+                            status=DeviceStatus.UNAVAILABLE,
+                        )
+                    )
+        return gone
+
+    async def _availability_loop(self) -> None:
+        while True:
+            await asyncio.sleep(AVAILABILITY_INTERVAL)
+            self.check_availability(time.time())
+
+    async def _demo_open_network(self) -> None:
+        """Demo: once the simulated stick is up, open the network so its devices join."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DEMO_CONNECT_TIMEOUT):
+                await self.coordinator.wait_connected()
+                await self.coordinator.permit_join(DEMO_PERMIT_JOIN_S)
+
+
+def create(ctx: AdapterContext) -> ZigbeeDriver | None:
+    section = ctx.config.zigbee
+    if ctx.demo is not None:
+        if not ctx.demo.zigbee:
+            return None
+        from hw_mocks.aqara import MODELS
+        from hw_mocks.znp import ZStackSimulator
+
+        sim = ZStackSimulator(devices=MODELS, report_interval=DEMO_REPORT_INTERVAL, seed=4447)
+        config = CoordinatorConfig(
+            port=sim.path,
+            channel=section.channel,
+            skip_bootloader=False,
+            state_dir=ctx.state_dir / "zigbee-demo",
+            backup_interval_s=section.backup_interval_s,
+        )
+        return ZigbeeDriver(
+            config,
+            unavailable_after_s=section.unavailable_after_s,
+            simulator=sim,
+            info={"adapter": "simulated Z-Stack", "devices_simulated": str(len(MODELS))},
+        )
+    if not section.enabled:
+        return None
+    config = CoordinatorConfig(
+        port=section.port,
+        baudrate=section.baud,
+        rtscts=section.rtscts,
+        channel=section.channel,
+        skip_bootloader=section.skip_bootloader,
+        state_dir=ctx.state_dir,
+        backup_interval_s=section.backup_interval_s,
+    )
+    return ZigbeeDriver(config, unavailable_after_s=section.unavailable_after_s)

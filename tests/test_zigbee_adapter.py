@@ -1,0 +1,154 @@
+"""The gateway's zigbee adapter over the real driver and the pty simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from drivers.zigbee import api as znp_api
+from drivers.zigbee import coordinator as co
+from drivers.zigbee import transport
+from gateway.adapters import AdapterContext, DemoOptions
+from gateway.adapters import zigbee as adapter
+from gateway.config import Config, ZigbeeSection
+from gateway.driver import Health
+from gateway.model import (
+    Command,
+    CommandResult,
+    CommandStatus,
+    DeviceStatus,
+    DeviceUpdate,
+    Transport,
+)
+from hw_mocks.znp import ZStackSimulator
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport, "BOOTLOADER_TOGGLE_S", 0.001)
+    monkeypatch.setattr(co, "PING_TIMEOUT", 0.3)
+    monkeypatch.setattr(co, "RECONNECT_INITIAL", 0.05)
+    monkeypatch.setattr(co, "RECONNECT_MAX", 0.2)
+    monkeypatch.setattr(co, "INTERVIEW_TIMEOUT", 0.5)
+    monkeypatch.setattr(co, "CONFIRM_TIMEOUT", 2.0)
+    monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 2.0)
+    monkeypatch.setattr(adapter, "DEMO_REPORT_INTERVAL", 0.02)
+
+
+@dataclass
+class RecordingSink:
+    devices: list[DeviceUpdate] = field(default_factory=list)
+    readings: list[tuple[str, str, object]] = field(default_factory=list)
+    events: list[tuple[str, str, str, int | None]] = field(default_factory=list)
+
+    def device(self, update: DeviceUpdate) -> None:
+        self.devices.append(update)
+
+    def reading(self, device_id: str, metric: str, value: object) -> None:
+        self.readings.append((device_id, metric, value))
+
+    def event(self, device_id: str, event: str, action: str, button: int | None = None) -> None:
+        self.events.append((device_id, event, action, button))
+
+
+async def until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not pred():
+            await asyncio.sleep(0.01)
+
+
+def test_disabled_is_none(tmp_path: Path) -> None:
+    assert adapter.create(AdapterContext(Config(), tmp_path)) is None
+    assert adapter.create(AdapterContext(Config(), tmp_path, DemoOptions(zigbee=False))) is None
+
+
+async def test_demo_devices_join_and_report(tmp_path: Path) -> None:
+    driver = adapter.create(AdapterContext(Config(), tmp_path, DemoOptions()))
+    assert driver is not None
+    sink = RecordingSink()
+    task = asyncio.create_task(driver.run(sink))
+    try:
+        await until(lambda: len({d.id for d in sink.devices if d.model}) == 8)
+        models = {d.model for d in sink.devices if d.model}
+        assert "lumi.plug" in models
+        for upd in sink.devices:
+            assert upd.id.startswith("zb-")
+            assert len(upd.id) == 3 + 16
+            assert upd.transport is Transport.ZIGBEE
+        await until(lambda: len({m for _, m, _ in sink.readings}) >= 6)
+        await until(lambda: bool(sink.events))
+        assert {e[1] for e in sink.events} == {"button"}
+        plug = next(d.id for d in sink.devices if d.model == "lumi.plug")
+        res = await driver.command(plug, Command("on"))
+        assert res == CommandResult(CommandStatus.OK, "", {"switch": True})
+        assert (
+            await driver.command(plug, Command("pulse", seconds=1))
+        ).status is CommandStatus.UNSUPPORTED
+        assert (await driver.command("zb-0000000000000000", Command("on"))).status is (
+            CommandStatus.UNKNOWN_DEVICE
+        )
+        health = driver.health()
+        assert health.health is Health.OK
+        assert health.info["firmware"] == "Z-Stack 3.x.0 20240710"
+        assert health.info["channel"] == "15"
+        assert health.info["pan_id"].startswith("0x")
+        assert health.info["adapter"] == "simulated Z-Stack"
+        for key in ("frames_in", "bad_frames", "reconnects", "junk_dropped", "devices"):
+            assert key in health.counters
+        assert health.counters["devices"] == 8
+        # the network key never shows in health
+        doc = await driver.backup()
+        key = doc["network_key"]["key"]
+        assert key not in repr(health)
+        assert all(key not in v for v in health.info.values())
+        await driver.permit_join(0)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_real_config_against_a_stick(tmp_path: Path) -> None:
+    async with ZStackSimulator(devices=("lumi.plug",), seed=2) as sim:
+        cfg = Config(zigbee=ZigbeeSection(enabled=True, port=sim.path, channel=25))
+        driver = adapter.create(AdapterContext(cfg, tmp_path))
+        assert driver is not None
+        sink = RecordingSink()
+        task = asyncio.create_task(driver.run(sink))
+        try:
+            await until(lambda: driver.coordinator.connected)
+            assert driver.health().info["port"] == sim.path
+            await driver.permit_join(30)
+            await until(lambda: any(d.model == "lumi.plug" for d in sink.devices))
+            plug = sim.device("lumi.plug")
+            first = next(d for d in sink.devices if d.model == "lumi.plug")
+            assert first == DeviceUpdate(
+                id="zb-" + plug.ieee,
+                transport=Transport.ZIGBEE,
+                model="lumi.plug",
+                name="Mi smart plug (ZNCZ02LM)",
+                manufacturer=None,
+                lqi=first.lqi,
+                status=DeviceStatus.OK,
+                sleepy=False,
+                attrs={"ieee": plug.ieee, "nwk": f"0x{plug.nwk:04X}"},
+            )
+            assert sim.channel == 25
+            # a mains device silent too long is unavailable, and back on its next report
+            assert driver.check_availability(10**12) == [plug.ieee]
+            assert sink.devices[-1].status is DeviceStatus.UNAVAILABLE
+            sim.report(plug)
+            await until(lambda: sink.devices[-1].status is DeviceStatus.OK)
+            sim.unplug()
+            await until(lambda: driver.health().health is Health.DEGRADED)
+            sim.plug()
+            await until(lambda: driver.health().health is Health.OK)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
