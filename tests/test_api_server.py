@@ -306,6 +306,8 @@ async def test_permit_join_without_zigbee_is_a_conflict(
 async def test_metrics_in_prometheus_text_format(api: Running, http: aiohttp.ClientSession) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
+    async with http.get(f"{api.base}/metrics") as resp:
+        assert resp.status == 401
     async with http.get(f"{api.base}/metrics", headers=api.auth) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain")
@@ -324,6 +326,11 @@ async def test_metrics_in_prometheus_text_format(api: Running, http: aiohttp.Cli
     assert samples[("migw_outbox_depth", ())] > 0
     assert samples[("process_resident_memory_bytes", ())] > 1e6
     assert ("migw_store_commits_total", ()) in samples
+    assert samples[("migw_api_auth_failures_total", ())] == 1
+    assert samples[("migw_api_requests_total", (("code", "4xx"),))] == 1
+    # levels reported among a component's counters are gauges, not counters
+    assert ("migw_radio_value", (("name", "outbox_rows"), ("radio", "sync"))) in samples
+    assert not [k for k in samples if k[0] == "migw_radio_counter_total" and "outbox" in str(k)]
 
 
 async def test_websocket_streams_live_readings_with_a_filter(

@@ -28,6 +28,7 @@ from gateway.api.serialize import (
     device_detail_json,
     device_json,
     is_stale,
+    keyed_devices,
     outbox_json,
 )
 from gateway.api.token import TokenChecker
@@ -343,7 +344,7 @@ async def devices(request: web.Request) -> web.Response:
             continue
         if stale is not None and is_stale(d, now, stale_s) != stale:
             continue
-        out.append(device_json(d, now))
+        out.append(device_json(d, now, keyed_devices(svc.config.ble)))
     return json_response({"devices": out, "count": len(out)})
 
 
@@ -356,7 +357,8 @@ async def device(request: web.Request) -> web.Response:
     dev = await store.device(device_id)
     if dev is None:
         raise ApiError(404, "unknown_device", f"no device {device_id!r}")
-    return json_response(device_detail_json(dev, await store.state(device_id)))
+    state = await store.state(device_id)
+    return json_response(device_detail_json(dev, state, keyed=keyed_devices(svc.config.ble)))
 
 
 async def history(request: web.Request) -> web.Response:
@@ -527,6 +529,11 @@ async def _close_sockets(app: web.Application) -> None:
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"service stopping")
 
 
+async def _hide_server(request: web.Request, response: web.StreamResponse) -> None:
+    """No software versions in headers (the health endpoint says what a client needs)."""
+    response.headers["Server"] = "migw"
+
+
 # ------------------------------------------------------------------------------ factory
 
 
@@ -548,6 +555,7 @@ def build_app(service: Service, hub: EventHub, checker: TokenChecker) -> web.App
     sockets: set[web.WebSocketResponse] = set()
     app[SOCKETS] = sockets
     app.on_shutdown.append(_close_sockets)
+    app.on_response_prepare.append(_hide_server)
     r = app.router
     r.add_get(f"{PREFIX}/health", health)
     r.add_get(f"{PREFIX}/status", status)

@@ -138,6 +138,11 @@ class ServiceCollector(Collector):
             "Supervisor restarts (reconnects) of a radio/component.",
             labels=["radio"],
         )
+        radio_values = GaugeMetricFamily(
+            "migw_radio_value",
+            "Driver/component figures that go up and down (outbox rows, clients ...).",
+            labels=["radio", "name"],
+        )
         radio_counters = CounterMetricFamily(
             "migw_radio_counter",
             "Driver counters: adverts, duplicates_dropped, "
@@ -148,10 +153,12 @@ class ServiceCollector(Collector):
             radio_up.add_metric([r.name], 0 if r.health is Health.DEGRADED else 1)
             restarts.add_metric([r.name], r.restarts)
             for cname, value in sorted(r.counters.items()):
-                radio_counters.add_metric([r.name, _label(cname)], value)
+                family = radio_values if _is_gauge(cname) else radio_counters
+                family.add_metric([r.name, _label(cname)], value)
         yield radio_up
         yield restarts
         yield radio_counters
+        yield radio_values
 
         devices = GaugeMetricFamily(
             "migw_devices", "Known devices.", labels=["transport", "status"]
@@ -177,8 +184,22 @@ class ServiceCollector(Collector):
             "migw_api_requests", "API requests by status class.", labels=["code"]
         )
         for code, n in sorted(self._api_counters.items()):
-            api.add_metric([code], n)
+            if code.endswith("xx"):
+                api.add_metric([code], n)
         yield api
+        yield _counter(
+            "migw_api_auth_failures",
+            "API requests refused for a missing or wrong token.",
+            self._api_counters.get("auth_failures", 0),
+        )
+
+
+#: Driver "counters" that are levels, not monotonic counts (exported as gauges).
+_GAUGE_HINTS = ("clients", "depth", "pending", "outbox_rows", "outbox_bytes", "devices")
+
+
+def _is_gauge(name: str) -> bool:
+    return any(h in name for h in _GAUGE_HINTS)
 
 
 def _gauge(name: str, help_: str, value: float) -> GaugeMetricFamily:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.config import BleSection
 from gateway.model import Device, DeviceStatus, Event, Reading, Transport, Value
 from gateway.store import OutboxRow, OutboxStats
 
@@ -14,14 +16,22 @@ from gateway.store import OutboxRow, OutboxStats
 DEFAULT_STALE_S = 3600.0
 
 
-def key_status(device: Device) -> str:
-    """``needs_key``/``key_invalid`` from the driver; ``ok`` for a decrypting BLE device
-    with a key; ``none`` where no key is involved."""
+def keyed_devices(ble: BleSection) -> frozenset[str]:
+    """Device ids (``ble-<mac>``) that have a bind key in the config (keys never leave)."""
+    macs = [*ble.keys, *ble.key_files]
+    return frozenset("ble-" + re.sub(r"[^0-9a-f]", "", mac.lower()) for mac in macs)
+
+
+def key_status(device: Device, keyed: frozenset[str] = frozenset()) -> str:
+    """``needs_key``/``key_invalid`` as the driver reports; ``ok`` for a BLE device that
+    decrypts with a configured key (or says it is encrypted); ``none`` otherwise."""
     if device.status is DeviceStatus.NEEDS_KEY:
         return "needs_key"
     if device.status is DeviceStatus.KEY_INVALID:
         return "key_invalid"
-    if device.transport is Transport.BLE and device.attrs.get("encrypted") in ("true", "1"):
+    if device.transport is Transport.BLE and (
+        device.id in keyed or device.attrs.get("encrypted") in ("true", "1")
+    ):
         return "ok"
     return "none"
 
@@ -34,7 +44,9 @@ def is_stale(device: Device, now: float, stale_s: float = DEFAULT_STALE_S) -> bo
     return device.last_seen is None or now - device.last_seen > stale_s
 
 
-def device_json(device: Device, now: float | None = None) -> dict[str, Any]:
+def device_json(
+    device: Device, now: float | None = None, keyed: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     now = time.time() if now is None else now
     return {
         "id": device.id,
@@ -43,7 +55,7 @@ def device_json(device: Device, now: float | None = None) -> dict[str, Any]:
         "model": device.model,
         "manufacturer": device.manufacturer,
         "status": device.status.value,
-        "key_status": key_status(device),
+        "key_status": key_status(device, keyed),
         "last_seen": device.last_seen,
         "last_seen_age_s": None
         if device.last_seen is None
@@ -68,8 +80,9 @@ def device_detail_json(
     device: Device,
     state: Mapping[str, tuple[Value, str | None, float, int]],
     now: float | None = None,
+    keyed: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    out = device_json(device, now)
+    out = device_json(device, now, keyed)
     out["state"] = state_json(state)
     # the radio figures as last reported, from the state when the device row lacks them
     if out["rssi"] is None and "rssi" in state:

@@ -47,11 +47,7 @@ class ApiServer:
         service.on_state_change(self._on_state_change)
 
     def health(self) -> DriverHealth:
-        self._health.counters = {
-            "ws_clients": len(self.hub.clients),
-            "ws_sent": self.hub.sent,
-            "ws_dropped": self.hub.dropped,
-        }
+        self._health.counters = {"ws_sent": self.hub.sent, "ws_dropped": self.hub.dropped}
         return self._health
 
     def _on_state_change(self) -> None:

@@ -18,7 +18,7 @@ import aiohttp
 import click
 from rich.table import Table
 
-from gateway.api.serialize import device_json, is_stale, outbox_json
+from gateway.api.serialize import device_json, is_stale, keyed_devices, outbox_json
 from gateway.api.token import TokenError, ensure_token, file_mode, rotate_token, token_path
 from gateway.cli.base import CliContext, cli, json_option, pass_ctx, zigbee
 from gateway.cli.client import (
@@ -202,7 +202,8 @@ async def _devices_offline(target: Target) -> dict[str, Any]:
     finally:
         await reader.close()
     now = time.time()
-    return {"devices": [device_json(d, now) for d in devices], "count": len(devices)}
+    keyed = keyed_devices(target.config.ble)
+    return {"devices": [device_json(d, now, keyed) for d in devices], "count": len(devices)}
 
 
 def _render_devices(devices: list[dict[str, Any]]) -> None:

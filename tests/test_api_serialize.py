@@ -1,0 +1,99 @@
+"""The API's JSON shapes (shared with the CLI's read-only fallback)."""
+
+from __future__ import annotations
+
+from gateway.api.serialize import device_json, is_stale, key_status, keyed_devices, outbox_json
+from gateway.config import BleSection, Secret
+from gateway.model import Device, DeviceStatus, Transport
+from gateway.store import OutboxRow, OutboxStats
+
+NOW = 1_800_000_000.0
+
+
+def ble(status: DeviceStatus = DeviceStatus.OK, **kw: object) -> Device:
+    return Device(
+        id="ble-a4c1381a2b3c",
+        transport=Transport.BLE,
+        model="LYWSD03MMC",
+        name="kitchen",
+        status=status,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_key_status() -> None:
+    keyed = keyed_devices(BleSection(keys={"A4:C1:38:1A:2B:3C": Secret("0" * 32)}))
+    assert keyed == frozenset({"ble-a4c1381a2b3c"})
+    assert key_status(ble(), keyed) == "ok"
+    assert key_status(ble()) == "none"
+    assert key_status(ble(attrs={"encrypted": "true"})) == "ok"
+    assert key_status(ble(DeviceStatus.NEEDS_KEY), keyed) == "needs_key"
+    assert key_status(ble(DeviceStatus.KEY_INVALID), keyed) == "key_invalid"
+    gpio = Device(id="gpio-a", transport=Transport.GPIO, model="gpio-relay", name="a")
+    assert key_status(gpio, frozenset({"gpio-a"})) == "none"
+
+
+def test_staleness_honours_sleepy_devices() -> None:
+    assert is_stale(ble(last_seen=NOW - 7200), NOW)
+    assert not is_stale(ble(last_seen=NOW - 60), NOW)
+    assert not is_stale(ble(last_seen=NOW - 86400, sleepy=True), NOW)
+    assert is_stale(ble(DeviceStatus.UNAVAILABLE, last_seen=NOW, sleepy=True), NOW)
+    assert is_stale(ble(), NOW)  # never seen
+
+
+def test_device_json_is_whole() -> None:
+    dev = ble(DeviceStatus.NEEDS_KEY, last_seen=NOW - 30, rssi=-70, battery=88.0)
+    assert device_json(dev, NOW) == {
+        "id": "ble-a4c1381a2b3c",
+        "name": "kitchen",
+        "transport": "ble",
+        "model": "LYWSD03MMC",
+        "manufacturer": "",
+        "status": "needs_key",
+        "key_status": "needs_key",
+        "last_seen": NOW - 30,
+        "last_seen_age_s": 30.0,
+        "battery": 88.0,
+        "rssi": -70,
+        "lqi": None,
+        "sleepy": False,
+        "stale": False,
+        "attrs": {},
+    }
+
+
+def test_outbox_json_overlays_the_sync_agent() -> None:
+    stats = OutboxStats(depth=3, bytes=300, oldest_ts=NOW - 10, oldest_seq=7, events=1)
+    row = OutboxRow(7, 0, "gpio-a", '{"metric":"switch","value":true}', NOW - 10, "b", 1.0,
+                    True, 100)  # fmt: skip
+    sync = {"state": "backoff", "dropped": 2, "expired": 1, "dead_letters": 0, "x": object}
+    out = outbox_json(stats, row, sync, NOW)
+    assert out == {
+        "depth": 3,
+        "bytes": 300,
+        "events": 1,
+        "oldest_seq": 7,
+        "oldest_ts": NOW - 10,
+        "oldest_age_s": 10.0,
+        "dropped": 2,
+        "expired": 1,
+        "dead_letters": 0,
+        "upstream": "backoff",
+        "source": "sync",
+        "sync": {
+            "state": "backoff",
+            "dropped": 2,
+            "expired": 1,
+            "dead_letters": 0,
+            "x": str(object),
+        },
+        "oldest": {
+            "seq": 7,
+            "kind": "reading",
+            "device": "gpio-a",
+            "ts": NOW - 10,
+            "clock_synced": True,
+            "body": {"metric": "switch", "value": True},
+        },
+    }
+    assert outbox_json(stats, None, None, NOW)["upstream"] == "disabled"
