@@ -333,7 +333,10 @@ def test_capability_and_io_capability_fields_are_skipped() -> None:
 # --- de-duplication and replay ---------------------------------------------------------------
 
 
-def _bthome(counter: int | None, packet: int | None, payload: bytes = b"\x01") -> Decoded:
+def _bthome(counter: int | None, packet: int | None, payload: bytes | None = None) -> Decoded:
+    """A decoded BTHome frame; its payload carries its counters as on the air."""
+    if payload is None:
+        payload = bytes([0x41, 0x00, (packet or 0) & 0xFF]) + (counter or 0).to_bytes(4, "little")
     return Decoded(
         mac=MAC,
         format=Format.BTHOME_V2,
@@ -344,6 +347,7 @@ def _bthome(counter: int | None, packet: int | None, payload: bytes = b"\x01") -
         values={},
         counter=packet,
         replay_counter=counter,
+        uuid=UUID_BTHOME_V2,
         payload=payload,
     )
 
@@ -371,7 +375,7 @@ def test_dedup_without_counter_uses_a_short_window() -> None:
 def test_dedup_memory_is_bounded() -> None:
     d = Deduplicator(window_s=60.0, max_entries=10)
     for i in range(100):
-        d.is_duplicate(_bthome(None, i, bytes([i])), 0.0)
+        d.is_duplicate(_bthome(None, i), 0.0)
     assert len(d) == 10
 
 

@@ -9,6 +9,7 @@ stops at the first unknown object id.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import struct
@@ -56,14 +57,19 @@ class BtObj:
     factor: float = 1.0
     #: Unit conversion applied after the factor (lb -> kg, mm -> m, mL -> L).
     convert: float = 1.0
-    #: Decimals kept; defaults to the factor's.
-    digits: int | None = None
+    #: Decimals kept; -1 means "the factor's" (resolved when the table is built).
+    digits: int = -1
 
-    def ndigits(self) -> int:
-        if self.digits is not None:
-            return self.digits
-        exp = Decimal(str(self.factor)).normalize().as_tuple().exponent
-        return max(0, -int(exp))
+
+def _factor_digits(factor: float) -> int:
+    exp = Decimal(str(factor)).normalize().as_tuple().exponent
+    return max(0, -int(exp))
+
+
+def _resolved(obj: BtObj) -> BtObj:
+    if obj.digits >= 0:
+        return obj
+    return dataclasses.replace(obj, digits=_factor_digits(obj.factor))
 
 
 #: Metrics published as floats even when the factor is 1 (docs/metrics.md types).
@@ -83,8 +89,17 @@ FLOAT_METRICS = frozenset(
 )
 
 
-def _n(oid: int, name: str, length: int, factor: float = 1.0, **kw: object) -> BtObj:
-    return BtObj(oid, name, length, Kind.NUMBER, factor=factor, **kw)  # type: ignore[arg-type]
+def _n(
+    oid: int,
+    name: str,
+    length: int,
+    factor: float = 1.0,
+    *,
+    signed: bool = False,
+    convert: float = 1.0,
+    digits: int = -1,
+) -> BtObj:
+    return BtObj(oid, name, length, Kind.NUMBER, signed, factor, convert, digits)
 
 
 def _b(oid: int, name: str) -> BtObj:
@@ -95,7 +110,7 @@ _LB = 0.45359237
 
 #: Every BTHome object id (bthome-ble 3.25 ``MEAS_TYPES``, see bthome_objects.txt).
 OBJECTS: dict[int, BtObj] = {
-    o.oid: o
+    o.oid: _resolved(o)
     for o in (
         BtObj(0x00, "packet_id", 1, Kind.PACKET_ID),
         _n(0x01, "battery", 1),
@@ -225,7 +240,7 @@ def _number(obj: BtObj, data: bytes, signed: bool, fmt_float: bool) -> Value:
         raw = int.from_bytes(data, "little", signed=signed)
     if obj.factor == 1.0 and obj.convert == 1.0 and not fmt_float:
         return float(raw) if obj.name in FLOAT_METRICS else int(raw)
-    return round(raw * obj.factor * obj.convert, obj.ndigits())
+    return round(raw * obj.factor * obj.convert, obj.digits)
 
 
 def _apply(obj: BtObj, data: bytes, out: _Parsed, *, signed: bool, fmt_float: bool) -> None:
@@ -263,11 +278,14 @@ def _apply(obj: BtObj, data: bytes, out: _Parsed, *, signed: bool, fmt_float: bo
 
 
 def _finish(parsed: _Parsed) -> tuple[dict[str, Value], tuple[BleEvent, ...]]:
+    values: dict[str, Value] = dict(parsed.pairs)
+    if len(values) == len(parsed.pairs) and not parsed.buttons and not parsed.events:
+        return values, ()  # the common case: no repeated names, no events
     counts: dict[str, int] = {}
     for name, _ in parsed.pairs:
         counts[name] = counts.get(name, 0) + 1
     seen: dict[str, int] = {}
-    values: dict[str, Value] = {}
+    values = {}
     for name, value in parsed.pairs:
         if counts[name] > 1:
             seen[name] = seen.get(name, 0) + 1
@@ -387,7 +405,7 @@ def decode_v2(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
     parsed = parse_v2_objects(payload)
     values, events = _finish(parsed)
     return Decoded(
-        mac=":".join(f"{b:02X}" for b in dev_mac) if dev_mac else "",
+        mac=dev_mac.hex(":").upper() if dev_mac else "",
         format=Format.BTHOME_V2,
         model=MODEL,
         name="BTHome sensor",
@@ -432,7 +450,7 @@ def decode_v1(data: bytes, mac: str | None, key: BindKey | None, *, encrypted: b
     parsed = parse_v1_objects(payload)
     values, events = _finish(parsed)
     return Decoded(
-        mac=":".join(f"{b:02X}" for b in dev_mac),
+        mac=dev_mac.hex(":").upper(),
         format=Format.BTHOME_V1,
         model=MODEL,
         name="BTHome sensor",

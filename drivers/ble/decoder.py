@@ -81,6 +81,9 @@ FORMATS: dict[str, FormatDef] = {
 }
 
 
+_PRIORITY = {uuid: i for i, uuid in enumerate(FORMATS)}
+
+
 def decode_payload(uuid: str, data: bytes, mac: str | None, key: BindKey | None) -> Outcome | None:
     """Decode one service-data payload; None when the UUID is not one of ours."""
     fdef = FORMATS.get(uuid)
@@ -112,14 +115,15 @@ def decode_advertisement(adv: Advertisement, keys: Mapping[str, BindKey]) -> lis
     """Every supported service-data payload of ``adv``, decoded, in priority order."""
     mac = adv.address.upper() if adv.address else None
     key = keys.get(mac) if mac else None
-    out: list[Outcome] = []
     sd = adv.service_data
-    for uuid in FORMATS:
-        data = sd.get(uuid)
-        if data is not None:
-            outcome = decode_payload(uuid, bytes(data), mac, key)
-            if outcome is not None:
-                out.append(outcome)
+    uuids = [u for u in sd if u in FORMATS]
+    if len(uuids) > 1:
+        uuids.sort(key=_PRIORITY.__getitem__)
+    out: list[Outcome] = []
+    for uuid in uuids:
+        outcome = decode_payload(uuid, bytes(sd[uuid]), mac, key)
+        if outcome is not None:
+            out.append(outcome)
     return out
 
 

@@ -18,7 +18,17 @@ NO_COUNTER_WINDOW_S = 2.0
 RESET_BELOW = 100
 RESET_FROM = 1000
 
-DedupKey = tuple[str, str, int | None, bytes]
+#: (MAC, service UUID, payload): the payload holds the frame/packet counter, so this is the
+#: (MAC, format, counter, payload) of the issue, and it can be checked before decoding.
+DedupKey = tuple[str, str, bytes]
+
+
+def window_for(result: Decoded, window_s: float) -> float:
+    return (
+        window_s
+        if result.counter is not None or result.replay_counter is not None
+        else (min(window_s, NO_COUNTER_WINDOW_S))
+    )
 
 
 @dataclass(slots=True)
@@ -26,30 +36,38 @@ class Deduplicator:
     window_s: float = 60.0
     max_entries: int = 16384
     dropped: int = 0
-    _seen: OrderedDict[DedupKey, float] = field(default_factory=OrderedDict)
+    _seen: OrderedDict[DedupKey, tuple[float, float]] = field(default_factory=OrderedDict)
 
-    def is_duplicate(self, result: Decoded, now: float) -> bool:
-        """True (and counted) when this frame was already seen within the window."""
-        key: DedupKey = (result.mac, result.format.value, result.counter, result.payload)
-        window = self.window_s if result.counter is not None else NO_COUNTER_WINDOW_S
-        self._expire(now)
-        last = self._seen.get(key)
-        if last is not None and now - last <= window:
+    def check(self, key: DedupKey, now: float) -> bool:
+        """True (and counted) when ``key`` was remembered within its window."""
+        entry = self._seen.get(key)
+        if entry is not None and now - entry[0] <= entry[1]:
             self.dropped += 1
             return True
-        self._seen[key] = now
+        return False
+
+    def remember(self, key: DedupKey, now: float, window: float) -> None:
+        self._expire(now)
+        self._seen[key] = (now, window)
         self._seen.move_to_end(key)
         if len(self._seen) > self.max_entries:
             self._seen.popitem(last=False)
+
+    def is_duplicate(self, result: Decoded, now: float) -> bool:
+        """Check and remember a decoded frame in one step."""
+        key: DedupKey = (result.mac, result.uuid, result.payload)
+        if self.check(key, now):
+            return True
+        self.remember(key, now, window_for(result, self.window_s))
         return False
 
     def _expire(self, now: float) -> None:
-        horizon = max(self.window_s, NO_COUNTER_WINDOW_S)
-        while self._seen:
-            key, seen_at = next(iter(self._seen.items()))
-            if now - seen_at <= horizon:
+        seen = self._seen
+        while seen:
+            key, (seen_at, window) = next(iter(seen.items()))
+            if now - seen_at <= max(window, self.window_s):
                 break
-            del self._seen[key]
+            del seen[key]
 
     def __len__(self) -> int:
         return len(self._seen)

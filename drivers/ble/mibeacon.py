@@ -12,7 +12,7 @@ import enum
 import math
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from drivers.ble import crypto
 from drivers.ble.errors import (
@@ -43,12 +43,23 @@ class FrameControl(enum.IntFlag):
 #: Capability byte bit 5: an I/O capability field follows (1 byte, as sent by real devices).
 CAP_IO_INCLUDED = 0x20
 
+# Plain ints for the hot path (IntFlag arithmetic is slow).
+_ENCRYPTED = int(FrameControl.ENCRYPTED)
+_MAC_INCLUDED = int(FrameControl.MAC_INCLUDED)
+_CAPABILITY_INCLUDED = int(FrameControl.CAPABILITY_INCLUDED)
+_OBJECT_INCLUDED = int(FrameControl.OBJECT_INCLUDED)
+_MESH = int(FrameControl.MESH)
 
-@dataclass(slots=True)
+
 class _Ctx:
-    model: str
-    values: dict[str, Value] = field(default_factory=dict)
-    events: list[BleEvent] = field(default_factory=list)
+    """What object decoders write into (a plain slotted class: built once per frame)."""
+
+    __slots__ = ("events", "model", "values")
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.values: dict[str, Value] = {}
+        self.events: list[BleEvent] = []
 
     def event(self, event: str, action: str, button: int | None = None, **props: int) -> None:
         self.events.append(BleEvent(event, action, button, tuple(props.items())))
@@ -112,8 +123,11 @@ def _flag(name: str, *, invert: bool = False) -> Decoder:
 # --- measurement objects ---------------------------------------------------------------------
 
 
+_TEMP_HUM = struct.Struct("<hH").unpack
+
+
 def _temp_hum(data: bytes, ctx: _Ctx) -> None:
-    temp, hum = struct.unpack("<hH", data)
+    temp, hum = _TEMP_HUM(data)
     ctx.values["temperature"] = round(temp / 10, 1)
     ctx.values["humidity"] = round(hum / 10, 1)
 
@@ -577,14 +591,21 @@ class Header:
 
     @property
     def encrypted(self) -> bool:
-        return bool(self.frame_control & FrameControl.ENCRYPTED)
+        return bool(self.frame_control & _ENCRYPTED)
 
     @property
     def has_object(self) -> bool:
-        return bool(self.frame_control & FrameControl.OBJECT_INCLUDED)
+        return bool(self.frame_control & _OBJECT_INCLUDED)
 
 
 def parse_header(data: bytes) -> Header:
+    return Header(*_header(data))
+
+
+_HeaderTuple = tuple[int, int, int, int, bytes | None, int | None, int | None, int]
+
+
+def _header(data: bytes) -> _HeaderTuple:
     if len(data) < 5:
         raise MalformedError(f"MiBeacon frame of {len(data)} bytes is shorter than 5")
     fc = data[0] | data[1] << 8
@@ -593,12 +614,12 @@ def parse_header(data: bytes) -> Header:
     i = 5
     mac = None
     cap = io = None
-    if fc & FrameControl.MAC_INCLUDED:
+    if fc & _MAC_INCLUDED:
         if len(data) < 11:
             raise MalformedError("MiBeacon frame too short for its MAC field")
         mac = data[5:11][::-1]
         i = 11
-    if fc & FrameControl.CAPABILITY_INCLUDED:
+    if fc & _CAPABILITY_INCLUDED:
         if len(data) < i + 1:
             raise MalformedError("MiBeacon frame too short for its capability field")
         cap = data[i]
@@ -608,7 +629,7 @@ def parse_header(data: bytes) -> Header:
                 raise MalformedError("MiBeacon frame too short for its I/O capability")
             io = data[i]
             i += 1
-    return Header(fc, version, pid, data[4], mac, cap, io, i)
+    return fc, version, pid, data[4], mac, cap, io, i
 
 
 def _walk(payload: bytes, ctx: _Ctx, *, strict: bool) -> list[str]:
@@ -647,57 +668,63 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
 
     Raises only :class:`~drivers.ble.errors.BleParseError` subclasses.
     """
-    hdr = parse_header(data)
-    if hdr.version < 2:
-        raise UnsupportedError(f"MiBeacon version {hdr.version} is not supported")
-    if hdr.frame_control & FrameControl.MESH:
+    fc, version, pid, frame_counter, hmac, cap, _io, i = _header(data)
+    if version < 2:
+        raise UnsupportedError(f"MiBeacon version {version} is not supported")
+    if fc & _MESH:
         raise UnsupportedError("MiBeacon mesh frames are not supported")
-    prod: Product | None = product(hdr.product_id)
+    prod: Product | None = product(pid)
     if prod is None:
-        raise UnsupportedError(
-            f"unknown MiBeacon product id 0x{hdr.product_id:04X}", product_id=hdr.product_id
-        )
-    adv_mac = bytes.fromhex(mac.replace(":", "")) if mac else None
-    if hdr.mac is not None and adv_mac is not None and hdr.mac != adv_mac:
-        raise _fail(
-            MalformedError,
-            "the MAC inside the MiBeacon frame is not the advertiser's",
-            prod,
-            hdr.encrypted,
-        )
-    dev_mac = hdr.mac or adv_mac
-    if dev_mac is None:
+        raise UnsupportedError(f"unknown MiBeacon product id 0x{pid:04X}", product_id=pid)
+    encrypted = bool(fc & _ENCRYPTED)
+    if hmac is not None:
+        mac_text = hmac.hex(":").upper()
+        if mac and mac.upper() != mac_text:
+            raise _fail(
+                MalformedError,
+                "the MAC inside the MiBeacon frame is not the advertiser's",
+                prod,
+                encrypted,
+            )
+        dev_mac = hmac
+    elif mac:
+        mac_text = mac.upper()
+        try:
+            dev_mac = bytes.fromhex(mac_text.replace(":", ""))
+        except ValueError:
+            raise _fail(
+                MalformedError, "the advertiser MAC is not valid", prod, encrypted
+            ) from None
+    else:
         raise _fail(
             MalformedError,
             "no MAC address (not in the frame, advertiser unknown)",
             prod,
-            hdr.encrypted,
+            encrypted,
         )
-    mac_text = ":".join(f"{b:02X}" for b in dev_mac)
     ctx = _Ctx(prod.model)
-    counter = hdr.frame_counter
+    counter = frame_counter
     key_status = KeyStatus.NOT_ENCRYPTED
     notes: list[str] = []
-    if hdr.has_object:
-        i = hdr.payload_offset
-        if hdr.encrypted:
+    if fc & _OBJECT_INCLUDED:
+        if encrypted:
             if key is None:
                 raise _fail(
                     NoKeyError,
                     "encrypted MiBeacon and no bind key for this MAC",
                     prod,
-                    hdr.encrypted,
+                    encrypted,
                 )
             mac_rev = dev_mac[::-1]
-            if hdr.version >= 4:
+            if version >= 4:
                 if key.is_legacy:
-                    raise _fail(KeyInvalidError, LEGACY_KEY_FOR_V45, prod, hdr.encrypted)
+                    raise _fail(KeyInvalidError, LEGACY_KEY_FOR_V45, prod, encrypted)
                 if len(data) < i + 3 + 7:
                     raise _fail(
                         MalformedError,
                         "encrypted MiBeacon v4/v5 frame too short",
                         prod,
-                        hdr.encrypted,
+                        encrypted,
                     )
                 ext = data[-7:-4]
                 nonce = crypto.mibeacon_v45_nonce(mac_rev, data, ext)
@@ -709,24 +736,24 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
                         KeyInvalidError,
                         "MiBeacon v4/v5 tag mismatch (wrong bind key)",
                         prod,
-                        hdr.encrypted,
+                        encrypted,
                     )
-                counter = hdr.frame_counter | _u(ext) << 8
-                _walk_checked(plain, ctx, notes, prod, hdr.encrypted)
+                counter = frame_counter | _u(ext) << 8
+                _walk_checked(plain, ctx, notes, prod, encrypted)
             else:
                 if not key.is_legacy:
-                    raise _fail(KeyInvalidError, LONG_KEY_FOR_LEGACY, prod, hdr.encrypted)
+                    raise _fail(KeyInvalidError, LONG_KEY_FOR_LEGACY, prod, encrypted)
                 if len(data) < i + 3 + 4:
                     raise _fail(
                         MalformedError,
                         "encrypted MiBeacon v2/v3 frame too short",
                         prod,
-                        hdr.encrypted,
+                        encrypted,
                     )
                 ext = data[-4:-1]
                 nonce = crypto.mibeacon_legacy_nonce(data, ext, mac_rev)
                 plain = crypto.ccm_ctr_only(key.aes_key(), nonce, data[i:-4])
-                counter = hdr.frame_counter | _u(ext) << 8
+                counter = frame_counter | _u(ext) << 8
                 try:
                     notes = _walk(plain, ctx, strict=True)
                 except MalformedError:
@@ -735,7 +762,7 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
                         KeyInvalidError,
                         "legacy MiBeacon payload does not parse after decryption (wrong key)",
                         prod,
-                        hdr.encrypted,
+                        encrypted,
                     ) from None
             key_status = KeyStatus.OK
         else:
@@ -744,12 +771,12 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
                     MalformedError,
                     "MiBeacon frame has the object bit but no object",
                     prod,
-                    hdr.encrypted,
+                    encrypted,
                 )
-            _walk_checked(data[i:], ctx, notes, prod, hdr.encrypted)
-    info = {"frame_control": f"0x{hdr.frame_control:04X}"}
-    if hdr.capability is not None:
-        info["capability"] = f"0x{hdr.capability:02X}"
+            _walk_checked(data[i:], ctx, notes, prod, encrypted)
+    info = {"frame_control": f"0x{fc:04X}"}
+    if cap is not None:
+        info["capability"] = f"0x{cap:02X}"
     if notes:
         info["skipped_objects"] = " ".join(notes)
     return Decoded(
@@ -757,7 +784,7 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
         format=Format.MIBEACON,
         model=prod.model,
         name=prod.name,
-        encrypted=hdr.encrypted,
+        encrypted=encrypted,
         key_status=key_status,
         values=ctx.values,
         events=tuple(ctx.events),
@@ -765,7 +792,7 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
         manufacturer=prod.manufacturer,
         sleepy=prod.sleepy,
         counter=counter,
-        version=hdr.version,
+        version=version,
         uuid=UUID_MIBEACON,
         payload=data,
         info=info,

@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from drivers.ble.decoder import decode_advertisement
-from drivers.ble.dedup import Deduplicator, ReplayGuard
+from drivers.ble.decoder import FORMATS, decode_payload
+from drivers.ble.dedup import Deduplicator, ReplayGuard, window_for
 from drivers.ble.errors import KeyFormatError
 from drivers.ble.keys import BindKey, parse_key
 from drivers.ble.scanner import BleScanner, ScannerFactory, bleak_factory
@@ -175,19 +175,31 @@ class BleDriver:
 
     # advert handling --------------------------------------------------------------------
     def handle(self, adv: Advertisement) -> None:
-        """Decode one advert and report what it carries (called on the loop per advert)."""
+        """Decode one advert and report what it carries (called on the loop per advert).
+
+        Repeats are recognised from their bytes before decoding (the payload holds the
+        frame counter), so the many copies a sensor sends cost a dict lookup each.
+        """
         self.counters["adverts"] += 1
         now = adv.time or self._clock()
-        for outcome in decode_advertisement(adv, self._keys):
+        mac = adv.address.upper()
+        key = self._keys.get(mac)
+        dedup = self._dedup
+        for uuid, data in adv.service_data.items():
+            if uuid not in FORMATS:
+                continue
+            raw = (mac, uuid, bytes(data))
+            if dedup.check(raw, now):
+                self._seen(mac, now)
+                continue
+            outcome = decode_payload(uuid, raw[2], mac, key)
             if isinstance(outcome, Failed):
                 self._failed(outcome, adv, now)
-            else:
+            elif outcome is not None:
+                dedup.remember(raw, now, window_for(outcome, dedup.window_s))
                 self._decoded(outcome, adv, now)
 
     def _decoded(self, result: Decoded, adv: Advertisement, now: float) -> None:
-        if self._dedup.is_duplicate(result, now):
-            self._seen(result.mac, now)
-            return
         if not self._replay.accept(result):
             return
         self.counters["decoded"] += 1
@@ -286,6 +298,7 @@ class BleDriver:
             sink.device(DeviceUpdate(id=dev, transport=Transport.BLE, rssi=adv.rssi))
 
     def _seen(self, mac: str, now: float) -> None:
+        """A repeat still proves the device is alive."""
         known = self._known.get(device_id(mac))
         if known is not None:
             known.last_seen = now

@@ -1,0 +1,132 @@
+"""BLE decode throughput per format: ours vs xiaomi-ble and bthome-ble on the same adverts.
+
+Adverts come from the hw_mocks synthetic fleet (valid frames with changing values and
+counters, one frame per advert, 64 devices per format). Our side is
+``drivers.ble.decoder.decode_advertisement`` (all formats dispatched by UUID, as in the
+gateway). The peers get the same bytes as ``BluetoothServiceInfoBleak`` and one device-data
+object per MAC (as Home Assistant uses them). Best of three runs each; ratios are ours/peer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from drivers.ble.decoder import decode_advertisement
+from drivers.ble.keys import BindKey, parse_key
+from drivers.ble.types import Advertisement
+from hw_mocks.ble import SyntheticFleet
+
+TARGET_RATIO = 5.0
+DEVICES = 64
+
+#: figure name -> (fleet kind, peer library or None)
+FORMATS: dict[str, tuple[str, str | None]] = {
+    "mibeacon_plain": ("mibeacon", "xiaomi-ble"),
+    "mibeacon_v5_encrypted": ("mibeacon_encrypted", "xiaomi-ble"),
+    "bthome_v2_plain": ("bthome", "bthome-ble"),
+    "bthome_v2_encrypted": ("bthome_encrypted", "bthome-ble"),
+    "pvvx_custom": ("pvvx", None),
+}
+
+
+def _adverts(kind: str, n: int) -> tuple[list[Advertisement], dict[str, BindKey]]:
+    fleet = SyntheticFleet(DEVICES, repeats=1, kinds=(kind,), seed=7)
+    keys = {mac: parse_key(k) for mac, k in fleet.keys.items()}
+    return fleet.adverts(n), keys
+
+
+def _best_rate(fn: Callable[[], int], runs: int = 3) -> float:
+    best = 0.0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        count = fn()
+        dt = time.perf_counter() - t0
+        best = max(best, count / dt if dt > 0 else 0.0)
+    return best
+
+
+def _ours(adverts: list[Advertisement], keys: dict[str, BindKey]) -> Callable[[], int]:
+    def go() -> int:
+        decoded = 0
+        for adv in adverts:
+            for outcome in decode_advertisement(adv, keys):
+                decoded += bool(getattr(outcome, "values", None) is not None)
+        if decoded != len(adverts):
+            raise RuntimeError(f"our decoder decoded {decoded} of {len(adverts)}")
+        return len(adverts)
+
+    return go
+
+
+def _peer(
+    library: str, adverts: list[Advertisement], keys: dict[str, BindKey]
+) -> Callable[[], int]:
+    from bleak.backends.device import BLEDevice
+    from habluetooth.models import BluetoothServiceInfoBleak
+
+    infos = [
+        BluetoothServiceInfoBleak(
+            adv.local_name or "",
+            adv.address,
+            adv.rssi or -60,
+            dict(adv.manufacturer_data),
+            dict(adv.service_data),
+            list(adv.service_data),
+            "bench",
+            BLEDevice(adv.address, adv.local_name, None),
+            None,
+            False,
+            time.monotonic(),
+            None,
+        )
+        for adv in adverts
+    ]
+    if library == "xiaomi-ble":
+        from xiaomi_ble import XiaomiBluetoothDeviceData as Data
+    else:
+        from bthome_ble import BTHomeBluetoothDeviceData as Data
+
+    def go() -> int:
+        devices: dict[str, Any] = {}
+        for info in infos:
+            dev = devices.get(info.address)
+            if dev is None:
+                key = keys.get(info.address)
+                dev = devices[info.address] = Data(bindkey=key.raw if key else None)
+            dev.update(info)
+        return len(infos)
+
+    # sanity: the peer really decodes these adverts (else the ratio would be meaningless)
+    info = infos[0]
+    key = keys.get(info.address)
+    probe_dev = Data(bindkey=key.raw if key else None)
+    update = probe_dev.update(info)
+    if not update.entity_values:
+        raise RuntimeError(f"{library} decoded nothing from the bench adverts")
+    return go
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    n = 2_000 if quick else 20_000
+    figures: list[dict[str, Any]] = []
+    for name, (kind, peer) in FORMATS.items():
+        adverts, keys = _adverts(kind, n)
+        ours = _best_rate(_ours(adverts, keys))
+        fig: dict[str, Any] = {"name": f"decode {name}", "value": round(ours), "unit": "adverts/s"}
+        if peer is not None:
+            theirs = _best_rate(_peer(peer, adverts, keys))
+            fig.update(
+                peer=peer,
+                peer_value=round(theirs),
+                ratio=round(ours / theirs, 2) if theirs else None,
+                target=f">= {TARGET_RATIO:g}x",
+            )
+        figures.append(fig)
+    return figures
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for figure in run(quick=True):
+        print(figure)
