@@ -95,6 +95,8 @@ class Mosquitto:
             "log_type error",
             "log_type warning",
         ]
+        if os.geteuid() == 0:
+            lines.append("user root")  # do not drop to "mosquitto": it cannot read tmp_path
         if self.tls is not None:
             lines += [
                 f"cafile {self.tls.ca}",

@@ -78,6 +78,8 @@ HA_AVAILABILITY_S = 30.0
 GOODBYE_S = 1.0
 #: Bytes reserved for the PUBLISH header, topic and properties of a batch.
 PUBLISH_OVERHEAD = 96
+#: Connection losses with the same batch oldest in flight before it is split / dead-lettered.
+POISON_STRIKES = 3
 #: Commands handled at once per connection.
 COMMAND_CONCURRENCY = 8
 
@@ -214,6 +216,11 @@ class SyncAgent:
         self._ha_republish = asyncio.Event()
         self._running = False
         self._flight: dict[asyncio.Future[int], Sequence[OutboxRow]] = {}
+        #: (first seq of the oldest batch in flight at a connection loss, losses in a row)
+        self._suspect: tuple[int, int] | None = None
+        #: Rows per message while a suspected poison batch is being narrowed down.
+        self._cautious: int | None = None
+        self._cautious_seq = 0
 
     # ------------------------------------------------------------------ component
 
@@ -533,6 +540,12 @@ class SyncAgent:
             _LOGGER.info("connected to %s (MQTT %s)", s.display(), s.protocol)
             try:
                 await self._serve(link, telemetry=telemetry, ha_here=ha_here)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                if telemetry:
+                    await asyncio.shield(self._strike())
+                raise
             finally:
                 state.connected = False
                 # ``offline`` before the clean DISCONNECT (the broker only sends the Last
@@ -543,6 +556,46 @@ class SyncAgent:
                     await asyncio.shield(link.__aexit__(None, None, None))
         finally:
             link.force_close()
+
+    async def _strike(self) -> None:
+        """The connection broke with batches in flight: count a strike against the oldest.
+
+        Some brokers drop the connection instead of refusing a message they will not take
+        (Mosquitto's ``message_size_limit``).
+        Each loss halves the next messages around the oldest batch in flight until it goes
+        through; a single row that is the oldest in flight at POISON_STRIKES losses in a row
+        goes to the dead-letter table.
+        """
+        oldest = next(iter(self._flight.values()), None)
+        if oldest is None or self._outbox is None:
+            return
+        first = oldest[0].seq
+        if len(oldest) > 1:
+            # narrow it down at once: halving costs nothing if it was only the network
+            self._cautious = max(1, len(oldest) // 2)
+            self._cautious_seq = first
+            self.counters.splits += 1
+            _LOGGER.debug(
+                "connection lost with seq %d in flight: %d row(s) per message",
+                first,
+                self._cautious,
+            )
+            return
+        if self._suspect is not None and self._suspect[0] == first:
+            self._suspect = (first, self._suspect[1] + 1)
+        else:
+            self._suspect = (first, 1)
+        if self._suspect[1] < POISON_STRIKES:
+            return
+        self._suspect = None
+        self._cautious = None
+        await self._outbox.dead_letter(
+            oldest,
+            f"the connection broke {POISON_STRIKES} times while this message was the oldest"
+            " in flight (the broker refuses it: message size limit?)",
+        )
+        self._rows -= 1
+        self._bytes -= oldest[0].size
 
     async def _goodbye(self, link: Link, *, telemetry: bool) -> None:
         """Wait briefly for in-flight PUBACKs, then ``offline`` (retained)."""
@@ -592,7 +645,7 @@ class SyncAgent:
         assert self._outbox is not None
         outbox = self._outbox
         cfg = self._cfg
-        n_max = cfg.batch_max_readings
+        n_cfg = cfg.batch_max_readings
         t_max = cfg.batch_max_ms / 1000
         window = min(INFLIGHT, link.receive_maximum or INFLIGHT)
         slots = asyncio.Semaphore(window)
@@ -613,6 +666,7 @@ class SyncAgent:
             async with asyncio.TaskGroup() as tg:
                 while True:
                     now = time.monotonic()
+                    n_max = min(n_cfg, self._cautious or n_cfg)
                     if self._live_pending and (
                         self._live_urgent
                         or self._live_pending >= n_max
@@ -748,6 +802,8 @@ class SyncAgent:
         refusal = classify_refusal(code)
         if refusal is None:
             self._acked.extend((r.seq, r.size) for r in rows)
+            if self._cautious is not None and rows[0].seq <= self._cautious_seq <= rows[-1].seq:
+                self._cautious = None  # the suspect went through: back to full batches
             self.counters.last_ack = time.time()
             if len(self._acked) >= ACK_FLUSH_ROWS:
                 self._ack_wake.set()

@@ -245,8 +245,10 @@ class Outbox:
     @_atomic
     async def expire(self, cutoff: float) -> tuple[int, int]:
         """Delete rows stamped before ``cutoff`` (wall time; the caller only calls this with
-        a synchronised clock). Rows are scanned oldest first and the scan stops at the
-        first chunk without an expired row. Returns (rows, bytes)."""
+        a synchronised clock). Only rows with a trustworthy stamp expire: a row stamped
+        before NTP sync in an earlier boot (maybe "1970") is kept, bounded by bytes only.
+        Rows are scanned oldest first and the scan stops at the first chunk without an
+        expired row. Returns (rows, bytes)."""
         victims: list[int] = []
         freed = 0
         cursor = 0
@@ -254,7 +256,7 @@ class Outbox:
             async with (
                 self.store.transaction() as db,
                 db.execute(
-                    "SELECT seq, ts, size FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                    "SELECT seq, ts, size, synced FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
                     (cursor, SCAN_CHUNK),
                 ) as cur,
             ):
@@ -262,7 +264,7 @@ class Outbox:
             if not chunk:
                 break
             cursor = int(list(chunk)[-1][0])
-            found = [(int(r[0]), int(r[2])) for r in chunk if r[1] < cutoff]
+            found = [(int(r[0]), int(r[2])) for r in chunk if r[3] and r[1] < cutoff]
             if not found:
                 break
             victims += [s for s, _ in found]

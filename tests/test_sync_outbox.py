@@ -1,0 +1,296 @@
+"""Outbox bounds (bytes under each strategy, TTL), re-stamping, and poison messages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gateway.model import Event, Reading, Stamp
+from gateway.service import Service
+from gateway.store import Store
+from gateway.sync import SyncAgent
+from gateway.sync import agent as agent_mod
+from gateway.sync.outbox import Outbox
+from tests.broker import Collector, Mosquitto, free_port, gateway_config, start_broker
+
+BOOT = "00000000-0000-0000-0000-0000000000aa"
+OTHER_BOOT = "00000000-0000-0000-0000-0000000000bb"
+TELEMETRY = "migw/testgw/telemetry"
+
+
+@dataclass
+class FakeClock:
+    """The Clock protocol with a settable offset and "synchronised" flag."""
+
+    offset: float = 1_800_000_000.0
+    synced: bool = True
+    boot: str = BOOT
+
+    def wall(self) -> float:
+        return self.offset + time.monotonic()
+
+    def mono(self) -> float:
+        return time.monotonic()
+
+    def synchronized(self) -> bool:
+        return self.synced
+
+    @property
+    def boot_id(self) -> str:
+        return self.boot
+
+
+def _stamp(wall: float, mono: float = 1.0, synced: bool = True, boot: str = BOOT) -> Stamp:
+    return Stamp(wall=wall, mono=mono, boot=boot, synced=synced)
+
+
+def _reading(device: str, metric: str, value: float | bool | str, stamp: Stamp) -> Reading:
+    unit = "°C" if metric == "temperature" else None
+    return Reading(device, metric, value, unit, stamp, "test")
+
+
+def _agent(svc: Service) -> SyncAgent:
+    agent = next(c for c in svc.components if c.name == "sync")
+    assert isinstance(agent, SyncAgent)
+    return agent
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agent_mod, "MAINTAIN_S", 0.05)
+    monkeypatch.setattr(agent_mod, "TTL_CHECK_S", 0.05)
+    monkeypatch.setattr(agent_mod, "CONNECT_TIMEOUT_S", 2.0)
+
+
+async def _wait(predicate: object, timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.02)
+
+
+async def _rows(store: Store) -> list[tuple[int, str]]:
+    """(seq, device) of every outbox row."""
+    rows = await Outbox(store).fetch(0, 1_000_000)
+    return [(r.seq, r.device_id) for r in rows]
+
+
+def _fill(store: Store, clock: FakeClock) -> None:
+    """300 periodic readings, with 10 door readings and 10 button events among them."""
+    for i in range(300):
+        now = clock.wall()
+        store.add_reading(_reading("t", "temperature", float(i), _stamp(now)))
+        if i % 30 == 0:
+            store.add_reading(_reading("door", "opening", i % 60 == 0, _stamp(now)))
+            store.add_event(Event("btn", "button", "single", _stamp(now), "test"))
+
+
+@pytest.mark.parametrize("strategy", ["drop_oldest", "reject_new"])
+async def test_outbox_full_keeps_events_and_drops_by_strategy(
+    tmp_path: Path, strategy: str
+) -> None:
+    clock = FakeClock()
+    # no broker on this port: everything stays in the outbox
+    cfg = gateway_config(
+        tmp_path / "state",
+        f"mqtt://127.0.0.1:{free_port()}",
+        outbox_max_bytes=20_000,
+        outbox_full=strategy,
+    )
+    async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+        store = svc.store
+        assert store is not None
+        agent = _agent(svc)
+        _fill(store, clock)
+        await store.flush()
+        all_rows = await _rows(store)
+        await _wait(lambda: agent.stats()["dropped"] > 0)
+        await _wait(lambda: agent.stats()["outbox"]["bytes"] <= 20_000)
+        kept = await _rows(store)
+        stats = agent.stats()
+    kept_seqs = {s for s, _ in kept}
+    # every event and every door reading survived; only periodic readings were dropped
+    for seq, device in all_rows:
+        if device in ("door", "btn"):
+            assert seq in kept_seqs
+    dropped = [s for s, d in all_rows if s not in kept_seqs]
+    assert dropped and all(d == "t" for s, d in all_rows if s in dropped)
+    temps = [s for s, d in all_rows if d == "t"]
+    kept_temps = [s for s in temps if s in kept_seqs]
+    if strategy == "drop_oldest":
+        assert kept_temps == temps[-len(kept_temps) :]  # the newest survive
+    else:
+        assert kept_temps == temps[: len(kept_temps)]  # the oldest survive
+    assert stats["dropped"] == len(dropped)
+    assert stats["outbox"]["full_strategy"] == strategy
+    # the counter is persisted
+    async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+        await _wait(lambda: _agent(svc).stats()["outbox"]["rows"] == len(kept))
+        assert _agent(svc).stats()["dropped"] == len(dropped)
+
+
+async def test_ttl_expires_old_rows(tmp_path: Path) -> None:
+    clock = FakeClock()
+    cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{free_port()}", outbox_ttl_days=1.0)
+    async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+        store = svc.store
+        assert store is not None
+        agent = _agent(svc)
+        now = clock.wall()
+        for i in range(20):
+            store.add_reading(_reading("old", "temperature", float(i), _stamp(now - 2 * 86400)))
+        for i in range(5):
+            store.add_reading(_reading("new", "temperature", float(i), _stamp(now - 3600)))
+        await store.flush()
+        await _wait(lambda: agent.stats()["expired"] == 20)
+        assert {d for _, d in await _rows(store)} == {"new"}
+        assert len(await _rows(store)) == 5
+
+
+async def test_rows_stamped_before_clock_sync_are_restamped(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    clock = FakeClock(synced=False)
+    cfg = gateway_config(tmp_path / "state", mosquitto.url)
+    async with Collector(mosquitto.port, [TELEMETRY]) as col:
+        async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+            store = svc.store
+            assert store is not None
+            # a Pi without RTC: wall clock in 1970, mono since boot
+            store.add_reading(_reading("a", "temperature", 1.0, _stamp(100.0, 50.0, False)))
+            store.add_reading(
+                _reading("b", "temperature", 2.0, _stamp(200.0, 60.0, False, OTHER_BOOT))
+            )
+            await col.wait_for(lambda: len(col.seqs(TELEMETRY)) == 2)
+            first = {r["device"]: r for b in col.batches(TELEMETRY) for r in b.readings}
+            assert first["a"]["ts"] == 100.0 and first["a"]["clock"] == "unsynced"
+            clock.synced = True
+            store.add_reading(_reading("c", "temperature", 3.0, _stamp(300.0, 70.0, False)))
+            await col.wait_for(lambda: len(col.seqs(TELEMETRY)) == 3)
+    by_dev = {r["device"]: r for b in col.batches(TELEMETRY) for r in b.readings}
+    assert by_dev["c"] == {
+        "seq": 3,
+        "device": "c",
+        "metric": "temperature",
+        "value": 3.0,
+        "unit": "°C",
+        "ts": pytest.approx(clock.offset + 70.0, abs=0.01),
+        "boot": BOOT,
+        "mono": 70.0,
+    }
+    assert by_dev["b"]["clock"] == "unsynced"  # another boot: cannot be corrected
+
+
+async def test_restamp_rewrites_the_outbox_once_synchronised(tmp_path: Path) -> None:
+    clock = FakeClock(synced=False)
+    cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{free_port()}")
+    async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+        store = svc.store
+        assert store is not None
+        store.add_reading(_reading("a", "temperature", 1.0, _stamp(100.0, 50.0, False)))
+        store.add_reading(_reading("b", "temperature", 2.0, _stamp(200.0, 60.0, False, OTHER_BOOT)))
+        await store.flush()
+        clock.synced = True
+
+        async def ts() -> dict[str, tuple[float, bool]]:
+            return {r.device_id: (r.ts, r.synced) for r in await Outbox(store).fetch(0, 10)}
+
+        async with asyncio.timeout(10):
+            while (await ts())["a"][1] is False:
+                await asyncio.sleep(0.05)
+        assert await ts() == {
+            "a": (pytest.approx(clock.offset + 50.0, abs=0.01), True),
+            "b": (200.0, False),
+        }
+
+
+async def test_oversized_reading_is_dead_lettered_and_the_rest_flows(tmp_path: Path) -> None:
+    broker = start_broker(tmp_path / "broker", extra="max_packet_size 4096")
+    try:
+        clock = FakeClock()
+        cfg = gateway_config(tmp_path / "state", broker.url)
+        async with Collector(broker.port, [TELEMETRY]) as col:
+            async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+                store = svc.store
+                assert store is not None
+                agent = _agent(svc)
+                for i in range(200):
+                    store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
+                    if i == 50:
+                        store.add_reading(
+                            _reading("big", "label", "x" * 6000, _stamp(clock.wall()))
+                        )
+                await store.flush()
+                last = store.last_seq
+                await col.wait_for(lambda: len(set(col.seqs(TELEMETRY))) == last - 1)
+                await _wait(lambda: agent.stats()["outbox"]["rows"] == 0)
+                stats = agent.stats()
+                letters = await agent.dead_letters()
+        assert stats["upstream"]["max_packet_size"] == 4096
+        assert stats["dead_letters"] == 1
+        assert stats["splits"] >= 1
+        assert len(letters) == 1
+        assert letters[0]["first_seq"] == letters[0]["last_seq"] == 52
+        assert "maximum packet size (4096 bytes)" in letters[0]["reason"]
+        assert set(col.seqs(TELEMETRY)) == set(range(1, last + 1)) - {52}
+    finally:
+        broker.stop()
+
+
+async def test_message_the_broker_drops_the_connection_for_is_dead_lettered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mosquitto's message_size_limit is not announced: the broker just disconnects."""
+    monkeypatch.setattr(agent_mod, "GOODBYE_S", 0.1)
+    broker = start_broker(tmp_path / "broker", extra="message_size_limit 3000")
+    try:
+        clock = FakeClock()
+        cfg = gateway_config(tmp_path / "state", broker.url, reconnect_max_s=0.2)
+        async with Collector(broker.port, [TELEMETRY]) as col:
+            async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+                store = svc.store
+                assert store is not None
+                agent = _agent(svc)
+                for i in range(60):
+                    store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
+                    if i == 20:
+                        store.add_reading(
+                            _reading("big", "label", "y" * 4000, _stamp(clock.wall()))
+                        )
+                await store.flush()
+                last = store.last_seq
+                await col.wait_for(lambda: len(set(col.seqs(TELEMETRY))) == last - 1, 60)
+                await _wait(lambda: agent.stats()["outbox"]["rows"] == 0, 30)
+                letters = await agent.dead_letters()
+        assert [(d["first_seq"], d["last_seq"]) for d in letters] == [(22, 22)]
+        assert "connection broke" in letters[0]["reason"]
+        assert set(col.seqs(TELEMETRY)) == set(range(1, last + 1)) - {22}
+    finally:
+        broker.stop()
+
+
+async def test_broker_acl_refusal_keeps_the_data(tmp_path: Path) -> None:
+    """Not authorised (MQTT 5 PUBACK 0x87) is a configuration problem: degrade, keep rows."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite migw/testgw/status\ntopic readwrite migw/testgw/cmd/#\n")
+    broker = start_broker(tmp_path / "broker", extra=f"acl_file {acl}")
+    try:
+        clock = FakeClock()
+        cfg = gateway_config(tmp_path / "state", broker.url)
+        async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+            store = svc.store
+            assert store is not None
+            agent = _agent(svc)
+            for i in range(10):
+                store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
+            await store.flush()
+            await _wait(lambda: agent.stats()["refused"] >= 1)
+            await _wait(lambda: agent.stats()["upstream"]["state"] == "failed")
+            assert "ACL" in agent.health().reason
+            assert agent.stats()["dead_letters"] == 0
+            assert len(await _rows(store)) == 10
+    finally:
+        broker.stop()
