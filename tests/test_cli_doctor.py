@@ -5,6 +5,7 @@ against a running service."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from pathlib import Path
@@ -16,6 +17,7 @@ from api_support import running
 from gateway.cli import doctor as doctor_mod
 from gateway.cli import main
 from hw_mocks.znp import ZStackSimulator
+from tests.broker import Mosquitto
 
 
 def free_port() -> int:
@@ -102,25 +104,72 @@ async def test_invalid_config_fails(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert checks["zigbee serial port"]["level"] == "skip"
 
 
-async def test_broker_reachable_refused_and_bad_tls(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+async def test_broker_login_on_a_real_mosquitto(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mosquitto: Mosquitto
 ) -> None:
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    cfg = write_config(tmp_path, f'[upstream]\nurl = "{mosquitto.url}"\n')
+    _, checks = await doctor(capsys, "--config", str(cfg))
+    assert checks["mqtt broker"] == {
+        "name": "mqtt broker",
+        "level": "pass",
+        "detail": f"{mosquitto.url} reachable, MQTT login ok",
+        "hint": "",
+    }
+
+
+async def test_broker_tls_handshake_and_untrusted_ca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tls_mosquitto: Mosquitto
+) -> None:
+    tls = tls_mosquitto.tls
+    assert tls is not None
+    good = (
+        f'[upstream]\nurl = "{tls_mosquitto.url}"\nca_file = "{tls.ca}"\n'
+        f'cert_file = "{tls.client_cert}"\nkey_file = "{tls.client_key}"\n'
+    )
+    _, checks = await doctor(capsys, "--config", str(write_config(tmp_path, good)))
+    assert checks["mqtt broker"]["level"] == "pass", checks["mqtt broker"]
+    assert checks["mqtt broker"]["detail"].startswith(f"{tls_mosquitto.url} reachable, TLS ok (")
+    assert checks["mqtt broker"]["detail"].endswith("), MQTT login ok")
+
+    bad = good.replace(str(tls.ca), str(tls.other_ca))
+    code, checks = await doctor(capsys, "--config", str(write_config(tmp_path, bad)))
+    assert code == 1
+    check = checks["mqtt broker"]
+    assert check["level"] == "fail"
+    # the verification message is OpenSSL's own
+    assert check["detail"] == (
+        f"{tls_mosquitto.url}: TLS handshake failed: self-signed certificate in certificate chain"
+    )
+    assert "ca_file" in check["hint"]
+
+
+async def test_broker_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    answers: list[bytes] = []
+
+    async def fake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            header = await reader.readexactly(2)
+            await reader.readexactly(header[1])
+            if answers:
+                writer.write(answers.pop(0))
+                await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    server = await asyncio.start_server(fake, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
+    url = f"mqtt://127.0.0.1:{port}"
+    cfg = write_config(tmp_path, f'[upstream]\nurl = "{url}"\nusername = "bob"\n')
     try:
-        cfg = write_config(tmp_path, f'[upstream]\nurl = "mqtt://127.0.0.1:{port}"\n')
-        _, checks = await doctor(capsys, "--config", str(cfg))
-        assert checks["mqtt broker"]["level"] == "pass"
-        assert checks["mqtt broker"]["detail"] == f"mqtt://127.0.0.1:{port} reachable"
-
-        cfg = write_config(tmp_path, f'[upstream]\nurl = "mqtts://127.0.0.1:{port}"\n')
+        answers.append(b"\x20\x02\x00\x05")
         code, checks = await doctor(capsys, "--config", str(cfg))
         assert code == 1
-        assert checks["mqtt broker"]["level"] == "fail"
-        assert "TLS handshake failed" in checks["mqtt broker"]["detail"]
+        assert checks["mqtt broker"]["detail"] == (
+            f"{url} reachable, but the broker refused the login: not authorized"
+        )
+        code, checks = await doctor(capsys, "--config", str(cfg))  # no answer at all
+        assert checks["mqtt broker"]["detail"] == (
+            f"{url} accepted the connection but did not answer an MQTT CONNECT"
+        )
     finally:
         server.close()
         await server.wait_closed()
@@ -129,7 +178,19 @@ async def test_broker_reachable_refused_and_bad_tls(
     code, checks = await doctor(capsys, "--config", str(cfg))
     assert code == 1
     assert checks["mqtt broker"]["level"] == "fail"
-    assert "cannot connect" in checks["mqtt broker"]["detail"]
+    assert checks["mqtt broker"]["detail"].startswith(
+        f"mqtt://127.0.0.1:{closed}: cannot connect: "
+    )
+
+
+def test_the_connect_packet_is_well_formed() -> None:
+    packet = doctor_mod.mqtt_connect_packet("c", "u", "p" * 200)
+    assert packet[:1] == b"\x10"
+    # remaining length 10 + 3 + 3 + 202 = 218: a two-byte varint
+    assert packet[1:3] == bytes((218 % 128 | 0x80, 218 // 128))
+    assert packet[3:13] == b"\x00\x04MQTT\x04\xc2\x00\x0a"
+    assert packet[13:16] == b"\x00\x01c"
+    assert len(packet) == 3 + 218
 
 
 async def test_ble_adapter_missing_and_blocked(

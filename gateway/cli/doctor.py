@@ -386,7 +386,7 @@ class Doctor:
             )
         try:
             async with asyncio.timeout(BROKER_TIMEOUT_S):
-                _reader, writer = await asyncio.open_connection(host, port)
+                reader, writer = await asyncio.open_connection(host, port)
         except TimeoutError:
             return Check(
                 "mqtt broker",
@@ -428,18 +428,37 @@ class Doctor:
         if ctx is not None:
             obj = writer.get_extra_info("ssl_object")
             proto = f", TLS ok ({obj.version()})" if obj is not None else ", TLS ok"
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        try:
+            rc = await _mqtt_login(reader, writer, cfg)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+        if rc is None:
+            return Check(
+                "mqtt broker",
+                Level.FAIL,
+                f"{where} accepted the connection{proto} but did not answer an MQTT CONNECT",
+                "is this the broker's MQTT port (1883 plain, 8883 TLS)? check the broker's log",
+            )
+        if rc != 0:
+            return Check(
+                "mqtt broker",
+                Level.FAIL,
+                f"{where} reachable{proto}, but the broker refused the login: "
+                f"{_CONNACK.get(rc, f'code {rc}')}",
+                "check upstream.username and upstream.password(_file), and the broker's ACL "
+                "for this client",
+            )
         state = f"; the service's uplink is {up}" if up else ""
         if up is not None and str(up).lower() not in ("connected", "online", "up", "disabled"):
             return Check(
                 "mqtt broker",
                 Level.WARN,
-                f"{where} reachable{proto}{state}",
-                "check upstream.username/password and the broker's log (ACL, client id)",
+                f"{where} reachable{proto}, MQTT login ok{state}",
+                "`journalctl -u migw` shows the uplink's last error",
             )
-        return Check("mqtt broker", Level.PASS, f"{where} reachable{proto}{state}")
+        return Check("mqtt broker", Level.PASS, f"{where} reachable{proto}, MQTT login ok{state}")
 
     async def check_clock(self) -> Check:
         synced = bool(self.status["clock"]["synchronized"]) if self.status else clock_synchronized()
@@ -737,6 +756,65 @@ def _bluez_experimental() -> bool:
         if cmdline and cmdline[0].endswith(b"bluetoothd"):
             return any(a in (b"-E", b"--experimental") for a in cmdline)
     return False
+
+
+_CONNACK = {
+    1: "unacceptable protocol version",
+    2: "client identifier rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorized",
+}
+
+
+def _mqtt_string(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def mqtt_connect_packet(client_id: str, username: str = "", password: str | None = None) -> bytes:
+    """An MQTT 3.1.1 CONNECT (clean session, keep-alive 10 s)."""
+    flags = 0x02 | (0x80 if username else 0) | (0x40 if password is not None else 0)
+    body = b"\x00\x04MQTT\x04" + bytes((flags,)) + (10).to_bytes(2, "big")
+    body += _mqtt_string(client_id)
+    if username:
+        body += _mqtt_string(username)
+    if password is not None:
+        body += _mqtt_string(password)
+    n = len(body)
+    length = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        length.append(byte | (0x80 if n else 0))
+        if not n:
+            break
+    return b"\x10" + bytes(length) + body
+
+
+async def _mqtt_login(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cfg: Config
+) -> int | None:
+    """The CONNACK return code of a login with the configured credentials (None: no
+    MQTT answer). The password is read here and never shown."""
+    up = cfg.upstream
+    secret = read_secret(up.password, up.password_file, "upstream.password")
+    client_id = f"migw-doctor-{os.getpid()}-{int(time.time()) % 100000}"
+    packet = mqtt_connect_packet(
+        client_id, up.username, secret.reveal() if secret is not None else None
+    )
+    try:
+        async with asyncio.timeout(BROKER_TIMEOUT_S):
+            writer.write(packet)
+            await writer.drain()
+            connack = await reader.readexactly(4)
+    except (TimeoutError, OSError, asyncio.IncompleteReadError, ssl.SSLError):
+        return None
+    if connack[0] != 0x20 or connack[1] != 0x02:
+        return None
+    with contextlib.suppress(OSError, ssl.SSLError):
+        writer.write(b"\xe0\x00")  # DISCONNECT
+        await writer.drain()
+    return connack[3]
 
 
 def _tls_context(cfg: Config) -> ssl.SSLContext:
