@@ -263,10 +263,7 @@ def test_pressure_scaled_value() -> None:
     it = Interpreter()
     # measured 995 hPa, scaled 9950 with scale -1 (Abeille#2784 / zigate#63)
     raw = bytes.fromhex("18010a000029e303100029de261400" + "28ff")
-    assert it.interpret("w", "lumi.weather", 0x0403, 1, raw).readings == (
-        ("pressure", 995.0),
-        ("pressure", 995.0),
-    )
+    assert it.interpret("w", "lumi.weather", 0x0403, 1, raw).readings == (("pressure", 995.0),)
 
 
 # --- properties ----------------------------------------------------------------------------

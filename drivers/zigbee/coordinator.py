@@ -323,6 +323,7 @@ class Coordinator:
                 raise ProtocolError("cannot read the network key from the stick")
             seq, key = 0, pre[:16]
         ext = str(nwk["ExtendedPanId"])
+        children = set(dev["AssociatedDevices"])
         counter = await self._read_frame_counter(api, ext)
         seed = await self._nv_read(api, NvId.TCLK_SEED)
         info = bk.NetworkInfo(
@@ -334,7 +335,9 @@ class Coordinator:
             key_sequence=seq,
             frame_counter=counter,
             channel_mask=(int(nwk["Channel"]),),
-            devices=tuple(bk.BackupDevice(r.ieee, r.nwk) for r in self.table),
+            devices=tuple(
+                bk.BackupDevice(r.ieee, r.nwk, is_child=r.nwk in children) for r in self.table
+            ),
             tclk_seed=bytes(seed[:16]) if seed is not None and len(seed) >= 16 else None,
         )
         return bk.to_open_coordinator(info, source=self.config.source)

@@ -132,6 +132,8 @@ class Interpreter:
 
         kept = [(m, v) for m, v in readings if cl.plausible(m, v)]
         junk = len(readings) - len(kept)
+        # one value per metric and frame (pressure comes as measured and scaled value)
+        kept = list({m: (m, v) for m, v in kept}.values())
         self.junk_dropped += junk
         return Interpretation(
             frame=frame,

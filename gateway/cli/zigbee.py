@@ -1,0 +1,208 @@
+"""``migw decode znp`` and ``migw zigbee backup|restore|devices``.
+
+``decode znp`` reads hex MT frames from stdin, one per line, or with ``--stream`` a raw
+capture (binary, or hex text) that is cut into frames like the driver does; it writes one
+JSON line per frame (schema in docs/zigbee.md). Backup and restore talk to the stick
+directly through the configured port, so the service must be stopped (it holds the port; it
+also writes an automatic backup to ``<state_dir>/zigbee_backup.json``). ``zigbee devices``
+lists the persisted device table. ``zigbee permit-join`` lives in gateway.cli.ops (it needs
+the running service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
+
+import click
+
+from drivers.errors import DriverError, ParseError
+from drivers.zigbee.coordinator import (
+    BACKUP_FILE,
+    Coordinator,
+    CoordinatorConfig,
+    write_secret_json,
+)
+from drivers.zigbee.devices import load_table
+from drivers.zigbee.inspect import FrameDescriber, parse_hex_line
+from drivers.zigbee.znp import frames
+from gateway.cli.base import CliContext, decode, json_option, pass_ctx, zigbee
+from gateway.config import Config
+from gateway.errors import ConfigError
+
+#: Seconds a backup or restore may take against the stick.
+STICK_TIMEOUT_S = 120.0
+
+
+def _emit(obj: dict[str, Any], out: TextIO) -> None:
+    out.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def decode_lines(inp: TextIO, out: TextIO, err: TextIO, model: str | None) -> tuple[int, int]:
+    """Hex frames, one per line -> JSON lines. Returns (frames, errors)."""
+    describer = FrameDescriber(model)
+    n = bad = 0
+    for lineno, line in enumerate(inp, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            frame = frames.decode(parse_hex_line(line))
+        except ParseError as exc:
+            bad += 1
+            _emit({"line": lineno, "error": str(exc)}, out)
+            err.write(f"line {lineno}: {exc}\n")
+            continue
+        n += 1
+        _emit(describer.describe(frame), out)
+    return n, bad
+
+
+def decode_stream(raw: bytes, out: TextIO, err: TextIO, model: str | None) -> tuple[int, int]:
+    """A raw capture (bytes, or the same as hex text) -> JSON lines. Returns (frames, bad)."""
+    text = raw.strip()
+    if text and all(ch in b"0123456789abcdefABCDEF \t\r\n:" for ch in text):
+        raw = bytes.fromhex(text.decode().replace(":", "").replace("\n", "").replace("\r", ""))
+    framer = frames.Framer()
+    describer = FrameDescriber(model)
+    n = 0
+    for frame in framer.feed(raw):
+        n += 1
+        _emit(describer.describe(frame), out)
+    if framer.pending:
+        err.write(f"{framer.pending} bytes of an incomplete frame at the end\n")
+    if framer.bad_frames or framer.garbage_bytes:
+        err.write(
+            f"{framer.bad_frames} malformed frames dropped, {framer.garbage_bytes} bytes "
+            "outside frames skipped\n"
+        )
+    return n, framer.bad_frames
+
+
+@decode.command("znp")
+@click.option("--stream", is_flag=True, help="Input is a raw capture, not one frame per line.")
+@click.option("--model", help="Model of the sender(s) when the capture has no Basic report.")
+def decode_znp(stream: bool, model: str | None) -> int:
+    """Decode Z-Stack MT frames (hex lines on stdin) into JSON lines."""
+    if stream:
+        binary: BinaryIO = sys.stdin.buffer
+        decode_stream(binary.read(), sys.stdout, sys.stderr, model)
+        return 0
+    _, bad = decode_lines(sys.stdin, sys.stdout, sys.stderr, model)
+    return 1 if bad else 0
+
+
+def _config(ctx: CliContext) -> Config:
+    try:
+        return ctx.load_config()
+    except ConfigError as exc:
+        raise click.ClickException(f"config: {exc}") from None
+
+
+def _coordinator(cfg: Config) -> Coordinator:
+    z = cfg.zigbee
+    if not z.port:
+        raise click.ClickException("zigbee.port is not set in the config")
+    return Coordinator(
+        CoordinatorConfig(
+            port=z.port,
+            baudrate=z.baud,
+            rtscts=z.rtscts,
+            channel=z.channel,
+            skip_bootloader=z.skip_bootloader,
+            state_dir=cfg.gateway.state_dir,
+        )
+    )
+
+
+def _stick_error(exc: Exception, cfg: Config) -> click.ClickException:
+    auto = cfg.gateway.state_dir / BACKUP_FILE
+    return click.ClickException(
+        f"{exc} (if the migw service is running it holds the port: stop it first; "
+        f"it writes an automatic backup to {auto})"
+    )
+
+
+@zigbee.command("backup")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@pass_ctx
+def backup_cmd(ctx: CliContext, file: Path) -> int:
+    """Save the network (open coordinator backup JSON, as zigbee2mqtt and ZHA write it)."""
+    cfg = _config(ctx)
+    coord = _coordinator(cfg)
+
+    async def go() -> dict[str, Any]:
+        async with asyncio.timeout(STICK_TIMEOUT_S), coord.session(start=True) as session:
+            return await session.backup()
+
+    try:
+        doc = asyncio.run(go())
+    except (DriverError, TimeoutError, OSError) as exc:
+        raise _stick_error(exc, cfg) from None
+    write_secret_json(file, doc)
+    click.echo(
+        f"backup of PAN 0x{doc['pan_id']} channel {doc['channel']} "
+        f"({len(doc['devices'])} devices) written to {file} (mode 0600: it holds the network key)"
+    )
+    return 0
+
+
+@zigbee.command("restore")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def restore_cmd(ctx: CliContext, file: Path, yes: bool) -> int:
+    """Write a backup's network onto the stick (from zigbee2mqtt, ZHA or migw)."""
+    cfg = _config(ctx)
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read {file}: {exc}") from None
+    if not yes:
+        click.confirm(
+            f"Replace the network on the stick at {cfg.zigbee.port} with the one in {file}?",
+            abort=True,
+        )
+    coord = _coordinator(cfg)
+
+    async def go() -> None:
+        async with asyncio.timeout(STICK_TIMEOUT_S), coord.session(start=False) as session:
+            await session.restore(doc)
+
+    try:
+        asyncio.run(go())
+    except (DriverError, TimeoutError, OSError) as exc:
+        raise _stick_error(exc, cfg) from None
+    info = coord.info
+    click.echo(
+        f"restored: PAN 0x{info.pan_id or 0:04X}, channel {info.channel}, "
+        f"extended PAN {info.extended_pan_id}"
+    )
+    return 0
+
+
+@zigbee.command("devices")
+@json_option
+@pass_ctx
+def devices_cmd(ctx: CliContext, as_json: bool) -> int:
+    """List the devices of the persisted Zigbee device table."""
+    cfg = _config(ctx)
+    records = load_table(cfg.gateway.state_dir)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in records]))
+        return 0
+    if not records:
+        click.echo(f"no zigbee devices in {cfg.gateway.state_dir}")
+        return 0
+    now = time.time()
+    click.echo(f"{'device':<20} {'nwk':<6} {'model':<26} {'lqi':>4}  last seen")
+    for r in records:
+        seen = "-" if r.last_seen is None else f"{int(now - r.last_seen)} s ago"
+        click.echo(
+            f"zb-{r.ieee:<17} {r.nwk:04x}   {(r.model or '?'):<26} "
+            f"{'-' if r.lqi is None else r.lqi:>4}  {seen}"
+        )
+    return 0

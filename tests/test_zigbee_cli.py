@@ -1,0 +1,257 @@
+"""``migw decode znp`` on the public vectors, ``migw zigbee devices|backup|restore``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.zigbee import coordinator as co
+from drivers.zigbee import transport
+from drivers.zigbee.devices import DeviceRecord, DeviceTable
+from drivers.zigbee.znp import commands as c
+from drivers.zigbee.znp import frames
+from gateway.cli import main
+
+VECTORS = [
+    json.loads(line)
+    for line in (Path(__file__).parent / "vectors" / "zigbee.jsonl").read_text().splitlines()
+    if line.strip()
+]
+ZNP = [v for v in VECTORS if v["kind"] in ("znp_frame", "znp_payload")]
+
+
+def _hex(v: dict[str, Any]) -> str:
+    return str(v.get("full_frame_hex_computed") or v["hex"])
+
+
+def run_cli(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    stdin: bytes = b"",
+) -> tuple[int, list[Any], str]:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith(("{", "["))]
+    return rc, lines, err
+
+
+def test_decode_every_vector(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = "# the public vectors\n" + "\n".join(_hex(v) for v in ZNP) + "\n"
+    rc, out, err = run_cli(monkeypatch, capsys, ["decode", "znp"], text.encode())
+    assert rc == 1  # one vector is a deliberately bad FCS
+    assert len(out) == len(ZNP)
+    for vec, obj in zip(ZNP, out, strict=True):
+        if vec["expected"].get("valid") is False:
+            assert "FCS mismatch" in obj["error"]
+            continue
+        assert obj["cmd0"] == f"0x{int(vec['cmd0'], 16):02X}"
+        assert obj["cmd1"] == f"0x{int(vec['cmd1'], 16):02X}"
+        if vec.get("zigpy_znp_check") is None:
+            assert obj["command"] is None  # framing-only vector
+        else:
+            assert obj["command"] == c.decode(frames.decode(bytes.fromhex(_hex(vec)))).command.name
+            assert obj["type"] == vec["expected"].get("type", obj["type"])
+            assert obj["subsystem"] == vec["expected"].get("subsystem", obj["subsystem"])
+    assert "FCS mismatch" in err
+    humidity = next(o for o in out if o.get("fields", {}).get("ClusterId") == 0x0405)
+    assert humidity["metrics"] == {"humidity": 53.01}
+    assert humidity["zcl"]["records"] == [{"attr": "0x0000", "type": "0x21", "value": 5301}]
+    confirm = next(
+        o for o in out if o.get("command") == "AF_DATA_CONFIRM" and o["fields"]["TSN"] == 149
+    )
+    assert confirm["fields"] == {"Status": "NWK_NO_ROUTE", "Endpoint": 1, "TSN": 149}
+
+
+def test_decode_stream_with_garbage_and_xiaomi(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hb = bytes.fromhex(
+        "1c5f11120a050042156c756d692e73656e736f725f776c65616b2e61713101ff42220121b30b0328170421"
+        "a8430521a70006240000000000082104020a210000641001"
+    )
+    msg = c.AF_INCOMING_MSG.rsp(
+        GroupId=0,
+        ClusterId=0,
+        SrcAddr=0x1234,
+        SrcEndpoint=1,
+        DstEndpoint=1,
+        WasBroadcast=0,
+        LQI=80,
+        SecurityUse=0,
+        TimeStamp=1,
+        TSN=0,
+        Data=hb,
+        MacSrcAddr=0x1234,
+        MsgResultRadius=29,
+    )
+    leak = c.AF_INCOMING_MSG.rsp(
+        GroupId=0,
+        ClusterId=0x0500,
+        SrcAddr=0x1234,
+        SrcEndpoint=1,
+        DstEndpoint=1,
+        WasBroadcast=0,
+        LQI=80,
+        SecurityUse=0,
+        TimeStamp=2,
+        TSN=0,
+        Data=bytes.fromhex("092100010000000000"),
+    )
+    good = [bytes.fromhex(_hex(v)) for v in ZNP if v["expected"].get("valid") is not False]
+    raw = (
+        b"\x00\x13"
+        + b"".join(good[:5])
+        + bytes.fromhex("fe0361080001553f")
+        + frames.encode(msg)
+        + frames.encode(leak)
+        + b"\xfe\x05"
+    )
+    rc, out, err = run_cli(monkeypatch, capsys, ["decode", "znp", "--stream"], raw)
+    assert rc == 0
+    assert len(out) == 7
+    hb_obj = out[5]
+    assert hb_obj["model"] == "lumi.sensor_wleak.aq1"
+    assert hb_obj["metrics"] == {"voltage": 2.995, "device_temperature": 23.0}
+    assert hb_obj["zcl"]["records"][1] == {
+        "attr": "0xFF01",
+        "type": "0x42",
+        "tlv": {"1": 2995, "3": 23, "4": 17320, "5": 167, "6": 0, "8": 516, "10": 0, "100": True},
+        "declared_len": 34,
+        "actual_len": 33,
+    }
+    # the model learned from the first frame gives the IAS alarm its meaning
+    assert out[6]["metrics"] == {"water_leak": True, "tamper": False, "battery_low": False}
+    assert "1 malformed frames dropped" in err
+    assert "incomplete frame" in err
+    # the same capture as hex text
+    rc, out2, _ = run_cli(monkeypatch, capsys, ["decode", "znp", "--stream"], raw.hex().encode())
+    assert out2 == out
+
+
+def test_devices_from_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = DeviceTable(tmp_path)
+    table.put(
+        DeviceRecord(
+            "00158d0001a2b3c4", 0x1234, "lumi.weather", "LUMI", (1,), 1.0e9, 120, 1.0e9, True
+        )
+    )
+    table.save()
+    rc, out, _ = run_cli(
+        monkeypatch, capsys, ["--state-dir", str(tmp_path), "zigbee", "devices", "--json"]
+    )
+    assert rc == 0
+    assert out == [
+        [
+            {
+                "ieee": "00158d0001a2b3c4",
+                "nwk": "1234",
+                "model": "lumi.weather",
+                "manufacturer": "LUMI",
+                "endpoints": [1],
+                "last_seen": 1.0e9,
+                "lqi": 120,
+                "joined": 1.0e9,
+                "sleepy": True,
+            }
+        ]
+    ]
+    rc = main(["--state-dir", str(tmp_path), "zigbee", "devices"])
+    assert rc == 0
+    assert "zb-00158d0001a2b3c4" in capsys.readouterr().out
+
+
+@pytest.fixture
+def stick(tmp_path: Path) -> Any:
+    """``python -m hw_mocks.znp`` in a subprocess: a simulated stick for sync CLI code."""
+    link = tmp_path / "ttyZNP"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hw_mocks.znp", "--link", str(link), "--interval", "100"],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == str(link)
+    yield link
+    proc.terminate()
+    proc.wait(10)
+    proc.stdout.close()
+
+
+def test_backup_and_restore_cli(
+    stick: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(transport, "BOOTLOADER_TOGGLE_S", 0.001)
+    monkeypatch.setattr(co, "PING_TIMEOUT", 0.5)
+    cfg = tmp_path / "config.toml"
+    state = tmp_path / "state"
+    cfg.write_text(f'[gateway]\nstate_dir = "{state}"\n[zigbee]\nport = "{stick}"\n')
+    doc = {
+        "metadata": {
+            "format": "zigpy/open-coordinator-backup",
+            "version": 1,
+            "source": "zigpy-znp@0.12.0",
+            "internal": {},
+        },
+        "coordinator_ieee": "00124b0001020304",
+        "pan_id": "1a62",
+        "extended_pan_id": "dddddddddddddddd",
+        "nwk_update_id": 0,
+        "security_level": 5,
+        "channel": 25,
+        "channel_mask": [25],
+        "network_key": {
+            "key": "01030507090b0d0f00020406080a0c0d",
+            "sequence_number": 0,
+            "frame_counter": 1234,
+        },
+        "devices": [{"ieee_address": "00158d0001a2b3c4", "nwk_address": "4d2e", "is_child": True}],
+        "stack_specific": {"zstack": {"tclk_seed": "c427b8a2f9a5e0a8e94f4dc14e1ec0f5"}},
+    }
+    src = tmp_path / "z2m_backup.json"
+    src.write_text(json.dumps(doc))
+    base = ["--config", str(cfg)]
+    # without a network there is nothing to back up
+    assert main([*base, "zigbee", "backup", str(tmp_path / "none.json")]) == 1
+    assert "no network" in capsys.readouterr().err
+    assert main([*base, "zigbee", "restore", "--yes", str(src)]) == 0
+    assert "PAN 0x1A62, channel 25" in capsys.readouterr().out
+    out_file = tmp_path / "migw_backup.json"
+    assert main([*base, "zigbee", "backup", str(out_file)]) == 0
+    capsys.readouterr()
+    again = json.loads(out_file.read_text())
+    assert out_file.stat().st_mode & 0o077 == 0
+    for key in (
+        "coordinator_ieee",
+        "pan_id",
+        "extended_pan_id",
+        "channel",
+        "stack_specific",
+    ):
+        assert again[key] == doc[key], key
+    # the child table is not written on restore (docs/zigbee.md): is_child comes back False
+    assert again["devices"] == [{**doc["devices"][0], "is_child": False}]
+    assert again["network_key"]["key"] == doc["network_key"]["key"]
+    assert again["network_key"]["frame_counter"] >= 1234 + 10_000
+    # the restored device is in the table
+    _rc, out, _ = run_cli(monkeypatch, capsys, [*base, "zigbee", "devices", "--json"])
+    assert [d["ieee"] for d in out[0]] == ["00158d0001a2b3c4"]
+    # a foreign file is refused
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"metadata": {"format": "x", "version": 2}}')
+    assert main([*base, "zigbee", "restore", "--yes", str(bad)]) == 1
+    assert "open coordinator backup" in capsys.readouterr().err
