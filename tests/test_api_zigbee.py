@@ -1,0 +1,107 @@
+"""The API and CLI with the real Zigbee driver on the simulated Z-Stack stick (pty):
+permit join, a joined plug listed and switched, doctor reading the service's view."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from drivers.zigbee import api as znp_api
+from drivers.zigbee import coordinator as co
+from drivers.zigbee import transport
+from gateway import config as config_mod
+from gateway.adapters import AdapterContext
+from gateway.adapters import zigbee as adapter
+from gateway.api.token import read_token
+from gateway.cli import main
+from gateway.service import Service
+from hw_mocks.znp import ZStackSimulator
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport, "BOOTLOADER_TOGGLE_S", 0.001)
+    monkeypatch.setattr(co, "PING_TIMEOUT", 0.3)
+    monkeypatch.setattr(co, "INTERVIEW_TIMEOUT", 0.5)
+    monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 2.0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def until(pred: Callable[[], bool], timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not pred():
+            await asyncio.sleep(0.02)
+
+
+async def test_permit_join_and_a_zigbee_plug_through_api_and_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with ZStackSimulator(devices=("lumi.plug",), seed=3) as sim:
+        port = free_port()
+        cfg_path = tmp_path / "config.toml"
+        cfg_path.write_text(
+            f'[gateway]\nstate_dir = "{tmp_path / "state"}"\n\n'
+            f'[api]\nlisten = "127.0.0.1"\nport = {port}\n\n'
+            f'[zigbee]\nenabled = true\nport = "{sim.path}"\nskip_bootloader = false\n'
+        )
+        cfg = config_mod.load(cfg_path)
+        driver = adapter.create(AdapterContext(cfg, tmp_path / "state"))
+        assert driver is not None
+        async with Service(cfg, drivers=[driver]) as svc, aiohttp.ClientSession() as http:
+            await until(lambda: driver.coordinator.connected)
+            token = read_token(tmp_path / "state")
+            auth = {"Authorization": f"Bearer {token}"}
+            base = f"http://127.0.0.1:{port}/api/v1"
+            async with http.post(f"{base}/zigbee/permit-join", json={"seconds": 30},
+                                 headers=auth) as resp:  # fmt: skip
+                assert resp.status == 200
+                assert await resp.json() == {"status": "ok", "seconds": 30}
+            plug = sim.device("lumi.plug")
+            plug_id = f"zb-{plug.ieee}"
+            assert svc.store is not None
+            store = svc.store
+            for _ in range(1000):
+                await store.flush()
+                if await store.device(plug_id) is not None:
+                    break
+                await asyncio.sleep(0.02)
+            async with http.get(f"{base}/devices?transport=zigbee", headers=auth) as resp:
+                body = await resp.json()
+            assert [d["id"] for d in body["devices"]] == [plug_id]
+            assert body["devices"][0]["model"] == "lumi.plug"
+            async with http.post(f"{base}/devices/{plug_id}/commands", json={"switch": True},
+                                 headers=auth) as resp:  # fmt: skip
+                result = await resp.json()
+                assert resp.status == 200, result
+            assert result["status"] == "ok"
+            async with http.get(f"{base}/radios", headers=auth) as resp:
+                radios = {r["name"]: r for r in (await resp.json())["radios"]}
+            assert radios["zigbee"]["health"] == "ok"
+            assert radios["zigbee"]["info"]["port"] == sim.path
+            assert "network_key" not in json.dumps(radios).lower()
+
+            capsys.readouterr()
+            code = await asyncio.to_thread(
+                main, ["--config", str(cfg_path), "zigbee", "permit-join", "0"]
+            )
+            out, _ = capsys.readouterr()
+            assert code == 0
+            assert out.strip() == "the Zigbee network is closed to new devices"
+
+            code = await asyncio.to_thread(main, ["--config", str(cfg_path), "doctor", "--json"])
+            out, _ = capsys.readouterr()
+            checks = {c["name"]: c for c in json.loads(out)["checks"]}
+            serial = checks["zigbee serial port"]
+            assert serial["level"] == "pass", serial
+            assert serial["detail"].startswith(f"{sim.path}: the running service talks to")
