@@ -109,7 +109,7 @@ def test_mibeacon_v45_round_trip(version: int) -> None:
         version=version,
         uuid=UUID_MIBEACON,
         payload=frame,
-        info={"frame_control": f"0x{version << 12 | 0x58:04X}"},
+        info={},
     )
     wrong = decode_payload(UUID_MIBEACON, frame, MAC, OTHER16)
     assert isinstance(wrong, Failed) and wrong.reason is FailReason.KEY_INVALID
@@ -327,7 +327,7 @@ def test_capability_and_io_capability_fields_are_skipped() -> None:
     out = decode_payload(UUID_MIBEACON, frame, MAC, None)
     assert isinstance(out, Decoded)
     assert out.values == {"temperature": 19.6}
-    assert out.info == {"frame_control": "0x2070", "capability": "0x2D"}
+    assert out.info == {"capability": "0x2D"}
 
 
 # --- de-duplication and replay ---------------------------------------------------------------

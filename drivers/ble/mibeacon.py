@@ -774,7 +774,7 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
                     encrypted,
                 )
             _walk_checked(data[i:], ctx, notes, prod, encrypted)
-    info = {"frame_control": f"0x{fc:04X}"}
+    info: dict[str, str] = {}
     if cap is not None:
         info["capability"] = f"0x{cap:02X}"
     if notes:

@@ -199,15 +199,19 @@ Subscriber = Callable[[Advertisement], None]
 
 
 def to_advertisement(device: Any, data: Any, now: float) -> Advertisement:
-    """bleak's (device, advertisement data) -> :class:`Advertisement` (no validation needed:
-    the codecs treat every byte as untrusted)."""
+    """bleak's (device, advertisement data) -> :class:`Advertisement`.
+
+    bleak hands each callback fresh dicts of ``str`` -> ``bytes`` (lowercase UUIDs) and
+    ``int`` -> ``bytes``, so they are taken as they are; the codecs treat every byte as
+    untrusted and look payloads up by our own lowercase UUID constants.
+    """
     return Advertisement(
-        address=str(device.address).upper(),
-        rssi=getattr(data, "rssi", None),
-        service_data={str(k).lower(): bytes(v) for k, v in data.service_data.items()},
-        manufacturer_data={int(k): bytes(v) for k, v in data.manufacturer_data.items()},
-        local_name=data.local_name,
-        time=now,
+        str(device.address).upper(),
+        data.rssi,
+        data.service_data,
+        data.manufacturer_data,
+        data.local_name,
+        now,
     )
 
 

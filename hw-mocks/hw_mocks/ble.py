@@ -35,6 +35,8 @@ from drivers.errors import ParseError
 
 #: Seconds between scheduling ticks of the simulators (keeps CPU low at low rates).
 TICK = 0.05
+#: At most this many adverts per loop turn: other tasks (the store writer) get to run.
+CHUNK = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,7 @@ class _Paced:
         sent = 0
         while True:
             due = int((self._clock() - start) * self.rate) + 1 - sent
-            due = min(due, max(1, int(self.rate * TICK * 4)))  # bounded bursts
+            due = min(due, CHUNK)  # bounded bursts; the loop turns between them
             if due > 0:
                 if not emit(due):
                     return
@@ -138,14 +140,14 @@ class ReplayScanner(_TaskScanner):
     def __init__(
         self,
         callback: DetectionCallback,
-        adverts: Sequence[Advertisement],
+        adverts: Sequence[Advertisement | tuple[FakeDevice, FakeAdvertisementData]],
         *,
         rate: float = 100.0,
         loop: bool = False,
     ) -> None:
         super().__init__("ble-replay")
         self._callback = callback
-        self._items = [bleak_shaped(a) for a in adverts]
+        self._items = [a if isinstance(a, tuple) else bleak_shaped(a) for a in adverts]
         self._rate = rate
         self._loop = loop
         self.sent = 0
@@ -178,7 +180,8 @@ class ReplayScanner(_TaskScanner):
 def replay_factory(
     adverts: Sequence[Advertisement] | Path, *, rate: float = 100.0, loop: bool = False
 ) -> Callable[[DetectionCallback], ReplayScanner]:
-    items = load_jsonl(adverts) if isinstance(adverts, Path) else list(adverts)
+    loaded = load_jsonl(adverts) if isinstance(adverts, Path) else list(adverts)
+    items = [bleak_shaped(a) for a in loaded]  # shaped once, replayed many times
 
     def factory(callback: DetectionCallback) -> ReplayScanner:
         return ReplayScanner(callback, items, rate=rate, loop=loop)
