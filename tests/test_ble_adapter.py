@@ -112,9 +112,11 @@ async def test_scanner_restarts_after_bleak_and_dbus_faults_and_warns_once(
 async def test_silent_adapter_is_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scanner_mod, "WATCH_INTERVAL", 0.001)
     scanners: list[ReplayScanner] = []
+    one = [Advertisement(MAC, -60, {UUID_BTHOME_V2: b"\x40"}, {}, None)]
 
     def factory(callback: DetectionCallback) -> Scanner:
-        scanners.append(ReplayScanner(callback, [], rate=1.0))
+        # the first scanner delivers one advert, then the adapter goes silent
+        scanners.append(ReplayScanner(callback, one if not scanners else [], rate=1000.0))
         return scanners[-1]
 
     owner = BleScanner(factory, backoff=FAST, silence_restart=0.01)
@@ -125,6 +127,19 @@ async def test_silent_adapter_is_restarted(monkeypatch: pytest.MonkeyPatch) -> N
         await task
     assert "no adverts" in owner.status.reason or owner.status.state is State.STOPPED
     assert all(not s.running for s in scanners)  # every scanner was stopped
+
+
+async def test_an_empty_neighbourhood_is_not_a_fault(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scanner_mod, "WATCH_INTERVAL", 0.001)
+    owner = BleScanner(lambda cb: ReplayScanner(cb, [], rate=1.0), silence_restart=0.01)
+    task = asyncio.create_task(owner.run())
+    await wait_for(lambda: owner.status.state is State.RUNNING)
+    for _ in range(50):
+        await asyncio.sleep(0.002)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert owner.status.failures == 0
 
 
 async def test_a_failing_subscriber_does_not_stop_scanning() -> None:

@@ -529,3 +529,16 @@ def test_non_finite_floats_are_not_values() -> None:
     assert out.values == {"motion": True}
     v1 = bthome.decode_v1(bytes([0x43, 0x02]) + b"\x00\x7c", MAC, None, encrypted=False)  # +inf
     assert (v1.values, v1.info) == ({}, {"skipped_non_finite": "temperature"})
+
+
+def test_codec_modules_import_neither_asyncio_nor_bleak() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import drivers.ble.decoder, drivers.ble.dedup, drivers.ble.jsonio; "
+        "bad = [m for m in ('asyncio', 'bleak', 'gateway') if m in sys.modules]; "
+        "sys.exit(str(bad) if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -27,7 +27,8 @@ _LOGGER = logging.getLogger(__name__)
 #: Timing; module level so tests can shorten them.
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
-#: No advert at all for this long means a wedged adapter: restart scanning (None: off).
+#: No advert at all for this long, after adverts were seen before, means a wedged adapter:
+#: restart scanning (None: off).
 SILENCE_RESTART = 600.0
 WATCH_INTERVAL = 5.0
 
@@ -300,7 +301,11 @@ class BleScanner:
         try:
             while True:
                 await asyncio.sleep(WATCH_INTERVAL)
-                if self._silence is not None and self._clock() - self._last_advert > self._silence:
+                if (
+                    self._silence is not None
+                    and self.adverts  # an empty neighbourhood is quiet, not wedged
+                    and self._clock() - self._last_advert > self._silence
+                ):
                     raise ScannerError(f"no adverts for {self._silence:g} s (adapter wedged?)")
         finally:
             self._scanner = None
