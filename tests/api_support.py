@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from gateway.api.server import ApiServer
 from gateway.api.token import read_token
 from gateway.config import Config
 from gateway.demo import DEMO_GPIO, demo_config
+from gateway.driver import Driver
 from gateway.service import Service
 
 
@@ -48,10 +49,12 @@ def make_config(state_dir: Path, **api: Any) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def running(state_dir: Path, pins: Any, **api: Any) -> AsyncIterator[Running]:
+async def running(
+    state_dir: Path, pins: Any, extra_drivers: Sequence[Driver] = (), **api: Any
+) -> AsyncIterator[Running]:
     cfg = make_config(state_dir, **api)
     driver = GpioDriver(DEMO_GPIO, pin_factory=pins)
-    async with Service(cfg, drivers=[driver]) as svc:
+    async with Service(cfg, drivers=[driver, *extra_drivers]) as svc:
         server = next(c for c in svc.components if c.name == "api")
         assert isinstance(server, ApiServer)
         await asyncio.wait_for(server.listening.wait(), 10)

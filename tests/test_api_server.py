@@ -434,3 +434,22 @@ async def test_a_slow_event_client_loses_messages_and_is_dropped(
     assert other.queue.qsize() == 1
     assert json.loads(other.queue.get_nowait())["action"] == "single"
     assert (hub.sent, hub.dropped) == (4, 5)
+
+
+def test_a_root_rotation_keeps_the_service_users_ownership(tmp_path: Path) -> None:
+    import os
+
+    from gateway.api.token import ensure_token
+
+    state = tmp_path / "state"
+    state.mkdir()
+    first = ensure_token(state)
+    if os.geteuid() == 0:
+        os.chown(state, 4242, 4243)
+        os.chown(token_path(state), 4242, 4243)
+    before = token_path(state).stat()
+    new = rotate_token(state)
+    after = token_path(state).stat()
+    assert new != first
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+    assert stat.S_IMODE(after.st_mode) == 0o600

@@ -82,9 +82,8 @@ class ApiServer:
                 self._health.health = Health.DEGRADED
                 self._health.reason = f"cannot listen on {where}: {exc.strerror or exc}"
                 raise
-            server = site._server  # the asyncio server, to learn the bound port (port 0)
-            sockets = getattr(server, "sockets", None) or []
-            self.port = sockets[0].getsockname()[1] if sockets else self._config.port
+            addresses = runner.addresses  # the bound port, also when the config says 0
+            self.port = int(addresses[0][1]) if addresses else self._config.port
             where = f"{self._config.listen}:{self.port}"
             self._health.health = Health.OK
             self._health.reason = ""

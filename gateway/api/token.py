@@ -39,15 +39,30 @@ def new_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
 
 
+def _owner(path: Path) -> tuple[int, int] | None:
+    """Who must own the token file: the owner of the current file, else of the state dir
+    (``sudo migw token --rotate`` must not leave a file the service user cannot read)."""
+    for candidate in (path, path.parent):
+        try:
+            st = candidate.stat()
+        except OSError:
+            continue
+        return st.st_uid, st.st_gid
+    return None
+
+
 def _write(path: Path, token: str) -> None:
     """Write atomically with mode 0600 from the first byte (never readable by others)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    owner = _owner(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.fchmod(fd, 0o600)  # the umask cannot widen it, but be explicit
+        if owner is not None and os.geteuid() == 0 and owner != (os.getuid(), os.getgid()):
+            os.fchown(fd, *owner)
         os.write(fd, (token + "\n").encode("ascii"))
         os.fsync(fd)
     finally:
