@@ -46,5 +46,16 @@ test: deps lint typecheck pytest
 bench: deps
 	$(PY) -m bench
 
+# The systemd service (docs/operations.md): sudo make install / sudo make uninstall.
+# DESTDIR=/staging/root installs into a staging root; PURGE=1 also removes config and data.
+DESTDIR ?=
+PURGE ?= 0
+
+install:
+	DESTDIR="$(DESTDIR)" PYTHON="$(PYTHON)" sh tools/install.sh
+
+uninstall:
+	DESTDIR="$(DESTDIR)" PURGE="$(PURGE)" sh tools/uninstall.sh
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
