@@ -26,6 +26,7 @@ ROUTES = [
     ("GET", "/api/v1/outbox"),
     ("GET", "/api/v1/events"),
     ("POST", "/api/v1/zigbee/permit-join"),
+    ("POST", "/api/v1/zigbee/backup"),
     ("GET", "/metrics"),
     ("GET", "/api/v1/nothing/{id}"),
 ]

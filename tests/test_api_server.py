@@ -27,6 +27,7 @@ PROTECTED = [
     ("GET", "/api/v1/outbox"),
     ("POST", "/api/v1/devices/gpio-hall-relay/commands"),
     ("POST", "/api/v1/zigbee/permit-join"),
+    ("POST", "/api/v1/zigbee/backup"),
     ("GET", "/api/v1/events"),
     ("GET", "/metrics"),
     ("GET", "/api/v1/no-such-thing"),
@@ -301,6 +302,8 @@ async def test_permit_join_without_zigbee_is_a_conflict(
     assert body["error"]["code"] == "invalid_body"
     body = await post_json(http, api, "/api/v1/zigbee/permit-join", {"s": 1}, status=422)
     assert body["error"]["code"] == "invalid_body"
+    body = await post_json(http, api, "/api/v1/zigbee/backup", b"", status=409)
+    assert body["error"]["code"] == "zigbee_unavailable"
 
 
 async def test_metrics_in_prometheus_text_format(api: Running, http: aiohttp.ClientSession) -> None:

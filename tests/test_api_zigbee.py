@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,6 +91,24 @@ async def test_permit_join_and_a_zigbee_plug_through_api_and_cli(
             assert radios["zigbee"]["health"] == "ok"
             assert radios["zigbee"]["info"]["port"] == sim.path
             assert "network_key" not in json.dumps(radios).lower()
+
+            async with http.post(f"{base}/zigbee/backup", headers=auth) as resp:
+                text = await resp.text()
+                assert resp.status == 200, text
+            summary = json.loads(text)
+            saved = Path(summary["path"])
+            assert saved.parent == tmp_path / "state"
+            assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+            doc = json.loads(saved.read_text())
+            assert summary == {
+                "status": "ok",
+                "path": str(saved),
+                "pan_id": doc["pan_id"],
+                "extended_pan_id": doc["extended_pan_id"],
+                "channel": doc["channel"],
+                "devices": len(doc["devices"]),
+            }
+            assert doc["network_key"]["key"] not in text  # the key stays on the gateway
 
             capsys.readouterr()
             code = await asyncio.to_thread(

@@ -54,6 +54,8 @@ PERMIT_JOIN_TIMEOUT_S = 15.0
 SYNC_STATS_TIMEOUT_S = 2.0
 MAX_DEVICE_ID_LEN = 128
 MAX_HISTORY_LIMIT = 10_000
+#: A network backup (NV reads) must finish within this many seconds.
+BACKUP_TIMEOUT_S = 60.0
 PERMIT_JOIN_DEFAULT_S = 60
 PERMIT_JOIN_MAX_S = 254
 
@@ -459,6 +461,46 @@ async def permit_join(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "seconds": seconds})
 
 
+async def zigbee_backup(request: web.Request) -> web.Response:
+    """Back the Zigbee network up into the state dir (mode 0600). The network key stays on
+    the gateway: the answer names the file and summarises it, never the key."""
+    svc = _service(request)
+    await read_json(request, optional=True)
+    driver = svc.driver("zigbee")
+    fn = getattr(driver, "backup", None)
+    if driver is None or fn is None:
+        raise ApiError(
+            409, "zigbee_unavailable", "no Zigbee coordinator in this service (zigbee disabled)"
+        )
+    try:
+        async with asyncio.timeout(BACKUP_TIMEOUT_S):
+            doc = await fn()
+    except TimeoutError:
+        raise ApiError(
+            504, "zigbee_timeout", f"the coordinator did not answer in {BACKUP_TIMEOUT_S:g} s"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any driver failure is a "not ready" answer
+        _LOGGER.warning("zigbee backup failed: %s", exc)
+        raise ApiError(409, "zigbee_not_ready", str(exc)[:200] or type(exc).__name__) from None
+    from drivers.zigbee.coordinator import write_secret_json
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = svc.state_dir / f"zigbee_backup-{stamp}.json"
+    await asyncio.to_thread(write_secret_json, path, doc)
+    summary = doc if isinstance(doc, dict) else {}
+    devices = summary.get("devices")
+    return json_response(
+        {
+            "status": "ok",
+            "path": str(path),
+            "pan_id": summary.get("pan_id"),
+            "extended_pan_id": summary.get("extended_pan_id"),
+            "channel": summary.get("channel"),
+            "devices": len(devices) if isinstance(devices, list) else None,
+        }
+    )
+
+
 async def events(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     flt = EventFilter(
@@ -566,6 +608,7 @@ def build_app(service: Service, hub: EventHub, checker: TokenChecker) -> web.App
     r.add_get(f"{PREFIX}/radios", radios)
     r.add_get(f"{PREFIX}/outbox", outbox)
     r.add_post(f"{PREFIX}/zigbee/permit-join", permit_join)
+    r.add_post(f"{PREFIX}/zigbee/backup", zigbee_backup)
     r.add_get(f"{PREFIX}/events", events)
     r.add_get("/metrics", metrics)
     return app
