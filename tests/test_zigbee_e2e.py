@@ -432,3 +432,22 @@ async def test_zstack_12(tmp_path: Path) -> None:
             assert sim.nv[0x0F00] == b"\x55"
             doc = await coord.backup()
             assert doc["network_key"]["key"] == sim.network_key.hex()
+
+
+async def test_unknown_sender_is_looked_up(tmp_path: Path) -> None:
+    """A device missing from the table (table lost) is found again by its NWK address."""
+    rec = Recorder()
+    async with ZStackSimulator(devices=("lumi.sensor_ht",), seed=43) as sim:
+        coord = Coordinator(config(sim, tmp_path), rec)
+        async with running(coord):
+            await joined_network(sim, coord, rec, ("lumi.sensor_ht",))
+            ht = sim.device("lumi.sensor_ht")
+            coord.table.remove(ht.ieee)
+            rec.readings.clear()
+            sim.deliver(ht, 0x0405, 1, bytes.fromhex("181d0a0000210b0f"))
+            await until(lambda: coord.table.get(ht.ieee) is not None)
+            assert coord.counters["unknown_source"] == 1
+            assert rec.readings == []  # the frame from an unknown sender was not guessed at
+            sim.deliver(ht, 0x0405, 1, bytes.fromhex("181e0a0000210c0f"))
+            await until(lambda: bool(rec.readings))
+            assert rec.readings == [(ht.ieee, "humidity", 38.52)]

@@ -1,0 +1,254 @@
+"""The request/response layer against an in-memory link (the ByteLink seam), plus the
+device table and backup codec."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.errors import NeedsHumanError
+from drivers.zigbee import api as znp_api
+from drivers.zigbee import backup as bk
+from drivers.zigbee.api import CommandNotRecognized, LinkLost, ZnpApi
+from drivers.zigbee.devices import DeviceRecord, DeviceTable, load_table
+from drivers.zigbee.znp import commands as c
+from drivers.zigbee.znp import frames
+from drivers.zigbee.znp import types as t
+from drivers.zigbee.znp.commands import Message
+
+
+class FakeLink:
+    """Records what the API writes; the test plays the stick by calling api.data_received."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+        self.on_write: Any = None
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        if self.on_write is not None:
+            self.on_write(data)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def set_control_lines(self, *, dtr: bool | None = None, rts: bool | None = None) -> None:
+        pass
+
+
+@pytest.fixture
+async def api() -> tuple[ZnpApi, FakeLink]:
+    a = ZnpApi("test")
+    link = FakeLink()
+    a.attach(link)
+    return a, link
+
+
+async def test_request_gets_its_srsp(api: tuple[ZnpApi, FakeLink]) -> None:
+    a, link = api
+    # the answer arrives in the same loop turn as the write: the listener must already exist
+    link.on_write = lambda data: a.data_received(bytes.fromhex("fe026101110073"))
+    rsp = await a.request(c.SYS_PING)
+    assert link.written == [bytes.fromhex("fe00210120")]
+    assert rsp == Message(c.SYS_PING, c.Kind.RESPONSE, {"Capabilities": t.MTCapabilities(0x11)})
+
+
+async def test_one_request_at_a_time(api: tuple[ZnpApi, FakeLink]) -> None:
+    a, link = api
+    first = asyncio.create_task(a.request(c.SYS_PING))
+    second = asyncio.create_task(a.request(c.SYS_VERSION))
+    await asyncio.sleep(0.01)
+    assert link.written == [bytes.fromhex("fe00210120")]  # the second waits for the lock
+    a.data_received(bytes.fromhex("fe026101110073"))
+    await first
+    await asyncio.sleep(0.01)
+    assert link.written[1] == bytes.fromhex("fe00210223")
+    a.data_received(bytes.fromhex("fe0a6102020102070146d9340100c4"))
+    ver = await second
+    assert ver["CodeRevision"] == 20240710
+
+
+async def test_timeout_and_rpc_error(
+    api: tuple[ZnpApi, FakeLink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, link = api
+    with pytest.raises(TimeoutError, match="SYS_PING"):
+        await a.request(c.SYS_PING, wait_s=0.01)
+    assert a.counters.timeouts == 1
+    # RPC error naming our request header (cmd0 0x21, cmd1 0x02): not recognized
+    link.on_write = lambda data: a.data_received(
+        frames.encode(
+            c.RPC_ERROR.rsp(ErrorCode=t.ErrorCode.INVALID_COMMAND_ID, RequestHeader=0x0221)
+        )
+    )
+    with pytest.raises(CommandNotRecognized, match="INVALID_COMMAND_ID"):
+        await a.request(c.SYS_VERSION)
+
+
+async def test_callback_exceptions_are_isolated(api: tuple[ZnpApi, FakeLink]) -> None:
+    a, _ = api
+    got: list[Message] = []
+
+    def bad(msg: Message) -> None:
+        raise RuntimeError("subscriber bug")
+
+    a.subscribe(bad)
+    a.subscribe(got.append)
+    a.data_received(bytes.fromhex("fe0145c0098d") + b"\x00\xfe\x01" + bytes.fromhex("fe0145c0088c"))
+    assert [m["State"] for m in got] == [t.DeviceState.ZB_COORD, t.DeviceState.COORD_STARTING]
+    assert a.counters.callback_errors == 2
+    assert a.framer.bad_frames >= 1
+    # unknown and undecodable frames are counted, not raised
+    a.data_received(frames.encode(frames.Frame.from_header(0x4D, 0x99, b"\x01")))
+    a.data_received(frames.encode(frames.Frame.from_header(0x45, 0xC0, b"")))
+    assert a.counters.unknown_frames == 1
+    assert a.counters.decode_errors == 1
+
+
+async def test_request_then_matches_the_confirm(api: tuple[ZnpApi, FakeLink]) -> None:
+    a, link = api
+
+    def stick(data: bytes) -> None:
+        a.data_received(bytes.fromhex("fe0164010064"))  # SRSP success
+        a.data_received(bytes.fromhex("fe0344800001c503"))  # confirm for another TSN (197)
+        a.data_received(bytes.fromhex("fe034480cd01959e"))  # ours: 149, NWK_NO_ROUTE
+
+    link.on_write = stick
+    _rsp, confirm = await a.request_then(
+        c.AF_DATA_REQUEST,
+        c.AF_DATA_CONFIRM,
+        {"TSN": 149},
+        callback_wait_s=1,
+        DstAddr=0xA64D,
+        DstEndpoint=1,
+        SrcEndpoint=1,
+        ClusterId=0x0402,
+        TSN=149,
+        Options=t.TransmitOptions.NONE,
+        Radius=30,
+        Data=bytes.fromhex("103d000000"),
+    )
+    assert link.written == [bytes.fromhex("fe0f24014da60101020495001e05103d00000064")]
+    assert confirm is not None
+    assert confirm.fields == {"Status": t.Status.NWK_NO_ROUTE, "Endpoint": 1, "TSN": 149}
+
+
+async def test_link_lost_fails_waiters(
+    api: tuple[ZnpApi, FakeLink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 5.0)
+    a, _ = api
+    pending = asyncio.create_task(a.request(c.SYS_PING))
+    await asyncio.sleep(0.01)
+    a.connection_lost(OSError("device disconnected"))
+    with pytest.raises(LinkLost):
+        await pending
+    with pytest.raises(LinkLost):
+        await a.wait_closed()
+    with pytest.raises(LinkLost):
+        await a.request(c.SYS_PING)
+
+
+# --- device table ------------------------------------------------------------------------
+
+
+def test_device_table_round_trip_and_nwk_moves(tmp_path: Path) -> None:
+    table = DeviceTable(tmp_path)
+    rec = table.put(DeviceRecord("00158d0001a2b3c4", 0x1234, "lumi.plug", endpoints=(1, 2)))
+    table.put(DeviceRecord("00158d0001a2b3c5", 0x2222))
+    assert table.by_nwk(0x1234) == rec
+    moved = table.update("00158d0001a2b3c4", nwk=0x5678)
+    assert table.by_nwk(0x1234) is None
+    assert table.by_nwk(0x5678) == moved
+    table.save()
+    assert not list(tmp_path.glob(".*tmp"))
+    assert load_table(tmp_path) == sorted(table, key=lambda r: r.ieee)
+    table.remove("00158d0001a2b3c5")
+    assert table.by_nwk(0x2222) is None
+    assert len(table) == 1
+
+
+def test_corrupt_table_is_moved_aside(tmp_path: Path) -> None:
+    (tmp_path / "zigbee_devices.json").write_text("{not json")
+    table = DeviceTable(tmp_path)
+    table.load()
+    assert len(table) == 0
+    assert len(list(tmp_path.glob("zigbee_devices.json.corrupt-*"))) == 1
+
+
+# --- backup codec --------------------------------------------------------------------------
+
+Z2M_DOC = {
+    "metadata": {
+        "format": "zigpy/open-coordinator-backup",
+        "version": 1,
+        "source": "zigbee-herdsman@0.13.0",
+        "internal": {"date": "2021-03-03T13:27:18.454Z", "znpVersion": 2},
+    },
+    "stack_specific": {"zstack": {"tclk_seed": "928a2c479e72a9a53e3b5133fc55021f"}},
+    "coordinator_ieee": "00124b00234a6c4b",
+    "pan_id": "007b",
+    "extended_pan_id": "00124b00234a6c4b",
+    "nwk_update_id": 0,
+    "security_level": 5,
+    "channel": 11,
+    "channel_mask": [11],
+    "network_key": {
+        "key": "01030507090b0d0f00020406080a0c0d",
+        "sequence_number": 0,
+        "frame_counter": 16754,
+    },
+    "devices": [
+        {
+            "nwk_address": "ddf6",
+            "ieee_address": "00124b002226ef87",
+            "is_child": True,
+            "link_key": {
+                "key": "aab1d4f5d6e5a3d20d6c1dd4c0c6cbd5",
+                "rx_counter": 0,
+                "tx_counter": 275,
+            },
+        }
+    ],
+}
+
+
+def test_backup_reads_zigbee2mqtt_and_round_trips() -> None:
+    info = bk.from_open_coordinator(Z2M_DOC)
+    assert info == bk.NetworkInfo(
+        coordinator_ieee="00124b00234a6c4b",
+        pan_id=0x007B,
+        extended_pan_id="00124b00234a6c4b",
+        channel=11,
+        network_key=bytes.fromhex("01030507090b0d0f00020406080a0c0d"),
+        key_sequence=0,
+        frame_counter=16754,
+        nwk_update_id=0,
+        security_level=5,
+        channel_mask=(11,),
+        devices=(bk.BackupDevice("00124b002226ef87", 0xDDF6, True),),
+        tclk_seed=bytes.fromhex("928a2c479e72a9a53e3b5133fc55021f"),
+    )
+    assert "0103050709" not in repr(info)  # the key never shows in a repr
+    doc = bk.to_open_coordinator(info, source="migw")
+    assert bk.from_open_coordinator(json.loads(json.dumps(doc))) == info
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"metadata": {"format": "zigpy/open-coordinator-backup", "version": 2}},
+        {"channel": 30},
+        {"network_key": {"key": "abc"}},
+        {"coordinator_ieee": "zz"},
+        {"pan_id": None},
+    ],
+)
+def test_backup_rejects_bad_documents(change: dict[str, Any]) -> None:
+    with pytest.raises(NeedsHumanError):
+        bk.from_open_coordinator({**Z2M_DOC, **change})
