@@ -9,6 +9,7 @@ import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -37,6 +38,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def read_backup(path: Path) -> tuple[int, dict[str, Any]]:
+    return stat.S_IMODE(path.stat().st_mode), json.loads(path.read_text())
 
 
 async def until(pred: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -98,8 +103,8 @@ async def test_permit_join_and_a_zigbee_plug_through_api_and_cli(
             summary = json.loads(text)
             saved = Path(summary["path"])
             assert saved.parent == tmp_path / "state"
-            assert stat.S_IMODE(saved.stat().st_mode) == 0o600
-            doc = json.loads(saved.read_text())
+            mode, doc = read_backup(saved)
+            assert mode == 0o600
             assert summary == {
                 "status": "ok",
                 "path": str(saved),
