@@ -302,19 +302,51 @@ def _finish(parsed: _Parsed) -> tuple[dict[str, Value], tuple[BleEvent, ...]]:
     return values, tuple(events)
 
 
+#: Fast plan for plain numeric objects (the bulk of real traffic): id -> (name, length,
+#: signed, scale, digits, as_float, plain) where ``plain`` means factor and unit are 1.
+_NUMERIC: dict[int, tuple[str, int, bool, float, int, bool, bool]] = {
+    o.oid: (
+        o.name,
+        o.length,
+        o.signed,
+        o.factor * o.convert,
+        o.digits,
+        o.name in FLOAT_METRICS,
+        o.factor == 1.0 and o.convert == 1.0,
+    )
+    for o in OBJECTS.values()
+    if o.kind is Kind.NUMBER
+}
+
+
 def parse_v2_objects(payload: bytes) -> _Parsed:
     out = _Parsed([], [], [], None, {})
+    pairs = out.pairs
+    numeric = _NUMERIC
     pos = 0
     end = len(payload)
     while pos < end:
         oid = payload[pos]
+        fast = numeric.get(oid)
+        if fast is not None:  # inlined NUMBER path; same result as _apply
+            name, length, signed, scale, digits, as_float, plain = fast
+            nxt = pos + 1 + length
+            if nxt > end:
+                raise MalformedError(f"BTHome object 0x{oid:02X} is truncated")
+            raw = int.from_bytes(payload[pos + 1 : nxt], "little", signed=signed)
+            if plain:
+                pairs.append((name, float(raw) if as_float else raw))
+            else:
+                pairs.append((name, round(raw * scale, digits)))
+            pos = nxt
+            continue
         obj = OBJECTS.get(oid)
         if obj is None:
             out.info["stopped_at"] = f"unknown object 0x{oid:02X} at {pos}"
             break
         pos += 1
         length = obj.length
-        if obj.kind in (Kind.TEXT, Kind.RAW):
+        if obj.kind is Kind.TEXT or obj.kind is Kind.RAW:
             if pos >= end:
                 raise MalformedError(f"BTHome object 0x{oid:02X} lacks its length byte")
             length = payload[pos]
