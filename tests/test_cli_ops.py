@@ -196,3 +196,19 @@ async def test_no_service_and_no_state(tmp_path: Path, capsys: pytest.CaptureFix
     code, _, err = await cli(capsys, *args, "status")
     assert code == 1
     assert "no state database" in err
+
+
+async def test_tail_ends_when_the_service_stops(
+    tmp_path: Path, mock_pins: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running(tmp_path / "state", mock_pins) as r:
+        tail = asyncio.create_task(asyncio.to_thread(main, [*r.cli_args(), "tail"]))
+        for _ in range(500):
+            if r.server.hub.clients:
+                break
+            await asyncio.sleep(0.01)
+        assert r.server.hub.clients
+        await r.service.stop()
+        assert await asyncio.wait_for(tail, 30) == 3
+    _, err = capsys.readouterr()
+    assert "the service is stopping: the stream ended" in err

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import click
+from aiohttp import WSCloseCode
 from rich.table import Table
 
 from gateway.api.serialize import device_json, is_stale, keyed_devices, outbox_json
@@ -376,8 +377,15 @@ async def _tail(
                         return EXIT_OK
         finally:
             await ws.close()
-    if ws.close_code not in (None, 1000):
-        notice(f"the service closed the stream (code {ws.close_code})")
+    code = ws.close_code
+    if code == WSCloseCode.GOING_AWAY:
+        notice("the service is stopping: the stream ended")
+        return EXIT_NOT_RUNNING
+    if code == WSCloseCode.TRY_AGAIN_LATER:
+        notice("the service dropped this stream: the terminal did not keep up (use filters)")
+        return EXIT_FAILED
+    if code not in (None, WSCloseCode.OK):
+        notice(f"the stream ended (WebSocket close code {code})")
         return EXIT_FAILED
     return EXIT_OK
 
