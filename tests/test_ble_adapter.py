@@ -494,3 +494,26 @@ def test_bleak_shaped_adverts_convert_to_advertisements() -> None:
     data = FakeAdvertisementData("ATC", -61, {UUID_BTHOME_V2: b"\x40"}, {0x0499: b"\x01"})
     adv = scanner_mod.to_advertisement(FakeDevice("a4:c1:38:8d:18:b2"), data, 5.0)
     assert adv == Advertisement(MAC, -61, {UUID_BTHOME_V2: b"\x40"}, {0x0499: b"\x01"}, "ATC", 5.0)
+
+
+def test_devices_without_a_local_name_get_product_name_and_mac_suffix() -> None:
+    driver = BleDriver(lambda cb: ReplayScanner(cb, []), {})
+    sink = RecordingSink()
+    driver._sink = sink
+    frame = mibeacon.encode(
+        product_id=0x055B, frame_counter=1, mac=MAC, objects=[(0x1004, b"\xe2\x00")], version=3
+    )
+    driver.handle(Advertisement(MAC, -60, {UUID_MIBEACON: frame}, {}, None))
+    assert sink.devices == [
+        DeviceUpdate(
+            id="ble-a4c1388d18b2",
+            transport=Transport.BLE,
+            model="LYWSD03MMC",
+            name="Temperature/Humidity Sensor 18B2",
+            manufacturer="Xiaomi",
+            rssi=-60,
+            status=DeviceStatus.OK,
+            sleepy=False,
+        )
+    ]
+    assert sink.readings == [("ble-a4c1388d18b2", "temperature", 22.6)]

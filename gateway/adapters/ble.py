@@ -66,6 +66,12 @@ class _Known:
     rssi_sent_at: float = 0.0
 
 
+def _display_name(adv: Advertisement, product_name: str, dev: str) -> str:
+    """The advertised local name, else the product name and the MAC's last 4 hex digits
+    (passive scans rarely carry a local name)."""
+    return adv.local_name or f"{product_name} {dev[-4:].upper()}"
+
+
 def load_keys(section: BleSection) -> tuple[dict[str, BindKey], list[str]]:
     """Keys of the config (inline and files); problems are listed by MAC, never with the key."""
     keys: dict[str, BindKey] = {}
@@ -283,7 +289,7 @@ class BleDriver:
                     id=dev,
                     transport=Transport.BLE,
                     model=model,
-                    name=(adv.local_name or name or model) if known is None else None,
+                    name=_display_name(adv, name or model, dev) if known is None else None,
                     manufacturer=manufacturer or None,
                     rssi=adv.rssi,
                     status=status,
