@@ -86,6 +86,8 @@ def test_unit_declares_the_required_service_contract() -> None:
     assert actual == expected
     # PrivateDevices would hide the radios: the device allow-list replaces it
     assert values("PrivateDevices") == []
+    # gpiozero reads the Pi's revision from /proc/device-tree or /proc/cpuinfo
+    assert values("ProcSubset") == []
     assert values("StartLimitBurst", "Unit") == ["5"]
     assert values("StartLimitIntervalSec", "Unit") == ["600"]
     assert values("WantedBy", "Install") == ["multi-user.target"]
