@@ -224,6 +224,27 @@ async def test_passive_not_supported_falls_back_to_active_with_a_logged_reason(
     assert "falling back to active" in caplog.text
 
 
+async def test_the_fallback_is_remembered_across_restarts(
+    stub_bleak: type[StubBleakScanner], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub_bleak.passive_error = BleakError("org.bluez.Error.NotSupported")
+    created: list[BleakBackend] = []
+    real = scanner_mod.BleakBackend
+
+    def backend(*args: Any, **kwargs: Any) -> BleakBackend:
+        created.append(real(*args, scanner_cls=stub_bleak, platform="linux", **kwargs))
+        return created[-1]
+
+    monkeypatch.setattr(scanner_mod, "BleakBackend", backend)
+    factory = scanner_mod.bleak_factory("hci0", passive=True)
+    first = factory(lambda d, a: None)
+    await first.start()
+    second = factory(lambda d, a: None)
+    await second.start()
+    assert [s.mode for s in stub_bleak.made] == ["passive", "active", "active"]
+    assert [b.mode for b in created] == ["active", "active"]
+
+
 async def test_a_busy_adapter_in_passive_mode_is_a_fault_not_a_fallback(
     stub_bleak: type[StubBleakScanner],
 ) -> None:

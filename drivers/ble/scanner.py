@@ -124,8 +124,10 @@ class BleakBackend:
         passive: bool = True,
         scanner_cls: Any = None,
         platform: str = sys.platform,
+        on_fallback: Callable[[], None] | None = None,
     ) -> None:
         self._callback = callback
+        self._on_fallback = on_fallback
         self._adapter = adapter
         self._passive = passive and platform.startswith("linux")
         self._cls = scanner_cls
@@ -167,6 +169,8 @@ class BleakBackend:
                 self._passive = False
                 self.mode = "active"
                 self.fallback_reason = describe_fault(exc)
+                if self._on_fallback is not None:
+                    self._on_fallback()
                 _LOGGER.warning(
                     "passive BLE scanning is not available (%s); falling back to active "
                     "scanning (enable BlueZ experimental features for passive)",
@@ -186,10 +190,20 @@ class BleakBackend:
 
 
 def bleak_factory(adapter: str = "hci0", *, passive: bool = True) -> ScannerFactory:
-    """The real scanner factory for the gateway and ``migw sniff ble``."""
+    """The real scanner factory for the gateway and ``migw sniff ble``.
+
+    Once passive scanning proved unavailable, later scanners (after a restart) go straight
+    to active scanning, so the fallback is logged once, not at every restart.
+    """
+    use_passive = [passive]
+
+    def fell_back() -> None:
+        use_passive[0] = False
 
     def factory(callback: DetectionCallback) -> Scanner:
-        return BleakBackend(callback, adapter=adapter, passive=passive)
+        return BleakBackend(
+            callback, adapter=adapter, passive=use_passive[0], on_fallback=fell_back
+        )
 
     return factory
 
