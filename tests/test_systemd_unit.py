@@ -81,6 +81,7 @@ def test_unit_declares_the_required_service_contract() -> None:
         "RestrictAddressFamilies": ["AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_BLUETOOTH"],
         "SystemCallFilter": ["@system-service", "~@privileged @resources"],
         "MemoryMax": ["256M"],
+        "Environment": ["PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PYTHONFAULTHANDLER=1"],
     }
     actual = {key: values(key) for key in expected}
     assert actual == expected
