@@ -307,3 +307,16 @@ def test_uninstall_keeps_data_unless_purged(installed: Path, source: Path, tmp_p
     assert "migw" not in {
         line.split(":")[0] for line in (root / "etc/group").read_text().splitlines()
     }
+
+
+def test_scripts_pass_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    proc = subprocess.run(
+        [shellcheck, "-s", "sh", str(ROOT / "tools/install.sh"), str(ROOT / "tools/uninstall.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout

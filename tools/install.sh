@@ -60,7 +60,7 @@ owner_ids() {  # owner_ids USER GROUP -> "uid:gid" from DESTDIR's passwd/group (
     if [ "$2" != root ]; then
         gid=$(awk -F: -v n="$2" '$1 == n { print $3 }' "$DESTDIR/etc/group")
     fi
-    [ -n "$uid" ] && [ -n "$gid" ] || die "user $1 or group $2 does not exist"
+    if [ -z "$uid" ] || [ -z "$gid" ]; then die "user $1 or group $2 does not exist"; fi
     echo "$uid:$gid"
 }
 
@@ -100,6 +100,7 @@ place_file() {  # place_file SRC DST MODE USER GROUP: copy only when the content
 source_digest() {  # a digest of everything that ends up in the venv
     (
         cd "$SRC"
+        # shellcheck disable=SC2086 # a list of names
         find $PACKAGE_FILES -type f \
             ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info*' | LC_ALL=C sort |
             while IFS= read -r f; do sha256sum "$f"; done
@@ -146,10 +147,11 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$DIGEST" ]; then
     say "installing migw from $SRC into $PREFIX"
     scratch=$(mktemp -d)
     trap 'rm -rf "$scratch"' EXIT
+    # shellcheck disable=SC2086 # a list of names
     (cd "$SRC" && tar -cf - --exclude=__pycache__ --exclude='*.egg-info' $PACKAGE_FILES) |
         (cd "$scratch" && tar -xf -)
     target=$scratch
-    [ -n "$MIGW_EXTRAS" ] && target="$scratch[$MIGW_EXTRAS]"
+    [ -n "$MIGW_EXTRAS" ] && target="${scratch}[$MIGW_EXTRAS]"
     # shellcheck disable=SC2086 # MIGW_PIP_ARGS is a list of options
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade \
         $MIGW_PIP_ARGS "$target"
