@@ -255,3 +255,26 @@ def test_backup_and_restore_cli(
     bad.write_text('{"metadata": {"format": "x", "version": 2}}')
     assert main([*base, "zigbee", "restore", "--yes", str(bad)]) == 1
     assert "open coordinator backup" in capsys.readouterr().err
+
+
+def test_decode_redacts_key_material(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = "01030507090b0d0f00020406080a0c0d"
+    lines = [
+        frames.encode(c.SYS_OSAL_NV_WRITE.req(Id=0x0062, Offset=0, Value=bytes.fromhex(key))).hex(),
+        frames.encode(c.SYS_OSAL_NV_READ.req(Id=0x0062, Offset=0)).hex(),
+        frames.encode(c.SYS_OSAL_NV_READ.rsp(Status=0, Value=bytes.fromhex(key))).hex(),
+        frames.encode(c.SYS_OSAL_NV_READ.req(Id=0x0083, Offset=0)).hex(),
+        frames.encode(c.SYS_OSAL_NV_READ.rsp(Status=0, Value=b"\x62\x1a")).hex(),
+    ]
+    rc, out, _ = run_cli(monkeypatch, capsys, ["decode", "znp"], "\n".join(lines).encode())
+    assert rc == 0
+    assert [o["fields"].get("Value") for o in out] == [
+        "<redacted>",
+        None,
+        "<redacted>",
+        None,
+        "621a",
+    ]
+    assert key not in json.dumps(out)

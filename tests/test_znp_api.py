@@ -252,3 +252,28 @@ def test_backup_reads_zigbee2mqtt_and_round_trips() -> None:
 def test_backup_rejects_bad_documents(change: dict[str, Any]) -> None:
     with pytest.raises(NeedsHumanError):
         bk.from_open_coordinator({**Z2M_DOC, **change})
+
+
+async def test_trace_never_shows_key_material(
+    api: tuple[ZnpApi, FakeLink], caplog: pytest.LogCaptureFixture
+) -> None:
+    from drivers import TRACE
+
+    a, link = api
+    key = bytes.fromhex("01030507090b0d0f00020406080a0c0d")
+
+    def stick(data: bytes) -> None:
+        nvid = c.decode(frames.decode(data))["Id"]
+        value = key if nvid == t.NvId.PRECFGKEY else b"\x62\x1a"
+        a.data_received(frames.encode(c.SYS_OSAL_NV_READ.rsp(Status=t.Status.SUCCESS, Value=value)))
+
+    link.on_write = stick
+    with caplog.at_level(TRACE, logger="drivers.zigbee.api"):
+        got = await a.request(c.SYS_OSAL_NV_READ, Id=t.NvId.PRECFGKEY, Offset=0)
+        await a.request(c.SYS_OSAL_NV_READ, Id=t.NvId.PANID, Offset=0)
+    assert got["Value"] == key
+    text = caplog.text
+    assert key.hex() not in text
+    assert "bytes redacted" in text
+    assert "fe0321086200004c" not in text  # the key request itself is quiet too
+    assert "fe03210883000" in text  # other NV items are traced

@@ -79,6 +79,8 @@ class ZnpApi:
         self._lock = asyncio.Lock()
         self._waiters: list[_Waiter] = []
         self._subscribers: list[Callable[[Message], None]] = []
+        #: A request on key material is outstanding: TRACE shows no bytes.
+        self._secret = False
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # --- link --------------------------------------------------------------------------
@@ -92,7 +94,8 @@ class ZnpApi:
 
     def data_received(self, data: bytes) -> None:
         if _LOGGER.isEnabledFor(TRACE):
-            _LOGGER.log(TRACE, "%s <- %s", self.name, data.hex())
+            shown = f"<{len(data)} bytes redacted>" if self._secret else data.hex()
+            _LOGGER.log(TRACE, "%s <- %s", self.name, shown)
         for frame in self.framer.feed(data):
             self.counters.frames_in += 1
             self._frame_received(frame)
@@ -165,7 +168,8 @@ class ZnpApi:
             raise LinkLost("serial link is not open")
         raw = frames.encode(frame)
         if _LOGGER.isEnabledFor(TRACE):
-            _LOGGER.log(TRACE, "%s -> %s", self.name, raw.hex())
+            shown = f"<{len(raw)} bytes redacted>" if self._secret else raw.hex()
+            _LOGGER.log(TRACE, "%s -> %s", self.name, shown)
         self._link.write(raw)
         self.counters.frames_out += 1
 
@@ -208,12 +212,13 @@ class ZnpApi:
         frame = command.req(**fields)
         async with self._lock:
             waiter = self.listen(command, None, Kind.RESPONSE)
+            self._secret = c.touches_secret(command, fields)
             try:
                 self._write(frame)
-            except BaseException:
+                return await self.wait(waiter, SREQ_TIMEOUT if wait_s is None else wait_s)
+            finally:
                 self.cancel(waiter)
-                raise
-            return await self.wait(waiter, SREQ_TIMEOUT if wait_s is None else wait_s)
+                self._secret = False
 
     async def request_then(
         self,

@@ -20,6 +20,9 @@ from drivers.zigbee.zcl.interpret import Interpreter
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import frames
 
+#: Printed instead of key material (network key, TCLK seed) found in a capture.
+REDACTED = "<redacted>"
+
 
 def jsonable(value: Any) -> Any:
     """Decoded values as JSON: enums by name, bytes as hex, NaN/inf as strings."""
@@ -97,6 +100,7 @@ class FrameDescriber:
         self.interpreter = Interpreter()
         self.default_model = model
         self.models: dict[int, str] = {}
+        self._secret_pending = False
 
     def describe(self, frame: frames.Frame) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -114,7 +118,16 @@ class FrameDescriber:
             return out
         out["command"] = msg.command.name
         out["kind"] = msg.kind.value
-        out["fields"] = jsonable(dict(msg.fields))
+        fields = dict(msg.fields)
+        if msg.kind is c.Kind.REQUEST and msg.command in c.NV_ID_COMMANDS:
+            self._secret_pending = c.touches_secret(msg.command, fields)
+            if self._secret_pending and "Value" in fields:
+                fields["Value"] = REDACTED
+        elif msg.kind is c.Kind.RESPONSE and msg.command in c.NV_ID_COMMANDS:
+            if self._secret_pending and "Value" in fields:
+                fields["Value"] = REDACTED
+            self._secret_pending = False
+        out["fields"] = jsonable(fields)
         if msg.command is c.AF_INCOMING_MSG:
             out.update(self._incoming(msg))
         return out

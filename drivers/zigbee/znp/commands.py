@@ -698,3 +698,20 @@ APP_CNF_BDB_START_COMMISSIONING = _c("APP_CNF_BDB_START_COMMISSIONING")
 APP_CNF_BDB_SET_CHANNEL = _c("APP_CNF_BDB_SET_CHANNEL")
 APP_CNF_BDB_COMMISSIONING_NOTIFICATION = _c("APP_CNF_BDB_COMMISSIONING_NOTIFICATION")
 RPC_ERROR = _c("RPC_ERROR_COMMAND_NOT_RECOGNIZED")
+
+
+#: Commands whose ``Id`` field names an OSAL NV item (requests), for secret redaction.
+NV_ID_COMMANDS = frozenset(
+    {
+        BY_NAME["SYS_OSAL_NV_ITEM_INIT"],
+        BY_NAME["SYS_OSAL_NV_READ"],
+        BY_NAME["SYS_OSAL_NV_WRITE"],
+        BY_NAME["SYS_OSAL_NV_READ_EXT"],
+        BY_NAME["SYS_OSAL_NV_WRITE_EXT"],
+    }
+)
+
+
+def touches_secret(command: CommandDef, fields: Mapping[str, t.FieldValue]) -> bool:
+    """True for an NV request on a key item (its bytes, and its answer's, are secret)."""
+    return command in NV_ID_COMMANDS and fields.get("Id") in t.SECRET_NV_IDS

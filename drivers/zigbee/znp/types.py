@@ -276,6 +276,12 @@ class NvId(enum.IntEnum):
     HAS_CONFIGURED_ZSTACK1 = 0x0F00
 
 
+#: NV items holding key material: their values are never logged or printed.
+SECRET_NV_IDS = frozenset(
+    {NvId.PRECFGKEY, NvId.NWK_ACTIVE_KEY_INFO, NvId.NWK_ALTERN_KEY_INFO, NvId.TCLK_SEED}
+)
+
+
 # ---------------------------------------------------------------------------------------------
 # Field codecs
 
