@@ -85,6 +85,7 @@ def _peer(
         )
         for adv in adverts
     ]
+    Data: Any
     if library == "xiaomi-ble":
         from xiaomi_ble import XiaomiBluetoothDeviceData as Data
     else:
@@ -113,6 +114,7 @@ def _peer(
 def _driver_only(adverts: list[Advertisement], keys: dict[str, BindKey]) -> float:
     """The adapter's own cost: a sink that does nothing, so ingest and SQLite are excluded."""
     from gateway.adapters.ble import BleDriver
+    from hw_mocks.ble import ReplayScanner
 
     class NullSink:
         def device(self, update: Any) -> None: ...
@@ -124,7 +126,7 @@ def _driver_only(adverts: list[Advertisement], keys: dict[str, BindKey]) -> floa
         ) -> None: ...
 
     def go() -> int:
-        driver = BleDriver(lambda callback: None, keys)
+        driver = BleDriver(lambda callback: ReplayScanner(callback, []), keys)  # never started
         driver._sink = NullSink()
         for adv in adverts:
             driver.handle(adv)
