@@ -257,7 +257,12 @@ def create(ctx: AdapterContext) -> ZigbeeDriver | None:
         from hw_mocks.aqara import MODELS
         from hw_mocks.znp import ZStackSimulator
 
-        sim = ZStackSimulator(devices=MODELS, report_interval=DEMO_REPORT_INTERVAL, seed=4447)
+        sim = ZStackSimulator(
+            link_path=ctx.state_dir / "zigbee-demo" / "ttyZNP-sim",
+            devices=MODELS,
+            report_interval=DEMO_REPORT_INTERVAL,
+            seed=4447,
+        )
         config = CoordinatorConfig(
             port=sim.path,
             channel=section.channel,

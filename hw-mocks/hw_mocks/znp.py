@@ -136,6 +136,7 @@ class ZStackSimulator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+        self.close()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -150,6 +151,9 @@ class ZStackSimulator:
                 await self._reporter
             self._reporter = None
         self.unplug()
+
+    def close(self) -> None:
+        """Remove the temporary directory of the port path (after the last stop)."""
         if self._link_dir is not None:
             self._link_dir.cleanup()
             self._link_dir = None
@@ -167,6 +171,7 @@ class ZStackSimulator:
         tty.setraw(slave)
         os.set_blocking(master, False)
         self._master, self._slave = master, slave
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         os.symlink(os.ttyname(slave), self.path)
