@@ -9,8 +9,11 @@ zigbee-herdsman (see docs/zigbee.md); names are zigpy-znp's.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import functools
+import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from drivers.errors import ParseError
 from drivers.zigbee.znp import types as t
@@ -636,13 +639,73 @@ def lookup(frame: Frame) -> tuple[CommandDef, Kind] | None:
     return BY_HEADER.get((frame.cmd0, frame.cmd_id))
 
 
+_STRUCT_CODES = {
+    (1, False): "B",
+    (2, False): "H",
+    (4, False): "I",
+    (8, False): "Q",
+    (1, True): "b",
+    (2, True): "h",
+    (4, True): "i",
+    (8, True): "q",
+}
+
+Conv = Callable[[Any], t.FieldValue] | None
+#: A decoding step: a run of fixed-size fields read with one struct, or one codec.
+Step = tuple[struct.Struct, tuple[tuple[str, Conv], ...]] | Field
+
+
+def _ieee(raw: bytes) -> str:
+    return raw[::-1].hex()
+
+
+def _fixed(codec: t.Codec) -> tuple[str, Conv] | None:
+    if isinstance(codec, t.UInt) and (codec.size, codec.signed) in _STRUCT_CODES:
+        return _STRUCT_CODES[(codec.size, codec.signed)], None
+    if isinstance(codec, t.Enum) and (codec.size, False) in _STRUCT_CODES:
+        return _STRUCT_CODES[(codec.size, False)], codec.enum_cls
+    if isinstance(codec, t.Ieee):
+        return "8s", _ieee
+    return None
+
+
+@functools.cache
+def _plan(layout: Layout) -> tuple[Step, ...]:
+    """Consecutive fixed-size fields are read with one precompiled struct (speed)."""
+    steps: list[Step] = []
+    fmt = ""
+    names: list[tuple[str, Conv]] = []
+    for f in layout:
+        fixed = _fixed(f.codec)
+        if fixed is not None:
+            fmt += fixed[0]
+            names.append((f.name, fixed[1]))
+            continue
+        if names:
+            steps.append((struct.Struct("<" + fmt), tuple(names)))
+            fmt, names = "", []
+        steps.append(f)
+    if names:
+        steps.append((struct.Struct("<" + fmt), tuple(names)))
+    return tuple(steps)
+
+
 def decode_fields(layout: Layout, data: bytes, what: str) -> dict[str, t.FieldValue]:
     out: dict[str, t.FieldValue] = {}
     pos = 0
-    for f in layout:
-        out[f.name], pos = f.codec.decode(data, pos)
-    if pos != len(data):
-        raise ParseError(f"{what}: {len(data) - pos} unexpected trailing bytes")
+    n = len(data)
+    for step in _plan(layout):
+        if isinstance(step, Field):
+            out[step.name], pos = step.codec.decode(data, pos)
+            continue
+        st, names = step
+        if pos + st.size > n:
+            raise ParseError(f"{what}: need {st.size} bytes at offset {pos}, {n - pos} left")
+        for (name, conv), value in zip(names, st.unpack_from(data, pos), strict=True):
+            out[name] = value if conv is None else conv(value)
+        pos += st.size
+    if pos != n:
+        raise ParseError(f"{what}: {n - pos} unexpected trailing bytes")
     return out
 
 
