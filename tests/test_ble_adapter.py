@@ -142,7 +142,9 @@ async def test_an_empty_neighbourhood_is_not_a_fault(monkeypatch: pytest.MonkeyP
     assert owner.status.failures == 0
 
 
-async def test_a_failing_subscriber_does_not_stop_scanning() -> None:
+async def test_a_failing_subscriber_does_not_stop_scanning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     adverts = [Advertisement(MAC, -60, {UUID_BTHOME_V2: b"\x40"}, {}, None)]
     owner = BleScanner(
         lambda cb: ReplayScanner(cb, adverts, rate=1000.0, loop=True), silence_restart=None
@@ -161,6 +163,8 @@ async def test_a_failing_subscriber_does_not_stop_scanning() -> None:
         await task
     assert owner.callback_errors >= 3
     assert owner.status.failures == 0
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1  # logged once, not per advert
 
 
 # --- the bleak backend ---------------------------------------------------------------------

@@ -293,7 +293,10 @@ class BleScanner:
                 subscriber(adv)
             except Exception:  # one bad subscriber must not stop scanning
                 self.callback_errors += 1
-                _LOGGER.exception("BLE advert subscriber failed")
+                if self.callback_errors == 1:  # once with the traceback, then quietly
+                    _LOGGER.exception("BLE advert subscriber failed")
+                else:
+                    _LOGGER.debug("BLE advert subscriber failed again", exc_info=True)
 
     # scanning --------------------------------------------------------------------------
     async def run(self) -> None:
