@@ -542,3 +542,37 @@ def test_codec_modules_import_neither_asyncio_nor_bleak() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    temp=st.integers(-400, 600),
+    hum=st.integers(0, 1000),
+    batt=st.integers(0, 100),
+    counter=st.integers(0, 2**32 - 1),
+    version=st.sampled_from([4, 5]),
+)
+def test_mibeacon_encrypted_round_trip_property(
+    temp: int, hum: int, batt: int, counter: int, version: int
+) -> None:
+    objects = [
+        (0x100D, temp.to_bytes(2, "little", signed=True) + hum.to_bytes(2, "little")),
+        (0x100A, bytes([batt])),
+    ]
+    frame = mibeacon.encode(
+        product_id=0x055B,
+        frame_counter=counter & 0xFF,
+        mac=MAC,
+        objects=objects,
+        key=KEY16,
+        ext_counter=counter >> 8,
+        version=version,
+    )
+    out = decode_payload(UUID_MIBEACON, frame, MAC, KEY16)
+    assert isinstance(out, Decoded)
+    assert out.values == {"temperature": temp / 10, "humidity": hum / 10, "battery": float(batt)}
+    assert out.counter == counter
+    flipped = bytearray(frame)
+    flipped[-5] ^= 0x01  # one bit of ciphertext/counter: the tag no longer matches
+    bad = decode_payload(UUID_MIBEACON, bytes(flipped), MAC, KEY16)
+    assert isinstance(bad, Failed) and bad.reason is FailReason.KEY_INVALID
