@@ -28,6 +28,7 @@ from drivers.ble.types import (
     Failed,
     FailReason,
     Format,
+    FrameKind,
     KeyStatus,
 )
 from drivers.errors import ParseError
@@ -96,21 +97,23 @@ def test_mibeacon_v45_round_trip(version: int) -> None:
     out = decode_payload(UUID_MIBEACON, frame, MAC, KEY16)
     assert out == Decoded(
         mac=MAC,
-        format=Format.MIBEACON,
-        model="LYWSD03MMC",
-        name=product(0x055B).name,
-        encrypted=True,
-        key_status=KeyStatus.OK,
+        kind=FrameKind(
+            format=Format.MIBEACON,
+            model="LYWSD03MMC",
+            name=product(0x055B).name,
+            encrypted=True,
+            product_id=0x055B,
+            manufacturer="Xiaomi",
+            sleepy=False,
+            version=version,
+            uuid=UUID_MIBEACON,
+        ),
         values={"temperature": 27.2, "humidity": 49.0, "battery": 93.0},
-        product_id=0x055B,
-        manufacturer="Xiaomi",
-        sleepy=False,
         counter=7 | 0x010203 << 8,
-        version=version,
-        uuid=UUID_MIBEACON,
         payload=frame,
         info={},
     )
+    assert out.key_status is KeyStatus.OK
     wrong = decode_payload(UUID_MIBEACON, frame, MAC, OTHER16)
     assert isinstance(wrong, Failed) and wrong.reason is FailReason.KEY_INVALID
     assert wrong.model == "LYWSD03MMC"
@@ -337,19 +340,8 @@ def _bthome(counter: int | None, packet: int | None, payload: bytes | None = Non
     """A decoded BTHome frame; its payload carries its counters as on the air."""
     if payload is None:
         payload = bytes([0x41, 0x00, (packet or 0) & 0xFF]) + (counter or 0).to_bytes(4, "little")
-    return Decoded(
-        mac=MAC,
-        format=Format.BTHOME_V2,
-        model="BTHome",
-        name="",
-        encrypted=True,
-        key_status=KeyStatus.OK,
-        values={},
-        counter=packet,
-        replay_counter=counter,
-        uuid=UUID_BTHOME_V2,
-        payload=payload,
-    )
+    kind = FrameKind(Format.BTHOME_V2, "BTHome", "", True, version=2, uuid=UUID_BTHOME_V2)
+    return Decoded(MAC, kind, {}, counter=packet, replay_counter=counter, payload=payload)
 
 
 def test_dedup_drops_repeats_within_the_window_and_counts_them() -> None:

@@ -8,11 +8,12 @@ pvvx ``custom_beacon.h``).
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 
 from drivers.ble import crypto
 from drivers.ble.errors import KeyInvalidError, MalformedError, NoKeyError, UnsupportedError
 from drivers.ble.keys import LEGACY_KEY_FOR_AES, BindKey
-from drivers.ble.types import UUID_ATC, Decoded, Format, KeyStatus, Value
+from drivers.ble.types import UUID_ATC, Decoded, Format, FrameKind, Value
 
 LEN_ATC1441 = 13
 LEN_PVVX = 15
@@ -37,19 +38,12 @@ def _result(
     encrypted: bool,
     info: dict[str, str] | None = None,
 ) -> Decoded:
-    return Decoded(
-        mac=mac,
-        format=fmt,
-        model=model,
-        name="Thermometer (custom firmware)",
-        encrypted=encrypted,
-        key_status=KeyStatus.OK if encrypted else KeyStatus.NOT_ENCRYPTED,
-        values=values,
-        counter=counter,
-        uuid=UUID_ATC,
-        payload=data,
-        info=info or {},
-    )
+    return Decoded(mac, _kind(fmt, model, encrypted), values, (), counter, None, data, info or {})
+
+
+@lru_cache(maxsize=8)
+def _kind(fmt: Format, model: str, encrypted: bool) -> FrameKind:
+    return FrameKind(fmt, model, "Thermometer (custom firmware)", encrypted, uuid=UUID_ATC)
 
 
 def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:

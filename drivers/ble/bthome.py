@@ -15,6 +15,7 @@ import math
 import struct
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 from drivers.ble import crypto
 from drivers.ble.errors import KeyInvalidError, MalformedError, NoKeyError, UnsupportedError
@@ -26,7 +27,7 @@ from drivers.ble.types import (
     BleEvent,
     Decoded,
     Format,
-    KeyStatus,
+    FrameKind,
     Value,
 )
 
@@ -414,7 +415,6 @@ def decode_v2(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
         raise MalformedError(
             "encrypted BTHome needs the MAC (not in the frame, advertiser unknown)"
         )
-    key_status = KeyStatus.NOT_ENCRYPTED
     replay: int | None = None
     payload = data[pos:]
     if encrypted:
@@ -433,25 +433,17 @@ def decode_v2(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
             raise KeyInvalidError("BTHome tag mismatch (wrong key)", model=MODEL, encrypted=True)
         payload = plain
         replay = int.from_bytes(counter, "little")
-        key_status = KeyStatus.OK
     parsed = parse_v2_objects(payload)
     values, events = _finish(parsed)
     return Decoded(
-        mac=dev_mac.hex(":").upper() if dev_mac else "",
-        format=Format.BTHOME_V2,
-        model=MODEL,
-        name="BTHome sensor",
-        encrypted=encrypted,
-        key_status=key_status,
-        values=values,
-        events=events,
-        sleepy=trigger,
-        counter=parsed.packet_id,
-        replay_counter=replay,
-        version=2,
-        uuid=UUID_BTHOME_V2,
-        payload=data,
-        info=parsed.info,
+        dev_mac.hex(":").upper() if dev_mac else "",
+        _kind(Format.BTHOME_V2, encrypted, trigger),
+        values,
+        events,
+        parsed.packet_id,
+        replay,
+        data,
+        parsed.info,
     )
 
 
@@ -461,7 +453,6 @@ def decode_v1(data: bytes, mac: str | None, key: BindKey | None, *, encrypted: b
         raise MalformedError("BTHome v1 needs the advertiser's MAC")
     payload = data
     replay: int | None = None
-    key_status = KeyStatus.NOT_ENCRYPTED
     if encrypted:
         if key is None:
             raise NoKeyError(
@@ -478,24 +469,26 @@ def decode_v1(data: bytes, mac: str | None, key: BindKey | None, *, encrypted: b
             raise KeyInvalidError("BTHome v1 tag mismatch (wrong key)", model=MODEL, encrypted=True)
         payload = plain
         replay = int.from_bytes(counter, "little")
-        key_status = KeyStatus.OK
     parsed = parse_v1_objects(payload)
     values, events = _finish(parsed)
     return Decoded(
-        mac=dev_mac.hex(":").upper(),
-        format=Format.BTHOME_V1,
-        model=MODEL,
-        name="BTHome sensor",
-        encrypted=encrypted,
-        key_status=key_status,
-        values=values,
-        events=events,
-        counter=parsed.packet_id,
-        replay_counter=replay,
-        version=1,
-        uuid=UUID_BTHOME_V1_ENC if encrypted else UUID_BTHOME_V1,
-        payload=data,
-        info=parsed.info,
+        dev_mac.hex(":").upper(),
+        _kind(Format.BTHOME_V1, encrypted, False),
+        values,
+        events,
+        parsed.packet_id,
+        replay,
+        data,
+        parsed.info,
+    )
+
+
+@lru_cache(maxsize=16)
+def _kind(fmt: Format, encrypted: bool, trigger: bool) -> FrameKind:
+    v1 = fmt is Format.BTHOME_V1
+    uuid = (UUID_BTHOME_V1_ENC if encrypted else UUID_BTHOME_V1) if v1 else UUID_BTHOME_V2
+    return FrameKind(
+        fmt, MODEL, "BTHome sensor", encrypted, sleepy=trigger, version=1 if v1 else 2, uuid=uuid
     )
 
 

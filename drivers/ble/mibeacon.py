@@ -13,6 +13,7 @@ import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from drivers.ble import crypto
 from drivers.ble.errors import (
@@ -24,7 +25,7 @@ from drivers.ble.errors import (
 )
 from drivers.ble.keys import LEGACY_KEY_FOR_V45, LONG_KEY_FOR_LEGACY, BindKey
 from drivers.ble.products import Product, product
-from drivers.ble.types import UUID_MIBEACON, BleEvent, Decoded, Format, KeyStatus, Value
+from drivers.ble.types import UUID_MIBEACON, BleEvent, Decoded, Format, FrameKind, Value
 
 
 class FrameControl(enum.IntFlag):
@@ -704,7 +705,6 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
         )
     ctx = _Ctx(prod.model)
     counter = frame_counter
-    key_status = KeyStatus.NOT_ENCRYPTED
     notes: list[str] = []
     if fc & _OBJECT_INCLUDED:
         if encrypted:
@@ -764,7 +764,6 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
                         prod,
                         encrypted,
                     ) from None
-            key_status = KeyStatus.OK
         else:
             if len(data) < i + 3:
                 raise _fail(
@@ -780,22 +779,29 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
     if notes:
         info["skipped_objects"] = " ".join(notes)
     return Decoded(
-        mac=mac_text,
-        format=Format.MIBEACON,
-        model=prod.model,
-        name=prod.name,
-        encrypted=encrypted,
-        key_status=key_status,
-        values=ctx.values,
-        events=tuple(ctx.events),
-        product_id=prod.product_id,
-        manufacturer=prod.manufacturer,
-        sleepy=prod.sleepy,
-        counter=counter,
-        version=version,
-        uuid=UUID_MIBEACON,
-        payload=data,
-        info=info,
+        mac_text,
+        _kind(prod, version, encrypted),
+        ctx.values,
+        tuple(ctx.events),
+        counter,
+        None,
+        data,
+        info,
+    )
+
+
+@lru_cache(maxsize=512)
+def _kind(prod: Product, version: int, encrypted: bool) -> FrameKind:
+    return FrameKind(
+        Format.MIBEACON,
+        prod.model,
+        prod.name,
+        encrypted,
+        prod.product_id,
+        prod.manufacturer,
+        prod.sleepy,
+        version,
+        UUID_MIBEACON,
     )
 
 

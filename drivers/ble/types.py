@@ -111,32 +111,83 @@ class BleEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class Decoded:
-    """One service-data payload decoded into values and events."""
+class FrameKind:
+    """What kind of payload this is: constant per format, product, version and encryption.
 
-    mac: str
+    Codecs build one per combination and reuse it (``functools.lru_cache``), so a decoded
+    advert carries these facts without copying them each time.
+    """
+
     format: Format
     model: str
     name: str
-    encrypted: bool
-    key_status: KeyStatus
-    values: dict[str, Value]
-    events: tuple[BleEvent, ...] = ()
+    encrypted: bool = False
     product_id: int | None = None
     manufacturer: str = ""
     #: Sends on change only: silence is not unavailability.
     sleepy: bool = False
+    #: Protocol version (MiBeacon 2-5, BTHome 1-2).
+    version: int | None = None
+    uuid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One service-data payload decoded into values and events."""
+
+    mac: str
+    kind: FrameKind
+    values: dict[str, Value]
+    events: tuple[BleEvent, ...] = ()
     #: Frame counter (MiBeacon), packet id (BTHome 0x00, ATC/pvvx), or encryption counter.
     counter: int | None = None
     #: The BTHome encryption counter (u32) when encrypted, for replay protection.
     replay_counter: int | None = None
-    #: Protocol version (MiBeacon 2-5, BTHome 1-2).
-    version: int | None = None
-    uuid: str = ""
     #: The raw service data (for de-duplication and diagnostics; never contains keys).
     payload: bytes = b""
     #: Descriptive facts (firmware version, device type id, objects skipped ...).
     info: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def format(self) -> Format:
+        return self.kind.format
+
+    @property
+    def model(self) -> str:
+        return self.kind.model
+
+    @property
+    def name(self) -> str:
+        return self.kind.name
+
+    @property
+    def encrypted(self) -> bool:
+        return self.kind.encrypted
+
+    @property
+    def key_status(self) -> KeyStatus:
+        """A decoded encrypted payload was authenticated (or, legacy, walked cleanly)."""
+        return KeyStatus.OK if self.kind.encrypted else KeyStatus.NOT_ENCRYPTED
+
+    @property
+    def product_id(self) -> int | None:
+        return self.kind.product_id
+
+    @property
+    def manufacturer(self) -> str:
+        return self.kind.manufacturer
+
+    @property
+    def sleepy(self) -> bool:
+        return self.kind.sleepy
+
+    @property
+    def version(self) -> int | None:
+        return self.kind.version
+
+    @property
+    def uuid(self) -> str:
+        return self.kind.uuid
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 from drivers.ble.errors import MalformedError
-from drivers.ble.types import Decoded, Format, KeyStatus, Value, uuid16
+from drivers.ble.types import Decoded, Format, FrameKind, Value, uuid16
 
 UUID_SCALE_V1 = uuid16(0x181D)
 UUID_SCALE_V2 = uuid16(0x181B)
@@ -32,19 +32,8 @@ def _scale(
     data: bytes,
     uuid: str,
 ) -> Decoded:
-    return Decoded(
-        mac=mac,
-        format=fmt,
-        model=model,
-        name=name,
-        encrypted=False,
-        key_status=KeyStatus.NOT_ENCRYPTED,
-        values=values,
-        manufacturer="Xiaomi",
-        sleepy=True,
-        uuid=uuid,
-        payload=data,
-    )
+    kind = FrameKind(fmt, model, name, manufacturer="Xiaomi", sleepy=True, uuid=uuid)
+    return Decoded(mac, kind, values, payload=data)
 
 
 def decode_scale_v1(data: bytes, mac: str) -> Decoded:
@@ -106,15 +95,13 @@ def decode_hhccjcy10(data: bytes, mac: str) -> Decoded:
         "battery": float(batt),
         "conductivity": float(cond),
     }
-    return Decoded(
-        mac=mac,
-        format=Format.HHCCJCY10,
-        model="HHCCJCY10",
-        name="Plant Sensor",
-        encrypted=False,
-        key_status=KeyStatus.NOT_ENCRYPTED,
-        values=values,
-        manufacturer="HHCC Plant Technology Co. Ltd",
-        uuid=UUID_HHCCJCY10,
-        payload=data,
-    )
+    return Decoded(mac, _HHCC, values, payload=data)
+
+
+_HHCC = FrameKind(
+    Format.HHCCJCY10,
+    "HHCCJCY10",
+    "Plant Sensor",
+    manufacturer="HHCC Plant Technology Co. Ltd",
+    uuid=UUID_HHCCJCY10,
+)
