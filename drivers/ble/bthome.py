@@ -303,9 +303,20 @@ def _finish(parsed: _Parsed) -> tuple[dict[str, Value], tuple[BleEvent, ...]]:
     return values, tuple(events)
 
 
+def _divisor(obj: BtObj) -> int:
+    """10**k when the object's scale is exactly 10**-k (then ``raw / 10**k`` is exact)."""
+    if obj.convert != 1.0:
+        return 0
+    for k in range(7):
+        if obj.factor == 10.0**-k:
+            return int(10**k)
+    return 0
+
+
 #: Fast plan for plain numeric objects (the bulk of real traffic): id -> (name, length,
-#: signed, scale, digits, as_float, plain) where ``plain`` means factor and unit are 1.
-_NUMERIC: dict[int, tuple[str, int, bool, float, int, bool, bool]] = {
+#: signed, scale, digits, as_float, divisor); ``divisor`` is 10**k for a 10**-k factor
+#: (1 for factor 1), else 0 (then round(raw * scale, digits)).
+_NUMERIC: dict[int, tuple[str, int, bool, float, int, bool, int]] = {
     o.oid: (
         o.name,
         o.length,
@@ -313,7 +324,7 @@ _NUMERIC: dict[int, tuple[str, int, bool, float, int, bool, bool]] = {
         o.factor * o.convert,
         o.digits,
         o.name in FLOAT_METRICS,
-        o.factor == 1.0 and o.convert == 1.0,
+        _divisor(o),
     )
     for o in OBJECTS.values()
     if o.kind is Kind.NUMBER
@@ -330,13 +341,15 @@ def parse_v2_objects(payload: bytes) -> _Parsed:
         oid = payload[pos]
         fast = numeric.get(oid)
         if fast is not None:  # inlined NUMBER path; same result as _apply
-            name, length, signed, scale, digits, as_float, plain = fast
+            name, length, signed, scale, digits, as_float, divisor = fast
             nxt = pos + 1 + length
             if nxt > end:
                 raise MalformedError(f"BTHome object 0x{oid:02X} is truncated")
             raw = int.from_bytes(payload[pos + 1 : nxt], "little", signed=signed)
-            if plain:
+            if divisor == 1:
                 pairs.append((name, float(raw) if as_float else raw))
+            elif divisor:
+                pairs.append((name, raw / divisor))
             else:
                 pairs.append((name, round(raw * scale, digits)))
             pos = nxt

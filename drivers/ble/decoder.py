@@ -89,6 +89,10 @@ def decode_payload(uuid: str, data: bytes, mac: str | None, key: BindKey | None)
     fdef = FORMATS.get(uuid)
     if fdef is None:
         return None
+    return _decode(fdef, data, mac, key)
+
+
+def _decode(fdef: FormatDef, data: bytes, mac: str | None, key: BindKey | None) -> Outcome:
     try:
         return fdef.decode(data, mac, key)
     except BleParseError as exc:
@@ -102,12 +106,12 @@ def decode_payload(uuid: str, data: bytes, mac: str | None, key: BindKey | None)
             product_id=exc.product_id,
             sleepy=exc.sleepy,
             encrypted=exc.encrypted,
-            uuid=uuid,
+            uuid=fdef.uuid,
             payload=data,
         )
     except ParseError as exc:  # pragma: no cover - every codec raises BleParseError
         return Failed(
-            mac or "", fdef.format, FailReason.MALFORMED, str(exc), uuid=uuid, payload=data
+            mac or "", fdef.format, FailReason.MALFORMED, str(exc), uuid=fdef.uuid, payload=data
         )
 
 
@@ -116,15 +120,13 @@ def decode_advertisement(adv: Advertisement, keys: Mapping[str, BindKey]) -> lis
     mac = adv.address.upper() if adv.address else None
     key = keys.get(mac) if mac else None
     sd = adv.service_data
+    if len(sd) == 1:  # the common case: one payload
+        for uuid, data in sd.items():
+            fdef = FORMATS.get(uuid)
+            return [] if fdef is None else [_decode(fdef, bytes(data), mac, key)]
     uuids = [u for u in sd if u in FORMATS]
-    if len(uuids) > 1:
-        uuids.sort(key=_PRIORITY.__getitem__)
-    out: list[Outcome] = []
-    for uuid in uuids:
-        outcome = decode_payload(uuid, bytes(sd[uuid]), mac, key)
-        if outcome is not None:
-            out.append(outcome)
-    return out
+    uuids.sort(key=_PRIORITY.__getitem__)
+    return [_decode(FORMATS[u], bytes(sd[u]), mac, key) for u in uuids]
 
 
 def primary(outcomes: list[Outcome]) -> Outcome | None:

@@ -105,11 +105,11 @@ def _set(name: str, conv: Callable[[bytes], Value]) -> Decoder:
 
 
 def _scaled(name: str, divisor: int, signed: bool = False) -> Decoder:
-    digits = len(str(divisor)) - 1
+    """An integer divided by a power of ten. IEEE division is correctly rounded, so the
+    result is exactly the float of the decimal value (27.2, not 27.200000000000003)."""
 
     def decode(data: bytes, ctx: _Ctx) -> None:
-        raw = _s(data) if signed else _u(data)
-        ctx.values[name] = round(raw / divisor, digits)
+        ctx.values[name] = int.from_bytes(data, "little", signed=signed) / divisor
 
     return decode
 
@@ -129,8 +129,8 @@ _TEMP_HUM = struct.Struct("<hH").unpack
 
 def _temp_hum(data: bytes, ctx: _Ctx) -> None:
     temp, hum = _TEMP_HUM(data)
-    ctx.values["temperature"] = round(temp / 10, 1)
-    ctx.values["humidity"] = round(hum / 10, 1)
+    ctx.values["temperature"] = temp / 10  # exact: see _scaled
+    ctx.values["humidity"] = hum / 10
 
 
 def _power_temp(data: bytes, ctx: _Ctx) -> None:
