@@ -119,7 +119,8 @@ def _peer(
     key = keys.get(info.address)
     probe_dev = Data(bindkey=key.raw if key else None)
     update = probe_dev.update(info)
-    if not update.entity_values:
+    decoded = {str(k.key) for k in update.entity_values} - {"signal_strength"}
+    if not decoded:  # RSSI alone is reported even for adverts it cannot decode
         raise RuntimeError(f"{library} decoded nothing from the bench adverts")
     return go
 
