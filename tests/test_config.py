@@ -110,3 +110,18 @@ def test_cli_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "api.listen (line 2): must be a string, not an integer" in capsys.readouterr().err
     assert main(["config", "check", str(tmp_path / "nope.toml")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_config_check_rejects_bad_ble_keys_without_showing_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = "b853075158487aa39a5b5ea9"  # a 24-char Mi token pasted as a v4/v5 bind key
+    f = tmp_path / "c.toml"
+    f.write_text(f"[ble.keys]\n'A4:C1:38:00:00:01' = 'zz{token[2:]}'\n")
+    assert main(["config", "check", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert "A4:C1:38:00:00:01" in err
+    assert token[2:] not in err
+    f.write_text(f"[ble.key_files]\n'A4:C1:38:00:00:01' = 'missing-key'\n")
+    assert main(["config", "check", str(f)]) == 1
+    assert "cannot read bind key for A4:C1:38:00:00:01 file" in capsys.readouterr().err

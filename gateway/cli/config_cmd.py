@@ -20,10 +20,15 @@ def check(file: Path) -> int:
         config_mod.read_secret(
             cfg.upstream.password, cfg.upstream.password_file, "upstream.password"
         )
-        for mac, path in cfg.ble.key_files.items():
-            config_mod.read_secret(None, path, f"ble.key_files.{mac}")
     except ConfigError as exc:
         click.echo(f"{file}: {exc}", err=True)
+        return 1
+    from gateway.adapters.ble import load_keys
+
+    _keys, problems = load_keys(cfg.ble)
+    if problems:
+        for problem in problems:
+            click.echo(f"{file}: ble: {problem}", err=True)
         return 1
     summary = (
         f"gateway {cfg.gateway.id}: {len(cfg.gpio.devices)} gpio device(s), "
