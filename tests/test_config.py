@@ -122,6 +122,6 @@ def test_cli_config_check_rejects_bad_ble_keys_without_showing_them(
     err = capsys.readouterr().err
     assert "A4:C1:38:00:00:01" in err
     assert token[2:] not in err
-    f.write_text(f"[ble.key_files]\n'A4:C1:38:00:00:01' = 'missing-key'\n")
+    f.write_text("[ble.key_files]\n'A4:C1:38:00:00:01' = 'missing-key'\n")
     assert main(["config", "check", str(f)]) == 1
     assert "cannot read bind key for A4:C1:38:00:00:01 file" in capsys.readouterr().err
