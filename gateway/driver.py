@@ -39,7 +39,14 @@ class Sink(Protocol):
 
     def reading(self, device_id: str, metric: str, value: Value) -> None: ...
 
-    def event(self, device_id: str, event: str, action: str, button: int | None = None) -> None: ...
+    def event(
+        self,
+        device_id: str,
+        event: str,
+        action: str,
+        button: int | None = None,
+        properties: tuple[tuple[str, int], ...] = (),
+    ) -> None: ...
 
 
 class Driver(Protocol):

@@ -60,7 +60,14 @@ class DriverSink:
         else:
             ing.counters[f"{self._source}.dropped"] += 1
 
-    def event(self, device_id: str, event: str, action: str, button: int | None = None) -> None:
+    def event(
+        self,
+        device_id: str,
+        event: str,
+        action: str,
+        button: int | None = None,
+        properties: tuple[tuple[str, int], ...] = (),
+    ) -> None:
         ing = self._ingest
         ev = Event(
             device_id=device_id,
@@ -69,6 +76,7 @@ class DriverSink:
             button=button,
             stamp=ing.stamp(),
             source=self._source,
+            properties=properties,
         )
         if ing._store.add_event(ev):
             ing.counters[f"{self._source}.events"] += 1

@@ -63,6 +63,8 @@ class Event:
     source: str
     button: int | None = None
     seq: int = 0
+    #: Extra values the event carries as sent (dimmer ``steps``, ``presses``, ``duration``).
+    properties: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

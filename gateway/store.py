@@ -201,6 +201,8 @@ def event_body(e: Event) -> str:
     body: dict[str, Any] = {"device": e.device_id, "event": e.event, "action": e.action}
     if e.button is not None:
         body["button"] = e.button
+    for key, value in e.properties:
+        body.setdefault(key, value)
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -52,7 +52,14 @@ class RecordingSink:
     def reading(self, device_id: str, metric: str, value: Value) -> None:
         self.readings.append((device_id, metric, value))
 
-    def event(self, device_id: str, event: str, action: str, button: int | None = None) -> None:
+    def event(
+        self,
+        device_id: str,
+        event: str,
+        action: str,
+        button: int | None = None,
+        properties: tuple[tuple[str, int], ...] = (),
+    ) -> None:
         self.events.append((device_id, event, action, button))
 
 

@@ -220,3 +220,20 @@ async def test_failed_commit_keeps_the_batch_and_retries(
         await store.flush()
     assert [r.seq for r in got] == [1, 2, 3, 4, 5]
     assert store.last_error == ""
+
+
+async def test_event_properties_travel_in_the_outbox_body(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db") as store:
+        ev = Event(
+            device_id="ble-1",
+            event="dimmer",
+            action="rotate_left",
+            stamp=event().stamp,
+            source="test",
+            properties=(("steps", 3), ("action", 9)),
+        )
+        store.add_event(ev)
+        await store.flush()
+        rows = await store.outbox_fetch(1)
+    # properties never overwrite the event's own fields
+    assert rows[0].body == ('{"device":"ble-1","event":"dimmer","action":"rotate_left","steps":3}')

@@ -227,7 +227,7 @@ class BleDriver:
             sink.reading(dev, metric, value)
             self.counters["readings"] += 1
         for ev in result.events:
-            sink.event(dev, ev.event, ev.action, ev.button)
+            sink.event(dev, ev.event, ev.action, ev.button, ev.properties)
             self.counters["events"] += 1
 
     def _failed(self, failed: Failed, adv: Advertisement, now: float) -> None:
