@@ -25,7 +25,14 @@ from drivers.ble.errors import (
 )
 from drivers.ble.keys import LEGACY_KEY_FOR_V45, LONG_KEY_FOR_LEGACY, BindKey
 from drivers.ble.products import Product, product
-from drivers.ble.types import UUID_MIBEACON, BleEvent, Decoded, Format, FrameKind, Value
+from drivers.ble.types import (
+    UUID_MIBEACON,
+    BleEvent,
+    Decoded,
+    Format,
+    FrameKind,
+    Value,
+)
 
 
 class FrameControl(enum.IntFlag):
@@ -600,25 +607,28 @@ class Header:
 
 
 def parse_header(data: bytes) -> Header:
-    return Header(*_header(data))
+    fc, version, pid, counter, mac_field, cap, io, offset = _header(data)
+    mac = mac_field[::-1] if mac_field is not None else None
+    return Header(fc, version, pid, counter, mac, cap, io, offset)
 
 
 _HeaderTuple = tuple[int, int, int, int, bytes | None, int | None, int | None, int]
 
 
 def _header(data: bytes) -> _HeaderTuple:
+    """The fixed header; the MAC field is returned as sent (reversed, as nonces use it)."""
     if len(data) < 5:
         raise MalformedError(f"MiBeacon frame of {len(data)} bytes is shorter than 5")
     fc = data[0] | data[1] << 8
     version = fc >> 12
     pid = data[2] | data[3] << 8
     i = 5
-    mac = None
+    mac_field = None
     cap = io = None
     if fc & _MAC_INCLUDED:
         if len(data) < 11:
             raise MalformedError("MiBeacon frame too short for its MAC field")
-        mac = data[5:11][::-1]
+        mac_field = data[5:11]
         i = 11
     if fc & _CAPABILITY_INCLUDED:
         if len(data) < i + 1:
@@ -630,12 +640,16 @@ def _header(data: bytes) -> _HeaderTuple:
                 raise MalformedError("MiBeacon frame too short for its I/O capability")
             io = data[i]
             i += 1
-    return fc, version, pid, data[4], mac, cap, io, i
+    return fc, version, pid, data[4], mac_field, cap, io, i
 
 
-def _walk(payload: bytes, ctx: _Ctx, *, strict: bool) -> list[str]:
-    """Walk the objects; returns notes. ``strict`` (legacy crypto) raises on anything odd."""
-    notes: list[str] = []
+def _walk(payload: bytes, ctx: _Ctx, notes: list[str] | None) -> None:
+    """Walk the objects into ``ctx``.
+
+    Lenient (``notes`` given): unknown objects and objects of an unexpected length are
+    skipped and noted. Strict (``notes`` is None, legacy crypto): anything odd raises.
+    A length that overruns the payload raises in both modes.
+    """
     pos = 0
     end = len(payload)
     while pos + 3 <= end:
@@ -645,23 +659,22 @@ def _walk(payload: bytes, ctx: _Ctx, *, strict: bool) -> list[str]:
         if nxt > end:
             raise MalformedError(f"object 0x{oid:04X} length {olen} overruns the payload")
         obj = OBJECTS.get(oid)
-        data = payload[pos + 3 : nxt]
-        if obj is None:
-            if strict:
-                raise MalformedError(f"unknown object 0x{oid:04X}")
-            notes.append(f"0x{oid:04X}:{data.hex()}")
-        elif olen not in obj.lengths:
-            if strict:
-                raise MalformedError(f"object 0x{oid:04X} has length {olen}")
-            notes.append(f"0x{oid:04X}/len{olen}:{data.hex()}")
+        if obj is not None and olen in obj.lengths:
+            obj.decode(payload[pos + 3 : nxt], ctx)
+        elif notes is None:
+            raise MalformedError(
+                f"unknown object 0x{oid:04X}"
+                if obj is None
+                else f"object 0x{oid:04X} has length {olen}"
+            )
         else:
-            obj.decode(data, ctx)
+            data = payload[pos + 3 : nxt].hex()
+            notes.append(f"0x{oid:04X}:{data}" if obj is None else f"0x{oid:04X}/len{olen}:{data}")
         pos = nxt
     if pos != end:
-        if strict:
+        if notes is None:
             raise MalformedError(f"{end - pos} stray byte(s) after the objects")
         notes.append(f"stray:{payload[pos:].hex()}")
-    return notes
 
 
 def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
@@ -669,110 +682,70 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
 
     Raises only :class:`~drivers.ble.errors.BleParseError` subclasses.
     """
-    fc, version, pid, frame_counter, hmac, cap, _io, i = _header(data)
+    fc, version, pid, frame_counter, mac_field, cap, _io, i = _header(data)
     if version < 2:
         raise UnsupportedError(f"MiBeacon version {version} is not supported")
     if fc & _MESH:
         raise UnsupportedError("MiBeacon mesh frames are not supported")
-    prod: Product | None = product(pid)
-    if prod is None:
-        raise UnsupportedError(f"unknown MiBeacon product id 0x{pid:04X}", product_id=pid)
     encrypted = bool(fc & _ENCRYPTED)
-    if hmac is not None:
-        mac_text = hmac.hex(":").upper()
-        if mac and mac.upper() != mac_text:
+    kind = _kind(pid, version, encrypted)
+    if kind is None:
+        raise UnsupportedError(f"unknown MiBeacon product id 0x{pid:04X}", product_id=pid)
+    if mac_field is not None:
+        mac_text = mac_field[::-1].hex(":").upper()
+        if mac and mac != mac_text and mac.upper() != mac_text:
             raise _fail(
-                MalformedError,
-                "the MAC inside the MiBeacon frame is not the advertiser's",
-                prod,
-                encrypted,
+                MalformedError, "the MAC inside the MiBeacon frame is not the advertiser's", kind
             )
-        dev_mac = hmac
+        mac_rev = mac_field
     elif mac:
         mac_text = mac.upper()
         try:
-            dev_mac = bytes.fromhex(mac_text.replace(":", ""))
+            mac_rev = bytes.fromhex(mac_text.replace(":", ""))[::-1]
         except ValueError:
-            raise _fail(
-                MalformedError, "the advertiser MAC is not valid", prod, encrypted
-            ) from None
+            raise _fail(MalformedError, "the advertiser MAC is not valid", kind) from None
     else:
-        raise _fail(
-            MalformedError,
-            "no MAC address (not in the frame, advertiser unknown)",
-            prod,
-            encrypted,
-        )
-    ctx = _Ctx(prod.model)
+        raise _fail(MalformedError, "no MAC address (not in the frame, advertiser unknown)", kind)
+    ctx = _Ctx(kind.model)
     counter = frame_counter
     notes: list[str] = []
     if fc & _OBJECT_INCLUDED:
-        if encrypted:
-            if key is None:
-                raise _fail(
-                    NoKeyError,
-                    "encrypted MiBeacon and no bind key for this MAC",
-                    prod,
-                    encrypted,
-                )
-            mac_rev = dev_mac[::-1]
-            if version >= 4:
-                if key.is_legacy:
-                    raise _fail(KeyInvalidError, LEGACY_KEY_FOR_V45, prod, encrypted)
-                if len(data) < i + 3 + 7:
-                    raise _fail(
-                        MalformedError,
-                        "encrypted MiBeacon v4/v5 frame too short",
-                        prod,
-                        encrypted,
-                    )
-                ext = data[-7:-4]
-                nonce = crypto.mibeacon_v45_nonce(mac_rev, data, ext)
-                plain = crypto.ccm_decrypt(
-                    key.aes_key(), nonce, data[i:-7], data[-4:], crypto.AAD_11
-                )
-                if plain is None:
-                    raise _fail(
-                        KeyInvalidError,
-                        "MiBeacon v4/v5 tag mismatch (wrong bind key)",
-                        prod,
-                        encrypted,
-                    )
-                counter = frame_counter | _u(ext) << 8
-                _walk_checked(plain, ctx, notes, prod, encrypted)
-            else:
-                if not key.is_legacy:
-                    raise _fail(KeyInvalidError, LONG_KEY_FOR_LEGACY, prod, encrypted)
-                if len(data) < i + 3 + 4:
-                    raise _fail(
-                        MalformedError,
-                        "encrypted MiBeacon v2/v3 frame too short",
-                        prod,
-                        encrypted,
-                    )
-                ext = data[-4:-1]
-                nonce = crypto.mibeacon_legacy_nonce(data, ext, mac_rev)
-                plain = crypto.ccm_ctr_only(key.aes_key(), nonce, data[i:-4])
-                counter = frame_counter | _u(ext) << 8
-                try:
-                    notes = _walk(plain, ctx, strict=True)
-                except MalformedError:
-                    # No verified tag in the legacy scheme: garbage objects mean a wrong key.
-                    raise _fail(
-                        KeyInvalidError,
-                        "legacy MiBeacon payload does not parse after decryption (wrong key)",
-                        prod,
-                        encrypted,
-                    ) from None
-        else:
+        if not encrypted:
             if len(data) < i + 3:
+                raise _fail(MalformedError, "MiBeacon frame has the object bit but no object", kind)
+            _walk_lenient(data[i:], ctx, notes, kind)
+        elif key is None:
+            raise _fail(NoKeyError, "encrypted MiBeacon and no bind key for this MAC", kind)
+        elif version >= 4:
+            if key.is_legacy:
+                raise _fail(KeyInvalidError, LEGACY_KEY_FOR_V45, kind)
+            if len(data) < i + 3 + 7:
+                raise _fail(MalformedError, "encrypted MiBeacon v4/v5 frame too short", kind)
+            ext = data[-7:-4]
+            nonce = crypto.mibeacon_v45_nonce(mac_rev, data, ext)
+            plain = crypto.ccm_decrypt(key.raw, nonce, data[i:-7], data[-4:], crypto.AAD_11)
+            if plain is None:
+                raise _fail(KeyInvalidError, "MiBeacon v4/v5 tag mismatch (wrong bind key)", kind)
+            counter = frame_counter | int.from_bytes(ext, "little") << 8
+            _walk_lenient(plain, ctx, notes, kind)
+        else:
+            if not key.is_legacy:
+                raise _fail(KeyInvalidError, LONG_KEY_FOR_LEGACY, kind)
+            if len(data) < i + 3 + 4:
+                raise _fail(MalformedError, "encrypted MiBeacon v2/v3 frame too short", kind)
+            ext = data[-4:-1]
+            nonce = crypto.mibeacon_legacy_nonce(data, ext, mac_rev)
+            plain = crypto.ccm_ctr_only(key.aes_key(), nonce, data[i:-4])
+            counter = frame_counter | int.from_bytes(ext, "little") << 8
+            try:
+                _walk(plain, ctx, None)
+            except MalformedError:
+                # No verified tag in the legacy scheme: garbage objects mean a wrong key.
                 raise _fail(
-                    MalformedError,
-                    "MiBeacon frame has the object bit but no object",
-                    prod,
-                    encrypted,
-                )
-            _walk_checked(data[i:], ctx, notes, prod, encrypted)
+                    KeyInvalidError,
+                    "legacy MiBeacon payload does not parse after decryption (wrong key)",
+                    kind,
+                ) from None
     info: dict[str, str] = {}
     if cap is not None:
         info["capability"] = f"0x{cap:02X}"
@@ -780,9 +753,9 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
         info["skipped_objects"] = " ".join(notes)
     return Decoded(
         mac_text,
-        _kind(prod, version, encrypted),
+        kind,
         ctx.values,
-        tuple(ctx.events),
+        tuple(ctx.events) if ctx.events else (),
         counter,
         None,
         data,
@@ -790,8 +763,12 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
     )
 
 
-@lru_cache(maxsize=512)
-def _kind(prod: Product, version: int, encrypted: bool) -> FrameKind:
+@lru_cache(maxsize=1024)
+def _kind(product_id: int, version: int, encrypted: bool) -> FrameKind | None:
+    """The frame kind of a known product id (None for an unknown one); built once each."""
+    prod: Product | None = product(product_id)
+    if prod is None:
+        return None
     return FrameKind(
         Format.MIBEACON,
         prod.model,
@@ -805,23 +782,21 @@ def _kind(prod: Product, version: int, encrypted: bool) -> FrameKind:
     )
 
 
-def _walk_checked(
-    payload: bytes, ctx: _Ctx, notes: list[str], prod: Product, encrypted: bool
-) -> None:
+def _walk_lenient(payload: bytes, ctx: _Ctx, notes: list[str], kind: FrameKind) -> None:
     try:
-        notes.extend(_walk(payload, ctx, strict=False))
+        _walk(payload, ctx, notes)
     except MalformedError as exc:
-        raise _fail(MalformedError, str(exc), prod, encrypted) from None
+        raise _fail(MalformedError, str(exc), kind) from None
 
 
-def _fail(cls: type[BleParseError], message: str, prod: Product, encrypted: bool) -> BleParseError:
+def _fail(cls: type[BleParseError], message: str, kind: FrameKind) -> BleParseError:
     return cls(
         message,
-        model=prod.model,
-        name=prod.name,
-        product_id=prod.product_id,
-        sleepy=prod.sleepy,
-        encrypted=encrypted,
+        model=kind.model,
+        name=kind.name,
+        product_id=kind.product_id,
+        sleepy=kind.sleepy,
+        encrypted=kind.encrypted,
     )
 
 
