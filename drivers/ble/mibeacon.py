@@ -32,6 +32,7 @@ from drivers.ble.types import (
     Format,
     FrameKind,
     Value,
+    make_decoded,
 )
 
 
@@ -751,7 +752,7 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
         info["capability"] = f"0x{cap:02X}"
     if notes:
         info["skipped_objects"] = " ".join(notes)
-    return Decoded(
+    return make_decoded(
         mac_text,
         kind,
         ctx.values,

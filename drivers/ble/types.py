@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 #: A decoded value as the air carries it, scaled to the unit of its metric.
 Value = float | int | bool | str
@@ -188,6 +190,55 @@ class Decoded:
     @property
     def uuid(self) -> str:
         return self.kind.uuid
+
+
+def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    setter: Callable[[Any, Any], None] = cls.__dict__[name].__set__
+    return setter
+
+
+(
+    _set_mac,
+    _set_kind,
+    _set_values,
+    _set_events,
+    _set_counter,
+    _set_replay_counter,
+    _set_payload,
+    _set_info,
+) = (_slot_setter(Decoded, f.name) for f in fields(Decoded))
+
+
+def make_decoded(
+    mac: str,
+    kind: FrameKind,
+    values: dict[str, Value],
+    events: tuple[BleEvent, ...],
+    counter: int | None,
+    replay_counter: int | None,
+    payload: bytes,
+    info: dict[str, str],
+) -> Decoded:
+    """``Decoded(...)`` with every field given, for the codecs' per-advert hot path.
+
+    A frozen dataclass's ``__init__`` assigns each field through ``object.__setattr__``
+    (about 1 µs for Decoded's eight fields, a quarter of a MiBeacon decode); this sets the
+    slots directly (about 0.4 µs). The result is an ordinary, equal, still-frozen Decoded.
+    """
+    obj: Decoded = object.__new__(Decoded)
+    _set_mac(obj, mac)
+    _set_kind(obj, kind)
+    _set_values(obj, values)
+    _set_events(obj, events)
+    _set_counter(obj, counter)
+    _set_replay_counter(obj, replay_counter)
+    _set_payload(obj, payload)
+    _set_info(obj, info)
+    return obj
+
+
+if tuple(inspect.signature(make_decoded).parameters) != tuple(f.name for f in fields(Decoded)):
+    raise TypeError("make_decoded() must take exactly Decoded's fields, in order")
 
 
 @dataclass(frozen=True, slots=True)
