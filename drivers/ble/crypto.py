@@ -6,8 +6,6 @@ encrypt helpers exist so tests and the simulated fleet can build valid encrypted
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
@@ -17,9 +15,20 @@ AAD_11 = b"\x11"
 TAG_LEN = 4
 
 
-@lru_cache(maxsize=256)
+#: One AESCCM per key, built once (keys are immutable). Bounded: cleared when full.
+_CCMS: dict[bytes, AESCCM] = {}
+_CCMS_MAX = 1024
+
+
+def _new_ccm(key: bytes) -> AESCCM:
+    if len(_CCMS) >= _CCMS_MAX:
+        _CCMS.clear()
+    ccm = _CCMS[key] = AESCCM(key, tag_length=TAG_LEN)
+    return ccm
+
+
 def _ccm(key: bytes) -> AESCCM:
-    return AESCCM(key, tag_length=TAG_LEN)
+    return _CCMS.get(key) or _new_ccm(key)
 
 
 def ccm_decrypt(
@@ -28,6 +37,21 @@ def ccm_decrypt(
     """Verified AES-CCM decryption with a 4-byte tag; None when the tag does not match."""
     try:
         return _ccm(key).decrypt(nonce, ciphertext + tag, aad)
+    except InvalidTag:
+        return None
+
+
+def mibeacon_v45_decrypt(key: bytes, mac_rev: bytes, frame: bytes, offset: int) -> bytes | None:
+    """The objects of a MiBeacon v4/v5 frame, decrypted and verified; None on a tag mismatch.
+
+    ``frame[offset:-7]`` is the ciphertext, followed by the 3-byte extended counter and the
+    4-byte tag; the nonce is :func:`mibeacon_v45_nonce` and the AAD is ``0x11``. One call
+    on the per-advert path (slicing, nonce and tag check together).
+    """
+    nonce = mac_rev + frame[2:5] + frame[-7:-4]
+    try:
+        ccm = _CCMS.get(key) or _new_ccm(key)  # _ccm(key), inlined: this runs per advert
+        return ccm.decrypt(nonce, frame[offset:-7] + frame[-4:], AAD_11)
     except InvalidTag:
         return None
 

@@ -95,24 +95,28 @@ def decode_payload(uuid: str, data: bytes, mac: str | None, key: BindKey | None)
 def _decode(fdef: FormatDef, data: bytes, mac: str | None, key: BindKey | None) -> Outcome:
     try:
         return fdef.decode(data, mac, key)
-    except BleParseError as exc:
-        return Failed(
-            mac=mac or "",
-            format=fdef.format,
-            reason=exc.reason,
-            detail=str(exc),
-            model=exc.model,
-            name=exc.name,
-            product_id=exc.product_id,
-            sleepy=exc.sleepy,
-            encrypted=exc.encrypted,
-            uuid=fdef.uuid,
-            payload=data,
-        )
-    except ParseError as exc:  # pragma: no cover - every codec raises BleParseError
+    except ParseError as exc:
+        return _failed(fdef, data, mac, exc)
+
+
+def _failed(fdef: FormatDef, data: bytes, mac: str | None, exc: ParseError) -> Failed:
+    if not isinstance(exc, BleParseError):  # pragma: no cover - codecs raise BleParseError
         return Failed(
             mac or "", fdef.format, FailReason.MALFORMED, str(exc), uuid=fdef.uuid, payload=data
         )
+    return Failed(
+        mac=mac or "",
+        format=fdef.format,
+        reason=exc.reason,
+        detail=str(exc),
+        model=exc.model,
+        name=exc.name,
+        product_id=exc.product_id,
+        sleepy=exc.sleepy,
+        encrypted=exc.encrypted,
+        uuid=fdef.uuid,
+        payload=data,
+    )
 
 
 def decode_advertisement(adv: Advertisement, keys: Mapping[str, BindKey]) -> list[Outcome]:
@@ -120,10 +124,16 @@ def decode_advertisement(adv: Advertisement, keys: Mapping[str, BindKey]) -> lis
     mac = adv.address.upper() if adv.address else None
     key = keys.get(mac) if mac else None
     sd = adv.service_data
-    if len(sd) == 1:  # the common case: one payload
-        for uuid, data in sd.items():
-            fdef = FORMATS.get(uuid)
-            return [] if fdef is None else [_decode(fdef, bytes(data), mac, key)]
+    if len(sd) == 1:  # the common case, one payload: _decode inlined (this runs per advert)
+        ((uuid, data),) = sd.items()
+        fdef = FORMATS.get(uuid)
+        if fdef is None:
+            return []
+        data = bytes(data)
+        try:
+            return [fdef.decode(data, mac, key)]
+        except ParseError as exc:
+            return [_failed(fdef, data, mac, exc)]
     uuids = [u for u in sd if u in FORMATS]
     uuids.sort(key=_PRIORITY.__getitem__)
     return [_decode(FORMATS[u], bytes(sd[u]), mac, key) for u in uuids]

@@ -613,6 +613,9 @@ def parse_header(data: bytes) -> Header:
     return Header(fc, version, pid, counter, mac, cap, io, offset)
 
 
+#: Frame control (LE u16), product id (LE u16), frame counter (u8).
+_FIXED = struct.Struct("<HHB")
+
 _HeaderTuple = tuple[int, int, int, int, bytes | None, int | None, int | None, int]
 
 
@@ -620,9 +623,7 @@ def _header(data: bytes) -> _HeaderTuple:
     """The fixed header; the MAC field is returned as sent (reversed, as nonces use it)."""
     if len(data) < 5:
         raise MalformedError(f"MiBeacon frame of {len(data)} bytes is shorter than 5")
-    fc = data[0] | data[1] << 8
-    version = fc >> 12
-    pid = data[2] | data[3] << 8
+    fc, pid, counter = _FIXED.unpack_from(data)
     i = 5
     mac_field = None
     cap = io = None
@@ -641,7 +642,7 @@ def _header(data: bytes) -> _HeaderTuple:
                 raise MalformedError("MiBeacon frame too short for its I/O capability")
             io = data[i]
             i += 1
-    return fc, version, pid, data[4], mac_field, cap, io, i
+    return fc, fc >> 12, pid, counter, mac_field, cap, io, i
 
 
 def _walk(payload: bytes, ctx: _Ctx, notes: list[str] | None) -> None:
@@ -714,7 +715,10 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
         if not encrypted:
             if len(data) < i + 3:
                 raise _fail(MalformedError, "MiBeacon frame has the object bit but no object", kind)
-            _walk_lenient(data[i:], ctx, notes, kind)
+            try:
+                _walk(data[i:], ctx, notes)
+            except MalformedError as exc:
+                raise _fail(MalformedError, str(exc), kind) from None
         elif key is None:
             raise _fail(NoKeyError, "encrypted MiBeacon and no bind key for this MAC", kind)
         elif version >= 4:
@@ -722,13 +726,14 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
                 raise _fail(KeyInvalidError, LEGACY_KEY_FOR_V45, kind)
             if len(data) < i + 3 + 7:
                 raise _fail(MalformedError, "encrypted MiBeacon v4/v5 frame too short", kind)
-            ext = data[-7:-4]
-            nonce = crypto.mibeacon_v45_nonce(mac_rev, data, ext)
-            plain = crypto.ccm_decrypt(key.raw, nonce, data[i:-7], data[-4:], crypto.AAD_11)
+            plain = crypto.mibeacon_v45_decrypt(key.raw, mac_rev, data, i)
             if plain is None:
                 raise _fail(KeyInvalidError, "MiBeacon v4/v5 tag mismatch (wrong bind key)", kind)
-            counter = frame_counter | int.from_bytes(ext, "little") << 8
-            _walk_lenient(plain, ctx, notes, kind)
+            counter = frame_counter | int.from_bytes(data[-7:-4], "little") << 8
+            try:
+                _walk(plain, ctx, notes)
+            except MalformedError as exc:
+                raise _fail(MalformedError, str(exc), kind) from None
         else:
             if not key.is_legacy:
                 raise _fail(KeyInvalidError, LONG_KEY_FOR_LEGACY, kind)
@@ -781,13 +786,6 @@ def _kind(product_id: int, version: int, encrypted: bool) -> FrameKind | None:
         version,
         UUID_MIBEACON,
     )
-
-
-def _walk_lenient(payload: bytes, ctx: _Ctx, notes: list[str], kind: FrameKind) -> None:
-    try:
-        _walk(payload, ctx, notes)
-    except MalformedError as exc:
-        raise _fail(MalformedError, str(exc), kind) from None
 
 
 def _fail(cls: type[BleParseError], message: str, kind: FrameKind) -> BleParseError:
