@@ -79,3 +79,38 @@ async def test_a_failing_radio_is_reported_everywhere(
         checks = {c["name"]: c for c in json.loads(out)["checks"]}
         assert checks["service"]["level"] == "warn"
         assert checks["service"]["detail"].startswith("running but degraded: flaky: OSError")
+
+
+async def test_an_unwritable_token_degrades_the_api_not_the_service(
+    tmp_path: Path, mock_pins: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api_support import make_config
+
+    from gateway.adapters.gpio import GpioDriver
+    from gateway.api.server import ApiServer
+    from gateway.api.token import token_path
+    from gateway.demo import DEMO_GPIO
+    from gateway.service import Service
+
+    monkeypatch.setattr(supervisor, "BACKOFF_INITIAL", 0.05)
+    monkeypatch.setattr(supervisor, "BACKOFF_MAX", 0.1)
+    state = tmp_path / "state"
+    token_path(state).mkdir(parents=True)  # a directory where the token file belongs
+    cfg = make_config(state)
+    async with Service(cfg, drivers=[GpioDriver(DEMO_GPIO, pin_factory=mock_pins)]) as svc:
+        server = next(c for c in svc.components if c.name == "api")
+        assert isinstance(server, ApiServer)
+        for _ in range(500):
+            if svc.supervisors["api"].status.restarts >= 1:
+                break
+            await asyncio.sleep(0.01)
+        health = svc.health()
+        assert health["status"] == "degraded"
+        assert any(r.startswith("api: cannot read the API token") for r in health["reasons"])
+        assert svc.store is not None
+        await svc.store.flush()
+        assert len(await svc.store.devices()) == len(DEMO_GPIO)  # the radios work on
+        # the technician fixes it; the supervisor brings the API up without a restart
+        token_path(state).rmdir()
+        await asyncio.wait_for(server.listening.wait(), 10)
+        assert token_path(state).is_file()

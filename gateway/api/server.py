@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway.api.app import build_app, health_json
 from gateway.api.events import EventHub
-from gateway.api.token import TokenChecker
+from gateway.api.token import TokenChecker, TokenError
 from gateway.driver import DriverHealth, Health
 
 if TYPE_CHECKING:
@@ -34,8 +34,7 @@ class ApiServer:
     def __init__(self, service: Service) -> None:
         self._service = service
         self._config = service.config.api
-        # first start: the token is generated here, into the state dir, mode 0600
-        self.checker = TokenChecker(service.state_dir)
+        self.checker: TokenChecker | None = None
         self.hub = EventHub()
         self.port: int | None = None
         self.listening = asyncio.Event()
@@ -61,6 +60,14 @@ class ApiServer:
     async def run(self) -> None:
         store = self._service.store
         assert store is not None
+        if self.checker is None:
+            # first start: the token is generated here, into the state dir, mode 0600
+            try:
+                self.checker = TokenChecker(self._service.state_dir)
+            except TokenError as exc:
+                self._health.health = Health.DEGRADED
+                self._health.reason = str(exc)
+                raise
         app = build_app(self._service, self.hub, self.checker)
         runner = web.AppRunner(
             app,
