@@ -486,7 +486,12 @@ async def zigbee_backup(request: web.Request) -> web.Response:
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path = svc.state_dir / f"zigbee_backup-{stamp}.json"
-    await asyncio.to_thread(write_secret_json, path, doc)
+    try:
+        await asyncio.to_thread(write_secret_json, path, doc)
+    except OSError as exc:
+        raise ApiError(
+            507, "backup_write_failed", f"cannot write {path}: {exc.strerror or exc}"
+        ) from None
     summary = doc if isinstance(doc, dict) else {}
     devices = summary.get("devices")
     return json_response(
