@@ -194,8 +194,10 @@ async def test_read_only_fallback_when_the_service_is_down(
 async def test_no_service_and_no_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--state-dir", str(tmp_path / "empty"), "--api-port", "1"]
     code, _, err = await cli(capsys, *args, "status")
-    assert code == 1
-    assert "no state database" in err
+    assert code == 3
+    assert "the service is not running" in err
+    assert "the saved state cannot be read: no state database" in err
+    assert "showing the saved state" not in err
 
 
 async def test_tail_ends_when_the_service_stops(

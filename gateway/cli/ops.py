@@ -77,8 +77,12 @@ async def _api_or_state(
             return await online(api), True
         except ServiceDown as exc:
             down = exc
+    try:
+        data = await offline(target)
+    except StoreError as exc:
+        raise ServiceDown(f"{down}, and the saved state cannot be read: {exc}") from None
     notice(f"{down}; showing the saved state from {target.db_path} (read-only)")
-    return await offline(target), False
+    return data, False
 
 
 def _fail(exc: Exception) -> int:
@@ -182,6 +186,9 @@ def status(ctx: CliContext, as_json: bool) -> int:
         data, live = _run(
             _api_or_state(target, lambda api: api.get("/api/v1/status"), _status_offline)
         )
+    except ServiceDown as exc:
+        notice(str(exc))
+        return EXIT_NOT_RUNNING
     except (ApiFailure, StoreError) as exc:
         return _fail(exc)
     if as_json:
@@ -261,6 +268,9 @@ def devices(ctx: CliContext, transports: tuple[str, ...], stale: bool, as_json: 
     path = "/api/v1/devices" + ("?" + "&".join(query) if query else "")
     try:
         data, _live = _run(_api_or_state(target, lambda api: api.get(path), _devices_offline))
+    except ServiceDown as exc:
+        notice(str(exc))
+        return EXIT_NOT_RUNNING
     except (ApiFailure, StoreError) as exc:
         return _fail(exc)
     rows = [
@@ -302,6 +312,9 @@ def queue(ctx: CliContext, as_json: bool) -> int:
         data, _live = _run(
             _api_or_state(target, lambda api: api.get("/api/v1/outbox"), _queue_offline)
         )
+    except ServiceDown as exc:
+        notice(str(exc))
+        return EXIT_NOT_RUNNING
     except (ApiFailure, StoreError) as exc:
         return _fail(exc)
     if as_json:
