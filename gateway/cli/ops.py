@@ -162,9 +162,12 @@ def _render_status(data: dict[str, Any]) -> None:
     by = ", ".join(f"{k} {v}" for k, v in devs["by_status"].items()) or "none"
     con.print(f"devices    {devs['total']} ({by}); {devs['stale']} stale")
     if data["radios"]:
-        table = Table("RADIO", "STATE", "HEALTH", "RESTARTS", "COUNTERS", "REASON", box=None)
+        table = Table(
+            "RADIO", "STATE", "HEALTH", "RESTARTS", "COUNTERS (non-zero)", "REASON", box=None
+        )
         for r in data["radios"]:
-            counters = " ".join(f"{k}={v}" for k, v in sorted(r["counters"].items()))
+            # non-zero counters only: a technician looks for what happened
+            counters = " ".join(f"{k}={v}" for k, v in sorted(r["counters"].items()) if v)
             table.add_row(
                 r["name"], r["state"], r["health"], str(r["restarts"]), counters, r["reason"]
             )
