@@ -31,9 +31,19 @@ ROUTES = [
     ("GET", "/api/v1/nothing/{id}"),
 ]
 QUERY_KEYS = [
-    "transport", "model", "status", "stale", "stale_after", "metric", "since", "until",
-    "limit", "device", "type", "seconds",
-]  # fmt: skip
+    "transport",
+    "model",
+    "status",
+    "stale",
+    "stale_after",
+    "metric",
+    "since",
+    "until",
+    "limit",
+    "device",
+    "type",
+    "seconds",
+]
 
 json_values = st.recursive(
     st.none()

@@ -64,8 +64,9 @@ def test_device_json_is_whole() -> None:
 
 def test_outbox_json_overlays_the_sync_agent() -> None:
     stats = OutboxStats(depth=3, bytes=300, oldest_ts=NOW - 10, oldest_seq=7, events=1)
-    row = OutboxRow(7, 0, "gpio-a", '{"metric":"switch","value":true}', NOW - 10, "b", 1.0,
-                    True, 100)  # fmt: skip
+    row = OutboxRow(
+        7, 0, "gpio-a", '{"metric":"switch","value":true}', NOW - 10, "b", 1.0, True, 100
+    )
     sync = {"state": "backoff", "dropped": 2, "expired": 1, "dead_letters": 0, "x": object}
     out = outbox_json(stats, row, sync, NOW)
     assert out == {

@@ -168,8 +168,12 @@ async def test_device_detail_command_and_history(api: Running, http: aiohttp.Cli
     assert detail["state"]["switch"]["unit"] is None
 
     ok = await post_json(http, api, "/api/v1/devices/gpio-hall-relay/commands", {"switch": True})
-    assert ok == {"device": "gpio-hall-relay", "command": "on", "status": "ok",
-                  "state": {"switch": True}}  # fmt: skip
+    assert ok == {
+        "device": "gpio-hall-relay",
+        "command": "on",
+        "status": "ok",
+        "state": {"switch": True},
+    }
     ok = await post_json(
         http, api, "/api/v1/devices/gpio-hall-relay/commands", {"command": "toggle"}
     )

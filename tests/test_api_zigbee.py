@@ -69,8 +69,9 @@ async def test_permit_join_and_a_zigbee_plug_through_api_and_cli(
             token = read_token(tmp_path / "state")
             auth = {"Authorization": f"Bearer {token}"}
             base = f"http://127.0.0.1:{port}/api/v1"
-            async with http.post(f"{base}/zigbee/permit-join", json={"seconds": 30},
-                                 headers=auth) as resp:  # fmt: skip
+            async with http.post(
+                f"{base}/zigbee/permit-join", json={"seconds": 30}, headers=auth
+            ) as resp:
                 assert resp.status == 200
                 assert await resp.json() == {"status": "ok", "seconds": 30}
             plug = sim.device("lumi.plug")
@@ -86,8 +87,9 @@ async def test_permit_join_and_a_zigbee_plug_through_api_and_cli(
                 body = await resp.json()
             assert [d["id"] for d in body["devices"]] == [plug_id]
             assert body["devices"][0]["model"] == "lumi.plug"
-            async with http.post(f"{base}/devices/{plug_id}/commands", json={"switch": True},
-                                 headers=auth) as resp:  # fmt: skip
+            async with http.post(
+                f"{base}/devices/{plug_id}/commands", json={"switch": True}, headers=auth
+            ) as resp:
                 result = await resp.json()
                 assert resp.status == 200, result
             assert result["status"] == "ok"

@@ -239,8 +239,11 @@ async def test_gpiochip_presence(
     (dev / "gpiochip0").write_bytes(b"")
     code, checks = await doctor(capsys, "--config", str(cfg))
     assert checks["gpiochip"] == {
-        "name": "gpiochip", "level": "pass", "detail": "gpiochip0 usable", "hint": ""
-    }  # fmt: skip
+        "name": "gpiochip",
+        "level": "pass",
+        "detail": "gpiochip0 usable",
+        "hint": "",
+    }
 
 
 async def test_a_corrupt_state_database_fails(

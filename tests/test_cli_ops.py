@@ -214,3 +214,29 @@ async def test_tail_ends_when_the_service_stops(
         assert await asyncio.wait_for(tail, 30) == 3
     _, err = capsys.readouterr()
     assert "the service is stopping: the stream ended" in err
+
+
+async def test_queue_watch_follows_a_drain_to_the_end(
+    api: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = api.service.store
+    assert store is not None
+    depth = (await store.outbox_stats()).depth
+    assert depth >= 3
+    watch = asyncio.create_task(
+        asyncio.to_thread(main, [*api.cli_args(), "queue", "--watch", "--interval", "0.05"])
+    )
+    # the uplink acknowledges the backlog in three steps (as the sync agent does)
+    for _ in range(3):
+        await asyncio.sleep(0.2)
+        rows = await store.outbox_fetch(max(1, depth // 3))
+        await store.outbox_delete(r.seq for r in rows)
+    rows = await store.outbox_fetch(10_000)
+    await store.outbox_delete(r.seq for r in rows)
+    assert await asyncio.wait_for(watch, 30) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].split()[1:3] == ["waiting", str(depth)]
+    assert lines[-1].split()[1:3] == ["waiting", "0"]
+    assert any("draining" in line for line in lines)
+    assert "the outbox is empty" in err

@@ -80,8 +80,12 @@ class Check:
     hint: str = ""
 
     def to_json(self) -> dict[str, str]:
-        return {"name": self.name, "level": self.level.value, "detail": self.detail,
-                "hint": self.hint}  # fmt: skip
+        return {
+            "name": self.name,
+            "level": self.level.value,
+            "detail": self.detail,
+            "hint": self.hint,
+        }
 
 
 @dataclass(slots=True)
@@ -164,9 +168,10 @@ class Doctor:
                 "see the checks below and `journalctl -u migw` for the degraded parts",
             )
         return Check(
-            "service", Level.PASS, f"running, healthy, up {svc['uptime_s']:.0f} s, "
-            f"version {svc.get('version', '?')}"
-        )  # fmt: skip
+            "service",
+            Level.PASS,
+            f"running, healthy, up {svc['uptime_s']:.0f} s, version {svc.get('version', '?')}",
+        )
 
     async def check_token(self) -> Check:
         if self.target is None:
@@ -242,15 +247,18 @@ class Doctor:
                 "`journalctl -u migw` for details",
             )
         try:
-            answer = await _ping_stick(port, cfg.zigbee.baud, cfg.zigbee.rtscts,
-                                       cfg.zigbee.skip_bootloader)  # fmt: skip
+            answer = await _ping_stick(
+                port, cfg.zigbee.baud, cfg.zigbee.rtscts, cfg.zigbee.skip_bootloader
+            )
         except GatewayError as exc:
             return Check("zigbee serial port", Level.FAIL, str(exc), _STICK_HINT)
         except Exception as exc:  # noqa: BLE001 - any driver error is a finding, not a crash
             return Check(
-                "zigbee serial port", Level.FAIL, f"{port}: {type(exc).__name__}: {exc}",
+                "zigbee serial port",
+                Level.FAIL,
+                f"{port}: {type(exc).__name__}: {exc}",
                 _STICK_HINT,
-            )  # fmt: skip
+            )
         if answer is None:
             return Check(
                 "zigbee serial port",
@@ -531,9 +539,7 @@ class Doctor:
         if systemctl is None or not _exists(SYSTEMD_RUN):
             return Check("systemd unit", Level.SKIP, "no systemd on this machine")
         out = await _command(systemctl, "show", "-p", "LoadState,ActiveState,SubState", UNIT)
-        props = dict(
-            line.split("=", 1) for line in (out or "").splitlines() if "=" in line
-        )  # fmt: skip
+        props = dict(line.split("=", 1) for line in (out or "").splitlines() if "=" in line)
         if props.get("LoadState") in (None, "not-found"):
             return Check(
                 "systemd unit",
@@ -710,9 +716,13 @@ async def _powered(adapter: str) -> bool | None:
     busctl = shutil.which("busctl")
     if busctl is not None:
         out = await _command(
-            busctl, "get-property", "org.bluez", f"/org/bluez/{adapter}", "org.bluez.Adapter1",
+            busctl,
+            "get-property",
+            "org.bluez",
+            f"/org/bluez/{adapter}",
+            "org.bluez.Adapter1",
             "Powered",
-        )  # fmt: skip
+        )
         if out is not None:
             return out.strip() == "b true"
     btctl = shutil.which("bluetoothctl")

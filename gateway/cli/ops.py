@@ -17,6 +17,13 @@ from typing import Any, TypeVar
 import aiohttp
 import click
 from aiohttp import WSCloseCode
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from gateway.api.serialize import device_json, is_stale, keyed_devices, outbox_json
@@ -223,9 +230,17 @@ def _render_devices(devices: list[dict[str, Any]]) -> None:
         con.print("no devices")
         return
     table = Table(
-        "ID", "NAME", "MODEL", "TRANSPORT", "LAST SEEN", "BATTERY", "RSSI/LQI", "KEY", "STATUS",
+        "ID",
+        "NAME",
+        "MODEL",
+        "TRANSPORT",
+        "LAST SEEN",
+        "BATTERY",
+        "RSSI/LQI",
+        "KEY",
+        "STATUS",
         box=None,
-    )  # fmt: skip
+    )
     for d in devices:
         radio = "-"
         if d["rssi"] is not None:
@@ -303,14 +318,93 @@ async def _queue_offline(target: Target) -> dict[str, Any]:
     return out
 
 
+async def _watch_queue(target: Target, interval: float, as_json: bool) -> int:
+    """Poll the outbox until it is empty, showing the drain's progress, rate and ETA."""
+    con = console()
+    async with ApiClient(target) as api:
+        data = await api.get("/api/v1/outbox")
+        total = int(data["depth"])
+        prev_depth, prev_t = total, time.monotonic()
+        bar = None
+        if con.is_terminal and not as_json:
+            bar = Progress(
+                TextColumn("draining the outbox"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=con,
+                transient=False,
+            )
+            bar.start()
+            task = bar.add_task("drain", total=max(total, 1), rate="")
+        try:
+            while True:
+                depth = int(data["depth"])
+                now = time.monotonic()
+                rate = (prev_depth - depth) / (now - prev_t) if now > prev_t else 0.0
+                prev_depth, prev_t = depth, now
+                total = max(total, depth)
+                eta = depth / rate if rate > 0 else None
+                if bar is not None:
+                    shown = f"{rate:,.0f}/s" if rate > 0 else ""
+                    bar.update(task, total=max(total, 1), completed=total - depth, rate=shown)
+                elif as_json:
+                    line = {
+                        "ts": time.time(),
+                        "depth": depth,
+                        "bytes": data["bytes"],
+                        "upstream": data["upstream"],
+                        "rate": round(rate, 1),
+                    }
+                    click.echo(json.dumps(line))
+                else:
+                    click.echo(
+                        f"{time.strftime('%H:%M:%S')} waiting {depth} "
+                        f"({human_bytes(data['bytes'])}), upstream {data['upstream']}"
+                        + (f", draining {rate:,.0f}/s" if rate > 0 else "")
+                        + (f", empty in ~{human_duration(eta)}" if eta is not None else "")
+                    )
+                if depth == 0:
+                    break
+                await asyncio.sleep(interval)
+                data = await api.get("/api/v1/outbox")
+        finally:
+            if bar is not None:
+                bar.stop()
+    if not as_json:
+        notice("the outbox is empty: everything reached the broker")
+    return EXIT_OK
+
+
 @cli.command()
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Follow the outbox until it is empty (a drain after an outage), with progress.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.05, 3600),
+    default=1.0,
+    show_default=True,
+    help="Seconds between polls with --watch.",
+)
 @json_option
 @pass_ctx
-def queue(ctx: CliContext, as_json: bool) -> int:
+def queue(ctx: CliContext, watch: bool, interval: float, as_json: bool) -> int:
     """The outbox: depth, bytes, oldest age, dropped, expired, and the oldest waiting item."""
     target = _target(ctx)
     if target is None:
         return EXIT_USAGE
+    if watch:
+        try:
+            return _run(_watch_queue(target, interval, as_json))
+        except ServiceDown as exc:
+            notice(f"{exc}; --watch needs the running service")
+            return EXIT_NOT_RUNNING
+        except ApiFailure as exc:
+            return _fail(exc)
     try:
         data, _live = _run(
             _api_or_state(target, lambda api: api.get("/api/v1/outbox"), _queue_offline)
