@@ -587,62 +587,8 @@ OBJECTS: dict[int, ObjDef] = {
 # --- frame ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    frame_control: int
-    version: int
-    product_id: int
-    frame_counter: int
-    mac: bytes | None  # display order, when included
-    capability: int | None
-    io_capability: int | None
-    payload_offset: int
-
-    @property
-    def encrypted(self) -> bool:
-        return bool(self.frame_control & _ENCRYPTED)
-
-    @property
-    def has_object(self) -> bool:
-        return bool(self.frame_control & _OBJECT_INCLUDED)
-
-
-def parse_header(data: bytes) -> Header:
-    fc, version, pid, counter, mac_field, cap, io, offset = _header(data)
-    mac = mac_field[::-1] if mac_field is not None else None
-    return Header(fc, version, pid, counter, mac, cap, io, offset)
-
-
 #: Frame control (LE u16), product id (LE u16), frame counter (u8).
 _FIXED = struct.Struct("<HHB")
-
-_HeaderTuple = tuple[int, int, int, int, bytes | None, int | None, int | None, int]
-
-
-def _header(data: bytes) -> _HeaderTuple:
-    """The fixed header; the MAC field is returned as sent (reversed, as nonces use it)."""
-    if len(data) < 5:
-        raise MalformedError(f"MiBeacon frame of {len(data)} bytes is shorter than 5")
-    fc, pid, counter = _FIXED.unpack_from(data)
-    i = 5
-    mac_field = None
-    cap = io = None
-    if fc & _MAC_INCLUDED:
-        if len(data) < 11:
-            raise MalformedError("MiBeacon frame too short for its MAC field")
-        mac_field = data[5:11]
-        i = 11
-    if fc & _CAPABILITY_INCLUDED:
-        if len(data) < i + 1:
-            raise MalformedError("MiBeacon frame too short for its capability field")
-        cap = data[i]
-        i += 1
-        if cap & CAP_IO_INCLUDED:
-            if len(data) < i + 1:
-                raise MalformedError("MiBeacon frame too short for its I/O capability")
-            io = data[i]
-            i += 1
-    return fc, fc >> 12, pid, counter, mac_field, cap, io, i
 
 
 def _walk(payload: bytes, ctx: _Ctx, notes: list[str] | None) -> None:
@@ -684,7 +630,27 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
 
     Raises only :class:`~drivers.ble.errors.BleParseError` subclasses.
     """
-    fc, version, pid, frame_counter, mac_field, cap, _io, i = _header(data)
+    # header: fixed part, then the MAC (as sent: reversed) and capability fields if flagged
+    if len(data) < 5:
+        raise MalformedError(f"MiBeacon frame of {len(data)} bytes is shorter than 5")
+    fc, pid, frame_counter = _FIXED.unpack_from(data)
+    i = 5
+    mac_field = cap = None
+    if fc & _MAC_INCLUDED:
+        if len(data) < 11:
+            raise MalformedError("MiBeacon frame too short for its MAC field")
+        mac_field = data[5:11]
+        i = 11
+    if fc & _CAPABILITY_INCLUDED:
+        if len(data) < i + 1:
+            raise MalformedError("MiBeacon frame too short for its capability field")
+        cap = data[i]
+        i += 1
+        if cap & CAP_IO_INCLUDED:  # one I/O capability byte, skipped
+            if len(data) < i + 1:
+                raise MalformedError("MiBeacon frame too short for its I/O capability")
+            i += 1
+    version = fc >> 12
     if version < 2:
         raise UnsupportedError(f"MiBeacon version {version} is not supported")
     if fc & _MESH:
