@@ -15,6 +15,7 @@ from helpers import event, reading
 
 from gateway.api import app as app_mod
 from gateway.api import events as events_mod
+from gateway.api import guard
 from gateway.api.events import EventFilter, EventHub
 from gateway.api.token import rotate_token, token_path
 
@@ -460,3 +461,59 @@ def test_a_root_rotation_keeps_the_service_users_ownership(tmp_path: Path) -> No
     assert new != first
     assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
     assert stat.S_IMODE(after.st_mode) == 0o600
+
+
+async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await asyncio.wait_for(reader.read(), 10)
+    except ConnectionResetError:
+        return b""
+
+
+async def test_a_trickled_request_head_is_cut_off(
+    api: Running, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guard, "HEADER_TIMEOUT_S", 0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    try:
+        writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+        await writer.drain()
+        assert await read_until_closed(reader) == b""  # closed without an answer
+    finally:
+        writer.close()
+    assert api.server.limits.header_timeouts == 1
+    assert api.server.health().counters["header_timeouts"] == 1
+    # a client that sends its head in time is not affected by the deadline
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    try:
+        writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        answer = await read_until_closed(reader)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+    await assert_healthy(http, api)
+
+
+async def test_connections_are_capped_per_peer(
+    api: Running, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guard, "MAX_PER_PEER", 3)
+    idle = [await asyncio.open_connection("127.0.0.1", api.port) for _ in range(3)]
+    for _ in range(100):  # the server has accepted all three
+        if api.server.limits.active >= 3:
+            break
+        await asyncio.sleep(0.01)
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert await read_until_closed(reader) == b""
+    writer.close()
+    assert api.server.limits.refused == 1
+    for _, w in idle:
+        w.close()
+    for _ in range(100):
+        if api.server.limits.active == 0:
+            break
+        await asyncio.sleep(0.01)
+    await assert_healthy(http, api)

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.api.app import build_app, health_json
 from gateway.api.events import EventHub
+from gateway.api.guard import ConnectionLimits, GuardedSite
 from gateway.api.token import TokenChecker, TokenError
 from gateway.driver import DriverHealth, Health
 
@@ -36,6 +37,7 @@ class ApiServer:
         self._config = service.config.api
         self.checker: TokenChecker | None = None
         self.hub = EventHub()
+        self.limits = ConnectionLimits()
         self.port: int | None = None
         self.listening = asyncio.Event()
         self._health = DriverHealth(
@@ -46,7 +48,12 @@ class ApiServer:
         service.on_state_change(self._on_state_change)
 
     def health(self) -> DriverHealth:
-        self._health.counters = {"ws_sent": self.hub.sent, "ws_dropped": self.hub.dropped}
+        self._health.counters = {
+            "ws_sent": self.hub.sent,
+            "ws_dropped": self.hub.dropped,
+            "connections_refused": self.limits.refused,
+            "header_timeouts": self.limits.header_timeouts,
+        }
         return self._health
 
     def _on_state_change(self) -> None:
@@ -81,7 +88,7 @@ class ApiServer:
         await runner.setup()
         unsubscribe = store.subscribe(self.hub.on_commit)
         try:
-            site = web.TCPSite(runner, self._config.listen, self._config.port, reuse_address=True)
+            site = GuardedSite(runner, self._config.listen, self._config.port, self.limits)
             try:
                 await site.start()
             except OSError as exc:
