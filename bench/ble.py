@@ -136,7 +136,12 @@ def _driver_only(adverts: list[Advertisement], keys: dict[str, BindKey]) -> floa
         def reading(self, device_id: str, metric: str, value: Any) -> None: ...
 
         def event(
-            self, device_id: str, event: str, action: str, button: int | None = None
+            self,
+            device_id: str,
+            event: str,
+            action: str,
+            button: int | None = None,
+            properties: tuple[tuple[str, int], ...] = (),
         ) -> None: ...
 
     def go() -> int:
