@@ -291,7 +291,8 @@ class Service:
                 logging.getLogger().setLevel(TRACE if level == "TRACE" else level)
             restarted: list[str] = []
             failed: list[str] = []
-            if self._tg is not None and changed - {"gateway.log_level"}:
+            running = self._tg is not None and not self._stop.is_set()
+            if running and changed - {"gateway.log_level"}:
                 await self._reload_drivers(changed, restarted, failed)
                 await self._reload_components(changed, restarted, failed)
                 self.commands = CommandRouter(self.drivers)

@@ -178,6 +178,7 @@ class SystemdIntegration:
         self._store_commits = -1
         self._store_progress = time.monotonic()
         self._reload_note = ""
+        self._ready_sent = asyncio.Event()
         #: Pings sent and withheld (for diagnostics and tests).
         self.pings = 0
         self.withheld = 0
@@ -234,6 +235,7 @@ class SystemdIntegration:
         line = self._status_line(self.problems(0.0), late)
         self.notifier.notify("READY=1", f"STATUS={line}")
         self._remember_status(line)
+        self._ready_sent.set()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._backlog_loop(), name="systemd-backlog")
             await self._watchdog_loop()
@@ -367,6 +369,9 @@ class SystemdIntegration:
         self._reload_task = asyncio.create_task(self._reload_loop(), name="systemd-reload")
 
     async def _reload_loop(self) -> ReloadOutcome:
+        # a SIGHUP during start-up is applied once READY=1 is out (systemd: no RELOADING
+        # while activating)
+        await self._ready_sent.wait()
         outcome = await self.reload()
         while self._reload_again:
             self._reload_again = False

@@ -19,7 +19,7 @@ import pytest
 from gateway import store as store_mod
 from gateway import systemd
 from gateway.adapters import DemoOptions
-from gateway.config import ApiSection, Config, GpioDevice, GpioSection, StoreSection
+from gateway.config import ApiSection, Config, GpioDevice, GpioSection, Secret, StoreSection
 from gateway.demo import demo_config
 from gateway.errors import ConfigError
 from gateway.service import Service
@@ -377,3 +377,48 @@ async def test_reload_without_changes_restarts_nothing(tmp_path: Path) -> None:
 def test_no_notify_socket_in_the_test_environment() -> None:
     """The in-process tests above pass their socket explicitly; the environment is clean."""
     assert "NOTIFY_SOCKET" not in os.environ
+
+
+async def test_reload_restarts_the_uplink_on_upstream_change_and_ble_on_new_keys(
+    tmp_path: Path,
+) -> None:
+    base = _config(tmp_path)
+    svc = Service(base, demo=DemoOptions(ble_devices=2, zigbee=False, gpio_interval=0.2))
+    async with svc:
+        await asyncio.wait_for(svc.ready.wait(), RECV_TIMEOUT_S)
+        sync = next(c for c in svc.components if c.name == "sync")
+        ble = svc.driver("ble")
+        assert ble is not None
+        # let the BLE driver get going: cancelling it while its scanner starts hangs (a BLE
+        # driver bug reported separately, not what this test is about)
+        await _until(lambda: ble.health().info["devices"] != "0")
+        tasks = dict(svc._tasks)
+        assert {"gpio", "ble", "sync"} <= set(tasks)
+
+        result = await svc.reload(
+            base.replace(upstream=dataclasses.replace(base.upstream, url="mqtt://127.0.0.1:1"))
+        )
+        assert (result.changed, result.restarted, result.failed) == (("upstream",), ("sync",), ())
+        new_sync = next(c for c in svc.components if c.name == "sync")
+        assert new_sync is not sync
+        assert tasks["sync"].cancelled()
+        assert svc.driver("ble") is ble
+        assert svc._tasks["gpio"] is tasks["gpio"]
+        assert svc._tasks["ble"] is tasks["ble"]
+
+        keyed = svc.config.replace(
+            ble=dataclasses.replace(
+                base.ble, keys={"A4:C1:38:00:00:01": Secret("00112233445566778899aabbccddeeff")}
+            )
+        )
+        result = await svc.reload(keyed)
+        assert (result.changed, result.restarted, result.failed) == (("ble",), ("ble",), ())
+        new_ble = svc.driver("ble")
+        assert new_ble is not None
+        assert new_ble is not ble
+        await _until(lambda: new_ble.health().info["devices"] != "0")
+        assert tasks["ble"].cancelled()
+        assert svc._tasks["gpio"] is tasks["gpio"]
+        assert next(c for c in svc.components if c.name == "sync") is new_sync
+        # the secret never shows in what a reload reports
+        assert "0011" not in result.summary()
