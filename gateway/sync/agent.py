@@ -74,6 +74,7 @@ RECOUNT_S = 60.0
 #: Home Assistant state publishing tick, device availability refresh.
 HA_TICK_S = 0.5
 HA_AVAILABILITY_S = 30.0
+HA_FIRST_REFRESH_S = 1.0
 #: Seconds a clean stop waits for in-flight PUBACKs and for the ``offline`` status.
 GOODBYE_S = 1.0
 #: Bytes reserved for the PUBLISH header, topic and properties of a batch.
@@ -462,13 +463,11 @@ class SyncAgent:
                 if self._oldest_seq is None:
                     self._rows = self._bytes = self._events = 0
             self._maintain_wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._maintain_wake.wait(), MAINTAIN_S)
+            await _wait_event(self._maintain_wake, MAINTAIN_S)
 
     async def _ack_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ack_wake.wait(), ACK_FLUSH_S)
+            await _wait_event(self._ack_wake, ACK_FLUSH_S)
             self._ack_wake.clear()
             await self._flush_acks()
             await asyncio.sleep(ACK_FLUSH_S)
@@ -665,6 +664,7 @@ class SyncAgent:
         try:
             async with asyncio.TaskGroup() as tg:
                 while True:
+                    _checkpoint()
                     now = time.monotonic()
                     n_max = min(n_cfg, self._cautious or n_cfg)
                     if self._live_pending and (
@@ -707,10 +707,7 @@ class SyncAgent:
                     if not backlog_done:
                         waits.append(next_backlog - now)
                     self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self._wake.wait(), max(0.0, min(waits)) if waits else None
-                        )
+                    await _wait_event(self._wake, max(0.0, min(waits)) if waits else None)
         finally:
             self._live_boundary = 1 << 62
 
@@ -833,6 +830,7 @@ class SyncAgent:
         t = self.topics
         limit = asyncio.Semaphore(COMMAND_CONCURRENCY)
         async for msg in link.messages:
+            _checkpoint()
             topic = msg.topic.value
             payload = msg.payload if isinstance(msg.payload, bytes) else b""
             if ha_here and topic == t.ha_status:
@@ -896,10 +894,10 @@ class SyncAgent:
 
     async def _ha_loop(self, link: Link) -> None:
         await self._ha_publish_all(link)
-        last_avail = time.monotonic()
+        # a first refresh soon after connecting picks up devices registered meanwhile
+        last_avail = time.monotonic() - HA_AVAILABILITY_S + HA_FIRST_REFRESH_S
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ha_wake.wait(), HA_TICK_S)
+            await _wait_event(self._ha_wake, HA_TICK_S)
             self._ha_wake.clear()
             if self._ha_republish.is_set():
                 self._ha_republish.clear()
@@ -920,12 +918,12 @@ class SyncAgent:
         await link.publish(gw.topic, gw.payload(), qos=1, retain=True)
         cache.announced.clear()
         for dev in await self.store.devices():
+            _checkpoint()
             stored = await self.store.state(dev.id)
             values = {m: v[0] for m, v in stored.items()}
             values.update(cache.values.get(dev.id, {}))
             cache.values[dev.id] = values
-            events = dev.id in cache.event_devices or dev.attrs.get("kind") == "button"
-            await self._ha_announce(link, dev.id, set(values), events)
+            await self._ha_announce(link, dev.id, set(values), dev.id in cache.event_devices)
             avail = ha.availability_payload(dev.status)
             cache.availability[dev.id] = avail
             await link.publish(t.availability(dev.id), avail, qos=1, retain=True)
@@ -940,17 +938,21 @@ class SyncAgent:
         known = cache.announced.get(device_id)
         new = metrics - (known or set())
         want_event = events and (known is None or "__event__" not in known)
-        if not new and not want_event:
+        if not new and not want_event and known is not None:
             return
         dev = await self.store.device(device_id)
         if dev is None:
             return
+        if dev.attrs.get("kind") == "button":
+            want_event = known is None or "__event__" not in known
         entities = ha.device_entities(
             self.topics, dev, new, events=want_event, commandable=self._commandable(device_id)
         )
         for ent in entities:
             await link.publish(ent.topic, ent.payload(), qos=1, retain=True)
             self.counters.discovery_published += 1
+        if not entities and known is not None:
+            return
         seen = cache.announced.setdefault(device_id, set())
         seen |= new
         if want_event:
@@ -964,17 +966,28 @@ class SyncAgent:
         t = self.topics
         events, cache.events = cache.events, []
         for device_id, action, button in events:
+            _checkpoint()
             await self._ha_announce(link, device_id, set(), True)
             await link.publish(t.event(device_id), ha.event_payload(action, button), qos=1)
         dirty, cache.dirty = cache.dirty, set()
         for device_id in sorted(dirty):
+            _checkpoint()
             values = cache.values.get(device_id, {})
             await self._ha_announce(link, device_id, set(values), False)
             await link.publish(t.state(device_id), ha.state_payload(values), qos=1, retain=True)
 
     async def _ha_availability(self, link: Link) -> None:
+        """Availability changes, and discovery of devices not announced yet (a button that
+        has sent nothing since the start)."""
         cache = self._ha
         for dev in await self.store.devices():
+            _checkpoint()
+            if dev.id not in cache.announced:
+                stored = await self.store.state(dev.id)
+                values = cache.values.setdefault(dev.id, {})
+                for metric, v in stored.items():
+                    values.setdefault(metric, v[0])
+                await self._ha_announce(link, dev.id, set(values), False)
             avail = ha.availability_payload(dev.status)
             if cache.availability.get(dev.id) != avail:
                 cache.availability[dev.id] = avail
@@ -990,12 +1003,42 @@ class SyncAgent:
 
 
 def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The first exception of a (nested) group that is not a cancellation."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            found = _leaf(exc)
-            if found is not None:
-                return found
-        elif not isinstance(exc, asyncio.CancelledError):
+    """The exception of a (nested) group that explains it best: one that needs a human
+    first, then the first that is not a cancellation."""
+    leaves: list[BaseException] = []
+
+    def walk(g: BaseExceptionGroup[BaseException]) -> None:
+        for exc in g.exceptions:
+            if isinstance(exc, BaseExceptionGroup):
+                walk(exc)
+            elif not isinstance(exc, asyncio.CancelledError):
+                leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, NeedsHumanError):
             return exc
-    return None
+    return leaves[0] if leaves else None
+
+
+async def _wait_event(event: asyncio.Event, timeout_s: float | None) -> None:
+    """Until ``event`` is set or ``timeout_s`` passes; then a cancellation checkpoint.
+
+    Python 3.11's ``asyncio.wait_for`` can swallow a cancellation that races with the
+    awaited result (gh-86296), and aiomqtt uses it for every publish: the loops of this
+    module call this between steps so a stop request is never lost.
+    """
+    if timeout_s is None:
+        await event.wait()
+    else:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
+    _checkpoint()
+
+
+def _checkpoint() -> None:
+    """Raise CancelledError if this task has a pending cancellation that got swallowed."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -1,0 +1,191 @@
+"""Home Assistant discovery, per-device state, and commands from MQTT to a GPIO relay
+(gpiozero MockFactory through the real GPIO adapter), against a real Mosquitto."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.adapters.gpio import GpioDriver
+from gateway.config import GpioDevice, HomeAssistantSection
+from gateway.service import Service
+from tests.broker import Collector, Mosquitto, gateway_config, start_broker
+
+RELAY = GpioDevice(name="relay", kind="relay", pin=23)
+BUTTON = GpioDevice(name="button", kind="button", pin=17, pull_up=True, active_high=False)
+SWITCH_CONFIG = "homeassistant/switch/migw_testgw/gpio-relay_switch/config"
+AVAILABILITY = [
+    {
+        "topic": "migw/testgw/status",
+        "payload_available": "online",
+        "payload_not_available": "offline",
+    },
+    {
+        "topic": "migw/testgw/availability/gpio-relay",
+        "payload_available": "online",
+        "payload_not_available": "offline",
+    },
+]
+
+
+def _json(payload: bytes) -> Any:
+    return json.loads(payload)
+
+
+async def _command(
+    port: int, device: str, body: bytes, response_topic: str | None = None, corr: bytes = b""
+) -> None:
+    props = None
+    if response_topic is not None:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = response_topic
+        props.CorrelationData = corr
+    async with aiomqtt.Client(
+        "127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5, identifier="tester"
+    ) as client:
+        await client.publish(f"migw/testgw/cmd/{device}/set", body, qos=1, properties=props)
+
+
+async def test_discovery_state_and_relay_commands(
+    tmp_path: Path, mosquitto: Mosquitto, mock_pins: Any
+) -> None:
+    gpio = GpioDriver((RELAY, BUTTON), pin_factory=mock_pins)
+    cfg = gateway_config(tmp_path / "state", mosquitto.url, ha=True)
+    topics = ["homeassistant/#", "migw/testgw/#", "resp/#"]
+    async with (
+        Collector(mosquitto.port, topics) as col,
+        Service(cfg, drivers=[gpio]) as svc,  # type: ignore[list-item]
+    ):
+        await col.wait_for(lambda: col.on(SWITCH_CONFIG))
+        config = _json(col.on(SWITCH_CONFIG)[-1].payload)
+        assert config == {
+            "name": "Switch",
+            "unique_id": "migw_testgw_gpio-relay_switch",
+            "object_id": "migw_testgw_gpio-relay_switch",
+            "state_topic": "migw/testgw/state/gpio-relay",
+            "device": {
+                "identifiers": ["migw_testgw_gpio-relay"],
+                "name": "relay",
+                "via_device": "migw_testgw",
+                "model": "gpio-relay",
+                "manufacturer": "GPIO",
+            },
+            "availability": AVAILABILITY,
+            "availability_mode": "all",
+            "command_topic": "migw/testgw/cmd/gpio-relay/set",
+            "payload_on": '{"switch":true}',
+            "payload_off": '{"switch":false}',
+            "state_on": "ON",
+            "state_off": "OFF",
+            "value_template": "{{ 'ON' if value_json[\"switch\"] else 'OFF' }}",
+        }
+        gw = "homeassistant/binary_sensor/migw_testgw/status/config"
+        await col.wait_for(lambda: col.on(gw))
+        assert _json(col.on(gw)[-1].payload)["device"]["identifiers"] == ["migw_testgw"]
+        button_cfg = "homeassistant/event/migw_testgw/gpio-button_button/config"
+        await col.wait_for(lambda: col.on(button_cfg))
+        assert _json(col.on(button_cfg)[-1].payload)["event_types"] == [
+            "single",
+            "double",
+            "triple",
+            "long",
+            "release",
+            "hold",
+        ]
+        await col.wait_for(lambda: col.on("migw/testgw/availability/gpio-relay"))
+        assert col.on("migw/testgw/availability/gpio-relay")[-1].payload == b"online"
+
+        # a command with an MQTT 5 response topic and correlation data
+        pin = mock_pins.pin(23)
+        assert pin.state is False or pin.state == 0
+        await _command(mosquitto.port, "gpio-relay", b'{"switch": true}', "resp/a", b"c-1")
+        await col.wait_for(lambda: col.on("resp/a"))
+        resp = col.on("resp/a")[-1]
+        assert resp.correlation == b"c-1"
+        assert _json(resp.payload) == {
+            "device": "gpio-relay",
+            "status": "ok",
+            "ok": True,
+            "state": {"switch": True},
+        }
+        assert pin.state
+        # the relay's new state reaches its retained state topic
+        state_topic = "migw/testgw/state/gpio-relay"
+        await col.wait_for(
+            lambda: any(_json(m.payload) == {"switch": True} for m in col.on(state_topic))
+        )
+
+        # no response topic: the documented default, with the request id echoed
+        await _command(mosquitto.port, "gpio-relay", b'{"command": "toggle", "id": "r2"}')
+        result = "migw/testgw/result/gpio-relay"
+        await col.wait_for(lambda: col.on(result))
+        assert _json(col.on(result)[-1].payload) == {
+            "device": "gpio-relay",
+            "status": "ok",
+            "ok": True,
+            "state": {"switch": False},
+            "id": "r2",
+        }
+        assert not pin.state
+
+        # malformed commands get an error response, never an exception in the agent
+        await _command(mosquitto.port, "gpio-relay", b"{not json", "resp/b", b"c-2")
+        await _command(mosquitto.port, "gpio-relay", b'{"switch": "yes"}', "resp/c", b"c-3")
+        await _command(mosquitto.port, "gpio-nothing", b'{"switch": true}', "resp/d", b"c-4")
+        await _command(mosquitto.port, "gpio-button", b'{"switch": true}', "resp/e", b"c-5")
+        await col.wait_for(lambda: all(col.on(f"resp/{x}") for x in "bcde"))
+        assert _json(col.on("resp/b")[0].payload) == {
+            "device": "gpio-relay",
+            "status": "invalid",
+            "ok": False,
+            "detail": "command is not valid JSON",
+            "state": {},
+        }
+        assert _json(col.on("resp/c")[0].payload)["status"] == "invalid"
+        assert _json(col.on("resp/d")[0].payload)["status"] == "unknown_device"
+        assert _json(col.on("resp/e")[0].payload)["status"] == "unsupported"
+        assert not pin.state
+
+        # Home Assistant restarts: discovery is published again
+        before = len(col.on(SWITCH_CONFIG))
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="ha") as ha:
+            await ha.publish("homeassistant/status", b"online", qos=1)
+        await col.wait_for(lambda: len(col.on(SWITCH_CONFIG)) > before)
+        # discovery, state and status are retained: a late subscriber gets them at once
+        async with Collector(mosquitto.port, [SWITCH_CONFIG, state_topic], "late") as late:
+            await late.wait_for(lambda: late.on(SWITCH_CONFIG) and late.on(state_topic))
+            assert late.on(SWITCH_CONFIG)[0].retain
+            assert _json(late.on(state_topic)[0].payload) == {"switch": False}
+        agent = next(c for c in svc.components if c.name == "sync")
+        assert agent.stats()["commands"] == 6  # type: ignore[attr-defined]
+
+
+async def test_discovery_on_a_separate_home_assistant_broker(
+    tmp_path: Path, mosquitto: Mosquitto, mock_pins: Any
+) -> None:
+    lan = start_broker(tmp_path / "lan")
+    try:
+        gpio = GpioDriver((RELAY,), pin_factory=mock_pins)
+        cfg = gateway_config(tmp_path / "state", mosquitto.url)
+        cfg = cfg.replace(homeassistant=HomeAssistantSection(enabled=True, url=lan.url))  # type: ignore[attr-defined]
+        async with (
+            Collector(lan.port, ["homeassistant/#", "migw/#", "resp/#"], "lan") as lan_col,
+            Collector(mosquitto.port, ["homeassistant/#", "migw/testgw/telemetry"]) as up_col,
+            Service(cfg, drivers=[gpio]) as svc,
+        ):
+            await lan_col.wait_for(lambda: lan_col.on(SWITCH_CONFIG))
+            await up_col.wait_for(lambda: up_col.seqs("migw/testgw/telemetry"))
+            assert not up_col.on(SWITCH_CONFIG)
+            assert lan_col.on("migw/testgw/status")[-1].payload == b"online"
+            await _command(lan.port, "gpio-relay", b'{"switch": true}', "resp/x", b"1")
+            await lan_col.wait_for(lambda: lan_col.on("resp/x"))
+            assert _json(lan_col.on("resp/x")[0].payload)["status"] == "ok"
+            assert mock_pins.pin(23).state
+            assert svc.health()["status"] == "ok"
+    finally:
+        lan.stop()
