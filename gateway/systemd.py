@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from drivers.supervisor import State
+from gateway.driver import Health
 from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -333,7 +335,7 @@ class SystemdIntegration:
             head = f"degraded ({'; '.join(reasons)})"
         else:
             head = "ok"
-        parts = [head, self.service.status_line()]
+        parts = [head, self._parts_line()]
         if self._backlog is not None:
             parts.append(f"backlog={self._backlog}")
         if self._reload_note:
@@ -342,6 +344,22 @@ class SystemdIntegration:
         if len(line) > STATUS_MAX_CHARS:
             line = line[: STATUS_MAX_CHARS - 3] + "..."
         return line
+
+    def _parts_line(self) -> str:
+        """``gpio=ok ble=degraded sync=backoff api=ok seq=N``: health first, then the
+        supervisor state when it is not simply starting/running."""
+        items = []
+        for r in self.service.radios():
+            if r.health is not Health.OK:
+                items.append(f"{r.name}={r.health.value}")
+            elif r.state in (State.STARTING, State.RUNNING):
+                items.append(f"{r.name}=ok")
+            else:
+                items.append(f"{r.name}={r.state}")
+        store = self.service.store
+        if store is not None:
+            items.append(f"seq={store.last_seq}")
+        return " ".join(items) or "no radios"
 
     async def _backlog_loop(self) -> None:
         while True:

@@ -196,6 +196,8 @@ async def test_ready_after_store_api_and_radios_then_periodic_pings_then_stoppin
         # READY=1 comes with the first status line, once the store is open, every part is
         # supervised and the LAN API listens
         assert first.startswith("READY=1\nSTATUS=ok | ")
+        assert " gpio=ok " in first.replace("|", " ")
+        assert " api=ok " in first.replace("|", " ")
         assert svc.store is not None
         assert svc.ready.is_set()
         parts = {p.name for p in [*svc.drivers, *svc.components]}
