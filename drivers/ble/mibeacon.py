@@ -591,14 +591,13 @@ OBJECTS: dict[int, ObjDef] = {
 _FIXED = struct.Struct("<HHB")
 
 
-def _walk(payload: bytes, ctx: _Ctx, notes: list[str] | None) -> None:
-    """Walk the objects into ``ctx``.
+def _walk(payload: bytes, pos: int, ctx: _Ctx, notes: list[str] | None) -> None:
+    """Walk the objects from ``payload[pos:]`` into ``ctx``.
 
     Lenient (``notes`` given): unknown objects and objects of an unexpected length are
     skipped and noted. Strict (``notes`` is None, legacy crypto): anything odd raises.
     A length that overruns the payload raises in both modes.
     """
-    pos = 0
     end = len(payload)
     while pos + 3 <= end:
         oid = payload[pos] | payload[pos + 1] << 8
@@ -682,7 +681,7 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
             if len(data) < i + 3:
                 raise _fail(MalformedError, "MiBeacon frame has the object bit but no object", kind)
             try:
-                _walk(data[i:], ctx, notes)
+                _walk(data, i, ctx, notes)
             except MalformedError as exc:
                 raise _fail(MalformedError, str(exc), kind) from None
         elif key is None:
@@ -697,7 +696,7 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
                 raise _fail(KeyInvalidError, "MiBeacon v4/v5 tag mismatch (wrong bind key)", kind)
             counter = frame_counter | int.from_bytes(data[-7:-4], "little") << 8
             try:
-                _walk(plain, ctx, notes)
+                _walk(plain, 0, ctx, notes)
             except MalformedError as exc:
                 raise _fail(MalformedError, str(exc), kind) from None
         else:
@@ -710,7 +709,7 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
             plain = crypto.ccm_ctr_only(key.aes_key(), nonce, data[i:-4])
             counter = frame_counter | int.from_bytes(ext, "little") << 8
             try:
-                _walk(plain, ctx, None)
+                _walk(plain, 0, ctx, None)
             except MalformedError:
                 # No verified tag in the legacy scheme: garbage objects mean a wrong key.
                 raise _fail(
