@@ -238,9 +238,14 @@ class SystemdIntegration:
         self.notifier.notify("READY=1", f"STATUS={line}")
         self._remember_status(line)
         self._ready_sent.set()
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._backlog_loop(), name="systemd-backlog")
-            await self._watchdog_loop()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._backlog_loop(), name="systemd-backlog")
+                await self._watchdog_loop()
+        except Exception:
+            # no more pings: systemd restarts the service, and this says why
+            _LOGGER.exception("the systemd watchdog loop failed; watchdog pings stop")
+            raise
 
     async def _wait_ready(self) -> list[str]:
         """Wait for the service and parts that report readiness; return the late ones."""
