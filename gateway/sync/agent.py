@@ -509,13 +509,15 @@ class SyncAgent:
 
     def _classify(self, state: LinkState, exc: BaseException) -> None:
         """Record why a session ended and re-raise what the supervisor should see."""
-        state.last_error = f"{type(exc).__name__}: {exc}"
+        state.last_error = (
+            str(exc) if isinstance(exc, NeedsHumanError) else f"{type(exc).__name__}: {exc}"
+        )
         if isinstance(exc, MqttConnectError):
             rc = getattr(exc.rc, "value", exc.rc)
             if rc in _CONNECT_NEEDS_HUMAN:
-                raise NeedsHumanError(
-                    f"{state.settings.display()} refused the connection: {exc}"
-                ) from None
+                message = f"{state.settings.display()} refused the connection: {exc}"
+                state.last_error = message
+                raise NeedsHumanError(message) from None
         raise exc
 
     async def _connect_and_serve(
