@@ -7,7 +7,6 @@ import asyncio
 import gc
 import logging
 import ssl
-import subprocess
 from pathlib import Path
 
 import aiomqtt
@@ -22,7 +21,6 @@ from tests.broker import (
     SynthDriver,
     TlsFiles,
     gateway_config,
-    make_tls,
     start_broker,
 )
 
@@ -129,9 +127,8 @@ async def test_password_from_file_is_used_and_never_logged(
     secret = "s3cret-Pa55word"
     passwd = tmp_path / "passwd"
     passwd.write_text("")
-    subprocess.run(
-        ["mosquitto_passwd", "-b", str(passwd), "gw", secret], check=True, capture_output=True
-    )
+    proc = await asyncio.create_subprocess_exec("mosquitto_passwd", "-b", str(passwd), "gw", secret)
+    assert await proc.wait() == 0
     broker = start_broker(
         tmp_path / "broker", extra=f"allow_anonymous false\npassword_file {passwd}"
     )
