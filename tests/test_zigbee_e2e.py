@@ -455,3 +455,19 @@ async def test_unknown_sender_is_looked_up(tmp_path: Path) -> None:
             sim.deliver(ht, 0x0405, 1, bytes.fromhex("181e0a0000210c0f"))
             await until(lambda: bool(rec.readings))
             assert rec.readings == [(ht.ieee, "humidity", 38.52)]
+
+
+async def test_slow_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = Recorder()
+    async with ZStackSimulator(devices=("lumi.plug",), seed=47, answer_delay=0.05) as sim:
+        coord = Coordinator(config(sim, tmp_path), rec)
+        async with running(coord):
+            await joined_network(sim, coord, rec, ("lumi.plug",))
+            plug = sim.device("lumi.plug")
+            assert (await coord.switch(plug.ieee, "on")).delivery is Delivery.OK
+            # slower than the SREQ timeout: a timeout result, not an exception
+            monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 0.1)
+            sim.answer_delay = 0.3
+            out = await coord.switch(plug.ieee, "off")
+            assert out.delivery is Delivery.TIMEOUT
+            assert coord.health_counters()["commands_failed"] == 1
