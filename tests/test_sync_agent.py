@@ -132,3 +132,37 @@ async def test_proxy_stalls_and_cuts_mid_publish(
             assert got == set(range(1, last + 1))
             assert proxy.connections >= 4
             print(f"proxy: {last} seqs over {proxy.connections} connections, {dups} duplicates")
+
+
+async def test_backlog_drain_is_rate_limited_and_live_readings_keep_flowing(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    synth = SynthDriver(devices=2, rate=1000)
+    cfg = gateway_config(tmp_path / "state", mosquitto.url, drain_rate=600, batch_max_readings=100)
+    async with (
+        Collector(mosquitto.port, [TELEMETRY]) as col,
+        Service(cfg, drivers=[synth]) as svc,  # type: ignore[arg-type]
+    ):
+        store = svc.store
+        assert store is not None
+        agent = _agent(svc)
+        mosquitto.stop()
+        async with asyncio.timeout(20):
+            while agent.stats()["outbox"]["rows"] < 1500:
+                await asyncio.sleep(0.05)
+        synth.rate = 100
+        mosquitto.start()
+        await col.wait_for(lambda: col.client is not None, 20)
+        start = len(col.batches(TELEMETRY))
+        await col.wait_for(lambda: any(not b.backlog for b in col.batches(TELEMETRY)[start:]), 20)
+        synth.paused = True
+        await store.flush()
+        last = store.last_seq
+        await col.wait_for(lambda: set(range(1, last + 1)) <= set(col.seqs(TELEMETRY)), 60)
+        kinds = [b.backlog for b in col.batches(TELEMETRY)[start:]]
+        # live batches were delivered while the backlog was still draining
+        first_live = kinds.index(False)
+        last_backlog = len(kinds) - 1 - kinds[::-1].index(True)
+        assert first_live < last_backlog
+        got, _ = _check_streams(col, TELEMETRY)
+        assert got == set(range(1, last + 1))
