@@ -116,7 +116,9 @@ def item_json(row: OutboxRow, fix: ClockFix) -> str:
         raise RowError(f"outbox row {row.seq} has a corrupt body")
     ts, trusted = fix.restamp(row)
     inner = body[1:-1]
-    parts = ['{"seq":', str(row.seq), ",", inner]
+    parts = ['{"seq":', str(row.seq)]
+    if inner:
+        parts += [",", inner]
     if row.kind != OUTBOX_EVENT and ',"unit":' not in inner:
         parts.append(',"unit":null')
     parts += [',"ts":', _num(ts), ',"boot":', json.dumps(row.boot), ',"mono":', _num(row.mono)]
