@@ -156,7 +156,11 @@ def encode_batch(
     events: list[str] = []
     for row in rows:
         (events if row.kind == OUTBOX_EVENT else readings).append(item_json(row, fix))
-    head = json.dumps({"gateway": gateway, "batch": batch, "backlog": backlog})[:-1]
+    head = json.dumps(
+        {"gateway": gateway, "batch": batch, "backlog": backlog},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )[:-1]
     text = f'{head},"readings":[{",".join(readings)}],"events":[{",".join(events)}]}}'
     raw = text.encode("utf-8")
     if compress and len(raw) >= COMPRESS_MIN_BYTES:
