@@ -471,3 +471,19 @@ async def test_slow_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
             out = await coord.switch(plug.ieee, "off")
             assert out.delivery is Delivery.TIMEOUT
             assert coord.health_counters()["commands_failed"] == 1
+
+
+async def test_fast_interview_reads_the_model(tmp_path: Path) -> None:
+    """A device that joins without its model report is identified by the Basic read."""
+    rec = Recorder()
+    async with ZStackSimulator(seed=53) as sim:
+        magnet = sim.add_device("lumi.sensor_magnet.aq2")
+        magnet.silent_join = True
+        coord = Coordinator(config(sim, tmp_path), rec)
+        async with running(coord):
+            await joined_network(sim, coord, rec, ("lumi.sensor_magnet.aq2",))
+            assert magnet.received[0] == (0x0000, 1, magnet.received[0][2])
+            read = magnet.received[0][2]
+            assert read[0] == 0x00 and read[2] == 0x00  # client->server Read Attributes
+            assert read[3:] == bytes.fromhex("04000500")  # manufacturer, model
+            assert coord.table.get(magnet.ieee).manufacturer == "LUMI"  # type: ignore[union-attr]

@@ -47,6 +47,8 @@ class SimDevice:
     #: Sleepy end devices only answer during a short window after they sent something.
     awake_until: float = 0.0
     reachable: bool = True
+    #: Joins without its Basic model report: only the host's read identifies it.
+    silent_join: bool = False
     on: bool = False
     contact_open: bool = False
     leak: bool = False

@@ -229,7 +229,8 @@ class ZStackSimulator:
         dev.nwk = nwk
         self._send(c.ZDO_TC_DEV_IND.rsp(SrcNwk=nwk, SrcIEEE=dev.ieee, ParentNwk=0))
         self.announce(dev)
-        self.deliver(dev, *dev.model_report())
+        if not dev.silent_join:
+            self.deliver(dev, *dev.model_report())
 
     def announce(self, dev: SimDevice, new_nwk: int | None = None) -> None:
         if new_nwk is not None:
