@@ -487,3 +487,29 @@ async def test_fast_interview_reads_the_model(tmp_path: Path) -> None:
             assert read[0] == 0x00 and read[2] == 0x00  # client->server Read Attributes
             assert read[3:] == bytes.fromhex("04000500")  # manufacturer, model
             assert coord.table.get(magnet.ieee).manufacturer == "LUMI"  # type: ignore[union-attr]
+
+
+async def test_reset_indication_at_boot_is_not_a_crash(tmp_path: Path) -> None:
+    """Boards reset when the port opens and say so: that must not restart the session."""
+    async with ZStackSimulator(seed=59) as sim:
+        sim.reset_ind_on_open = True
+        coord = Coordinator(config(sim, tmp_path))
+        async with running(coord):
+            await until(lambda: coord.connected)
+            await asyncio.sleep(0.5)  # several watchdog rounds
+            assert coord.connected
+            assert coord.health_counters()["reconnects"] == 0
+            # a reset while the network runs is unexpected: the session restarts and resumes
+            sim._send(
+                sim_mod.c.SYS_RESET_IND.rsp(
+                    Reason=sim_mod.t.ResetReason.WATCHDOG,
+                    TransportRev=2,
+                    ProductId=1,
+                    MajorRel=2,
+                    MinorRel=7,
+                    MaintRel=1,
+                )
+            )
+            await until(lambda: coord.health_counters()["reconnects"] == 1)
+            await until(lambda: coord.connected)
+            assert coord.counters["networks_resumed"] == 1

@@ -378,6 +378,10 @@ class Coordinator:
             async with self._connect() as api:
                 await self._version(api)
                 await self._start_network(api, allow_form=True)
+                # a reset indication during start-up is the stick booting (the bootloader
+                # skip toggles RTS, which resets many boards): only later ones are unexpected
+                if self._unexpected_reset is not None:
+                    self._unexpected_reset.clear()
                 if self._supervisor is not None:
                     self._supervisor.mark_running()
                 self.connected = True

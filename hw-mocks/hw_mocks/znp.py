@@ -93,6 +93,10 @@ class ZStackSimulator:
         self.mute = False
         #: Fault: every NV write fails with NV_OPER_FAILED.
         self.nv_broken = False
+        #: Boards that reset when the host opens the port (RTS/DTR) greet it with a
+        #: SYS_RESET_IND (power-up) before answering.
+        self.reset_ind_on_open = False
+        self._greeted = False
         self.nv: dict[int, bytes] = _default_nv(ieee)
         self.ex_nv: dict[tuple[int, int, int], bytes] = {}
         self.devices: list[SimDevice] = []
@@ -176,6 +180,7 @@ class ZStackSimulator:
             os.unlink(self.path)
         os.symlink(os.ttyname(slave), self.path)
         self._framer = frames.Framer()
+        self._greeted = False
         # power-up: RAM state is gone, NV stays
         self.state = t.DeviceState.HOLD
         self.endpoints = {}
@@ -313,6 +318,18 @@ class ZStackSimulator:
             data = os.read(self._master, 4096)
         except OSError:
             return  # no host attached (EIO) or a spurious wake-up
+        if self.reset_ind_on_open and not self._greeted and not self.mute:
+            self._greeted = True
+            self._send(
+                c.SYS_RESET_IND.rsp(
+                    Reason=t.ResetReason.POWER_UP,
+                    TransportRev=2,
+                    ProductId=self.product,
+                    MajorRel=2,
+                    MinorRel=7,
+                    MaintRel=1,
+                )
+            )
         for frame in self._framer.feed(data):
             self.counters["frames_in"] += 1
             if self.mute:
