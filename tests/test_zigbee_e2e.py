@@ -513,3 +513,20 @@ async def test_reset_indication_at_boot_is_not_a_crash(tmp_path: Path) -> None:
             await until(lambda: coord.health_counters()["reconnects"] == 1)
             await until(lambda: coord.connected)
             assert coord.counters["networks_resumed"] == 1
+
+
+async def test_lost_network_needs_a_human_not_a_new_network(tmp_path: Path) -> None:
+    async with ZStackSimulator(seed=61) as sim:
+        coord = Coordinator(config(sim, tmp_path))
+        async with running(coord):
+            await until(lambda: coord.connected)
+        # the stick keeps our marker but loses the network state (NV partly wiped)
+        sim.nv[0x0055] = b"\x00"
+        sim.unplug()
+        sim.plug()
+        coord2 = Coordinator(config(sim, tmp_path))
+        async with running(coord2):
+            await until(lambda: coord2.state == State.FAILED.value)
+            assert "lost its network" in coord2.reason
+            assert str(tmp_path / "zigbee_backup.json") in coord2.reason
+        assert sim.counters["formations"] == 1

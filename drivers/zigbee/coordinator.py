@@ -502,7 +502,17 @@ class Coordinator:
             return
         started = api.listen(c.ZDO_STATE_CHANGE_IND, {"State": t.DeviceState.ZB_COORD})
         try:
-            await api.request(c.ZDO_STARTUP_FROM_APP, StartDelay=100)
+            rsp = await api.request(c.ZDO_STARTUP_FROM_APP, StartDelay=100)
+            if rsp["State"] == t.StartupState.NOT_STARTED:
+                where = (
+                    f" (the last automatic backup is {self.config.state_dir / BACKUP_FILE})"
+                    if self.config.state_dir is not None
+                    else ""
+                )
+                raise NeedsHumanError(
+                    "the stick was configured by us but has lost its network: restore a "
+                    f"backup with `migw zigbee restore FILE`{where}"
+                )
             await api.wait(started, STARTUP_TIMEOUT)
         finally:
             api.cancel(started)
