@@ -54,6 +54,8 @@ SAVE_INTERVAL = 60.0
 RECONNECT_INITIAL = 1.0
 RECONNECT_MAX = 60.0
 STABLE_AFTER = 30.0
+#: Unknown senders looked up at the same time at most (a flood must not queue requests).
+MAX_IEEE_LOOKUPS = 4
 #: A device update is published when the LQI moved at least this much.
 LQI_NOTIFY_DELTA = 8
 
@@ -828,7 +830,11 @@ class Coordinator:
         rec = self.table.by_nwk(nwk)
         if rec is None:
             self.counters["unknown_source"] += 1
-            if nwk not in self._ieee_lookups and self._tg is not None:
+            if (
+                nwk not in self._ieee_lookups
+                and len(self._ieee_lookups) < MAX_IEEE_LOOKUPS
+                and self._tg is not None
+            ):
                 self._ieee_lookups.add(nwk)
                 self._spawn(self._lookup_ieee(nwk), f"zigbee-ieee-{nwk:04x}")
             return
