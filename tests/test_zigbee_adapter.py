@@ -159,3 +159,24 @@ async def test_real_config_against_a_stick(tmp_path: Path) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_demo_driver_restart_resumes(tmp_path: Path) -> None:
+    """The service restarts a failed driver by calling run() again: same network, same ids."""
+    driver = adapter.create(AdapterContext(Config(), tmp_path, DemoOptions()))
+    assert driver is not None
+    ids: list[set[str]] = []
+    for _ in range(2):
+        sink = RecordingSink()
+        task = asyncio.create_task(driver.run(sink))
+        try:
+            await until(lambda sink=sink: len({d.id for d in sink.devices if d.model}) == 8)
+            await until(lambda sink=sink: bool(sink.readings))
+            ids.append({d.id for d in sink.devices})
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert ids[0] == ids[1]
+    assert driver.coordinator.counters["networks_formed"] == 1
+    assert driver.coordinator.counters["networks_resumed"] == 1
