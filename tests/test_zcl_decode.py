@@ -335,3 +335,27 @@ def test_report_round_trip(recs: list[tuple[int, int, int]], tsn: int) -> None:
     raw = zf.encode(frame)
     if attrs:
         assert zf.decode(0x0402, raw) == frame
+
+
+tlv_entry = st.tuples(
+    st.integers(1, 255),
+    st.sampled_from([0x10, 0x20, 0x21, 0x23, 0x24, 0x28, 0x29, 0x2B, 0x39]),
+    st.data(),
+)
+
+
+@given(st.lists(tlv_entry, max_size=12, unique_by=lambda e: e[0]), st.booleans())
+def test_tlv_round_trip(entries: list[tuple[int, int, st.DataObject]], pad: bool) -> None:
+    raw = b""
+    want: dict[int, Any] = {}
+    for tag, type_id, data in entries:
+        size = zt.FIXED_SIZE[type_id]
+        value_bytes = data.draw(st.binary(min_size=size, max_size=size))
+        value, _ = zt.read_value(type_id, value_bytes, 0)
+        if value != value:  # NaN never equals itself
+            continue
+        raw += bytes((tag, type_id)) + value_bytes
+        want[tag] = value
+    tlv = xiaomi.parse_tlv(raw + (b"\x00" if pad else b""))
+    assert tlv.values == want
+    assert not tlv.truncated
