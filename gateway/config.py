@@ -109,7 +109,7 @@ class UpstreamSection:
     allow_insecure: bool = False
     topic_prefix: str = "migw"
     keepalive: int = 60
-    batch_max_readings: int = 500
+    batch_max_readings: int = 1000
     batch_max_ms: int = 1000
     compress: bool = False
     outbox_max_bytes: int = 512 * 1024 * 1024

@@ -64,6 +64,8 @@ CONNECT_TIMEOUT_S = 10.0
 ACK_TIMEOUT_S = 30.0
 #: Batches in flight (never more than the broker's Receive Maximum).
 INFLIGHT = 8
+#: Backlog batches read per outbox query while draining.
+BACKLOG_FETCH_BATCHES = 4
 #: Acknowledged rows are deleted every this many seconds (or sooner when many).
 ACK_FLUSH_S = 0.1
 ACK_FLUSH_ROWS = 5000
@@ -662,6 +664,7 @@ class SyncAgent:
         backlog_done = False
         self._backlog_left = self._rows
         next_backlog = time.monotonic()
+        prefetch: asyncio.Task[list[OutboxRow]] | None = None
         self._flight = {}
         try:
             async with asyncio.TaskGroup() as tg:
@@ -691,16 +694,31 @@ class SyncAgent:
                             slots.release()
                         continue
                     if not backlog_done and now >= next_backlog:
+                        # a few batches per query: fewer transactions while draining
+                        per_query = max(1, min(BACKLOG_FETCH_BATCHES, int(cfg.drain_rate // n_max)))
+                        limit = n_max * per_query
                         await slots.acquire()
-                        rows = await outbox.fetch(backlog_cursor, n_max, upto=boundary)
+                        if prefetch is not None:
+                            rows, prefetch = await prefetch, None
+                        else:
+                            rows = await outbox.fetch(backlog_cursor, limit, upto=boundary)
                         if not rows:
                             slots.release()
                             backlog_done = True
                             self._backlog_left = 0
                             continue
                         backlog_cursor = rows[-1].seq
+                        if len(rows) >= limit:
+                            # read the next chunk while this one is encoded and sent
+                            prefetch = tg.create_task(
+                                outbox.fetch(backlog_cursor, limit, upto=boundary),
+                                name="sync-prefetch",
+                            )
                         self._backlog_left = max(0, self._backlog_left - len(rows))
-                        await self._send(link, rows, True, slots, tg)
+                        for i in range(0, len(rows), n_max):
+                            if i:
+                                await slots.acquire()
+                            await self._send(link, rows[i : i + n_max], True, slots, tg)
                         next_backlog = max(now, next_backlog) + len(rows) / cfg.drain_rate
                         continue
                     waits: list[float] = []

@@ -13,7 +13,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar
 
@@ -43,7 +43,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def _atomic(fn: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Awaitable[_R]]:
+def _atomic(fn: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
     """Run a store operation to completion even if its caller is cancelled.
 
     aiosqlite runs each statement in its own thread: a task cancelled while awaiting

@@ -7,6 +7,7 @@ tests). docs/mqtt.md is the prose version of this module; keep them in step.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
 import re
@@ -116,22 +117,24 @@ def item_json(row: OutboxRow, fix: ClockFix) -> str:
         raise RowError(f"outbox row {row.seq} has a corrupt body")
     ts, trusted = fix.restamp(row)
     inner = body[1:-1]
-    parts = ['{"seq":', str(row.seq)]
-    if inner:
-        parts += [",", inner]
-    if row.kind != OUTBOX_EVENT and ',"unit":' not in inner:
-        parts.append(',"unit":null')
-    parts += [',"ts":', _num(ts), ',"boot":', json.dumps(row.boot), ',"mono":', _num(row.mono)]
-    if not trusted:
-        parts.append(',"clock":"unsynced"')
-    parts.append("}")
-    return "".join(parts)
+    unit = ',"unit":null' if row.kind != OUTBOX_EVENT and ',"unit":' not in inner else ""
+    sep = "," if inner else ""
+    clock = "" if trusted else ',"clock":"unsynced"'
+    return (
+        f'{{"seq":{row.seq}{sep}{inner}{unit},"ts":{_num(ts)},"boot":{_boot_json(row.boot)}'
+        f',"mono":{_num(row.mono)}{clock}}}'
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _boot_json(boot: str) -> str:
+    return json.dumps(boot)
 
 
 def _num(value: float) -> str:
     if not math.isfinite(value):  # never in our store
         return "null"
-    return repr(float(value))
+    return repr(value) if type(value) is float else repr(float(value))
 
 
 @dataclass(frozen=True, slots=True)
