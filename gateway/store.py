@@ -585,59 +585,50 @@ class Store(StateReader):
                     len(body) + 48,
                 )
             )
-        db = self._db
-        async with self._write_lock:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                for upd in batch.devices.values():
-                    await db.execute(_UPSERT_DEVICE, _device_params(upd))
-                if history_rows:
-                    await db.executemany(
-                        "INSERT INTO history (seq, device_id, metric, value, ts)"
-                        " VALUES (?,?,?,?,?)",
-                        history_rows,
-                    )
-                    await db.executemany(
-                        "INSERT INTO state (device_id, metric, value, unit, ts, seq)"
-                        " VALUES (?,?,?,?,?,?) ON CONFLICT (device_id, metric) DO UPDATE SET"
-                        " value=excluded.value, unit=excluded.unit, ts=excluded.ts,"
-                        " seq=excluded.seq",
-                        list(state_rows.values()),
-                    )
-                if outbox_rows:
-                    await db.executemany(
-                        "INSERT INTO outbox (seq, kind, device_id, body, ts, boot, mono,"
-                        " synced, size) VALUES (?,?,?,?,?,?,?,?,?)",
-                        outbox_rows,
-                    )
-                if batch.seen:
-                    await db.executemany(
-                        "UPDATE devices SET last_seen = max(coalesce(last_seen, 0), ?),"
-                        " first_seen = coalesce(first_seen, ?) WHERE id = ?",
-                        [(ts, ts, dev) for dev, ts in batch.seen.items()],
-                    )
-                if battery:
-                    await db.executemany(
-                        "UPDATE devices SET battery = ? WHERE id = ?",
-                        [(v, dev) for dev, v in battery.items()],
-                    )
-                if seq != self._last_seq:
-                    await db.execute(
-                        "INSERT INTO meta (key, value) VALUES ('last_seq', ?)"
-                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        (str(seq),),
-                    )
-                await db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    await db.execute("ROLLBACK")
-                raise
-            self._last_seq = seq
-            self.counters.commits += 1
-            self.counters.rows_committed += len(readings) + len(events)
-            self.last_commit_wall = time.time()
-            if self.counters.commits % PRUNE_EVERY == 0:
+        async with self._transaction() as db:
+            for upd in batch.devices.values():
+                await db.execute(_UPSERT_DEVICE, _device_params(upd))
+            if history_rows:
+                await db.executemany(
+                    "INSERT INTO history (seq, device_id, metric, value, ts) VALUES (?,?,?,?,?)",
+                    history_rows,
+                )
+                await db.executemany(
+                    "INSERT INTO state (device_id, metric, value, unit, ts, seq)"
+                    " VALUES (?,?,?,?,?,?) ON CONFLICT (device_id, metric) DO UPDATE SET"
+                    " value=excluded.value, unit=excluded.unit, ts=excluded.ts,"
+                    " seq=excluded.seq",
+                    list(state_rows.values()),
+                )
+            if outbox_rows:
+                await db.executemany(
+                    "INSERT INTO outbox (seq, kind, device_id, body, ts, boot, mono,"
+                    " synced, size) VALUES (?,?,?,?,?,?,?,?,?)",
+                    outbox_rows,
+                )
+            if batch.seen:
+                await db.executemany(
+                    "UPDATE devices SET last_seen = max(coalesce(last_seen, 0), ?),"
+                    " first_seen = coalesce(first_seen, ?) WHERE id = ?",
+                    [(ts, ts, dev) for dev, ts in batch.seen.items()],
+                )
+            if battery:
+                await db.executemany(
+                    "UPDATE devices SET battery = ? WHERE id = ?",
+                    [(v, dev) for dev, v in battery.items()],
+                )
+            if seq != self._last_seq:
+                await db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('last_seq', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(seq),),
+                )
+            if (self.counters.commits + 1) % PRUNE_EVERY == 0:
                 await self._prune_history()
+        self._last_seq = seq
+        self.counters.commits += 1
+        self.counters.rows_committed += len(readings) + len(events)
+        self.last_commit_wall = time.time()
         return readings, events
 
     async def _prune_history(self) -> None:
@@ -650,18 +641,31 @@ class Store(StateReader):
 
     # ------------------------------------------------------------------ outbox (sync agent)
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
         """A write transaction serialised with the ingest writer (for the sync agent)."""
+        return self._transaction()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT under the write lock; ROLLBACK on any exception.
+
+        Cancellation can strike while a statement runs in aiosqlite's thread (the BEGIN may
+        then have happened without us knowing): every exit path that did not commit rolls
+        back, and a transaction left open by anything else is rolled back before we begin.
+        """
+        db = self._db
         async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                if db.in_transaction:
+                    _LOGGER.warning("rolling back a transaction left open")
+                    await db.execute("ROLLBACK")
+                await db.execute("BEGIN IMMEDIATE")
+                yield db
+                await db.execute("COMMIT")
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    await self._db.execute("ROLLBACK")
+                # shielded: a second cancellation must not leave the transaction open
+                await asyncio.shield(_rollback(db))
                 raise
-            await self._db.execute("COMMIT")
 
     async def outbox_delete(self, seqs: Iterable[int]) -> int:
         """Delete delivered rows (after the broker acknowledged them). Returns the count."""
@@ -772,6 +776,12 @@ def _with_seq(item: _T, seq: int) -> _T:
             item.device_id, item.metric, item.value, item.unit, item.stamp, item.source, seq
         )
     return dataclasses.replace(item, seq=seq)
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error, ValueError):
+        if db.in_transaction:
+            await db.execute("ROLLBACK")
 
 
 async def _configure(db: aiosqlite.Connection) -> None:

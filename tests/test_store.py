@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -237,3 +238,26 @@ async def test_event_properties_travel_in_the_outbox_body(tmp_path: Path) -> Non
         rows = await store.outbox_fetch(1)
     # properties never overwrite the event's own fields
     assert rows[0].body == ('{"device":"ble-1","event":"dimmer","action":"rotate_left","steps":3}')
+
+
+async def test_cancelled_transaction_never_leaves_the_database_locked(tmp_path: Path) -> None:
+    import asyncio
+
+    async with await Store.open(tmp_path / "s.db") as store:
+        for delay in range(6):  # cancel at several points: during BEGIN, inside, at COMMIT
+
+            async def user(d: int = delay) -> None:
+                async with store.transaction() as db:
+                    for _ in range(d):
+                        await db.execute("DELETE FROM outbox WHERE seq = -1")
+
+            task = asyncio.create_task(user())
+            for _ in range(delay):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            store.add_reading(reading(value=float(delay)))
+            await asyncio.wait_for(store.flush(), 5)
+        assert (await store.outbox_stats()).depth == 6
+        assert store.counters.commit_failures == 0
