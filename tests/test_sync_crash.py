@@ -46,15 +46,23 @@ async def _ready(proc: asyncio.subprocess.Process) -> None:
 async def test_sigkill_while_syncing_loses_nothing(tmp_path: Path, mosquitto: Mosquitto) -> None:
     rng = random.Random(5)
     state = tmp_path / "state"
-    async with Collector(mosquitto.port, ["migw/testgw/telemetry"]) as col:
-        for _ in range(KILLS):
+    status = "migw/testgw/status"
+    async with Collector(mosquitto.port, [TELEMETRY, status]) as col:
+        for i in range(KILLS):
             proc = await _spawn(state, mosquitto.url)
             try:
                 await _ready(proc)
+                if i == 0:
+                    await col.wait_for(lambda: col.on(status))
                 await asyncio.sleep(rng.uniform(0.2, 1.2))
             finally:
                 proc.send_signal(signal.SIGKILL)
                 await proc.wait()
+            if i == 0:
+                # the broker publishes the Last Will: retained "offline"
+                await col.wait_for(
+                    lambda: [m.payload for m in col.on(status)][-2:] == [b"online", b"offline"]
+                )
         proc = await _spawn(state, mosquitto.url, "--drain")
         await _ready(proc)
         assert await asyncio.wait_for(proc.wait(), 90) == 0
