@@ -155,21 +155,21 @@ async def test_rows_stamped_before_clock_sync_are_restamped(
 ) -> None:
     clock = FakeClock(synced=False)
     cfg = gateway_config(tmp_path / "state", mosquitto.url)
-    async with Collector(mosquitto.port, [TELEMETRY]) as col:
-        async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
-            store = svc.store
-            assert store is not None
-            # a Pi without RTC: wall clock in 1970, mono since boot
-            store.add_reading(_reading("a", "temperature", 1.0, _stamp(100.0, 50.0, False)))
-            store.add_reading(
-                _reading("b", "temperature", 2.0, _stamp(200.0, 60.0, False, OTHER_BOOT))
-            )
-            await col.wait_for(lambda: len(col.seqs(TELEMETRY)) == 2)
-            first = {r["device"]: r for b in col.batches(TELEMETRY) for r in b.readings}
-            assert first["a"]["ts"] == 100.0 and first["a"]["clock"] == "unsynced"
-            clock.synced = True
-            store.add_reading(_reading("c", "temperature", 3.0, _stamp(300.0, 70.0, False)))
-            await col.wait_for(lambda: len(col.seqs(TELEMETRY)) == 3)
+    async with (
+        Collector(mosquitto.port, [TELEMETRY]) as col,
+        Service(cfg, drivers=[], clock=clock) as svc,  # type: ignore[arg-type]
+    ):
+        store = svc.store
+        assert store is not None
+        # a Pi without RTC: wall clock in 1970, mono since boot
+        store.add_reading(_reading("a", "temperature", 1.0, _stamp(100.0, 50.0, False)))
+        store.add_reading(_reading("b", "temperature", 2.0, _stamp(200.0, 60.0, False, OTHER_BOOT)))
+        await col.wait_for(lambda: len(col.seqs(TELEMETRY)) == 2)
+        first = {r["device"]: r for b in col.batches(TELEMETRY) for r in b.readings}
+        assert first["a"]["ts"] == 100.0 and first["a"]["clock"] == "unsynced"
+        clock.synced = True
+        store.add_reading(_reading("c", "temperature", 3.0, _stamp(300.0, 70.0, False)))
+        await col.wait_for(lambda: len(col.seqs(TELEMETRY)) == 3)
     by_dev = {r["device"]: r for b in col.batches(TELEMETRY) for r in b.readings}
     assert by_dev["c"] == {
         "seq": 3,
@@ -212,23 +212,23 @@ async def test_oversized_reading_is_dead_lettered_and_the_rest_flows(tmp_path: P
     try:
         clock = FakeClock()
         cfg = gateway_config(tmp_path / "state", broker.url)
-        async with Collector(broker.port, [TELEMETRY]) as col:
-            async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
-                store = svc.store
-                assert store is not None
-                agent = _agent(svc)
-                for i in range(200):
-                    store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
-                    if i == 50:
-                        store.add_reading(
-                            _reading("big", "label", "x" * 6000, _stamp(clock.wall()))
-                        )
-                await store.flush()
-                last = store.last_seq
-                await col.wait_for(lambda: len(set(col.seqs(TELEMETRY))) == last - 1)
-                await _wait(lambda: agent.stats()["outbox"]["rows"] == 0)
-                stats = agent.stats()
-                letters = await agent.dead_letters()
+        async with (
+            Collector(broker.port, [TELEMETRY]) as col,
+            Service(cfg, drivers=[], clock=clock) as svc,  # type: ignore[arg-type]
+        ):
+            store = svc.store
+            assert store is not None
+            agent = _agent(svc)
+            for i in range(200):
+                store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
+                if i == 50:
+                    store.add_reading(_reading("big", "label", "x" * 6000, _stamp(clock.wall())))
+            await store.flush()
+            last = store.last_seq
+            await col.wait_for(lambda: len(set(col.seqs(TELEMETRY))) == last - 1)
+            await _wait(lambda: agent.stats()["outbox"]["rows"] == 0)
+            stats = agent.stats()
+            letters = await agent.dead_letters()
         assert stats["upstream"]["max_packet_size"] == 4096
         assert stats["dead_letters"] == 1
         assert stats["splits"] >= 1
@@ -249,22 +249,22 @@ async def test_message_the_broker_drops_the_connection_for_is_dead_lettered(
     try:
         clock = FakeClock()
         cfg = gateway_config(tmp_path / "state", broker.url, reconnect_max_s=0.2)
-        async with Collector(broker.port, [TELEMETRY]) as col:
-            async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
-                store = svc.store
-                assert store is not None
-                agent = _agent(svc)
-                for i in range(60):
-                    store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
-                    if i == 20:
-                        store.add_reading(
-                            _reading("big", "label", "y" * 4000, _stamp(clock.wall()))
-                        )
-                await store.flush()
-                last = store.last_seq
-                await col.wait_for(lambda: len(set(col.seqs(TELEMETRY))) == last - 1, 60)
-                await _wait(lambda: agent.stats()["outbox"]["rows"] == 0, 30)
-                letters = await agent.dead_letters()
+        async with (
+            Collector(broker.port, [TELEMETRY]) as col,
+            Service(cfg, drivers=[], clock=clock) as svc,  # type: ignore[arg-type]
+        ):
+            store = svc.store
+            assert store is not None
+            agent = _agent(svc)
+            for i in range(60):
+                store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
+                if i == 20:
+                    store.add_reading(_reading("big", "label", "y" * 4000, _stamp(clock.wall())))
+            await store.flush()
+            last = store.last_seq
+            await col.wait_for(lambda: len(set(col.seqs(TELEMETRY))) == last - 1, 60)
+            await _wait(lambda: agent.stats()["outbox"]["rows"] == 0, 30)
+            letters = await agent.dead_letters()
         assert [(d["first_seq"], d["last_seq"]) for d in letters] == [(22, 22)]
         assert "connection broke" in letters[0]["reason"]
         assert set(col.seqs(TELEMETRY)) == set(range(1, last + 1)) - {22}
@@ -294,3 +294,21 @@ async def test_broker_acl_refusal_keeps_the_data(tmp_path: Path) -> None:
             assert len(await _rows(store)) == 10
     finally:
         broker.stop()
+
+
+async def test_without_an_upstream_the_outbox_is_still_bounded(tmp_path: Path) -> None:
+    clock = FakeClock()
+    cfg = gateway_config(tmp_path / "state", "", outbox_max_bytes=5_000)
+    async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+        store = svc.store
+        assert store is not None
+        agent = _agent(svc)
+        for i in range(200):
+            store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
+        await store.flush()
+        await _wait(lambda: agent.stats()["dropped"] > 0)
+        stats = agent.stats()
+        assert stats["state"] == "disabled"
+        assert stats["upstream"] is None
+        assert agent.health().health.value == "ok"
+        assert agent.health().info == {"upstream": "disabled"}
