@@ -68,7 +68,7 @@ INFLIGHT = 8
 BACKLOG_FETCH_BATCHES = 4
 #: Acknowledged rows are deleted every this many seconds (or sooner when many).
 ACK_FLUSH_S = 0.1
-ACK_FLUSH_ROWS = 5000
+ACK_FLUSH_MESSAGES = 50
 #: Maintenance tick; TTL checks and exact depth recounts are rarer.
 MAINTAIN_S = 1.0
 TTL_CHECK_S = 60.0
@@ -201,7 +201,8 @@ class SyncAgent:
         self._events = 0
         self._oldest_seq: int | None = None
         self._oldest_ts: float | None = None
-        self._acked: list[tuple[int, int]] = []
+        #: Acknowledged messages not yet deleted: (first seq, last seq, rows, bytes).
+        self._acked: list[tuple[int, int, int, int]] = []
         self._ack_lock = asyncio.Lock()
         self._ack_wake = asyncio.Event()
         self._maintain_wake = asyncio.Event()
@@ -479,11 +480,11 @@ class SyncAgent:
             if not self._acked or self._outbox is None:
                 return
             batch, self._acked = self._acked, []
-            deleted = await self._outbox.ack([s for s, _ in batch])
+            deleted = await self._outbox.ack([(first, last) for first, last, _, _ in batch])
             self.counters.rows_acked += deleted
-            if deleted == len(batch):
+            if deleted == sum(n for _, _, n, _ in batch):
                 self._rows = max(0, self._rows - deleted)
-                self._bytes = max(0, self._bytes - sum(z for _, z in batch))
+                self._bytes = max(0, self._bytes - sum(z for _, _, _, z in batch))
             # else: rows were dropped meanwhile; the next recount fixes the figures
 
     # ------------------------------------------------------------------ sessions
@@ -621,7 +622,7 @@ class SyncAgent:
             if fut.cancelled() or fut.exception() is not None:
                 continue
             if classify_refusal(fut.result()) is None:
-                self._acked.extend((r.seq, r.size) for r in flight[fut])
+                self._acked.append(_ack_entry(flight[fut]))
 
     async def _serve(self, link: Link, *, telemetry: bool, ha_here: bool) -> None:
         t = self.topics
@@ -818,11 +819,11 @@ class SyncAgent:
         self._flight.pop(fut, None)
         refusal = classify_refusal(code)
         if refusal is None:
-            self._acked.extend((r.seq, r.size) for r in rows)
+            self._acked.append(_ack_entry(rows))
             if self._cautious is not None and rows[0].seq <= self._cautious_seq <= rows[-1].seq:
                 self._cautious = None  # the suspect went through: back to full batches
             self.counters.last_ack = time.time()
-            if len(self._acked) >= ACK_FLUSH_ROWS:
+            if len(self._acked) >= ACK_FLUSH_MESSAGES:
                 self._ack_wake.set()
             return
         self.counters.refused += 1
@@ -1020,6 +1021,10 @@ class SyncAgent:
         if self._outbox is None:
             return []
         return await self._outbox.dead_letters(limit)
+
+
+def _ack_entry(rows: Sequence[OutboxRow]) -> tuple[int, int, int, int]:
+    return rows[0].seq, rows[-1].seq, len(rows), sum(r.size for r in rows)
 
 
 def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

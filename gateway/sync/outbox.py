@@ -151,12 +151,18 @@ class Outbox:
         return [_row(r) for r in rows]
 
     @_atomic
-    async def ack(self, seqs: Sequence[int]) -> int:
-        """Delete delivered rows and persist the batch counter. Returns rows deleted."""
-        if not seqs:
+    async def ack(self, ranges: Sequence[tuple[int, int]]) -> int:
+        """Delete delivered rows and persist the batch counter. Returns rows deleted.
+
+        ``ranges`` are inclusive (first, last) seq ranges, one per acknowledged message: a
+        message carries every outbox row between its first and last seq (rows are read in
+        seq order, and a seq is committed only after every smaller one), so a range delete
+        is exact and far cheaper than one statement per row.
+        """
+        if not ranges:
             return 0
         async with self.store.transaction() as db:
-            cur = await db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            cur = await db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
             deleted = cur.rowcount
             await _meta_put(db, META_BATCH, self.counters.batch)
         return max(deleted, 0)
