@@ -9,6 +9,7 @@ import random
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,9 @@ async def _ready(proc: asyncio.subprocess.Process) -> None:
 
 
 @pytest.mark.slow
-async def test_sigkill_while_syncing_loses_nothing(tmp_path: Path, mosquitto: Mosquitto) -> None:
+async def test_sigkill_while_syncing_loses_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, record_property: Callable[[str, object], None]
+) -> None:
     rng = random.Random(5)
     state = tmp_path / "state"
     status = "migw/testgw/status"
@@ -79,6 +82,8 @@ async def test_sigkill_while_syncing_loses_nothing(tmp_path: Path, mosquitto: Mo
         missing = accepted - set(received)
         assert not missing
         dups = len(received) - len(set(received))
+        record_property("accepted", len(accepted))
+        record_property("duplicates", dups)
         print(
             f"{KILLS} SIGKILLs: {len(accepted)} readings accepted, all delivered, {dups} duplicates"
         )
