@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.model import Event, Reading, Stamp
 from gateway.service import Service
@@ -312,3 +314,58 @@ async def test_without_an_upstream_the_outbox_is_still_bounded(tmp_path: Path) -
         assert stats["upstream"] is None
         assert agent.health().health.value == "ok"
         assert agent.health().info == {"upstream": "disabled"}
+
+
+rows_strategy = st.lists(
+    st.tuples(st.sampled_from(["temperature", "opening", "event"]), st.integers(0, 200)),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=25)
+@given(rows_strategy, st.integers(200, 6000), st.sampled_from(["drop_oldest", "reject_new"]))
+def test_enforcement_property(
+    tmp_path_factory: pytest.TempPathFactory,
+    items: list[tuple[str, int]],
+    limit: int,
+    strategy: str,
+) -> None:
+    """Under the bound afterwards; a priority row goes only when no periodic row is left;
+    periodic rows go oldest first (drop_oldest) or newest first (reject_new)."""
+
+    async def scenario() -> None:
+        store = await Store.open(tmp_path_factory.mktemp("enf") / "state.db")
+        try:
+            now = time.time()
+            for kind, pad in items:
+                if kind == "event":
+                    store.add_event(
+                        Event("b" * (pad // 10 + 1), "button", "single", _stamp(now), "t")
+                    )
+                else:
+                    value: float | bool = True if kind == "opening" else float(pad)
+                    store.add_reading(_reading("d" * (pad // 10 + 1), kind, value, _stamp(now)))
+            await store.flush()
+            outbox = Outbox(store)
+            before = await outbox.fetch(0, 1000)
+            await outbox.enforce_bytes(limit, strategy)  # type: ignore[arg-type]
+            after = await outbox.fetch(0, 1000)
+        finally:
+            await store.close()
+        kept = {r.seq for r in after}
+        total = sum(r.size for r in after)
+        assert total <= limit or not after
+        periodic = [r.seq for r in before if r.kind == 0 and "temperature" in r.body]
+        priority_dropped = [r for r in before if r.seq not in kept and r.seq not in periodic]
+        if priority_dropped:
+            assert not [s for s in periodic if s in kept]
+        dropped_periodic = [s for s in periodic if s not in kept]
+        kept_periodic = [s for s in periodic if s in kept]
+        if dropped_periodic and kept_periodic:
+            if strategy == "drop_oldest":
+                assert max(dropped_periodic) < min(kept_periodic)
+            else:
+                assert min(dropped_periodic) > max(kept_periodic)
+
+    asyncio.run(scenario())
