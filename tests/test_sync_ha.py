@@ -66,7 +66,6 @@ async def test_discovery_state_and_relay_commands(
         assert config == {
             "name": "Switch",
             "unique_id": "migw_testgw_gpio-relay_switch",
-            "object_id": "migw_testgw_gpio-relay_switch",
             "state_topic": "migw/testgw/state/gpio-relay",
             "device": {
                 "identifiers": ["migw_testgw_gpio-relay"],

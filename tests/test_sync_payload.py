@@ -221,7 +221,6 @@ def test_sensor_discovery_payload() -> None:
     assert d.config == {
         "name": "Temperature",
         "unique_id": "migw_gw1_a4_c1_38_00_11_22_temperature",
-        "object_id": "migw_gw1_a4_c1_38_00_11_22_temperature",
         "state_topic": "migw/gw1/state/a4:c1:38:00:11:22",
         "device": {
             "identifiers": ["migw_gw1_a4_c1_38_00_11_22"],

@@ -72,7 +72,7 @@ ACK_FLUSH_MESSAGES = 50
 #: Maintenance tick; TTL checks and exact depth recounts are rarer.
 MAINTAIN_S = 1.0
 TTL_CHECK_S = 60.0
-RECOUNT_S = 60.0
+RECOUNT_S = 300.0
 #: Home Assistant state publishing tick, device availability refresh.
 HA_TICK_S = 0.5
 HA_AVAILABILITY_S = 30.0

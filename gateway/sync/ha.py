@@ -54,7 +54,6 @@ def gateway_entity(t: Topics) -> Discovery:
         {
             "name": "Uplink",
             "unique_id": f"{gid}_status",
-            "object_id": f"{gid}_status",
             "device_class": "connectivity",
             "entity_category": "diagnostic",
             "state_topic": t.status,
@@ -107,7 +106,6 @@ def metric_entity(t: Topics, dev: Device, metric: str, *, commandable: bool) -> 
     config: dict[str, Any] = {
         "name": metric.replace("_", " ").capitalize(),
         "unique_id": uid,
-        "object_id": uid,
         "state_topic": t.state(dev.id),
         "device": _device_block(t, dev),
         **_availability(t, dev.id),
@@ -153,7 +151,6 @@ def event_entity(t: Topics, dev: Device) -> Discovery:
         {
             "name": "Button",
             "unique_id": uid,
-            "object_id": uid,
             "state_topic": t.event(dev.id),
             "event_types": list(EVENT_TYPES),
             "device_class": "button",
