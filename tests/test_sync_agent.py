@@ -166,3 +166,20 @@ async def test_backlog_drain_is_rate_limited_and_live_readings_keep_flowing(
         assert first_live < last_backlog
         got, _ = _check_streams(col, TELEMETRY)
         assert got == set(range(1, last + 1))
+
+
+async def test_clean_stop_with_a_stalled_link_does_not_hold_up_the_service(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    synth = SynthDriver(devices=2, rate=200)
+    async with faulty_proxy(mosquitto.port) as proxy:
+        cfg = gateway_config(tmp_path / "state", proxy.url)
+        async with (
+            Collector(mosquitto.port, [TELEMETRY]) as col,
+            Service(cfg, drivers=[synth]) as svc,  # type: ignore[arg-type]
+        ):
+            await col.wait_for(lambda: len(col.seqs(TELEMETRY)) >= 50)
+            proxy.stall()
+            await asyncio.sleep(0.3)
+            svc.request_stop()
+    assert "did not stop" not in caplog.text

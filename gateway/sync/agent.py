@@ -556,8 +556,10 @@ class SyncAgent:
                 # Will after an unclean loss); bounded, best effort, also on errors
                 await asyncio.shield(self._goodbye(link, telemetry=telemetry))
                 link.drop_pending()
+                # the clean DISCONNECT, bounded: a stalled link must not hold up a stop
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(link.__aexit__(None, None, None))
+                    async with asyncio.timeout(GOODBYE_S):
+                        await asyncio.shield(link.__aexit__(None, None, None))
         finally:
             link.force_close()
 
@@ -773,6 +775,8 @@ class SyncAgent:
                         f"message of {size} bytes exceeds the maximum packet size ({limit} bytes)",
                         enc.payload,
                     )
+                    self._rows -= 1
+                    self._bytes -= rows[0].size
                 return
             fut = link.send(
                 self.topics.telemetry,
