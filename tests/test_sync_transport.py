@@ -170,3 +170,21 @@ async def test_mqtt311_with_zlib(tmp_path: Path, mosquitto: Mosquitto) -> None:
         seqs = col.seqs(TELEMETRY)
         assert seqs == list(range(1, len(seqs) + 1))
         assert _agent(svc).stats()["upstream"]["max_packet_size"] is None
+
+
+async def test_mqtt5_announces_zlib_with_the_content_type(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    synth = SynthDriver(devices=3, rate=400)
+    cfg = gateway_config(tmp_path / "state", mosquitto.url, compress=True)
+    async with (
+        Collector(mosquitto.port, [TELEMETRY]) as col,
+        Service(cfg, drivers=[synth]) as svc,  # type: ignore[list-item]
+    ):
+        await col.wait_for(lambda: len(col.seqs(TELEMETRY)) >= 200)
+        types = {m.content_type for m in col.on(TELEMETRY)}
+        assert "application/zlib" in types
+        assert types <= {"application/zlib", "application/json"}
+        for m in col.on(TELEMETRY):
+            assert (m.payload[:1] == b"\x78") is (m.content_type == "application/zlib")
+        assert _agent(svc).stats()["readings_sent"] >= 200
