@@ -70,7 +70,8 @@ class CommandRouter:
             self.counters["failed"] += 1
             return CommandResult(CommandStatus.UNKNOWN_DEVICE, f"no device {device_id!r}")
         try:
-            result = await asyncio.wait_for(driver.command(device_id, command), COMMAND_TIMEOUT_S)
+            async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                result = await driver.command(device_id, command)
         except TimeoutError:
             result = CommandResult(CommandStatus.TIMEOUT, f"no answer in {COMMAND_TIMEOUT_S:g} s")
         except Exception as exc:

@@ -8,7 +8,6 @@ service and never kills it. SIGTERM/SIGINT stop the drivers, flush the store and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import signal
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from drivers import TRACE
+from drivers.aio import cancel_and_wait
 from drivers.supervisor import Backoff, State, Supervisor
 from gateway.adapters import AdapterContext, DemoOptions, build_drivers
 from gateway.clock import Clock, SystemClock
@@ -173,12 +173,11 @@ class Service:
         self._stop.set()
         if self._runner is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._runner), STOP_TIMEOUT_S)
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await asyncio.shield(self._runner)
             except TimeoutError:
                 _LOGGER.error("tasks did not stop in %.0f s; cancelling", STOP_TIMEOUT_S)
-                self._runner.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._runner
+                await cancel_and_wait(self._runner)
             self._runner = None
         if self.store is not None:
             await self.store.close()

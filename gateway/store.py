@@ -481,7 +481,8 @@ class Store(StateReader):
                     break
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), left)
+                    async with asyncio.timeout(left):
+                        await self._wake.wait()
             batch = self._take(max_rows)
             try:
                 readings, events = await self._commit(batch)

@@ -251,7 +251,8 @@ class SystemdIntegration:
         """Wait for the service and parts that report readiness; return the late ones."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.service.ready.wait(), READY_TIMEOUT_S)
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await self.service.ready.wait()
         late: list[str] = []
         parts: list[Driver | Component] = [*self.service.drivers, *self.service.components]
         for part in parts:
@@ -260,7 +261,8 @@ class SystemdIntegration:
                 if isinstance(event, asyncio.Event):
                     left = max(0.0, deadline - time.monotonic())
                     try:
-                        await asyncio.wait_for(event.wait(), left)
+                        async with asyncio.timeout(left):
+                            await event.wait()
                     except TimeoutError:
                         late.append(part.name)
                     break
@@ -371,7 +373,8 @@ class SystemdIntegration:
             store = self.service.store
             if store is not None and not store.last_error:
                 try:
-                    stats = await asyncio.wait_for(store.outbox_stats(), BACKLOG_TIMEOUT_S)
+                    async with asyncio.timeout(BACKLOG_TIMEOUT_S):
+                        stats = await store.outbox_stats()
                 except (TimeoutError, GatewayError, OSError) as exc:
                     _LOGGER.debug("backlog count failed: %s", exc)
                 except Exception as exc:  # noqa: BLE001 - sqlite errors; status is best effort

@@ -423,7 +423,13 @@ async def test_run_from_the_fleet_scanner_into_a_sink() -> None:
     driver = fleet_driver(fleet)
     sink = RecordingSink()
     task = asyncio.create_task(driver.run(sink))
-    await wait_for(lambda: len({u.id for u in sink.devices}) == 7 and len(sink.events) >= 1)
+    await wait_for(
+        lambda: (
+            len({u.id for u in sink.devices}) == 7
+            and len(sink.events) >= 1
+            and driver.health().counters["duplicates_dropped"] > 0
+        )  # sensors repeat each frame
+    )
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -431,6 +437,19 @@ async def test_run_from_the_fleet_scanner_into_a_sink() -> None:
     assert health.health is Health.OK
     assert health.counters["decrypt_failures"] == health.counters["malformed"] == 0
     assert health.counters["duplicates_dropped"] > 0
+
+
+@pytest.mark.parametrize("ticks", [0, 1, 2, 3, 5, 8])
+async def test_cancel_right_after_start_stops_scanner_and_fleet(ticks: int) -> None:
+    """A stop (SIGTERM, reload) right after start must not leave the scanner running."""
+    driver = fleet_driver(SyntheticFleet(3, rate=200.0))
+    task = asyncio.create_task(driver.run(RecordingSink()))
+    for _ in range(ticks):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    # the autouse leak fixture fails the test if ble-fleet or ble-scanner is still running
 
 
 async def test_run_degraded_while_the_adapter_fails() -> None:

@@ -305,13 +305,16 @@ class BleScanner:
     async def _session(self) -> None:
         scanner = self._factory(self._on_detection)
         try:
-            await asyncio.wait_for(scanner.start(), START_TIMEOUT)
-        except asyncio.CancelledError:
+            async with asyncio.timeout(START_TIMEOUT):
+                await scanner.start()
+        except BaseException as exc:
+            # a start that failed or was cancelled half-way may have left scanning on
+            await self._stop_scanner(scanner)
+            if isinstance(exc, TimeoutError):
+                raise ScannerError(f"scanner did not start within {START_TIMEOUT:g} s") from None
+            if isinstance(exc, Exception):  # classify every adapter fault
+                raise ScannerError(describe_fault(exc)) from exc
             raise
-        except TimeoutError:
-            raise ScannerError(f"scanner did not start within {START_TIMEOUT:g} s") from None
-        except Exception as exc:  # classify every adapter fault
-            raise ScannerError(describe_fault(exc)) from exc
         self._scanner = scanner
         self._last_advert = self._clock()
         self.supervisor.mark_running()
@@ -326,9 +329,14 @@ class BleScanner:
                     raise ScannerError(f"no adverts for {self._silence:g} s (adapter wedged?)")
         finally:
             self._scanner = None
-            try:
-                await asyncio.wait_for(scanner.stop(), STOP_TIMEOUT)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a failing stop must not mask the cause
-                _LOGGER.debug("stopping the BLE scanner failed: %s", describe_fault(exc))
+            await self._stop_scanner(scanner)
+
+    @staticmethod
+    async def _stop_scanner(scanner: Any) -> None:
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await scanner.stop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failing stop must not mask the cause
+            _LOGGER.debug("stopping the BLE scanner failed: %s", describe_fault(exc))

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 import click
 
+from drivers.aio import cancel_and_wait
 from drivers.ble.decoder import decode_advertisement, primary
 from drivers.ble.dedup import Deduplicator
 from drivers.ble.errors import KeyFormatError
@@ -177,11 +178,10 @@ async def run_sniff(factory: ScannerFactory, printer: SniffPrinter, duration: fl
             await task
         else:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), duration)
+                async with asyncio.timeout(duration):
+                    await asyncio.shield(task)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
 
 @sniff.command("ble")

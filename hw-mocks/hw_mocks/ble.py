@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drivers.aio import cancel_and_wait
 from drivers.ble import atc, bthome, mibeacon
 from drivers.ble.jsonio import advertisement_from_json
 from drivers.ble.keys import BindKey
@@ -124,10 +125,7 @@ class _TaskScanner:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     @property
     def running(self) -> bool:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from drivers.aio import cancel_and_wait
 from drivers.errors import ParseError
 from drivers.zigbee.zcl import frame as zf
 from drivers.zigbee.znp import commands as c
@@ -149,11 +150,8 @@ class ZStackSimulator:
             self._reporter = asyncio.create_task(self._report_loop(), name="znp-sim-reporter")
 
     async def stop(self) -> None:
-        if self._reporter is not None:
-            self._reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reporter
-            self._reporter = None
+        reporter, self._reporter = self._reporter, None
+        await cancel_and_wait(reporter)
         self.unplug()
 
     def close(self) -> None:
