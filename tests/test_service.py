@@ -15,7 +15,7 @@ import pytest
 
 from drivers import supervisor
 from gateway.adapters import DemoOptions
-from gateway.config import Config, GatewaySection
+from gateway.config import ApiSection, Config, GatewaySection
 from gateway.demo import demo_config
 from gateway.driver import DriverHealth, Sink
 from gateway.model import Command, CommandResult, CommandStatus
@@ -27,7 +27,7 @@ GPIO_ONLY = DemoOptions(ble_devices=0, zigbee=False, gpio_interval=0.2)
 
 def _cfg(tmp_path: Path) -> Config:
     cfg = demo_config(Config(), tmp_path / "state", 0)
-    return cfg.replace(api=cfg.api.__class__(enabled=False, listen="127.0.0.1", port=0))
+    return cfg.replace(api=ApiSection(enabled=False, listen="127.0.0.1", port=0))
 
 
 async def _wait_for(predicate: object, timeout: float = 10.0) -> None:
@@ -99,7 +99,9 @@ async def test_failing_driver_degrades_but_never_kills(
     monkeypatch.setattr(supervisor, "BACKOFF_INITIAL", 0.01)
     monkeypatch.setattr(supervisor, "BACKOFF_MAX", 0.05)
     broken = _FailingDriver()
-    cfg = Config(gateway=GatewaySection(id="t", state_dir=tmp_path))
+    cfg = Config(
+        gateway=GatewaySection(id="t", state_dir=tmp_path), api=ApiSection(enabled=False)
+    )
     async with Service(cfg, drivers=[broken]) as svc:
         await _wait_for(lambda: broken.runs >= 5)
         health = svc.health()

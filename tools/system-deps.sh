@@ -1,12 +1,17 @@
 #!/bin/sh
 # Installs the system packages migw's tests and demo need, when missing and when we may.
-# Mosquitto is a real broker for the sync tests; systemd-analyze checks the unit.
+# Mosquitto is a real broker for the sync tests; systemd-analyze/sysusers, dbus-daemon and
+# the shellcheck linter check the unit, the D-Bus policy and the install scripts.
 set -eu
 missing=""
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
 command -v mosquitto_sub >/dev/null 2>&1 || missing="$missing mosquitto-clients"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+command -v systemd-sysusers >/dev/null 2>&1 || missing="$missing systemd"
+command -v dbus-daemon >/dev/null 2>&1 || missing="$missing dbus-daemon"
+command -v shellcheck >/dev/null 2>&1 || missing="$missing shellcheck"
 [ -n "$missing" ] || exit 0
+missing=$(echo "$missing" | tr ' ' '\n' | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -eq 0 ]; then
     echo "installing:$missing"
     export DEBIAN_FRONTEND=noninteractive
