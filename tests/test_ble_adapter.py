@@ -310,6 +310,7 @@ def test_fleet_devices_appear_with_models_status_and_sleepy_flag() -> None:
             rssi=update.rssi,
             status=DeviceStatus.OK,
             sleepy=sleepy,
+            attrs={"encrypted": "true" if s.key is not None else "false"},
         )
     health = driver.health()
     assert health.counters["adverts"] == 42
@@ -565,6 +566,7 @@ def test_devices_without_a_local_name_get_product_name_and_mac_suffix() -> None:
             rssi=-60,
             status=DeviceStatus.OK,
             sleepy=False,
+            attrs={"encrypted": "false"},
         )
     ]
     assert sink.readings == [("ble-a4c1388d18b2", "temperature", 22.6)]

@@ -222,6 +222,7 @@ class BleDriver:
             now,
             name=result.name,
             manufacturer=result.manufacturer,
+            encrypted=result.encrypted,
         )
         for metric, value in result.values.items():
             sink.reading(dev, metric, value)
@@ -266,6 +267,8 @@ class BleDriver:
             adv,
             now,
             name=failed.name,
+            # needs_key / key_invalid: the device encrypts
+            encrypted=_STATUS[reason] in (DeviceStatus.NEEDS_KEY, DeviceStatus.KEY_INVALID),
         )
 
     def _device(
@@ -279,6 +282,7 @@ class BleDriver:
         *,
         name: str = "",
         manufacturer: str = "",
+        encrypted: bool = False,
     ) -> None:
         sink = self._sink
         assert sink is not None
@@ -294,6 +298,8 @@ class BleDriver:
                     rssi=adv.rssi,
                     status=status,
                     sleepy=sleepy,
+                    # lets the API and CLI tell "key ok" from "no key needed"
+                    attrs={"encrypted": "true" if encrypted else "false"},
                 )
             )
             self._known[dev] = _Known(model, status, sleepy, now, now)
