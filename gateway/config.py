@@ -200,8 +200,12 @@ class ZigbeeSection:
     unavailable_after_s: float = 7200.0
     #: Seconds between automatic network backups into the state dir.
     backup_interval_s: float = 86400.0
+    #: Aqara motion sensors send only "motion": "no motion" is reported after this many
+    #: quiet seconds (the sensor re-arms after about 60 s).
+    motion_clear_s: float = 90.0
 
     def __post_init__(self) -> None:
+        _positive(self.motion_clear_s, "motion_clear_s")
         if not 11 <= self.channel <= 26:
             raise ValueError("channel must be 11-26")
         if self.enabled and not self.port:

@@ -269,6 +269,7 @@ def create(ctx: AdapterContext) -> ZigbeeDriver | None:
             skip_bootloader=False,
             state_dir=ctx.state_dir / "zigbee-demo",
             backup_interval_s=section.backup_interval_s,
+            motion_clear_s=section.motion_clear_s,
         )
         return ZigbeeDriver(
             config,
@@ -286,5 +287,6 @@ def create(ctx: AdapterContext) -> ZigbeeDriver | None:
         skip_bootloader=section.skip_bootloader,
         state_dir=ctx.state_dir,
         backup_interval_s=section.backup_interval_s,
+        motion_clear_s=section.motion_clear_s,
     )
     return ZigbeeDriver(config, unavailable_after_s=section.unavailable_after_s)
