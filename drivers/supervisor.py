@@ -37,8 +37,9 @@ class State(enum.StrEnum):
 class Backoff:
     """Capped exponential backoff with full jitter (AWS architecture blog, 2015)."""
 
-    initial: float = BACKOFF_INITIAL
-    maximum: float = BACKOFF_MAX
+    # read at construction, so tests (and callers) can shorten the module constants
+    initial: float = field(default_factory=lambda: BACKOFF_INITIAL)
+    maximum: float = field(default_factory=lambda: BACKOFF_MAX)
     attempt: int = 0
     rng: random.Random = field(default_factory=random.Random)
 
@@ -99,14 +100,18 @@ class Supervisor:
         self._set(State.RUNNING)
 
     async def run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            self._set(State.STOPPED)
+            raise
+
+    async def _loop(self) -> None:
         while True:
             started = time.monotonic()
             self._set(State.STARTING)
             try:
                 await self._target()
-            except asyncio.CancelledError:
-                self._set(State.STOPPED)
-                raise
             except NeedsHumanError as exc:
                 reason = str(exc) or type(exc).__name__
                 self._failure(reason, started)
