@@ -744,10 +744,18 @@ class SyncAgent:
     ) -> None:
         """Publish rows as one batch (or several when too large); one slot is held."""
         assert self._outbox is not None
+        held = True  # the caller acquired one slot for this message
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                slots.release()
+
         try:
             rows = await self._drop_corrupt(rows)
             if not rows:
-                slots.release()
+                release()
                 return
             self._outbox.counters.batch += 1
             enc = encode_batch(
@@ -761,7 +769,7 @@ class SyncAgent:
             limit = self._packet_limit(link)
             size = len(enc.payload) + len(self.topics.telemetry) + PUBLISH_OVERHEAD
             if size > limit:
-                slots.release()
+                release()
                 if len(rows) > 1:
                     self.counters.splits += 1
                     half = len(rows) // 2
@@ -785,7 +793,7 @@ class SyncAgent:
                 properties=publish_properties(link.v5, enc.content_type),
             )
         except BaseException:
-            slots.release()
+            release()
             raise
         self._flight[fut] = rows
         self.counters.batches_sent += 1
