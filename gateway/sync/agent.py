@@ -473,7 +473,6 @@ class SyncAgent:
             await _wait_event(self._ack_wake, ACK_FLUSH_S)
             self._ack_wake.clear()
             await self._flush_acks()
-            await asyncio.sleep(ACK_FLUSH_S)
 
     async def _flush_acks(self) -> None:
         async with self._ack_lock:
