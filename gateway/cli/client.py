@@ -14,11 +14,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import click
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from gateway import config as config_mod
 from gateway.api.token import TOKEN_FILE, TokenError, read_token
@@ -200,6 +202,8 @@ async def open_state(target: Target) -> StateReader:
 
 def console(*, stderr: bool = False) -> Console:
     """A rich console on stdout (or stderr); wide enough for tables when piped."""
+    from rich.console import Console  # imported on use: the service never needs rich
+
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
     return Console(

@@ -17,14 +17,6 @@ from typing import Any, TypeVar
 import aiohttp
 import click
 from aiohttp import WSCloseCode
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
 from gateway.api.serialize import device_json, is_stale, keyed_devices, outbox_json
 from gateway.api.token import TokenError, ensure_token, file_mode, rotate_token, token_path
@@ -138,6 +130,8 @@ async def _status_offline(target: Target) -> dict[str, Any]:
 
 
 def _render_status(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
     con = console()
     svc = data["service"]
     if svc["state"] == "running":
@@ -225,6 +219,8 @@ async def _devices_offline(target: Target) -> dict[str, Any]:
 
 
 def _render_devices(devices: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
     con = console()
     if not devices:
         con.print("no devices")
@@ -320,6 +316,14 @@ async def _queue_offline(target: Target) -> dict[str, Any]:
 
 async def _watch_queue(target: Target, interval: float, as_json: bool) -> int:
     """Poll the outbox until it is empty, showing the drain's progress, rate and ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     con = console()
     async with ApiClient(target) as api:
         data = await api.get("/api/v1/outbox")
@@ -426,6 +430,8 @@ def queue(ctx: CliContext, watch: bool, interval: float, as_json: bool) -> int:
         ("dropped", "-" if data.get("dropped") is None else str(data["dropped"])),
         ("expired", "-" if data.get("expired") is None else str(data["expired"])),
     ]
+    from rich.table import Table
+
     table = Table("OUTBOX", "", box=None, show_header=False)
     for k, v in rows:
         table.add_row(k, v)
