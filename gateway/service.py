@@ -150,9 +150,15 @@ class Service:
     def _supervise(
         self, tg: asyncio.TaskGroup, name: str, target: Callable[[], Awaitable[None]]
     ) -> None:
+        async def running_target() -> None:
+            # "running" is the supervisor's view (its task is up); whether the radio is
+            # connected is the part's own health()
+            sup.mark_running()
+            await target()
+
         sup = Supervisor(
             name,
-            target,
+            running_target,
             backoff=Backoff(),
             on_state=lambda _status: self._notify(),
             logger=logging.getLogger(f"gateway.{name}"),
