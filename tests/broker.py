@@ -340,7 +340,8 @@ class FaultyProxy:
                 await task
         if self._server is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
+                async with asyncio.timeout(2):
+                    await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -422,7 +423,8 @@ class Collector:
 
     async def __aenter__(self) -> Collector:
         self._task = asyncio.create_task(self._run(), name="collector")
-        await asyncio.wait_for(self.connected.wait(), 10)
+        async with asyncio.timeout(10):
+            await self.connected.wait()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -487,7 +489,8 @@ class Collector:
             while not predicate():  # type: ignore[operator]
                 self.new.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.new.wait(), 0.2)
+                    async with asyncio.timeout(0.2):
+                        await self.new.wait()
 
 
 # ------------------------------------------------------------------------------------ gateway
