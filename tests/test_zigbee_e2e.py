@@ -530,3 +530,61 @@ async def test_lost_network_needs_a_human_not_a_new_network(tmp_path: Path) -> N
             assert "lost its network" in coord2.reason
             assert str(tmp_path / "zigbee_backup.json") in coord2.reason
         assert sim.counters["formations"] == 1
+
+
+async def test_reflashed_stick_with_a_backup_needs_a_human_not_a_new_network(
+    tmp_path: Path,
+) -> None:
+    """A re-flashed stick (no marker) must not orphan the devices nor destroy the backup."""
+    async with ZStackSimulator(devices=("lumi.plug",), seed=67) as sim:
+        coord = Coordinator(config(sim, tmp_path))
+        backup = tmp_path / co.BACKUP_FILE
+        async with running(coord):
+            await until(backup.exists)
+        saved = backup.read_bytes()
+        sim.unplug()
+        sim.nv = sim_mod._default_nv(sim.ieee)  # factory-fresh NV: the marker is gone
+        sim.ex_nv = {}
+        sim.plug()
+        coord2 = Coordinator(config(sim, tmp_path))
+        async with running(coord2):
+            await until(lambda: coord2.state == State.FAILED.value)
+            assert "migw zigbee restore" in coord2.reason
+            assert "backup exists" in coord2.reason
+        assert sim.counters["formations"] == 1
+        assert backup.read_bytes() == saved
+        assert sorted(n for n in os.listdir(tmp_path) if "backup" in n) == [co.BACKUP_FILE]
+
+
+async def test_stick_on_a_network_without_our_marker_is_not_reformed(tmp_path: Path) -> None:
+    async with ZStackSimulator(seed=71) as sim:
+        sim.nv[sim_mod.NvId.BDBNODEISONANETWORK] = b"\x01"  # formed by someone else
+        coord = Coordinator(config(sim, tmp_path))
+        async with running(coord):
+            await until(lambda: coord.state == State.FAILED.value)
+            assert "on a network" in coord.reason
+        assert sim.counters["formations"] == 0
+        assert not (tmp_path / co.BACKUP_FILE).exists()
+
+
+async def test_auto_backup_never_overwrites_another_networks_backup(tmp_path: Path) -> None:
+    async with ZStackSimulator(seed=73) as sim:
+        coord = Coordinator(config(sim, tmp_path))
+        backup = tmp_path / co.BACKUP_FILE
+        async with running(coord):
+            await until(backup.exists)
+        other = json.loads(backup.read_text())
+        other["extended_pan_id"] = "0102030405060708"
+        other["network_key"]["key"] = "00" * 16
+        co.write_secret_json(backup, other)
+        coord2 = Coordinator(config(sim, tmp_path))
+        async with running(coord2):
+            await until(lambda: coord2.counters["backups"] == 1)
+        files = sorted(tmp_path / n for n in os.listdir(tmp_path) if "backup" in n)
+        assert len(files) == 2
+        kept = [p for p in files if p.name != co.BACKUP_FILE]
+        assert kept[0].name.startswith("zigbee_backup.0102030405060708.")
+        assert json.loads(kept[0].read_text()) == other
+        assert json.loads(backup.read_text())["extended_pan_id"] == sim.extended_pan_id
+        for p in files:
+            assert p.stat().st_mode & 0o777 == 0o600

@@ -474,10 +474,31 @@ class Coordinator:
             await self._resume(api)
             self.counters["networks_resumed"] += 1
         elif allow_form:
+            await self._refuse_to_orphan(api, zstack3)
             await self._form(api, zstack3, None)
         else:
             raise NeedsHumanError("the stick has no network configured")
         await self._startup_common(api)
+
+    async def _refuse_to_orphan(self, api: ZnpApi, zstack3: bool) -> None:
+        """Never form a new network over one that existed: it would orphan every device.
+
+        A stick without our marker is new or re-flashed. If a backup of our network exists,
+        or the stick says it is on a network (BDB "node is on a network", Z-Stack 3), a human
+        decides: restore the backup, or move it away to start over.
+        """
+        if self.config.state_dir is not None:
+            path = self.config.state_dir / BACKUP_FILE
+            if path.exists():
+                raise NeedsHumanError(
+                    f"the stick has no network but a backup exists ({path}): run "
+                    "`migw zigbee restore FILE` (or move the backup away to form a new network)"
+                )
+        if zstack3 and await self._nv_read(api, NvId.BDBNODEISONANETWORK) == b"\x01":
+            raise NeedsHumanError(
+                "the stick is on a network migw did not configure: restore a backup with "
+                "`migw zigbee restore FILE`, or reset the stick to form a new network"
+            )
 
     async def _startup_common(self, api: ZnpApi) -> None:
         # sleepy Xiaomi children are dropped by child ageing: keep it off
@@ -654,7 +675,13 @@ class Coordinator:
         except (DriverError, TimeoutError) as exc:
             _LOGGER.warning("automatic zigbee backup failed: %s", exc)
             return
-        write_secret_json(self.config.state_dir / BACKUP_FILE, doc)
+        path = self.config.state_dir / BACKUP_FILE
+        try:
+            keep_other_network_backup(path, doc)
+            write_secret_json(path, doc)
+        except OSError as exc:
+            _LOGGER.warning("cannot write the automatic zigbee backup: %s", exc)
+            return
         self.counters["backups"] += 1
 
     def _save_table(self) -> None:
@@ -961,3 +988,38 @@ def write_secret_json(path: Path, doc: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _network_identity(doc: Any) -> tuple[str, str] | None:
+    try:
+        return str(doc["extended_pan_id"]).lower(), str(doc["network_key"]["key"]).lower()
+    except (KeyError, TypeError):
+        return None
+
+
+def keep_other_network_backup(path: Path, doc: Any) -> Path | None:
+    """Move ``path`` aside when it holds another network than ``doc`` (never lose a backup).
+
+    The old file is kept as ``<stem>.<extended pan id>.<UTC timestamp>.json`` (mode 0600);
+    returns its new path, or None when there was nothing to keep.
+    """
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        old = None
+    old_id = _network_identity(old)
+    if old_id is not None and old_id == _network_identity(doc):
+        return None
+    ext = old_id[0] if old_id is not None and old_id[0].isalnum() else "unknown"
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.stem}.{ext[:16]}.{stamp}{path.suffix}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.stem}.{ext[:16]}.{stamp}-{n}{path.suffix}")
+        n += 1
+    os.chmod(path, 0o600)
+    os.replace(path, target)
+    _LOGGER.warning("kept the backup of another zigbee network as %s", target)
+    return target
