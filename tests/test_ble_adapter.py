@@ -570,3 +570,34 @@ def test_devices_without_a_local_name_get_product_name_and_mac_suffix() -> None:
         )
     ]
     assert sink.readings == [("ble-a4c1388d18b2", "temperature", 22.6)]
+
+
+def test_macos_addresses_decode_plain_frames_and_count_encrypted_ones() -> None:
+    """CoreBluetooth gives a UUID, not the MAC: plain frames still work; encrypted ones,
+    whose nonce needs the MAC, are counted as malformed (no device, no exception)."""
+    uuid_address = "F3A0E2B4-1111-2222-3333-444455556666"
+    driver = BleDriver(lambda cb: ReplayScanner(cb, []), {})
+    sink = RecordingSink()
+    driver._sink = sink
+    plain = bthome.encode_v2(bthome.encode_number(0x02, 21.5), mac=MAC)
+    enc = bthome.encode_v2(
+        bthome.encode_number(0x02, 22.5), mac=MAC, key=parse_key(demo_key(0)), counter=1
+    )
+    driver.handle(Advertisement(uuid_address, -60, {UUID_BTHOME_V2: plain}, {}, None))
+    driver.handle(Advertisement(uuid_address, -60, {UUID_BTHOME_V2: enc}, {}, None))
+    dev = "ble-f3a0e2b4-1111-2222-3333-444455556666"
+    assert sink.devices == [
+        DeviceUpdate(
+            id=dev,
+            transport=Transport.BLE,
+            model="BTHome",
+            name="BTHome sensor 6666",
+            rssi=-60,
+            status=DeviceStatus.OK,
+            sleepy=False,
+            attrs={"encrypted": "false"},
+        )
+    ]
+    assert sink.readings == [(dev, "temperature", 21.5)]
+    counters = driver.health().counters
+    assert (counters["decoded"], counters["malformed"]) == (1, 1)

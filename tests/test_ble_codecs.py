@@ -20,6 +20,7 @@ from drivers.ble.keys import BindKey, parse_key, parse_keys
 from drivers.ble.products import PRODUCTS, product
 from drivers.ble.types import (
     UUID_ATC,
+    UUID_BTHOME_V1_ENC,
     UUID_BTHOME_V2,
     UUID_MIBEACON,
     Advertisement,
@@ -30,6 +31,7 @@ from drivers.ble.types import (
     Format,
     FrameKind,
     KeyStatus,
+    normalize_mac,
 )
 from drivers.errors import ParseError
 
@@ -380,6 +382,106 @@ def test_replay_guard_rejects_counters_going_backwards() -> None:
     assert g.accept(_bthome(3, None))  # device reboot: counting restarts near zero
     assert g.accept(_bthome(None, None))  # not encrypted: not subject to replay checks
     assert (g.rejected, g.resets) == (2, 1)
+
+
+# --- advertiser addresses that are not MACs (macOS UUIDs, typos) ------------------------------
+
+#: What the advertiser address can be besides a MAC: macOS CoreBluetooth gives a UUID, and a
+#: hand-written JSON line may hold anything (int(x, 16) accepted "_", "0x" and "+").
+NOT_MACS = [
+    "F3A0E2B4-1111-2222-3333-444455556666",
+    "A4:C1:_3:81:A2:B3",
+    "0x:A4:C1:38:8D:18",
+    "+4C1381A2B3C",
+    "AA:BB",
+    "A4:C1:38:8D:18:BZ",
+]
+
+
+@pytest.mark.parametrize("address", NOT_MACS)
+def test_plain_frames_decode_from_an_address_that_is_not_a_mac(address: str) -> None:
+    v2 = bthome.encode_v2(bthome.encode_number(0x02, 25.06), mac=MAC)
+    v1 = bytes.fromhex("2302ca09")
+    mi = mibeacon.encode(
+        product_id=0x055B,
+        frame_counter=7,
+        mac=MAC,
+        objects=[(0x1004, b"\xe2\x00")],
+        include_mac=False,
+    )
+    pvvx = atc.encode_pvvx(MAC, 21.12, 50.53, 3143, 100, 204, 0x0F)
+    t = {"temperature": 25.06}
+    up = address.upper()  # as the decoders give addresses
+    assert decode_advertisement(Advertisement(address, -60, {UUID_BTHOME_V2: v2}), {}) == [
+        Decoded(up, bthome._kind(Format.BTHOME_V2, False, False), t, (), None, None, v2, {})
+    ]
+    assert bthome.decode_v1(v1, address, None, encrypted=False) == Decoded(
+        up, bthome._kind(Format.BTHOME_V1, False, False), t, (), None, None, v1, {}
+    )
+    kind = mibeacon._kind(0x055B, 5, False)
+    assert kind is not None
+    assert mibeacon.decode(mi, address, None) == Decoded(
+        up, kind, {"temperature": 22.6}, (), 7, None, mi, {}
+    )
+    values = {"temperature": 21.12, "humidity": 50.53, "voltage": 3.143, "battery": 100.0}
+    assert atc.decode(pvvx, address, None) == Decoded(
+        address,  # 0x181A keeps the address as given
+        atc._kind(Format.PVVX, atc.MODEL_PVVX, False),
+        values,
+        (),
+        204,
+        None,
+        pvvx,
+        {"flags": "0x0F"},
+    )
+
+
+@pytest.mark.parametrize("address", NOT_MACS)
+def test_encrypted_frames_from_an_address_that_is_not_a_mac_fail_as_malformed(
+    address: str,
+) -> None:
+    objects = bthome.encode_number(0x02, 25.06)
+    cases = [
+        (UUID_BTHOME_V2, bthome.encode_v2(objects, mac=MAC, key=KEY16, counter=5), "BTHome"),
+        (
+            UUID_BTHOME_V1_ENC,
+            bthome.encode_v1_encrypted(objects, mac=MAC, key=KEY16, counter=5),
+            "BTHome",
+        ),
+        (UUID_ATC, atc.encode_pvvx_encrypted(MAC, KEY16, 21.5, 40.5, 77, counter=3), "pvvx"),
+        (UUID_ATC, atc.encode_atc_encrypted(MAC, KEY16, 21.5, 40.5, 77, counter=3), "ATC1441"),
+        (
+            UUID_MIBEACON,
+            mibeacon.encode(
+                product_id=0x055B,
+                frame_counter=7,
+                mac=MAC,
+                objects=[(0x1004, b"\xe2\x00")],
+                key=KEY16,
+                include_mac=False,
+            ),
+            "LYWSD03MMC",
+        ),
+    ]
+    for uuid, frame, model in cases:
+        out = decode_payload(uuid, frame, address, KEY16)
+        assert isinstance(out, Failed), uuid
+        assert (out.mac, out.reason, out.model, out.encrypted) == (
+            address,
+            FailReason.MALFORMED,
+            model,
+            True,
+        )
+        assert out.detail.endswith(f"the advertiser address {address!r} is not a MAC"), out.detail
+
+
+@pytest.mark.parametrize("text", ["A4C1_381A2B3", "0xA4C1381A2B", "+A4C1381A2B3", "A4C1381A2BﬀA"])
+def test_mac_text_with_non_hex_digits_is_rejected(text: str) -> None:
+    with pytest.raises(ValueError, match="not a MAC address"):
+        normalize_mac(text)
+    with pytest.raises(ParseError, match="is not a MAC address"):
+        advertisement_from_json({"mac": text, "service_data": {"181c": "2302ca09"}})
+    assert normalize_mac(" a4-c1-38-8d-18-b2 ") == MAC
 
 
 # --- JSON ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import struct
 from functools import lru_cache
 
 from drivers.ble import crypto
-from drivers.ble.errors import KeyInvalidError, MalformedError, NoKeyError, UnsupportedError
+from drivers.ble.errors import KeyInvalidError, NoKeyError, UnsupportedError
 from drivers.ble.keys import LEGACY_KEY_FOR_AES, BindKey
 from drivers.ble.types import UUID_ATC, Decoded, Format, FrameKind, Value
 
@@ -88,9 +88,7 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
             )
         if key.is_legacy:
             raise KeyInvalidError(LEGACY_KEY_FOR_AES, model=model, encrypted=True)
-        if not mac:
-            raise MalformedError("encrypted 0x181A needs the advertiser's MAC", model=model)
-        mac_rev = bytes.fromhex(mac.replace(":", ""))[::-1]
+        mac_rev = crypto.nonce_mac(mac, "encrypted 0x181A", model=model)[::-1]
         cnt = data[0]
         nonce = crypto.atc_nonce(mac_rev, n, cnt)
         plain = crypto.ccm_decrypt(key.raw, nonce, data[1:-4], data[-4:], crypto.AAD_11)
@@ -109,7 +107,7 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
                 "humidity": plain[1] / 2,
                 "battery": float(plain[2] & 0x7F),
             }
-        return _result(fmt, model, mac, values, cnt, data, True)
+        return _result(fmt, model, mac or "", values, cnt, data, True)
     raise UnsupportedError(f"0x181A service data of {n} bytes is no known custom format")
 
 

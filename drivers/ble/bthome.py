@@ -404,10 +404,6 @@ def parse_v1_objects(payload: bytes) -> _Parsed:
     return out
 
 
-def _mac_bytes(mac: str | None) -> bytes | None:
-    return bytes.fromhex(mac.replace(":", "")) if mac else None
-
-
 def decode_v2(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
     if not data:
         raise MalformedError("empty BTHome v2 service data")
@@ -418,19 +414,22 @@ def decode_v2(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
     encrypted = bool(info & 0x01)
     trigger = bool(info & 0x04)
     pos = 1
-    dev_mac = _mac_bytes(mac)
+    frame_mac: bytes | None = None
     if info & 0x02:  # MAC included (bthome-ble; reserved in the current spec)
         if len(data) < 7:
             raise MalformedError("BTHome v2 frame too short for its MAC")
-        dev_mac = data[1:7][::-1]
+        frame_mac = data[1:7][::-1]
         pos = 7
-    if dev_mac is None and encrypted:
-        raise MalformedError(
-            "encrypted BTHome needs the MAC (not in the frame, advertiser unknown)"
-        )
     replay: int | None = None
     payload = data[pos:]
     if encrypted:
+        # The advertiser address is parsed for the nonce only: plain frames decode from
+        # any address (a macOS UUID too).
+        dev_mac = (
+            frame_mac
+            if frame_mac is not None
+            else crypto.nonce_mac(mac, "encrypted BTHome", model=MODEL)
+        )
         if key is None:
             raise NoKeyError(
                 "encrypted BTHome and no key for this MAC", model=MODEL, encrypted=True
@@ -440,7 +439,7 @@ def decode_v2(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
         if len(payload) < 8:
             raise MalformedError("encrypted BTHome v2 frame too short", model=MODEL, encrypted=True)
         counter = payload[-8:-4]
-        nonce = crypto.bthome_v2_nonce(dev_mac or b"", info, counter)
+        nonce = crypto.bthome_v2_nonce(dev_mac, info, counter)
         plain = crypto.ccm_decrypt(key.raw, nonce, payload[:-8], payload[-4:], None)
         if plain is None:
             raise KeyInvalidError("BTHome tag mismatch (wrong key)", model=MODEL, encrypted=True)
@@ -449,7 +448,7 @@ def decode_v2(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
     parsed = parse_v2_objects(payload)
     values, events = _finish(parsed)
     return Decoded(
-        dev_mac.hex(":").upper() if dev_mac else "",
+        frame_mac.hex(":").upper() if frame_mac is not None else mac.upper() if mac else "",
         _kind(Format.BTHOME_V2, encrypted, trigger),
         values,
         events,
@@ -461,12 +460,10 @@ def decode_v2(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
 
 
 def decode_v1(data: bytes, mac: str | None, key: BindKey | None, *, encrypted: bool) -> Decoded:
-    dev_mac = _mac_bytes(mac)
-    if dev_mac is None:
-        raise MalformedError("BTHome v1 needs the advertiser's MAC")
     payload = data
     replay: int | None = None
     if encrypted:
+        dev_mac = crypto.nonce_mac(mac, "encrypted BTHome v1", model=MODEL)
         if key is None:
             raise NoKeyError(
                 "encrypted BTHome v1 and no key for this MAC", model=MODEL, encrypted=True
@@ -485,7 +482,7 @@ def decode_v1(data: bytes, mac: str | None, key: BindKey | None, *, encrypted: b
     parsed = parse_v1_objects(payload)
     values, events = _finish(parsed)
     return Decoded(
-        dev_mac.hex(":").upper(),
+        mac.upper() if mac else "",
         _kind(Format.BTHOME_V1, encrypted, False),
         values,
         events,

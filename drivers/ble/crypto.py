@@ -10,9 +10,28 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
+from drivers.ble.errors import MalformedError
+from drivers.ble.types import mac_digits
+
 #: MiBeacon, ATC/pvvx and BTHome v1 authenticate one header byte.
 AAD_11 = b"\x11"
 TAG_LEN = 4
+
+
+def nonce_mac(mac: str | None, what: str, *, model: str = "") -> bytes:
+    """The advertiser's MAC as 6 bytes in display order, for the nonce of an encrypted frame.
+
+    Only encrypted frames need it: plain frames decode whatever the address is. An address
+    that is not a MAC (macOS CoreBluetooth gives a UUID; a JSON line may hold anything)
+    raises :class:`MalformedError` naming it, so the caller counts one clear error.
+    """
+    digits = mac_digits(mac) if mac else None
+    if digits is None:
+        why = f"the advertiser address {mac[:40]!r} is not a MAC" if mac else "no advertiser MAC"
+        raise MalformedError(
+            f"{what} needs the MAC for its nonce; {why}", model=model, encrypted=True
+        )
+    return bytes.fromhex(digits)
 
 
 #: One AESCCM per key, built once (keys are immutable). Bounded: cleared when full.

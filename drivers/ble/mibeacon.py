@@ -664,18 +664,24 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
             raise _fail(
                 MalformedError, "the MAC inside the MiBeacon frame is not the advertiser's", kind
             )
-        mac_rev = mac_field
     elif mac:
         mac_text = mac.upper()
-        try:
-            mac_rev = bytes.fromhex(mac_text.replace(":", ""))[::-1]
-        except ValueError:
-            raise _fail(MalformedError, "the advertiser MAC is not valid", kind) from None
     else:
         raise _fail(MalformedError, "no MAC address (not in the frame, advertiser unknown)", kind)
     ctx = _Ctx(kind.model)
     counter = frame_counter
     notes: list[str] = []
+    mac_rev = b""
+    if encrypted and fc & _OBJECT_INCLUDED:
+        # The advertiser address is parsed for the nonce only (plain frames decode from any
+        # address, a macOS UUID too).
+        if mac_field is not None:
+            mac_rev = mac_field
+        else:
+            try:
+                mac_rev = crypto.nonce_mac(mac, "encrypted MiBeacon")[::-1]
+            except MalformedError as exc:
+                raise _fail(MalformedError, str(exc), kind) from None
     if fc & _OBJECT_INCLUDED:
         if not encrypted:
             if len(data) < i + 3:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -41,18 +42,25 @@ def normalize_uuid(text: str) -> str:
     raise ValueError(f"not a UUID: {text!r}")
 
 
+#: Twelve ASCII hex digits (``int(x, 16)`` would also take "_", "0x", "+" and spaces).
+_MAC_DIGITS = re.compile("[0-9A-Fa-f]{12}")
+
+
+def mac_digits(text: str) -> str | None:
+    """The 12 upper-case hex digits of a MAC written with or without ``:``/``-``, else None.
+
+    Anything else (a macOS CoreBluetooth UUID, a typo) is None, never an exception.
+    """
+    digits = text.strip().replace(":", "").replace("-", "")
+    return digits.upper() if _MAC_DIGITS.fullmatch(digits) else None
+
+
 def normalize_mac(text: str) -> str:
     """``a4c1381a2b3c`` or ``A4-C1-38-1A-2B-3C`` -> ``A4:C1:38:1A:2B:3C`` (ValueError if not)."""
-    hexdigits = text.strip().replace(":", "").replace("-", "").upper()
-    if len(hexdigits) != 12:
+    digits = mac_digits(text)
+    if digits is None:
         raise ValueError(f"not a MAC address: {text!r}")
-    int(hexdigits, 16)
-    return ":".join(hexdigits[i : i + 2] for i in range(0, 12, 2))
-
-
-def mac_bytes(mac: str) -> bytes:
-    """``A4:C1:38:02:83:F4`` -> 6 bytes in display (big-endian) order."""
-    return bytes.fromhex(mac.replace(":", ""))
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,11 @@ def decode_line(line: str, keys: Mapping[str, BindKey]) -> tuple[dict[str, Any],
         adv = advertisement_from_json(obj)
     except ParseError as exc:
         return {"mac": mac if isinstance(mac, str) else "", "error": "malformed"}, str(exc)
-    outcome = primary(decode_advertisement(adv, keys))
+    try:
+        outcome = primary(decode_advertisement(adv, keys))
+    except Exception as exc:  # noqa: BLE001 - a codec bug must not end the stream
+        detail = f"decoder error (a bug): {type(exc).__name__}: {exc}"
+        return {"mac": adv.address, "error": FailReason.MALFORMED.value}, detail
     if outcome is None:
         return (
             {"mac": adv.address, "error": FailReason.UNSUPPORTED.value},
