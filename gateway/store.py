@@ -210,10 +210,10 @@ class StateReader:
     """Queries over a state database connection (the service's, or a read-only one)."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
+        self._rdb = db
 
     async def close(self) -> None:
-        await self._db.close()
+        await self._rdb.close()
 
     async def outbox_fetch(
         self, limit: int, *, after_seq: int = 0, kind: int | None = None
@@ -227,12 +227,12 @@ class StateReader:
             args.append(kind)
         sql += " ORDER BY seq LIMIT ?"
         args.append(limit)
-        async with self._db.execute(sql, args) as cur:
+        async with self._rdb.execute(sql, args) as cur:
             rows = await cur.fetchall()
         return [OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8]) for r in rows]
 
     async def outbox_stats(self) -> OutboxStats:
-        async with self._db.execute(
+        async with self._rdb.execute(
             "SELECT count(*), coalesce(sum(size),0), min(ts), min(seq),"
             " coalesce(sum(kind = 1),0) FROM outbox"
         ) as cur:
@@ -247,19 +247,19 @@ class StateReader:
         )
 
     async def meta_get(self, key: str) -> str | None:
-        async with self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+        async with self._rdb.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
             row = await cur.fetchone()
         return str(row[0]) if row else None
 
     async def devices(self) -> list[Device]:
-        async with self._db.execute(
+        async with self._rdb.execute(
             f"SELECT {_DEVICE_COLS} FROM devices ORDER BY id"  # noqa: S608 - constant columns
         ) as cur:
             rows = await cur.fetchall()
         return [_device_from_row(r) for r in rows]
 
     async def device(self, device_id: str) -> Device | None:
-        async with self._db.execute(
+        async with self._rdb.execute(
             f"SELECT {_DEVICE_COLS} FROM devices WHERE id = ?",  # noqa: S608 - constant columns
             (device_id,),
         ) as cur:
@@ -268,7 +268,7 @@ class StateReader:
 
     async def state(self, device_id: str) -> dict[str, tuple[Value, str | None, float, int]]:
         """Latest value of every metric of a device: metric -> (value, unit, ts, seq)."""
-        async with self._db.execute(
+        async with self._rdb.execute(
             "SELECT metric, value, unit, ts, seq FROM state WHERE device_id = ? ORDER BY metric",
             (device_id,),
         ) as cur:
@@ -297,12 +297,12 @@ class StateReader:
             args.append(until)
         sql += " ORDER BY seq DESC LIMIT ?"
         args.append(limit)
-        async with self._db.execute(sql, args) as cur:
+        async with self._rdb.execute(sql, args) as cur:
             rows = await cur.fetchall()
         return [(r[0], r[1], decode_value(r[2]), r[3]) for r in reversed(list(rows))]
 
     async def integrity_check(self) -> str:
-        async with self._db.execute("PRAGMA quick_check") as cur:
+        async with self._rdb.execute("PRAGMA quick_check") as cur:
             row = await cur.fetchone()
         return str(row[0]) if row else "no answer"
 
@@ -310,8 +310,17 @@ class StateReader:
 class Store(StateReader):
     """Owner of the state database. Use ``async with await Store.open(...)`` or open/close."""
 
-    def __init__(self, path: Path, config: StoreSection, db: aiosqlite.Connection) -> None:
-        super().__init__(db)
+    def __init__(
+        self,
+        path: Path,
+        config: StoreSection,
+        db: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+    ) -> None:
+        # Queries run on their own connection: in WAL mode they see committed data only,
+        # never the writer's open transaction, and they do not queue behind its commits.
+        super().__init__(reader)
+        self._db = db
         self.path = path
         self.config = config
         self._pending = _Pending()
@@ -352,13 +361,19 @@ class Store(StateReader):
                 moved,
             )
         db = await aiosqlite.connect(path, isolation_level=None)
+        reader: aiosqlite.Connection | None = None
         try:
             await _configure(db)
             await _migrate(db, path)
-            store = cls(path, config, db)
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            await reader.execute("PRAGMA query_only=ON")
+            await reader.execute("PRAGMA busy_timeout=5000")
+            store = cls(path, config, db, reader)
             store.recovered_from = moved
             store._last_seq = await store._load_last_seq()
         except BaseException:
+            if reader is not None:
+                await reader.close()
             await db.close()
             raise
         store._writer = asyncio.create_task(store._write_loop(), name="store-writer")
@@ -377,6 +392,7 @@ class Store(StateReader):
                 raise
             except Exception:
                 _LOGGER.exception("store writer ended with an error")
+        await self._rdb.close()
         await self._db.close()
 
     async def __aenter__(self) -> Store:

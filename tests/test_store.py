@@ -187,7 +187,7 @@ async def test_readonly_view_reads_while_service_is_down(tmp_path: Path) -> None
         assert [d.id for d in await ro.devices()] == ["gpio-x"]
         assert (await ro.outbox_stats()).depth == 1
         with pytest.raises(sqlite3.OperationalError):
-            await ro._db.execute("DELETE FROM outbox")
+            await ro._rdb.execute("DELETE FROM outbox")
     finally:
         await ro.close()
 
@@ -261,3 +261,16 @@ async def test_cancelled_transaction_never_leaves_the_database_locked(tmp_path: 
             await asyncio.wait_for(store.flush(), 5)
         assert (await store.outbox_stats()).depth == 6
         assert store.counters.commit_failures == 0
+
+
+async def test_queries_never_see_an_uncommitted_transaction(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db") as store:
+        store.add_reading(reading("gpio-a", "switch", True, None))
+        await store.flush()
+        async with store.transaction() as db:
+            await db.execute("DELETE FROM outbox")
+            await db.execute("UPDATE state SET value = 'false'")
+            # mid-transaction, the API's view is still the committed one
+            assert (await store.outbox_stats()).depth == 1
+            assert (await store.state("gpio-a"))["switch"][0] is True
+        assert (await store.outbox_stats()).depth == 0
