@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -524,6 +525,13 @@ def test_json_round_trip_of_an_advert_and_outcome_forms() -> None:
 
 _DECODERS = [f.decode for f in FORMATS.values()]
 _KEYS = st.sampled_from([None, KEY16, KEY12])
+#: Advertiser addresses: real MACs, none, and any text (MAC-shaped or not: "_", "0x", "+",
+#: separators in odd places, UUIDs as macOS gives them, non-ASCII digits).
+_ADDRESSES = st.one_of(
+    st.sampled_from([MAC, None, "", "F3A0E2B4-1111-2222-3333-444455556666", "A4:C1:_3:81:A2:B3"]),
+    st.text(alphabet="0123456789abcdefABCDEF:-_+xX ", max_size=20),
+    st.text(max_size=20),
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -531,13 +539,39 @@ _KEYS = st.sampled_from([None, KEY16, KEY12])
     data=st.binary(max_size=40),
     which=st.integers(0, len(_DECODERS) - 1),
     key=_KEYS,
-    mac=st.sampled_from([MAC, None]),
+    mac=_ADDRESSES,
 )
 def test_random_service_data_only_raises_parse_error(
     data: bytes, which: int, key: BindKey | None, mac: str | None
 ) -> None:
     with contextlib.suppress(ParseError):
         _DECODERS[which](data, mac, key)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    uuid=st.sampled_from(sorted(FORMATS)),
+    data=st.binary(max_size=40),
+    key=_KEYS,
+    address=_ADDRESSES.filter(lambda a: a is not None),
+)
+def test_any_address_decodes_to_an_outcome(
+    uuid: str, data: bytes, key: BindKey | None, address: str
+) -> None:
+    """Addresses are untrusted too (macOS UUIDs, JSON lines): never an exception."""
+    keys = {address.upper(): key} if key is not None else {}
+    [out] = decode_advertisement(Advertisement(address, -60, {uuid: data}), keys)
+    assert isinstance(out, Decoded | Failed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(address=_ADDRESSES.filter(lambda a: a is not None))
+def test_json_mac_is_canonical_or_a_parse_error(address: str) -> None:
+    try:
+        adv = advertisement_from_json({"mac": address, "service_data": {"181c": "2302ca09"}})
+    except ParseError:
+        return
+    assert re.fullmatch("([0-9A-F]{2}:){5}[0-9A-F]{2}", adv.address), adv.address
 
 
 def _seed_frames() -> list[tuple[str, bytes, BindKey | None]]:
@@ -565,16 +599,22 @@ SEEDS = _seed_frames()
     byte=st.integers(0, 255),
     cut=st.integers(0, 64),
     extra=st.binary(max_size=4),
+    address=_ADDRESSES,
 )
 def test_mutated_vectors_never_raise(
-    seed: tuple[str, bytes, BindKey | None], pos: int, byte: int, cut: int, extra: bytes
+    seed: tuple[str, bytes, BindKey | None],
+    pos: int,
+    byte: int,
+    cut: int,
+    extra: bytes,
+    address: str | None,
 ) -> None:
     uuid, data, key = seed
     mutated = bytearray(data)
     if mutated:
         mutated[pos % len(mutated)] = byte
     frame = bytes(mutated[: max(cut, len(mutated) // 2)]) + extra
-    outcome = decode_payload(uuid, frame, MAC, key)
+    outcome = decode_payload(uuid, frame, address, key)
     assert isinstance(outcome, Decoded | Failed)
 
 
