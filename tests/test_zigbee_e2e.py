@@ -588,3 +588,43 @@ async def test_auto_backup_never_overwrites_another_networks_backup(tmp_path: Pa
         assert json.loads(backup.read_text())["extended_pan_id"] == sim.extended_pan_id
         for p in files:
             assert p.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("product", "firmware"),
+    [(0, "Z-Stack 1.2"), (1, "Z-Stack 3.x.0"), (2, "Z-Stack 3.0.x")],
+)
+async def test_backup_restore_on_every_stack_version(
+    tmp_path: Path, product: int, firmware: str
+) -> None:
+    """The NWK frame counter lives elsewhere per version (1.2: NWKKEY, 3.0.x: legacy table)."""
+    rec = Recorder()
+    async with ZStackSimulator(devices=("lumi.plug",), product=product, seed=79) as sim_a:
+        coord = Coordinator(config(sim_a, tmp_path / "a"), rec)
+        async with running(coord):
+            await joined_network(sim_a, coord, rec, ("lumi.plug",))
+            assert coord.info.firmware.startswith(firmware)
+            for _ in range(5):
+                await coord.switch(sim_a.device("lumi.plug").ieee, "toggle")
+            doc = await coord.backup()
+        assert doc["network_key"] == {
+            "key": sim_a.network_key.hex(),
+            "sequence_number": 0,
+            "frame_counter": sim_a.frame_counter,
+        }
+        assert sim_a.frame_counter >= 5
+    async with ZStackSimulator(product=product, seed=83, ieee="00124b0009999999") as sim_b:
+        coord_b = Coordinator(config(sim_b, tmp_path / "b"))
+        async with coord_b.session(start=False) as session:
+            await session.restore(doc)
+            again = await session.backup()
+        assert sim_b.frame_counter == doc["network_key"]["frame_counter"] + 10_000
+        assert again["network_key"] == {
+            **doc["network_key"],
+            "frame_counter": doc["network_key"]["frame_counter"] + 10_000,
+        }
+        assert (sim_b.pan_id, sim_b.extended_pan_id, sim_b.network_key) == (
+            sim_a.pan_id,
+            sim_a.extended_pan_id,
+            sim_a.network_key,
+        )

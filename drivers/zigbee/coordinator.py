@@ -85,7 +85,13 @@ FRAME_COUNTER_INCREMENT = 10_000
 #: Z-Stack 3.x extended NV: system id and the NWK security material table.
 NVINTF_SYSID_ZSTACK = 1
 EX_NWK_SEC_MATERIAL_TABLE = 0x0007
+#: Z-Stack 3.0.x (no extended NV): the same table as OSAL items 0x0075-0x0080.
 LEGACY_NWK_SEC_MATERIAL_TABLE_START = 0x0075
+LEGACY_NWK_SEC_MATERIAL_TABLE_END = 0x0080
+#: SYS_VERSION product ids.
+PRODUCT_ZSTACK_12 = 0
+PRODUCT_ZSTACK_3X0 = 1
+PRODUCT_ZSTACK_30X = 2
 BACKUP_FILE = "zigbee_backup.json"
 
 PRODUCTS = {0: "Z-Stack 1.2", 1: "Z-Stack 3.x.0", 2: "Z-Stack 3.0.x"}
@@ -584,7 +590,7 @@ class Coordinator:
             api.cancel(started)
         if params is not None and params.frame_counter:
             await self._write_frame_counter(
-                api, params.frame_counter + FRAME_COUNTER_INCREMENT, ext_le, zstack3
+                api, params.frame_counter + FRAME_COUNTER_INCREMENT, ext_le
             )
         marker = NvId.HAS_CONFIGURED_ZSTACK3 if zstack3 else NvId.HAS_CONFIGURED_ZSTACK1
         await self._nv_write(api, marker, MARKER)
@@ -724,23 +730,19 @@ class Coordinator:
             await self._nv_write(api, nvid, value)
 
     async def _read_frame_counter(self, api: ZnpApi, ext_pan: str) -> int:
+        """The NWK outgoing frame counter; where it lives depends on the stack version.
+
+        Z-Stack 1.2: after the key in NWKKEY (0x0082). Z-Stack 3.0.x (CC2530/CC2531, no
+        extended NV): the legacy security material table, OSAL items 0x0075-0x0080.
+        Z-Stack 3.x.0: the extended NV table (system 1, item 7). A table entry is the
+        counter and the extended PAN id it belongs to; ours wins over the global one (FF..).
+        """
+        if self.info.product == PRODUCT_ZSTACK_12:
+            value = await self._nv_read(api, NvId.NWKKEY)
+            return int.from_bytes(value[17:21], "little") if value and len(value) >= 21 else 0
         ext_le = bytes.fromhex(ext_pan)[::-1]
         best = 0
-        for sub in range(4):
-            if self.info.product != 0:
-                rsp = await api.request(
-                    c.BY_NAME["SYS_NV_READ"],
-                    SysId=NVINTF_SYSID_ZSTACK,
-                    ItemId=EX_NWK_SEC_MATERIAL_TABLE,
-                    SubId=sub,
-                    Offset=0,
-                    Length=12,
-                )
-                value = bytes(rsp["Value"]) if rsp["Status"] == t.Status.SUCCESS else None
-            else:
-                value = await self._nv_read(api, LEGACY_NWK_SEC_MATERIAL_TABLE_START + sub)
-            if value is None or len(value) < 12:
-                break
+        for value in await self._sec_material_entries(api):
             counter = int.from_bytes(value[:4], "little")
             if value[4:12] == ext_le:
                 return counter
@@ -748,23 +750,63 @@ class Coordinator:
                 best = max(best, counter)
         return best
 
-    async def _write_frame_counter(
-        self, api: ZnpApi, counter: int, ext_le: bytes, zstack3: bool
-    ) -> None:
-        value = counter.to_bytes(4, "little") + ext_le
-        if zstack3:
+    async def _sec_material_entries(self, api: ZnpApi) -> list[bytes]:
+        out: list[bytes] = []
+        if self.info.product == PRODUCT_ZSTACK_30X:
+            for nvid in range(
+                LEGACY_NWK_SEC_MATERIAL_TABLE_START, LEGACY_NWK_SEC_MATERIAL_TABLE_END + 1
+            ):
+                value = await self._nv_read(api, nvid)
+                if value is None or len(value) < 12:
+                    break
+                out.append(value)
+            return out
+        for sub in range(4):
             rsp = await api.request(
-                c.BY_NAME["SYS_NV_WRITE"],
+                c.BY_NAME["SYS_NV_READ"],
                 SysId=NVINTF_SYSID_ZSTACK,
                 ItemId=EX_NWK_SEC_MATERIAL_TABLE,
-                SubId=0,
+                SubId=sub,
                 Offset=0,
-                Value=value,
+                Length=12,
             )
             if rsp["Status"] == t.Status.NV_OPER_FAILED:
                 raise NeedsHumanError(NVRAM_CORRUPTED)
-        else:
+            value = bytes(rsp["Value"]) if rsp["Status"] == t.Status.SUCCESS else b""
+            if len(value) < 12:
+                break
+            out.append(value)
+        return out
+
+    async def _write_frame_counter(self, api: ZnpApi, counter: int, ext_le: bytes) -> None:
+        """Write the NWK frame counter where this stack version keeps it (see the reader)."""
+        fc = counter.to_bytes(4, "little")
+        if self.info.product == PRODUCT_ZSTACK_12:
+            old = await self._nv_read(api, NvId.NWKKEY)
+            if old is None or len(old) < 21:
+                raise ProtocolError("the stick has no NWKKEY item to hold the frame counter")
+            await self._nv_write(api, NvId.NWKKEY, old[:17] + fc + old[21:])
+            return
+        value = fc + ext_le
+        if self.info.product == PRODUCT_ZSTACK_30X:
             await self._nv_write(api, LEGACY_NWK_SEC_MATERIAL_TABLE_START, value)
+            # other entries (an older network's) are blanked, as a new table would be
+            for nvid in range(
+                LEGACY_NWK_SEC_MATERIAL_TABLE_START + 1, LEGACY_NWK_SEC_MATERIAL_TABLE_END + 1
+            ):
+                if await self._nv_read(api, nvid) is None:
+                    break
+                await self._nv_write(api, nvid, bytes(12))
+            return
+        rsp = await api.request(
+            c.BY_NAME["SYS_NV_WRITE"],
+            SysId=NVINTF_SYSID_ZSTACK,
+            ItemId=EX_NWK_SEC_MATERIAL_TABLE,
+            SubId=0,
+            Offset=0,
+            Value=value,
+        )
+        self._check(rsp, "NV write of the NWK frame counter")
 
     # --- callbacks (run in the reader: no awaits, background work goes to the TaskGroup) --
 

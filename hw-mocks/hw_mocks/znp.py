@@ -49,6 +49,10 @@ EXPIRE_S = 0.2
 JOIN_GAP_S = 0.05
 
 OK = t.Status.SUCCESS
+#: Z-Stack 1.2 keeps the NWK frame counter after the key in NWKKEY (seq, key, counter).
+NWKKEY = 0x0082
+#: Z-Stack 3.0.x: the legacy NWK security material table (counter, extended PAN id).
+LEGACY_SEC_MATERIAL_START = 0x0075
 
 
 def _default_nv(ieee: str) -> dict[int, bytes]:
@@ -421,6 +425,8 @@ class ZStackSimulator:
             self.nv[NvId.BDBNODEISONANETWORK] = b"\x00"
             self.nv[NvId.NWK_ACTIVE_KEY_INFO] = bytes(17)
             self.ex_nv.pop((1, 0x0007, 0), None)
+            self.nv.pop(NWKKEY, None)
+            self.nv.pop(LEGACY_SEC_MATERIAL_START, None)
             for d in self.devices:
                 d.nwk = None
         if opt & 0x01:  # clear config
@@ -445,7 +451,26 @@ class ZStackSimulator:
 
     # NV ---------------------------------------------------------------------------------
 
+    def _counter_nv_id(self) -> int | None:
+        """Where this stack version keeps the NWK frame counter in OSAL NV (3.x.0: ex NV)."""
+        return {0: NWKKEY, 2: LEGACY_SEC_MATERIAL_START}.get(self.product)
+
+    def _sync_counter_out(self, nvid: int) -> None:
+        value = self.nv.get(nvid)
+        if value is None or nvid != self._counter_nv_id():
+            return
+        fc = self.frame_counter.to_bytes(4, "little")
+        self.nv[nvid] = value[:17] + fc if nvid == NWKKEY else fc + value[4:]
+
+    def _sync_counter_in(self, nvid: int) -> None:
+        value = self.nv.get(nvid)
+        if value is None or nvid != self._counter_nv_id():
+            return
+        raw = value[17:21] if nvid == NWKKEY else value[:4]
+        self.frame_counter = int.from_bytes(raw, "little")
+
     def _h_sys_osal_nv_read(self, f: dict[str, Any]) -> None:
+        self._sync_counter_out(f["Id"])
         value = self.nv.get(f["Id"])
         if value is None:
             self._srsp(c.SYS_OSAL_NV_READ, Status=t.Status.INVALID_PARAMETER, Value=b"")
@@ -471,6 +496,7 @@ class ZStackSimulator:
             self._srsp(cmd, Status=t.Status.NV_BAD_ITEM_LEN)
             return
         self.nv[nvid] = old[:offset] + value + old[offset + len(value) :]
+        self._sync_counter_in(nvid)
         self.counters["nv_writes"] += 1
         self._srsp(cmd, Status=OK)
 
@@ -496,11 +522,17 @@ class ZStackSimulator:
     def _h_sys_osal_nv_length(self, f: dict[str, Any]) -> None:
         self._srsp(c.SYS_OSAL_NV_LENGTH, ItemLen=len(self.nv.get(f["Id"], b"")))
 
+    def _no_extended_nv(self, cmd: c.CommandDef) -> bool:
+        """Z-Stack 1.2 and 3.0.x (CC2530/CC2531) have no extended NV: "not recognized"."""
+        if self.product == 1:
+            return False
+        hdr = (cmd.header(Kind.REQUEST)[1] << 8) | cmd.header(Kind.REQUEST)[0]
+        self._srsp(c.RPC_ERROR, ErrorCode=t.ErrorCode.INVALID_COMMAND_ID, RequestHeader=hdr)
+        return True
+
     def _h_sys_nv_read(self, f: dict[str, Any]) -> None:
         cmd = c.BY_NAME["SYS_NV_READ"]
-        if self.product == 0:
-            hdr = (cmd.header(Kind.REQUEST)[1] << 8) | cmd.header(Kind.REQUEST)[0]
-            self._srsp(c.RPC_ERROR, ErrorCode=t.ErrorCode.INVALID_COMMAND_ID, RequestHeader=hdr)
+        if self._no_extended_nv(cmd):
             return
         key = (f["SysId"], f["ItemId"], f["SubId"])
         if key == (1, 0x0007, 0) and key in self.ex_nv:
@@ -513,6 +545,8 @@ class ZStackSimulator:
 
     def _h_sys_nv_write(self, f: dict[str, Any]) -> None:
         cmd = c.BY_NAME["SYS_NV_WRITE"]
+        if self._no_extended_nv(cmd):
+            return
         if self.nv_broken:
             self._srsp(cmd, Status=t.Status.NV_OPER_FAILED)
             return
@@ -548,11 +582,15 @@ class ZStackSimulator:
         self.nv[NvId.NIB] = pan.to_bytes(2, "little") + bytes((channel,)) + ext + bytes(105)
         self.nv[NvId.NWK_ACTIVE_KEY_INFO] = b"\x00" + key
         self.nv[NvId.BDBNODEISONANETWORK] = b"\x01"
-        if (1, 0x0007, 0) not in self.ex_nv:
+        if self.product == 1 and (1, 0x0007, 0) not in self.ex_nv:
             self.frame_counter = 0
             self.ex_nv[(1, 0x0007, 0)] = bytes(4) + ext
-        if self.product == 0:
-            self.nv[0x0075] = self.frame_counter.to_bytes(4, "little") + ext
+        elif self.product == 0 and NWKKEY not in self.nv:  # Z-Stack 1.2: key, then counter
+            self.frame_counter = 0
+            self.nv[NWKKEY] = b"\x00" + key + bytes(4)
+        elif self.product == 2 and LEGACY_SEC_MATERIAL_START not in self.nv:
+            self.frame_counter = 0
+            self.nv[LEGACY_SEC_MATERIAL_START] = bytes(4) + ext
         self.counters["formations"] += 1
 
     @property
@@ -746,7 +784,7 @@ async def _main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--link", help="port path to create (default: a temporary one)")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between reports")
-    p.add_argument("--product", type=int, default=1, help="0 = Z-Stack 1.2, 1 = 3.x")
+    p.add_argument("--product", type=int, default=1, help="0 = Z-Stack 1.2, 1 = 3.x.0, 2 = 3.0.x")
     p.add_argument("--corrupt", type=float, default=0.0, help="byte corruption rate 0..1")
     args = p.parse_args(argv)
     sim = ZStackSimulator(

@@ -268,6 +268,8 @@ class NvId(enum.IntEnum):
     HAS_CONFIGURED_ZSTACK3 = 0x0060
     PRECFGKEY = 0x0062
     PRECFGKEYS_ENABLE = 0x0063
+    #: Z-Stack 1.2: the active network key descriptor and the NWK frame counter after it.
+    NWKKEY = 0x0082
     PANID = 0x0083
     CHANLIST = 0x0084
     LOGICAL_TYPE = 0x0087
@@ -278,7 +280,13 @@ class NvId(enum.IntEnum):
 
 #: NV items holding key material: their values are never logged or printed.
 SECRET_NV_IDS = frozenset(
-    {NvId.PRECFGKEY, NvId.NWK_ACTIVE_KEY_INFO, NvId.NWK_ALTERN_KEY_INFO, NvId.TCLK_SEED}
+    {
+        NvId.PRECFGKEY,
+        NvId.NWK_ACTIVE_KEY_INFO,
+        NvId.NWK_ALTERN_KEY_INFO,
+        NvId.TCLK_SEED,
+        NvId.NWKKEY,
+    }
 )
 
 
