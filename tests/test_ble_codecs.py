@@ -4,6 +4,7 @@ replay protection and Hypothesis properties (untrusted bytes only ever raise Par
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from drivers.ble import atc, bthome, mibeacon, xiaomi_other
 from drivers.ble.decoder import FORMATS, decode_advertisement, decode_payload
-from drivers.ble.dedup import Deduplicator, ReplayGuard
+from drivers.ble.dedup import RESET_BELOW, RESET_FROM, Deduplicator, ReplayGuard
 from drivers.ble.errors import KeyFormatError
 from drivers.ble.jsonio import advertisement_from_json, outcome_to_json
 from drivers.ble.keys import BindKey, parse_key, parse_keys
@@ -483,6 +484,37 @@ def test_mac_text_with_non_hex_digits_is_rejected(text: str) -> None:
     with pytest.raises(ParseError, match="is not a MAC address"):
         advertisement_from_json({"mac": text, "service_data": {"181c": "2302ca09"}})
     assert normalize_mac(" a4-c1-38-8d-18-b2 ") == MAC
+
+
+def test_replay_guard_reboot_boundary_mirrors_bthome_ble() -> None:
+    """The exact reboot rule: a counter below RESET_BELOW (100) is taken as a restart only
+    after one of at least RESET_FROM (1000). This is the documented trade-off: such a
+    frame, recorded early in a device's life and replayed later, is accepted and rewinds
+    the guard, after which recorded frames above it are accepted again."""
+
+    def run(counters: list[int]) -> tuple[list[bool], int, int]:
+        g = ReplayGuard()
+        accepted = [g.accept(_bthome(c, None)) for c in counters]
+        return accepted, g.rejected, g.resets
+
+    assert RESET_BELOW == 100 and RESET_FROM == 1000
+    assert run([999, 99]) == ([True, False], 1, 0)  # last just below RESET_FROM: a replay
+    assert run([999, 999]) == ([True, False], 1, 0)  # equal is a replay (bthome-ble: < only)
+    assert run([1000, 100]) == ([True, False], 1, 0)  # RESET_BELOW itself is a replay
+    assert run([1000, 99]) == ([True, True], 0, 1)  # the smallest accepted reboot
+    assert run([2**32 - 1, 0]) == ([True, True], 0, 1)  # counter wrapped
+    # The trade-off: after a replayed low frame, the recorded history plays again ...
+    assert run([5000, 3, 4000, 5000, 5001]) == ([True, True, True, True, True], 0, 1)
+    # ... while without the low frame it does not.
+    assert run([5000, 4000, 5000, 5001]) == ([True, False, False, True], 2, 0)
+    # Per MAC: another device's counters do not move this one's.
+    g = ReplayGuard()
+    other = dataclasses.replace(_bthome(1, None), mac="11:22:33:44:55:66")
+    assert [g.accept(_bthome(5000, None)), g.accept(other), g.accept(_bthome(5000, None))] == [
+        True,
+        True,
+        False,
+    ]
 
 
 # --- JSON ------------------------------------------------------------------------------------
