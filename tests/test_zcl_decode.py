@@ -359,3 +359,45 @@ def test_tlv_round_trip(entries: list[tuple[int, int, st.DataObject]], pad: bool
     tlv = xiaomi.parse_tlv(raw + (b"\x00" if pad else b""))
     assert tlv.values == want
     assert not tlv.truncated
+
+
+# --- arithmetic on hostile values (OverflowError must never escape) -------------------------
+
+
+def test_pressure_scale_only_as_int8_within_ten() -> None:
+    it = Interpreter()
+    # scale 400 sent as int16: junk (counted), not kept for the device
+    res = it.interpret("w", "lumi.weather", 0x0403, 1, bytes.fromhex("18010a140029" + "9001"))
+    assert (res.readings, res.junk, res.error) == ((), 1, None)
+    assert it.junk_dropped == 1
+    # int8 scale 11 (outside +-10): junk too
+    res = it.interpret("w", "lumi.weather", 0x0403, 1, bytes.fromhex("18020a140028" + "0b"))
+    assert (res.readings, res.junk, res.error) == ((), 1, None)
+    # the next report still uses the default scale -1
+    res = it.interpret("w", "lumi.weather", 0x0403, 1, bytes.fromhex("18030a000029e303100029de26"))
+    assert (res.readings, res.junk, res.error) == ((("pressure", 995.0),), 0, None)
+    # an int8 scale within range is kept: -2 makes 9950 -> 99.5 hPa, implausible -> junk
+    it.interpret("w", "lumi.weather", 0x0403, 1, bytes.fromhex("18040a140028fe"))
+    res = it.interpret("w", "lumi.weather", 0x0403, 1, bytes.fromhex("18050a100029de26"))
+    assert (res.readings, res.junk) == ((), 1)
+
+
+def test_illuminance_of_a_huge_value_is_junk_not_a_crash() -> None:
+    it = Interpreter()
+    res = it.interpret("d", None, 0x0400, 1, bytes.fromhex("18010a000023feffffff"))
+    assert (res.readings, res.junk, res.error) == ((), 1, None)
+    assert it.junk_dropped == 1
+
+
+def test_arithmetic_error_in_a_conversion_becomes_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from drivers.zigbee.zcl import clusters as cl
+
+    def broken(type_id: int, v: zt.ZclValue) -> list[tuple[str, object]]:
+        raise OverflowError("math range error")
+
+    monkeypatch.setitem(cl.ATTRIBUTES, (cl.TEMPERATURE, 0x0000), broken)
+    it = Interpreter()
+    res = it.interpret("d", None, 0x0402, 1, bytes.fromhex("18010a00002934 08"))
+    assert res.error == "cannot interpret the ZCL frame: OverflowError: math range error"
+    assert res.readings == ()
+    assert it.zcl_errors == 1

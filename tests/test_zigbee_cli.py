@@ -278,3 +278,43 @@ def test_decode_redacts_key_material(
         "621a",
     ]
     assert key not in json.dumps(out)
+
+
+def test_decode_never_aborts_on_one_bad_frame(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def incoming(cluster: int, data: bytes) -> str:
+        return frames.encode(
+            c.AF_INCOMING_MSG.rsp(
+                GroupId=0,
+                ClusterId=cluster,
+                SrcAddr=0x1234,
+                SrcEndpoint=1,
+                DstEndpoint=1,
+                WasBroadcast=0,
+                LQI=80,
+                SecurityUse=0,
+                TimeStamp=1,
+                TSN=0,
+                Data=data,
+                MacSrcAddr=0x1234,
+                MsgResultRadius=29,
+            )
+        ).hex()
+
+    lines = [
+        incoming(0x0403, bytes.fromhex("18010a1400299001")),  # pressure scale 400 (int16)
+        incoming(0x0403, bytes.fromhex("18020a100029de26")),
+        incoming(0x0400, bytes.fromhex("18030a000023feffffff")),  # illuminance uint32
+        incoming(0x0402, bytes.fromhex("18040a0000293408")),
+    ]
+    rc, out, _ = run_cli(
+        monkeypatch, capsys, ["decode", "znp", "--model", "lumi.weather"], "\n".join(lines).encode()
+    )
+    assert rc == 0
+    assert [o.get("metrics") for o in out] == [{}, {"pressure": 995.0}, {}, {"temperature": 21.0}]
+    assert [o.get("junk_dropped") for o in out] == [1, None, 1, None]
+    # a raw capture of odd-length hex is an error message, not a traceback
+    rc, out, err = run_cli(monkeypatch, capsys, ["decode", "znp", "--stream"], b"fe0")
+    assert (rc, out) == (1, [])
+    assert "not a hex capture" in err

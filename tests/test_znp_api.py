@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -277,3 +278,24 @@ async def test_trace_never_shows_key_material(
     assert "bytes redacted" in text
     assert "fe0321086200004c" not in text  # the key request itself is quiet too
     assert "fe03210883000" in text  # other NV items are traced
+
+
+async def test_callback_exception_log_is_rate_limited(
+    api: tuple[ZnpApi, FakeLink], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A subscriber failing on every frame logs one traceback, then only at DEBUG."""
+    a, _ = api
+
+    def bad(msg: Message) -> None:
+        raise RuntimeError("subscriber bug")
+
+    a.subscribe(bad)
+    caplog.set_level(logging.DEBUG, logger="drivers.zigbee.api")
+    for _ in range(5):
+        a.data_received(bytes.fromhex("fe0145c0098d"))
+    assert a.counters.callback_errors == 5
+    records = [r for r in caplog.records if r.name == "drivers.zigbee.api"]
+    assert [(r.levelno, r.exc_info is not None) for r in records] == [
+        (logging.ERROR, True),
+        *[(logging.DEBUG, False)] * 4,
+    ]

@@ -155,7 +155,16 @@ class ZnpApi:
                     sub(msg)
                 except Exception:  # a subscriber's bug must not stop the link
                     self.counters.callback_errors += 1
-                    _LOGGER.exception("%s callback for %s failed", self.name, msg.command.name)
+                    # the first with its traceback; a bug that fires on every frame must
+                    # not flood the log (the counter keeps the tally)
+                    if self.counters.callback_errors == 1:
+                        _LOGGER.exception(
+                            "%s callback for %s failed (later failures are logged at DEBUG)",
+                            self.name,
+                            msg.command.name,
+                        )
+                    else:
+                        _LOGGER.debug("%s callback for %s failed", self.name, msg.command.name)
 
     def subscribe(self, callback: Callable[[Message], None]) -> Callable[[], None]:
         self._subscribers.append(callback)

@@ -57,21 +57,32 @@ def decode_lines(inp: TextIO, out: TextIO, err: TextIO, model: str | None) -> tu
             err.write(f"line {lineno}: {exc}\n")
             continue
         n += 1
-        _emit(describer.describe(frame), out)
+        _emit(_describe(describer, frame), out)
     return n, bad
+
+
+def _describe(describer: FrameDescriber, frame: frames.Frame) -> dict[str, Any]:
+    """One frame's JSON; a frame the describer chokes on is an error line, never the end."""
+    try:
+        return describer.describe(frame)
+    except (ParseError, ArithmeticError, ValueError) as exc:
+        return {"error": f"cannot describe the frame: {type(exc).__name__}: {exc}"}
 
 
 def decode_stream(raw: bytes, out: TextIO, err: TextIO, model: str | None) -> tuple[int, int]:
     """A raw capture (bytes, or the same as hex text) -> JSON lines. Returns (frames, bad)."""
     text = raw.strip()
     if text and all(ch in b"0123456789abcdefABCDEF \t\r\n:" for ch in text):
-        raw = bytes.fromhex(text.decode().replace(":", "").replace("\n", "").replace("\r", ""))
+        digits = "".join(text.decode().replace(":", "").split())
+        if len(digits) % 2:
+            raise ParseError(f"not a hex capture: {len(digits)} hex digits (odd)")
+        raw = bytes.fromhex(digits)
     framer = frames.Framer()
     describer = FrameDescriber(model)
     n = 0
     for frame in framer.feed(raw):
         n += 1
-        _emit(describer.describe(frame), out)
+        _emit(_describe(describer, frame), out)
     if framer.pending:
         err.write(f"{framer.pending} bytes of an incomplete frame at the end\n")
     if framer.bad_frames or framer.garbage_bytes:
@@ -89,7 +100,11 @@ def decode_znp(stream: bool, model: str | None) -> int:
     """Decode Z-Stack MT frames (hex lines on stdin) into JSON lines."""
     if stream:
         binary: BinaryIO = sys.stdin.buffer
-        decode_stream(binary.read(), sys.stdout, sys.stderr, model)
+        try:
+            decode_stream(binary.read(), sys.stdout, sys.stderr, model)
+        except ParseError as exc:
+            sys.stderr.write(f"{exc}\n")
+            return 1
         return 0
     _, bad = decode_lines(sys.stdin, sys.stdout, sys.stderr, model)
     return 1 if bad else 0

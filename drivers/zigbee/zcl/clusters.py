@@ -82,7 +82,12 @@ def _illuminance_log(type_id: int, v: zt.ZclValue) -> Metrics:
     x = _plain_number(type_id, v)
     if x is None:
         return []
-    return [("illuminance", 0.0 if x == 0 else round(math.pow(10, (x - 1) / 10000), 1))]
+    if x == 0:
+        return [("illuminance", 0.0)]
+    exponent = (x - 1) / 10000
+    if not -300.0 <= exponent <= 300.0:  # far beyond any light (uint32 junk): never pow()
+        return [("illuminance", math.inf)]  # implausible: dropped and counted as junk
+    return [("illuminance", round(math.pow(10, exponent), 1))]
 
 
 def _battery_percentage(type_id: int, v: zt.ZclValue) -> Metrics:

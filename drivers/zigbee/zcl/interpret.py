@@ -26,6 +26,9 @@ CLICK_COUNT_ACTIONS = {2: "double", 3: "triple"}
 #: QBKG04LM button reports on endpoint 4 (On/Off attribute): 0 hold, 1 release, 2 double.
 NEUTRAL1_BUTTON = {0: "hold", 1: "single", 2: "double"}
 SWITCH_MODELS = frozenset({"lumi.sensor_switch.aq2"})
+#: Pressure Scale (0x0403/0x0014): int8, and no real sensor is beyond 10^+-10.
+PRESSURE_SCALE_TYPE = 0x28
+PRESSURE_SCALE_MAX = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,14 @@ class Interpreter:
             self.duplicates_dropped += 1
             return Interpretation(frame=frame, duplicate=True)
         st.recent.append(key)
-        return self._meaning(st, frame, model, endpoint)
+        try:
+            return self._meaning(st, frame, model, endpoint)
+        except (ArithmeticError, ValueError) as exc:  # hostile numbers: an error, not a crash
+            self.zcl_errors += 1
+            return Interpretation(
+                frame=frame,
+                error=f"cannot interpret the ZCL frame: {type(exc).__name__}: {exc}",
+            )
 
     # --- meaning ------------------------------------------------------------------------
 
@@ -110,10 +120,22 @@ class Interpreter:
         spec = xiaomi.spec_for(model)
         canon = spec.model if spec is not None else model
 
+        bad_attrs = 0
         if cluster == cl.PRESSURE:
             for a in attrs:
-                if a.attr_id == 0x0014 and isinstance(a.value, int):
+                if a.attr_id != 0x0014:
+                    continue
+                # the spec's Scale is an int8 (10^scale): anything else is junk (and
+                # 10.0 ** 400 would overflow), never kept for the device
+                if (
+                    a.type_id == PRESSURE_SCALE_TYPE
+                    and isinstance(a.value, int)
+                    and not isinstance(a.value, bool)
+                    and -PRESSURE_SCALE_MAX <= a.value <= PRESSURE_SCALE_MAX
+                ):
                     st.pressure_scale = a.value
+                else:
+                    bad_attrs += 1
         if cluster in (cl.ELECTRICAL_MEASUREMENT, cl.METERING):
             for a in attrs:
                 if isinstance(a.value, int) and (
@@ -131,7 +153,7 @@ class Interpreter:
             readings += self._zone_status(p.zone_status, canon)
 
         kept = [(m, v) for m, v in readings if cl.plausible(m, v)]
-        junk = len(readings) - len(kept)
+        junk = len(readings) - len(kept) + bad_attrs
         # one value per metric and frame (pressure comes as measured and scaled value)
         kept = list({m: (m, v) for m, v in kept}.values())
         self.junk_dropped += junk
