@@ -401,3 +401,51 @@ def test_arithmetic_error_in_a_conversion_becomes_an_error(monkeypatch: pytest.M
     assert res.error == "cannot interpret the ZCL frame: OverflowError: math range error"
     assert res.readings == ()
     assert it.zcl_errors == 1
+
+
+# --- collections cannot amplify (arrays of zero-size elements) ------------------------------
+
+
+def _elements(value: object) -> int:
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], list):
+        return len(value[1]) + sum(_elements(v) for v in value[1])
+    if isinstance(value, list):
+        return len(value) + sum(_elements(v) for _, v in value)
+    return 0
+
+
+@pytest.mark.parametrize("etype", [0x00, 0xFF])
+@pytest.mark.parametrize("ctype", [0x48, 0x50, 0x51])
+def test_collection_of_zero_size_elements_is_rejected(ctype: int, etype: int) -> None:
+    raw = bytes.fromhex("18010a0100") + bytes((ctype, etype)) + (0xFFFE).to_bytes(2, "little")
+    with pytest.raises(ParseError, match="zero-size"):
+        zf.decode(0x0000, raw)
+
+
+def test_nested_arrays_cannot_amplify() -> None:
+    """234 bytes used to decode to ~4.9 M elements (reviewer's amp.py)."""
+    n_inner = 75
+    raw = (
+        bytes.fromhex("18010a010048 48")
+        + n_inner.to_bytes(2, "little")
+        + bytes.fromhex("00feff") * n_inner
+    )
+    with pytest.raises(ParseError):
+        zf.decode(0x0000, raw)
+    # an element count the remaining bytes cannot hold is refused before any element is read
+    with pytest.raises(ParseError, match="elements"):
+        zf.decode(0x0000, bytes.fromhex("18010a010048 21 feff") + bytes(10))
+    # a legitimate nested array still decodes
+    ok = zf.decode(0x0000, bytes.fromhex("18010a010048 48 0200 200100 05 20 0200 0607"))
+    assert ok.payload.attributes[0].value == (0x48, [(0x20, [5]), (0x20, [6, 7])])  # type: ignore[union-attr]
+
+
+@given(st.binary(max_size=200))
+def test_decoded_elements_never_exceed_the_bytes(body: bytes) -> None:
+    raw = bytes.fromhex("18010a0100") + body
+    try:
+        frame = zf.decode(0x0000, raw)
+    except ParseError:
+        return
+    assert isinstance(frame.payload, zf.ReportAttributes)
+    assert sum(_elements(a.value) for a in frame.payload.attributes) <= len(raw)

@@ -172,6 +172,16 @@ def _array() -> tuple[Reader, Writer]:
         pos += 3
         if count == 0xFFFF:
             return (etype, None), pos
+        if count and etype in ZERO_SIZE_TYPES:
+            # 65534 elements of nothing, nested, made 234 bytes decode to millions of values
+            raise ParseError(f"collection of zero-size elements (type 0x{etype:02X})")
+        # every element takes at least min_size bytes: the frame must hold them all, so no
+        # frame decodes to more elements than it has bytes (the per-frame total)
+        if count * min_encoded_size(etype) > len(data) - pos:
+            raise ParseError(
+                f"collection of {count} elements of type 0x{etype:02X} does not fit in the "
+                f"{len(data) - pos} bytes left"
+            )
         items = []
         for _ in range(count):
             v, pos = read_value(etype, data, pos)
@@ -303,6 +313,17 @@ FIXED_SIZE: dict[int, int] = {
     0xF0: 8,
     0xF1: 16,
 }
+
+
+#: Types that encode to no bytes: never the element of a collection.
+ZERO_SIZE_TYPES = frozenset({0x00, 0xFF})
+#: The smallest encoding of the variable-size types (length prefix, collection header).
+_MIN_VARIABLE_SIZE = {0x41: 1, 0x42: 1, 0x43: 2, 0x44: 2, 0x48: 3, 0x4C: 2, 0x50: 3, 0x51: 3}
+
+
+def min_encoded_size(type_id: int) -> int:
+    """The fewest bytes a value of ``type_id`` takes (unknown types: 1, they fail anyway)."""
+    return FIXED_SIZE.get(type_id) or _MIN_VARIABLE_SIZE.get(type_id, 1)
 
 
 def read_value(type_id: int, data: bytes, pos: int) -> tuple[ZclValue, int]:
