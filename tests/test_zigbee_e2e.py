@@ -628,3 +628,26 @@ async def test_backup_restore_on_every_stack_version(
             sim_a.extended_pan_id,
             sim_a.network_key,
         )
+
+
+async def test_failed_ieee_lookup_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lookup whose request times out must not block every later lookup of that sender."""
+    rec = Recorder()
+    async with ZStackSimulator(devices=("lumi.sensor_ht",), seed=89) as sim:
+        coord = Coordinator(config(sim, tmp_path), rec)
+        async with running(coord):
+            await joined_network(sim, coord, rec, ("lumi.sensor_ht",))
+            ht = sim.device("lumi.sensor_ht")
+            coord.table.remove(ht.ieee)
+            monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 0.1)
+            sim.ignore_commands = {"ZDO_IEEE_ADDR_REQ"}  # the IEEE request times out
+            sim.deliver(ht, 0x0405, 1, bytes.fromhex("181d0a0000210b0f"))
+            await until(lambda: coord.counters["unknown_source"] == 1)
+            await until(lambda: not coord._ieee_lookups, timeout=3.0)
+            sim.ignore_commands = set()
+            sim.deliver(ht, 0x0405, 1, bytes.fromhex("181e0a0000210c0f"))
+            await until(lambda: coord.table.get(ht.ieee) is not None)
+            assert coord.counters["unknown_source"] == 2
+        assert coord._ieee_lookups == set()

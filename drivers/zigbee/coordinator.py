@@ -377,6 +377,7 @@ class Coordinator:
                 yield self
             finally:
                 self._api = None
+                self._ieee_lookups.clear()
                 self._save_table()
 
     # --- session ------------------------------------------------------------------------
@@ -408,6 +409,7 @@ class Coordinator:
             self.connected = False
             self._up.clear()
             self._tg = None
+            self._ieee_lookups.clear()
             for handle in self._motion_timers.values():
                 handle.cancel()
             self._motion_timers.clear()
@@ -962,10 +964,12 @@ class Coordinator:
             self.listener.reading(ieee, "motion", False)
 
     async def _lookup_ieee(self, nwk: int) -> None:
-        api = self._require_api()
-        await api.request(c.BY_NAME["ZDO_IEEE_ADDR_REQ"], NWK=nwk, RequestType=0, StartIndex=0)
-        await asyncio.sleep(INTERVIEW_TIMEOUT)
-        self._ieee_lookups.discard(nwk)
+        try:
+            api = self._require_api()
+            await api.request(c.BY_NAME["ZDO_IEEE_ADDR_REQ"], NWK=nwk, RequestType=0, StartIndex=0)
+            await asyncio.sleep(INTERVIEW_TIMEOUT)
+        finally:  # a failed or cancelled lookup must not block the next one for this sender
+            self._ieee_lookups.discard(nwk)
 
     # --- sending --------------------------------------------------------------------------
 

@@ -96,6 +96,8 @@ class ZStackSimulator:
         self.report_interval = report_interval
         #: Fault: the stick stops answering anything (watchdog test).
         self.mute = False
+        #: Fault: requests (by command name) the stick swallows without any answer.
+        self.ignore_commands: set[str] = set()
         #: Fault: every NV write fails with NV_OPER_FAILED.
         self.nv_broken = False
         #: Boards that reset when the host opens the port (RTS/DTR) greet it with a
@@ -394,6 +396,8 @@ class ZStackSimulator:
             return
         name = msg.command.name
         self.commands_seen.append(name)
+        if name in self.ignore_commands:
+            return
         handler = getattr(self, f"_h_{name.lower()}", None)
         if handler is None:
             hdr = (msg.command.header(Kind.REQUEST)[1] << 8) | msg.command.header(Kind.REQUEST)[0]
