@@ -4,8 +4,10 @@ device table and backup codec."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +301,45 @@ async def test_callback_exception_log_is_rate_limited(
         (logging.ERROR, True),
         *[(logging.DEBUG, False)] * 4,
     ]
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM])
+async def test_permission_denied_from_pyserial_needs_a_human(
+    monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """pyserial raises SerialException(errno, ...), not PermissionError, on a locked port."""
+    import serial
+    import serial_asyncio_fast
+
+    from drivers.zigbee import transport
+
+    async def refuse(*args: object, **kwargs: object) -> None:
+        raise serial.SerialException(
+            code, f"could not open port /dev/ttyUSB0: [Errno {code}] {os.strerror(code)}"
+        )
+
+    monkeypatch.setattr(serial_asyncio_fast, "create_serial_connection", refuse)
+    with pytest.raises(NeedsHumanError) as info:
+        await transport.open_serial(
+            "/dev/ttyUSB0", baudrate=115200, rtscts=False, on_bytes=print, on_lost=print
+        )
+    assert str(info.value) == (
+        "permission denied on /dev/ttyUSB0: add the service user to the dialout group"
+    )
+
+
+async def test_other_serial_errors_stay_transient(monkeypatch: pytest.MonkeyPatch) -> None:
+    import serial
+    import serial_asyncio_fast
+
+    from drivers.errors import TransientError
+    from drivers.zigbee import transport
+
+    async def gone(*args: object, **kwargs: object) -> None:
+        raise serial.SerialException(errno.ENOENT, "could not open port /dev/ttyUSB0: gone")
+
+    monkeypatch.setattr(serial_asyncio_fast, "create_serial_connection", gone)
+    with pytest.raises(TransientError, match="cannot open /dev/ttyUSB0"):
+        await transport.open_serial(
+            "/dev/ttyUSB0", baudrate=115200, rtscts=False, on_bytes=print, on_lost=print
+        )

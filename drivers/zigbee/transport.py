@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -19,6 +20,9 @@ _LOGGER = logging.getLogger(__name__)
 #: RTS/DTR toggle gap of the CC2652 bootloader-skip sequence (zigpy-znp uses 150 ms).
 BOOTLOADER_TOGGLE_S = 0.15
 
+
+#: errno values of "not allowed to open the port" (a human fixes the groups; retrying won't).
+_DENIED = frozenset({errno.EACCES, errno.EPERM})
 
 #: Seconds to wait for the port to close (pyserial closes it in an executor).
 CLOSE_TIMEOUT = 2.0
@@ -107,11 +111,12 @@ async def open_serial(
             xonxoff=False,
             exclusive=True,
         )
-    except PermissionError as exc:
-        raise NeedsHumanError(
-            f"no permission to open {port}: add the service user to the dialout group"
-        ) from exc
     except (OSError, serial.SerialException) as exc:
+        # pyserial reports a locked device as SerialException(errno, ...), not PermissionError
+        if isinstance(exc, PermissionError) or getattr(exc, "errno", None) in _DENIED:
+            raise NeedsHumanError(
+                f"permission denied on {port}: add the service user to the dialout group"
+            ) from exc
         raise TransientError(f"cannot open {port}: {exc}") from exc
     link._transport = transport
     return link
