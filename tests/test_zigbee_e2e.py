@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -651,3 +652,22 @@ async def test_failed_ieee_lookup_is_retried(
             await until(lambda: coord.table.get(ht.ieee) is not None)
             assert coord.counters["unknown_source"] == 2
         assert coord._ieee_lookups == set()
+
+
+async def test_simulator_never_logs_key_material(caplog: pytest.LogCaptureFixture) -> None:
+    """A frame the simulator cannot handle is logged without its bytes (it may be a key)."""
+    key = bytes.fromhex("01030507090b0d0f00020406080a0c0d")
+    # SYS_OSAL_NV_WRITE of PRECFGKEY whose length byte claims more than the frame holds
+    bad = sim_mod.frames.Frame.from_header(0x21, 0x09, bytes.fromhex("620000") + b"\x11" + key)
+    caplog.set_level(logging.DEBUG)
+    async with ZStackSimulator(seed=97) as sim:
+        fd = os.open(sim.path, os.O_RDWR | os.O_NOCTTY)
+        try:
+            os.write(fd, sim_mod.frames.encode(bad))
+            await until(lambda: sim.counters["frames_in"] == 1)
+        finally:
+            os.close(fd)
+    assert "simulator cannot handle" in caplog.text
+    assert key.hex() not in caplog.text
+    assert key.hex()[:10] not in caplog.text
+    assert repr(key)[2:12] not in caplog.text

@@ -343,3 +343,31 @@ async def test_other_serial_errors_stay_transient(monkeypatch: pytest.MonkeyPatc
         await transport.open_serial(
             "/dev/ttyUSB0", baudrate=115200, rtscts=False, on_bytes=print, on_lost=print
         )
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("network_key", "01030507090b0d0f00020406080a0c0"),  # one digit lost in copy/paste
+        ("network_key", "01030507090b0d0f00020406080a0cZZ"),
+        ("tclk_seed", "928a2c479e72a9a53e3b5133fc55021"),
+    ],
+)
+def test_backup_errors_never_echo_key_material(where: str, value: str) -> None:
+    doc: dict[str, Any] = {
+        "metadata": {"format": bk.FORMAT, "version": 1},
+        "coordinator_ieee": "00124b0001020304",
+        "pan_id": "1a62",
+        "extended_pan_id": "dddddddddddddddd",
+        "channel": 25,
+        "network_key": {"key": "01" * 16, "sequence_number": 0, "frame_counter": 1},
+    }
+    if where == "network_key":
+        doc["network_key"]["key"] = value
+    else:
+        doc["stack_specific"] = {"zstack": {"tclk_seed": value}}
+    with pytest.raises(NeedsHumanError) as info:
+        bk.from_open_coordinator(doc)
+    msg = str(info.value)
+    assert value[:8] not in msg
+    assert f"{len(value)} characters" in msg

@@ -40,10 +40,12 @@ class NetworkInfo:
     tclk_seed: bytes | None = field(default=None, repr=False)
 
 
-def _hex(value: str, digits: int, what: str) -> str:
+def _hex(value: str, digits: int, what: str, *, secret: bool = False) -> str:
     v = value.lower().replace(":", "")
     if len(v) != digits or any(ch not in "0123456789abcdef" for ch in v):
-        raise NeedsHumanError(f"backup: {what} must be {digits} hex digits, got {value!r}")
+        # key material is never echoed (errors end up in logs and on the terminal)
+        got = f"{len(value)} characters" if secret else repr(value)
+        raise NeedsHumanError(f"backup: {what} must be {digits} hex digits, got {got}")
     return v
 
 
@@ -121,14 +123,14 @@ def from_open_coordinator(doc: Any) -> NetworkInfo:
             pan_id=pan_id,
             extended_pan_id=_hex(doc["extended_pan_id"], 16, "extended_pan_id"),
             channel=channel,
-            network_key=bytes.fromhex(_hex(key["key"], 32, "network_key.key")),
+            network_key=bytes.fromhex(_hex(key["key"], 32, "network_key.key", secret=True)),
             key_sequence=int(key.get("sequence_number", 0)),
             frame_counter=int(key.get("frame_counter", 0)),
             nwk_update_id=int(doc.get("nwk_update_id", 0)),
             security_level=int(doc.get("security_level", 5)),
             channel_mask=tuple(int(c) for c in doc.get("channel_mask", [channel])),
             devices=devices,
-            tclk_seed=bytes.fromhex(seed) if seed else None,
+            tclk_seed=bytes.fromhex(_hex(seed, 32, "tclk_seed", secret=True)) if seed else None,
         )
     except NeedsHumanError:
         raise

@@ -341,7 +341,13 @@ class ZStackSimulator:
             try:
                 self._handle(c.decode(frame))
             except Exception as exc:  # noqa: BLE001 - answer like the stick: RPC error
-                _LOGGER.debug("simulator cannot handle %s: %s", frame, exc)
+                # header and length only: the bytes may be key material (PRECFGKEY writes)
+                _LOGGER.debug(
+                    "simulator cannot handle frame %s (%d data bytes): %s",
+                    frame.header,
+                    len(frame.data),
+                    type(exc).__name__,
+                )
                 hdr = frame.cmd0 | (frame.cmd_id << 8)
                 code = (
                     t.ErrorCode.INVALID_COMMAND_ID
