@@ -13,7 +13,7 @@ from functools import lru_cache
 from drivers.ble import crypto
 from drivers.ble.errors import KeyInvalidError, NoKeyError, UnsupportedError
 from drivers.ble.keys import LEGACY_KEY_FOR_AES, BindKey
-from drivers.ble.types import UUID_ATC, Decoded, Format, FrameKind, Value
+from drivers.ble.types import UUID_ATC, Decoded, Format, FrameKind, Value, make_decoded
 
 LEN_ATC1441 = 13
 LEN_PVVX = 15
@@ -38,7 +38,9 @@ def _result(
     encrypted: bool,
     info: dict[str, str] | None = None,
 ) -> Decoded:
-    return Decoded(mac, _kind(fmt, model, encrypted), values, (), counter, None, data, info or {})
+    return make_decoded(
+        mac, _kind(fmt, model, encrypted), values, (), counter, None, data, info or {}
+    )
 
 
 @lru_cache(maxsize=8)

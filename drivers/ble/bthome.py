@@ -29,6 +29,7 @@ from drivers.ble.types import (
     Format,
     FrameKind,
     Value,
+    make_decoded,
 )
 
 MODEL = "BTHome"
@@ -447,7 +448,7 @@ def decode_v2(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
         replay = int.from_bytes(counter, "little")
     parsed = parse_v2_objects(payload)
     values, events = _finish(parsed)
-    return Decoded(
+    return make_decoded(
         frame_mac.hex(":").upper() if frame_mac is not None else mac.upper() if mac else "",
         _kind(Format.BTHOME_V2, encrypted, trigger),
         values,
@@ -481,7 +482,7 @@ def decode_v1(data: bytes, mac: str | None, key: BindKey | None, *, encrypted: b
         replay = int.from_bytes(counter, "little")
     parsed = parse_v1_objects(payload)
     values, events = _finish(parsed)
-    return Decoded(
+    return make_decoded(
         mac.upper() if mac else "",
         _kind(Format.BTHOME_V1, encrypted, False),
         values,
