@@ -193,29 +193,6 @@ def test_decode_ble_keeps_going_after_a_bad_mac(
     ]
 
 
-def test_decode_ble_reports_a_decoder_bug_as_one_error_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Fault injection: should a codec ever raise something else than ParseError, the
-    stream goes on with one error line for the input that triggered it."""
-    from gateway.cli import ble as cli_ble
-
-    real = cli_ble.decode_advertisement
-
-    def buggy(adv: Any, keys: Any) -> Any:
-        if adv.rssi == -1:
-            raise ValueError("codec bug")
-        return real(adv, keys)
-
-    monkeypatch.setattr(cli_ble, "decode_advertisement", buggy)
-    sd = {"service_data": {"181c": "2302ca09"}}
-    stdin = "\n".join(json.dumps({"mac": MAC, "rssi": rssi, **sd}) for rssi in (-60, -1, -60))
-    code, out, err = run_cli(["decode", "ble", "--no-config"], stdin, monkeypatch, capsys)
-    assert code == 0
-    assert [json.loads(line).get("error") for line in out] == [None, "malformed", None]
-    assert err.splitlines() == [f"line 2: {MAC}: decoder error (a bug): ValueError: codec bug"]
-
-
 def test_sniff_ble_on_the_replay_scanner(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
