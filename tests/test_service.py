@@ -99,9 +99,7 @@ async def test_failing_driver_degrades_but_never_kills(
     monkeypatch.setattr(supervisor, "BACKOFF_INITIAL", 0.01)
     monkeypatch.setattr(supervisor, "BACKOFF_MAX", 0.05)
     broken = _FailingDriver()
-    cfg = Config(
-        gateway=GatewaySection(id="t", state_dir=tmp_path), api=ApiSection(enabled=False)
-    )
+    cfg = Config(gateway=GatewaySection(id="t", state_dir=tmp_path), api=ApiSection(enabled=False))
     async with Service(cfg, drivers=[broken]) as svc:
         await _wait_for(lambda: broken.runs >= 5)
         health = svc.health()
