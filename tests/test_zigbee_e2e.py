@@ -20,6 +20,7 @@ from drivers.zigbee import coordinator as co
 from drivers.zigbee import transport
 from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery
 from drivers.zigbee.devices import DeviceRecord
+from drivers.zigbee.znp.commands import AF_INCOMING_MSG, Message
 from hw_mocks import znp as sim_mod
 from hw_mocks.aqara import MODELS
 from hw_mocks.znp import ZStackSimulator
@@ -311,16 +312,33 @@ async def test_corrupt_bytes_resync(tmp_path: Path) -> None:
         coord = Coordinator(config(sim, tmp_path), rec)
         async with running(coord):
             await joined_network(sim, coord, rec, ("lumi.sensor_ht",))
-            sim.corruption_rate = 0.3
             ht = sim.device("lumi.sensor_ht")
+            delivered: list[bytes] = []
+
+            def count(msg: Message) -> None:
+                if msg.command is AF_INCOMING_MSG:
+                    delivered.append(bytes(msg["Data"]))
+
+            assert coord._api is not None
+            coord._api.subscribe(count)
+            rec.readings.clear()
+            sim.corruption_rate = 0.3
             for _ in range(40):
                 sim.deliver(ht, 0x0405, 1, bytes.fromhex("181d0a0000210b0f"))
                 await asyncio.sleep(0.005)
             sim.corruption_rate = 0.0
-            await until(lambda: sim.counters["corrupted"] > 0)
-            await until(lambda: coord.health_counters()["bad_frames"] > 0)
-            # the duplicates are the clean copies of one frame: one reading, the rest dropped
-            assert (ht.ieee, "humidity", 38.51) in rec.readings
+            # a clean frame after the storm: everything before it has been read
+            sim.deliver(ht, 0x0405, 1, bytes.fromhex("181e0a0000210c0f"))
+            await until(lambda: len(rec.readings) == 2)
+            assert sim.counters["corrupted"] > 0
+            assert coord.health_counters()["bad_frames"] > 0
+            # every copy that got through is the clean frame (a corrupted one never passes
+            # the FCS); the duplicates are dropped: one reading each, the rest counted
+            copies = [d for d in delivered if d == bytes.fromhex("181d0a0000210b0f")]
+            assert delivered == [*copies, bytes.fromhex("181e0a0000210c0f")]
+            assert 1 <= len(copies) < 40
+            assert rec.readings == [(ht.ieee, "humidity", 38.51), (ht.ieee, "humidity", 38.52)]
+            assert coord.health_counters()["duplicates_dropped"] == len(copies) - 1
             assert coord.connected
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from drivers.errors import ParseError
@@ -261,6 +261,49 @@ def test_framer_finds_every_frame_after_garbage(
         out += framer.feed(stream[i : i + chunk])
     assert out == frs
     assert framer.bad_frames == 0
+
+
+def _false_start_validates(stream: bytes, junk_len: int) -> bool:
+    """Whether a 0xFE inside the junk happens to start a frame with a valid FCS (1 in 256)."""
+    for i in range(junk_len):
+        if stream[i] != frames.SOF or i + 1 >= len(stream):
+            continue
+        n = stream[i + 1]
+        total = n + frames.OVERHEAD
+        if (
+            n <= frames.MAX_DATA_LEN
+            and i + total <= len(stream)
+            and frames.fcs(stream[i + 1 : i + total - 1]) == stream[i + total - 1]
+        ):
+            return True
+    return False
+
+
+@given(
+    st.lists(frame_st, min_size=1, max_size=6),
+    st.lists(st.one_of(st.just(b"\xfe"), st.binary(min_size=1, max_size=4)), max_size=12),
+    st.integers(1, 64),
+)
+def test_framer_resyncs_after_false_start_bytes(
+    frs: list[frames.Frame], junk_parts: list[bytes], chunk: int
+) -> None:
+    """Junk with stray SOFs (claiming any length) must not cost a real frame after it.
+
+    A stray SOF whose length runs past the bytes received so far holds the frames behind it
+    until enough bytes arrive to fail its FCS; the stick's next frame (here a ping answer)
+    brings them.
+    """
+    junk = b"".join(junk_parts)
+    tail = frames.Frame.from_header(0x61, 0x01, b"\x59\x01")  # SYS_PING SRSP
+    stream = junk + b"".join(frames.encode(f) for f in frs)
+    stream += frames.encode(tail) * 2 + bytes(256)
+    assume(not _false_start_validates(stream, len(junk)))
+    framer = frames.Framer()
+    out: list[frames.Frame] = []
+    for i in range(0, len(stream), chunk):
+        out += framer.feed(stream[i : i + chunk])
+    assert out == [*frs, tail, tail]
+    assert framer.bad_frames == junk.count(frames.SOF)  # each stray SOF dropped once
 
 
 @given(st.binary(max_size=600))
