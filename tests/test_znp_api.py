@@ -371,3 +371,31 @@ def test_backup_errors_never_echo_key_material(where: str, value: str) -> None:
     msg = str(info.value)
     assert value[:8] not in msg
     assert f"{len(value)} characters" in msg
+
+
+@pytest.mark.parametrize("which", ["devices", "backup"])
+def test_atomic_writes_fsync_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str
+) -> None:
+    """After the rename the directory entry is flushed too (power loss keeps the new file)."""
+    import stat
+
+    from drivers.zigbee import coordinator as co
+    from drivers.zigbee import devices
+
+    synced: list[tuple[str, bool]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(
+            ("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file", (tmp_path / "f").exists())
+        )
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    if which == "devices":
+        devices.atomic_write_json(tmp_path / "f", {"a": 1})
+    else:
+        co.write_secret_json(tmp_path / "f", {"a": 1})
+    # the file before the rename, the directory after it
+    assert synced == [("file", False), ("dir", True)]

@@ -26,7 +26,7 @@ from drivers.errors import DriverError, NeedsHumanError, ProtocolError, Transien
 from drivers.supervisor import Backoff, Supervisor
 from drivers.zigbee import backup as bk
 from drivers.zigbee.api import LinkLost, ZnpApi
-from drivers.zigbee.devices import DeviceRecord, DeviceTable
+from drivers.zigbee.devices import DeviceRecord, DeviceTable, fsync_dir
 from drivers.zigbee.transport import BOOTLOADER_TOGGLE_S, ByteLink, open_serial
 from drivers.zigbee.zcl import clusters as cl
 from drivers.zigbee.zcl import frame as zf
@@ -1034,6 +1034,7 @@ def write_secret_json(path: Path, doc: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def _network_identity(doc: Any) -> tuple[str, str] | None:
@@ -1067,5 +1068,6 @@ def keep_other_network_backup(path: Path, doc: Any) -> Path | None:
         n += 1
     os.chmod(path, 0o600)
     os.replace(path, target)
+    fsync_dir(path.parent)
     _LOGGER.warning("kept the backup of another zigbee network as %s", target)
     return target
