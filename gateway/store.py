@@ -48,6 +48,11 @@ MAX_PENDING = 200_000
 #: After a failed commit, the writer retries after this many seconds (doubling, capped).
 RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
+#: At shutdown, a failing commit is tried this often before pending items are given up.
+CLOSE_ATTEMPTS = 3
+CLOSE_BUSY_TIMEOUT_MS = 500
+#: Sequence numbers are reserved in blocks of this size in a side file (see _reserve).
+SEQ_RESERVE = 1_000_000
 #: Prune the history table every this many commits.
 PRUNE_EVERY = 50
 
@@ -337,6 +342,8 @@ class Store(StateReader):
         self.last_commit_wall: float | None = None
         #: Set when a corrupt database was moved aside at open.
         self.recovered_from: Path | None = None
+        #: Every sequence number handed out is below this (persisted in a side file).
+        self._reserved = 0
 
     # ------------------------------------------------------------------ open / close
 
@@ -351,6 +358,7 @@ class Store(StateReader):
         config = config or StoreSection()
         path.parent.mkdir(parents=True, exist_ok=True)
         moved: Path | None = None
+        existed = await asyncio.to_thread(_has_data, path)
         problem = await asyncio.to_thread(_check_existing, path)
         if problem is not None:
             moved = _move_aside(path)
@@ -371,6 +379,14 @@ class Store(StateReader):
             store = cls(path, config, db, reader)
             store.recovered_from = moved
             store._last_seq = await store._load_last_seq()
+            store._reserved = await asyncio.to_thread(_read_reservation, path)
+            if (moved is not None or not existed) and store._reserved > store._last_seq:
+                # the database holding our numbers is gone: never hand them out again
+                _LOGGER.warning(
+                    "continuing sequence numbers after %d (the previous database is gone)",
+                    store._reserved,
+                )
+                store._last_seq = store._reserved
         except BaseException:
             if reader is not None:
                 await reader.close()
@@ -384,6 +400,8 @@ class Store(StateReader):
         if self._closed:
             return
         self._closed = True
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            await self._db.execute(f"PRAGMA busy_timeout={CLOSE_BUSY_TIMEOUT_MS}")
         self._wake.set()
         if self._writer is not None:
             try:
@@ -437,7 +455,7 @@ class Store(StateReader):
 
     def add_reading(self, reading: Reading) -> bool:
         """Queue a reading for the next commit. False: dropped (counted) under backpressure."""
-        if isinstance(reading.value, float) and not math.isfinite(reading.value):
+        if not _storable(reading):
             self.counters.dropped_invalid += 1
             return False
         if not self._admit():
@@ -458,6 +476,16 @@ class Store(StateReader):
     def update_device(self, update: DeviceUpdate, seen: float | None = None) -> None:
         if self._closed:
             raise StoreError("store is closed")
+        if not _encodable(
+            update.id,
+            update.model,
+            update.name,
+            update.manufacturer,
+            *(update.attrs or {}).keys(),
+            *(update.attrs or {}).values(),
+        ):
+            self.counters.dropped_invalid += 1
+            return
         prev = self._pending.devices.get(update.id)
         self._pending.devices[update.id] = update if prev is None else _merge(prev, update)
         if seen is not None:
@@ -471,9 +499,14 @@ class Store(StateReader):
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
         while not self._pending.empty() or not self._idle.is_set():
-            if self._writer is None or self._writer.done():
+            writer = self._writer
+            if writer is None or writer.done():
                 raise StoreError("store writer is not running")
-            await self._idle.wait()
+            idle = asyncio.ensure_future(self._idle.wait())
+            try:
+                await asyncio.wait({idle, writer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                idle.cancel()
 
     # ------------------------------------------------------------------ writer
 
@@ -481,6 +514,8 @@ class Store(StateReader):
         max_rows = self.config.batch_max_rows
         max_wait = self.config.batch_max_ms / 1000
         retry = RETRY_INITIAL_S
+        close_failures = 0
+        isolate = 0
         while True:
             if self._pending.empty():
                 self._idle.set()
@@ -499,21 +534,46 @@ class Store(StateReader):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(left):
                         await self._wake.wait()
-            batch = self._take(max_rows)
+            # after a permanent failure, commit one item at a time to find the poison
+            batch = self._take(1 if isolate > 0 else max_rows)
+            isolate = max(0, isolate - len(batch))
             try:
                 readings, events = await self._commit(batch)
-            except (sqlite3.Error, OSError) as exc:
+            except Exception as exc:  # the writer must outlive any failure
                 self.counters.commit_failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                transient = _transient(exc)
+                if isinstance(exc, sqlite3.IntegrityError):
+                    # someone else wrote our sequence numbers? then continue above theirs;
+                    # otherwise a constraint refuses the data itself: a permanent failure
+                    stored = await self._load_last_seq()
+                    transient = stored > self._last_seq
+                    self._last_seq = max(stored, self._last_seq)
                 if self.counters.commit_failures == 1 or retry >= RETRY_MAX_S:
                     _LOGGER.error("state database write failed (will retry): %s", exc)
+                if not isinstance(exc, sqlite3.Error | OSError):
+                    _LOGGER.debug("write failure detail", exc_info=exc)
+                if not transient:
+                    if len(batch) <= 1:
+                        # the poison itself: drop it (counted) so ingest goes on
+                        self.counters.dropped_invalid += len(batch)
+                        _LOGGER.error("dropped an item the database refuses: %s", exc)
+                        batch.readings.clear()
+                        batch.events.clear()
+                    else:
+                        isolate = len(batch)
+                    retry = 0.0
                 self._requeue(batch)
-                if self._closed and retry >= RETRY_MAX_S:
-                    _LOGGER.error("giving up on %d unsaved items at shutdown", len(batch))
-                    self._pending = _Pending()
-                    continue
+                if self._closed:
+                    close_failures += 1
+                    if close_failures >= CLOSE_ATTEMPTS:
+                        _LOGGER.error(
+                            "giving up on %d unsaved items at shutdown", len(self._pending)
+                        )
+                        self._pending = _Pending()
+                        continue
                 await asyncio.sleep(retry)
-                retry = min(retry * 2, RETRY_MAX_S)
+                retry = min(max(retry * 2, RETRY_INITIAL_S), RETRY_MAX_S)
                 continue
             retry = RETRY_INITIAL_S
             self.last_error = ""
@@ -602,6 +662,9 @@ class Store(StateReader):
                     len(body) + 48,
                 )
             )
+        if seq > self._reserved:
+            self._reserved = seq + SEQ_RESERVE
+            await asyncio.to_thread(_write_reservation, self.path, self._reserved)
         async with self._transaction() as db:
             for upd in batch.devices.values():
                 await db.execute(_UPSERT_DEVICE, _device_params(upd))
@@ -837,6 +900,70 @@ async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
         _LOGGER.info("state database %s migrated to schema %d", path, version)
 
 
+_CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+
+
+def _transient(exc: BaseException) -> bool:
+    """Locked, busy, disk full, I/O: worth retrying. Anything else will fail again."""
+    return isinstance(exc, sqlite3.OperationalError | OSError)
+
+
+def _encodable(*texts: str | None) -> bool:
+    try:
+        for text in texts:
+            if text is not None:
+                text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable(r: Reading) -> bool:
+    """Values SQLite and JSON can hold: finite numbers, text that encodes as UTF-8."""
+    value = r.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return _encodable(r.device_id, r.metric, value if isinstance(value, str) else None)
+
+
+def _reservation_path(path: Path) -> Path:
+    return path.with_name(path.name + ".seq")
+
+
+def _read_reservation(path: Path) -> int:
+    """The sequence reservation: every number ever handed out is below it (0: none)."""
+    try:
+        text = _reservation_path(path).read_text(encoding="ascii").strip()
+        return max(0, int(text))
+    except (OSError, ValueError):
+        return 0
+
+
+def _write_reservation(path: Path, value: int) -> None:
+    """Durably record a new reservation (once per SEQ_RESERVE numbers: no SD card wear)."""
+    target = _reservation_path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, f"{value}\n".encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    dirfd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+
+
+def _has_data(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
 def _check_existing(path: Path) -> str | None:
     """Why an existing file cannot be our database, or None when it can (or is absent)."""
     try:
@@ -865,7 +992,10 @@ def _check_existing(path: Path) -> str | None:
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
-        return f"corrupt ({exc})"
+        if getattr(exc, "sqlite_errorcode", None) in _CORRUPT_CODES:
+            return f"corrupt ({exc})"
+        # locked, busy, cannot open, I/O: the file may be fine; never move it aside for that
+        raise StoreError(f"cannot open the state database {path}: {exc}") from exc
     if check != "ok":
         return f"corrupt (quick_check: {check})"
     return None
@@ -894,4 +1024,14 @@ async def open_readonly(path: Path) -> StateReader:
         db = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise StoreCorruptError(f"cannot open {path} read-only: {exc}") from exc
+    try:
+        # the connection is lazy: find a foreign or corrupt file now, not at the first query
+        async with db.execute("PRAGMA application_id") as cur:
+            row = await cur.fetchone()
+    except sqlite3.Error as exc:
+        await db.close()
+        raise StoreCorruptError(f"cannot read {path}: {exc}") from exc
+    if row is None or row[0] != APPLICATION_ID:
+        await db.close()
+        raise StoreCorruptError(f"{path} is not a migw state database")
     return StateReader(db)

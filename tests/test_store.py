@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import StoreSection
-from gateway.errors import StoreError
+from gateway.errors import StoreCorruptError, StoreError
 from gateway.model import DeviceStatus, DeviceUpdate, Event, Reading, Transport
 from gateway.store import APPLICATION_ID, SCHEMA_VERSION, Store, open_readonly
 from tests.helpers import event, reading
@@ -274,3 +275,119 @@ async def test_queries_never_see_an_uncommitted_transaction(tmp_path: Path) -> N
             assert (await store.outbox_stats()).depth == 1
             assert (await store.state("gpio-a"))["switch"][0] is True
         assert (await store.outbox_stats()).depth == 0
+
+
+async def test_a_locked_database_is_an_error_not_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with await Store.open(path) as store:
+        store.add_reading(reading())
+        await store.flush()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError, match="cannot open the state database"):
+            await Store.open(path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not list(tmp_path.glob("*.corrupt-*"))
+    async with await Store.open(path) as store:
+        assert store.last_seq == 1
+
+
+@pytest.mark.parametrize("how", ["corrupted", "deleted"])
+async def test_sequence_numbers_continue_after_the_database_is_lost(
+    tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "state.db"
+    async with await Store.open(path) as store:
+        for i in range(10):
+            store.add_reading(reading(value=float(i)))
+        await store.flush()
+    for side in (path, path.with_name("state.db-wal"), path.with_name("state.db-shm")):
+        if side.exists():
+            if how == "deleted":
+                side.unlink()
+            else:
+                side.write_bytes(b"\x00garbage" * 512)
+    got: list[int] = []
+    async with await Store.open(path) as store:
+        store.subscribe(lambda rs, es: got.extend(r.seq for r in rs))
+        store.add_reading(reading())
+        await store.flush()
+    assert got[0] > 10, "a sequence number was handed out twice"
+
+
+async def test_a_permanently_refused_item_is_dropped_and_the_rest_committed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    async with await Store.open(path, StoreSection(batch_max_rows=50)) as store:
+        con = sqlite3.connect(path)
+        con.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON outbox WHEN NEW.device_id = 'gpio-poison'"
+            " BEGIN SELECT RAISE(ABORT, 'poison'); END"
+        )
+        con.commit()
+        con.close()
+        got: list[str] = []
+        store.subscribe(lambda rs, es: got.extend(r.device_id for r in rs))
+        for i in range(11):
+            store.add_reading(reading("gpio-poison" if i == 5 else f"gpio-{i}", value=float(i)))
+        await asyncio.wait_for(store.flush(), 10)
+        assert got == [f"gpio-{i}" for i in range(11) if i != 5]
+        assert store.counters.dropped_invalid == 1
+        store.add_reading(reading("gpio-after"))
+        await asyncio.wait_for(store.flush(), 10)
+        assert got[-1] == "gpio-after"
+
+
+async def test_someone_else_using_our_numbers_is_survived(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with await Store.open(path) as store:
+        store.add_reading(reading())
+        await store.flush()
+        con = sqlite3.connect(path)
+        con.execute(
+            "INSERT INTO outbox (seq, kind, device_id, body, ts, boot, mono, synced, size)"
+            " VALUES (2, 0, 'x', '{}', 0, 'b', 0, 1, 1)"
+        )
+        con.execute("UPDATE meta SET value = '2' WHERE key = 'last_seq'")
+        con.commit()
+        con.close()
+        got: list[int] = []
+        store.subscribe(lambda rs, es: got.extend(r.seq for r in rs))
+        store.add_reading(reading())
+        await asyncio.wait_for(store.flush(), 10)
+    assert got == [3]
+
+
+async def test_text_that_cannot_be_stored_is_dropped_at_the_door(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db") as store:
+        assert not store.add_reading(reading("gpio-a", "note", "bad\ud800", None))
+        store.update_device(DeviceUpdate(id="ble-1", transport=Transport.BLE, name="\udcff"))
+        assert store.counters.dropped_invalid == 2
+        await store.flush()
+
+
+async def test_writer_runs_with_full_synchronous_in_wal_mode(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db") as store:
+        async with store._db.execute("PRAGMA synchronous") as cur:
+            assert (await cur.fetchone()) == (2,)  # FULL
+        async with store._db.execute("PRAGMA journal_mode") as cur:
+            assert (await cur.fetchone()) == ("wal",)
+
+
+async def test_readonly_view_refuses_a_foreign_or_corrupt_file(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.db"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreCorruptError, match="not a migw state database"):
+        await open_readonly(foreign)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"x" * 4096)
+    with pytest.raises(StoreCorruptError):
+        await open_readonly(garbage)
