@@ -517,3 +517,105 @@ async def test_connections_are_capped_per_peer(
             break
         await asyncio.sleep(0.01)
     await assert_healthy(http, api)
+
+
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    """One whole HTTP/1.1 response with a Content-Length body."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return head + await asyncio.wait_for(reader.readexactly(length), 10)
+
+
+async def test_every_request_head_on_a_kept_alive_connection_is_timed(
+    api: Running, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guard, "HEADER_TIMEOUT_S", 0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    try:
+        # a POST with a body, then a GET: both heads in time, the body is not a head
+        body = b'{"nothing": 1}'
+        writer.write(
+            b"POST /api/v1/devices/gpio-hall-relay/commands HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {api.token}\r\n".encode()
+            + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        assert (await read_response(reader)).startswith(b"HTTP/1.1 4")
+        await asyncio.sleep(0.5)  # idle between requests is not head time
+        writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        assert (await read_response(reader)).startswith(b"HTTP/1.1 200")
+        assert api.server.limits.header_timeouts == 0
+        # the third head trickles in: cut off without an answer
+        writer.write(b"GET /api/v1/health HTTP/1.1\r\n")
+        await writer.drain()
+        assert await read_until_closed(reader) == b""
+    finally:
+        writer.close()
+    assert api.server.limits.header_timeouts == 1
+    await assert_healthy(http, api)
+
+
+async def test_pipelined_requests_are_answered(api: Running) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    try:
+        body = b"{}"
+        writer.write(
+            b"POST /api/v1/zigbee/permit-join HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {api.token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+            + b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        await writer.drain()
+        assert (await read_response(reader)).startswith(b"HTTP/1.1 409")
+        assert (await read_response(reader)).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+    assert api.server.limits.header_timeouts == 0
+
+
+async def test_an_idle_kept_alive_connection_is_closed(
+    tmp_path: Path, mock_pins: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.api import server as server_mod
+
+    assert server_mod.KEEPALIVE_TIMEOUT_S <= 30
+    monkeypatch.setattr(server_mod, "KEEPALIVE_TIMEOUT_S", 0.3)
+    async with running(tmp_path / "state", mock_pins) as api:
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        try:
+            writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            assert (await read_response(reader)).startswith(b"HTTP/1.1 200")
+            assert await read_until_closed(reader) == b""
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"POST /api/v1/zigbee/permit-join HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+        b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    ],
+    ids=["chunked", "refused-upgrade"],
+)
+async def test_a_request_the_guard_cannot_follow_closes_its_connection(
+    api: Running, request_head: bytes
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    try:
+        writer.write(request_head)
+        await writer.drain()
+        assert (await read_response(reader)).startswith(b"HTTP/1.1 401")
+        assert await read_until_closed(reader) == b""
+    finally:
+        writer.close()

@@ -576,9 +576,17 @@ async def _close_sockets(app: web.Application) -> None:
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"service stopping")
 
 
-async def _hide_server(request: web.Request, response: web.StreamResponse) -> None:
-    """No software versions in headers (the health endpoint says what a client needs)."""
+async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """No software versions in headers (the health endpoint says what a client needs).
+
+    A request the connection guard cannot follow to its end (a chunked body, an upgrade
+    that was not accepted) closes its connection after the answer, so that no later
+    request head on it goes untimed (see :mod:`gateway.api.guard`).
+    """
     response.headers["Server"] = "migw"
+    untracked = "Transfer-Encoding" in request.headers or "Upgrade" in request.headers
+    if untracked and response.status != 101:
+        response.force_close()
 
 
 # ------------------------------------------------------------------------------ factory
@@ -602,7 +610,7 @@ def build_app(service: Service, hub: EventHub, checker: TokenChecker) -> web.App
     sockets: set[web.WebSocketResponse] = set()
     app[SOCKETS] = sockets
     app.on_shutdown.append(_close_sockets)
-    app.on_response_prepare.append(_hide_server)
+    app.on_response_prepare.append(_on_prepare)
     r = app.router
     r.add_get(f"{PREFIX}/health", health)
     r.add_get(f"{PREFIX}/status", status)

@@ -1,9 +1,14 @@
 """Connection guard in front of aiohttp: caps connections (in total and per peer address)
-and gives a new connection :data:`HEADER_TIMEOUT_S` to send its first request head.
+and gives every request head :data:`HEADER_TIMEOUT_S` to arrive whole.
 
 aiohttp bounds bodies and idle keep-alive connections, but not a client that opens
 connections and trickles header bytes (slowloris). :class:`GuardedSite` serves the runner's
-protocol through :class:`GuardedProtocol`, which forwards every callback unchanged.
+protocol through :class:`GuardedProtocol`, which forwards every callback unchanged and
+follows the request stream just enough to time each head: the first head from the moment
+the connection is accepted, each later head from its first byte. A body announced by
+``Content-Length`` is skipped (its pace is the handler's business, see ``BODY_TIMEOUT_S``).
+After a head it cannot follow (a chunked body, an ``Upgrade``) the guard stops timing: the
+app closes such a connection after its response unless it became a WebSocket.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import Enum, auto
 from typing import Any
 
 from aiohttp import web
@@ -35,6 +41,29 @@ class ConnectionLimits:
     header_timeouts: int = 0
 
 
+class _Phase(Enum):
+    HEAD = auto()  # reading a request head, the deadline runs
+    BODY = auto()  # skipping a Content-Length body
+    IDLE = auto()  # between requests (aiohttp's keep-alive timeout applies)
+    UNTRACKED = auto()  # chunked body or upgrade: the app closes or it is a WebSocket
+
+
+def _after_head(head: bytes) -> tuple[_Phase, int]:
+    """What follows a complete request head: a body of so many bytes, nothing, or unknown."""
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"upgrade" or (name == b"transfer-encoding" and value.strip()):
+            return _Phase.UNTRACKED, 0
+        if name == b"content-length":
+            try:
+                length = max(0, int(value.strip()))
+            except ValueError:
+                length = 0  # aiohttp answers 400 and closes
+    return (_Phase.BODY, length) if length else (_Phase.IDLE, 0)
+
+
 class GuardedProtocol(asyncio.Protocol):
     """Wraps one aiohttp RequestHandler; refuses or times out connections per the limits."""
 
@@ -45,6 +74,8 @@ class GuardedProtocol(asyncio.Protocol):
         self._peer = ""
         self._admitted = False
         self._head = b""
+        self._phase = _Phase.HEAD
+        self._body_left = 0
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -72,13 +103,36 @@ class GuardedProtocol(asyncio.Protocol):
             self._transport.close()
 
     def data_received(self, data: bytes) -> None:
-        if self._timer is not None:
-            self._head = (self._head + data)[-MAX_HEAD_BYTES:]
-            if b"\r\n\r\n" in self._head:
+        self._follow(data)
+        self._inner.data_received(data)
+
+    def _follow(self, data: bytes) -> None:
+        """Advance through heads and bodies in ``data`` (pipelined requests included)."""
+        while data and self._phase is not _Phase.UNTRACKED:
+            if self._phase is _Phase.IDLE:
+                self._phase = _Phase.HEAD
+                self._timer = asyncio.get_running_loop().call_later(
+                    HEADER_TIMEOUT_S, self._too_slow
+                )
+            if self._phase is _Phase.BODY:
+                taken = min(self._body_left, len(data))
+                self._body_left -= taken
+                data = data[taken:]
+                if not self._body_left:
+                    self._phase = _Phase.IDLE
+                continue
+            seen = len(self._head)
+            buffered = self._head + data
+            end = buffered.find(b"\r\n\r\n", max(0, seen - 3))
+            if end < 0:
+                self._head = buffered[-MAX_HEAD_BYTES:]
+                return
+            data = buffered[end + 4 :]
+            if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-                self._head = b""
-        self._inner.data_received(data)
+            self._phase, self._body_left = _after_head(buffered[: end + 4])
+            self._head = b""
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received()

@@ -24,7 +24,7 @@ _LOGGER = logging.getLogger(__name__)
 #: Seconds open connections get to finish when the service stops.
 SHUTDOWN_TIMEOUT_S = 1.0
 #: Idle keep-alive connections are closed after this many seconds.
-KEEPALIVE_TIMEOUT_S = 75.0
+KEEPALIVE_TIMEOUT_S = 30.0
 
 
 class ApiServer:
