@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from drivers import errors as _driver_errors
+
 
 class GatewayError(Exception):
     """Root of every exception the gateway raises on purpose."""
 
 
-class TransientError(GatewayError):
+class TransientError(GatewayError, _driver_errors.TransientError):
     """Retry with backoff."""
 
 
-class NeedsHumanError(GatewayError):
+class NeedsHumanError(GatewayError, _driver_errors.NeedsHumanError):
     """Configuration, permission or data problems a person must fix; surfaced in API/CLI."""
 
 

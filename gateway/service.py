@@ -8,8 +8,11 @@ service and never kills it. SIGTERM/SIGINT stop the drivers, flush the store and
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import importlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -19,21 +22,24 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from drivers import TRACE
-from drivers.aio import cancel_and_wait
 from drivers.supervisor import Backoff, State, Supervisor
 from gateway.adapters import AdapterContext, DemoOptions, build_drivers
 from gateway.clock import Clock, SystemClock
 from gateway.commands import CommandRouter
 from gateway.config import Config
 from gateway.driver import Driver, DriverHealth, Health
+from gateway.errors import NeedsHumanError, StoreError
 from gateway.ingest import Ingest
 from gateway.model import Command, CommandResult
 from gateway.store import Store
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Seconds the service gives its tasks to stop before it gives up waiting.
-STOP_TIMEOUT_S = 4.0
+#: Seconds the service gives its tasks to stop before it cancels them again ...
+STOP_TIMEOUT_S = 3.0
+#: ... and how much longer before it abandons them (the store is flushed either way).
+STOP_GRACE_S = 1.0
+LOCK_NAME = "lock"
 DB_NAME = "state.db"
 
 
@@ -88,6 +94,9 @@ class Service:
         self.ingest: Ingest | None = None
         self.commands = CommandRouter([])
         self.ready = asyncio.Event()
+        #: False after a stop that had to abandon a hung part.
+        self.clean_stop = True
+        self._lock_fd: int | None = None
         self._stop = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -100,8 +109,16 @@ class Service:
     # ----------------------------------------------------------------- lifecycle
 
     async def __aenter__(self) -> Service:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await Store.open(self.state_dir / DB_NAME, self.config.store)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot use state directory {self.state_dir}: {exc}") from exc
+        self._lock_fd = _lock_state_dir(self.state_dir)
+        try:
+            self.store = await Store.open(self.state_dir / DB_NAME, self.config.store)
+        except BaseException:
+            _unlock(self._lock_fd)
+            raise
         try:
             self.ingest = Ingest(self.store, self.clock)
             if self._given_drivers is not None:
@@ -118,6 +135,7 @@ class Service:
                     self._component_modules[module_name] = component.name
         except BaseException:
             await self.store.close()
+            _unlock(self._lock_fd)
             raise
         self._runner = asyncio.create_task(self._run(), name="service")
         # Ready once every task has been started (radios initialised or marked degraded).
@@ -174,20 +192,41 @@ class Service:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def stop(self) -> None:
-        """Stop every task, flush the store and close it (idempotent)."""
+    async def stop(self) -> bool:
+        """Stop every task, flush the store and close it (idempotent).
+
+        Bounded in time: a part whose cleanup hangs is abandoned after STOP_TIMEOUT_S plus
+        a grace second (its name is logged) and the store is still flushed and closed.
+        Returns False when something had to be abandoned.
+        """
         self._stop.set()
-        if self._runner is not None:
+        runner = self._runner
+        if runner is not None:
             try:
                 async with asyncio.timeout(STOP_TIMEOUT_S):
-                    await asyncio.shield(self._runner)
+                    await asyncio.shield(runner)
             except TimeoutError:
-                _LOGGER.error("tasks did not stop in %.0f s; cancelling", STOP_TIMEOUT_S)
-                await cancel_and_wait(self._runner)
+                runner.cancel()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(STOP_GRACE_S):
+                        await asyncio.wait({runner})
+            if not runner.done():
+                stuck = sorted(name for name, t in self._tasks.items() if not t.done())
+                _LOGGER.error(
+                    "parts did not stop in %.0f s, abandoned: %s",
+                    STOP_TIMEOUT_S + STOP_GRACE_S,
+                    ", ".join(stuck) or "service",
+                )
+                self.clean_stop = False
+            elif not runner.cancelled() and runner.exception() is not None:
+                _LOGGER.error("service ended with an error", exc_info=runner.exception())
             self._runner = None
         if self.store is not None:
             await self.store.close()
             self.store = None
+        _unlock(self._lock_fd)
+        self._lock_fd = None
+        return self.clean_stop
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -458,6 +497,37 @@ def _sections_of(name: str, part: object | None) -> tuple[str, ...]:
     if isinstance(declared, tuple):
         return tuple(str(s) for s in declared)
     return RELOAD_SECTIONS.get(name) or tuple(k for k in RELOADABLE if k != "gateway.log_level")
+
+
+class StateDirBusyError(NeedsHumanError):
+    """Another service holds the state directory."""
+
+
+def _lock_state_dir(state_dir: Path) -> int:
+    """Take ``<state_dir>/lock`` (flock): one service per state directory."""
+    path = state_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot create {path}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise StateDirBusyError(
+            f"another migw (pid {holder}) is using {state_dir}: stop it, or give this one"
+            " its own --state-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # closing releases the flock
 
 
 class _Stopping(Exception):

@@ -119,12 +119,12 @@ def test_migw_run_demo_stops_cleanly_on_sigint_and_sigterm(tmp_path: Path) -> No
                 sys.executable,
                 "-m",
                 "gateway",
+                "run",  # the issue's spelling: options after `run` work too
+                "--demo",
                 "--state-dir",
                 str(state),
                 "--api-port",
                 "0",
-                "run",
-                "--demo",
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -150,3 +150,67 @@ def test_migw_run_demo_stops_cleanly_on_sigint_and_sigterm(tmp_path: Path) -> No
         finally:
             con.close()
         assert n == 5
+
+
+async def test_one_service_per_state_dir(tmp_path: Path) -> None:
+    from gateway.service import StateDirBusyError
+
+    cfg = Config(gateway=GatewaySection(id="t", state_dir=tmp_path), api=ApiSection(enabled=False))
+    async with Service(cfg, drivers=[]):
+        with pytest.raises(StateDirBusyError, match=rf"another migw \(pid {os.getpid()}\)"):
+            async with Service(cfg, drivers=[]):
+                pass
+    async with Service(cfg, drivers=[]):  # released on stop
+        pass
+
+
+class _HungDriver(_FailingDriver):
+    """A driver whose cleanup ignores cancellation until released."""
+
+    name = "hung"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.running = asyncio.Event()
+
+    async def run(self, sink: Sink) -> None:
+        self.running.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            while not self.release.is_set():
+                try:
+                    await self.release.wait()
+                except asyncio.CancelledError:
+                    continue
+
+
+async def test_stop_is_bounded_even_when_a_part_hangs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.service as service_mod
+
+    monkeypatch.setattr(service_mod, "STOP_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(service_mod, "STOP_GRACE_S", 0.1)
+    hung = _HungDriver()
+    cfg = Config(gateway=GatewaySection(id="t", state_dir=tmp_path), api=ApiSection(enabled=False))
+    svc = Service(cfg, drivers=[hung])
+    await svc.__aenter__()
+    await asyncio.wait_for(hung.running.wait(), 5)
+    store = svc.store
+    assert store is not None
+    from tests.helpers import reading
+
+    store.add_reading(reading())
+    clean = await asyncio.wait_for(svc.stop(), 5)
+    assert clean is False
+    assert svc.store is None
+    # the reading was flushed before the store closed
+    con = sqlite3.connect(tmp_path / "state.db")
+    assert con.execute("SELECT count(*) FROM outbox").fetchone() == (1,)
+    con.close()
+    hung.release.set()  # let the abandoned task end so the test leaves nothing behind
+    for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+        if task.get_name() in ("service", "supervisor-hung"):
+            await asyncio.wait({task}, timeout=5)

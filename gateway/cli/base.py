@@ -52,7 +52,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
     type=click.Path(path_type=Path, file_okay=False),
     help="State directory (database, API token, backups); overrides the config.",
 )
-@click.option("--api-port", type=int, help="LAN API port; overrides the config.")
+@click.option(
+    "--api-port", type=click.IntRange(0, 65535), help="LAN API port; overrides the config."
+)
 @click.version_option(package_name="mi-gateway", prog_name="migw")
 @click.pass_context
 def cli(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -42,9 +44,23 @@ _LOGGER = logging.getLogger("gateway")
     type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"]),
     help="Overrides gateway.log_level.",
 )
+@click.option(
+    "--state-dir",
+    "run_state_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="State directory; same as the global --state-dir.",
+)
+@click.option(
+    "--api-port",
+    "run_api_port",
+    type=click.IntRange(0, 65535),
+    help="LAN API port; same as the global --api-port.",
+)
 @pass_ctx
 def run(
     ctx: CliContext,
+    run_state_dir: Path | None,
+    run_api_port: int | None,
     demo: bool,
     ble_devices: int,
     rate: float,
@@ -54,6 +70,11 @@ def run(
 ) -> int:
     """Run the gateway service until SIGTERM or Ctrl-C."""
     from gateway import config as config_mod
+
+    if run_state_dir is not None:
+        ctx.state_dir = run_state_dir
+    if run_api_port is not None:
+        ctx.api_port = run_api_port
     from gateway.demo import demo_config
 
     def load_config() -> Config:
@@ -116,6 +137,11 @@ async def serve(
                     service.store.recovered_from,
                 )
             await service.wait()
+        if not service.clean_stop:
+            # the state is flushed; a hung part must not keep the process (and systemd) waiting
+            _LOGGER.error("migw stopped, abandoning parts that did not stop")
+            logging.shutdown()
+            os._exit(1)
         _LOGGER.info("migw stopped cleanly")
     except GatewayError as exc:
         _LOGGER.error("migw cannot run: %s", exc)
