@@ -127,6 +127,11 @@ class Supervisor:
                 self._failure(reason, started)
                 self._set(State.BACKOFF, reason)
                 delay = self._backoff.next_delay()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # we are being stopped: a target (or a TaskGroup inside it) turned our
+                # cancellation into an error or a return; never restart it
+                raise asyncio.CancelledError
             await asyncio.sleep(delay)
             self.status.restarts += 1
 

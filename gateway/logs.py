@@ -27,3 +27,6 @@ def setup(level: str) -> None:
     if numeric > logging.DEBUG:
         for noisy in ("aiosqlite", "asyncio", "bleak", "aiohttp.access"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    # aiohttp logs a malformed request with its raw text, Authorization header included:
+    # never let a client's bytes (or our token) into the journal
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)

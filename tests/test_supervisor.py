@@ -115,3 +115,30 @@ async def test_backoff_resets_after_a_stable_period(monkeypatch: pytest.MonkeyPa
     with pytest.raises(asyncio.CancelledError):
         await task
     assert attempts == [0, 1, 1, 1]  # reset before each delay: never grows past one step
+
+
+async def test_a_cancellation_turned_into_an_error_still_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A target that converts our cancel into an ordinary exception must not be restarted."""
+    monkeypatch.setattr(supervisor, "BACKOFF_INITIAL", 0.001)
+    started = asyncio.Event()
+    runs = 0
+
+    async def target() -> None:
+        nonlocal runs
+        runs += 1
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise RuntimeError("link closed while stopping") from None
+
+    sup = Supervisor("sync", target)
+    task = asyncio.create_task(sup.run())
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert runs == 1
+    assert sup.status.state is State.STOPPED
