@@ -282,3 +282,50 @@ async def test_doctor_against_the_running_service(
         n = len(doctor_mod.CHECKS)
         assert [line[:7] for line in lines] == [f"[{i:>2}/{n}]" for i in range(1, n + 1)]
         assert "failed" in out.splitlines()[-1]
+
+
+async def test_doctor_judges_radios_from_the_running_demo_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo runs zigbee, ble and gpio on simulated hardware while the config file (none
+    here) enables none of them: doctor reports what the service runs."""
+    from gateway.adapters import DemoOptions
+    from gateway.api.server import ApiServer
+    from gateway.config import Config
+    from gateway.demo import demo_config
+    from gateway.service import Service
+
+    state = tmp_path / "state"
+    cfg = demo_config(Config(), state, 0)
+    async with Service(cfg, demo=DemoOptions(ble_devices=1, gpio_interval=60.0)) as svc:
+        server = next(c for c in svc.components if c.name == "api")
+        assert isinstance(server, ApiServer)
+        await asyncio.wait_for(server.listening.wait(), 10)
+        for _ in range(500):
+            wanted = {r.name: r.health.value for r in svc.radios()}
+            if all(wanted.get(n) == "ok" for n in ("zigbee", "ble", "gpio")):
+                break
+            await asyncio.sleep(0.02)
+        args = ["--state-dir", str(state), "--api-port", str(server.port)]
+        _code, checks = await doctor(capsys, *args)
+    assert checks["zigbee serial port"]["level"] == "pass", checks["zigbee serial port"]
+    assert "the running service talks to the stick" in checks["zigbee serial port"]["detail"]
+    assert checks["ble adapter"] == {
+        "name": "ble adapter",
+        "level": "pass",
+        "detail": "simulated: the running service scans",
+        "hint": "",
+    }
+    assert checks["bluez"] == {
+        "name": "bluez",
+        "level": "skip",
+        "detail": "the running service scans a simulated adapter (demo)",
+        "hint": "",
+    }
+    assert checks["gpiochip"] == {
+        "name": "gpiochip",
+        "level": "pass",
+        "detail": "the running service drives 5 GPIO devices",
+        "hint": "",
+    }
+    assert not any("disabled in the config" in c.get("detail", "") for c in checks.values())

@@ -104,6 +104,15 @@ class Doctor:
     def running(self) -> bool:
         return self.status is not None
 
+    def radio(self, name: str) -> dict[str, Any] | None:
+        """The running service's view of a radio; it wins over the config file (a demo
+        runs radios on simulated hardware that the config does not enable)."""
+        return self.radios.get(name)
+
+    @staticmethod
+    def radio_ok(radio: dict[str, Any] | None) -> bool:
+        return radio is not None and radio.get("health") == "ok"
+
     # ---------------------------------------------------------------------------- checks
 
     async def check_config(self) -> Check:
@@ -202,9 +211,27 @@ class Doctor:
         cfg = self.config
         if cfg is None:
             return Check("zigbee serial port", Level.SKIP, "no valid config")
-        if not cfg.zigbee.enabled and not cfg.zigbee.port:
+        radio = self.radio("zigbee")
+        if radio is not None and self.radio_ok(radio):
+            # the running service owns the port: never open it under its feet
+            firmware = radio.get("info", {}).get("firmware", "")
+            where = radio.get("info", {}).get("port", "") or cfg.zigbee.port
+            return Check(
+                "zigbee serial port",
+                Level.PASS,
+                f"{where}: the running service talks to the stick"
+                + (f" ({firmware})" if firmware else ""),
+            )
+        if not cfg.zigbee.enabled and not cfg.zigbee.port and radio is None:
             return Check("zigbee serial port", Level.SKIP, "zigbee is disabled in the config")
-        port = cfg.zigbee.port
+        port = cfg.zigbee.port or radio_port(radio)
+        if radio is not None and not port:
+            return Check(
+                "zigbee serial port",
+                Level.FAIL,
+                f"the service cannot use the stick: {radio['reason'] or radio['state']}",
+                "`journalctl -u migw` for details",
+            )
         path = Path(port)
         if not _exists(path):
             found = _by_id()
@@ -228,17 +255,8 @@ class Doctor:
                 f"sudo usermod -aG {group} {_user()} and log in again (the migw service "
                 f"user needs group {group} too)",
             )
-        radio = self.radios.get("zigbee")
         if radio is not None:
             # the running service owns the port: never open it under its feet
-            if radio["health"] == "ok":
-                firmware = radio.get("info", {}).get("firmware", "")
-                return Check(
-                    "zigbee serial port",
-                    Level.PASS,
-                    f"{port}: the running service talks to the stick"
-                    + (f" ({firmware})" if firmware else ""),
-                )
             return Check(
                 "zigbee serial port",
                 Level.FAIL,
@@ -272,7 +290,11 @@ class Doctor:
         cfg = self.config
         if cfg is None:
             return Check("ble adapter", Level.SKIP, "no valid config")
-        if not cfg.ble.enabled:
+        radio = self.radio("ble")
+        if radio is not None and self.radio_ok(radio):
+            where = radio.get("info", {}).get("adapter", "") or cfg.ble.adapter
+            return Check("ble adapter", Level.PASS, f"{where}: the running service scans")
+        if not cfg.ble.enabled and radio is None:
             return Check("ble adapter", Level.SKIP, "ble is disabled in the config")
         adapter = cfg.ble.adapter
         if not (SYS_BLUETOOTH / adapter).exists():
@@ -301,8 +323,7 @@ class Doctor:
                 f"{adapter} is powered off",
                 f"bluetoothctl power on (and AutoEnable=true in {BLUEZ_MAIN_CONF})",
             )
-        radio = self.radios.get("ble")
-        if radio is not None and radio["health"] != "ok":
+        if radio is not None:
             return Check(
                 "ble adapter",
                 Level.WARN,
@@ -314,7 +335,14 @@ class Doctor:
 
     async def check_bluez(self) -> Check:
         cfg = self.config
-        if cfg is None or not cfg.ble.enabled:
+        if cfg is None:
+            return Check("bluez", Level.SKIP, "no valid config")
+        radio = self.radio("ble")
+        if radio is not None and radio.get("info", {}).get("adapter") == "simulated":
+            return Check(
+                "bluez", Level.SKIP, "the running service scans a simulated adapter (demo)"
+            )
+        if not cfg.ble.enabled and radio is None:
             return Check("bluez", Level.SKIP, "ble is disabled in the config")
         version = await _bluez_version()
         if version is None:
@@ -347,7 +375,20 @@ class Doctor:
 
     async def check_gpio(self) -> Check:
         cfg = self.config
-        if cfg is None or not cfg.gpio.devices:
+        if cfg is None:
+            return Check("gpiochip", Level.SKIP, "no valid config")
+        radio = self.radio("gpio")
+        if radio is not None and self.radio_ok(radio):
+            count = radio.get("info", {}).get("devices", "?")
+            return Check("gpiochip", Level.PASS, f"the running service drives {count} GPIO devices")
+        if radio is not None:
+            return Check(
+                "gpiochip",
+                Level.FAIL,
+                f"the service cannot drive its GPIO devices: {radio['reason'] or radio['state']}",
+                "`journalctl -u migw` for details; check the pins in [[gpio.devices]]",
+            )
+        if not cfg.gpio.devices:
             return Check("gpiochip", Level.SKIP, "no GPIO devices configured")
         chips = sorted(p for p in _listdir(DEV) if p.name.startswith("gpiochip"))
         if not chips:
@@ -641,6 +682,10 @@ async def _ping_stick(port: str, baud: int, rtscts: bool, skip_bootloader: bool)
         return None
     finally:
         await api.aclose()
+
+
+def radio_port(radio: dict[str, Any] | None) -> str:
+    return str(radio.get("info", {}).get("port", "")) if radio is not None else ""
 
 
 def _exists(path: Path) -> bool:
