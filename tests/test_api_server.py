@@ -619,3 +619,48 @@ async def test_a_request_the_guard_cannot_follow_closes_its_connection(
         assert await read_until_closed(reader) == b""
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n",
+        b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    ],
+    ids=["bad-header-line", "header-too-long", "tls-hello", "bad-content-length"],
+)
+async def test_malformed_requests_get_a_json_400_without_versions(api: Running, raw: bytes) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        answer = await read_response(reader)
+        assert await read_until_closed(reader) == b""  # and the connection is closed
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert lines[0].split(" ", 1)[1] == "400 Bad Request"  # HTTP/1.0: the version is unknown
+    assert headers["content-type"] == "application/json; charset=utf-8"
+    assert headers["server"] == "migw"
+    assert json.loads(body) == {
+        "error": {"code": "bad_request", "message": "malformed HTTP request"}
+    }
+
+
+async def test_every_answer_says_server_migw(api: Running, http: aiohttp.ClientSession) -> None:
+    answers = []
+    for path, headers in [
+        ("/api/v1/health", {}),
+        ("/api/v1/devices", {}),  # 401
+        ("/api/v1/nothing", api.auth),  # 404
+        ("/metrics", api.auth),
+    ]:
+        async with http.get(api.base + path, headers=headers) as resp:
+            answers.append((resp.status, resp.headers["Server"]))
+    async with http.head(f"{api.base}/api/v1/health") as resp:
+        answers.append((resp.status, resp.headers["Server"]))
+    assert answers == [(200, "migw"), (401, "migw"), (404, "migw"), (200, "migw"), (200, "migw")]

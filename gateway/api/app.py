@@ -21,7 +21,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway.api import events as events_mod
 from gateway.api import prom
-from gateway.api.errors import ApiError, Handler, error_middleware, json_response
+from gateway.api.errors import SERVER, ApiError, Handler, error_middleware, json_response
 from gateway.api.events import EventFilter, EventHub, Subscriber
 from gateway.api.serialize import (
     DEFAULT_STALE_S,
@@ -583,7 +583,7 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
     that was not accepted) closes its connection after the answer, so that no later
     request head on it goes untimed (see :mod:`gateway.api.guard`).
     """
-    response.headers["Server"] = "migw"
+    response.headers["Server"] = SERVER
     untracked = "Transfer-Encoding" in request.headers or "Upgrade" in request.headers
     if untracked and response.status != 101:
         response.force_close()

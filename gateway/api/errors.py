@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -82,6 +84,47 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         _LOGGER.exception("API %s %s failed", request.method, request.path)
         return error_response(500, "internal_error", "internal error (logged on the gateway)")
+
+
+#: The ``Server`` header of every response: no software versions.
+SERVER = "migw"
+
+
+class JsonErrorRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering the errors it raises itself (a request it
+    cannot parse: bad request line or header, head too long, non-HTTP bytes) as JSON like
+    every other error, without echoing the request and without aiohttp's version.
+
+    Installed per connection by :class:`gateway.api.guard.GuardedSite`."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # aiohttp logs the error (its aiohttp.server logger) and refuses to answer when
+        # part of a response was already sent; its text/plain body is replaced
+        super().handle_error(request, status, exc, message)
+        if status >= 500:
+            text = "internal error (logged on the gateway)"
+            code = "internal_error"
+        else:
+            text = "malformed HTTP request" if status == 400 else _phrase(status)
+            code = _HTTP_CODES.get(status, "http_error")
+        response = error_response(status, code, text, {"Server": SERVER})
+        response.force_close()
+        return response
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:

@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api.errors import JsonErrorRequestHandler
+
 _LOGGER = logging.getLogger(__name__)
 
 #: Connections served at once, in total and from one peer address.
@@ -181,6 +183,8 @@ class GuardedSite(web.BaseSite):
 
         def factory() -> asyncio.Protocol:
             inner: Any = server()
+            # same handler, but aiohttp's own errors (unparsable requests) answer as JSON
+            inner.__class__ = JsonErrorRequestHandler
             return GuardedProtocol(inner, limits)
 
         loop = asyncio.get_running_loop()
