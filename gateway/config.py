@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import socket
 import tomllib
@@ -62,7 +63,7 @@ class GatewaySection:
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9_-]{1,64}", self.id):
-            raise ValueError("must be 1-64 characters of a-z, 0-9, '_' or '-'")
+            raise _FieldError("id", "must be 1-64 characters of a-z, 0-9, '_' or '-'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +77,12 @@ class StoreSection:
 
     def __post_init__(self) -> None:
         _positive(self.history_max_rows, "history_max_rows")
+        if self.history_max_rows > 100_000_000:
+            raise _FieldError("history_max_rows", "must be at most 100000000")
         if not 1 <= self.batch_max_rows <= 500:
-            raise ValueError("batch_max_rows must be between 1 and 500")
+            raise _FieldError("batch_max_rows", "must be between 1 and 500")
         if not 1 <= self.batch_max_ms <= 100:
-            raise ValueError("batch_max_ms must be between 1 and 100")
+            raise _FieldError("batch_max_ms", "must be between 1 and 100")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,8 @@ class ApiSection:
 
     def __post_init__(self) -> None:
         _port(self.port)
+        if self.max_body_bytes < 1024:
+            raise _FieldError("max_body_bytes", "must be >= 1024")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,21 +132,21 @@ class UpstreamSection:
 
     def __post_init__(self) -> None:
         if self.url and not re.fullmatch(r"mqtts?://[^/\s:]+(:\d{1,5})?/?", self.url):
-            raise ValueError("url must look like mqtt://host:1883 or mqtts://host:8883")
+            raise _FieldError("url", "must look like mqtt://host:1883 or mqtts://host:8883")
         if self.password is not None and self.password_file is not None:
-            raise ValueError("give password or password_file, not both")
+            raise _FieldError("password_file", "give password or password_file, not both")
         if not re.fullmatch(r"[A-Za-z0-9_/-]{1,64}", self.topic_prefix):
-            raise ValueError("topic_prefix must be letters, digits, '_', '-' or '/'")
+            raise _FieldError("topic_prefix", "must be letters, digits, '_', '-' or '/'")
         _positive(self.batch_max_readings, "batch_max_readings")
         _positive(self.batch_max_ms, "batch_max_ms")
         _positive(self.outbox_max_bytes, "outbox_max_bytes")
         _positive(self.drain_rate, "drain_rate")
         if self.outbox_ttl_days <= 0:
-            raise ValueError("outbox_ttl_days must be > 0")
+            raise _FieldError("outbox_ttl_days", "must be > 0")
         if self.max_message_bytes < 1024:
-            raise ValueError("max_message_bytes must be >= 1024")
+            raise _FieldError("max_message_bytes", "must be >= 1024")
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
-            raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
+            raise _FieldError("reconnect_min_s", "need 0 < reconnect_min_s <= reconnect_max_s")
         _positive(self.reconnect_stable_s, "reconnect_stable_s")
         _positive(self.keepalive, "keepalive")
 
@@ -163,11 +168,11 @@ class HomeAssistantSection:
 
     def __post_init__(self) -> None:
         if self.url and not re.fullmatch(r"mqtts?://[^/\s:]+(:\d{1,5})?/?", self.url):
-            raise ValueError("url must look like mqtt://host:1883 or mqtts://host:8883")
+            raise _FieldError("url", "must look like mqtt://host:1883 or mqtts://host:8883")
         if self.password is not None and self.password_file is not None:
-            raise ValueError("give password or password_file, not both")
+            raise _FieldError("password_file", "give password or password_file, not both")
         if not re.fullmatch(r"[A-Za-z0-9_/-]{1,64}", self.discovery_prefix):
-            raise ValueError("discovery_prefix must be letters, digits, '_', '-' or '/'")
+            raise _FieldError("discovery_prefix", "must be letters, digits, '_', '-' or '/'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +189,10 @@ class BleSection:
     dedup_window_s: float = 60.0
     #: A non-sleepy BLE device silent for this long is unavailable.
     unavailable_after_s: float = 900.0
+
+    def __post_init__(self) -> None:
+        _non_negative(self.dedup_window_s, "dedup_window_s")
+        _positive(self.unavailable_after_s, "unavailable_after_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,10 +215,13 @@ class ZigbeeSection:
 
     def __post_init__(self) -> None:
         _positive(self.motion_clear_s, "motion_clear_s")
+        _positive(self.baud, "baud")
+        _positive(self.unavailable_after_s, "unavailable_after_s")
+        _positive(self.backup_interval_s, "backup_interval_s")
         if not 11 <= self.channel <= 26:
-            raise ValueError("channel must be 11-26")
+            raise _FieldError("channel", "must be 11-26")
         if self.enabled and not self.port:
-            raise ValueError("port is required when zigbee is enabled")
+            raise _FieldError("port", "is required when zigbee is enabled")
 
 
 GpioKind = Literal["button", "contact", "motion", "relay", "led"]
@@ -237,7 +249,12 @@ class GpioDevice:
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9_-]{1,48}", self.name):
-            raise ValueError("name must be 1-48 characters of a-z, 0-9, '_' or '-'")
+            raise _FieldError("name", "must be 1-48 characters of a-z, 0-9, '_' or '-'")
+        bcm_pin(self.pin)
+        _non_negative(self.bounce_s, "bounce_s")
+        _positive(self.hold_s, "hold_s")
+        _positive(self.multi_press_s, "multi_press_s")
+        _positive(self.clear_s, "clear_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +265,7 @@ class GpioSection:
         seen: dict[str, str] = {}
         names: set[str] = set()
         for i, dev in enumerate(self.devices):
-            key = str(dev.pin).upper().removeprefix("GPIO").removeprefix("BCM")
+            key = str(bcm_pin(dev.pin))
             if key in seen:
                 raise ConfigError(
                     f"pin {dev.pin} is already used by {seen[key]!r}",
@@ -275,14 +292,58 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+class _FieldError(ValueError):
+    """A value the loader reports under ``<section path>.<field>``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field} {message}")
+        self.field = field
+        self.message = message
+
+
 def _positive(value: float, name: str) -> None:
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0")
+    if not value > 0:
+        raise _FieldError(name, "must be > 0")
+
+
+def _non_negative(value: float, name: str) -> None:
+    if not value >= 0:
+        raise _FieldError(name, "must be >= 0")
+
+
+#: Raspberry Pi 40-pin header: physical (BOARD) pin -> BCM GPIO number.
+_BOARD_TO_BCM = {
+    3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24,
+    19: 10, 21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12,
+    33: 13, 35: 19, 36: 16, 37: 26, 38: 20, 40: 21,
+}  # fmt: skip
+
+
+def bcm_pin(pin: int | str) -> int:
+    """The BCM number of a pin given as 17, "GPIO17", "BCM17" or "BOARD11" (same pin)."""
+    number: int | None = None
+    if isinstance(pin, int):
+        number = pin
+    else:
+        text = pin.strip().upper()
+        if m := re.fullmatch(r"(?:GPIO|BCM)(\d{1,2})", text):
+            number = int(m.group(1))
+        elif m := re.fullmatch(r"BOARD(\d{1,2})", text):
+            number = _BOARD_TO_BCM.get(int(m.group(1)))
+            if number is None:
+                raise _FieldError("pin", f"{pin} is not a GPIO pin of the 40-pin header")
+        elif text.isdigit():
+            number = int(text)
+    if number is None or not 0 <= number <= 27:
+        raise _FieldError(
+            "pin", f"{pin!r} is not a Raspberry Pi GPIO: use 0-27, 'GPIO17' or 'BOARD11'"
+        )
+    return number
 
 
 def _port(value: int) -> None:
     if not 0 <= value <= 65535:
-        raise ValueError("port must be 0-65535")
+        raise _FieldError("port", "must be 0-65535")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,6 +364,8 @@ def load(path: Path) -> Config:
 def loads(text: str, *, base_dir: Path | None = None) -> Config:
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError("not valid TOML: nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         raise ConfigError(
@@ -350,7 +413,7 @@ class _Loader:
                     return lineno
                 if full == want_tables and best is None:
                     best = lineno
-            if table == parts and best is None:
+            if table in (parts, want_tables) and best is None:
                 best = lineno
         return best
 
@@ -376,6 +439,8 @@ class _Loader:
                     str(exc).split(": ", 1)[-1], path=exc.path, line=self.line_of(exc.path)
                 ) from None
             raise
+        except _FieldError as exc:
+            raise self.error(f"{path}.{exc.field}" if path else exc.field, exc.message) from None
         except (ValueError, TypeError) as exc:
             raise self.error(path or "config", str(exc)) from None
 
@@ -421,6 +486,8 @@ class _Loader:
         if tp is float:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise self.error(path, f"must be a number, not {_tname(value)}")
+            if not math.isfinite(value):
+                raise self.error(path, f"must be a finite number, not {value}")
             return float(value)
         if tp is str:
             if not isinstance(value, str):
@@ -429,7 +496,10 @@ class _Loader:
         if tp is Path:
             if not isinstance(value, str) or not value:
                 raise self.error(path, f"must be a path string, not {_tname(value)}")
-            p = Path(value).expanduser()
+            try:
+                p = Path(value).expanduser()
+            except RuntimeError as exc:  # ~nosuchuser
+                raise self.error(path, f"cannot expand {value!r}: {exc}") from None
             return p if p.is_absolute() else (self._base / p)
         if tp is Secret:
             if not isinstance(value, str):

@@ -49,7 +49,7 @@ active_high = false
     [
         ("[gatway]\nid='x'\n", "gatway (line 1): unknown key (did you mean 'gateway'?)"),
         ("[api]\nport = 'eighty'\n", "api.port (line 2): must be an integer, not a string"),
-        ("[api]\nport = 99999\n", "api (line 1): port must be 0-65535"),
+        ("[api]\nport = 99999\n", "api.port (line 2): must be 0-65535"),
         (
             "[[gpio.devices]]\nname='a'\nkind='relay'\npin=1\n[[gpio.devices]]\nname='b'\n"
             "kind='laser'\npin=2\n",
@@ -61,10 +61,37 @@ active_high = false
             "kind='button'\npin='GPIO17'\n",
             "gpio.devices[1].pin (line 8): pin GPIO17 is already used by 'a'",
         ),
-        ("[store]\nbatch_max_ms = 500\n", "store (line 1): batch_max_ms must be between 1 and 100"),
-        ("[upstream]\nurl = 'http://x'\n", "upstream (line 1): url must look like mqtt://"),
+        ("[store]\nbatch_max_ms = 500\n", "store.batch_max_ms (line 2): must be between 1 and 100"),
+        ("[upstream]\nurl = 'http://x'\n", "upstream.url (line 2): must look like mqtt://"),
         ("[ble]\nenabled = 'yes'\n", "ble.enabled (line 2): must be true or false, not a string"),
-        ("[zigbee]\nenabled = true\n", "zigbee (line 1): port is required when zigbee is enabled"),
+        (
+            "[zigbee]\nenabled = true\n",
+            "zigbee.port (line 1): is required when zigbee is enabled",
+        ),
+        ("[gateway]\nid = 'Bad ID'\n", "gateway.id (line 2): must be 1-64 characters"),
+        (
+            "[[gpio.devices]]\nname='a'\nkind='relay'\npin='GPIO17'\n[[gpio.devices]]\n"
+            "name='b'\nkind='button'\npin='BOARD11'\n",
+            "gpio.devices[1].pin (line 8): pin BOARD11 is already used by 'a'",
+        ),
+        (
+            "[[gpio.devices]]\nname='a'\nkind='relay'\npin=999\n",
+            "gpio.devices[0].pin (line 4): 999 is not a Raspberry Pi GPIO",
+        ),
+        (
+            "[[gpio.devices]]\nname='a'\nkind='button'\npin=4\nhold_s=nan\n",
+            "gpio.devices[0].hold_s (line 5): must be a finite number, not nan",
+        ),
+        (
+            "[[gpio.devices]]\nname='a'\nkind='button'\npin=4\nbounce_s=-1\n",
+            "gpio.devices[0].bounce_s (line 5): must be >= 0",
+        ),
+        ("[upstream]\noutbox_ttl_days = inf\n", "upstream.outbox_ttl_days (line 2): must be a"),
+        ("[api]\nmax_body_bytes = -1\n", "api.max_body_bytes (line 2): must be >= 1024"),
+        ("[zigbee]\nbaud = -5\n", "zigbee.baud (line 2): must be > 0"),
+        ("[store]\nhistory_max_rows = 18446744073709551616\n", "store.history_max_rows"),
+        ("[gateway]\nstate_dir = '~nosuchuser1234/x'\n", "gateway.state_dir (line 2): cannot"),
+        ("a = " + "[" * 5000 + "]" * 5000 + "\n", "not valid TOML: nested too deeply"),
         ("a = 1\nb = = 2\n", "line 2: not valid TOML"),
     ],
 )
