@@ -181,8 +181,16 @@ class Service:
             on_state=lambda _status: self._notify(),
             logger=logging.getLogger(f"gateway.{name}"),
         )
+        if self._stop.is_set():
+            return  # a reload racing a stop: nothing new starts
+        coro = sup.run()
+        try:
+            task = tg.create_task(coro, name=f"supervisor-{name}")
+        except RuntimeError:  # the TaskGroup is already shutting down
+            coro.close()
+            return
         self.supervisors[name] = sup
-        self._tasks[name] = tg.create_task(sup.run(), name=f"supervisor-{name}")
+        self._tasks[name] = task
 
     async def wait(self) -> None:
         """Until :meth:`request_stop` (a signal) or the service fails."""

@@ -417,9 +417,18 @@ class SystemdIntegration:
                 new = await asyncio.to_thread(self._reload_config)
             except GatewayError as exc:
                 outcome = ReloadOutcome(False, f"reload rejected, old config kept: {exc}")
+            except Exception as exc:  # noqa: BLE001 - READY=1 must follow RELOADING=1
+                outcome = ReloadOutcome(
+                    False, f"reload rejected, old config kept: {type(exc).__name__}: {exc}"
+                )
             else:
-                result = await self.service.reload(new)
-                outcome = ReloadOutcome(True, f"reloaded: {result.summary()}")
+                try:
+                    result = await self.service.reload(new)
+                except Exception as exc:
+                    _LOGGER.debug("reload failed", exc_info=exc)
+                    outcome = ReloadOutcome(False, f"reload failed: {type(exc).__name__}: {exc}")
+                else:
+                    outcome = ReloadOutcome(True, f"reloaded: {result.summary()}")
         if outcome.ok:
             _LOGGER.info("configuration %s", outcome.message)
             _LOGGER.debug("watchdog: %d pings sent, %d withheld", self.pings, self.withheld)

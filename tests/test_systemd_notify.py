@@ -364,6 +364,29 @@ async def test_reload_with_an_invalid_config_keeps_the_old_one(
         await recorder.until(is_ping)
 
 
+async def test_a_reload_whose_loader_crashes_still_answers_ready(
+    tmp_path: Path, path_server: tuple[socket.socket, str], recorder: Recorder
+) -> None:
+    """Path.expanduser('~nosuchuser') raises RuntimeError, deep TOML RecursionError: the
+    RELOADING=1 sent to systemd must still be followed by READY=1."""
+    base = _config(tmp_path)
+
+    def load() -> Config:
+        raise RuntimeError("Could not determine home directory.")
+
+    svc = Service(base, demo=GPIO_ONLY)
+    async with svc, _integration(svc, path_server[1], reload_config=load) as sd:
+        await recorder.until(is_ping)
+        outcome = await sd.reload()
+        assert outcome == systemd.ReloadOutcome(
+            False,
+            "reload rejected, old config kept: RuntimeError: Could not determine home directory.",
+        )
+        got = await recorder.until(lambda m: m.startswith("READY=1"))
+        assert got[0].startswith("RELOADING=1\n")
+        assert svc.config is base
+
+
 async def test_reload_without_changes_restarts_nothing(tmp_path: Path) -> None:
     base = _config(tmp_path)
     svc = Service(base, demo=GPIO_ONLY)
