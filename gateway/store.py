@@ -615,7 +615,8 @@ class Store(StateReader):
         state_rows: dict[tuple[str, str], tuple[Any, ...]] = {}
         outbox_rows: list[tuple[Any, ...]] = []
         battery: dict[str, float] = {}
-        # Events and readings interleave by arrival; assign seqs in stamp order per kind.
+        # Numbers follow arrival order per kind; within one batch readings come before
+        # events (a consumer orders by seq, and a batch spans at most batch_max_ms).
         for r in batch.readings:
             seq += 1
             value = encode_value(r.value)
