@@ -369,3 +369,48 @@ def test_enforcement_property(
                 assert min(dropped_periodic) > max(kept_periodic)
 
     asyncio.run(scenario())
+
+
+async def test_a_store_failure_after_the_caller_was_cancelled_is_handled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shielded outbox statement outlives its cancelled caller (the maintenance loop at a
+    stop); when it then fails (the database is locked by another process), the failure is
+    logged and counted, not left as "Task exception was never retrieved"."""
+    import gc
+    import sqlite3
+
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    store = await Store.open(tmp_path / "state.db")
+    blocker = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        outbox = Outbox(store)
+        caller = asyncio.create_task(outbox.oldest())
+        await asyncio.sleep(0.2)  # waiting for the lock inside SQLite
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        mine = asyncio.all_tasks() - {asyncio.current_task()}
+        mine = {t for t in mine if t.get_name() != "store-writer"}
+        for _ in range(1000):  # the statement gives up after SQLite's busy timeout
+            others = {t for t in mine if not t.done()}
+            if not others:
+                break
+            await asyncio.sleep(0.02)
+        assert not others
+        del mine, others
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        loop.set_exception_handler(None)
+        await store.close()
+    assert unhandled == []
+    assert outbox.late_failures == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "gateway.sync.outbox"] == [
+        "outbox oldest failed after its caller was cancelled: OperationalError: database is locked"
+    ]

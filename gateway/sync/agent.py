@@ -41,7 +41,7 @@ from gateway.sync.mqtt import (
     publish_properties,
     response_properties,
 )
-from gateway.sync.outbox import PRIORITY_METRICS, Outbox
+from gateway.sync.outbox import PRIORITY_METRICS, Outbox, run_to_end
 from gateway.sync.payload import (
     ClockFix,
     Refusal,
@@ -116,6 +116,8 @@ class SyncCounters:
     commands: int = 0
     command_errors: int = 0
     discovery_published: int = 0
+    #: Shielded work (store writes, goodbye) that failed after its caller was cancelled.
+    late_failures: int = 0
     last_publish: float | None = None
     last_ack: float | None = None
 
@@ -271,7 +273,13 @@ class SyncAgent:
             unsubscribe()
             if self._svc.store is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._flush_acks())
+                    await run_to_end(self._flush_acks(), "sync: flushing acks", self._late)
+
+    def _late(self) -> None:
+        self.counters.late_failures += 1
+
+    def late_failures(self) -> int:
+        return self.counters.late_failures + (self._outbox.late_failures if self._outbox else 0)
 
     def health(self) -> DriverHealth:
         reasons: list[str] = []
@@ -291,6 +299,7 @@ class SyncAgent:
             "dead_letters": self._outbox.counters.dead_letters if self._outbox else 0,
             "batches_sent": self.counters.batches_sent,
             "readings_sent": self.counters.readings_sent,
+            "late_failures": self.late_failures(),
         }
         info = {"upstream": self.upstream.settings.display() if self.upstream else "disabled"}
         if self.ha_link is not None:
@@ -362,6 +371,7 @@ class SyncAgent:
             "last_ack": self.counters.last_ack,
             "commands": self.counters.commands,
             "command_errors": self.counters.command_errors,
+            "late_failures": self.late_failures(),
         }
 
     # ------------------------------------------------------------------ commit listener
@@ -547,18 +557,22 @@ class SyncAgent:
                 raise
             except BaseException:
                 if telemetry:
-                    await asyncio.shield(self._strike())
+                    await run_to_end(self._strike(), "sync: strike", self._late)
                 raise
             finally:
                 state.connected = False
                 # ``offline`` before the clean DISCONNECT (the broker only sends the Last
                 # Will after an unclean loss); bounded, best effort, also on errors
-                await asyncio.shield(self._goodbye(link, telemetry=telemetry))
+                await run_to_end(
+                    self._goodbye(link, telemetry=telemetry), "sync: goodbye", self._late
+                )
                 link.drop_pending()
                 # the clean DISCONNECT, bounded: a stalled link must not hold up a stop
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(GOODBYE_S):
-                        await asyncio.shield(link.__aexit__(None, None, None))
+                        await run_to_end(
+                            link.__aexit__(None, None, None), "sync: disconnect", self._late
+                        )
         finally:
             link.force_close()
 

@@ -43,17 +43,50 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+async def run_to_end(
+    aw: Coroutine[Any, Any, _R], what: str, on_late_failure: Callable[[], None] | None = None
+) -> _R:
+    """``await asyncio.shield(aw)``, and when the caller is cancelled while ``aw`` runs on,
+    a later failure of ``aw`` is logged (WARNING) and counted through ``on_late_failure``
+    instead of being left as "Task exception was never retrieved". The caller's
+    cancellation is re-raised as it came."""
+    task = asyncio.ensure_future(aw)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(functools.partial(_late_outcome, what, on_late_failure))
+        raise
+
+
+def _late_outcome(
+    what: str, on_late_failure: Callable[[], None] | None, task: asyncio.Future[Any]
+) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()  # retrieved: no "never retrieved" complaint
+    if exc is None:
+        return
+    if on_late_failure is not None:
+        on_late_failure()
+    _LOGGER.warning(
+        "%s failed after its caller was cancelled: %s: %s", what, type(exc).__name__, exc
+    )
+
+
 def _atomic(fn: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
     """Run a store operation to completion even if its caller is cancelled.
 
     aiosqlite runs each statement in its own thread: a task cancelled while awaiting
     ``BEGIN`` leaves the statement executed and the transaction open, and every later
-    ``BEGIN`` of the store then fails. Shielding keeps BEGIN..COMMIT whole.
+    ``BEGIN`` of the store then fails. Shielding keeps BEGIN..COMMIT whole; a failure after
+    the caller is gone is logged and counted in :attr:`Outbox.late_failures`.
     """
 
     @functools.wraps(fn)
     async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        return await asyncio.shield(fn(*args, **kwargs))
+        owner = args[0] if args else None
+        count = owner.count_late_failure if isinstance(owner, Outbox) else None
+        return await run_to_end(fn(*args, **kwargs), f"outbox {fn.__name__}", count)
 
     return wrapper
 
@@ -96,6 +129,11 @@ class Outbox:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.counters = Counters()
+        #: Statements that failed after their caller was cancelled (logged at WARNING).
+        self.late_failures = 0
+
+    def count_late_failure(self) -> None:
+        self.late_failures += 1
 
     @_atomic
     async def load(self) -> None:
