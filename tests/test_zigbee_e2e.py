@@ -689,3 +689,19 @@ async def test_simulator_never_logs_key_material(caplog: pytest.LogCaptureFixtur
     assert key.hex() not in caplog.text
     assert key.hex()[:10] not in caplog.text
     assert repr(key)[2:12] not in caplog.text
+
+
+async def test_zstack_12_stick_formed_without_our_marker_is_not_reformed(tmp_path: Path) -> None:
+    """Z-Stack 1.2 has no BDB item: the NIB (channel set, network key loaded) tells."""
+    async with ZStackSimulator(product=0, seed=101) as sim:
+        coord = Coordinator(config(sim, tmp_path / "a"))
+        async with running(coord):
+            await until(lambda: coord.connected)
+        del sim.nv[0x0F00]  # our marker gone (another host formed it, or NV partly wiped)
+        sim.unplug()
+        sim.plug()
+        coord2 = Coordinator(config(sim, tmp_path / "b"))  # and no backup of ours
+        async with running(coord2):
+            await until(lambda: coord2.state == State.FAILED.value)
+            assert "on a network" in coord2.reason
+        assert sim.counters["formations"] == 1

@@ -93,6 +93,9 @@ PRODUCT_ZSTACK_12 = 0
 PRODUCT_ZSTACK_3X0 = 1
 PRODUCT_ZSTACK_30X = 2
 BACKUP_FILE = "zigbee_backup.json"
+#: NIB (NV 0x0021) of Z-Stack 1.2 (CC2531, packed): nwkLogicalChannel and nwkKeyLoaded.
+NIB_CHANNEL_12 = 22
+NIB_KEY_LOADED_12 = 61
 
 PRODUCTS = {0: "Z-Stack 1.2", 1: "Z-Stack 3.x.0", 2: "Z-Stack 3.0.x"}
 NVRAM_CORRUPTED = "NVRAM corrupted, re-flash the stick"
@@ -527,7 +530,17 @@ class Coordinator:
                     f"the stick has no network but a backup exists ({path}): run "
                     "`migw zigbee restore FILE` (or move the backup away to form a new network)"
                 )
-        if zstack3 and await self._nv_read(api, NvId.BDBNODEISONANETWORK) == b"\x01":
+        if zstack3:
+            formed = await self._nv_read(api, NvId.BDBNODEISONANETWORK) == b"\x01"
+        else:  # Z-Stack 1.2 has no BDB item: the NIB has a channel and a loaded key
+            nib = await self._nv_read(api, NvId.NIB)
+            formed = (
+                nib is not None
+                and len(nib) > NIB_KEY_LOADED_12
+                and nib[NIB_CHANNEL_12] != 0
+                and nib[NIB_KEY_LOADED_12] == 1
+            )
+        if formed:
             raise NeedsHumanError(
                 "the stick is on a network migw did not configure: restore a backup with "
                 "`migw zigbee restore FILE`, or reset the stick to form a new network"

@@ -49,6 +49,13 @@ EXPIRE_S = 0.2
 JOIN_GAP_S = 0.05
 
 OK = t.Status.SUCCESS
+#: NIB (NV 0x0021) in the packed CC2531 layout (zigpy-znp's NIB struct): the offsets of
+#: nwkLogicalChannel, nwkPanId, extendedPANID and nwkKeyLoaded.
+NIB_SIZE = 110
+NIB_CHANNEL = 22
+NIB_PAN_ID = 33
+NIB_EXT_PAN_ID = 53
+NIB_KEY_LOADED = 61
 #: Z-Stack 1.2 keeps the NWK frame counter after the key in NWKKEY (seq, key, counter).
 NWKKEY = 0x0082
 #: Z-Stack 3.0.x: the legacy NWK security material table (counter, extended PAN id).
@@ -59,7 +66,7 @@ def _default_nv(ieee: str) -> dict[int, bytes]:
     return {
         NvId.EXTADDR: bytes.fromhex(ieee)[::-1],
         NvId.STARTUP_OPTION: b"\x00",
-        NvId.NIB: bytes(116),
+        NvId.NIB: bytes(NIB_SIZE),
         NvId.EXTENDED_PAN_ID: b"\xff" * 8,
         NvId.APS_USE_EXT_PANID: bytes(8),
         NvId.PRECFGKEY: bytes(16),
@@ -434,6 +441,7 @@ class ZStackSimulator:
         if opt & 0x02:  # clear state: the network is gone
             self.nv[NvId.BDBNODEISONANETWORK] = b"\x00"
             self.nv[NvId.NWK_ACTIVE_KEY_INFO] = bytes(17)
+            self.nv[NvId.NIB] = bytes(NIB_SIZE)
             self.ex_nv.pop((1, 0x0007, 0), None)
             self.nv.pop(NWKKEY, None)
             self.nv.pop(LEGACY_SEC_MATERIAL_START, None)
@@ -589,7 +597,12 @@ class ZStackSimulator:
             key = secrets.token_bytes(16)
         mask = self.bdb_channel_mask or int.from_bytes(self.nv[NvId.CHANLIST], "little")
         channel = next((ch for ch in range(11, 27) if mask & (1 << ch)), 11)
-        self.nv[NvId.NIB] = pan.to_bytes(2, "little") + bytes((channel,)) + ext + bytes(105)
+        nib = bytearray(NIB_SIZE)
+        nib[NIB_CHANNEL] = channel
+        nib[NIB_PAN_ID : NIB_PAN_ID + 2] = pan.to_bytes(2, "little")
+        nib[NIB_EXT_PAN_ID : NIB_EXT_PAN_ID + 8] = ext
+        nib[NIB_KEY_LOADED] = 1
+        self.nv[NvId.NIB] = bytes(nib)
         self.nv[NvId.NWK_ACTIVE_KEY_INFO] = b"\x00" + key
         self.nv[NvId.BDBNODEISONANETWORK] = b"\x01"
         if self.product == 1 and (1, 0x0007, 0) not in self.ex_nv:
@@ -605,15 +618,15 @@ class ZStackSimulator:
 
     @property
     def channel(self) -> int:
-        return self.nv[NvId.NIB][2]
+        return self.nv[NvId.NIB][NIB_CHANNEL]
 
     @property
     def pan_id(self) -> int:
-        return int.from_bytes(self.nv[NvId.NIB][:2], "little")
+        return int.from_bytes(self.nv[NvId.NIB][NIB_PAN_ID : NIB_PAN_ID + 2], "little")
 
     @property
     def extended_pan_id(self) -> str:
-        return self.nv[NvId.NIB][3:11][::-1].hex()
+        return self.nv[NvId.NIB][NIB_EXT_PAN_ID : NIB_EXT_PAN_ID + 8][::-1].hex()
 
     @property
     def network_key(self) -> bytes:
