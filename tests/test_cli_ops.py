@@ -240,3 +240,19 @@ async def test_queue_watch_follows_a_drain_to_the_end(
     assert lines[-1].split()[1:3] == ["waiting", "0"]
     assert any("draining" in line for line in lines)
     assert "the outbox is empty" in err
+
+
+async def test_where_state_dir_and_api_port_go(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As docs/api.md says: global options before any command, and options of `migw run`
+    too; not options of the other commands."""
+    code, out, _ = await cli(capsys, "run", "--help")
+    assert code == 0
+    assert "--state-dir" in out and "--api-port" in out
+    code, _, err = await cli(capsys, "status", "--state-dir", str(tmp_path))
+    assert code == 2
+    assert "No such option '--state-dir'" in err
+    args = ["--state-dir", str(tmp_path / "empty"), "--api-port", "1"]
+    code, _, err = await cli(capsys, *args, "status")
+    assert code == 3  # the options were taken: nothing runs there
