@@ -180,3 +180,22 @@ async def test_demo_driver_restart_resumes(tmp_path: Path) -> None:
     assert ids[0] == ids[1]
     assert driver.coordinator.counters["networks_formed"] == 1
     assert driver.coordinator.counters["networks_resumed"] == 1
+
+
+async def test_demo_starts_again_in_the_same_state_dir(tmp_path: Path) -> None:
+    """Each demo process has a blank simulated stick: its old backup must not block it."""
+    for run in range(2):
+        driver = adapter.create(AdapterContext(Config(), tmp_path, DemoOptions()))
+        assert driver is not None
+        sink = RecordingSink()
+        task = asyncio.create_task(driver.run(sink))
+        try:
+            await until(lambda d=driver: d.coordinator.connected or d.coordinator.reason != "")
+            assert driver.coordinator.reason == ""
+            await until((tmp_path / "zigbee-demo" / co.BACKUP_FILE).exists)
+            await until(lambda sink=sink: bool(sink.readings))
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert driver.coordinator.counters["networks_formed"] == 1, run

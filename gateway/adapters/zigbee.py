@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from drivers.supervisor import State
-from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery
+from drivers.zigbee.coordinator import BACKUP_FILE, Coordinator, CoordinatorConfig, Delivery
 from drivers.zigbee.devices import DeviceRecord
 from drivers.zigbee.zcl import xiaomi
 from gateway.adapters import AdapterContext
@@ -257,6 +257,9 @@ def create(ctx: AdapterContext) -> ZigbeeDriver | None:
         from hw_mocks.aqara import MODELS
         from hw_mocks.znp import ZStackSimulator
 
+        # the simulated stick is blank in every process: the backup of the last demo's
+        # network would (rightly, for a real stick) stop the coordinator from forming one
+        (ctx.state_dir / "zigbee-demo" / BACKUP_FILE).unlink(missing_ok=True)
         sim = ZStackSimulator(
             link_path=ctx.state_dir / "zigbee-demo" / "ttyZNP-sim",
             devices=MODELS,
