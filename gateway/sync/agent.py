@@ -34,6 +34,7 @@ from gateway.driver import DriverHealth, Health
 from gateway.model import CommandResult, CommandStatus, Event, Reading, Value
 from gateway.store import OutboxRow, Store, event_body, reading_body
 from gateway.sync import ha
+from gateway.sync.aio import TaskGroup
 from gateway.sync.mqtt import (
     BrokerSettings,
     Link,
@@ -246,7 +247,7 @@ class SyncAgent:
         unsubscribe = store.subscribe(self._on_commit)
         self._running = True
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with TaskGroup() as tg:
                 tg.create_task(self._maintain(), name="sync-maintain")
                 tg.create_task(self._ack_loop(), name="sync-acks")
                 backoff = Backoff(self._cfg.reconnect_min_s, self._cfg.reconnect_max_s)
@@ -512,12 +513,9 @@ class SyncAgent:
         try:
             await self._connect_and_serve(state, sup, telemetry=telemetry, ha_here=ha_here)
         except BaseExceptionGroup as group:
-            leaf = _leaf(group)
-            if leaf is None:
-                raise
-            self._classify(state, leaf)
+            self._classify(state, session_error(group))
         except Exception as exc:  # noqa: BLE001 - classified and re-raised
-            self._classify(state, exc)
+            self._classify(state, session_error(exc))
 
     def _classify(self, state: LinkState, exc: BaseException) -> None:
         """Record why a session ended and re-raise what the supervisor should see."""
@@ -556,7 +554,7 @@ class SyncAgent:
             except asyncio.CancelledError:
                 raise
             except BaseException:
-                if telemetry:
+                if telemetry and not _cancelling():
                     await run_to_end(self._strike(), "sync: strike", self._late)
                 raise
             finally:
@@ -645,7 +643,7 @@ class SyncAgent:
         await link.subscribe(t.commands, qos=1)
         if ha_here:
             await link.subscribe(t.ha_status, qos=1)
-        async with asyncio.TaskGroup() as tg:
+        async with TaskGroup() as tg:
             tg.create_task(self._receive(link, tg, ha_here=ha_here), name="sync-receive")
             if telemetry:
                 tg.create_task(self._pump(link), name="sync-pump")
@@ -683,7 +681,7 @@ class SyncAgent:
         prefetch: asyncio.Task[list[OutboxRow]] | None = None
         self._flight = {}
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with TaskGroup() as tg:
                 while True:
                     _checkpoint()
                     now = time.monotonic()
@@ -1050,6 +1048,27 @@ class SyncAgent:
 
 def _ack_entry(rows: Sequence[OutboxRow]) -> tuple[int, int, int, int]:
     return rows[0].seq, rows[-1].seq, len(rows), sum(r.size for r in rows)
+
+
+def session_error(exc: BaseException) -> BaseException:
+    """What a link session that ended with ``exc`` reports to its supervisor.
+
+    Raises CancelledError when this task is being cancelled: in Python 3.11 a TaskGroup
+    whose parent is cancelled while a child fails raises an ExceptionGroup (or a child's
+    error escapes) instead of the cancellation, which must not turn a stop into an ordinary
+    error (the supervisor would back off and reconnect). Otherwise the leaf of a group that
+    explains it best (:func:`_leaf`), or the group itself when it holds only cancellations.
+    """
+    if _cancelling():
+        raise asyncio.CancelledError from exc
+    if isinstance(exc, BaseExceptionGroup):
+        return _leaf(exc) or exc
+    return exc
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
