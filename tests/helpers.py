@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
-from gateway.model import Event, Reading, Stamp
+from gateway.model import DeviceUpdate, Event, Reading, Stamp, Value
 
 BOOT = "00000000-0000-0000-0000-000000000001"
 
@@ -27,3 +28,28 @@ def reading(
 
 def event(device: str = "gpio-b", action: str = "single") -> Event:
     return Event(device_id=device, event="button", action=action, stamp=stamp(), source="test")
+
+
+@dataclass
+class RecordingSink:
+    """A Sink (gateway.driver) that records what a driver reports, for adapter tests."""
+
+    devices: list[DeviceUpdate] = field(default_factory=list)
+    readings: list[tuple[str, str, Value]] = field(default_factory=list)
+    events: list[tuple[str, str, str, int | None]] = field(default_factory=list)
+
+    def device(self, update: DeviceUpdate) -> None:
+        self.devices.append(update)
+
+    def reading(self, device_id: str, metric: str, value: Value) -> None:
+        self.readings.append((device_id, metric, value))
+
+    def event(
+        self,
+        device_id: str,
+        event: str,
+        action: str,
+        button: int | None = None,
+        properties: tuple[tuple[str, int], ...] = (),
+    ) -> None:
+        self.events.append((device_id, event, action, button))

@@ -8,7 +8,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,7 +25,7 @@ from gateway.adapters import AdapterContext, DemoOptions
 from gateway.adapters.ble import BleDriver, create, device_id, load_keys
 from gateway.config import BleSection, Config, Secret
 from gateway.driver import Health
-from gateway.model import Command, CommandStatus, DeviceStatus, DeviceUpdate, Transport, Value
+from gateway.model import Command, CommandStatus, DeviceStatus, DeviceUpdate, Transport
 from hw_mocks.ble import (
     FailingScanner,
     FakeAdvertisementData,
@@ -35,32 +34,10 @@ from hw_mocks.ble import (
     SyntheticFleet,
     demo_key,
 )
+from tests.helpers import RecordingSink
 
 VECTORS = Path(__file__).parent / "vectors" / "ble.jsonl"
 MAC = "A4:C1:38:8D:18:B2"
-
-
-@dataclass
-class RecordingSink:
-    devices: list[DeviceUpdate] = field(default_factory=list)
-    readings: list[tuple[str, str, Value]] = field(default_factory=list)
-    events: list[tuple[str, str, str, int | None]] = field(default_factory=list)
-
-    def device(self, update: DeviceUpdate) -> None:
-        self.devices.append(update)
-
-    def reading(self, device_id: str, metric: str, value: Value) -> None:
-        self.readings.append((device_id, metric, value))
-
-    def event(
-        self,
-        device_id: str,
-        event: str,
-        action: str,
-        button: int | None = None,
-        properties: tuple[tuple[str, int], ...] = (),
-    ) -> None:
-        self.events.append((device_id, event, action, button))
 
 
 async def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:

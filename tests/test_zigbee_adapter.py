@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from gateway.model import (
     Transport,
 )
 from hw_mocks.znp import ZStackSimulator
+from tests.helpers import RecordingSink
 
 
 @pytest.fixture(autouse=True)
@@ -38,29 +38,6 @@ def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(co, "CONFIRM_TIMEOUT", 2.0)
     monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 2.0)
     monkeypatch.setattr(adapter, "DEMO_REPORT_INTERVAL", 0.02)
-
-
-@dataclass
-class RecordingSink:
-    devices: list[DeviceUpdate] = field(default_factory=list)
-    readings: list[tuple[str, str, object]] = field(default_factory=list)
-    events: list[tuple[str, str, str, int | None]] = field(default_factory=list)
-
-    def device(self, update: DeviceUpdate) -> None:
-        self.devices.append(update)
-
-    def reading(self, device_id: str, metric: str, value: object) -> None:
-        self.readings.append((device_id, metric, value))
-
-    def event(
-        self,
-        device_id: str,
-        event: str,
-        action: str,
-        button: int | None = None,
-        properties: tuple[tuple[str, int], ...] = (),
-    ) -> None:
-        self.events.append((device_id, event, action, button))
 
 
 async def until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
