@@ -116,7 +116,8 @@ class Supervisor:
                 reason = str(exc) or type(exc).__name__
                 self._failure(reason, started)
                 self._set(State.FAILED, reason)
-                delay = self._backoff.maximum
+                # jittered too: a fleet refused by one broker must not retry in lockstep
+                delay = self._backoff.rng.uniform(self._backoff.maximum / 2, self._backoff.maximum)
             except Exception as exc:  # noqa: BLE001 - a supervisor's job is to survive anything
                 reason = f"{type(exc).__name__}: {exc}"
                 self._failure(reason, started, exc)
