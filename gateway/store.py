@@ -202,12 +202,19 @@ def reading_body(r: Reading) -> str:
     )
 
 
+#: Keys of a published event that an event's extra properties may never take.
+_RESERVED_EVENT_KEYS = frozenset(
+    {"device", "event", "action", "button", "seq", "ts", "boot", "mono", "clock"}
+)
+
+
 def event_body(e: Event) -> str:
     body: dict[str, Any] = {"device": e.device_id, "event": e.event, "action": e.action}
     if e.button is not None:
         body["button"] = e.button
     for key, value in e.properties:
-        body.setdefault(key, value)
+        if key not in _RESERVED_EVENT_KEYS:
+            body.setdefault(key, value)
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -232,7 +232,7 @@ async def test_event_properties_travel_in_the_outbox_body(tmp_path: Path) -> Non
             action="rotate_left",
             stamp=event().stamp,
             source="test",
-            properties=(("steps", 3), ("action", 9)),
+            properties=(("steps", 3), ("action", 9), ("seq", 1), ("ts", 0)),
         )
         store.add_event(ev)
         await store.flush()
