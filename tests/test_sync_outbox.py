@@ -414,3 +414,33 @@ async def test_a_store_failure_after_the_caller_was_cancelled_is_handled(
     assert [r.getMessage() for r in caplog.records if r.name == "gateway.sync.outbox"] == [
         "outbox oldest failed after its caller was cancelled: OperationalError: database is locked"
     ]
+
+
+async def test_acl_refusal_with_batches_in_flight_never_dead_letters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal that is not about the message (ACL) is no strike against the batches in
+    flight: after many refused sessions every row is still in the outbox."""
+    monkeypatch.setattr(agent_mod, "GOODBYE_S", 0.1)
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite migw/testgw/status\ntopic readwrite migw/testgw/cmd/#\n")
+    broker = start_broker(tmp_path / "broker", extra=f"acl_file {acl}")
+    try:
+        clock = FakeClock()
+        cfg = gateway_config(
+            tmp_path / "state", broker.url, batch_max_readings=5, reconnect_max_s=0.2
+        )
+        async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+            store = svc.store
+            assert store is not None
+            agent = _agent(svc)
+            for i in range(100):
+                store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
+            await store.flush()
+            # enough refused sessions for POISON_STRIKES after the halvings
+            await _wait(lambda: agent.stats()["upstream"]["connects"] >= 8, 60)
+            await _wait(lambda: agent.stats()["refused"] >= 8, 60)
+            assert agent.stats()["dead_letters"] == 0
+            assert [s for s, _ in await _rows(store)] == list(range(1, 101))
+    finally:
+        broker.stop()

@@ -228,6 +228,15 @@ class SyncAgent:
         #: Rows per message while a suspected poison batch is being narrowed down.
         self._cautious: int | None = None
         self._cautious_seq = 0
+        #: Telemetry messages sent (all sessions), and the number of the message of this
+        #: session that carried the suspect row (None: not sent yet on this connection).
+        self._sent = 0
+        self._suspect_sent: int | None = None
+        #: The broker refused the telemetry topic (ACL, bad topic) and has acknowledged no
+        #: telemetry since: a connection loss then says nothing about a message (Mosquitto
+        #: 2.0.11 drops the connection right after a PUBACK 0x87, sometimes before it is
+        #: read).
+        self._topic_refused = False
 
     # ------------------------------------------------------------------ component
 
@@ -553,8 +562,15 @@ class SyncAgent:
                 await self._serve(link, telemetry=telemetry, ha_here=ha_here)
             except asyncio.CancelledError:
                 raise
-            except BaseException:
-                if telemetry and not _cancelling():
+            except BaseException as exc:
+                # only a connection that broke with messages in flight is a strike: a
+                # refusal, a quota or a missing PUBACK says nothing about the message
+                if (
+                    telemetry
+                    and not _cancelling()
+                    and not self._topic_refused
+                    and _connection_broke(link, exc)
+                ):
                     await run_to_end(self._strike(), "sync: strike", self._late)
                 raise
             finally:
@@ -581,7 +597,9 @@ class SyncAgent:
         (Mosquitto's ``message_size_limit``).
         Each loss halves the next messages around the oldest batch in flight until it goes
         through; a single row that is the oldest in flight at POISON_STRIKES losses in a row
-        goes to the dead-letter table.
+        goes to the dead-letter table. A message sent after the suspect (or carrying it)
+        that is acknowledged clears the suspicion. Called only for a real connection loss
+        (:func:`_connection_broke`), never for a refusal, a quota or a PUBACK timeout.
         """
         oldest = next(iter(self._flight.values()), None)
         if oldest is None or self._outbox is None:
@@ -680,6 +698,7 @@ class SyncAgent:
         next_backlog = time.monotonic()
         prefetch: asyncio.Task[list[OutboxRow]] | None = None
         self._flight = {}
+        self._suspect_sent = None
         try:
             async with TaskGroup() as tg:
                 while True:
@@ -807,10 +826,14 @@ class SyncAgent:
             release()
             raise
         self._flight[fut] = rows
+        self._sent += 1
+        sent = self._sent
+        if self._suspect is not None and rows[0].seq <= self._suspect[0] <= rows[-1].seq:
+            self._suspect_sent = sent
         self.counters.batches_sent += 1
         self.counters.readings_sent += len(rows)
         self.counters.last_publish = time.time()
-        tg.create_task(self._await_ack(link, fut, rows, backlog, slots, tg, enc.payload))
+        tg.create_task(self._await_ack(link, fut, rows, backlog, slots, tg, enc.payload, sent))
 
     async def _drop_corrupt(self, rows: Sequence[OutboxRow]) -> Sequence[OutboxRow]:
         assert self._outbox is not None
@@ -832,6 +855,7 @@ class SyncAgent:
         slots: asyncio.Semaphore,
         tg: asyncio.TaskGroup,
         payload: bytes,
+        sent: int,
     ) -> None:
         assert self._outbox is not None
         try:
@@ -843,8 +867,13 @@ class SyncAgent:
         refusal = classify_refusal(code)
         if refusal is None:
             self._acked.append(_ack_entry(rows))
+            self._topic_refused = False
             if self._cautious is not None and rows[0].seq <= self._cautious_seq <= rows[-1].seq:
                 self._cautious = None  # the suspect went through: back to full batches
+            if self._suspect_sent is not None and sent >= self._suspect_sent:
+                # the broker took a message sent after the suspect: it was not the cause
+                self._suspect = None
+                self._suspect_sent = None
             self.counters.last_ack = time.time()
             if len(self._acked) >= ACK_FLUSH_MESSAGES:
                 self._ack_wake.set()
@@ -852,6 +881,7 @@ class SyncAgent:
         self.counters.refused += 1
         what = f"the broker refused the message (reason code 0x{code:02X})"
         if refusal is Refusal.CONFIG:
+            self._topic_refused = True
             raise NeedsHumanError(f"{what}: check the broker's ACL for {self.topics.telemetry}")
         if refusal is Refusal.TRANSIENT:
             raise TransientRefusal(what)
@@ -1071,19 +1101,40 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The exception of a (nested) group that explains it best: one that needs a human
-    first, then the first that is not a cancellation."""
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions of a (nested) group that are not cancellations, or ``[exc]``."""
     leaves: list[BaseException] = []
 
     def walk(g: BaseExceptionGroup[BaseException]) -> None:
-        for exc in g.exceptions:
-            if isinstance(exc, BaseExceptionGroup):
-                walk(exc)
-            elif not isinstance(exc, asyncio.CancelledError):
-                leaves.append(exc)
+        for e in g.exceptions:
+            if isinstance(e, BaseExceptionGroup):
+                walk(e)
+            elif not isinstance(e, asyncio.CancelledError):
+                leaves.append(e)
 
-    walk(group)
+    if isinstance(exc, BaseExceptionGroup):
+        walk(exc)
+    elif not isinstance(exc, asyncio.CancelledError):
+        leaves.append(exc)
+    return leaves
+
+
+def _connection_broke(link: Link, exc: BaseException) -> bool:
+    """Whether a session ended because the connection itself was lost (a strike against
+    the oldest message in flight), not because of a refusal (ACL, bad topic: needs a
+    human; quota: transient), a PUBACK or publish timeout, or another error."""
+    if not link.lost.done():
+        return False
+    leaves = _leaves(exc)
+    if any(isinstance(e, NeedsHumanError | TransientRefusal | TimeoutError) for e in leaves):
+        return False
+    return any(isinstance(e, aiomqtt.MqttError) for e in leaves)
+
+
+def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The exception of a (nested) group that explains it best: one that needs a human
+    first, then the first that is not a cancellation."""
+    leaves = _leaves(group)
     for exc in leaves:
         if isinstance(exc, NeedsHumanError):
             return exc
