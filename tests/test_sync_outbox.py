@@ -444,3 +444,29 @@ async def test_acl_refusal_with_batches_in_flight_never_dead_letters(
             assert [s for s, _ in await _rows(store)] == list(range(1, 101))
     finally:
         broker.stop()
+
+
+async def test_an_ended_session_leaves_no_batch_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batches of a session that broke are no longer "in flight" once it has ended: a
+    next session that breaks before its pump starts must not strike against them."""
+    monkeypatch.setattr(agent_mod, "GOODBYE_S", 0.1)
+    broker = start_broker(tmp_path / "broker", extra="message_size_limit 3000")
+    try:
+        clock = FakeClock()
+        cfg = gateway_config(
+            tmp_path / "state", broker.url, reconnect_min_s=60.0, reconnect_max_s=120.0
+        )
+        async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+            store = svc.store
+            assert store is not None
+            agent = _agent(svc)
+            store.add_reading(_reading("big", "label", "y" * 4000, _stamp(clock.wall())))
+            await store.flush()
+            await _wait(lambda: agent.stats()["upstream"]["state"] == "backoff")
+            assert agent.stats()["upstream"]["connects"] == 1
+            assert agent.stats()["batches_sent"] == 1
+            assert agent._flight == {}
+    finally:
+        broker.stop()

@@ -589,6 +589,10 @@ class SyncAgent:
                         )
         finally:
             link.force_close()
+            if telemetry:
+                # this connection's batches are no longer in flight (the goodbye returns
+                # at once when the link is lost): never struck by a later session
+                self._flight = {}
 
     async def _strike(self) -> None:
         """The connection broke with batches in flight: count a strike against the oldest.
