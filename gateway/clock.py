@@ -17,6 +17,8 @@ from typing import Protocol
 
 _BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 _TIME_ERROR = 5  # adjtimex(2): clock not synchronized
+#: systemd-timesyncd (Raspberry Pi OS's default) creates this once the clock is synchronised.
+TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
 
 
 class Clock(Protocol):
@@ -45,21 +47,38 @@ class _Timex(ctypes.Structure):
 
 
 def clock_synchronized() -> bool:
-    """True unless the kernel says the clock is unsynchronised (adjtimex -> TIME_ERROR).
+    """Whether the wall clock has been synchronised (NTP), as ``timedatectl`` tells.
 
-    The NTP daemon (systemd-timesyncd, chrony) clears the kernel's STA_UNSYNC flag once it
-    has disciplined the clock. Where adjtimex is unavailable we assume synchronised, as a
-    desktop or container clock is.
+    1. systemd-timesyncd's flag file (readable inside the hardened unit);
+    2. the kernel's view: ``adjtimex`` returns TIME_ERROR while unsynchronised (chrony and
+       timesyncd both clear it once they discipline the clock);
+    3. when neither answers (adjtimex refused, as ``ProtectClock=yes`` does, and no
+       timesyncd) the clock counts as NOT synchronised: readings then carry boot id and
+       monotonic time and can still be re-stamped, while a wrong "synced" cannot be undone.
     """
+    if TIMESYNC_FLAG.exists():
+        return True
+    return adjtimex_state() is True
+
+
+def adjtimex_state() -> bool | None:
+    """True/False from the kernel's adjtimex, None when it cannot be asked."""
     path = ctypes.util.find_library("c")
     if path is None:
-        return True
+        return None
     try:
         libc = ctypes.CDLL(path, use_errno=True)
         tx = _Timex()
         state = int(libc.adjtimex(ctypes.byref(tx)))
     except (OSError, AttributeError):
-        return True
+        return None
+    return decide(state)
+
+
+def decide(state: int) -> bool | None:
+    """adjtimex's return value: -1 (refused, e.g. by a seccomp filter) is unknown."""
+    if state < 0:
+        return None
     return state != _TIME_ERROR
 
 
