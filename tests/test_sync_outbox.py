@@ -470,3 +470,32 @@ async def test_an_ended_session_leaves_no_batch_in_flight(
             assert agent._flight == {}
     finally:
         broker.stop()
+
+
+@pytest.mark.parametrize("metric", ["opening_1", "water_leak_2"])
+async def test_numbered_state_change_readings_are_sent_at_once(
+    tmp_path: Path, mosquitto: Mosquitto, metric: str
+) -> None:
+    """A repeated object (``opening_1``) is a state change like ``opening``: it does not wait
+    for ``batch_max_ms``."""
+    clock = FakeClock()
+    cfg = gateway_config(
+        tmp_path / "state", mosquitto.url, batch_max_ms=600_000, batch_max_readings=1000
+    )
+    async with (
+        Collector(mosquitto.port, [TELEMETRY]) as col,
+        Service(cfg, drivers=[], clock=clock) as svc,  # type: ignore[arg-type]
+    ):
+        store = svc.store
+        assert store is not None
+        agent = _agent(svc)
+        # the pump has started: rows from now on are live
+        await _wait(lambda: agent._live_boundary < 1 << 62)
+        store.add_reading(_reading("door", metric, True, _stamp(clock.wall())))
+        await store.flush()
+        seq = store.last_seq
+        await col.wait_for(lambda: seq in col.seqs(TELEMETRY), 20)
+        [batch] = col.batches(TELEMETRY)
+        assert [(r["seq"], r["metric"], r["value"]) for r in batch.readings] == [
+            (seq, metric, True)
+        ]

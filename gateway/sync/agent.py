@@ -31,6 +31,7 @@ from drivers.supervisor import Backoff, State, Supervisor
 from gateway.commands import parse_command
 from gateway.config import HomeAssistantSection, UpstreamSection
 from gateway.driver import DriverHealth, Health
+from gateway.metrics import base_name
 from gateway.model import CommandResult, CommandStatus, Event, Reading, Value
 from gateway.store import OutboxRow, Store, event_body, reading_body
 from gateway.sync import ha
@@ -396,7 +397,7 @@ class SyncAgent:
             nbytes += len(reading_body(r)) + 48
             if r.seq > boundary:
                 live += 1
-                if r.metric in PRIORITY_METRICS:
+                if base_name(r.metric) in PRIORITY_METRICS:
                     urgent = True
             if not r.stamp.synced:
                 self._unsynced_seen = True
