@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -26,6 +27,7 @@ from gateway.sync.payload import (
     classify_refusal,
     decode_batch,
     encode_batch,
+    is_corrupt,
     item_json,
     result_payload,
     split_command_body,
@@ -84,6 +86,15 @@ def test_restamp_rules() -> None:
 def test_corrupt_body_raises_our_error() -> None:
     with pytest.raises(RowError):
         item_json(_row(1, "not json"), FIX)
+    broken_event = _row(2, '{"device":"d",}', OUTBOX_EVENT)
+    with pytest.raises(RowError):
+        item_json(broken_event, FIX)
+    good_event = _row(3, event_body(event("gpio-b")), OUTBOX_EVENT)
+    assert [is_corrupt(r) for r in (_row(1, "not json"), broken_event, good_event)] == [
+        True,
+        True,
+        False,
+    ]
 
 
 values = st.one_of(
@@ -270,3 +281,60 @@ def test_gateway_and_event_entities() -> None:
     assert ha.availability_payload(DeviceStatus.UNAVAILABLE) == b"offline"
     assert ha.availability_payload(DeviceStatus.OK) == b"online"
     assert ha.event_payload("double", 2) == b'{"event_type":"double","button":2}'
+
+
+def _pairs(text: str) -> list[tuple[str, Any]]:
+    """The key/value pairs of a JSON object, duplicates kept."""
+    pairs: list[tuple[str, Any]] = json.loads(text, object_pairs_hook=list)
+    return pairs
+
+
+def test_event_properties_never_duplicate_a_published_key() -> None:
+    """Event properties are merged into the event object; one named like a key the event
+    or the splicing sets (seq, ts, boot, mono, clock, device, event, action, button) is
+    dropped, even from a body the store did not filter (an older outbox row)."""
+    body = (
+        '{"device":"zb-1","event":"dimmer","action":"rotate","button":2,"steps":3,'
+        '"seq":99,"ts":1.0,"boot":"x","mono":2.0,"clock":"ok","device":"evil",'
+        '"event":"e","action":"a","button":7,"direction":"left","raw":{"a":[1,{"b":2}]}}'
+    )
+    item = item_json(_row(5, body, OUTBOX_EVENT, synced=False), FIX)
+    assert _pairs(item) == [
+        ("seq", 5),
+        ("device", "zb-1"),
+        ("event", "dimmer"),
+        ("action", "rotate"),
+        ("button", 2),
+        ("steps", 3),
+        ("direction", "left"),
+        ("raw", [("a", [1, [("b", 2)]])]),
+        ("ts", 1700000000.5),
+        ("boot", BOOT),
+        ("mono", 12.25),
+        ("clock", "unsynced"),
+    ]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(
+                st.sampled_from(
+                    ["seq", "ts", "boot", "mono", "clock", "device", "event", "action", "button"]
+                ),
+                st.text(max_size=8),
+            ),
+            values,
+        ),
+        max_size=12,
+    ),
+    st.booleans(),
+)
+def test_spliced_events_never_have_duplicate_keys(
+    props: list[tuple[str, Any]], synced: bool
+) -> None:
+    head = '{"device":"d","event":"button","action":"single"'
+    body = head + "".join(f",{json.dumps(k)}:{json.dumps(v)}" for k, v in props) + "}"
+    keys = [k for k, _ in _pairs(item_json(_row(1, body, OUTBOX_EVENT, synced), FIX))]
+    assert len(keys) == len(set(keys))
+    assert keys[:4] == ["seq", "device", "event", "action"]

@@ -50,6 +50,7 @@ from gateway.sync.payload import (
     Topics,
     classify_refusal,
     encode_batch,
+    is_corrupt,
     result_payload,
     split_command_body,
 )
@@ -842,7 +843,7 @@ class SyncAgent:
 
     async def _drop_corrupt(self, rows: Sequence[OutboxRow]) -> Sequence[OutboxRow]:
         assert self._outbox is not None
-        bad = [r for r in rows if len(r.body) < 2 or r.body[0] != "{" or r.body[-1] != "}"]
+        bad = [r for r in rows if is_corrupt(r)]
         for r in bad:
             await self._outbox.dead_letter([r], "corrupt outbox row (body is not a JSON object)")
             self._rows -= 1

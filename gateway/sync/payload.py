@@ -105,18 +105,26 @@ class RowError(ValueError):
     """An outbox row whose body is not the JSON object the store writes (never published)."""
 
 
+#: Keys the splicing puts around a stored body: a stored key of that name is dropped.
+SPLICED_KEYS = frozenset({"seq", "ts", "boot", "mono", "clock"})
+
+
 def item_json(row: OutboxRow, fix: ClockFix) -> str:
-    """One reading or event of a batch, spliced from the stored body without re-parsing.
+    """One reading or event of a batch, spliced from the stored body.
 
     The body is a JSON object written by the store (``{"device":..,"metric":..,"value":..}``
     plus an optional ``"unit"``); its keys go between ``seq`` and ``ts``. A ``,"`` can only
     occur outside JSON strings (inside, quotes are escaped), so the unit test is exact.
+    A reading's body has fixed keys and is not re-parsed; an event's body (``device``,
+    ``event``, ``action``, optional ``button``, then the event's properties) is: a
+    property named like a spliced key (:data:`SPLICED_KEYS`) or repeating an earlier key
+    is dropped, so the published object never has a duplicate key.
     """
     body = row.body
     if len(body) < 2 or body[0] != "{" or body[-1] != "}":
         raise RowError(f"outbox row {row.seq} has a corrupt body")
     ts, trusted = fix.restamp(row)
-    inner = body[1:-1]
+    inner = _event_inner(row) if row.kind == OUTBOX_EVENT else body[1:-1]
     unit = ',"unit":null' if row.kind != OUTBOX_EVENT and ',"unit":' not in inner else ""
     sep = "," if inner else ""
     clock = "" if trusted else ',"clock":"unsynced"'
@@ -124,6 +132,46 @@ def item_json(row: OutboxRow, fix: ClockFix) -> str:
         f'{{"seq":{row.seq}{sep}{inner}{unit},"ts":{_num(ts)},"boot":{_boot_json(row.boot)}'
         f',"mono":{_num(row.mono)}{clock}}}'
     )
+
+
+def _event_inner(row: OutboxRow) -> str:
+    """The members of an event body without spliced keys and repeated keys (first wins)."""
+    top: list[list[tuple[str, Any]]] = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        top[:] = [pairs]  # the outermost object is decoded last
+        return dict(pairs)
+
+    try:
+        json.loads(row.body, object_pairs_hook=hook)
+    except ValueError:
+        raise RowError(f"outbox row {row.seq} has a corrupt body") from None
+    pairs = top[0] if top else []
+    seen: set[str] = set()
+    members: list[str] = []
+    for key, value in pairs:
+        if key in SPLICED_KEYS or key in seen:
+            continue
+        seen.add(key)
+        members.append(f"{_dumps(key)}:{_dumps(value)}")
+    return ",".join(members)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def is_corrupt(row: OutboxRow) -> bool:
+    """Whether :func:`item_json` refuses the row (it is dead-lettered, never published)."""
+    body = row.body
+    if len(body) < 2 or body[0] != "{" or body[-1] != "}":
+        return True
+    if row.kind == OUTBOX_EVENT:
+        try:
+            _event_inner(row)
+        except RowError:
+            return True
+    return False
 
 
 @functools.lru_cache(maxsize=16)
