@@ -16,6 +16,7 @@ from gateway.service import Service
 from gateway.store import Store
 from gateway.sync import SyncAgent
 from gateway.sync import agent as agent_mod
+from gateway.sync import outbox as outbox_mod
 from gateway.sync.outbox import Outbox
 from tests.broker import Collector, Mosquitto, free_port, gateway_config, start_broker
 
@@ -499,3 +500,31 @@ async def test_numbered_state_change_readings_are_sent_at_once(
         assert [(r["seq"], r["metric"], r["value"]) for r in batch.readings] == [
             (seq, metric, True)
         ]
+
+
+async def test_ttl_scan_goes_past_rows_with_an_untrusted_stamp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows stamped before NTP in an earlier boot never expire; many of them at the head of
+    the outbox must not hide the trusted rows behind them from the TTL (the scan is bounded
+    per pass and resumes at the next)."""
+    monkeypatch.setattr(outbox_mod, "SCAN_CHUNK", 50)
+    monkeypatch.setattr(outbox_mod, "EXPIRE_SCAN_CHUNKS", 2)
+    clock = FakeClock()
+    cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{free_port()}", outbox_ttl_days=1.0)
+    async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+        store = svc.store
+        assert store is not None
+        agent = _agent(svc)
+        old = clock.wall() - 2 * 86400
+        for i in range(230):
+            stamp = _stamp(old, synced=False, boot=OTHER_BOOT)
+            store.add_reading(_reading("untrusted", "temperature", float(i), stamp))
+        for i in range(20):
+            store.add_reading(_reading("old", "temperature", float(i), _stamp(old)))
+        for i in range(5):
+            store.add_reading(_reading("new", "temperature", float(i), _stamp(clock.wall())))
+        await store.flush()
+        await _wait(lambda: agent.stats()["expired"] == 20)
+        rows = await _rows(store)
+        assert [d for _, d in rows] == ["untrusted"] * 230 + ["new"] * 5

@@ -24,6 +24,8 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Rows read per query while looking for rows to drop or expire.
 SCAN_CHUNK = 5000
+#: Chunks one TTL pass reads at most; the next pass resumes after the last one.
+EXPIRE_SCAN_CHUNKS = 20
 #: After the outbox overflows, free down to this fraction of the bound (hysteresis: the
 #: bound is not enforced on every commit).
 LOW_WATER = 0.95
@@ -131,6 +133,8 @@ class Outbox:
         self.counters = Counters()
         #: Statements that failed after their caller was cancelled (logged at WARNING).
         self.late_failures = 0
+        #: Where the next TTL pass starts (0: the head; else after a bounded pass).
+        self._expire_cursor = 0
 
     def count_late_failure(self) -> None:
         self.late_failures += 1
@@ -291,12 +295,15 @@ class Outbox:
         """Delete rows stamped before ``cutoff`` (wall time; the caller only calls this with
         a synchronised clock). Only rows with a trustworthy stamp expire: a row stamped
         before NTP sync in an earlier boot (maybe "1970") is kept, bounded by bytes only.
-        Rows are scanned oldest first and the scan stops at the first chunk without an
-        expired row. Returns (rows, bytes)."""
+        Rows are scanned oldest first, past untrusted rows, and the scan stops after the
+        first chunk holding a trusted row within the TTL (the rows after it are newer). A
+        pass reads at most EXPIRE_SCAN_CHUNKS chunks; the next one resumes after them, so
+        any number of untrusted rows at the head cannot hide expired rows behind them.
+        Returns (rows, bytes)."""
         victims: list[int] = []
         freed = 0
-        cursor = 0
-        while True:
+        cursor = self._expire_cursor
+        for _ in range(EXPIRE_SCAN_CHUNKS):
             async with (
                 self.store.transaction() as db,
                 db.execute(
@@ -306,13 +313,16 @@ class Outbox:
             ):
                 chunk = await cur.fetchall()
             if not chunk:
+                cursor = 0
                 break
             cursor = int(list(chunk)[-1][0])
             found = [(int(r[0]), int(r[2])) for r in chunk if r[3] and r[1] < cutoff]
-            if not found:
-                break
             victims += [s for s, _ in found]
             freed += sum(z for _, z in found)
+            if any(r[3] and r[1] >= cutoff for r in chunk):
+                cursor = 0
+                break
+        self._expire_cursor = cursor
         if not victims:
             return 0, 0
         async with self.store.transaction() as db:
