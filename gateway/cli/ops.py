@@ -89,6 +89,20 @@ def _fail(exc: Exception) -> int:
     return EXIT_FAILED
 
 
+def _read(
+    target: Target, path: str, offline: Callable[[Target], Awaitable[Any]]
+) -> tuple[Any, bool] | int:
+    """``(data, live)`` for a read-only command, or its exit code when neither the API nor
+    the saved state could answer."""
+    try:
+        return _run(_api_or_state(target, lambda api: api.get(path), offline))
+    except ServiceDown as exc:
+        notice(str(exc))
+        return EXIT_NOT_RUNNING
+    except (ApiFailure, StoreError) as exc:
+        return _fail(exc)
+
+
 # ------------------------------------------------------------------------------ status
 
 
@@ -186,15 +200,10 @@ def status(ctx: CliContext, as_json: bool) -> int:
     target = _target(ctx)
     if target is None:
         return EXIT_USAGE
-    try:
-        data, live = _run(
-            _api_or_state(target, lambda api: api.get("/api/v1/status"), _status_offline)
-        )
-    except ServiceDown as exc:
-        notice(str(exc))
-        return EXIT_NOT_RUNNING
-    except (ApiFailure, StoreError) as exc:
-        return _fail(exc)
+    got = _read(target, "/api/v1/status", _status_offline)
+    if isinstance(got, int):
+        return got
+    data, live = got
     if as_json:
         print_json(data)
     else:
@@ -280,13 +289,10 @@ def devices(ctx: CliContext, transports: tuple[str, ...], stale: bool, as_json: 
     if stale:
         query.append("stale=true")
     path = "/api/v1/devices" + ("?" + "&".join(query) if query else "")
-    try:
-        data, _live = _run(_api_or_state(target, lambda api: api.get(path), _devices_offline))
-    except ServiceDown as exc:
-        notice(str(exc))
-        return EXIT_NOT_RUNNING
-    except (ApiFailure, StoreError) as exc:
-        return _fail(exc)
+    got = _read(target, path, _devices_offline)
+    if isinstance(got, int):
+        return got
+    data, _live = got
     rows = [
         d
         for d in data["devices"]
@@ -409,15 +415,10 @@ def queue(ctx: CliContext, watch: bool, interval: float, as_json: bool) -> int:
             return EXIT_NOT_RUNNING
         except ApiFailure as exc:
             return _fail(exc)
-    try:
-        data, _live = _run(
-            _api_or_state(target, lambda api: api.get("/api/v1/outbox"), _queue_offline)
-        )
-    except ServiceDown as exc:
-        notice(str(exc))
-        return EXIT_NOT_RUNNING
-    except (ApiFailure, StoreError) as exc:
-        return _fail(exc)
+    got = _read(target, "/api/v1/outbox", _queue_offline)
+    if isinstance(got, int):
+        return got
+    data, _live = got
     if as_json:
         print_json(data)
         return EXIT_OK
