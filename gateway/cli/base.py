@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -25,14 +24,10 @@ class CliContext:
             path = config_mod.DEFAULT_CONFIG_PATH
         cfg = config_mod.load(path) if path is not None else config_mod.Config()
         if self.state_dir is not None:
-            cfg = cfg.replace(gateway=_replace(cfg.gateway, state_dir=self.state_dir))
+            cfg = cfg.replace(gateway=dataclasses.replace(cfg.gateway, state_dir=self.state_dir))
         if self.api_port is not None:
-            cfg = cfg.replace(api=_replace(cfg.api, port=self.api_port))
+            cfg = cfg.replace(api=dataclasses.replace(cfg.api, port=self.api_port))
         return cfg
-
-
-def _replace(obj: Any, **changes: object) -> Any:
-    return dataclasses.replace(obj, **changes)
 
 
 pass_ctx = click.make_pass_decorator(CliContext)
