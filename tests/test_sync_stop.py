@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from drivers.aio import TaskGroup
 from gateway.service import Service
 from gateway.sync import SyncAgent
 from gateway.sync import agent as agent_mod
-from gateway.sync.aio import TaskGroup
 from tests.broker import SynthDriver, gateway_config
 
 

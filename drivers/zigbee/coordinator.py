@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from drivers.aio import TaskGroup
 from drivers.errors import DriverError, NeedsHumanError, ProtocolError, TransientError
 from drivers.supervisor import Backoff, Supervisor
 from drivers.zigbee import backup as bk
@@ -176,24 +177,6 @@ def _first_leaf(eg: BaseExceptionGroup[Any]) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
-
-
-def _undo_taskgroup_cancel(
-    tg: asyncio.TaskGroup, task: asyncio.Task[Any] | None, before: int
-) -> None:
-    """Take back the cancel request a failing child made on our task (Python 3.11).
-
-    3.11's TaskGroup cancels its parent when a child fails while the parent waits in
-    ``__aexit__``, and never uncancels it: the supervisor would then see a "being
-    cancelled" task and stop instead of reconnecting. 3.12+ uncancel it themselves (the
-    count is back to ``before``), and a real cancel from outside stays counted.
-    """
-    if (
-        task is not None
-        and getattr(tg, "_parent_cancel_requested", False)
-        and task.cancelling() > before
-    ):
-        task.uncancel()
 
 
 class Coordinator:
@@ -416,18 +399,12 @@ class Coordinator:
                     self._supervisor.mark_running()
                 self.connected = True
                 self._up.set()
-                task = asyncio.current_task()
-                before = task.cancelling() if task is not None else 0
-                tg = asyncio.TaskGroup()
-                try:
-                    async with tg:
-                        self._tg = tg
-                        tg.create_task(self._link_monitor(api), name="zigbee-link")
-                        tg.create_task(self._watchdog(api), name="zigbee-watchdog")
-                        tg.create_task(self._housekeeping(), name="zigbee-housekeeping")
-                except BaseExceptionGroup:
-                    _undo_taskgroup_cancel(tg, task, before)
-                    raise
+                tg = TaskGroup()  # without 3.11's stale cancel on this task
+                async with tg:
+                    self._tg = tg
+                    tg.create_task(self._link_monitor(api), name="zigbee-link")
+                    tg.create_task(self._watchdog(api), name="zigbee-watchdog")
+                    tg.create_task(self._housekeeping(), name="zigbee-housekeeping")
         except BaseExceptionGroup as eg:
             leaf = _first_leaf(eg)
             if isinstance(leaf, Exception):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
+from drivers.aio import TaskGroup
 from drivers.errors import NeedsHumanError
 from drivers.supervisor import Backoff, State, Supervisor
 from gateway.commands import parse_command
@@ -35,7 +36,6 @@ from gateway.metrics import base_name
 from gateway.model import CommandResult, CommandStatus, Event, Reading, Value
 from gateway.store import OutboxRow, Store, event_body, reading_body
 from gateway.sync import ha
-from gateway.sync.aio import TaskGroup
 from gateway.sync.mqtt import (
     BrokerSettings,
     Link,
