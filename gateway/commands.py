@@ -16,6 +16,8 @@ _LOGGER = logging.getLogger(__name__)
 #: A driver gets this long to carry out a command (a Zigbee end device may be slow).
 COMMAND_TIMEOUT_S = 10.0
 MAX_PULSE_S = 3600.0
+#: Seconds a ``pulse`` without ``seconds`` keeps an output on.
+DEFAULT_PULSE_S = 1.0
 
 
 class CommandParseError(ValueError):
@@ -46,7 +48,7 @@ def parse_command(body: Any) -> Command:
             raise CommandParseError("'seconds' only goes with 'pulse'")
         return Command(action)
     if action == "pulse":
-        seconds = body.get("seconds", 1.0)
+        seconds = body.get("seconds", DEFAULT_PULSE_S)
         if (
             isinstance(seconds, bool)
             or not isinstance(seconds, int | float)

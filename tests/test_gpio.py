@@ -110,6 +110,78 @@ async def test_relay_on_off_toggle_pulse_and_active_low(mock_pins: Any) -> None:
         bank.close()
 
 
+ON_THEN_OFF = [StateChange("strike", "switch", True), StateChange("strike", "switch", False)]
+
+
+@pytest.mark.parametrize("before", [False, True])
+async def test_pulse_is_on_then_off_whatever_the_state_before(mock_pins: Any, before: bool) -> None:
+    # issue 14: pulse used to invert an output that was already on, leaving it on afterwards
+    spec = PinSpec("strike", PinKind.RELAY, 23, initial=before)
+    bank, signals = await _open(mock_pins, spec)
+    try:
+        assert bank.pulse("strike", 0.05) is True
+        assert bank.state("strike") is True  # on for the pulse, also when it was on
+        await _until(signals, 1 if before else 2)
+        assert signals == (ON_THEN_OFF[1:] if before else ON_THEN_OFF)
+        assert bank.state("strike") is False
+        assert bank.pulse_ends("strike") is None
+    finally:
+        bank.close()
+
+
+async def test_second_pulse_extends_the_first(mock_pins: Any) -> None:
+    # issue 14: `off; pulse 2; pulse 2` left the relay on for good (the second pulse
+    # cancelled the first one's off-timer and inverted the output)
+    spec = PinSpec("heater", PinKind.RELAY, 23)
+    bank, signals = await _open(mock_pins, spec)
+    loop = asyncio.get_running_loop()
+    try:
+        bank.set("heater", False)
+        bank.pulse("heater", 0.1)
+        first_end = bank.pulse_ends("heater")
+        assert first_end is not None
+        assert bank.pulse("heater", 1.0) is True
+        second_end = bank.pulse_ends("heater")
+        assert second_end is not None and second_end > first_end
+        while loop.time() < first_end + 0.1:
+            await asyncio.sleep(0.02)
+        assert bank.state("heater") is True  # past the first end: still on
+        assert signals == [StateChange("heater", "switch", True)]
+        await _until(signals, 2)
+        assert signals == [StateChange("heater", "switch", v) for v in (True, False)]
+        assert bank.pulse_ends("heater") is None
+    finally:
+        bank.close()
+
+
+async def test_shorter_second_pulse_does_not_cut_the_first(mock_pins: Any) -> None:
+    spec = PinSpec("strike", PinKind.RELAY, 23)
+    bank, signals = await _open(mock_pins, spec)
+    try:
+        bank.pulse("strike", 30.0)
+        long_end = bank.pulse_ends("strike")
+        bank.pulse("strike", 0.01)
+        assert bank.pulse_ends("strike") == long_end
+        assert signals == [StateChange("strike", "switch", True)]
+    finally:
+        bank.close()
+
+
+async def test_switching_off_cancels_a_pulse(mock_pins: Any) -> None:
+    spec = PinSpec("strike", PinKind.RELAY, 23)
+    bank, signals = await _open(mock_pins, spec)
+    try:
+        bank.pulse("strike", 0.05)
+        assert bank.set("strike", False) is False
+        assert bank.pulse_ends("strike") is None
+        bank.set("strike", True)
+        await asyncio.sleep(0.2)  # the cancelled pulse must not switch it off
+        assert bank.state("strike") is True
+        assert signals == [StateChange("strike", "switch", v) for v in (True, False, True)]
+    finally:
+        bank.close()
+
+
 async def test_invalid_pin_is_a_config_error(mock_pins: Any) -> None:
     with pytest.raises(GpioConfigError, match="'ghost' on pin 999"):
         await _open(mock_pins, PinSpec("ghost", PinKind.CONTACT, 999))

@@ -106,7 +106,7 @@ class GpioBank:
         self._factory = pin_factory
         self._inputs: dict[str, _Input] = {}
         self._outputs: dict[str, Any] = {}
-        self._pulses: dict[str, asyncio.Task[None]] = {}
+        self._pulses: dict[str, asyncio.TimerHandle] = {}
         self.counters: dict[str, int] = {"edges": 0, "signals": 0}
 
     # --------------------------------------------------------------- lifecycle
@@ -147,8 +147,8 @@ class GpioBank:
             raise
 
     def close(self) -> None:
-        for task in self._pulses.values():
-            task.cancel()
+        for timer in self._pulses.values():
+            timer.cancel()
         self._pulses.clear()
         for inp in self._inputs.values():
             if inp.timer is not None:
@@ -191,27 +191,40 @@ class GpioBank:
     def set(self, name: str, on: bool) -> bool:
         """Switch an output; cancels a running pulse. Returns the new state."""
         out = self._outputs[name]
-        pulse = self._pulses.pop(name, None)
-        if pulse is not None:
-            pulse.cancel()
+        self._cancel_pulse(name)
         return self._drive(name, out, on)
 
     def toggle(self, name: str) -> bool:
         return self.set(name, not self.state(name))
 
     def pulse(self, name: str, seconds: float) -> bool:
-        """Switch on now and off after ``seconds`` (inverted if the output is on)."""
+        """On now, off ``seconds`` from now, whatever the state before (a door strike, a
+        garage opener: a pulse never leaves the output on). A pulse while one is running
+        extends it: the output goes off at the later of the two ends. Returns True (on)."""
         out = self._outputs[name]
-        start = not bool(out.value)
-        self.set(name, start)
+        end = self._loop.time() + seconds
+        running = self._pulses.get(name)
+        if running is not None:
+            end = max(end, running.when())
+            running.cancel()
+        self._pulses[name] = self._loop.call_at(end, self._pulse_end, name)
+        return self._drive(name, out, True)
 
-        async def _end() -> None:
-            await asyncio.sleep(seconds)
-            self._pulses.pop(name, None)
-            self._drive(name, out, not start)
+    def pulse_ends(self, name: str) -> float | None:
+        """Loop time at which the running pulse of ``name`` switches it off, if any."""
+        running = self._pulses.get(name)
+        return running.when() if running is not None else None
 
-        self._pulses[name] = self._loop.create_task(_end(), name=f"gpio-pulse-{name}")
-        return start
+    def _pulse_end(self, name: str) -> None:
+        self._pulses.pop(name, None)
+        out = self._outputs.get(name)
+        if out is not None:
+            self._drive(name, out, False)
+
+    def _cancel_pulse(self, name: str) -> None:
+        running = self._pulses.pop(name, None)
+        if running is not None:
+            running.cancel()
 
     def _drive(self, name: str, out: Any, on: bool) -> bool:
         before = bool(out.value)

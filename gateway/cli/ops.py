@@ -38,6 +38,7 @@ from gateway.cli.client import (
     resolve,
 )
 from gateway.clock import clock_synchronized
+from gateway.commands import DEFAULT_PULSE_S, MAX_PULSE_S
 from gateway.errors import ConfigError, StoreError
 from gateway.model import Transport
 
@@ -550,17 +551,22 @@ def tail(
 @cli.command()
 @click.argument("device")
 @click.argument("action", type=click.Choice(["on", "off", "toggle", "pulse"]))
-@click.option("--seconds", type=click.FloatRange(0, 3600, min_open=True), help="Pulse length.")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(0, MAX_PULSE_S, min_open=True),
+    help=f"Pulse: on for this many seconds, then off (default {DEFAULT_PULSE_S:g}).",
+)
 @json_option
 @pass_ctx
 def send(ctx: CliContext, device: str, action: str, seconds: float | None, as_json: bool) -> int:
-    """Switch a relay, plug or GPIO output: on, off, toggle (or pulse --seconds N)."""
+    """Switch a relay, plug or GPIO output: on, off, toggle, or pulse (on for --seconds,
+    then off, whatever the state before; a pulse while one runs extends it)."""
     target = _target(ctx)
     if target is None:
         return EXIT_USAGE
     body: dict[str, Any] = {"command": action}
     if action == "pulse":
-        body["seconds"] = seconds if seconds is not None else 1.0
+        body["seconds"] = seconds if seconds is not None else DEFAULT_PULSE_S
     elif seconds is not None:
         notice("--seconds only goes with pulse")
         return EXIT_USAGE

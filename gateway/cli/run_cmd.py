@@ -16,7 +16,7 @@ from gateway import logs
 from gateway.adapters import DemoOptions
 from gateway.cli.base import CliContext, cli, pass_ctx
 from gateway.config import Config
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 
 _LOGGER = logging.getLogger("gateway")
 
@@ -85,9 +85,10 @@ def run(
         else:
             cfg = ctx.load_config()
         if upstream is not None:
+            # validated like the file's value before it is used: a bad URL is a config error
+            # (one line, exit 2), never a traceback from the section's own checks
+            _check_upstream(upstream)
             cfg = cfg.replace(upstream=dataclasses.replace(cfg.upstream, url=upstream))
-            # re-validate the override like the file would be
-            config_mod.from_dict({"upstream": {"url": upstream}})
         if log_level is not None:
             level: Any = log_level  # one of click.Choice's values: a valid log_level
             cfg = cfg.replace(gateway=dataclasses.replace(cfg.gateway, log_level=level))
@@ -106,6 +107,24 @@ def run(
         return asyncio.run(serve(cfg, options, reload_config=load_config))
     except KeyboardInterrupt:
         return 0
+
+
+def _check_upstream(url: str) -> None:
+    """Raise :class:`ConfigError` for a ``--upstream`` value ``upstream.url`` would refuse.
+
+    The message never repeats the value: it may hold a password."""
+    from gateway import config as config_mod
+
+    if "@" in url.partition("://")[2].partition("/")[0]:
+        raise ConfigError(
+            "takes no user name or password: put them in upstream.username and"
+            " upstream.password_file (see docs/configuration.md)",
+            path="--upstream",
+        )
+    try:
+        config_mod.from_dict({"upstream": {"url": url}})
+    except ConfigError as exc:
+        raise ConfigError(str(exc), path="--upstream") from None
 
 
 async def serve(
