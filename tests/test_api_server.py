@@ -15,8 +15,8 @@ from helpers import event, reading
 
 from gateway.api import app as app_mod
 from gateway.api import events as events_mod
-from gateway.api import guard
 from gateway.api.events import EventFilter, EventHub
+from gateway.api.guard import GuardPolicy
 from gateway.api.token import rotate_token, token_path
 
 PROTECTED = [
@@ -471,9 +471,9 @@ async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
 
 
 async def test_a_trickled_request_head_is_cut_off(
-    api: Running, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+    api: Running, http: aiohttp.ClientSession
 ) -> None:
-    monkeypatch.setattr(guard, "HEADER_TIMEOUT_S", 0.3)
+    api.server.limits.policy = GuardPolicy(header_timeout_s=0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
     try:
         writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
@@ -496,10 +496,8 @@ async def test_a_trickled_request_head_is_cut_off(
     await assert_healthy(http, api)
 
 
-async def test_connections_are_capped_per_peer(
-    api: Running, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(guard, "MAX_PER_PEER", 3)
+async def test_connections_are_capped_per_peer(api: Running, http: aiohttp.ClientSession) -> None:
+    api.server.limits.policy = GuardPolicy(max_per_peer=3)
     idle = [await asyncio.open_connection("127.0.0.1", api.port) for _ in range(3)]
     for _ in range(100):  # the server has accepted all three
         if api.server.limits.active >= 3:
@@ -519,6 +517,76 @@ async def test_connections_are_capped_per_peer(
     await assert_healthy(http, api)
 
 
+async def _wait_active(api: Running, n: int) -> None:
+    for _ in range(500):
+        if api.server.limits.active == n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{api.server.limits.active} connections, expected {n}")
+
+
+async def _health_from(api: Running, local_addr: str) -> bytes:
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", api.port, local_addr=(local_addr, 0)
+    )
+    try:
+        writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        return await read_until_closed(reader)
+    finally:
+        writer.close()
+
+
+async def test_health_and_the_cli_stay_reachable_under_a_connection_flood(
+    api: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 14: a few LAN addresses opening connections that never send a head kept
+    # /api/v1/health and the CLI out. 127.0.0.2-9 stand in for LAN hosts; the CLI is
+    # 127.0.0.1. Small numbers, same shape as the defaults (docs/api.md).
+    from gateway.cli import main
+
+    api.server.limits.policy = GuardPolicy(max_connections=24, max_per_peer=4, local_reserved=4)
+    flooders = [f"127.0.0.{i}" for i in range(2, 10)]
+    flood: list[asyncio.StreamWriter] = []
+    try:
+        for addr in flooders:  # each tries twice its share
+            for _ in range(8):
+                _, w = await asyncio.open_connection("127.0.0.1", api.port, local_addr=(addr, 0))
+                flood.append(w)
+        await asyncio.sleep(0.2)
+        limits = api.server.limits
+        # the LAN may fill its places (24 - 4 reserved), 4 per address at most, and a late
+        # flooder takes places from the heavier ones: they end up sharing
+        assert limits.active == 20, limits
+        assert sorted(limits.per_peer) == flooders
+        assert max(limits.per_peer.values()) - min(limits.per_peer.values()) <= 1
+        assert limits.refused + limits.evicted == 64 - 20
+        evicted = limits.evicted
+        # the local CLI gets through on the reserved room
+        assert await _health_from(api, "127.0.0.1") != b""
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, [*api.cli_args(), "status", "--json"]) == 0
+        service = json.loads(capsys.readouterr().out)["service"]
+        assert (service["state"], service["status"]) == ("running", "ok")
+        # a LAN newcomer takes the place of a flooder's waiting connection
+        answer = await _health_from(api, "127.0.0.20")
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert limits.evicted == evicted + 1
+        assert await _health_from(api, "127.0.0.21") != b""
+        # a flooder gains nothing by evicting a peer of its own weight
+        refused = limits.refused
+        _, w = await asyncio.open_connection("127.0.0.1", api.port, local_addr=(flooders[0], 0))
+        flood.append(w)
+        await asyncio.sleep(0.1)
+        assert limits.refused >= refused
+        assert limits.active <= 24
+    finally:
+        for w in flood:
+            w.close()
+    await _wait_active(api, 0)
+    assert api.server.limits.per_peer == {}
+
+
 async def read_response(reader: asyncio.StreamReader) -> bytes:
     """One whole HTTP/1.1 response with a Content-Length body."""
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
@@ -531,9 +599,9 @@ async def read_response(reader: asyncio.StreamReader) -> bytes:
 
 
 async def test_every_request_head_on_a_kept_alive_connection_is_timed(
-    api: Running, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+    api: Running, http: aiohttp.ClientSession
 ) -> None:
-    monkeypatch.setattr(guard, "HEADER_TIMEOUT_S", 0.3)
+    api.server.limits.policy = GuardPolicy(header_timeout_s=0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
     try:
         # a POST with a body, then a GET: both heads in time, the body is not a head

@@ -1,14 +1,23 @@
-"""Connection guard in front of aiohttp: caps connections (in total and per peer address)
-and gives every request head :data:`HEADER_TIMEOUT_S` to arrive whole.
+"""Connection guard in front of aiohttp: caps connections (in total and per peer address),
+keeps room for the local CLI, and gives every request head a deadline to arrive whole.
 
 aiohttp bounds bodies and idle keep-alive connections, but not a client that opens
-connections and trickles header bytes (slowloris). :class:`GuardedSite` serves the runner's
-protocol through :class:`GuardedProtocol`, which forwards every callback unchanged and
-follows the request stream just enough to time each head: the first head from the moment
-the connection is accepted, each later head from its first byte. A body announced by
-``Content-Length`` is skipped (its pace is the handler's business, see ``BODY_TIMEOUT_S``).
-After a head it cannot follow (a chunked body, an ``Upgrade``) the guard stops timing: the
-app closes such a connection after its response unless it became a WebSocket.
+connections and trickles header bytes (slowloris), nor a few addresses that open as many
+connections as the service allows. :class:`GuardedSite` serves the runner's protocol through
+:class:`GuardedProtocol`, which forwards every callback unchanged and follows the request
+stream just enough to time each head: the first head from the moment the connection is
+accepted, each later head from its first byte. A body announced by ``Content-Length`` is
+skipped (its pace is the handler's business, see ``BODY_TIMEOUT_S``). After a head it cannot
+follow (a chunked body, an ``Upgrade``) the guard stops timing: the app closes such a
+connection after its response unless it became a WebSocket.
+
+Admission (:meth:`ConnectionLimits.admit`): an address may hold ``max_per_peer``
+connections; addresses other than the local CLI's (``127.0.0.1``, ``::1``) share
+``max_connections - local_reserved``, so a flood from the LAN never takes the last
+``local_reserved`` places. When the places are taken, a newcomer holding at least two
+connections fewer than the heaviest address takes the place of that address's oldest
+connection still waiting for a request head (else its oldest one past its last head; never
+one reading a body or a WebSocket): a few flooding addresses cannot keep anybody else out.
 """
 
 from __future__ import annotations
@@ -26,21 +35,95 @@ from gateway.api.errors import JsonErrorRequestHandler
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Connections served at once, in total and from one peer address.
-MAX_CONNECTIONS = 512
-MAX_PER_PEER = 64
-#: A new connection must deliver its first request head within this many seconds.
-HEADER_TIMEOUT_S = 10.0
 #: Bytes of a request head looked at for its end (aiohttp refuses longer heads anyway).
 MAX_HEAD_BYTES = 64 * 1024
+#: Peer addresses of the local CLI: room is kept for them.
+LOCAL_PEERS = frozenset({"127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True, slots=True)
+class GuardPolicy:
+    """The guard's numbers (documented in docs/api.md, "Slow and hostile clients")."""
+
+    #: Connections served at once, in total ...
+    max_connections: int = 512
+    #: ... from one peer address ...
+    max_per_peer: int = 32
+    #: ... and of the total, places only the local CLI's addresses may take.
+    local_reserved: int = 32
+    #: A connection must deliver each request head within this many seconds.
+    header_timeout_s: float = 10.0
 
 
 @dataclass(slots=True)
 class ConnectionLimits:
+    """Shared by every connection of one server; ``policy`` is read at each connection, so
+    a new policy applies to connections accepted from then on."""
+
+    policy: GuardPolicy = field(default_factory=GuardPolicy)
     active: int = 0
     per_peer: Counter[str] = field(default_factory=Counter)
     refused: int = 0
+    evicted: int = 0
     header_timeouts: int = 0
+    #: Admitted connections per peer, oldest first.
+    _open: dict[str, list[GuardedProtocol]] = field(default_factory=dict)
+
+    def admit(self, peer: str) -> bool:
+        """Whether a new connection from ``peer`` may be served (making room if fair)."""
+        policy = self.policy
+        mine = self.per_peer[peer]
+        if mine >= policy.max_per_peer:
+            return False
+        return self._has_room(peer) or (self._evict_for(peer, mine) and self._has_room(peer))
+
+    def _has_room(self, peer: str) -> bool:
+        policy = self.policy
+        if peer in LOCAL_PEERS:
+            return self.active < policy.max_connections
+        remote = self.active - sum(self.per_peer[p] for p in LOCAL_PEERS)
+        return (
+            self.active < policy.max_connections
+            and remote < policy.max_connections - policy.local_reserved
+        )
+
+    def _evict_for(self, peer: str, mine: int) -> bool:
+        """Close the oldest waiting connection of the heaviest address holding at least two
+        more connections than ``peer`` (a local newcomer may take any address's place; a
+        remote one only a remote address's)."""
+        local = peer in LOCAL_PEERS
+        heavy = sorted(
+            (
+                (n, p)
+                for p, n in self.per_peer.items()
+                if n >= mine + 2 and (local or p not in LOCAL_PEERS)
+            ),
+            reverse=True,
+        )
+        for idle_too in (False, True):
+            for _, victim_peer in heavy:
+                for conn in self._open.get(victim_peer, ()):
+                    if conn.evictable(idle_too):
+                        conn.evict()
+                        self.evicted += 1
+                        return True
+        return False
+
+    def opened(self, peer: str, conn: GuardedProtocol) -> None:
+        self.active += 1
+        self.per_peer[peer] += 1
+        self._open.setdefault(peer, []).append(conn)
+
+    def closed(self, peer: str, conn: GuardedProtocol) -> None:
+        self.active -= 1
+        self.per_peer[peer] -= 1
+        if self.per_peer[peer] <= 0:
+            del self.per_peer[peer]
+        conns = self._open.get(peer, [])
+        if conn in conns:
+            conns.remove(conn)
+        if not conns:
+            self._open.pop(peer, None)
 
 
 class _Phase(Enum):
@@ -72,31 +155,58 @@ class GuardedProtocol(asyncio.Protocol):
     def __init__(self, inner: asyncio.Protocol, limits: ConnectionLimits) -> None:
         self._inner = inner
         self._limits = limits
-        self._transport: asyncio.BaseTransport | None = None
+        self._transport: asyncio.Transport | None = None
         self._peer = ""
         self._admitted = False
+        self._counted = False
         self._head = b""
         self._phase = _Phase.HEAD
         self._body_left = 0
         self._timer: asyncio.TimerHandle | None = None
 
+    def evictable(self, idle_too: bool) -> bool:
+        """Waiting for (the rest of) a request head; with ``idle_too`` also past its last
+        head (idle between requests, or its last answer still being written). Never a
+        connection reading a body, nor one the guard stopped following (WebSocket)."""
+        if not self._counted:
+            return False
+        return self._phase is _Phase.HEAD or (idle_too and self._phase is _Phase.IDLE)
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         limits = self._limits
         peer = transport.get_extra_info("peername")
         self._peer = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        if limits.active >= MAX_CONNECTIONS or limits.per_peer[self._peer] >= MAX_PER_PEER:
+        if not limits.admit(self._peer):
             limits.refused += 1
             if limits.refused == 1:
                 _LOGGER.warning("API connection limit reached: refusing connections")
-            assert isinstance(transport, asyncio.Transport)
             transport.abort()
             return
-        self._admitted = True
+        self._admitted = self._counted = True
         self._transport = transport
-        limits.active += 1
-        limits.per_peer[self._peer] += 1
-        self._timer = asyncio.get_running_loop().call_later(HEADER_TIMEOUT_S, self._too_slow)
+        limits.opened(self._peer, self)
+        self._start_head_timer()
         self._inner.connection_made(transport)
+
+    def _start_head_timer(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(
+            self._limits.policy.header_timeout_s, self._too_slow
+        )
+
+    def evict(self) -> None:
+        """Give this connection's place to a newcomer: closed at once, without an answer."""
+        self._release()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _release(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._counted:
+            self._counted = False
+            self._limits.closed(self._peer, self)
 
     def _too_slow(self) -> None:
         self._timer = None
@@ -113,9 +223,7 @@ class GuardedProtocol(asyncio.Protocol):
         while data and self._phase is not _Phase.UNTRACKED:
             if self._phase is _Phase.IDLE:
                 self._phase = _Phase.HEAD
-                self._timer = asyncio.get_running_loop().call_later(
-                    HEADER_TIMEOUT_S, self._too_slow
-                )
+                self._start_head_timer()
             if self._phase is _Phase.BODY:
                 taken = min(self._body_left, len(data))
                 self._body_left -= taken
@@ -149,14 +257,7 @@ class GuardedProtocol(asyncio.Protocol):
         if not self._admitted:
             return
         self._admitted = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        limits = self._limits
-        limits.active -= 1
-        limits.per_peer[self._peer] -= 1
-        if limits.per_peer[self._peer] <= 0:
-            del limits.per_peer[self._peer]
+        self._release()
         self._inner.connection_lost(exc)
 
 

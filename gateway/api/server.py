@@ -52,6 +52,7 @@ class ApiServer:
             "ws_sent": self.hub.sent,
             "ws_dropped": self.hub.dropped,
             "connections_refused": self.limits.refused,
+            "connections_evicted": self.limits.evicted,
             "header_timeouts": self.limits.header_timeouts,
         }
         return self._health
