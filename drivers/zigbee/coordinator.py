@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from drivers.aio import TaskGroup
 from drivers.errors import DriverError, NeedsHumanError, ProtocolError, TransientError
 from drivers.supervisor import Backoff, Supervisor
 from drivers.zigbee import backup as bk
@@ -399,7 +398,7 @@ class Coordinator:
                     self._supervisor.mark_running()
                 self.connected = True
                 self._up.set()
-                tg = TaskGroup()  # without 3.11's stale cancel on this task
+                tg = asyncio.TaskGroup()
                 async with tg:
                     self._tg = tg
                     tg.create_task(self._link_monitor(api), name="zigbee-link")

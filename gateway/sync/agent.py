@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
-from drivers.aio import TaskGroup
 from drivers.errors import NeedsHumanError
-from drivers.supervisor import Backoff, State, Supervisor
+from drivers.supervisor import State, Supervisor, Timing, describe, explain, leaves
 from gateway.commands import parse_command
 from gateway.config import HomeAssistantSection, UpstreamSection
 from gateway.driver import DriverHealth, Health
@@ -258,26 +257,22 @@ class SyncAgent:
         unsubscribe = store.subscribe(self._on_commit)
         self._running = True
         try:
-            async with TaskGroup() as tg:
+            async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._maintain(), name="sync-maintain")
                 tg.create_task(self._ack_loop(), name="sync-acks")
-                backoff = Backoff(self._cfg.reconnect_min_s, self._cfg.reconnect_max_s)
+                timing = Timing(
+                    self._cfg.reconnect_min_s,
+                    self._cfg.reconnect_max_s,
+                    self._cfg.reconnect_stable_s,
+                )
                 if self.upstream is not None:
                     self._sup_up = Supervisor(
-                        "sync-upstream",
-                        self._upstream_session,
-                        backoff=backoff,
-                        stable_after=self._cfg.reconnect_stable_s,
-                        logger=_LOGGER,
+                        "sync-upstream", self._upstream_session, timing=timing, logger=_LOGGER
                     )
                     tg.create_task(self._sup_up.run(), name="sync-upstream")
                 if self.ha_link is not None:
                     self._sup_ha = Supervisor(
-                        "sync-ha",
-                        self._ha_session,
-                        backoff=Backoff(self._cfg.reconnect_min_s, self._cfg.reconnect_max_s),
-                        stable_after=self._cfg.reconnect_stable_s,
-                        logger=_LOGGER,
+                        "sync-ha", self._ha_session, timing=timing, logger=_LOGGER
                     )
                     tg.create_task(self._sup_ha.run(), name="sync-ha")
         finally:
@@ -510,6 +505,17 @@ class SyncAgent:
 
     # ------------------------------------------------------------------ sessions
 
+    def _stopping(self) -> bool:
+        """A stop was requested (the supervisors' flag, never ``Task.cancelling()``)."""
+        return any(sup is not None and sup.stopping for sup in (self._sup_up, self._sup_ha))
+
+    def _checkpoint(self) -> None:
+        """End a loop of a session once a stop was requested: Python 3.11's
+        ``asyncio.wait_for`` (used by aiomqtt for every publish) can swallow the
+        cancellation that a stop sends (gh-86296)."""
+        if self._stopping():
+            raise asyncio.CancelledError
+
     async def _upstream_session(self) -> None:
         assert self.upstream is not None
         await self._session(self.upstream, self._sup_up, telemetry=True, ha_here=self._ha_shared)
@@ -523,23 +529,22 @@ class SyncAgent:
     ) -> None:
         try:
             await self._connect_and_serve(state, sup, telemetry=telemetry, ha_here=ha_here)
-        except BaseExceptionGroup as group:
-            self._classify(state, session_error(group))
-        except Exception as exc:  # noqa: BLE001 - classified and re-raised
-            self._classify(state, session_error(exc))
+        except Exception as exc:  # recorded and re-raised: the supervisor classifies it
+            if sup is None or not sup.stopping:
+                self._record(state, exc)
+            raise
 
-    def _classify(self, state: LinkState, exc: BaseException) -> None:
-        """Record why a session ended and re-raise what the supervisor should see."""
-        state.last_error = (
-            str(exc) if isinstance(exc, NeedsHumanError) else f"{type(exc).__name__}: {exc}"
-        )
+    def _record(self, state: LinkState, error: BaseException) -> None:
+        """Record why a session ended; a refused CONNECT that no retry fixes is raised as
+        needs-a-human (the supervisor then parks the link in FAILED)."""
+        state.last_error = describe(error)
+        exc = explain(error)
         if isinstance(exc, MqttConnectError):
             rc = getattr(exc.rc, "value", exc.rc)
             if rc in _CONNECT_NEEDS_HUMAN:
                 message = f"{state.settings.display()} refused the connection: {exc}"
                 state.last_error = message
                 raise NeedsHumanError(message) from None
-        raise exc
 
     async def _connect_and_serve(
         self, state: LinkState, sup: Supervisor | None, *, telemetry: bool, ha_here: bool
@@ -569,7 +574,7 @@ class SyncAgent:
                 # refusal, a quota or a missing PUBACK says nothing about the message
                 if (
                     telemetry
-                    and not _cancelling()
+                    and not self._stopping()
                     and not self._topic_refused
                     and _connection_broke(link, exc)
                 ):
@@ -667,7 +672,7 @@ class SyncAgent:
         await link.subscribe(t.commands, qos=1)
         if ha_here:
             await link.subscribe(t.ha_status, qos=1)
-        async with TaskGroup() as tg:
+        async with asyncio.TaskGroup() as tg:
             tg.create_task(self._receive(link, tg, ha_here=ha_here), name="sync-receive")
             if telemetry:
                 tg.create_task(self._pump(link), name="sync-pump")
@@ -706,9 +711,9 @@ class SyncAgent:
         self._flight = {}
         self._suspect_sent = None
         try:
-            async with TaskGroup() as tg:
+            async with asyncio.TaskGroup() as tg:
                 while True:
-                    _checkpoint()
+                    self._checkpoint()
                     now = time.monotonic()
                     n_max = min(n_cfg, self._cautious or n_cfg)
                     if self._live_pending and (
@@ -910,7 +915,7 @@ class SyncAgent:
         t = self.topics
         limit = asyncio.Semaphore(COMMAND_CONCURRENCY)
         async for msg in link.messages:
-            _checkpoint()
+            self._checkpoint()
             topic = msg.topic.value
             payload = msg.payload if isinstance(msg.payload, bytes) else b""
             if ha_here and topic == t.ha_status:
@@ -978,6 +983,7 @@ class SyncAgent:
         last_avail = time.monotonic() - HA_AVAILABILITY_S + HA_FIRST_REFRESH_S
         while True:
             await _wait_event(self._ha_wake, HA_TICK_S)
+            self._checkpoint()
             self._ha_wake.clear()
             if self._ha_republish.is_set():
                 self._ha_republish.clear()
@@ -998,7 +1004,7 @@ class SyncAgent:
         await link.publish(gw.topic, gw.payload(), qos=1, retain=True)
         cache.announced.clear()
         for dev in await self.store.devices():
-            _checkpoint()
+            self._checkpoint()
             stored = await self.store.state(dev.id)
             values = {m: v[0] for m, v in stored.items()}
             values.update(cache.values.get(dev.id, {}))
@@ -1046,12 +1052,12 @@ class SyncAgent:
         t = self.topics
         events, cache.events = cache.events, []
         for device_id, action, button in events:
-            _checkpoint()
+            self._checkpoint()
             await self._ha_announce(link, device_id, set(), True)
             await link.publish(t.event(device_id), ha.event_payload(action, button), qos=1)
         dirty, cache.dirty = cache.dirty, set()
         for device_id in sorted(dirty):
-            _checkpoint()
+            self._checkpoint()
             values = cache.values.get(device_id, {})
             await self._ha_announce(link, device_id, set(values), False)
             await link.publish(t.state(device_id), ha.state_payload(values), qos=1, retain=True)
@@ -1061,7 +1067,7 @@ class SyncAgent:
         has sent nothing since the start)."""
         cache = self._ha
         for dev in await self.store.devices():
-            _checkpoint()
+            self._checkpoint()
             if dev.id not in cache.announced:
                 stored = await self.store.state(dev.id)
                 values = cache.values.setdefault(dev.id, {})
@@ -1086,85 +1092,23 @@ def _ack_entry(rows: Sequence[OutboxRow]) -> tuple[int, int, int, int]:
     return rows[0].seq, rows[-1].seq, len(rows), sum(r.size for r in rows)
 
 
-def session_error(exc: BaseException) -> BaseException:
-    """What a link session that ended with ``exc`` reports to its supervisor.
-
-    Raises CancelledError when this task is being cancelled: in Python 3.11 a TaskGroup
-    whose parent is cancelled while a child fails raises an ExceptionGroup (or a child's
-    error escapes) instead of the cancellation, which must not turn a stop into an ordinary
-    error (the supervisor would back off and reconnect). Otherwise the leaf of a group that
-    explains it best (:func:`_leaf`), or the group itself when it holds only cancellations.
-    """
-    if _cancelling():
-        raise asyncio.CancelledError from exc
-    if isinstance(exc, BaseExceptionGroup):
-        return _leaf(exc) or exc
-    return exc
-
-
-def _cancelling() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    """The exceptions of a (nested) group that are not cancellations, or ``[exc]``."""
-    leaves: list[BaseException] = []
-
-    def walk(g: BaseExceptionGroup[BaseException]) -> None:
-        for e in g.exceptions:
-            if isinstance(e, BaseExceptionGroup):
-                walk(e)
-            elif not isinstance(e, asyncio.CancelledError):
-                leaves.append(e)
-
-    if isinstance(exc, BaseExceptionGroup):
-        walk(exc)
-    elif not isinstance(exc, asyncio.CancelledError):
-        leaves.append(exc)
-    return leaves
-
-
 def _connection_broke(link: Link, exc: BaseException) -> bool:
     """Whether a session ended because the connection itself was lost (a strike against
     the oldest message in flight), not because of a refusal (ACL, bad topic: needs a
     human; quota: transient), a PUBACK or publish timeout, or another error."""
     if not link.lost.done():
         return False
-    leaves = _leaves(exc)
-    if any(isinstance(e, NeedsHumanError | TransientRefusal | TimeoutError) for e in leaves):
+    found = leaves(exc)
+    if any(isinstance(e, NeedsHumanError | TransientRefusal | TimeoutError) for e in found):
         return False
-    return any(isinstance(e, aiomqtt.MqttError) for e in leaves)
-
-
-def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The exception of a (nested) group that explains it best: one that needs a human
-    first, then the first that is not a cancellation."""
-    leaves = _leaves(group)
-    for exc in leaves:
-        if isinstance(exc, NeedsHumanError):
-            return exc
-    return leaves[0] if leaves else None
+    return any(isinstance(e, aiomqtt.MqttError) for e in found)
 
 
 async def _wait_event(event: asyncio.Event, timeout_s: float | None) -> None:
-    """Until ``event`` is set or ``timeout_s`` passes; then a cancellation checkpoint.
-
-    Python 3.11's ``asyncio.wait_for`` can swallow a cancellation that races with the
-    awaited result (gh-86296), and aiomqtt uses it for every publish: the loops of this
-    module call this between steps so a stop request is never lost.
-    """
+    """Until ``event`` is set or ``timeout_s`` passes."""
     if timeout_s is None:
         await event.wait()
     else:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await event.wait()
-    _checkpoint()
-
-
-def _checkpoint() -> None:
-    """Raise CancelledError if this task has a pending cancellation that got swallowed."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
