@@ -28,8 +28,15 @@ deps: $(STAMP) system-deps
 system-deps:
 	@sh tools/system-deps.sh
 
-demo: deps
+demo: deps install-cli
 	$(VENV)/bin/migw run --demo $(DEMO_ARGS)
+
+# `migw` on the PATH of a new shell: a link to the virtualenv's command in ~/.local/bin
+# (on the PATH of a Debian / Raspberry Pi OS login shell once the directory exists).
+BINDIR ?= $(HOME)/.local/bin
+.PHONY: install-cli
+install-cli: $(STAMP)
+	@BINDIR="$(BINDIR)" sh tools/install-cli.sh "$(CURDIR)/$(VENV)/bin/migw"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .

@@ -28,7 +28,7 @@ def parse_command(body: Any) -> Command:
     """``{"switch": true}``, ``{"command": "on|off|toggle"}``, ``{"command": "pulse",
     "seconds": 2}``, or the CLI words ``on``/``off``/``toggle``. Raises CommandParseError."""
     if isinstance(body, str):
-        body = {"command": body}
+        body = {"command": body.strip().lower()}
     if not isinstance(body, Mapping):
         raise CommandParseError("command must be a JSON object")
     keys = set(body)

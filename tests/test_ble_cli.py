@@ -87,7 +87,7 @@ def test_decode_ble_negative_and_cumulative_lines_one_by_one(
         if vec.get("bindkey_hex"):
             argv += ["--bindkey", f"{vec['mac']}={vec['bindkey_hex']}"]
         code, out, err = run_cli(argv, _input_line(vec) + "\n", monkeypatch, capsys)
-        assert code == 0
+        assert code == (1 if negative else 0)  # a one-line input that fails fails
         got = json.loads(out[0])
         if negative:
             assert got == {"mac": vec["mac"].upper(), "error": "key_invalid"}, index
@@ -118,7 +118,7 @@ def test_decode_ble_errors_and_hints(
         monkeypatch,
         capsys,
     )
-    assert code == 0
+    assert code == 1  # every line failed (as decode znp: a capture of nothing useful fails)
     assert [json.loads(line) for line in out] == [
         {"mac": "A4:C1:38:02:83:F4", "error": "key_invalid"},
         {"mac": "", "error": "malformed"},
@@ -127,6 +127,7 @@ def test_decode_ble_errors_and_hints(
         {"mac": MAC, "error": "malformed"},
     ]
     assert "needs the 32-character bindkey" in err and "token" in err
+    assert "no line of 5 decoded" in err
     assert "b853075158487ca39a5b5ea9" not in err
 
 
@@ -137,7 +138,7 @@ def test_decode_ble_without_key_reports_no_key(
         {"mac": MAC, "service_data": {"0xFCD2": "41d2fcefe52eb212d600112233bc38c966"}}
     )
     code, out, _ = run_cli(["decode", "ble", "--no-config"], line, monkeypatch, capsys)
-    assert (code, [json.loads(x) for x in out]) == (0, [{"mac": MAC, "error": "no_key"}])
+    assert (code, [json.loads(x) for x in out]) == (1, [{"mac": MAC, "error": "no_key"}])
 
 
 def test_decode_ble_bad_bindkey_option_is_a_usage_error(

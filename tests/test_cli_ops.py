@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,25 @@ async def test_devices_table_and_json(api: Running, capsys: pytest.CaptureFixtur
     assert header[:4] == ["ID", "NAME", "MODEL", "TRANSPORT"]
     relay = ["gpio-hall-relay", "hall-relay", "gpio-relay", "gpio"]
     assert any(line.split()[:4] == relay for line in out.splitlines())
+    for width in ("100", "60", "30"):
+        # a narrow terminal: columns wrap or drop, ids stay whole (they are copied)
+        os.environ["COLUMNS"] = width
+        try:
+            code, out, err = await cli(capsys, *api.cli_args(), "devices")
+        finally:
+            del os.environ["COLUMNS"]
+        assert code == 0
+        ids = [line.split()[0] for line in out.splitlines()[1:] if line.strip()]
+        assert [i for i in ids if i.startswith("gpio-")] == [
+            "gpio-front-door",
+            "gpio-hall-button",
+            "gpio-hall-pir",
+            "gpio-hall-relay",
+            "gpio-status-led",
+        ], out
+        assert "…" not in out
+        assert all(len(line) <= int(width) for line in out.splitlines())
+    assert "not shown on 30 columns: " in err
     code, out, _ = await cli(capsys, *api.cli_args(), "devices", "--transport", "ble", "--json")
     assert (code, json.loads(out)["count"]) == (0, 0)
     code, out, _ = await cli(capsys, *api.cli_args(), "devices", "--stale", "--json")
@@ -129,19 +149,28 @@ async def test_a_wrong_token_is_explained(
     api: Running, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     other = tmp_path / "other"
-    code, _, _ = await cli(capsys, "--state-dir", str(other), "token")
-    assert code == 0
     args = ["--state-dir", str(other), "--api-port", str(api.port)]
+    # no token there: the hint names the service's log, never a token the service ignores
     code, _, err = await cli(capsys, *args, "devices")
     assert code == 1
-    assert "the API refused the token" in err
+    assert "the API refused the token: no API token in" in err
+    assert "`migw token` creates" not in err and "--state-dir DIR" in err
+    code, out, err = await cli(capsys, *args, "token")
+    assert (code, out) == (1, "")
+    assert f"no migw state in {other}: is this the service's state directory?" in err
+    assert not token_path(other).exists()
+    code, _, _ = await cli(capsys, *args, "token", "--create")
+    assert code == 0
+    code, _, err = await cli(capsys, *args, "devices")
+    assert code == 1
+    assert f"the API refused the token: the token in {other} is not the running service's" in err
 
 
 async def test_token_command_creates_and_rotates(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state = tmp_path / "s"
-    code, out, _ = await cli(capsys, "--state-dir", str(state), "token")
+    code, out, _ = await cli(capsys, "--state-dir", str(state), "token", "--create")
     assert code == 0
     first = out.strip()
     assert first == read_token(state)
@@ -164,6 +193,10 @@ async def test_read_only_fallback_when_the_service_is_down(
         assert r.service.store is not None
         await r.service.store.flush()
     # the service is stopped: nothing listens on its port any more
+    code, out, err = await cli(capsys, *args, "device", "gpio-hall-relay", "--json")
+    assert code == 0
+    assert json.loads(out)["state"]["switch"]["value"] is True
+    assert "showing the saved state" in err
     code, out, err = await cli(capsys, *args, "status", "--json")
     assert code == 3
     assert "not running" in err and "read-only" in err
@@ -200,20 +233,43 @@ async def test_no_service_and_no_state(tmp_path: Path, capsys: pytest.CaptureFix
     assert "showing the saved state" not in err
 
 
-async def test_tail_ends_when_the_service_stops(
+async def test_tail_follows_the_service_through_a_restart(
     tmp_path: Path, mock_pins: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with running(tmp_path / "state", mock_pins) as r:
-        tail = asyncio.create_task(asyncio.to_thread(main, [*r.cli_args(), "tail"]))
+    state = tmp_path / "state"
+    async with running(state, mock_pins) as r:
+        port = r.port
+        args = [*r.cli_args(), "tail", "--device", "gpio-hall-relay", "--count", "1", "--json"]
+        tail = asyncio.create_task(asyncio.to_thread(main, args))
         for _ in range(500):
             if r.server.hub.clients:
                 break
             await asyncio.sleep(0.01)
         assert r.server.hub.clients
         await r.service.stop()
-        assert await asyncio.wait_for(tail, 30) == 3
-    _, err = capsys.readouterr()
-    assert "the service is stopping: the stream ended" in err
+    await asyncio.sleep(0.5)
+    assert not tail.done()
+    async with running(state, mock_pins, port=port) as r2:
+        for _ in range(1000):
+            if r2.server.hub.clients:
+                break
+            await asyncio.sleep(0.01)
+        assert r2.server.hub.clients, "tail did not reconnect"
+        await r2.service.command("gpio-hall-relay", Command("on"))
+        assert await asyncio.wait_for(tail, 30) == 0
+    out, err = capsys.readouterr()
+    got = json.loads(out.splitlines()[-1])
+    assert (got["device"], got["metric"], got["value"]) == ("gpio-hall-relay", "switch", True)
+    assert "the service went away (restarting?)" in err
+    assert "the service is back: following again" in err
+
+
+async def test_tail_of_an_unknown_device_says_so(
+    api: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = await cli(capsys, *api.cli_args(), "tail", "--device", "nope")
+    assert (code, out) == (1, "")
+    assert "no such device 'nope' (`migw devices` lists them)" in err
 
 
 async def test_queue_watch_follows_a_drain_to_the_end(
@@ -256,3 +312,64 @@ async def test_where_state_dir_and_api_port_go(
     args = ["--state-dir", str(tmp_path / "empty"), "--api-port", "1"]
     code, _, err = await cli(capsys, *args, "status")
     assert code == 3  # the options were taken: nothing runs there
+
+
+async def test_device_shows_values_with_units_age_and_last_readings(
+    api: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await api.service.command("gpio-hall-relay", Command("on"))
+    assert api.service.store is not None
+    await api.service.store.flush()
+    code, out, _ = await cli(capsys, *api.cli_args(), "device", "gpio-hall-relay", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["id"] == "gpio-hall-relay" and data["name"] == "hall-relay"
+    assert data["state"]["switch"]["value"] is True
+    assert [h["metric"] for h in data["history"]][-1] == "switch"
+    assert data["history"][-1]["value"] is True
+    code, out, _ = await cli(capsys, *api.cli_args(), "device", "gpio-hall-relay")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["gpio-hall-relay", "hall-relay"]
+    assert "  key        none" in lines
+    assert any(line.split()[:2] == ["switch", "on"] and "ago" in line for line in lines)
+    assert "last readings:" in lines
+    code, out, err = await cli(capsys, *api.cli_args(), "device", "gpio-nope")
+    assert (code, out) == (1, "")
+    assert "no device 'gpio-nope'" in err
+
+
+def test_install_cli_links_migw_into_a_bin_dir_and_says_how_to_reach_it(tmp_path: Path) -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    target = tmp_path / "venv-bin-migw"
+    target.write_text("#!/bin/sh\necho migw-ok\n")
+    target.chmod(0o755)
+    bindir = tmp_path / "home" / ".local" / "bin"
+    env = {"PATH": "/usr/bin:/bin", "BINDIR": str(bindir), "HOME": str(tmp_path / "home")}
+    out = subprocess.run(
+        ["sh", str(root / "tools" / "install-cli.sh"), str(target)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (bindir / "migw").resolve() == target.resolve()
+    assert f'export PATH="{bindir}:$PATH"' in out
+    # a fresh shell with that directory on its PATH finds the command as printed
+    env["PATH"] = f"{bindir}:/usr/bin:/bin"
+    ran = subprocess.run(["sh", "-c", "migw"], env=env, capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "migw-ok"
+
+
+def test_start_up_log_names_the_cli_and_the_token_file(tmp_path: Path) -> None:
+    from gateway.cli.run_cmd import where_to_look
+    from gateway.config import Config
+    from gateway.demo import demo_config
+
+    cfg = demo_config(Config(), tmp_path / "st", 8399)
+    line = where_to_look(cfg)
+    assert f"token in {tmp_path / 'st' / 'api-token'}" in line
+    assert f" --state-dir {tmp_path / 'st'} --api-port 8399 status`" in line
+    assert "LAN API on 127.0.0.1:8399" in line

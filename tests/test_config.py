@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -133,9 +134,9 @@ def test_cli_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "ok (gateway" in capsys.readouterr().out
     bad = tmp_path / "bad.toml"
     bad.write_text("[api]\nlisten = 5\n")
-    assert main(["config", "check", str(bad)]) == 1
+    assert main(["config", "check", str(bad)]) == 2
     assert "api.listen (line 2): must be a string, not an integer" in capsys.readouterr().err
-    assert main(["config", "check", str(tmp_path / "nope.toml")]) == 1
+    assert main(["config", "check", str(tmp_path / "nope.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -145,10 +146,52 @@ def test_cli_config_check_rejects_bad_ble_keys_without_showing_them(
     token = "b853075158487aa39a5b5ea9"  # a 24-char Mi token pasted as a v4/v5 bind key
     f = tmp_path / "c.toml"
     f.write_text(f"[ble.keys]\n'A4:C1:38:00:00:01' = 'zz{token[2:]}'\n")
-    assert main(["config", "check", str(f)]) == 1
+    assert main(["config", "check", str(f)]) == 2
     err = capsys.readouterr().err
     assert "A4:C1:38:00:00:01" in err
     assert token[2:] not in err
     f.write_text("[ble.key_files]\n'A4:C1:38:00:00:01' = 'missing-key'\n")
-    assert main(["config", "check", str(f)]) == 1
+    assert main(["config", "check", str(f)]) == 2
     assert "cannot read bind key for A4:C1:38:00:00:01 file" in capsys.readouterr().err
+
+
+def test_cli_config_check_json_and_exit_codes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text("[gateway]\nid = 'pi-hall'\n[upstream]\nurl = 'mqtt://127.0.0.1:1883'\n")
+    assert main(["config", "check", "--json", str(good)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["problems"] == []
+    assert data["summary"]["gateway"] == "pi-hall"
+    assert data["summary"]["upstream"] == "mqtt://127.0.0.1:1883"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[api]\nlisten = 5\n")
+    assert main(["config", "check", "--json", str(bad)]) == 2
+    data = json.loads(capsys.readouterr().out)
+    assert data == {
+        "file": str(bad),
+        "ok": False,
+        "problems": ["api.listen (line 2): must be a string, not an integer"],
+        "summary": None,
+    }
+
+
+def test_cli_config_check_refuses_plaintext_mqtt_to_a_lan_host_like_the_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[upstream]\nurl = 'mqtt://10.0.0.5:1883'\n")
+    assert main(["config", "check", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "upstream.url: refusing plaintext MQTT to mqtt://10.0.0.5:1883" in err
+    f.write_text("[upstream]\nurl = 'mqtt://10.0.0.5:1883'\nallow_insecure = true\n")
+    assert main(["config", "check", str(f)]) == 0
+    capsys.readouterr()
+    f.write_text("[homeassistant]\nurl = 'mqtt://192.168.1.9'\n")
+    assert main(["config", "check", "--json", str(f)]) == 2
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert problems == [
+        "homeassistant.url: refusing plaintext MQTT to mqtt://192.168.1.9:1883: use mqtts:// "
+        "(TLS) or set allow_insecure = true"
+    ]

@@ -95,14 +95,22 @@ def decode_line(line: str, keys: Mapping[str, BindKey]) -> tuple[dict[str, Any],
 
 
 def run_decode(stdin: TextIO, keys: Mapping[str, BindKey]) -> int:
+    """0 when a line decoded (or there were none), 1 when every line failed."""
+    lines = failed = 0
     for lineno, raw in enumerate(stdin, 1):
         line = raw.strip()
         if not line:
             continue
+        lines += 1
         out, reason = decode_line(line, keys)
         click.echo(json.dumps(out, ensure_ascii=False, allow_nan=False))
+        if "error" in out:
+            failed += 1
         if reason:
             click.echo(f"line {lineno}: {out.get('mac') or '-'}: {reason}", err=True)
+    if lines and failed == lines:
+        click.echo(f"no line of {lines} decoded", err=True)
+        return 1
     return 0
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -80,18 +82,28 @@ def resolve(ctx: CliContext) -> Target:
         ctx.config_path is None
         and ctx.state_dir is None
         and not config_mod.DEFAULT_CONFIG_PATH.exists()
-        and not _has_state(state_dir)
+        and not has_state(state_dir)
     ):
         from gateway.demo import default_state_dir
 
         demo_dir = default_state_dir()
-        if _has_state(demo_dir):
+        if has_state(demo_dir):
             state_dir = demo_dir
     url = f"http://{_host(cfg.api.listen)}:{cfg.api.port}"
     return Target(cfg, url, state_dir)
 
 
-def _has_state(state_dir: Path) -> bool:
+def cli_command() -> str:
+    """How to run this ``migw`` from a fresh shell: ``migw`` when that is the one on the
+    PATH, else its full path (a virtualenv's ``.venv/bin/migw``)."""
+    here = Path(sys.executable).parent / "migw"
+    found = shutil.which("migw")
+    if found is not None and (not here.exists() or Path(found).resolve() == here.resolve()):
+        return "migw"
+    return str(here) if here.exists() else "migw"
+
+
+def has_state(state_dir: Path) -> bool:
     try:
         return (state_dir / TOKEN_FILE).exists() or (state_dir / DB_NAME).exists()
     except OSError:
@@ -112,8 +124,9 @@ class ApiClient:
             self._token = read_token(self.target.state_dir)
             if self._token is None:
                 self._token_problem = (
-                    f"no API token in {self.target.state_dir} (the service creates it at its "
-                    "first start; `migw token` creates one)"
+                    f"no API token in {self.target.state_dir}: is this the running service's "
+                    "state directory? The service writes its token there at start and logs "
+                    "where; give that directory with `migw --state-dir DIR ...`"
                 )
         except TokenError as exc:
             self._token_problem = str(exc)
@@ -165,7 +178,9 @@ class ApiClient:
             if status == 401:
                 message = "the API refused the token: " + (
                     self._token_problem
-                    or "is this the service's state dir? (--state-dir, or `migw token`)"
+                    or f"the token in {self.target.state_dir} is not the running service's: "
+                    "is this its state directory (`migw --state-dir DIR ...`)? After "
+                    "`migw token --rotate`, use the new token"
                 )
             raise ApiFailure(status, code, message)
         return payload
@@ -206,9 +221,13 @@ def console(*, stderr: bool = False) -> Console:
 
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
+    width = None if tty else 160
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) >= 20:
+        width = int(columns)
     return Console(
         stderr=stderr,
-        width=None if tty else 160,
+        width=width,
         no_color=not tty,
         highlight=False,
         soft_wrap=not tty,

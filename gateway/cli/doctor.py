@@ -195,7 +195,8 @@ class Doctor:
                 "api token",
                 Level.WARN,
                 f"no token file {path} yet",
-                "the service creates it at its first start; `migw token` creates one now",
+                "the service creates it at its first start and logs where "
+                "(`migw token --create` makes one here before that)",
             )
         mode = file_mode(self.target.state_dir)
         if mode is not None and mode & 0o077:

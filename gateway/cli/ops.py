@@ -18,7 +18,13 @@ import aiohttp
 import click
 from aiohttp import WSCloseCode
 
-from gateway.api.serialize import device_json, is_stale, keyed_devices, outbox_json
+from gateway.api.serialize import (
+    device_detail_json,
+    device_json,
+    is_stale,
+    keyed_devices,
+    outbox_json,
+)
 from gateway.api.token import TokenError, ensure_token, file_mode, rotate_token, token_path
 from gateway.cli.base import CliContext, cli, json_option, pass_ctx, zigbee
 from gateway.cli.client import (
@@ -29,6 +35,7 @@ from gateway.cli.client import (
     console,
     fmt_time,
     fmt_value,
+    has_state,
     human_age,
     human_bytes,
     human_duration,
@@ -228,6 +235,61 @@ async def _devices_offline(target: Target) -> dict[str, Any]:
     return {"devices": [device_json(d, now, keyed) for d in devices], "count": len(devices)}
 
 
+#: Columns of ``migw devices`` from the last to drop on a narrow terminal to the first;
+#: the id is never dropped nor cut (it is what ``send``, ``tail`` and ``device`` take).
+_DEVICE_COLUMNS = (
+    "ID",
+    "NAME",
+    "LAST SEEN",
+    "STATUS",
+    "MODEL",
+    "BATTERY",
+    "ROOM",
+    "RSSI/LQI",
+    "KEY",
+    "TRANSPORT",
+)
+_WRAPPING = frozenset({"NAME", "MODEL", "ROOM", "STATUS"})
+
+
+def _radio(d: dict[str, Any]) -> str:
+    if d.get("rssi") is not None:
+        return f"{d['rssi']} dBm"
+    if d.get("lqi") is not None:
+        return f"lqi {d['lqi']}"
+    return "-"
+
+
+def _device_cells(d: dict[str, Any]) -> dict[str, str]:
+    return {
+        "ID": d["id"],
+        "NAME": d.get("name") or "-",
+        "ROOM": d.get("room") or "-",
+        "MODEL": d.get("model") or "-",
+        "TRANSPORT": d["transport"],
+        "LAST SEEN": human_age(d["last_seen_age_s"]),
+        "BATTERY": "-" if d.get("battery") is None else f"{d['battery']:g} %",
+        "RSSI/LQI": _radio(d),
+        "KEY": d.get("key_status", "none"),
+        "STATUS": d["status"] + (" (stale)" if d.get("stale") else ""),
+    }
+
+
+def fit_columns(rows: list[dict[str, str]], order: tuple[str, ...], width: int) -> list[str]:
+    """The columns of ``order`` that fit ``width``: the first always, whole; wrapping ones at
+    their header's width (or 10); the others at their widest cell. Dropped from the end."""
+    gap = 2
+
+    def need(col: str) -> int:
+        widest = max([len(col), *(len(r[col]) for r in rows)])
+        return min(widest, max(len(col), 10)) if col in _WRAPPING else widest
+
+    shown = list(order)
+    while len(shown) > 1 and sum(need(c) for c in shown) + gap * (len(shown) - 1) > width:
+        shown.pop()
+    return [c for c in order if c in shown]
+
+
 def _render_devices(devices: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
@@ -235,37 +297,29 @@ def _render_devices(devices: list[dict[str, Any]]) -> None:
     if not devices:
         con.print("no devices")
         return
-    table = Table(
-        "ID",
-        "NAME",
-        "MODEL",
-        "TRANSPORT",
-        "LAST SEEN",
-        "BATTERY",
-        "RSSI/LQI",
-        "KEY",
-        "STATUS",
-        box=None,
+    rows = [_device_cells(d) for d in devices]
+    columns = tuple(
+        c for c in _DEVICE_COLUMNS if c != "ROOM" or any(r["ROOM"] != "-" for r in rows)
     )
-    for d in devices:
-        radio = "-"
-        if d["rssi"] is not None:
-            radio = f"{d['rssi']} dBm"
-        elif d["lqi"] is not None:
-            radio = f"lqi {d['lqi']}"
-        status = d["status"] + (" (stale)" if d["stale"] else "")
-        table.add_row(
-            d["id"],
-            d["name"] or "-",
-            d["model"] or "-",
-            d["transport"],
-            human_age(d["last_seen_age_s"]),
-            "-" if d["battery"] is None else f"{d['battery']:g} %",
-            radio,
-            d["key_status"],
-            status,
-        )
+    shown = fit_columns(rows, columns, con.width)
+    # the table keeps the usual order: id, name, room, model, transport, ...
+    order = [c for c in ("ID", "NAME", "ROOM", "MODEL", "TRANSPORT", "LAST SEEN", "BATTERY",
+                         "RSSI/LQI", "KEY", "STATUS") if c in shown]  # fmt: skip
+    table = Table(box=None, pad_edge=False)
+    for col in order:
+        if col == "ID":
+            widest = max(len(r["ID"]) for r in rows)
+            table.add_column(col, no_wrap=True, min_width=widest)
+        elif col in _WRAPPING:
+            table.add_column(col, overflow="fold")
+        else:
+            table.add_column(col, no_wrap=True)
+    for r in rows:
+        table.add_row(*(r[c] for c in order))
     con.print(table)
+    dropped = [c.lower() for c in columns if c not in shown]
+    if dropped:
+        notice(f"not shown on {con.width} columns: {', '.join(dropped)} (wider, or --json)")
 
 
 @cli.command()
@@ -303,6 +357,105 @@ def devices(ctx: CliContext, transports: tuple[str, ...], stale: bool, as_json: 
         print_json({"devices": rows, "count": len(rows)})
     else:
         _render_devices(rows)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------ device
+
+#: Recent readings shown by ``migw device``.
+DEVICE_HISTORY = 10
+
+
+async def _device_offline(target: Target, device_id: str) -> dict[str, Any]:
+    reader = await open_state(target)
+    try:
+        dev = await reader.device(device_id)
+        if dev is None:
+            raise ApiFailure(404, "unknown_device", f"no device {device_id!r}")
+        state = await reader.state(device_id)
+        rows = await reader.history(device_id, limit=DEVICE_HISTORY)
+    finally:
+        await reader.close()
+    out = device_detail_json(dev, state, keyed=keyed_devices(target.config.ble))
+    out["history"] = [{"seq": q, "metric": m, "value": v, "ts": ts} for q, m, v, ts in rows]
+    return out
+
+
+async def _device_online(api: ApiClient, device_id: str) -> dict[str, Any]:
+    quoted = urllib.parse.quote(device_id, safe="")
+    data: dict[str, Any] = await api.get(f"/api/v1/devices/{quoted}")
+    hist = await api.get(f"/api/v1/devices/{quoted}/history?limit={DEVICE_HISTORY}")
+    data["history"] = hist["readings"]
+    return data
+
+
+def _render_device(d: dict[str, Any], now: float) -> None:
+    from rich.table import Table
+
+    con = console()
+    title = d["id"] + (f"  {d['name']}" if d.get("name") else "")
+    con.print(title + (f"  (room: {d['room']})" if d.get("room") else ""))
+    facts = [
+        ("model", " ".join(x for x in (d.get("manufacturer"), d.get("model")) if x) or "-"),
+        ("transport", d["transport"]),
+        ("status", d["status"] + (" (stale)" if d.get("stale") else "")),
+        ("last seen", f"{human_age(d['last_seen_age_s'])} ({fmt_time(d['last_seen'])})"),
+        ("battery", "-" if d.get("battery") is None else f"{d['battery']:g} %"),
+        ("rssi/lqi", _radio(d)),
+        ("key", d.get("key_status", "none")),
+    ]
+    for k, v in facts:
+        con.print(f"  {k:<10} {v}")
+    table = Table("METRIC", "VALUE", "AGE", box=None, title_justify="left")
+    for metric, cur in sorted(d.get("state", {}).items()):
+        table.add_row(
+            metric, fmt_value(cur["value"], cur.get("unit"), metric), human_age(now - cur["ts"])
+        )
+    if table.row_count:
+        con.print(table)
+    else:
+        con.print("  no values yet")
+    units = {m: cur.get("unit") for m, cur in d.get("state", {}).items()}
+    history = d.get("history") or []
+    if history:
+        con.print("last readings:")
+        for h in reversed(history):
+            value = fmt_value(h["value"], units.get(h["metric"]), h["metric"])
+            con.print(f"  {fmt_time(h['ts'])}  #{h['seq']}  {h['metric']} = {value}")
+
+
+@cli.command("device")
+@click.argument("device_id", metavar="ID")
+@json_option
+@pass_ctx
+def device_cmd(ctx: CliContext, device_id: str, as_json: bool) -> int:
+    """One device: current values with units and age, last seen, battery, RSSI/LQI, key
+    status and its last readings."""
+    target = _target(ctx)
+    if target is None:
+        return EXIT_USAGE
+    try:
+        data, _live = _run(
+            _api_or_state(
+                target,
+                lambda api: _device_online(api, device_id),
+                lambda t: _device_offline(t, device_id),
+            )
+        )
+    except ServiceDown as exc:
+        notice(str(exc))
+        return EXIT_NOT_RUNNING
+    except ApiFailure as exc:
+        if exc.code == "unknown_device":
+            notice(f"no device {device_id!r} (`migw devices` lists them)")
+            return EXIT_FAILED
+        return _fail(exc)
+    except StoreError as exc:
+        return _fail(exc)
+    if as_json:
+        print_json(data)
+    else:
+        _render_device(data, time.time())
     return EXIT_OK
 
 
@@ -469,43 +622,97 @@ def _tail_line(msg: dict[str, Any]) -> str | None:
     return None
 
 
-async def _tail(
-    target: Target, path: str, count: int | None, as_json: bool, ready: Callable[[], None]
-) -> int:
-    seen = 0
-    async with ApiClient(target) as api:
-        ws = await api.websocket(path)
+#: Seconds between attempts to reach a restarting service (``tail`` follows it back).
+TAIL_RETRY_S = (0.2, 0.5, 1.0, 2.0)
+#: After this long without the service, ``tail`` gives up.
+TAIL_GIVE_UP_S = 300.0
+
+
+class _StreamEnded(Exception):
+    """The service closed the stream (stopping or restarting): reconnect."""
+
+
+async def _check_devices(api: ApiClient, devices: tuple[str, ...]) -> None:
+    for dev in devices:
         try:
-            async for msg in ws:
-                if msg.type is not aiohttp.WSMsgType.TEXT:
-                    break
-                data = json.loads(msg.data)
-                if data.get("type") == "hello":
-                    ready()
-                    continue
-                if as_json:
-                    click.echo(json.dumps(data, ensure_ascii=False))
-                else:
-                    line = _tail_line(data)
-                    if line is not None:
-                        click.echo(line)
-                if data.get("type") in ("reading", "event"):
-                    seen += 1
-                    if count is not None and seen >= count:
-                        return EXIT_OK
-        finally:
-            await ws.close()
+            await api.get(f"/api/v1/devices/{urllib.parse.quote(dev, safe='')}")
+        except ApiFailure as exc:
+            if exc.code == "unknown_device":
+                raise ApiFailure(
+                    404, "unknown_device", f"no such device {dev!r} (`migw devices` lists them)"
+                ) from None
+            raise
+
+
+async def _follow(
+    api: ApiClient, path: str, as_json: bool, on_item: Callable[[], bool], ready: Callable[[], None]
+) -> int:
+    """One WebSocket session; the exit code, or _StreamEnded when the service went away."""
+    ws = await api.websocket(path)
+    try:
+        async for msg in ws:
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                break
+            data = json.loads(msg.data)
+            if data.get("type") == "hello":
+                ready()
+                continue
+            if as_json:
+                click.echo(json.dumps(data, ensure_ascii=False))
+            else:
+                line = _tail_line(data)
+                if line is not None:
+                    click.echo(line)
+            if data.get("type") in ("reading", "event") and on_item():
+                return EXIT_OK
+    finally:
+        await ws.close()
     code = ws.close_code
-    if code == WSCloseCode.GOING_AWAY:
-        notice("the service is stopping: the stream ended")
-        return EXIT_NOT_RUNNING
     if code == WSCloseCode.TRY_AGAIN_LATER:
         notice("the service dropped this stream: the terminal did not keep up (use filters)")
         return EXIT_FAILED
-    if code not in (None, WSCloseCode.OK):
-        notice(f"the stream ended (WebSocket close code {code})")
-        return EXIT_FAILED
-    return EXIT_OK
+    # going away (a restart or a stop), or the connection broke: follow the service back
+    raise _StreamEnded(f"close code {code}")
+
+
+async def _tail(
+    target: Target,
+    path: str,
+    devices: tuple[str, ...],
+    count: int | None,
+    as_json: bool,
+    ready: Callable[[], None],
+) -> int:
+    seen = 0
+
+    def on_item() -> bool:
+        nonlocal seen
+        seen += 1
+        return count is not None and seen >= count
+
+    async with ApiClient(target) as api:
+        await _check_devices(api, devices)
+        first = True
+        while True:
+            try:
+                return await _follow(api, path, as_json, on_item, ready if first else lambda: None)
+            except _StreamEnded:
+                pass
+            first = False
+            notice("the service went away (restarting?): waiting for it to come back")
+            started = time.monotonic()
+            attempt = 0
+            while True:
+                await asyncio.sleep(TAIL_RETRY_S[min(attempt, len(TAIL_RETRY_S) - 1)])
+                attempt += 1
+                try:
+                    await api.get("/api/v1/health")
+                    break
+                except ServiceDown:
+                    if time.monotonic() - started > TAIL_GIVE_UP_S:
+                        notice(f"the service did not come back in {TAIL_GIVE_UP_S:g} s")
+                        return EXIT_NOT_RUNNING
+            notice("the service is back: following again")
 
 
 @cli.command()
@@ -521,7 +728,8 @@ def tail(
     count: int | None,
     as_json: bool,
 ) -> int:
-    """Live readings and events as they are stored (Ctrl-C stops)."""
+    """Live readings and events as they are stored (Ctrl-C stops); follows the service
+    through a restart."""
     target = _target(ctx)
     if target is None:
         return EXIT_USAGE
@@ -537,7 +745,7 @@ def tail(
             notice(f"following {target.base_url} (Ctrl-C stops)")
 
     try:
-        return _run(_tail(target, path, count, as_json, ready))
+        return _run(_tail(target, path, devices_, count, as_json, ready))
     except ServiceDown as exc:
         notice(f"{exc}; tail needs the running service (`migw status` shows the saved state)")
         return EXIT_NOT_RUNNING
@@ -599,13 +807,28 @@ def send(ctx: CliContext, device: str, action: str, seconds: float | None, as_js
 
 @cli.command()
 @click.option("--rotate", is_flag=True, help="Replace the token (the old one stops working).")
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Create a token in a state directory the service has not used yet (before its "
+    "first start).",
+)
 @json_option
 @pass_ctx
-def token(ctx: CliContext, rotate: bool, as_json: bool) -> int:
-    """Print the LAN API bearer token (created when missing), or rotate it."""
+def token(ctx: CliContext, rotate: bool, create: bool, as_json: bool) -> int:
+    """Print the LAN API bearer token of the service, or rotate it."""
     target = _target(ctx)
     if target is None:
         return EXIT_USAGE
+    if not create and not has_state(target.state_dir):
+        # a token written where the service does not look would be refused by it
+        notice(
+            f"no migw state in {target.state_dir}: is this the service's state directory? "
+            "The service logs where its token is at start (`journalctl -u migw`; the demo "
+            "prints it); give that directory with `migw --state-dir DIR token`, or "
+            "`migw token --create` to make one here before the service's first start"
+        )
+        return EXIT_FAILED
     try:
         value = rotate_token(target.state_dir) if rotate else ensure_token(target.state_dir)
     except TokenError as exc:

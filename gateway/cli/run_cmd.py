@@ -12,10 +12,12 @@ from typing import Any
 
 import click
 
+from gateway import config as config_mod
 from gateway import logs
 from gateway.adapters import DemoOptions
 from gateway.cli.base import CliContext, cli, pass_ctx
 from gateway.config import Config
+from gateway.demo import default_state_dir
 from gateway.errors import ConfigError, GatewayError
 
 _LOGGER = logging.getLogger("gateway")
@@ -39,6 +41,12 @@ _LOGGER = logging.getLogger("gateway")
 )
 @click.option("--no-zigbee", is_flag=True, help="Demo: without the simulated Zigbee stick.")
 @click.option("--upstream", metavar="URL", help="MQTT broker URL; overrides upstream.url.")
+@click.option(
+    "--allow-insecure",
+    is_flag=True,
+    help="Allow plaintext mqtt:// to a broker that is not loopback (a LAN broker); "
+    "sets upstream.allow_insecure.",
+)
 @click.option(
     "--log-level",
     type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"]),
@@ -66,11 +74,10 @@ def run(
     rate: float,
     no_zigbee: bool,
     upstream: str | None,
+    allow_insecure: bool,
     log_level: str | None,
 ) -> int:
     """Run the gateway service until SIGTERM or Ctrl-C."""
-    from gateway import config as config_mod
-
     if run_state_dir is not None:
         ctx.state_dir = run_state_dir
     if run_api_port is not None:
@@ -89,6 +96,8 @@ def run(
             # (one line, exit 2), never a traceback from the section's own checks
             _check_upstream(upstream)
             cfg = cfg.replace(upstream=dataclasses.replace(cfg.upstream, url=upstream))
+        if allow_insecure:
+            cfg = cfg.replace(upstream=dataclasses.replace(cfg.upstream, allow_insecure=True))
         if log_level is not None:
             level: Any = log_level  # one of click.Choice's values: a valid log_level
             cfg = cfg.replace(gateway=dataclasses.replace(cfg.gateway, log_level=level))
@@ -127,6 +136,22 @@ def _check_upstream(url: str) -> None:
         raise ConfigError(str(exc), path="--upstream") from None
 
 
+def where_to_look(cfg: Config) -> str:
+    """The start-up line telling where the CLI and the API token are (never the token)."""
+    from gateway.api.token import token_path
+    from gateway.cli.client import cli_command
+
+    default = cfg.gateway.state_dir in (config_mod.DEFAULT_STATE_DIR, default_state_dir())
+    global_args = "" if default else f" --state-dir {cfg.gateway.state_dir}"
+    if cfg.api.port != config_mod.ApiSection().port:
+        global_args += f" --api-port {cfg.api.port}"
+    api = f"LAN API on {cfg.api.listen}:{cfg.api.port}" if cfg.api.enabled else "LAN API off"
+    return (
+        f"{api}, token in {token_path(cfg.gateway.state_dir)}; from another terminal: "
+        f"`{cli_command()}{global_args} status` (`... token` prints the token)"
+    )
+
+
 async def serve(
     cfg: Config, demo: DemoOptions | None, reload_config: Callable[[], Config] | None = None
 ) -> int:
@@ -150,6 +175,7 @@ async def serve(
                 len(service.drivers),
                 ", ".join(d.name for d in service.drivers) or "none",
             )
+            _LOGGER.info("%s", where_to_look(cfg))
             if service.store.recovered_from is not None:
                 _LOGGER.error(
                     "the old state database was unusable and was moved to %s",

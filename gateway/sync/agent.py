@@ -941,6 +941,10 @@ class SyncAgent:
             correlation = getattr(props, "CorrelationData", None) if props else None
             request_id: str | None = None
             payload = msg.payload if isinstance(msg.payload, bytes) else b""
+            if not payload.strip():
+                # an empty message clears a retained command: nothing to do, nothing to answer
+                _LOGGER.debug("empty message on the command topic of %s ignored", device)
+                return
             if msg.retain:
                 result = CommandResult(CommandStatus.INVALID, "retained commands are ignored")
             else:

@@ -304,8 +304,8 @@ def split_command_body(payload: bytes) -> tuple[Any, str | None]:
         raise ValueError("command is not UTF-8") from None
     if not text:
         raise ValueError("empty command")
-    if text[0] not in '{["' and re.fullmatch(r"[a-z]{1,16}", text):
-        return text, None
+    if text[0] not in '{["' and re.fullmatch(r"[A-Za-z]{1,16}", text):
+        return text.lower(), None  # ON / OFF as Home Assistant and zigbee2mqtt send them
     try:
         body = json.loads(text)
     except ValueError:
