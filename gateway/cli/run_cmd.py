@@ -122,7 +122,6 @@ def _check_upstream(url: str) -> None:
     """Raise :class:`ConfigError` for a ``--upstream`` value ``upstream.url`` would refuse.
 
     The message never repeats the value: it may hold a password."""
-    from gateway import config as config_mod
 
     if "@" in url.partition("://")[2].partition("/")[0]:
         raise ConfigError(
