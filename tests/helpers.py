@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gateway.model import DeviceUpdate, Event, Reading, Stamp, Value
 
@@ -53,3 +55,11 @@ class RecordingSink:
         properties: tuple[tuple[str, int], ...] = (),
     ) -> None:
         self.events.append((device_id, event, action, button))
+
+
+def migw_command() -> list[str]:
+    """How to start the `migw` entry point of this environment as a subprocess."""
+    script = Path(sys.executable).with_name("migw")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from gateway.cli import run; run()"]

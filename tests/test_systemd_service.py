@@ -8,12 +8,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import migw_command
 
 RECV_TIMEOUT_S = 30.0
 
@@ -42,13 +43,6 @@ BAD = """\
 [gateway]
 colour = "red"
 """
-
-
-def _migw() -> list[str]:
-    script = Path(sys.executable).with_name("migw")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from gateway.cli import run; run()"]
 
 
 class FakeSystemd:
@@ -94,7 +88,7 @@ def test_demo_service_under_a_fake_systemd(tmp_path: Path, fake_systemd: FakeSys
     }
     env.pop("WATCHDOG_PID", None)
     args = [
-        *_migw(),
+        *migw_command(),
         "--config",
         str(config),
         "--state-dir",

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from drivers.errors import DriverError, NeedsHumanError, ProtocolError, TransientError
 from drivers.supervisor import Backoff, Supervisor
 from drivers.zigbee import backup as bk
-from drivers.zigbee.api import LinkLost, ZnpApi
+from drivers.zigbee.api import CommandNotRecognized, LinkLost, ZnpApi
 from drivers.zigbee.devices import DeviceRecord, DeviceTable, fsync_dir
 from drivers.zigbee.transport import BOOTLOADER_TOGGLE_S, ByteLink, open_serial
 from drivers.zigbee.zcl import clusters as cl
@@ -325,18 +325,18 @@ class Coordinator:
         api = self._require_api()
         dev = await api.request(c.UTIL_GET_DEVICE_INFO)
         nwk = await api.request(c.ZDO_EXT_NWK_INFO)
-        key_info = await self._nv_read(api, NvId.NWK_ACTIVE_KEY_INFO)
+        key_info = await self._nv_read_secret(api, NvId.NWK_ACTIVE_KEY_INFO)
         if key_info is not None and len(key_info) >= 17:
             seq, key = key_info[0], key_info[1:17]
         else:
-            pre = await self._nv_read(api, NvId.PRECFGKEY)
+            pre = await self._nv_read_secret(api, NvId.PRECFGKEY)
             if pre is None or len(pre) < 16:
                 raise ProtocolError("cannot read the network key from the stick")
             seq, key = 0, pre[:16]
         ext = str(nwk["ExtendedPanId"])
         children = set(dev["AssociatedDevices"])
         counter = await self._read_frame_counter(api, ext)
-        seed = await self._nv_read(api, NvId.TCLK_SEED)
+        seed = await self._nv_read_secret(api, NvId.TCLK_SEED)
         info = bk.NetworkInfo(
             coordinator_ieee=str(dev["IEEE"]),
             pan_id=int(nwk["PanId"]),
@@ -725,6 +725,22 @@ class Coordinator:
             return None
         return bytes(rsp["Value"])
 
+    async def _nv_read_secret(self, api: ZnpApi, nvid: int) -> bytes | None:
+        """An item holding key material: Z-Stack 1.2 refuses SYS_OSAL_NV_READ of those
+        (INVALID_PARAMETER) but answers ZB_READ_CONFIGURATION for ids up to 0xFF."""
+        value = await self._nv_read(api, nvid)
+        if value is not None or nvid > 0xFF:
+            return value
+        try:
+            rsp = await api.request(c.ZB_READ_CONFIGURATION, ConfigId=nvid)
+        except CommandNotRecognized:  # a build without the SAPI subsystem
+            return None
+        if rsp["Status"] == t.Status.NV_OPER_FAILED:
+            raise NeedsHumanError(NVRAM_CORRUPTED)
+        if rsp["Status"] != t.Status.SUCCESS or rsp["ConfigId"] != nvid:
+            return None
+        return bytes(rsp["Value"])
+
     async def _nv_write(self, api: ZnpApi, nvid: int, value: bytes) -> None:
         rsp = await api.request(c.SYS_OSAL_NV_WRITE, Id=nvid, Offset=0, Value=value)
         status = rsp["Status"]
@@ -754,7 +770,7 @@ class Coordinator:
         counter and the extended PAN id it belongs to; ours wins over the global one (FF..).
         """
         if self.info.product == PRODUCT_ZSTACK_12:
-            value = await self._nv_read(api, NvId.NWKKEY)
+            value = await self._nv_read_secret(api, NvId.NWKKEY)
             return int.from_bytes(value[17:21], "little") if value and len(value) >= 21 else 0
         ext_le = bytes.fromhex(ext_pan)[::-1]
         best = 0
@@ -798,7 +814,7 @@ class Coordinator:
         """Write the NWK frame counter where this stack version keeps it (see the reader)."""
         fc = counter.to_bytes(4, "little")
         if self.info.product == PRODUCT_ZSTACK_12:
-            old = await self._nv_read(api, NvId.NWKKEY)
+            old = await self._nv_read_secret(api, NvId.NWKKEY)
             if old is None or len(old) < 21:
                 raise ProtocolError("the stick has no NWKKEY item to hold the frame counter")
             await self._nv_write(api, NvId.NWKKEY, old[:17] + fc + old[21:])

@@ -60,6 +60,14 @@ NIB_KEY_LOADED = 61
 NWKKEY = 0x0082
 #: Z-Stack 3.0.x: the legacy NWK security material table (counter, extended PAN id).
 LEGACY_SEC_MATERIAL_START = 0x0075
+#: Items Z-Stack 1.2 will not read out with SYS_OSAL_NV_READ (implicit certificate, CA
+#: public key, device private key, both key infos, the pre-configured key, the TCLK seed,
+#: the TCLK table 0x0111-0x01FF and the APS link key data 0x0201-0x02FF).
+SECURE_NV_IDS = frozenset(
+    {0x0069, 0x006A, 0x006B, 0x003A, 0x003B, 0x0062, 0x0101}
+    | set(range(0x0111, 0x0200))
+    | set(range(0x0201, 0x0300))
+)
 
 
 def _default_nv(ieee: str) -> dict[int, bytes]:
@@ -487,17 +495,31 @@ class ZStackSimulator:
         raw = value[17:21] if nvid == NWKKEY else value[:4]
         self.frame_counter = int.from_bytes(raw, "little")
 
+    def _refuses(self, nvid: int) -> bool:
+        """Z-Stack 1.2 does not let SYS_OSAL_NV_READ read key material (zigpy-znp's
+        ``is_secure_nvid``: the key items, the TCLK seed and the TCLK/APS key tables)."""
+        return self.product == 0 and nvid in SECURE_NV_IDS
+
+    def _h_zb_read_configuration(self, f: dict[str, Any]) -> None:
+        nvid = f["ConfigId"]
+        self._sync_counter_out(nvid)
+        value = self.nv.get(nvid)
+        if value is None:
+            self._srsp(c.ZB_READ_CONFIGURATION, Status=t.Status.FAILURE, ConfigId=nvid, Value=b"")
+        else:
+            self._srsp(c.ZB_READ_CONFIGURATION, Status=OK, ConfigId=nvid, Value=value[:128])
+
     def _h_sys_osal_nv_read(self, f: dict[str, Any]) -> None:
         self._sync_counter_out(f["Id"])
         value = self.nv.get(f["Id"])
-        if value is None:
+        if value is None or self._refuses(f["Id"]):
             self._srsp(c.SYS_OSAL_NV_READ, Status=t.Status.INVALID_PARAMETER, Value=b"")
         else:
             self._srsp(c.SYS_OSAL_NV_READ, Status=OK, Value=value[f["Offset"] :][:246])
 
     def _h_sys_osal_nv_read_ext(self, f: dict[str, Any]) -> None:
         value = self.nv.get(f["Id"])
-        if value is None:
+        if value is None or self._refuses(f["Id"]):
             self._srsp(c.SYS_OSAL_NV_READ_EXT, Status=t.Status.INVALID_PARAMETER, Value=b"")
         else:
             self._srsp(c.SYS_OSAL_NV_READ_EXT, Status=OK, Value=value[f["Offset"] :][:246])
@@ -700,7 +722,8 @@ class ZStackSimulator:
         up = self.state == t.DeviceState.ZB_COORD
         self._srsp(
             c.ZDO_EXT_NWK_INFO,
-            Dst=0,
+            Dst=0 if up else 0xFFFE,
+            DevState=self.state,
             PanId=self.pan_id if up else 0xFFFF,
             ParentNWK=0xFFFE,
             ExtendedPanId=self.extended_pan_id if up else "0" * 16,

@@ -433,8 +433,11 @@ COMMANDS: tuple[CommandDef, ...] = (
         0x50,
         SREQ,
         (),
+        # TI MT_ZDO.c MT_ZdoExtNwkInfo and zigbee-herdsman's extNwkInfo: 24 bytes with the
+        # device state after the short address (zigpy-znp's table omits it: docs/zigbee.md)
         (
             _f("Dst", t.NWK),
+            _f("DevState", t.Enum(t.DeviceState)),
             _f("PanId", t.U16),
             _f("ParentNWK", t.NWK),
             _f("ExtendedPanId", t.IEEE),
@@ -573,6 +576,17 @@ COMMANDS: tuple[CommandDef, ...] = (
     ),
     CommandDef(
         "UTIL_LED_CONTROL", S.UTIL, 0x0A, SREQ, (_f("LED", t.U8), _f("Mode", t.U8)), (STATUS,)
+    ),
+    # --- SAPI -----------------------------------------------------------------------------
+    # Z-Stack 1.2 refuses SYS_OSAL_NV_READ of secure items (keys) but answers this one for
+    # config ids up to 0xFF, as zigpy-znp and zigbee-herdsman read the key there.
+    CommandDef(
+        "ZB_READ_CONFIGURATION",
+        S.SAPI,
+        0x04,
+        SREQ,
+        (_f("ConfigId", t.U8),),
+        (STATUS, _f("ConfigId", t.U8), _f("Value", t.SHORT_BYTES)),
     ),
     # --- APP_CNF --------------------------------------------------------------------------
     CommandDef(
@@ -757,6 +771,7 @@ ZDO_PERMIT_JOIN_IND = _c("ZDO_PERMIT_JOIN_IND")
 ZDO_SRC_RTG_IND = _c("ZDO_SRC_RTG_IND")
 ZDO_MSG_CB_INCOMING = _c("ZDO_MSG_CB_INCOMING")
 UTIL_GET_DEVICE_INFO = _c("UTIL_GET_DEVICE_INFO")
+ZB_READ_CONFIGURATION = _c("ZB_READ_CONFIGURATION")
 APP_CNF_BDB_START_COMMISSIONING = _c("APP_CNF_BDB_START_COMMISSIONING")
 APP_CNF_BDB_SET_CHANNEL = _c("APP_CNF_BDB_SET_CHANNEL")
 APP_CNF_BDB_COMMISSIONING_NOTIFICATION = _c("APP_CNF_BDB_COMMISSIONING_NOTIFICATION")
@@ -777,4 +792,6 @@ NV_ID_COMMANDS = frozenset(
 
 def touches_secret(command: CommandDef, fields: Mapping[str, t.FieldValue]) -> bool:
     """True for an NV request on a key item (its bytes, and its answer's, are secret)."""
+    if command is ZB_READ_CONFIGURATION:
+        return fields.get("ConfigId") in t.SECRET_NV_IDS
     return command in NV_ID_COMMANDS and fields.get("Id") in t.SECRET_NV_IDS
