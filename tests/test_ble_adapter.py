@@ -475,6 +475,7 @@ async def test_replayed_public_vectors_through_the_driver() -> None:
         c["decoded"]
         + c["duplicates_dropped"]
         + c["replays_rejected"]
+        + c["downgrade_rejected"]
         + c["decrypt_failures"]
         + c["malformed"]
         + c["unsupported"]

@@ -740,6 +740,28 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
     )
 
 
+def object_ids(data: bytes) -> tuple[int, ...]:
+    """The object ids a plain (unencrypted) frame carries, in order; () when it has none.
+
+    For the downgrade guard (:mod:`drivers.ble.downgrade`): only called on frames that
+    :func:`decode` accepted, so the header is known to be well formed; a TLV that overruns
+    ends the walk, as in :func:`decode`.
+    """
+    if len(data) < 5:
+        return ()
+    fc = data[0] | data[1] << 8
+    if not fc & _OBJECT_INCLUDED or fc & _ENCRYPTED:
+        return ()
+    i = 5 + (6 if fc & _MAC_INCLUDED else 0)
+    if fc & _CAPABILITY_INCLUDED and len(data) > i:
+        i += 2 if data[i] & CAP_IO_INCLUDED else 1
+    ids: list[int] = []
+    while i + 3 <= len(data) and i + 3 + data[i + 2] <= len(data):
+        ids.append(data[i] | data[i + 1] << 8)
+        i += 3 + data[i + 2]
+    return tuple(ids)
+
+
 @lru_cache(maxsize=1024)
 def _kind(product_id: int, version: int, encrypted: bool) -> FrameKind | None:
     """The frame kind of a known product id (None for an unknown one); built once each."""

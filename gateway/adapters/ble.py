@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from drivers.ble.decoder import FORMATS, decode_payload
 from drivers.ble.dedup import Deduplicator, ReplayGuard, window_for
+from drivers.ble.downgrade import DowngradeGuard
 from drivers.ble.errors import KeyFormatError
 from drivers.ble.keys import BindKey, parse_key
 from drivers.ble.scanner import BleScanner, ScannerFactory, bleak_factory
@@ -112,6 +113,8 @@ class BleDriver:
         self._keys = dict(keys)
         self._dedup = Deduplicator(window_s=dedup_window_s)
         self._replay = ReplayGuard()
+        self._downgrade = DowngradeGuard()
+        self._warned_downgrade: set[str] = set()
         self._unavailable_after = unavailable_after_s
         self._clock = clock
         self._known: dict[str, _Known] = {}
@@ -129,6 +132,7 @@ class BleDriver:
                 "duplicates_dropped",
                 "decrypt_failures",
                 "replays_rejected",
+                "downgrade_rejected",
                 "malformed",
                 "unsupported",
                 "needs_key",
@@ -150,10 +154,13 @@ class BleDriver:
         counters = dict(self.counters)
         counters["duplicates_dropped"] = self._dedup.dropped
         counters["replays_rejected"] = self._replay.rejected
+        counters["downgrade_rejected"] = self._downgrade.rejected
         info = dict(self._info)
         info["devices"] = str(len(self._known))
         if self._unknown_products:
             info["unknown_products"] = "; ".join(self._unknown_products)
+        if self._downgrade.last:
+            info["downgrade_last"] = self._downgrade.last
         scanner = self._scanner
         health, reason = Health.OK, ""
         if scanner is not None:
@@ -206,6 +213,16 @@ class BleDriver:
                 self._decoded(outcome, adv, now)
 
     def _decoded(self, result: Decoded, adv: Advertisement, now: float) -> None:
+        if not self._downgrade.accept(result, keyed=result.mac in self._keys):
+            if result.mac not in self._warned_downgrade:
+                self._warned_downgrade.add(result.mac)
+                _LOGGER.warning(
+                    "BLE %s: plaintext %s frame from a device that encrypts: rejected "
+                    "(spoofed, or the device's encryption was switched off; see docs/ble.md)",
+                    result.mac,
+                    result.format,
+                )
+            return
         if not self._replay.accept(result):
             return
         self.counters["decoded"] += 1
@@ -233,6 +250,7 @@ class BleDriver:
 
     def _failed(self, failed: Failed, adv: Advertisement, now: float) -> None:
         reason = failed.reason
+        self._downgrade.learn_failed(failed)
         if reason is FailReason.KEY_INVALID:
             self.counters["decrypt_failures"] += 1
             if failed.mac not in self._warned_keys:
