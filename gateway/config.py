@@ -189,10 +189,35 @@ class BleSection:
     dedup_window_s: float = 60.0
     #: A non-sleepy BLE device silent for this long is unavailable.
     unavailable_after_s: float = 900.0
+    #: Which sensors in range become devices: "allowlisted" (those in ``allow``, those with a
+    #: bind key and those named in [devices]) or "all" (every decodable sensor in range).
+    join: Literal["all", "allowlisted"] = "allowlisted"
+    #: MACs always added (with join = "allowlisted").
+    allow: tuple[str, ...] = ()
+    #: MACs never added, whatever ``join`` says.
+    ignore: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _non_negative(self.dedup_window_s, "dedup_window_s")
         _positive(self.unavailable_after_s, "unavailable_after_s")
+        for name in ("allow", "ignore"):
+            for i, mac in enumerate(getattr(self, name)):
+                if ble_device_id(mac) is None:
+                    raise _FieldError(
+                        f"{name}[{i}]", f"{mac!r} is not a MAC address (A4:C1:38:12:34:56)"
+                    )
+
+
+_MAC_RE = re.compile(r"(?:[0-9A-Fa-f]{2}[:-]?){5}[0-9A-Fa-f]{2}")
+
+
+def ble_device_id(mac_or_id: str) -> str | None:
+    """``A4:C1:38:1A:2B:3C`` (or ``a4c1381a2b3c``, or ``ble-a4c1381a2b3c``) as the device id
+    ``ble-a4c1381a2b3c``; None when it is not a MAC."""
+    text = mac_or_id.strip().removeprefix("ble-")
+    if not _MAC_RE.fullmatch(text):
+        return None
+    return "ble-" + re.sub(r"[^0-9a-f]", "", text.lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +303,20 @@ class GpioSection:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceEntry:
+    """``[devices."ble-a4c1381a2b3c"]``: what the home owner calls a device, and where it is."""
+
+    name: str = ""
+    room: str = ""
+
+    def __post_init__(self) -> None:
+        for key in ("name", "room"):
+            value = getattr(self, key)
+            if len(value) > 64 or not value.isprintable():
+                raise _FieldError(key, "must be at most 64 printable characters")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     gateway: GatewaySection = field(default_factory=GatewaySection)
     store: StoreSection = field(default_factory=StoreSection)
@@ -287,6 +326,8 @@ class Config:
     ble: BleSection = field(default_factory=BleSection)
     zigbee: ZigbeeSection = field(default_factory=ZigbeeSection)
     gpio: GpioSection = field(default_factory=GpioSection)
+    #: Names and rooms per device id (``migw name`` keeps its own in the state dir).
+    devices: dict[str, DeviceEntry] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.config import (
     ApiSection,
@@ -16,6 +18,9 @@ from gateway.config import (
     GpioSection,
 )
 from gateway.model import Event, Reading
+
+if TYPE_CHECKING:
+    from gateway.devices import DeviceDirectory
 
 _LOGGER = logging.getLogger("gateway.demo")
 
@@ -53,6 +58,8 @@ def demo_config(base: Config, state_dir: Path | None, api_port: int | None) -> C
             max_body_bytes=base.api.max_body_bytes,
         ),
     )
+    # the simulated fleet is the demo's own: every sensor of it joins
+    cfg = cfg.replace(ble=dataclasses.replace(cfg.ble, join="all"))
     if not cfg.gpio.devices:
         cfg = cfg.replace(gpio=GpioSection(devices=DEMO_GPIO))
     return cfg
@@ -61,7 +68,8 @@ def demo_config(base: Config, state_dir: Path | None, api_port: int | None) -> C
 class ReadingLogger:
     """Logs committed readings as they arrive, at most LOG_RATE lines a second."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: DeviceDirectory | None = None) -> None:
+        self._directory = directory
         self._window = 0.0
         self._count = 0
         self._skipped = 0
@@ -76,13 +84,22 @@ class ReadingLogger:
             if self._count < LOG_RATE:
                 self._count += 1
                 unit = f" {r.unit}" if r.unit else ""
-                _LOGGER.info("#%d %s %s = %s%s", r.seq, r.device_id, r.metric, r.value, unit)
+                _LOGGER.info(
+                    "#%d %s %s = %s%s", r.seq, self._who(r.device_id), r.metric, r.value, unit
+                )
             else:
                 self._skipped += 1
         for e in events:
             if self._count < LOG_RATE:
                 self._count += 1
                 button = f" button {e.button}" if e.button is not None else ""
-                _LOGGER.info("#%d %s %s: %s%s", e.seq, e.device_id, e.event, e.action, button)
+                _LOGGER.info(
+                    "#%d %s %s: %s%s", e.seq, self._who(e.device_id), e.event, e.action, button
+                )
             else:
                 self._skipped += 1
+
+    def _who(self, device_id: str) -> str:
+        """The id, with the home owner's name when it has one (``migw name``)."""
+        entry = self._directory.entry(device_id) if self._directory is not None else None
+        return f"{device_id} ({entry.name})" if entry is not None and entry.name else device_id

@@ -7,6 +7,7 @@ import math
 from collections import Counter
 
 from gateway.clock import Clock
+from gateway.devices import DeviceDirectory, merge_update
 from gateway.metrics import metric_def, unit_of
 from gateway.model import DeviceUpdate, Event, Reading, Stamp, Value
 from gateway.store import Store
@@ -15,13 +16,58 @@ _LOGGER = logging.getLogger(__name__)
 
 
 class Ingest:
-    """Stamps readings (wall, monotonic, boot id, clock synced) and queues them in the store."""
+    """Stamps readings (wall, monotonic, boot id, clock synced) and queues them in the store.
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    With a :class:`~gateway.devices.DeviceDirectory`, only the devices it admits get in (a
+    stranger's messages are noted there and counted as ``<driver>.not_added``), and device
+    records carry the home owner's names and rooms.
+    """
+
+    def __init__(
+        self, store: Store, clock: Clock, directory: DeviceDirectory | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
-        #: Per driver: readings, events, dropped (invalid values, backpressure).
+        self.directory = directory
+        #: Per driver: readings, events, dropped (invalid values, backpressure), not_added.
         self.counters: Counter[str] = Counter()
+        #: The latest full description of each device a driver reported, and which of them
+        #: have their record in the store (a forgotten one is written again when it speaks).
+        self._described: dict[str, DeviceUpdate] = {}
+        self._recorded: set[str] = set()
+
+    def admit(self, device_id: str) -> None:
+        """A stranger was allowed in: write the record heard from it so far."""
+        if self.directory is None:
+            return
+        update = self.directory.take_stranger(device_id)
+        if update is not None:
+            self._describe(update)
+
+    def forgotten(self, device_id: str) -> None:
+        """The device's record was deleted: write it again when the device speaks again."""
+        self._recorded.discard(device_id)
+
+    def _describe(self, update: DeviceUpdate) -> None:
+        prev = self._described.get(update.id)
+        full = update if prev is None else merge_update(prev, update)
+        self._described[update.id] = full
+        # a device without its record in the store (forgotten) gets all that is known of it
+        out = update if update.id in self._recorded else full
+        if self.directory is not None:
+            out = self.directory.apply(out)
+        self._recorded.add(update.id)
+        self._store.update_device(out, seen=self._clock.wall())
+
+    def _admits(self, device_id: str, source: str, update: DeviceUpdate | None = None) -> bool:
+        directory = self.directory
+        if directory is None or directory.admits(device_id):
+            if device_id not in self._recorded and device_id in self._described and update is None:
+                self._describe(self._described[device_id])
+            return True
+        directory.stranger(device_id, update)
+        self.counters[f"{source}.not_added"] += 1
+        return False
 
     def stamp(self) -> Stamp:
         c = self._clock
@@ -39,10 +85,13 @@ class DriverSink:
         self._source = source
 
     def device(self, update: DeviceUpdate) -> None:
-        self._ingest._store.update_device(update, seen=self._ingest._clock.wall())
+        if self._ingest._admits(update.id, self._source, update):
+            self._ingest._describe(update)
 
     def reading(self, device_id: str, metric: str, value: Value) -> None:
         ing = self._ingest
+        if not ing._admits(device_id, self._source):
+            return
         if not _valid(metric, value):
             ing.counters[f"{self._source}.dropped_invalid"] += 1
             _LOGGER.debug("dropped invalid value %r for %s %s", value, device_id, metric)
@@ -69,6 +118,8 @@ class DriverSink:
         properties: tuple[tuple[str, int], ...] = (),
     ) -> None:
         ing = self._ingest
+        if not ing._admits(device_id, self._source):
+            return
         ev = Event(
             device_id=device_id,
             event=event,

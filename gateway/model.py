@@ -83,6 +83,11 @@ class Device:
     sleepy: bool = False
     attrs: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def room(self) -> str:
+        """Where the home owner put it (``migw name ID NAME --room R``, ``[devices]``)."""
+        return self.attrs.get("room", "")
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceUpdate:

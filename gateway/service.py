@@ -27,6 +27,7 @@ from gateway.adapters import AdapterContext, DemoOptions, build_drivers
 from gateway.clock import Clock, SystemClock
 from gateway.commands import CommandRouter
 from gateway.config import Config
+from gateway.devices import DeviceDirectory
 from gateway.driver import Driver, DriverHealth, Health
 from gateway.errors import NeedsHumanError, StoreError
 from gateway.ingest import Ingest
@@ -120,7 +121,8 @@ class Service:
             _unlock(self._lock_fd)
             raise
         try:
-            self.ingest = Ingest(self.store, self.clock)
+            directory = DeviceDirectory(lambda: self.config, self.state_dir)
+            self.ingest = Ingest(self.store, self.clock, directory)
             if self._given_drivers is not None:
                 self.drivers = list(self._given_drivers)
             else:

@@ -46,6 +46,7 @@ def test_device_json_is_whole() -> None:
     assert device_json(dev, NOW) == {
         "id": "ble-a4c1381a2b3c",
         "name": "kitchen",
+        "room": "",
         "transport": "ble",
         "model": "LYWSD03MMC",
         "manufacturer": "",

@@ -139,6 +139,7 @@ async def test_devices_with_filters(api: Running, http: aiohttp.ClientSession) -
     assert strip_times(relay) == {
         "id": "gpio-hall-relay",
         "name": "hall-relay",
+        "room": "",
         "transport": "gpio",
         "model": "gpio-relay",
         "manufacturer": "GPIO",

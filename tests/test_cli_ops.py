@@ -373,3 +373,25 @@ def test_start_up_log_names_the_cli_and_the_token_file(tmp_path: Path) -> None:
     assert f"token in {tmp_path / 'st' / 'api-token'}" in line
     assert f" --state-dir {tmp_path / 'st'} --api-port 8399 status`" in line
     assert "LAN API on 127.0.0.1:8399" in line
+
+
+async def test_name_a_gpio_device_and_forget_is_refused_for_it(
+    api: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = api.cli_args()
+    code, out, _ = await cli(
+        capsys, *args, "name", "gpio-hall-relay", "Hall light", "--room", "hall"
+    )
+    assert (code, out) == (0, "gpio-hall-relay is now Hall light in hall\n")
+    code, out, _ = await cli(capsys, *args, "device", "gpio-hall-relay", "--json")
+    data = json.loads(out)
+    assert (data["name"], data["room"]) == ("Hall light", "hall")
+    code, out, _ = await cli(capsys, *args, "devices")
+    assert "ROOM" in out.splitlines()[0]
+    assert any("Hall light" in line and "hall" in line for line in out.splitlines())
+    code, out, err = await cli(capsys, *args, "name", "gpio-nope", "X")
+    assert (code, out) == (1, "")
+    assert "no device 'gpio-nope'" in err
+    code, _, err = await cli(capsys, *args, "forget", "gpio-hall-relay")
+    assert code == 1
+    assert "remove it from [[gpio.devices]]" in err

@@ -18,6 +18,9 @@ def _keys() -> list[str]:
     out = []
     for section in dataclasses.fields(config.Config):
         cls = type(getattr(config.Config(), section.name))
+        if cls is dict:  # [devices]: entries keyed by device id
+            out += [f"{section.name}.{f.name}" for f in dataclasses.fields(config.DeviceEntry)]
+            continue
         out += [f"{section.name}.{f.name}" for f in dataclasses.fields(cls)]
     out.remove("gpio.devices")
     out += [f"gpio.devices.{f.name}" for f in dataclasses.fields(config.GpioDevice)]

@@ -51,6 +51,7 @@ def device_json(
     return {
         "id": device.id,
         "name": device.name,
+        "room": device.room,
         "transport": device.transport.value,
         "model": device.model,
         "manufacturer": device.manufacturer,

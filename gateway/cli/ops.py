@@ -92,6 +92,26 @@ async def _api_or_state(
     return data, False
 
 
+def call_service(
+    target: Target, what: str, go: Callable[[ApiClient], Awaitable[Any]]
+) -> tuple[int, Any]:
+    """``(EXIT_OK, answer)`` of a call that needs the running service, or ``(exit code,
+    None)`` with the reason on stderr."""
+
+    async def run() -> Any:
+        async with ApiClient(target) as api:
+            return await go(api)
+
+    try:
+        return EXIT_OK, _run(run())
+    except ServiceDown as exc:
+        notice(f"{exc}; {what} needs the running service")
+        return EXIT_NOT_RUNNING, None
+    except ApiFailure as exc:
+        notice(exc.message if exc.code == "unknown_device" else str(exc))
+        return EXIT_FAILED, None
+
+
 def _fail(exc: Exception) -> int:
     notice(str(exc))
     return EXIT_FAILED
@@ -331,13 +351,23 @@ def _render_devices(devices: list[dict[str, Any]]) -> None:
     help="Only this transport (repeatable).",
 )
 @click.option("--stale", is_flag=True, help="Only devices silent for too long (or unavailable).")
+@click.option(
+    "--seen",
+    is_flag=True,
+    help="BLE devices in range that are not added (a neighbour's, or yours before "
+    "`migw allow`/`migw name`).",
+)
 @json_option
 @pass_ctx
-def devices(ctx: CliContext, transports: tuple[str, ...], stale: bool, as_json: bool) -> int:
+def devices(
+    ctx: CliContext, transports: tuple[str, ...], stale: bool, seen: bool, as_json: bool
+) -> int:
     """Devices: id, model, transport, last seen, battery, rssi/lqi, key status."""
     target = _target(ctx)
     if target is None:
         return EXIT_USAGE
+    if seen:
+        return _seen(target, as_json)
     query = []
     if transports:
         query.append("transport=" + ",".join(transports))
@@ -357,6 +387,39 @@ def devices(ctx: CliContext, transports: tuple[str, ...], stale: bool, as_json: 
         print_json({"devices": rows, "count": len(rows)})
     else:
         _render_devices(rows)
+    return EXIT_OK
+
+
+def _seen(target: Target, as_json: bool) -> int:
+    code, data = call_service(target, "--seen", lambda api: api.get("/api/v1/ble/seen"))
+    if code != EXIT_OK:
+        return code
+    if as_json:
+        print_json(data)
+        return EXIT_OK
+    from rich.table import Table
+
+    con = console()
+    strangers = data["seen"]
+    if not strangers:
+        con.print(f"no BLE device seen but not added (join = {data['join']})")
+        return EXIT_OK
+    table = Table(box=None, pad_edge=False)
+    table.add_column("ID (seen, not added)", no_wrap=True, min_width=16)
+    for col in ("MODEL", "NAME", "RSSI", "LAST SEEN", "MESSAGES", "ENCRYPTED"):
+        table.add_column(col, overflow="fold")
+    for d in strangers:
+        table.add_row(
+            d["id"],
+            d["model"] or "-",
+            d["name"] or "-",
+            "-" if d["rssi"] is None else f"{d['rssi']} dBm",
+            human_age(d["last_seen_age_s"]),
+            str(d["messages"]),
+            "yes" if d["encrypted"] else "no",
+        )
+    con.print(table)
+    notice("`migw allow ID` or `migw name ID NAME` adds one; nothing of theirs is kept or sent")
     return EXIT_OK
 
 
@@ -866,17 +929,13 @@ def permit_join(ctx: CliContext, seconds: int, as_json: bool) -> int:
     if target is None:
         return EXIT_USAGE
 
-    async def go() -> Any:
-        async with ApiClient(target) as api:
-            return await api.post("/api/v1/zigbee/permit-join", {"seconds": seconds})
-
-    try:
-        result = _run(go())
-    except ServiceDown as exc:
-        notice(f"{exc}; permit join needs the running service")
-        return EXIT_NOT_RUNNING
-    except ApiFailure as exc:
-        return _fail(exc)
+    code, result = call_service(
+        target,
+        "permit join",
+        lambda api: api.post("/api/v1/zigbee/permit-join", {"seconds": seconds}),
+    )
+    if code != EXIT_OK:
+        return code
     if as_json:
         print_json(result)
     elif seconds:

@@ -166,7 +166,8 @@ async def serve(
             sd.install_signal_handlers()
             assert service.store is not None
             if demo is not None:
-                service.store.subscribe(ReadingLogger())
+                directory = service.ingest.directory if service.ingest is not None else None
+                service.store.subscribe(ReadingLogger(directory))
             _LOGGER.info(
                 "migw running%s: state in %s, %d driver(s): %s",
                 " in demo mode" if demo else "",

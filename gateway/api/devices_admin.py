@@ -1,0 +1,149 @@
+"""API routes that change which devices the gateway keeps and what they are called
+(``migw name``, ``migw forget``, ``migw devices --seen``, ``migw allow``). See docs/api.md."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from gateway.api.app import SERVICE, read_json
+from gateway.api.app import _device_id as device_id_of
+from gateway.api.errors import ApiError, json_response
+from gateway.api.serialize import device_json, keyed_devices
+from gateway.config import ble_device_id
+from gateway.errors import ConfigError, StoreError
+from gateway.model import DeviceUpdate, Transport
+
+if TYPE_CHECKING:
+    from gateway.devices import DeviceDirectory
+    from gateway.ingest import Ingest
+    from gateway.service import Service
+    from gateway.store import Store
+
+PREFIX = "/api/v1"
+
+
+def _parts(request: web.Request) -> tuple[Service, Store, Ingest, DeviceDirectory]:
+    svc = request.app[SERVICE]
+    store, ingest = svc.store, svc.ingest
+    if store is None or ingest is None or ingest.directory is None:
+        raise ApiError(409, "store_closed", "the state database is closed")
+    return svc, store, ingest, ingest.directory
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request, optional=True)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_body", "expected a JSON object")
+    return body
+
+
+async def name(request: web.Request) -> web.Response:
+    """``{"name": "Kitchen", "room": "kitchen"}``: name a device (a BLE stranger joins)."""
+    svc, store, ingest, directory = _parts(request)
+    device_id = device_id_of(request)
+    body = await _body(request)
+    new_name, room = body.get("name"), body.get("room")
+    if set(body) - {"name", "room"} or not isinstance(new_name, str):
+        raise ApiError(422, "invalid_body", 'expected {"name": "...", "room": "..."}')
+    if room is not None and not isinstance(room, str):
+        raise ApiError(422, "invalid_body", "room must be a string")
+    dev = await store.device(device_id)
+    if dev is None and ble_device_id(device_id) != device_id:
+        raise ApiError(404, "unknown_device", f"no device {device_id!r}")
+    try:
+        entry = directory.set_name(device_id, new_name.strip(), room)
+    except ConfigError as exc:
+        raise ApiError(422, "invalid_body", str(exc).split(": ", 1)[-1]) from None
+    except StoreError as exc:
+        raise ApiError(507, "write_failed", str(exc)) from None
+    ingest.admit(device_id)
+    if dev is not None:
+        store.update_device(
+            DeviceUpdate(
+                id=dev.id,
+                transport=dev.transport,
+                name=entry.name or None,
+                attrs={**dev.attrs, "room": entry.room},
+            )
+        )
+    await store.flush()
+    after = await store.device(device_id)
+    keyed = keyed_devices(svc.config.ble)
+    return json_response(
+        {
+            "status": "ok",
+            "id": device_id,
+            "name": entry.name,
+            "room": entry.room,
+            "device": None if after is None else device_json(after, keyed=keyed),
+        }
+    )
+
+
+async def forget(request: web.Request) -> web.Response:
+    """Delete a device's record, values and history; ``?ignore=true`` keeps it out."""
+    _svc, store, ingest, directory = _parts(request)
+    device_id = device_id_of(request)
+    ignore = request.query.get("ignore", "").lower() in ("1", "true", "yes")
+    dev = await store.device(device_id)
+    if dev is None:
+        raise ApiError(404, "unknown_device", f"no device {device_id!r}")
+    if dev.transport is Transport.GPIO:
+        raise ApiError(
+            409,
+            "configured_device",
+            "a GPIO device comes from the config: remove it from [[gpio.devices]] and reload",
+        )
+    try:
+        directory.forget(device_id, ignore=ignore)
+    except StoreError as exc:
+        raise ApiError(507, "write_failed", str(exc)) from None
+    await store.flush()
+    async with store.transaction() as db:
+        for table, column in (("devices", "id"), ("state", "device_id"), ("history", "device_id")):
+            await db.execute(f"DELETE FROM {table} WHERE {column} = ?", (device_id,))  # noqa: S608 - fixed names
+    ingest.forgotten(device_id)
+    return json_response(
+        {
+            "status": "ok",
+            "id": device_id,
+            "ignored": ignore,
+            # a device still in range and admitted comes back when it speaks again
+            "admitted": directory.admits(device_id),
+        }
+    )
+
+
+async def seen(request: web.Request) -> web.Response:
+    """BLE devices in range that are not ours (seen, not added)."""
+    svc, _store, _ingest, directory = _parts(request)
+    return json_response({"join": svc.config.ble.join, "seen": directory.strangers()})
+
+
+async def allow(request: web.Request) -> web.Response:
+    """``{"id": "ble-..."}`` (or a MAC): let a BLE device join."""
+    _svc, _store, ingest, directory = _parts(request)
+    body = await _body(request)
+    raw = body.get("id")
+    device_id = ble_device_id(raw) if isinstance(raw, str) else None
+    if device_id is None or set(body) != {"id"}:
+        raise ApiError(422, "invalid_body", 'expected {"id": "ble-<12 hex>" or a MAC}')
+    try:
+        directory.allow(device_id)
+    except StoreError as exc:
+        raise ApiError(507, "write_failed", str(exc)) from None
+    ingest.admit(device_id)
+    return json_response({"status": "ok", "id": device_id, "ts": time.time()})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post(f"{PREFIX}/devices/{{device_id}}/name", name)
+    r.add_delete(f"{PREFIX}/devices/{{device_id}}", forget)
+    r.add_get(f"{PREFIX}/ble/seen", seen)
+    r.add_post(f"{PREFIX}/ble/allow", allow)
