@@ -165,8 +165,13 @@ class HomeAssistantSection:
     key_file: Path | None = None
     #: Plaintext MQTT to a LAN broker that is not loopback needs this.
     allow_insecure: bool = False
+    #: The oldest Home Assistant release that reads this discovery (docs/mqtt.md): device
+    #: classes it does not know yet are left out.
+    min_version: str = "2024.3"
 
     def __post_init__(self) -> None:
+        if not re.fullmatch(r"20\d\d\.\d{1,2}", self.min_version):
+            raise _FieldError("min_version", "must be a Home Assistant release like 2024.3")
         if self.url and not re.fullmatch(r"mqtts?://[^/\s:]+(:\d{1,5})?/?", self.url):
             raise _FieldError("url", "must look like mqtt://host:1883 or mqtts://host:8883")
         if self.password is not None and self.password_file is not None:

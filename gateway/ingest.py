@@ -143,4 +143,6 @@ def _valid(metric: str, value: Value) -> bool:
         return True
     if m.kind == "bool":
         return isinstance(value, bool)
+    if m.kind == "text":
+        return isinstance(value, str)
     return isinstance(value, int | float) and not isinstance(value, bool)

@@ -71,12 +71,13 @@ async def test_discovery_state_and_relay_commands(
                 "identifiers": ["migw_testgw_gpio-relay"],
                 "name": "relay",
                 "via_device": "migw_testgw",
-                "model": "gpio-relay",
+                "model": "Relay on a GPIO pin",
                 "manufacturer": "GPIO",
             },
             "availability": AVAILABILITY,
             "availability_mode": "all",
             "command_topic": "migw/testgw/cmd/gpio-relay/set",
+            "qos": 1,
             "payload_on": '{"switch":true}',
             "payload_off": '{"switch":false}',
             "state_on": "ON",
@@ -88,14 +89,11 @@ async def test_discovery_state_and_relay_commands(
         assert _json(col.on(gw)[-1].payload)["device"]["identifiers"] == ["migw_testgw"]
         button_cfg = "homeassistant/event/migw_testgw/gpio-button_button/config"
         await col.wait_for(lambda: col.on(button_cfg))
-        assert _json(col.on(button_cfg)[-1].payload)["event_types"] == [
-            "single",
-            "double",
-            "triple",
-            "long",
-            "release",
-            "hold",
-        ]
+        button = _json(col.on(button_cfg)[-1].payload)
+        # what the GPIO click detector sends, on the entity's own topic
+        assert button["event_types"] == ["single", "double", "triple", "long", "release"]
+        assert button["state_topic"] == "migw/testgw/event/gpio-button/button"
+        assert button["device_class"] == "button"
         await col.wait_for(lambda: col.on("migw/testgw/availability/gpio-relay"))
         assert col.on("migw/testgw/availability/gpio-relay")[-1].payload == b"online"
 

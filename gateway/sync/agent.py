@@ -131,8 +131,9 @@ class _HaCache:
     values: dict[str, dict[str, Value]] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     announced: dict[str, set[str]] = field(default_factory=dict)
-    event_devices: set[str] = field(default_factory=set)
-    events: list[tuple[str, str, int | None]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    #: Event entities announced per device (re-announced with new action types).
+    event_entities: ha.EventCatalog = field(default_factory=ha.EventCatalog)
     availability: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -433,9 +434,8 @@ class SyncAgent:
             cache.values.setdefault(r.device_id, {})[r.metric] = r.value
             cache.dirty.add(r.device_id)
         for e in events:
-            cache.event_devices.add(e.device_id)
             if len(cache.events) < 1000:
-                cache.events.append((e.device_id, e.action, e.button))
+                cache.events.append(e)
         if readings or events:
             self._ha_wake.set()
 
@@ -1007,13 +1007,14 @@ class SyncAgent:
         gw = ha.gateway_entity(t)
         await link.publish(gw.topic, gw.payload(), qos=1, retain=True)
         cache.announced.clear()
+        cache.event_entities.forget()
         for dev in await self.store.devices():
             self._checkpoint()
             stored = await self.store.state(dev.id)
             values = {m: v[0] for m, v in stored.items()}
             values.update(cache.values.get(dev.id, {}))
             cache.values[dev.id] = values
-            await self._ha_announce(link, dev.id, set(values), dev.id in cache.event_devices)
+            await self._ha_announce(link, dev.id, set(values))
             avail = ha.availability_payload(dev.status)
             cache.availability[dev.id] = avail
             await link.publish(t.availability(dev.id), avail, qos=1, retain=True)
@@ -1022,22 +1023,29 @@ class SyncAgent:
         cache.dirty.clear()
 
     async def _ha_announce(
-        self, link: Link, device_id: str, metrics: set[str], events: bool
+        self, link: Link, device_id: str, metrics: set[str], event: Event | None = None
     ) -> None:
         cache = self._ha
         known = cache.announced.get(device_id)
         new = metrics - (known or set())
-        want_event = events and (known is None or "__event__" not in known)
-        if not new and not want_event and known is not None:
+        if not new and event is None and known is not None:
             return
         dev = await self.store.device(device_id)
         if dev is None:
             return
-        if dev.attrs.get("kind") == "button":
-            want_event = known is None or "__event__" not in known
         entities = ha.device_entities(
-            self.topics, dev, new, events=want_event, commandable=self._commandable(device_id)
+            self.topics,
+            dev,
+            new,
+            commandable=self._commandable(device_id),
+            values=cache.values.get(device_id),
+            min_version=self._ha_cfg.min_version,
         )
+        entities += cache.event_entities.device(self.topics, dev)
+        if event is not None:
+            entities += cache.event_entities.event(
+                self.topics, dev, event.event, event.action, event.button
+            )
         for ent in entities:
             await link.publish(ent.topic, ent.payload(), qos=1, retain=True)
             self.counters.discovery_published += 1
@@ -1045,8 +1053,6 @@ class SyncAgent:
             return
         seen = cache.announced.setdefault(device_id, set())
         seen |= new
-        if want_event:
-            seen.add("__event__")
         if device_id not in cache.availability:
             cache.availability[device_id] = b"online"
             await link.publish(self.topics.availability(device_id), b"online", qos=1, retain=True)
@@ -1055,15 +1061,16 @@ class SyncAgent:
         cache = self._ha
         t = self.topics
         events, cache.events = cache.events, []
-        for device_id, action, button in events:
+        for ev in events:
             self._checkpoint()
-            await self._ha_announce(link, device_id, set(), True)
-            await link.publish(t.event(device_id), ha.event_payload(action, button), qos=1)
+            await self._ha_announce(link, ev.device_id, set(), ev)
+            topic, payload = ha.event_message(t, ev)
+            await link.publish(topic, payload, qos=1)
         dirty, cache.dirty = cache.dirty, set()
         for device_id in sorted(dirty):
             self._checkpoint()
             values = cache.values.get(device_id, {})
-            await self._ha_announce(link, device_id, set(values), False)
+            await self._ha_announce(link, device_id, set(values))
             await link.publish(t.state(device_id), ha.state_payload(values), qos=1, retain=True)
 
     async def _ha_availability(self, link: Link) -> None:
@@ -1077,7 +1084,7 @@ class SyncAgent:
                 values = cache.values.setdefault(dev.id, {})
                 for metric, v in stored.items():
                     values.setdefault(metric, v[0])
-                await self._ha_announce(link, dev.id, set(values), False)
+                await self._ha_announce(link, dev.id, set(values))
             avail = ha.availability_payload(dev.status)
             if cache.availability.get(dev.id) != avail:
                 cache.availability[dev.id] = avail

@@ -4,22 +4,36 @@ retained config payloads. Units and device classes come from :mod:`gateway.metri
 Topics: ``{discovery_prefix}/{component}/{node}/{object}/config`` with ``node`` the
 gateway's unique prefix and ``object`` the sanitised device id plus metric. Every entity
 has a stable ``unique_id``; each device block names the gateway as ``via_device``.
+
+Event entities come from the drivers' event tables (``drivers/*/events.py``): one per event
+kind and button, announcing exactly the actions the decoder sends for the model, each on its
+own topic ``{event topic of the device}/{event}[/{button}]``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.metrics import metric_def
-from gateway.model import Device, DeviceStatus
+from drivers.ble.events import TABLE as BLE_EVENTS
+from drivers.events import EventSpec, EventTable
+from drivers.gpio.events import TABLE as GPIO_EVENTS
+from drivers.zigbee.events import TABLE as ZIGBEE_EVENTS
+from gateway.metrics import OLDEST_HA, ha_device_class, metric_def
+from gateway.model import Device, DeviceStatus, Event, Transport
 from gateway.sync.payload import Topics
 
-#: Button actions an ``event`` entity announces (docs/metrics.md).
-EVENT_TYPES = ("single", "double", "triple", "long", "release", "hold")
+#: What each transport's models send as events (drivers/*/events.py).
+EVENT_TABLES: dict[Transport, EventTable] = {
+    Transport.BLE: BLE_EVENTS,
+    Transport.ZIGBEE: ZIGBEE_EVENTS,
+    Transport.GPIO: GPIO_EVENTS,
+}
+#: Home Assistant's event entity device classes.
+EVENT_DEVICE_CLASSES = frozenset({"button", "doorbell", "motion"})
 
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]+")
 
@@ -69,16 +83,31 @@ def gateway_entity(t: Topics) -> Discovery:
     )
 
 
+#: Manufacturer and human model of models whose driver names neither (custom firmwares and
+#: protocols that do not say who made the device); MiBeacon, Zigbee and GPIO name their own.
+KNOWN_MODELS: dict[tuple[Transport, str], tuple[str, str]] = {
+    (Transport.BLE, "pvvx"): ("pvvx", "Thermometer, pvvx custom firmware"),
+    (Transport.BLE, "ATC1441"): ("atc1441", "Thermometer, ATC custom firmware"),
+    (Transport.BLE, "BTHome"): ("BTHome", "BTHome v2 device"),
+    (Transport.GPIO, "gpio-button"): ("GPIO", "Push button on a GPIO pin"),
+    (Transport.GPIO, "gpio-contact"): ("GPIO", "Contact on a GPIO pin"),
+    (Transport.GPIO, "gpio-motion"): ("GPIO", "PIR motion sensor on a GPIO pin"),
+    (Transport.GPIO, "gpio-relay"): ("GPIO", "Relay on a GPIO pin"),
+    (Transport.GPIO, "gpio-led"): ("GPIO", "LED on a GPIO pin"),
+}
+
+
 def _device_block(t: Topics, dev: Device) -> dict[str, Any]:
     block: dict[str, Any] = {
         "identifiers": [device_identifier(t.gateway, dev.id)],
         "name": dev.name or dev.id,
         "via_device": gateway_identifier(t.gateway),
     }
-    if dev.model:
-        block["model"] = dev.model
-    if dev.manufacturer:
-        block["manufacturer"] = dev.manufacturer
+    manufacturer, model = KNOWN_MODELS.get((dev.transport, dev.model), ("", ""))
+    if dev.model or model:
+        block["model"] = model or dev.model
+    if dev.manufacturer or manufacturer:
+        block["manufacturer"] = dev.manufacturer or manufacturer
     return block
 
 
@@ -96,8 +125,25 @@ def _availability(t: Topics, device_id: str) -> dict[str, Any]:
     }
 
 
-def metric_entity(t: Topics, dev: Device, metric: str, *, commandable: bool) -> Discovery:
-    """One entity for one metric of a device: sensor, binary_sensor or (relay) switch."""
+def _is_bool(metric: str, value: object) -> bool:
+    m = metric_def(metric)
+    if m is not None:
+        return m.kind == "bool"
+    return isinstance(value, bool)  # a metric METRICS does not name: its value tells
+
+
+def metric_entity(
+    t: Topics,
+    dev: Device,
+    metric: str,
+    *,
+    commandable: bool,
+    value: object = None,
+    min_version: str = OLDEST_HA,
+) -> Discovery:
+    """One entity for one metric of a device: sensor, binary_sensor or (relay) switch.
+    ``value`` (the latest) decides for a metric METRICS does not name: a boolean becomes a
+    binary sensor, anything else a sensor without unit or class."""
     node = gateway_identifier(t.gateway)
     obj = f"{safe_id(dev.id)}_{safe_id(metric)}"
     uid = f"{device_identifier(t.gateway, dev.id)}_{safe_id(metric)}"
@@ -112,61 +158,140 @@ def metric_entity(t: Topics, dev: Device, metric: str, *, commandable: bool) -> 
     }
     if m is not None and m.diagnostic:
         config["entity_category"] = "diagnostic"
+    device_class = ha_device_class(m, min_version) if m is not None else None
     if metric == "switch" and commandable:
         component = "switch"
         config.update(
             command_topic=t.command(dev.id),
+            qos=1,
             payload_on='{"switch":true}',
             payload_off='{"switch":false}',
             state_on="ON",
             state_off="OFF",
             value_template="{{ 'ON' if value_json[%s] else 'OFF' }}" % key,  # noqa: UP031
         )
-    elif m is not None and m.kind == "bool":
+    elif _is_bool(metric, value):
         component = "binary_sensor"
         config.update(
             payload_on="ON",
             payload_off="OFF",
             value_template="{{ 'ON' if value_json[%s] else 'OFF' }}" % key,  # noqa: UP031
         )
-        if m.device_class:
-            config["device_class"] = m.device_class
+        if device_class:
+            config["device_class"] = device_class
     else:
         component = "sensor"
         config["value_template"] = "{{ value_json[%s] }}" % key  # noqa: UP031
         if m is not None:
             if m.unit:
                 config["unit_of_measurement"] = m.unit
-            if m.device_class:
-                config["device_class"] = m.device_class
-            config["state_class"] = "total_increasing" if m.name == "energy" else "measurement"
+            if device_class:
+                config["device_class"] = device_class
+            if m.state_class:
+                config["state_class"] = m.state_class
     return Discovery(f"{t.discovery_prefix}/{component}/{node}/{obj}/config", config)
 
 
-def event_entity(t: Topics, dev: Device) -> Discovery:
+def _event_suffix(event: str, button: int | None) -> str:
+    return safe_id(event) if button is None else f"{safe_id(event)}_{button}"
+
+
+def event_topic(t: Topics, device_id: str, event: str, button: int | None) -> str:
+    """Each event entity has its own topic: HA's event entity takes every message on its
+    topic, and would log any action it does not announce as invalid."""
+    tail = safe_id(event) if button is None else f"{safe_id(event)}/{button}"
+    return f"{t.event(device_id)}/{tail}"
+
+
+def event_entity(
+    t: Topics, dev: Device, spec: EventSpec, button: int | None, actions: Iterable[str] = ()
+) -> Discovery:
+    """The event entity of one event kind (and button) of a device; ``actions`` adds action
+    types the table does not declare (seen from a model it does not know)."""
     node = gateway_identifier(t.gateway)
-    uid = f"{device_identifier(t.gateway, dev.id)}_button"
-    return Discovery(
-        f"{t.discovery_prefix}/event/{node}/{safe_id(dev.id)}_button/config",
-        {
-            "name": "Button",
-            "unique_id": uid,
-            "state_topic": t.event(dev.id),
-            "event_types": list(EVENT_TYPES),
-            "device_class": "button",
-            "device": _device_block(t, dev),
-            **_availability(t, dev.id),
-        },
-    )
+    suffix = _event_suffix(spec.event, button)
+    name = spec.event.replace("_", " ").capitalize()
+    config: dict[str, Any] = {
+        "name": name if button is None else f"{name} {button}",
+        "unique_id": f"{device_identifier(t.gateway, dev.id)}_{suffix}",
+        "state_topic": event_topic(t, dev.id, spec.event, button),
+        "event_types": list(dict.fromkeys((*spec.actions, *actions))),
+        "device": _device_block(t, dev),
+        **_availability(t, dev.id),
+    }
+    if spec.event in EVENT_DEVICE_CLASSES:
+        config["device_class"] = spec.event
+    return Discovery(f"{t.discovery_prefix}/event/{node}/{safe_id(dev.id)}_{suffix}/config", config)
+
+
+def event_specs(dev: Device) -> tuple[EventSpec, ...]:
+    """The event kinds (with their buttons) the device's model is known to send."""
+    table = EVENT_TABLES.get(dev.transport)
+    return table.specs(dev.model) if table is not None else ()
+
+
+def event_spec(dev: Device, event: str, button: int | None) -> EventSpec:
+    """The declaration of one event of a device, narrowed to its button: from the model's
+    table, else from what the event kind can carry, else nothing known yet (no action)."""
+    table = EVENT_TABLES.get(dev.transport)
+    spec = table.spec(dev.model, event, button) if table is not None else None
+    return spec if spec is not None else EventSpec(event, (), (button,))
+
+
+class EventCatalog:
+    """The event entities announced per device, and the action types each announced: an
+    event is published only after an entity that announces its action (re-announced with
+    the action added when a model sends one its table does not declare)."""
+
+    def __init__(self) -> None:
+        self._announced: dict[str, dict[tuple[str, int | None], tuple[str, ...]]] = {}
+
+    def forget(self) -> None:
+        self._announced.clear()
+
+    def device(self, t: Topics, dev: Device) -> list[Discovery]:
+        """Entities of every event the model is known to send, not announced yet."""
+        seen = self._announced.setdefault(dev.id, {})
+        out = []
+        for spec in event_specs(dev):
+            for button in spec.buttons:
+                if (spec.event, button) not in seen:
+                    seen[(spec.event, button)] = spec.actions
+                    out.append(event_entity(t, dev, spec, button))
+        return out
+
+    def event(
+        self, t: Topics, dev: Device, event: str, action: str, button: int | None
+    ) -> list[Discovery]:
+        """What to (re-)announce before publishing this event: nothing when its entity
+        already announces the action."""
+        seen = self._announced.setdefault(dev.id, {})
+        known = seen.get((event, button))
+        if known is not None and action in known:
+            return []
+        spec = event_spec(dev, event, button)
+        extra = tuple(a for a in (*(known or ()), action) if a not in spec.actions)
+        seen[(event, button)] = (*spec.actions, *extra)
+        return [event_entity(t, dev, spec, button, extra)]
 
 
 def device_entities(
-    t: Topics, dev: Device, metrics: Iterable[str], *, events: bool, commandable: bool
+    t: Topics,
+    dev: Device,
+    metrics: Iterable[str],
+    *,
+    commandable: bool,
+    values: Mapping[str, object] | None = None,
+    min_version: str = OLDEST_HA,
 ) -> list[Discovery]:
-    out = [metric_entity(t, dev, m, commandable=commandable) for m in sorted(set(metrics))]
-    if events:
-        out.append(event_entity(t, dev))
-    return out
+    """The metric entities of ``metrics`` (events: :class:`EventCatalog`)."""
+    vals = values or {}
+    return [
+        metric_entity(
+            t, dev, m, commandable=commandable, value=vals.get(m), min_version=min_version
+        )
+        for m in sorted(set(metrics))
+    ]
 
 
 def availability_payload(status: DeviceStatus) -> bytes:
@@ -177,8 +302,13 @@ def state_payload(values: dict[str, Any]) -> bytes:
     return json.dumps(values, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
 
 
-def event_payload(action: str, button: int | None) -> bytes:
-    body: dict[str, Any] = {"event_type": action}
-    if button is not None:
-        body["button"] = button
-    return json.dumps(body, separators=(",", ":")).encode()
+def event_message(t: Topics, ev: Event) -> tuple[str, bytes]:
+    """Topic and payload of one event for its event entity: ``event_type``, ``button`` and
+    the event's properties (a dimmer's ``steps``) as event attributes."""
+    body: dict[str, Any] = {"event_type": ev.action}
+    if ev.button is not None:
+        body["button"] = ev.button
+    for name, value in ev.properties:
+        body.setdefault(name, value)
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    return event_topic(t, ev.device_id, ev.event, ev.button), payload

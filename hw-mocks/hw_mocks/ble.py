@@ -197,7 +197,16 @@ KINDS = (
     "bthome_encrypted",  # BTHome v2 encrypted
     "door",  # MCCGQ02HL door sensor, MiBeacon v5 encrypted, sleepy
     "button",  # BTHome v2 button (Shelly BLU Button style)
+    "dimmer",  # YLKG07YL dimmer knob, MiBeacon v3: presses and rotations with steps
+    "cube",  # XMMF01JQD Magic Cube, MiBeacon v3: rotations
+    "switch2",  # K9B-2BTN double wall switch, MiBeacon v3: buttons 1, 2 and both
 )
+#: MiBeacon 0x1001 (button type, value, press type) per kind, and its product id.
+_BUTTON_1001 = {
+    "dimmer": (0x03B6, ((0, 1, 3), (0, 2, 4), (0, 254, 4), (0, 3, 3))),
+    "cube": (0x04E1, ((0, 0, 0), (1, 0, 0))),
+    "switch2": (0x1569, ((0, 0, 0), (1, 0, 2), (2, 0, 1), (1, 0, 0))),
+}
 
 
 def demo_key(index: int) -> str:
@@ -281,6 +290,16 @@ class VirtualSensor:
             self.uuid = UUID_BTHOME_V2
             self.frame = bthome.encode_v2(
                 payload, mac=self.mac, key=self.key if enc else None, counter=self.counter
+            )
+        elif k in _BUTTON_1001:
+            product_id, presses = _BUTTON_1001[k]
+            self.uuid = UUID_MIBEACON
+            self.frame = mibeacon.encode(
+                product_id=product_id,
+                frame_counter=self.counter,
+                mac=self.mac,
+                objects=[(0x1001, bytes(presses[self.counter % len(presses)]))],
+                version=3,
             )
         else:  # button
             press = self.rng.choice((0x01, 0x01, 0x02, 0x04))
