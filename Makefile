@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 DEMO_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest bench deps clean install uninstall
+.PHONY: demo test lint typecheck pytest bench deps clean install uninstall interop
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -50,6 +50,20 @@ pytest: deps
 
 test: deps lint typecheck pytest
 
+# A real Home Assistant against the demo (tests/interop). HA lives in its own virtualenv so
+# its pins never meet ours; it is created once and reused while its requirements stay the same.
+HA_VENV  ?= .venv-ha
+HA_STAMP := $(HA_VENV)/.installed
+
+$(HA_STAMP): tests/interop/requirements-ha.txt
+	@test -x $(HA_VENV)/bin/python || $(PYTHON) -m venv $(HA_VENV)
+	$(HA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(HA_VENV)/bin/python -m pip install --quiet -r tests/interop/requirements-ha.txt
+	@touch $(HA_STAMP)
+
+interop: deps $(HA_STAMP)
+	MIGW_HA_PYTHON=$(HA_VENV)/bin/python $(PY) -m pytest tests/interop
+
 bench: deps
 	$(PY) -m bench
 
@@ -65,4 +79,4 @@ uninstall:
 	DESTDIR="$(DESTDIR)" PURGE="$(PURGE)" sh tools/uninstall.sh
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(HA_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
