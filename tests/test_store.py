@@ -136,7 +136,7 @@ async def test_non_finite_values_are_dropped_and_counted(tmp_path: Path) -> None
 
 
 async def test_history_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gateway.store.PRUNE_EVERY", 1)
+    monkeypatch.setattr("gateway.store.writer.PRUNE_EVERY", 1)
     cfg = StoreSection(history_max_rows=50, batch_max_rows=10)
     async with await Store.open(tmp_path / "s.db", cfg) as store:
         for i in range(200):
@@ -201,7 +201,7 @@ async def test_readonly_missing_database_is_a_clear_error(tmp_path: Path) -> Non
 async def test_failed_commit_keeps_the_batch_and_retries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gateway.store.RETRY_INITIAL_S", 0.01)
+    monkeypatch.setattr("gateway.store.writer.RETRY_INITIAL_S", 0.01)
     path = tmp_path / "s.db"
     async with await Store.open(path) as store:
         # Another connection holds the write lock: our commits fail with "database is locked".

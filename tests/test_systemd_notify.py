@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import store as store_mod
+from gateway.store import writer as store_mod
 from gateway import systemd
 from gateway.adapters import DemoOptions
 from gateway.config import ApiSection, Config, GpioDevice, GpioSection, Secret, StoreSection

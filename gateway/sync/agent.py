@@ -33,7 +33,7 @@ from gateway.config import HomeAssistantSection, UpstreamSection
 from gateway.driver import DriverHealth, Health
 from gateway.metrics import base_name
 from gateway.model import CommandResult, CommandStatus, Event, Reading, Value
-from gateway.store import OutboxRow, Store, event_body, reading_body
+from gateway.store import OutboxRow, Store, event_size, reading_size
 from gateway.sync import ha
 from gateway.sync.mqtt import (
     BrokerSettings,
@@ -391,7 +391,7 @@ class SyncAgent:
         nbytes = 0
         urgent = False
         for r in readings:
-            nbytes += len(reading_body(r)) + 48
+            nbytes += reading_size(r)
             if r.seq > boundary:
                 live += 1
                 if base_name(r.metric) in PRIORITY_METRICS:
@@ -399,7 +399,7 @@ class SyncAgent:
             if not r.stamp.synced:
                 self._unsynced_seen = True
         for e in events:
-            nbytes += len(event_body(e)) + 48
+            nbytes += event_size(e)
             if e.seq > boundary:
                 live += 1
                 urgent = True
@@ -444,7 +444,7 @@ class SyncAgent:
     async def _recount(self) -> None:
         assert self._outbox is not None
         d = await self._outbox.depth()
-        self._rows, self._bytes, self._events = d.rows, d.bytes, d.events
+        self._rows, self._bytes, self._events = d.depth, d.bytes, d.events
         self._oldest_seq, self._oldest_ts = d.oldest_seq, d.oldest_ts
 
     def _clock_fix(self) -> ClockFix:

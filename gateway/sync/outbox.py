@@ -1,9 +1,10 @@
-"""The sync agent's view of the store's outbox: fetch, acknowledge, bound, expire, re-stamp.
+"""The sync agent's outbox policy: what to send, what to drop when the outbox is over its
+bound, what expires, what is dead-lettered, and re-stamping after the clock is synchronised.
 
-Every statement runs inside :meth:`gateway.store.Store.transaction`, which holds the store's
-write lock: a read never sees the half-written transaction of the ingest writer (whose
-sequence numbers are not yet "reported stored"), and counters persisted in ``meta`` change
-in the same transaction as the rows they count.
+The statements are the store's (:class:`gateway.store.outbox.OutboxTable`): each runs in a
+write transaction of the store, so a read never sees the half-written transaction of the
+ingest writer (whose sequence numbers are not yet "reported stored"), and counters persisted
+in ``meta`` change in the same transaction as the rows they count.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import asyncio
 import functools
 import json
 import logging
-import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from gateway.metrics import METRICS, base_name
-from gateway.store import OUTBOX_EVENT, OutboxRow, Store
+from gateway.store import OUTBOX_EVENT, OutboxRow, OutboxStats, Store
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -111,22 +111,6 @@ class Counters:
     batch: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Depth:
-    rows: int
-    bytes: int
-    events: int
-    oldest_seq: int | None
-    oldest_ts: float | None
-
-
-_COLS = "seq, kind, device_id, body, ts, boot, mono, synced, size"
-
-
-def _row(r: Sequence[Any]) -> OutboxRow:
-    return OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8])
-
-
 class Outbox:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -142,55 +126,28 @@ class Outbox:
     @_atomic
     async def load(self) -> None:
         c = self.counters
-        async with self.store.transaction() as db:
-            for key, attr in (
-                (META_DROPPED, "dropped"),
-                (META_EXPIRED, "expired"),
-                (META_BATCH, "batch"),
-            ):
-                async with db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
-                    row = await cur.fetchone()
-                setattr(c, attr, int(row[0]) if row else 0)
-            async with db.execute("SELECT count(*) FROM dead_letter") as cur:
-                row = await cur.fetchone()
-            c.dead_letters = int(row[0]) if row else 0
+        values, c.dead_letters = await self.store.outbox.counters(
+            (META_DROPPED, META_EXPIRED, META_BATCH)
+        )
+        c.dropped, c.expired, c.batch = (
+            values[META_DROPPED],
+            values[META_EXPIRED],
+            values[META_BATCH],
+        )
 
     @_atomic
-    async def depth(self) -> Depth:
+    async def depth(self) -> OutboxStats:
         """Exact depth (a full scan of the outbox: call it rarely)."""
-        async with self.store.transaction() as db:
-            async with db.execute(
-                "SELECT count(*), coalesce(sum(size),0), coalesce(sum(kind = 1),0) FROM outbox"
-            ) as cur:
-                row = await cur.fetchone()
-            assert row is not None
-            oldest = await self._oldest(db)
-        return Depth(int(row[0]), int(row[1]), int(row[2]), *oldest)
+        return await self.store.outbox.stats()
 
     @_atomic
     async def oldest(self) -> tuple[int | None, float | None]:
-        async with self.store.transaction() as db:
-            return await self._oldest(db)
-
-    @staticmethod
-    async def _oldest(db: Any) -> tuple[int | None, float | None]:
-        async with db.execute("SELECT seq, ts FROM outbox ORDER BY seq LIMIT 1") as cur:
-            row = await cur.fetchone()
-        return (int(row[0]), float(row[1])) if row else (None, None)
+        return await self.store.outbox.oldest()
 
     @_atomic
     async def fetch(self, after: int, limit: int, upto: int | None = None) -> list[OutboxRow]:
         """Rows with ``after < seq <= upto`` in sequence order."""
-        sql = f"SELECT {_COLS} FROM outbox WHERE seq > ?"  # noqa: S608 - constant columns
-        args: list[Any] = [after]
-        if upto is not None:
-            sql += " AND seq <= ?"
-            args.append(upto)
-        sql += " ORDER BY seq LIMIT ?"
-        args.append(limit)
-        async with self.store.transaction() as db, db.execute(sql, args) as cur:
-            rows = await cur.fetchall()
-        return [_row(r) for r in rows]
+        return await self.store.outbox.fetch(after, limit, upto)
 
     @_atomic
     async def ack(self, ranges: Sequence[tuple[int, int]]) -> int:
@@ -203,11 +160,7 @@ class Outbox:
         """
         if not ranges:
             return 0
-        async with self.store.transaction() as db:
-            cur = await db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
-            deleted = cur.rowcount
-            await _meta_put(db, META_BATCH, self.counters.batch)
-        return max(deleted, 0)
+        return await self.store.outbox.delete_ranges(ranges, (META_BATCH, self.counters.batch))
 
     @_atomic
     async def dead_letter(
@@ -218,14 +171,8 @@ class Outbox:
             return
         if payload is None:
             payload = ("\n".join(r.body for r in rows)).encode("utf-8", "replace")
-        async with self.store.transaction() as db:
-            await db.execute(
-                "INSERT INTO dead_letter (created, reason, first_seq, last_seq, payload)"
-                " VALUES (?,?,?,?,?)",
-                (time.time(), reason, rows[0].seq, rows[-1].seq, payload),
-            )
-            await db.executemany("DELETE FROM outbox WHERE seq = ?", [(r.seq,) for r in rows])
-            self.counters.dead_letters += 1
+        await self.store.outbox.dead_letter(rows, reason, payload)
+        self.counters.dead_letters += 1
         _LOGGER.error(
             "moved %d outbox row(s) (seq %d-%d) to the dead-letter table: %s",
             len(rows),
@@ -249,7 +196,7 @@ class Outbox:
         for priority_pass in (False, True):
             cursor: int | None = None
             while freed < excess:
-                chunk = await self._scan(cursor, newest_first)
+                chunk = await self.store.outbox.scan(cursor, newest_first, SCAN_CHUNK)
                 if not chunk:
                     break
                 cursor = chunk[-1][0]
@@ -263,10 +210,9 @@ class Outbox:
                 break
         if not victims:
             return 0, 0
-        async with self.store.transaction() as db:
-            await db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in victims])
-            self.counters.dropped += len(victims)
-            await _meta_put(db, META_DROPPED, self.counters.dropped)
+        dropped = self.counters.dropped + len(victims)
+        await self.store.outbox.delete(victims, (META_DROPPED, dropped))
+        self.counters.dropped = dropped
         _LOGGER.warning(
             "outbox over %d bytes: dropped %d row(s) (%s, %d bytes)",
             max_bytes,
@@ -275,20 +221,6 @@ class Outbox:
             freed,
         )
         return len(victims), freed
-
-    @_atomic
-    async def _scan(
-        self, cursor: int | None, newest_first: bool
-    ) -> list[tuple[int, int, int, str]]:
-        if newest_first:
-            where, order = ("WHERE seq < ?", "DESC") if cursor is not None else ("", "DESC")
-        else:
-            where, order = ("WHERE seq > ?", "ASC") if cursor is not None else ("", "ASC")
-        sql = f"SELECT seq, kind, size, body FROM outbox {where} ORDER BY seq {order} LIMIT ?"  # noqa: S608 - constant fragments
-        args: tuple[Any, ...] = (cursor, SCAN_CHUNK) if cursor is not None else (SCAN_CHUNK,)
-        async with self.store.transaction() as db, db.execute(sql, args) as cur:
-            rows = await cur.fetchall()
-        return [(int(r[0]), int(r[1]), int(r[2]), str(r[3])) for r in rows]
 
     @_atomic
     async def expire(self, cutoff: float) -> tuple[int, int]:
@@ -304,31 +236,23 @@ class Outbox:
         freed = 0
         cursor = self._expire_cursor
         for _ in range(EXPIRE_SCAN_CHUNKS):
-            async with (
-                self.store.transaction() as db,
-                db.execute(
-                    "SELECT seq, ts, size, synced FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                    (cursor, SCAN_CHUNK),
-                ) as cur,
-            ):
-                chunk = await cur.fetchall()
+            chunk = await self.store.outbox.scan_stamps(cursor, SCAN_CHUNK)
             if not chunk:
                 cursor = 0
                 break
-            cursor = int(list(chunk)[-1][0])
-            found = [(int(r[0]), int(r[2])) for r in chunk if r[3] and r[1] < cutoff]
+            cursor = chunk[-1][0]
+            found = [(seq, size) for seq, ts, size, synced in chunk if synced and ts < cutoff]
             victims += [s for s, _ in found]
             freed += sum(z for _, z in found)
-            if any(r[3] and r[1] >= cutoff for r in chunk):
+            if any(synced and ts >= cutoff for _, ts, _, synced in chunk):
                 cursor = 0
                 break
         self._expire_cursor = cursor
         if not victims:
             return 0, 0
-        async with self.store.transaction() as db:
-            await db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in victims])
-            self.counters.expired += len(victims)
-            await _meta_put(db, META_EXPIRED, self.counters.expired)
+        expired = self.counters.expired + len(victims)
+        await self.store.outbox.delete(victims, (META_EXPIRED, expired))
+        self.counters.expired = expired
         _LOGGER.warning("expired %d outbox row(s) older than the TTL", len(victims))
         return len(victims), freed
 
@@ -336,47 +260,11 @@ class Outbox:
     async def restamp(self, boot: str, offset: float) -> int:
         """Re-stamp rows taken before the clock was synchronised during this boot:
         ``ts = offset + mono`` where ``offset = wall - mono`` of the synchronised clock."""
-        async with self.store.transaction() as db:
-            cur = await db.execute(
-                "UPDATE outbox SET ts = ? + mono, synced = 1 WHERE synced = 0 AND boot = ?",
-                (offset, boot),
-            )
-            n = max(cur.rowcount, 0)
+        n = await self.store.outbox.restamp(boot, offset)
         if n:
             _LOGGER.info("re-stamped %d outbox row(s) taken before the clock was synchronised", n)
         return n
 
     @_atomic
     async def dead_letters(self, limit: int = 20) -> list[dict[str, Any]]:
-        async with (
-            self.store.transaction() as db,
-            db.execute(
-                "SELECT id, created, reason, first_seq, last_seq, length(payload)"
-                " FROM dead_letter ORDER BY id DESC LIMIT ?",
-                (limit,),
-            ) as cur,
-        ):
-            rows = await cur.fetchall()
-        return [
-            {
-                "id": r[0],
-                "created": r[1],
-                "reason": r[2],
-                "first_seq": r[3],
-                "last_seq": r[4],
-                "bytes": r[5],
-            }
-            for r in rows
-        ]
-
-
-async def _meta_put(db: Any, key: str, value: int) -> None:
-    await db.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, str(value)),
-    )
-
-
-def seqs_of(rows: Iterable[OutboxRow]) -> list[int]:
-    return [r.seq for r in rows]
+        return await self.store.outbox.dead_letters(limit)

@@ -1,0 +1,47 @@
+"""The local state cache and telemetry outbox: one SQLite file through aiosqlite.
+
+Modules by responsibility:
+
+- :mod:`~gateway.store.schema`: tables, migrations, connection settings, ``meta``;
+- :mod:`~gateway.store.writer`: :class:`Store`, the pending queue, batched durable commits
+  and sequence numbers (the durability contract is written there);
+- :mod:`~gateway.store.reader`: queries, and the read-only view for the CLI;
+- :mod:`~gateway.store.outbox`: every statement on the outbox and dead-letter tables, the
+  row encoding and its size (the sync agent keeps only the policy);
+- :mod:`~gateway.store.devices`, :mod:`~gateway.store.codec`: the devices table, values;
+- :mod:`~gateway.store.files`: corrupt-file handling and the sequence reservation file.
+"""
+
+from __future__ import annotations
+
+from gateway.store.outbox import (
+    OUTBOX_EVENT,
+    OUTBOX_READING,
+    OutboxRow,
+    OutboxStats,
+    event_body,
+    event_size,
+    reading_body,
+    reading_size,
+)
+from gateway.store.reader import StateReader, open_readonly
+from gateway.store.schema import APPLICATION_ID, SCHEMA_VERSION
+from gateway.store.writer import CommitListener, Store, StoreCounters
+
+__all__ = [
+    "APPLICATION_ID",
+    "OUTBOX_EVENT",
+    "OUTBOX_READING",
+    "SCHEMA_VERSION",
+    "CommitListener",
+    "OutboxRow",
+    "OutboxStats",
+    "StateReader",
+    "Store",
+    "StoreCounters",
+    "event_body",
+    "event_size",
+    "open_readonly",
+    "reading_body",
+    "reading_size",
+]

@@ -1,0 +1,49 @@
+"""Values as the store keeps them: JSON text for ``state``/``history``, and what can be stored."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from gateway.errors import StoreError
+from gateway.model import Reading, Value
+
+json_str = json.encoder.encode_basestring
+
+
+def encode_value(value: Value) -> str:
+    """JSON text of a value (the hot path of ingest: no generic encoder for numbers)."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(float(value))  # finite floats only reach the store
+    return str(json_str(value))
+
+
+def decode_value(text: str) -> Value:
+    value = json.loads(text)
+    if isinstance(value, bool | int | float | str):
+        return value
+    raise StoreError(f"unexpected stored value {text!r}")
+
+
+def encodable(*texts: str | None) -> bool:
+    try:
+        for text in texts:
+            if text is not None:
+                text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def storable(r: Reading) -> bool:
+    """Values SQLite and JSON can hold: finite numbers, text that encodes as UTF-8."""
+    value = r.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return encodable(r.device_id, r.metric, value if isinstance(value, str) else None)

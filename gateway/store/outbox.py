@@ -1,0 +1,299 @@
+"""The outbox and dead-letter tables: every statement on them, the row encoding and its size.
+
+The sync agent decides what to send, drop, expire or dead-letter
+(:mod:`gateway.sync.outbox`); this module is the only one that knows how the rows are laid
+out. Statements of :class:`OutboxTable` each run in their own write transaction of the
+store (serialised with the ingest writer, so they never see its half-written batch); the
+plain functions run on a caller's connection (the read-only views of the API and the CLI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from gateway.model import Event, Reading, Stamp
+from gateway.store.codec import encode_value, json_str
+from gateway.store.schema import meta_put
+
+OUTBOX_READING = 0
+OUTBOX_EVENT = 1
+
+#: What a row costs besides its body (seq, stamps, boot id, SQLite's cell overhead): the
+#: unit of the outbox's byte bound.
+ROW_OVERHEAD = 48
+
+#: ``meta`` key: "0" when the service runs without an uplink (nothing is queued then).
+META_UPLINK = "outbox.uplink"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One undelivered reading or event. ``body`` is its compact JSON (without seq/ts)."""
+
+    seq: int
+    kind: int
+    device_id: str
+    body: str
+    ts: float
+    boot: str
+    mono: float
+    synced: bool
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    depth: int
+    bytes: int
+    oldest_ts: float | None
+    oldest_seq: int | None
+    events: int
+    #: False when the service runs without an uplink: readings are not queued at all.
+    uplink: bool = True
+
+
+def reading_body(r: Reading) -> str:
+    """The outbox body of a reading: what the sync agent publishes besides seq/ts/boot/mono."""
+    unit = "" if r.unit is None else f',"unit":{json_str(r.unit)}'
+    return (
+        f'{{"device":{json_str(r.device_id)},"metric":{json_str(r.metric)},'
+        f'"value":{encode_value(r.value)}{unit}}}'
+    )
+
+
+#: Keys of a published event that an event's extra properties may never take.
+_RESERVED_EVENT_KEYS = frozenset(
+    {"device", "event", "action", "button", "seq", "ts", "boot", "mono", "clock"}
+)
+
+
+def event_body(e: Event) -> str:
+    body: dict[str, Any] = {"device": e.device_id, "event": e.event, "action": e.action}
+    if e.button is not None:
+        body["button"] = e.button
+    for key, value in e.properties:
+        if key not in _RESERVED_EVENT_KEYS:
+            body.setdefault(key, value)
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def row_size(body: str) -> int:
+    """The size a row counts for in the outbox's byte bound."""
+    return len(body) + ROW_OVERHEAD
+
+
+def reading_size(r: Reading) -> int:
+    return row_size(reading_body(r))
+
+
+def event_size(e: Event) -> int:
+    return row_size(event_body(e))
+
+
+def reading_row(seq: int, r: Reading) -> tuple[Any, ...]:
+    """The parameters of :data:`INSERT` for a reading."""
+    return _params(seq, OUTBOX_READING, r.device_id, reading_body(r), r.stamp)
+
+
+def event_row(seq: int, e: Event) -> tuple[Any, ...]:
+    return _params(seq, OUTBOX_EVENT, e.device_id, event_body(e), e.stamp)
+
+
+def _params(seq: int, kind: int, device_id: str, body: str, s: Stamp) -> tuple[Any, ...]:
+    return (seq, kind, device_id, body, s.wall, s.boot, s.mono, int(s.synced), row_size(body))
+
+
+INSERT = (
+    "INSERT INTO outbox (seq, kind, device_id, body, ts, boot, mono, synced, size)"
+    " VALUES (?,?,?,?,?,?,?,?,?)"
+)
+
+_COLS = "seq, kind, device_id, body, ts, boot, mono, synced, size"
+
+
+def _row(r: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8])
+
+
+async def fetch(
+    db: aiosqlite.Connection,
+    limit: int,
+    *,
+    after: int = 0,
+    upto: int | None = None,
+    kind: int | None = None,
+) -> list[OutboxRow]:
+    """The oldest rows with ``after < seq <= upto`` (of one kind), in sequence order."""
+    sql = f"SELECT {_COLS} FROM outbox WHERE seq > ?"  # noqa: S608 - constant columns
+    args: list[Any] = [after]
+    if upto is not None:
+        sql += " AND seq <= ?"
+        args.append(upto)
+    if kind is not None:
+        sql += " AND kind = ?"
+        args.append(kind)
+    sql += " ORDER BY seq LIMIT ?"
+    args.append(limit)
+    async with db.execute(sql, args) as cur:
+        rows = await cur.fetchall()
+    return [_row(r) for r in rows]
+
+
+async def stats(db: aiosqlite.Connection) -> OutboxStats:
+    """Exact figures (a full scan of the outbox: call it rarely)."""
+    async with db.execute(
+        "SELECT count(*), coalesce(sum(size),0), coalesce(sum(kind = 1),0) FROM outbox"
+    ) as cur:
+        row = await cur.fetchone()
+    assert row is not None
+    seq, ts = await oldest(db)
+    async with db.execute("SELECT value FROM meta WHERE key = ?", (META_UPLINK,)) as cur:
+        uplink = await cur.fetchone()
+    return OutboxStats(
+        depth=int(row[0]),
+        bytes=int(row[1]),
+        oldest_ts=ts,
+        oldest_seq=seq,
+        events=int(row[2]),
+        uplink=uplink is None or uplink[0] != "0",
+    )
+
+
+async def oldest(db: aiosqlite.Connection) -> tuple[int | None, float | None]:
+    async with db.execute("SELECT seq, ts FROM outbox ORDER BY seq LIMIT 1") as cur:
+        row = await cur.fetchone()
+    return (int(row[0]), float(row[1])) if row else (None, None)
+
+
+Transaction = Callable[[], contextlib.AbstractAsyncContextManager[aiosqlite.Connection]]
+#: A ``meta`` counter to set in the same transaction as a change: (key, value).
+MetaCount = tuple[str, int] | None
+
+
+class OutboxTable:
+    """The outbox as the sync agent uses it; each call is one write transaction."""
+
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
+
+    async def stats(self) -> OutboxStats:
+        async with self._transaction() as db:
+            return await stats(db)
+
+    async def oldest(self) -> tuple[int | None, float | None]:
+        async with self._transaction() as db:
+            return await oldest(db)
+
+    async def fetch(self, after: int, limit: int, upto: int | None = None) -> list[OutboxRow]:
+        async with self._transaction() as db:
+            return await fetch(db, limit, after=after, upto=upto)
+
+    async def counters(self, keys: Iterable[str]) -> tuple[dict[str, int], int]:
+        """The persisted ``meta`` counters named (0 when absent), and the dead-letter count."""
+        out: dict[str, int] = {}
+        async with self._transaction() as db:
+            for key in keys:
+                async with db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+                    row = await cur.fetchone()
+                out[key] = int(row[0]) if row else 0
+            async with db.execute("SELECT count(*) FROM dead_letter") as cur:
+                row = await cur.fetchone()
+        return out, int(row[0]) if row else 0
+
+    async def delete_ranges(self, ranges: Sequence[tuple[int, int]], count: MetaCount) -> int:
+        """Delete the rows of inclusive (first, last) seq ranges. Returns rows deleted."""
+        async with self._transaction() as db:
+            cur = await db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
+            deleted = cur.rowcount
+            await _put(db, count)
+        return max(deleted, 0)
+
+    async def delete(self, seqs: Iterable[int], count: MetaCount = None) -> int:
+        """Delete rows by seq. Returns how many were named."""
+        params = [(s,) for s in seqs]
+        if not params and count is None:
+            return 0
+        async with self._transaction() as db:
+            await db.executemany("DELETE FROM outbox WHERE seq = ?", params)
+            await _put(db, count)
+        return len(params)
+
+    async def scan(
+        self, cursor: int | None, newest_first: bool, limit: int
+    ) -> list[tuple[int, int, int, str]]:
+        """(seq, kind, size, body) of up to ``limit`` rows past ``cursor``, in seq order
+        or newest first."""
+        if newest_first:
+            where, order = ("WHERE seq < ?", "DESC") if cursor is not None else ("", "DESC")
+        else:
+            where, order = ("WHERE seq > ?", "ASC") if cursor is not None else ("", "ASC")
+        sql = f"SELECT seq, kind, size, body FROM outbox {where} ORDER BY seq {order} LIMIT ?"  # noqa: S608 - constant fragments
+        args: tuple[Any, ...] = (cursor, limit) if cursor is not None else (limit,)
+        async with self._transaction() as db, db.execute(sql, args) as cur:
+            rows = await cur.fetchall()
+        return [(int(r[0]), int(r[1]), int(r[2]), str(r[3])) for r in rows]
+
+    async def scan_stamps(self, after: int, limit: int) -> list[tuple[int, float, int, bool]]:
+        """(seq, ts, size, synced) of up to ``limit`` rows with ``seq > after``, in order."""
+        async with (
+            self._transaction() as db,
+            db.execute(
+                "SELECT seq, ts, size, synced FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [(int(r[0]), float(r[1]), int(r[2]), bool(r[3])) for r in rows]
+
+    async def restamp(self, boot: str, offset: float) -> int:
+        """``ts = offset + mono, synced = 1`` for the unsynchronised rows of a boot."""
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "UPDATE outbox SET ts = ? + mono, synced = 1 WHERE synced = 0 AND boot = ?",
+                (offset, boot),
+            )
+            return max(cur.rowcount, 0)
+
+    async def dead_letter(self, rows: Sequence[OutboxRow], reason: str, payload: bytes) -> None:
+        """Move rows to the dead-letter table with the reason and the refused payload."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO dead_letter (created, reason, first_seq, last_seq, payload)"
+                " VALUES (?,?,?,?,?)",
+                (time.time(), reason, rows[0].seq, rows[-1].seq, payload),
+            )
+            await db.executemany("DELETE FROM outbox WHERE seq = ?", [(r.seq,) for r in rows])
+
+    async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
+        async with (
+            self._transaction() as db,
+            db.execute(
+                "SELECT id, created, reason, first_seq, last_seq, length(payload)"
+                " FROM dead_letter ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [
+            {
+                "id": r[0],
+                "created": r[1],
+                "reason": r[2],
+                "first_seq": r[3],
+                "last_seq": r[4],
+                "bytes": r[5],
+            }
+            for r in rows
+        ]
+
+
+async def _put(db: aiosqlite.Connection, count: MetaCount) -> None:
+    if count is not None:
+        await meta_put(db, count[0], str(count[1]))

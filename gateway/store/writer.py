@@ -1,0 +1,505 @@
+"""The owner of the state database: the pending queue, batched durable commits and the
+sequence numbers.
+
+Durability contract: a reading is *reported stored* (it gets its sequence number and commit
+listeners see it) only after the transaction holding it has committed with
+``synchronous=FULL`` in WAL mode; from then on it survives a crash or a power cut. Writes are
+batched into one transaction per at most ``batch_max_ms`` milliseconds or ``batch_max_rows``
+readings, to spare the SD card.
+
+Every reading and event gets a gateway-wide sequence number: strictly increasing, persisted in
+the same transaction, never reused across restarts or crashes (numbers of a batch that never
+committed were never visible to anyone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from gateway.config import StoreSection
+from gateway.errors import StoreError
+from gateway.model import DeviceUpdate, Event, Reading
+from gateway.store import devices, files, outbox
+from gateway.store.codec import encodable, encode_value, storable
+from gateway.store.reader import StateReader
+from gateway.store.schema import configure, meta_put, migrate
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Pending items beyond this are dropped (and counted) rather than exhausting memory when
+#: the disk stalls: at 20,000 readings/s that is many seconds of buffering.
+MAX_PENDING = 200_000
+#: After a failed commit, the writer retries after this many seconds (doubling, capped).
+RETRY_INITIAL_S = 0.2
+RETRY_MAX_S = 5.0
+#: At shutdown, a failing commit is tried this often before pending items are given up.
+CLOSE_ATTEMPTS = 3
+CLOSE_BUSY_TIMEOUT_MS = 500
+#: Sequence numbers are reserved in blocks of this size in a side file (see _reserve).
+SEQ_RESERVE = 1_000_000
+#: Prune the history table every this many commits.
+PRUNE_EVERY = 50
+
+
+@dataclass(slots=True)
+class StoreCounters:
+    commits: int = 0
+    rows_committed: int = 0
+    commit_failures: int = 0
+    dropped_backpressure: int = 0
+    dropped_invalid: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    readings: list[Reading] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    devices: dict[str, DeviceUpdate] = field(default_factory=dict)
+    seen: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.readings) + len(self.events)
+
+    def empty(self) -> bool:
+        return not (self.readings or self.events or self.devices or self.seen)
+
+
+CommitListener = Callable[[Sequence[Reading], Sequence[Event]], None]
+
+
+class Store(StateReader):
+    """Owner of the state database. Use ``async with await Store.open(...)`` or open/close."""
+
+    def __init__(
+        self,
+        path: Path,
+        config: StoreSection,
+        db: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+    ) -> None:
+        # Queries run on their own connection: in WAL mode they see committed data only,
+        # never the writer's open transaction, and they do not queue behind its commits.
+        super().__init__(reader)
+        self._db = db
+        self.path = path
+        self.config = config
+        self._pending = _Pending()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._listeners: list[CommitListener] = []
+        self._last_seq = 0
+        self._closed = False
+        self._writer: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
+        self.counters = StoreCounters()
+        self.last_error: str = ""
+        self.last_commit_wall: float | None = None
+        #: Set when a corrupt database was moved aside at open.
+        self.recovered_from: Path | None = None
+        #: Every sequence number handed out is below this (persisted in a side file).
+        self._reserved = 0
+        #: The outbox's statements (for the sync agent), in write transactions of this store.
+        self.outbox = outbox.OutboxTable(self.transaction)
+
+    # ------------------------------------------------------------------ open / close
+
+    @classmethod
+    async def open(cls, path: Path, config: StoreSection | None = None) -> Store:
+        """Open (creating or migrating) the database at ``path`` and start the writer.
+
+        A file that is not a migw database, or fails ``PRAGMA quick_check``, is moved aside
+        to ``<name>.corrupt-<UTC time>`` (never deleted) and a fresh one is created;
+        :attr:`recovered_from` names the moved file. A database from a newer migw is refused.
+        """
+        config = config or StoreSection()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        moved: Path | None = None
+        existed = await asyncio.to_thread(files.has_data, path)
+        problem = await asyncio.to_thread(files.check_existing, path)
+        if problem is not None:
+            moved = files.move_aside(path)
+            _LOGGER.error(
+                "state database %s is unusable (%s): moved it to %s and started a new one",
+                path,
+                problem,
+                moved,
+            )
+        db = await aiosqlite.connect(path, isolation_level=None)
+        reader: aiosqlite.Connection | None = None
+        try:
+            await configure(db)
+            await migrate(db, path)
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            await reader.execute("PRAGMA query_only=ON")
+            await reader.execute("PRAGMA busy_timeout=5000")
+            store = cls(path, config, db, reader)
+            store.recovered_from = moved
+            store._last_seq = await store._load_last_seq()
+            store._reserved = await asyncio.to_thread(files.read_reservation, path)
+            if (moved is not None or not existed) and store._reserved > store._last_seq:
+                # the database holding our numbers is gone: never hand them out again
+                _LOGGER.warning(
+                    "continuing sequence numbers after %d (the previous database is gone)",
+                    store._reserved,
+                )
+                store._last_seq = store._reserved
+        except BaseException:
+            if reader is not None:
+                await reader.close()
+            await db.close()
+            raise
+        store._writer = asyncio.create_task(store._write_loop(), name="store-writer")
+        return store
+
+    async def close(self) -> None:
+        """Flush everything pending, stop the writer, close the database."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            await self._db.execute(f"PRAGMA busy_timeout={CLOSE_BUSY_TIMEOUT_MS}")
+        self._wake.set()
+        if self._writer is not None:
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _LOGGER.exception("store writer ended with an error")
+        await self._rdb.close()
+        await self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _load_last_seq(self) -> int:
+        async with self._db.execute("SELECT value FROM meta WHERE key='last_seq'") as cur:
+            row = await cur.fetchone()
+        meta_seq = int(row[0]) if row else 0
+        # belt and braces: never below what the tables hold
+        async with self._db.execute(
+            "SELECT max(coalesce((SELECT max(seq) FROM outbox),0),"
+            " coalesce((SELECT max(seq) FROM history),0))"
+        ) as cur:
+            row = await cur.fetchone()
+        return max(meta_seq, int(row[0]) if row and row[0] is not None else 0)
+
+    # ------------------------------------------------------------------ ingest
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def subscribe(self, listener: CommitListener) -> Callable[[], None]:
+        """Call ``listener(readings, events)`` after each commit. Returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _admit(self) -> bool:
+        if self._closed:
+            raise StoreError("store is closed")
+        if len(self._pending) >= MAX_PENDING:
+            self.counters.dropped_backpressure += 1
+            return False
+        return True
+
+    def add_reading(self, reading: Reading) -> bool:
+        """Queue a reading for the next commit. False: dropped (counted) under backpressure."""
+        if not storable(reading):
+            self.counters.dropped_invalid += 1
+            return False
+        if not self._admit():
+            return False
+        self._pending.readings.append(reading)
+        self._pending.seen[reading.device_id] = reading.stamp.wall
+        self._kick()
+        return True
+
+    def add_event(self, event: Event) -> bool:
+        if not self._admit():
+            return False
+        self._pending.events.append(event)
+        self._pending.seen[event.device_id] = event.stamp.wall
+        self._kick()
+        return True
+
+    def update_device(self, update: DeviceUpdate, seen: float | None = None) -> None:
+        if self._closed:
+            raise StoreError("store is closed")
+        if not encodable(
+            update.id,
+            update.model,
+            update.name,
+            update.manufacturer,
+            *(update.attrs or {}).keys(),
+            *(update.attrs or {}).values(),
+        ):
+            self.counters.dropped_invalid += 1
+            return
+        prev = self._pending.devices.get(update.id)
+        self._pending.devices[update.id] = update if prev is None else devices.merge(prev, update)
+        if seen is not None:
+            self._pending.seen[update.id] = seen
+        self._kick()
+
+    def _kick(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        while not self._pending.empty() or not self._idle.is_set():
+            writer = self._writer
+            if writer is None or writer.done():
+                raise StoreError("store writer is not running")
+            idle = asyncio.ensure_future(self._idle.wait())
+            try:
+                await asyncio.wait({idle, writer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                idle.cancel()
+
+    # ------------------------------------------------------------------ writer
+
+    async def _write_loop(self) -> None:
+        max_rows = self.config.batch_max_rows
+        max_wait = self.config.batch_max_ms / 1000
+        retry = RETRY_INITIAL_S
+        close_failures = 0
+        isolate = 0
+        while True:
+            if self._pending.empty():
+                self._idle.set()
+                if self._closed:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            # gather for up to max_wait after the first item, or until the batch is full
+            deadline = time.monotonic() + max_wait
+            while len(self._pending) < max_rows and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await self._wake.wait()
+            # after a permanent failure, commit one item at a time to find the poison
+            batch = self._take(1 if isolate > 0 else max_rows)
+            isolate = max(0, isolate - len(batch))
+            try:
+                readings, events = await self._commit(batch)
+            except Exception as exc:  # the writer must outlive any failure
+                self.counters.commit_failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                transient = _transient(exc)
+                if isinstance(exc, sqlite3.IntegrityError):
+                    # someone else wrote our sequence numbers? then continue above theirs;
+                    # otherwise a constraint refuses the data itself: a permanent failure
+                    stored = await self._load_last_seq()
+                    transient = stored > self._last_seq
+                    self._last_seq = max(stored, self._last_seq)
+                if self.counters.commit_failures == 1 or retry >= RETRY_MAX_S:
+                    _LOGGER.error("state database write failed (will retry): %s", exc)
+                if not isinstance(exc, sqlite3.Error | OSError):
+                    _LOGGER.debug("write failure detail", exc_info=exc)
+                if not transient:
+                    if len(batch) <= 1:
+                        # the poison itself: drop it (counted) so ingest goes on
+                        self.counters.dropped_invalid += len(batch)
+                        _LOGGER.error("dropped an item the database refuses: %s", exc)
+                        batch.readings.clear()
+                        batch.events.clear()
+                    else:
+                        isolate = len(batch)
+                    retry = 0.0
+                self._requeue(batch)
+                if self._closed:
+                    close_failures += 1
+                    if close_failures >= CLOSE_ATTEMPTS:
+                        _LOGGER.error(
+                            "giving up on %d unsaved items at shutdown", len(self._pending)
+                        )
+                        self._pending = _Pending()
+                        continue
+                await asyncio.sleep(retry)
+                retry = min(max(retry * 2, RETRY_INITIAL_S), RETRY_MAX_S)
+                continue
+            retry = RETRY_INITIAL_S
+            self.last_error = ""
+            for listener in list(self._listeners):
+                try:
+                    listener(readings, events)
+                except Exception:
+                    _LOGGER.exception("commit listener failed")
+
+    def _take(self, max_rows: int) -> _Pending:
+        p = self._pending
+        if len(p) <= max_rows:
+            self._pending = _Pending()
+            return p
+        # split in arrival order per kind; events first (they are rare and urgent)
+        batch = _Pending()
+        n_events = min(len(p.events), max_rows)
+        batch.events, p.events = p.events[:n_events], p.events[n_events:]
+        n_readings = max_rows - n_events
+        batch.readings, p.readings = p.readings[:n_readings], p.readings[n_readings:]
+        batch.devices, p.devices = p.devices, {}
+        batch.seen, p.seen = p.seen, {}
+        return batch
+
+    def _requeue(self, batch: _Pending) -> None:
+        p = self._pending
+        p.readings[:0] = batch.readings
+        p.events[:0] = batch.events
+        for key, upd in batch.devices.items():
+            p.devices[key] = upd if key not in p.devices else devices.merge(upd, p.devices[key])
+        for key, seen in batch.seen.items():
+            p.seen[key] = max(seen, p.seen.get(key, seen))
+
+    async def _commit(self, batch: _Pending) -> tuple[list[Reading], list[Event]]:
+        seq = self._last_seq
+        readings: list[Reading] = []
+        events: list[Event] = []
+        history_rows: list[tuple[Any, ...]] = []
+        state_rows: dict[tuple[str, str], tuple[Any, ...]] = {}
+        outbox_rows: list[tuple[Any, ...]] = []
+        battery: dict[str, float] = {}
+        # Numbers follow arrival order per kind; within one batch readings come before
+        # events (a consumer orders by seq, and a batch spans at most batch_max_ms).
+        for r in batch.readings:
+            seq += 1
+            value = encode_value(r.value)
+            readings.append(_with_seq(r, seq))
+            history_rows.append((seq, r.device_id, r.metric, value, r.stamp.wall))
+            state_rows[(r.device_id, r.metric)] = (
+                r.device_id,
+                r.metric,
+                value,
+                r.unit,
+                r.stamp.wall,
+                seq,
+            )
+            outbox_rows.append(outbox.reading_row(seq, r))
+            if r.metric == "battery" and isinstance(r.value, int | float):
+                battery[r.device_id] = float(r.value)
+        for e in batch.events:
+            seq += 1
+            events.append(_with_seq(e, seq))
+            outbox_rows.append(outbox.event_row(seq, e))
+        if seq > self._reserved:
+            self._reserved = seq + SEQ_RESERVE
+            await asyncio.to_thread(files.write_reservation, self.path, self._reserved)
+        async with self._transaction() as db:
+            for upd in batch.devices.values():
+                await db.execute(devices.UPSERT_DEVICE, devices.device_params(upd))
+            if history_rows:
+                await db.executemany(
+                    "INSERT INTO history (seq, device_id, metric, value, ts) VALUES (?,?,?,?,?)",
+                    history_rows,
+                )
+                await db.executemany(
+                    "INSERT INTO state (device_id, metric, value, unit, ts, seq)"
+                    " VALUES (?,?,?,?,?,?) ON CONFLICT (device_id, metric) DO UPDATE SET"
+                    " value=excluded.value, unit=excluded.unit, ts=excluded.ts,"
+                    " seq=excluded.seq",
+                    list(state_rows.values()),
+                )
+            if outbox_rows:
+                await db.executemany(outbox.INSERT, outbox_rows)
+            if batch.seen:
+                await db.executemany(
+                    devices.SEEN, [(ts, ts, dev) for dev, ts in batch.seen.items()]
+                )
+            if battery:
+                await db.executemany(devices.BATTERY, [(v, dev) for dev, v in battery.items()])
+            if seq != self._last_seq:
+                await meta_put(db, "last_seq", str(seq))
+            if (self.counters.commits + 1) % PRUNE_EVERY == 0:
+                await self._prune_history()
+        self._last_seq = seq
+        self.counters.commits += 1
+        self.counters.rows_committed += len(readings) + len(events)
+        self.last_commit_wall = time.time()
+        return readings, events
+
+    async def _prune_history(self) -> None:
+        keep = self.config.history_max_rows
+        await self._db.execute(
+            "DELETE FROM history WHERE seq <= (SELECT seq FROM history ORDER BY seq DESC"
+            " LIMIT 1 OFFSET ?)",
+            (keep,),
+        )
+
+    # ------------------------------------------------------------------ transactions
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+        """A write transaction serialised with the ingest writer."""
+        return self._transaction()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT under the write lock; ROLLBACK on any exception.
+
+        Cancellation can strike while a statement runs in aiosqlite's thread (the BEGIN may
+        then have happened without us knowing): every exit path that did not commit rolls
+        back, and a transaction left open by anything else is rolled back before we begin.
+        """
+        db = self._db
+        async with self._write_lock:
+            try:
+                if db.in_transaction:
+                    _LOGGER.warning("rolling back a transaction left open")
+                    await db.execute("ROLLBACK")
+                await db.execute("BEGIN IMMEDIATE")
+                yield db
+                await db.execute("COMMIT")
+            except BaseException:
+                # shielded: a second cancellation must not leave the transaction open
+                await asyncio.shield(_rollback(db))
+                raise
+
+    async def outbox_delete(self, seqs: Iterable[int]) -> int:
+        """Delete delivered rows (after the broker acknowledged them). Returns the count."""
+        return await self.outbox.delete(seqs)
+
+
+_T = TypeVar("_T", Reading, Event)
+
+
+def _with_seq(item: _T, seq: int) -> _T:
+    if type(item) is Reading:
+        # the hot path: a direct constructor call is several times faster than replace()
+        return Reading(
+            item.device_id, item.metric, item.value, item.unit, item.stamp, item.source, seq
+        )
+    return dataclasses.replace(item, seq=seq)
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error, ValueError):
+        if db.in_transaction:
+            await db.execute("ROLLBACK")
+
+
+def _transient(exc: BaseException) -> bool:
+    """Locked, busy, disk full, I/O: worth retrying. Anything else will fail again."""
+    return isinstance(exc, sqlite3.OperationalError | OSError)
