@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import writer as store_mod
 from gateway import systemd
 from gateway.adapters import DemoOptions
 from gateway.config import ApiSection, Config, GpioDevice, GpioSection, Secret, StoreSection
 from gateway.demo import demo_config
 from gateway.errors import ConfigError
 from gateway.service import Service
+from gateway.store import writer as store_mod
 from gateway.systemd import Notifier, SystemdIntegration, watchdog_interval
 
 GPIO_ONLY = DemoOptions(ble_devices=0, zigbee=False, gpio_interval=0.2)
