@@ -217,3 +217,17 @@ def test_sniff_ble_on_the_replay_scanner(
 
 def test_overrides_are_shared_with_the_vector_test() -> None:
     assert OVERRIDES  # the CLI test compares against the same documented expectations
+
+
+def test_sniff_ble_without_a_system_bus_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real bleak, no D-Bus system bus (a host without BlueZ): one clear error, exit 1."""
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
+    assert main(["sniff", "ble", "--no-config", "--duration", "10"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    first, hint = captured.err.splitlines()
+    assert first.startswith("migw sniff ble: cannot scan on hci0: ")
+    assert "D-Bus system bus not reachable" in first
+    assert "bluetoothd" in hint and "migw doctor" in hint

@@ -22,6 +22,7 @@ from drivers.ble.keys import BindKey, parse_key, parse_keys
 from drivers.ble.products import PRODUCTS, product
 from drivers.ble.types import (
     UUID_ATC,
+    UUID_BTHOME_V1,
     UUID_BTHOME_V1_ENC,
     UUID_BTHOME_V2,
     UUID_MIBEACON,
@@ -742,3 +743,55 @@ def test_mibeacon_encrypted_round_trip_property(
     flipped[-5] ^= 0x01  # one bit of ciphertext/counter: the tag no longer matches
     bad = decode_payload(UUID_MIBEACON, bytes(flipped), MAC, KEY16)
     assert isinstance(bad, Failed) and bad.reason is FailReason.KEY_INVALID
+
+
+# --- gaps found by the peer suites (issue 12) ---------------------------------------------
+
+
+def test_a_truncated_bthome_object_keeps_the_objects_before_it() -> None:
+    """bthome-ble stops at an object that overruns the payload and keeps the earlier ones."""
+    # v2: temperature 25.06 °C, then humidity cut after one byte
+    out = decode_payload(UUID_BTHOME_V2, bytes.fromhex("4002ca0903bf"), MAC, None)
+    assert isinstance(out, Decoded)
+    assert out.values == {"temperature": 25.06}
+    assert out.info["truncated"] == "object 0x03 at 3 is truncated"
+    # v1: the same, control-byte framing
+    v1 = bytes.fromhex("2302ca090303bf")
+    out = decode_payload(UUID_BTHOME_V1, v1, MAC, None)
+    assert isinstance(out, Decoded) and out.values == {"temperature": 25.06}
+    # nothing before the truncated object: malformed, as before
+    bad = decode_payload(UUID_BTHOME_V2, bytes.fromhex("4002ca"), MAC, None)
+    assert isinstance(bad, Failed) and bad.reason is FailReason.MALFORMED
+
+
+@pytest.mark.parametrize(
+    ("oid", "value", "expected"),
+    [  # the table of xiaomi-ble's test_Xiaomi_SJWS02LM_water_state (@509f516e)
+        (0x4806, 1, {"water_leak": True}),
+        (0x4806, 0, {"water_leak": False}),
+        (0x487B, 1, {"water_leak_2": True}),
+        (0x487B, 0, {"water_leak_2": False}),
+        (0x4A68, 0, {"water_leak": True}),
+        (0x4A68, 1, {"water_leak": False}),
+        (0x4A68, 2, {"water_leak_2": True}),
+        (0x4A68, 3, {"water_leak_2": False}),
+        (0x4A68, 4, {}),
+    ],
+)
+def test_sjws02lm_two_probes(oid: int, value: int, expected: dict[str, bool]) -> None:
+    key = parse_key("00112233445566778899aabbccddeeff")
+    mac = "12:34:56:78:9A:BC"
+    frame = mibeacon.encode(
+        product_id=0x6375, frame_counter=value + 1, mac=mac, objects=[(oid, bytes([value]))],
+        key=key, ext_counter=value + 1,
+    )  # fmt: skip
+    out = decode_payload(UUID_MIBEACON, frame, mac, key)
+    assert isinstance(out, Decoded)
+    assert (out.model, out.sleepy, out.values) == ("SJWS02LM", True, expected)
+    # another model sending 0x487B/0x4A68 gets nothing from them (as in xiaomi-ble)
+    if oid != 0x4806:
+        other = mibeacon.encode(
+            product_id=0x0863, frame_counter=1, mac=mac, objects=[(oid, bytes([value]))]
+        )
+        out = decode_payload(UUID_MIBEACON, other, mac, None)
+        assert isinstance(out, Decoded) and out.values == {}

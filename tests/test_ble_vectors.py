@@ -37,6 +37,7 @@ OVERRIDES: dict[int, tuple[dict[str, Any], str]] = {
     205: ({"mass": 33.956}, "0x07 is sent in lb; reported in kg (74.86 lb)"),
     152: ({"distance": 0.012}, "0x40 is sent in mm; distance is reported in m"),
     161: ({"volume": 34.78}, "0x48 is sent in mL; volume is reported in L"),
+    83: ({"stabilized": True}, "S200 record of a finished weighing: stabilized (docs/ble.md)"),
 }
 
 _ACTIONS = {
@@ -97,8 +98,6 @@ def translate(index: int, vec: dict[str, Any]) -> dict[str, Any]:
         if name == "moisture" and isinstance(value, bool):
             name = "water_leak"  # binary moisture is a leak (docs/metrics.md)
         if name == "power" and isinstance(value, bool):
-            if model == "YLYK01YL":
-                continue  # source state invented from a button event; we send the event
             name = "power_on"  # binary power: W is the float metric "power"
         if name == "timestamp":
             value = int(datetime.datetime.fromisoformat(value).timestamp())

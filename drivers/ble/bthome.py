@@ -332,6 +332,14 @@ _NUMERIC: dict[int, tuple[str, int, bool, float, int, bool, int]] = {
 }
 
 
+def _truncated(out: _Parsed, what: str) -> None:
+    """A truncated object ends the walk; the objects before it are kept (as bthome-ble
+    does). A payload with nothing before it is malformed."""
+    if not (out.pairs or out.buttons or out.events or out.packet_id is not None):
+        raise MalformedError(f"BTHome {what}")
+    out.info["truncated"] = what
+
+
 def parse_v2_objects(payload: bytes) -> _Parsed:
     out = _Parsed([], [], [], None, {})
     pairs = out.pairs
@@ -345,7 +353,8 @@ def parse_v2_objects(payload: bytes) -> _Parsed:
             name, length, signed, scale, digits, as_float, divisor = fast
             nxt = pos + 1 + length
             if nxt > end:
-                raise MalformedError(f"BTHome object 0x{oid:02X} is truncated")
+                _truncated(out, f"object 0x{oid:02X} at {pos} is truncated")
+                break
             raw = int.from_bytes(payload[pos + 1 : nxt], "little", signed=signed)
             if divisor == 1:
                 pairs.append((name, float(raw) if as_float else raw))
@@ -363,11 +372,13 @@ def parse_v2_objects(payload: bytes) -> _Parsed:
         length = obj.length
         if obj.kind is Kind.TEXT or obj.kind is Kind.RAW:
             if pos >= end:
-                raise MalformedError(f"BTHome object 0x{oid:02X} lacks its length byte")
+                _truncated(out, f"object 0x{oid:02X} at {pos - 1} lacks its length byte")
+                break
             length = payload[pos]
             pos += 1
         if pos + length > end:
-            raise MalformedError(f"BTHome object 0x{oid:02X} is truncated")
+            _truncated(out, f"object 0x{oid:02X} at {pos - 1} is truncated")
+            break
         _apply(obj, payload[pos : pos + length], out, signed=obj.signed, fmt_float=False)
         pos += length
     return out
@@ -383,7 +394,8 @@ def parse_v1_objects(payload: bytes) -> _Parsed:
         size = ctrl & 0x1F
         fmt = ctrl >> 5
         if size < 1 or pos + 1 + size > end:
-            raise MalformedError(f"BTHome v1 object at {pos} overruns the payload")
+            _truncated(out, f"v1 object at {pos} overruns the payload")
+            break
         oid = payload[pos + 1]
         data = payload[pos + 2 : pos + 1 + size]
         obj = OBJECTS.get(oid)

@@ -220,6 +220,24 @@ def _door_left_open(data: bytes, ctx: _Ctx) -> None:
         ctx.values["door_left_open"] = True
 
 
+#: SJWS02LM (flood sensor 2) has two probes: ``water_leak`` is the bottom (submersion)
+#: probe, as on every leak sensor, ``water_leak_2`` the top (splash) probe.
+_LEAK_TOP = "water_leak_2"
+
+
+def _leak_top(data: bytes, ctx: _Ctx) -> None:
+    """0x487B: top splash probe state (SJWS02LM)."""
+    if ctx.model == "SJWS02LM":
+        ctx.values[_LEAK_TOP] = data[0] > 0
+
+
+def _leak_event(data: bytes, ctx: _Ctx) -> None:
+    """0x4A68 (SJWS02LM): 0 bottom wet, 1 bottom dry, 2 top wet, 3 top dry. The device
+    does not always send its 0x4806/0x487B state with it, so the event sets the state."""
+    if ctx.model == "SJWS02LM" and data[0] <= 3:
+        ctx.values["water_leak" if data[0] < 2 else _LEAK_TOP] = data[0] in (0, 2)
+
+
 def _motion_illuminance(data: bytes, ctx: _Ctx) -> None:
     ctx.values["motion"] = True
     lux = _f32(data)
@@ -362,9 +380,14 @@ def _charging_state(data: bytes, ctx: _Ctx) -> None:
 
 
 def _scale_s200(data: bytes, ctx: _Ctx) -> None:
-    """0x4E16 (S200): profile id u8, mass u32 (/100 kg), timestamp u32."""
+    """0x4E16 (S200): profile id u8, mass u32 (/100 kg), timestamp u32.
+
+    The S200 sends a timestamped record of a finished weighing, so a mass in it is a
+    stabilized one; a record with mass 0 is none (xiaomi-ble ignores it).
+    """
     profile, mass, _ts = struct.unpack("<BII", data)
     ctx.values["profile_id"] = profile
+    ctx.values["stabilized"] = mass > 0
     if mass:
         ctx.values["mass"] = round(mass / 100, 2)
 
@@ -442,6 +465,8 @@ def _button_1001(data: bytes, ctx: _Ctx) -> None:
             else:
                 ctx.event("dimmer", "rotate_left_pressed", steps=256 - btype)
         return
+    if model == "YLYK01YL" and btype in (0, 1):  # the "on"/"off" buttons: the lamp's state
+        ctx.values["power_on"] = btype == 0
     action = _PRESS_1001.get(press)
     if action is None:
         return
@@ -536,6 +561,7 @@ OBJECTS: dict[int, ObjDef] = {
         ObjDef(0x4804, "opening state", _one(1), _opening_miot),
         ObjDef(0x4805, "illuminance (float)", _one(4), _set("illuminance", _f32)),
         ObjDef(0x4806, "water leak", _one(1), _flag("water_leak")),
+        ObjDef(0x487B, "water leak, top probe", _one(1), _leak_top),
         ObjDef(0x4808, "humidity (float)", _one(4), _set("humidity", _f32)),
         ObjDef(0x480C, "opening", _one(1), _opening_480c),
         ObjDef(0x4818, "no-motion time", _one(2), _no_motion_time),
@@ -559,6 +585,7 @@ OBJECTS: dict[int, ObjDef] = {
         ObjDef(0x4A12, "opening event", _one(1), _opening_miot),
         ObjDef(0x4A13, "button", _one(1), _button_4a13),
         ObjDef(0x4A1A, "door left open", _one(1), _door_left_open),
+        ObjDef(0x4A68, "water leak event", _one(1), _leak_event),
         ObjDef(0x4C01, "temperature (float)", _one(4), _set("temperature", _f32)),
         ObjDef(0x4C02, "humidity", _one(1), _set("humidity", lambda d: float(d[0]))),
         ObjDef(0x4C03, "battery", _one(1), _set("battery", lambda d: float(d[0]))),

@@ -99,6 +99,9 @@ def describe_fault(exc: BaseException) -> str:
     dbus_type = getattr(exc, "type", None)  # dbus_fast.errors.DBusError carries the D-Bus name
     if isinstance(dbus_type, str) and dbus_type not in text:
         text = f"{dbus_type}: {text}"
+    if isinstance(exc, (FileNotFoundError, ConnectionRefusedError, PermissionError)):
+        # bleak's BlueZ backend connecting to the system bus
+        return f"D-Bus system bus not reachable (is dbus/bluetoothd running?): {name}: {text}"
     if "inprogress" in text.replace(" ", "").lower():
         return f"adapter busy (InProgress): {text}"
     if "powered" in text.lower() or "poweredoff" in text.replace(" ", "").lower():

@@ -36,6 +36,7 @@ from drivers.ble.keys import BindKey, parse_key
 from drivers.ble.scanner import BleScanner, ScannerFactory, bleak_factory
 from drivers.ble.types import Advertisement, Decoded, Failed, FailReason, normalize_mac
 from drivers.errors import ParseError
+from drivers.supervisor import State, SupervisorStatus
 from gateway.adapters.ble import load_keys
 from gateway.cli.base import CliContext, decode, pass_ctx, sniff
 from gateway.errors import ConfigError
@@ -181,17 +182,53 @@ class SniffPrinter:
         click.echo(line)
 
 
-async def run_sniff(factory: ScannerFactory, printer: SniffPrinter, duration: float | None) -> None:
-    scanner = BleScanner(factory, name="BLE sniffer")
+class SniffFailed(Exception):
+    """Scanning could not start (no adapter, no bluetoothd, no permission ...)."""
+
+
+#: What to check when scanning cannot start at all.
+SNIFF_HINT = (
+    "check that a Bluetooth adapter is present and up (`ls /sys/class/bluetooth`, "
+    "`rfkill list`), that bluetoothd is running, and that this user may use BlueZ over "
+    "D-Bus; `migw doctor` checks all three"
+)
+
+
+async def run_sniff(
+    factory: ScannerFactory,
+    printer: SniffPrinter,
+    duration: float | None,
+    *,
+    adapter: str = "",
+) -> None:
+    """Scan until ``duration`` ends (or forever). A scanner that never started raises
+    :class:`SniffFailed`; a fault after it ran is reported on stderr and retried."""
+    started = False
+    failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def on_state(status: SupervisorStatus) -> None:
+        nonlocal started
+        if status.state is State.RUNNING:
+            started = True
+        elif status.state in (State.BACKOFF, State.FAILED) and status.reason:
+            if not started:
+                if not failed.done():
+                    failed.set_result(status.reason)
+            else:
+                click.echo(f"BLE scanner fault, restarting: {status.reason}", err=True)
+
+    scanner = BleScanner(factory, name="BLE sniffer", on_state=on_state)
     scanner.subscribe(printer)
     task = asyncio.create_task(scanner.run(), name="ble-sniff")
     try:
-        if duration is None:
+        async with asyncio.timeout(duration):
+            done, _ = await asyncio.wait((task, failed), return_when=asyncio.FIRST_COMPLETED)
+            if failed in done:
+                on = f" on {adapter}" if adapter else ""
+                raise SniffFailed(f"cannot scan{on}: {failed.result()}")
             await task
-        else:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(duration):
-                    await asyncio.shield(task)
+    except TimeoutError:
+        pass
     finally:
         await cancel_and_wait(task)
 
@@ -224,6 +261,7 @@ def sniff_ble(
     """Live decoded BLE adverts with RSSI (Ctrl-C to stop)."""
     keys = _keys(ctx, bindkeys, not no_config)
     factory: ScannerFactory
+    adapter_name = ""
     if replay is not None:  # test and demo seam: the hw_mocks replay scanner
         from hw_mocks.ble import replay_factory
 
@@ -233,10 +271,14 @@ def sniff_ble(
         if not no_config:
             with contextlib.suppress(ConfigError):
                 cfg_adapter = ctx.load_config().ble.adapter
-        factory = bleak_factory(adapter or cfg_adapter, passive=not active)
+        adapter_name = adapter or cfg_adapter
+        factory = bleak_factory(adapter_name, passive=not active)
     printer = SniffPrinter(keys, raw, show_all)
     try:
-        asyncio.run(run_sniff(factory, printer, duration))
+        asyncio.run(run_sniff(factory, printer, duration, adapter=adapter_name))
     except KeyboardInterrupt:
         return 130
+    except SniffFailed as exc:
+        click.echo(f"migw sniff ble: {exc}\n  {SNIFF_HINT}", err=True)
+        return 1
     return 0
