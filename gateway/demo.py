@@ -1,15 +1,23 @@
-"""Demo mode: the real service on simulated hardware (hw_mocks)."""
+"""Demo mode: the real service on simulated hardware (hw_mocks).
+
+The production adapters take transport factories (:class:`gateway.adapters.Transports`);
+:func:`demo_transports` gives them the simulated ones: gpiozero's MockFactory pins with a
+scripted person at the inputs, and a Z-Stack simulator on a pty as the Zigbee link.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from gateway.adapters import AdapterContext, DemoOptions, Transports
 from gateway.config import (
     ApiSection,
     Config,
@@ -63,6 +71,93 @@ def demo_config(base: Config, state_dir: Path | None, api_port: int | None) -> C
     if not cfg.gpio.devices:
         cfg = cfg.replace(gpio=GpioSection(devices=DEMO_GPIO))
     return cfg
+
+
+#: The simulated stick: seconds between reports, and how long the network stays open.
+DEMO_REPORT_INTERVAL = 1.5
+DEMO_PERMIT_JOIN_S = 254
+#: Its files live apart from a real stick's (the demo may share a state directory).
+ZIGBEE_DEMO_DIR = "zigbee-demo"
+
+
+class SimulatedStick:
+    """A :class:`~gateway.adapters.ZigbeeLink` to ``hw_mocks.znp.ZStackSimulator`` on a pty
+    in ``state_dir``, with the Aqara models of ``hw_mocks.aqara``. One simulated stick per
+    link: its network survives a restart of the driver, like a real stick's."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        open_network_s: int | None = DEMO_PERMIT_JOIN_S,
+        report_interval: float = DEMO_REPORT_INTERVAL,
+    ) -> None:
+        self.state_dir = state_dir
+        self.open_network_s = open_network_s
+        self._report_interval = report_interval
+        self._sim: Any = None
+
+    @property
+    def path(self) -> str:
+        return str(self.state_dir / "ttyZNP-sim")
+
+    def info(self) -> dict[str, str]:
+        from hw_mocks.aqara import MODELS
+
+        return {"adapter": "simulated Z-Stack", "devices_simulated": str(len(MODELS))}
+
+    def session(self) -> AbstractAsyncContextManager[object]:
+        return self._run()
+
+    @contextlib.asynccontextmanager
+    async def _run(self) -> AsyncIterator[object]:
+        if self._sim is None:
+            from drivers.zigbee.coordinator import BACKUP_FILE
+            from hw_mocks.aqara import MODELS
+            from hw_mocks.znp import ZStackSimulator
+
+            # the simulated stick is blank in every process: the backup of the last demo's
+            # network would (rightly, for a real stick) stop the coordinator from forming one
+            (self.state_dir / BACKUP_FILE).unlink(missing_ok=True)
+            self._sim = ZStackSimulator(
+                link_path=self.path,
+                devices=MODELS,
+                report_interval=self._report_interval,
+                seed=4447,
+            )
+        await self._sim.start()
+        try:
+            yield self._sim
+        finally:
+            await self._sim.stop()
+
+
+def demo_transports(
+    options: DemoOptions, *, report_interval: float = DEMO_REPORT_INTERVAL
+) -> Transports:
+    """Simulated transports for the adapters, sized by ``options`` (``report_interval``: of
+    the simulated Zigbee devices)."""
+    from hw_mocks.gpio import mock_factory, run_script
+
+    async def stimulus(factory: Any, specs: Sequence[Any]) -> None:
+        await run_script(factory, list(specs), options.gpio_interval)
+
+    return Transports(
+        pin_factory=mock_factory(),  # never the board's pins in a demo
+        gpio_stimulus=stimulus if options.gpio else None,
+        zigbee_link=(
+            (lambda d: SimulatedStick(d / ZIGBEE_DEMO_DIR, report_interval=report_interval))
+            if options.zigbee
+            else None
+        ),
+    )
+
+
+def demo_context(
+    config: Config, state_dir: Path, options: DemoOptions, **transport_options: Any
+) -> AdapterContext:
+    """The adapters' context of a demo: its options and the simulated transports."""
+    return AdapterContext(config, state_dir, options, demo_transports(options, **transport_options))
 
 
 class ReadingLogger:

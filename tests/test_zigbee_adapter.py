@@ -15,6 +15,7 @@ from drivers.zigbee import transport
 from gateway.adapters import AdapterContext, DemoOptions
 from gateway.adapters import zigbee as adapter
 from gateway.config import Config, ZigbeeSection
+from gateway.demo import demo_context
 from gateway.driver import Health
 from gateway.model import (
     Command,
@@ -37,7 +38,10 @@ def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(co, "INTERVIEW_TIMEOUT", 0.5)
     monkeypatch.setattr(co, "CONFIRM_TIMEOUT", 2.0)
     monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 2.0)
-    monkeypatch.setattr(adapter, "DEMO_REPORT_INTERVAL", 0.02)
+
+
+def demo_ctx(tmp_path: Path, options: DemoOptions | None = None) -> AdapterContext:
+    return demo_context(Config(), tmp_path, options or DemoOptions(), report_interval=0.02)
 
 
 async def until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -48,11 +52,11 @@ async def until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
 
 def test_disabled_is_none(tmp_path: Path) -> None:
     assert adapter.create(AdapterContext(Config(), tmp_path)) is None
-    assert adapter.create(AdapterContext(Config(), tmp_path, DemoOptions(zigbee=False))) is None
+    assert adapter.create(demo_ctx(tmp_path, DemoOptions(zigbee=False))) is None
 
 
 async def test_demo_devices_join_and_report(tmp_path: Path) -> None:
-    driver = adapter.create(AdapterContext(Config(), tmp_path, DemoOptions()))
+    driver = adapter.create(demo_ctx(tmp_path))
     assert driver is not None
     sink = RecordingSink()
     task = asyncio.create_task(driver.run(sink))
@@ -140,7 +144,7 @@ async def test_real_config_against_a_stick(tmp_path: Path) -> None:
 
 async def test_demo_driver_restart_resumes(tmp_path: Path) -> None:
     """The service restarts a failed driver by calling run() again: same network, same ids."""
-    driver = adapter.create(AdapterContext(Config(), tmp_path, DemoOptions()))
+    driver = adapter.create(demo_ctx(tmp_path))
     assert driver is not None
     ids: list[set[str]] = []
     for _ in range(2):
@@ -162,7 +166,7 @@ async def test_demo_driver_restart_resumes(tmp_path: Path) -> None:
 async def test_demo_starts_again_in_the_same_state_dir(tmp_path: Path) -> None:
     """Each demo process has a blank simulated stick: its old backup must not block it."""
     for run in range(2):
-        driver = adapter.create(AdapterContext(Config(), tmp_path, DemoOptions()))
+        driver = adapter.create(demo_ctx(tmp_path))
         assert driver is not None
         sink = RecordingSink()
         task = asyncio.create_task(driver.run(sink))

@@ -1,18 +1,69 @@
 """Adapters: the ``drivers`` library seen through the gateway's :class:`~gateway.driver.Driver`.
 
 Each module here exposes ``create(ctx: AdapterContext) -> Driver | None`` (None when its
-section is disabled). The service builds every driver listed in :data:`ADAPTERS`.
+section is disabled). :func:`build_drivers` builds them in start order.
+
+How an adapter reaches its hardware is a transport factory in :class:`Transports`, modelled
+on gpiozero's pin factories: production leaves them unset (real pins, the configured serial
+port), ``gateway.demo`` and tests pass simulated ones from ``hw_mocks``. The adapters never
+import the simulators.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from gateway.config import Config
 from gateway.driver import Driver
+
+
+class ZigbeeLink(Protocol):
+    """The serial link to a Z-Stack stick, opened by a transport factory.
+
+    ``path`` is the port the coordinator opens. :meth:`session` is entered before the
+    coordinator runs and left after it stopped (a real port: no work; the demo's simulated
+    stick starts and stops there)."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the coordinator keeps its device table and backups for this link."""
+        ...
+
+    @property
+    def open_network_s(self) -> int | None:
+        """Permit joining for this many seconds once the stick is up (None: do not)."""
+        ...
+
+    def info(self) -> dict[str, str]:
+        """Facts for health (``adapter``, ...); no secrets."""
+        ...
+
+    def session(self) -> AbstractAsyncContextManager[object]: ...
+
+
+#: Something acting on GPIO inputs while the driver runs (the demo's scripted person at the
+#: pins): called with the pin factory and the configured pin specs, runs until cancelled.
+GpioStimulus = Callable[[Any, Sequence[Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Transports:
+    """Transport factories for the adapters; None means the real hardware."""
+
+    #: A gpiozero pin factory (``gpiozero.pins.mock.MockFactory`` in the demo and tests);
+    #: None: gpiozero's default for the board.
+    pin_factory: Any = None
+    gpio_stimulus: GpioStimulus | None = None
+    #: Opens the Zigbee link for a state directory; None: the configured serial port.
+    #: When set, Zigbee runs whatever ``zigbee.enabled`` says.
+    zigbee_link: Callable[[Path], ZigbeeLink] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +74,7 @@ class DemoOptions:
     #: Adverts per second per simulated BLE device.
     ble_rate: float = 0.5
     zigbee: bool = True
+    #: Scripted activity on the simulated GPIO inputs.
     gpio: bool = True
     #: Seconds between scripted GPIO changes (button presses, door, PIR).
     gpio_interval: float = 3.0
@@ -32,20 +84,31 @@ class DemoOptions:
 class AdapterContext:
     config: Config
     state_dir: Path
-    #: Set in demo mode: build on simulated hardware from hw_mocks.
+    #: Set in demo mode (the BLE adapter still reads its fleet size here).
     demo: DemoOptions | None = None
+    transports: Transports = field(default_factory=Transports)
 
 
-#: Module names under gateway.adapters, in start order.
-ADAPTERS: list[str] = ["gpio", "ble", "zigbee"]
+#: Driver names, in start order.
+ADAPTERS: tuple[str, ...] = ("gpio", "ble", "zigbee")
+
+
+def factory(name: str) -> Callable[[AdapterContext], Driver | None]:
+    """The ``create`` of the adapter named ``name`` (one of :data:`ADAPTERS`)."""
+    from gateway.adapters import ble, gpio, zigbee
+
+    factories: dict[str, Callable[[AdapterContext], Driver | None]] = {
+        "gpio": gpio.create,
+        "ble": ble.create,
+        "zigbee": zigbee.create,
+    }
+    return factories[name]
 
 
 def build_drivers(ctx: AdapterContext) -> list[Driver]:
     drivers: list[Driver] = []
     for name in ADAPTERS:
-        module = importlib.import_module(f"gateway.adapters.{name}")
-        create: Callable[[AdapterContext], Driver | None] = module.create
-        driver = create(ctx)
+        driver = factory(name)(ctx)
         if driver is not None:
             drivers.append(driver)
     return drivers

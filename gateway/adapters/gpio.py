@@ -1,4 +1,5 @@
-"""GPIO devices from the config, on gpiozero (MockFactory pins in demo mode)."""
+"""GPIO devices from the config, on gpiozero with the pin factory given in
+:class:`~gateway.adapters.Transports` (the board's own, or MockFactory pins in the demo)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import contextlib
 from typing import Any
 
 from drivers.gpio import ButtonAction, GpioBank, GpioSignal, PinKind, PinSpec, StateChange
-from gateway.adapters import AdapterContext
+from gateway.adapters import AdapterContext, GpioStimulus
 from gateway.config import GpioDevice
 from gateway.driver import DriverHealth, Health, Sink
 from gateway.model import (
@@ -49,11 +50,11 @@ class GpioDriver:
         devices: tuple[GpioDevice, ...],
         *,
         pin_factory: Any = None,
-        demo_interval: float | None = None,
+        stimulus: GpioStimulus | None = None,
     ) -> None:
         self._specs = [spec_of(d) for d in devices]
         self._factory = pin_factory
-        self._demo_interval = demo_interval
+        self._stimulus = stimulus
         self._bank: GpioBank | None = None
         self._health = DriverHealth(info={"devices": str(len(self._specs))})
 
@@ -104,10 +105,8 @@ class GpioDriver:
                 )
             for signal in bank.initial_signals():
                 on_signal(signal)
-            if self._demo_interval is not None:
-                from hw_mocks.gpio import run_script
-
-                await run_script(self._factory, self._specs, self._demo_interval)
+            if self._stimulus is not None:
+                await self._stimulus(self._factory, self._specs)
             await asyncio.Event().wait()
         finally:
             self._bank = None
@@ -141,12 +140,7 @@ class GpioDriver:
 
 def create(ctx: AdapterContext) -> GpioDriver | None:
     devices = ctx.config.gpio.devices
-    if ctx.demo is not None:
-        if not ctx.demo.gpio or not devices:
-            return None
-        from hw_mocks.gpio import mock_factory
-
-        return GpioDriver(devices, pin_factory=mock_factory(), demo_interval=ctx.demo.gpio_interval)
     if not devices:
         return None
-    return GpioDriver(devices)
+    t = ctx.transports
+    return GpioDriver(devices, pin_factory=t.pin_factory, stimulus=t.gpio_stimulus)

@@ -1,10 +1,12 @@
-"""Zigbee devices through a TI Z-Stack stick (drivers.zigbee), or its simulator in demo mode.
+"""Zigbee devices through a TI Z-Stack stick (drivers.zigbee), on the serial port of the
+config or the :class:`~gateway.adapters.ZigbeeLink` given in the transports (the demo's
+simulated stick).
 
 Devices are ``zb-<16 hex IEEE>``. Readings and button events go to the sink; the link
 quality travels as ``lqi`` in device updates. Plugs and relays take on/off/toggle; a sleepy
-or unreachable device is a soft ``unreachable`` result. ``permit_join``, ``backup`` and
-``restore`` are public for the API and CLI. Health carries the driver's counters and the
-port, firmware, channel and PAN id; never the network key.
+or unreachable device is a soft ``unreachable`` result. :class:`ZigbeeDriver` is also the
+:class:`~gateway.driver.ZigbeeAdmin` of the API and CLI (permit join, backup). Health carries
+the driver's counters and the port, firmware, channel and PAN id; never the network key.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from drivers.supervisor import State
-from drivers.zigbee.coordinator import BACKUP_FILE, Coordinator, CoordinatorConfig, Delivery
+from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery, write_secret_json
 from drivers.zigbee.devices import DeviceRecord
 from drivers.zigbee.zcl import xiaomi
-from gateway.adapters import AdapterContext
+from gateway.adapters import AdapterContext, ZigbeeLink
 from gateway.driver import DriverHealth, Health, Sink
 from gateway.model import (
     Command,
@@ -30,18 +33,13 @@ from gateway.model import (
     Transport,
 )
 
-if TYPE_CHECKING:
-    from hw_mocks.znp import ZStackSimulator
-
 _LOGGER = logging.getLogger(__name__)
 
 PREFIX = "zb-"
 #: Seconds between availability checks of mains-powered devices.
 AVAILABILITY_INTERVAL = 60.0
-#: Demo: seconds between simulated reports, and how long the network stays open.
-DEMO_REPORT_INTERVAL = 1.5
-DEMO_PERMIT_JOIN_S = 254
-DEMO_CONNECT_TIMEOUT = 30.0
+#: How long a driver told to open the network at start waits for the stick.
+OPEN_AT_START_TIMEOUT_S = 30.0
 
 _DELIVERY = {
     Delivery.OK: CommandStatus.OK,
@@ -96,13 +94,16 @@ class ZigbeeDriver:
         config: CoordinatorConfig,
         *,
         unavailable_after_s: float = 7200.0,
-        simulator: ZStackSimulator | None = None,
+        link: ZigbeeLink | None = None,
         info: dict[str, str] | None = None,
     ) -> None:
         self.coordinator = Coordinator(config)
-        self._simulator = simulator
+        self._link = link
+        self._permit_join_at_start = link.open_network_s if link is not None else None
         self._unavailable_after = unavailable_after_s
         self._info = dict(info or {})
+        if link is not None:
+            self._info.update(link.info())
         self._sink: Sink | None = None
         #: ieee -> (model, sleepy, unavailable)
         self.known: dict[str, tuple[str | None, bool | None, bool]] = {}
@@ -117,18 +118,14 @@ class ZigbeeDriver:
         self.coordinator.listener = _SinkListener(self, sink)
         for rec in self.coordinator.table:
             self.publish_device(rec)
-        sim = self._simulator
-        if sim is not None:
-            await sim.start()
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.coordinator.run(), name="zigbee-coordinator")
-                tg.create_task(self._availability_loop(), name="zigbee-availability")
-                if sim is not None:
-                    tg.create_task(self._demo_open_network(), name="zigbee-demo-join")
-        finally:
-            if sim is not None:
-                await sim.stop()
+        link = self._link.session() if self._link is not None else contextlib.nullcontext()
+        async with link, asyncio.TaskGroup() as tg:
+            tg.create_task(self.coordinator.run(), name="zigbee-coordinator")
+            tg.create_task(self._availability_loop(), name="zigbee-availability")
+            if self._permit_join_at_start is not None:
+                tg.create_task(
+                    self._open_network(self._permit_join_at_start), name="zigbee-open-at-start"
+                )
 
     async def command(self, device_id: str, command: Command) -> CommandResult:
         if not self.owns(device_id):
@@ -170,13 +167,17 @@ class ZigbeeDriver:
             health, reason = Health.DEGRADED, coord.reason or "connecting to the stick"
         return DriverHealth(health=health, reason=reason, counters=counters, info=info)
 
-    # public extras for the API / CLI ------------------------------------------------------
+    # ZigbeeAdmin (API / CLI) -------------------------------------------------------------
     async def permit_join(self, seconds: int = 60) -> None:
         await self.coordinator.permit_join(seconds)
 
     async def backup(self) -> dict[str, Any]:
         """The network in the open coordinator backup format. Holds the network key."""
         return await self.coordinator.backup()
+
+    def write_backup(self, path: Path, doc: dict[str, Any]) -> None:
+        """Write ``doc`` (from :meth:`backup`) to ``path``, mode 0600. Blocking."""
+        write_secret_json(path, doc)
 
     async def restore(self, doc: Any) -> None:
         await self.coordinator.restore(doc)
@@ -241,55 +242,28 @@ class ZigbeeDriver:
             await asyncio.sleep(AVAILABILITY_INTERVAL)
             self.check_availability(time.time())
 
-    async def _demo_open_network(self) -> None:
-        """Demo: once the simulated stick is up, open the network so its devices join."""
+    async def _open_network(self, seconds: int) -> None:
+        """Once the stick is up, open the network (the demo: so its devices join)."""
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DEMO_CONNECT_TIMEOUT):
+            async with asyncio.timeout(OPEN_AT_START_TIMEOUT_S):
                 await self.coordinator.wait_connected()
-                await self.coordinator.permit_join(DEMO_PERMIT_JOIN_S)
+                await self.coordinator.permit_join(seconds)
 
 
 def create(ctx: AdapterContext) -> ZigbeeDriver | None:
     section = ctx.config.zigbee
-    if ctx.demo is not None:
-        if not ctx.demo.zigbee:
-            return None
-        from hw_mocks.aqara import MODELS
-        from hw_mocks.znp import ZStackSimulator
-
-        # the simulated stick is blank in every process: the backup of the last demo's
-        # network would (rightly, for a real stick) stop the coordinator from forming one
-        (ctx.state_dir / "zigbee-demo" / BACKUP_FILE).unlink(missing_ok=True)
-        sim = ZStackSimulator(
-            link_path=ctx.state_dir / "zigbee-demo" / "ttyZNP-sim",
-            devices=MODELS,
-            report_interval=DEMO_REPORT_INTERVAL,
-            seed=4447,
-        )
-        config = CoordinatorConfig(
-            port=sim.path,
-            channel=section.channel,
-            skip_bootloader=False,
-            state_dir=ctx.state_dir / "zigbee-demo",
-            backup_interval_s=section.backup_interval_s,
-            motion_clear_s=section.motion_clear_s,
-        )
-        return ZigbeeDriver(
-            config,
-            unavailable_after_s=section.unavailable_after_s,
-            simulator=sim,
-            info={"adapter": "simulated Z-Stack", "devices_simulated": str(len(MODELS))},
-        )
-    if not section.enabled:
+    opener = ctx.transports.zigbee_link
+    if opener is None and not section.enabled:
         return None
+    link = opener(ctx.state_dir) if opener is not None else None
     config = CoordinatorConfig(
-        port=section.port,
+        port=link.path if link is not None else section.port,
         baudrate=section.baud,
         rtscts=section.rtscts,
         channel=section.channel,
-        skip_bootloader=section.skip_bootloader,
-        state_dir=ctx.state_dir,
+        skip_bootloader=section.skip_bootloader if link is None else False,
+        state_dir=link.state_dir if link is not None else ctx.state_dir,
         backup_interval_s=section.backup_interval_s,
         motion_clear_s=section.motion_clear_s,
     )
-    return ZigbeeDriver(config, unavailable_after_s=section.unavailable_after_s)
+    return ZigbeeDriver(config, unavailable_after_s=section.unavailable_after_s, link=link)
