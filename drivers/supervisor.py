@@ -299,7 +299,11 @@ class Supervisor:
     async def _end_session(self) -> None:
         """Cancel the session, once more after half the bound, give up after the bound."""
         session = self._session
-        if session is None or session.done():
+        if session is None:
+            return
+        if session.done():  # ended just before the stop: its outcome is retrieved all the same
+            self._retrieve(session)
+            self._session = None
             return
         half = self.timing.stop_timeout / 2
         for _ in range(2):

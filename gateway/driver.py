@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from gateway.model import Command, CommandResult, DeviceUpdate, Value
 
@@ -64,3 +65,16 @@ class Driver(Protocol):
 
     def health(self) -> DriverHealth:
         """Current health and counters (called often: cheap, no I/O)."""
+
+
+class ZigbeeAdmin(Protocol):
+    """What the API and CLI may ask of a Zigbee coordinator beyond :class:`Driver`."""
+
+    async def permit_join(self, seconds: int = 60) -> None:
+        """Let devices join for ``seconds`` (0 closes the network)."""
+
+    async def backup(self) -> dict[str, Any]:
+        """The network in the open coordinator backup format. Holds the network key."""
+
+    def write_backup(self, path: Path, doc: dict[str, Any]) -> None:
+        """Write ``doc`` (from :meth:`backup`) to ``path``, mode 0600. Blocking."""

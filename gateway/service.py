@@ -1,8 +1,11 @@
-"""The gateway service: store, drivers, sync agent and LAN API under one TaskGroup.
+"""The gateway service and its composition root.
 
-Every long-running loop is a named task; each driver runs under a
-:class:`~drivers.supervisor.Supervisor`, so a driver that keeps failing degrades the
-service and never kills it. SIGTERM/SIGINT stop the drivers, flush the store and return.
+:class:`Service` builds every part with explicit dependencies: the store, the ingest path
+(stamps and commits readings), the drivers (from :mod:`gateway.adapters` with the
+:class:`~gateway.adapters.Transports` of real or simulated hardware), the command router, the
+sync agent and the LAN API. Each part runs under ONE :class:`~drivers.supervisor.Supervisor`
+(started and stopped explicitly), so a part that keeps failing degrades the service and never
+kills it. SIGTERM/SIGINT stop every part (bounded in time), flush the store and return.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import importlib
 import logging
 import os
 import signal
@@ -19,29 +21,57 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from drivers import TRACE
-from drivers.supervisor import Backoff, State, Supervisor
-from gateway.adapters import AdapterContext, DemoOptions, build_drivers
+from drivers.supervisor import State, Supervisor, Timing
+from gateway import adapters
+from gateway.adapters import AdapterContext, DemoOptions, Transports, build_drivers
+from gateway.adapters.zigbee import ZigbeeDriver
 from gateway.clock import Clock, SystemClock
 from gateway.commands import CommandRouter
 from gateway.config import Config
 from gateway.devices import DeviceDirectory
-from gateway.driver import Driver, DriverHealth, Health
+from gateway.driver import Driver, DriverHealth, Health, ZigbeeAdmin
 from gateway.errors import NeedsHumanError, StoreError
 from gateway.ingest import Ingest
 from gateway.model import Command, CommandResult
 from gateway.store import Store
 
+if TYPE_CHECKING:
+    from gateway.api.server import ApiServer
+    from gateway.sync import SyncAgent
+
 _LOGGER = logging.getLogger(__name__)
 
-#: Seconds the service gives its tasks to stop before it cancels them again ...
-STOP_TIMEOUT_S = 3.0
-#: ... and how much longer before it abandons them (the store is flushed either way).
-STOP_GRACE_S = 1.0
 LOCK_NAME = "lock"
 DB_NAME = "state.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTiming:
+    """The service's timing (seconds); tests shorten it through the constructor."""
+
+    #: Each part gets this long to stop (its supervisor's bound) ...
+    stop_timeout_s: float = 3.0
+    #: ... and the service this much longer before it abandons what is left (the store is
+    #: flushed and closed either way).
+    stop_grace_s: float = 1.0
+    #: Each part's backoff: from this ...
+    backoff_initial_s: float = 1.0
+    #: ... doubling up to this, reset after a part ran this long.
+    backoff_max_s: float = 60.0
+    stable_after_s: float = 30.0
+    #: At start, the LAN API gets this long to bind its port (else: a startup error).
+    api_bind_timeout_s: float = 10.0
+
+    def supervisor(self) -> Timing:
+        return Timing(
+            backoff_initial=self.backoff_initial_s,
+            backoff_max=self.backoff_max_s,
+            stable_after=self.stable_after_s,
+            stop_timeout=self.stop_timeout_s,
+        )
 
 
 class Component(Protocol):
@@ -55,8 +85,7 @@ class Component(Protocol):
     def health(self) -> DriverHealth: ...
 
 
-#: Modules under ``gateway`` exposing ``create(service) -> Component | None``.
-COMPONENTS: list[str] = ["api.server", "sync"]
+_C = TypeVar("_C", bound=Component)
 
 
 @dataclass(slots=True)
@@ -70,8 +99,17 @@ class RadioStatus:
     info: dict[str, str] = field(default_factory=dict)
 
 
+class StartupError(NeedsHumanError):
+    """The service cannot start as configured (the API port is taken ...)."""
+
+
 class Service:
-    """Use as ``async with Service(config) as svc: await svc.wait()``."""
+    """Use as ``async with Service(config) as svc: await svc.wait()``.
+
+    ``drivers`` replaces the drivers the config would build (tests); ``demo`` runs them on
+    the simulated hardware of :func:`gateway.demo.demo_transports`; ``transports`` gives the
+    adapters other transport factories.
+    """
 
     def __init__(
         self,
@@ -80,16 +118,24 @@ class Service:
         demo: DemoOptions | None = None,
         clock: Clock | None = None,
         drivers: list[Driver] | None = None,
+        transports: Transports | None = None,
+        timing: ServiceTiming | None = None,
     ) -> None:
         self.config = config
         self.demo = demo
         self.clock: Clock = clock or SystemClock()
+        self.timing = timing or ServiceTiming()
         self.state_dir = Path(config.gateway.state_dir)
         self.started_wall = time.time()
         self.started_mono = time.monotonic()
         self._given_drivers = drivers
+        self._transports = transports
         self.drivers: list[Driver] = []
-        self.components: list[Component] = []
+        #: The Zigbee coordinator's admin side (permit join, backup), when Zigbee runs.
+        self.zigbee: ZigbeeAdmin | None = None
+        self.api: ApiServer | None = None
+        self.sync: SyncAgent | None = None
+        #: One supervisor per running part, by part name.
         self.supervisors: dict[str, Supervisor] = {}
         self.store: Store | None = None
         self.ingest: Ingest | None = None
@@ -98,14 +144,43 @@ class Service:
         #: False after a stop that had to abandon a hung part.
         self.clean_stop = True
         self._lock_fd: int | None = None
-        self._stop = asyncio.Event()
-        self._tg: asyncio.TaskGroup | None = None
-        self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._stopped = asyncio.Event()
         self._state_listeners: list[Callable[[], None]] = []
-        #: Supervisor task per part name, and the module that created each component.
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._component_modules: dict[str, str] = {}
         self._reload_lock = asyncio.Lock()
+
+    @property
+    def components(self) -> list[Component]:
+        """The running parts that are not drivers: the LAN API and the sync agent."""
+        parts: list[Component | None] = [self.api, self.sync]
+        return [p for p in parts if p is not None]
+
+    # ----------------------------------------------------------------- composition
+
+    def _adapter_context(self) -> AdapterContext:
+        transports = self._transports
+        if transports is None and self.demo is not None:
+            from gateway.demo import demo_transports
+
+            transports = self._transports = demo_transports(self.demo)
+        return AdapterContext(self.config, self.state_dir, self.demo, transports or Transports())
+
+    def _set_drivers(self, drivers: list[Driver]) -> None:
+        self.drivers = drivers
+        self.commands = CommandRouter(drivers)
+        self.zigbee = next((d for d in drivers if isinstance(d, ZigbeeDriver)), None)
+
+    def _build_api(self) -> ApiServer | None:
+        from gateway.api.server import ApiServer
+
+        return ApiServer(self) if self.config.api.enabled else None
+
+    def _build_sync(self) -> SyncAgent:
+        """Always built: without an upstream URL it still bounds the outbox and serves Home
+        Assistant when a separate broker is configured."""
+        from gateway.sync import SyncAgent
+
+        return SyncAgent(self)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -124,113 +199,93 @@ class Service:
             directory = DeviceDirectory(lambda: self.config, self.state_dir)
             self.ingest = Ingest(self.store, self.clock, directory)
             if self._given_drivers is not None:
-                self.drivers = list(self._given_drivers)
+                self._set_drivers(list(self._given_drivers))
             else:
-                ctx = AdapterContext(self.config, self.state_dir, self.demo)
-                self.drivers = build_drivers(ctx)
-            self.commands = CommandRouter(self.drivers)
-            for module_name in COMPONENTS:
-                module = importlib.import_module(f"gateway.{module_name}")
-                component = module.create(self)
-                if component is not None:
-                    self.components.append(component)
-                    self._component_modules[module_name] = component.name
+                self._set_drivers(build_drivers(self._adapter_context()))
+            self.api = self._build_api()
+            self.sync = self._build_sync()
         except BaseException:
             await self.store.close()
             _unlock(self._lock_fd)
             raise
-        self._runner = asyncio.create_task(self._run(), name="service")
-        # Ready once every task has been started (radios initialised or marked degraded).
-        await asyncio.sleep(0)
+        for driver in self.drivers:
+            self._supervise(driver.name, _driver_target(driver, self.ingest))
+        for component in self.components:
+            self._supervise(component.name, component.run)
+        try:
+            await self._api_bound()
+        except BaseException:
+            await self.stop()
+            raise
+        self.ready.set()
+        self._notify()
         return self
+
+    async def _api_bound(self) -> None:
+        """A LAN API that cannot bind its port at start is a startup error (a second
+        service, a port in use): raised, never retried forever in the background."""
+        api = self.api
+        if api is None:
+            return
+        try:
+            async with asyncio.timeout(self.timing.api_bind_timeout_s):
+                await api.bound()
+        except TimeoutError:
+            raise StartupError(
+                f"the LAN API did not bind {self.config.api.listen}:{self.config.api.port}"
+                f" within {self.timing.api_bind_timeout_s:g} s"
+            ) from None
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _run(self) -> None:
-        assert self.store is not None
-        assert self.ingest is not None
-        ingest = self.ingest
-        try:
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                for driver in self.drivers:
-                    self._supervise(tg, driver.name, _driver_target(driver, ingest))
-                for component in self.components:
-                    self._supervise(tg, component.name, component.run)
-                self.ready.set()
-                self._notify()
-                await self._stop.wait()
-                _stopping()
-        except* _Stopping:
-            pass
-        finally:
-            self._tg = None
-
-    def _supervise(
-        self, tg: asyncio.TaskGroup, name: str, target: Callable[[], Awaitable[None]]
-    ) -> None:
-        async def running_target() -> None:
-            # "running" is the supervisor's view (its task is up); whether the radio is
+    def _supervise(self, name: str, target: Callable[[], Awaitable[None]]) -> None:
+        async def session() -> None:
+            # "running" is the supervisor's view (its session is up); whether the radio is
             # connected is the part's own health()
             sup.mark_running()
             await target()
 
         sup = Supervisor(
             name,
-            running_target,
-            backoff=Backoff(),
+            session,
+            timing=self.timing.supervisor(),
             on_state=lambda _status: self._notify(),
             logger=logging.getLogger(f"gateway.{name}"),
         )
-        if self._stop.is_set():
-            return  # a reload racing a stop: nothing new starts
-        coro = sup.run()
-        try:
-            task = tg.create_task(coro, name=f"supervisor-{name}")
-        except RuntimeError:  # the TaskGroup is already shutting down
-            coro.close()
-            return
         self.supervisors[name] = sup
-        self._tasks[name] = task
+        sup.start()
 
     async def wait(self) -> None:
-        """Until :meth:`request_stop` (a signal) or the service fails."""
-        assert self._runner is not None
-        await asyncio.shield(self._runner)
+        """Until :meth:`request_stop` (a signal) or :meth:`stop`."""
+        await self._stopped.wait()
 
     def request_stop(self) -> None:
-        self._stop.set()
+        self._stopped.set()
 
     async def stop(self) -> bool:
-        """Stop every task, flush the store and close it (idempotent).
+        """Stop every part, flush the store and close it (idempotent).
 
-        Bounded in time: a part whose cleanup hangs is abandoned after STOP_TIMEOUT_S plus
-        a grace second (its name is logged) and the store is still flushed and closed.
-        Returns False when something had to be abandoned.
+        Bounded in time: each part's supervisor gets ``stop_timeout_s``; what has not stopped
+        after that plus ``stop_grace_s`` is abandoned (its name is logged) and the store is
+        still flushed and closed. Returns False when something had to be abandoned.
         """
-        self._stop.set()
-        runner = self._runner
-        if runner is not None:
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT_S):
-                    await asyncio.shield(runner)
-            except TimeoutError:
-                runner.cancel()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(STOP_GRACE_S):
-                        await asyncio.wait({runner})
-            if not runner.done():
-                stuck = sorted(name for name, t in self._tasks.items() if not t.done())
+        self._stopping = True
+        self._stopped.set()
+        sups = dict(self.supervisors)
+        if sups:
+            stops = {name: asyncio.ensure_future(sup.stop()) for name, sup in sups.items()}
+            bound = self.timing.stop_timeout_s + self.timing.stop_grace_s
+            await asyncio.wait(stops.values(), timeout=bound)
+            stuck = sorted(name for name, t in stops.items() if not t.done() or t.result() is False)
+            for t in stops.values():
+                if not t.done():
+                    t.cancel()
+            if stuck:
                 _LOGGER.error(
-                    "parts did not stop in %.0f s, abandoned: %s",
-                    STOP_TIMEOUT_S + STOP_GRACE_S,
-                    ", ".join(stuck) or "service",
+                    "parts did not stop in %.0f s, abandoned: %s", bound, ", ".join(stuck)
                 )
                 self.clean_stop = False
-            elif not runner.cancelled() and runner.exception() is not None:
-                _LOGGER.error("service ended with an error", exc_info=runner.exception())
-            self._runner = None
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -307,10 +362,12 @@ class Service:
         """Why the service is not making progress (empty: alive). The systemd watchdog
         withholds its pings while this is non-empty; a degraded radio is still alive."""
         problems: list[str] = []
-        if self._runner is None or self._runner.done():
-            problems.append("service: tasks ended")
+        if self._stopping:
+            problems.append("service: stopping")
         problems.extend(
-            f"{name}: supervisor task ended" for name, task in self._tasks.items() if task.done()
+            f"{name}: supervisor task ended"
+            for name, sup in self.supervisors.items()
+            if sup.state is State.STOPPED
         )
         store = self.store
         if store is None:
@@ -345,11 +402,10 @@ class Service:
                 logging.getLogger().setLevel(TRACE if level == "TRACE" else level)
             restarted: list[str] = []
             failed: list[str] = []
-            running = self._tg is not None and not self._stop.is_set()
+            running = self.ready.is_set() and not self._stopping
             if running and changed - {"gateway.log_level"}:
                 await self._reload_drivers(changed, restarted, failed)
                 await self._reload_components(changed, restarted, failed)
-                self.commands = CommandRouter(self.drivers)
             result = ReloadResult(
                 changed=tuple(sorted(changed)),
                 restarted=tuple(restarted),
@@ -368,71 +424,72 @@ class Service:
     ) -> None:
         if self._given_drivers is not None:
             return  # injected drivers (tests) are not rebuilt from config
-        from gateway.adapters import ADAPTERS
-
-        ctx = AdapterContext(self.config, self.state_dir, self.demo)
-        for module_name in ADAPTERS:
-            old = self.driver(module_name)
-            if not changed & frozenset(_sections_of(module_name, old)):
+        assert self.ingest is not None
+        ctx = self._adapter_context()
+        drivers = list(self.drivers)
+        for name in adapters.ADAPTERS:
+            old = next((d for d in drivers if d.name == name), None)
+            if not changed & frozenset(_sections_of(name, old)):
                 continue
-            await self._stop_part(module_name)
-            index = self.drivers.index(old) if old is not None else len(self.drivers)
+            await self._stop_part(name)
+            index = drivers.index(old) if old is not None else len(drivers)
             if old is not None:
-                self.drivers.remove(old)
+                drivers.remove(old)
             try:
-                module = importlib.import_module(f"gateway.adapters.{module_name}")
-                driver: Driver | None = module.create(ctx)
+                driver = adapters.factory(name)(ctx)
             except Exception as exc:  # noqa: BLE001 - a bad part must not stop the reload
-                _LOGGER.error("reload: cannot build %s: %s", module_name, exc)
-                bad.append(module_name)
+                _LOGGER.error("reload: cannot build %s: %s", name, exc)
+                bad.append(name)
                 continue
             if driver is None:
-                out.append(f"{module_name} (disabled)" if old is not None else module_name)
+                out.append(f"{name} (disabled)" if old is not None else name)
                 continue
-            self.drivers.insert(index, driver)
-            assert self._tg is not None
-            assert self.ingest is not None
-            self._supervise(self._tg, driver.name, _driver_target(driver, self.ingest))
+            drivers.insert(index, driver)
+            self._supervise(driver.name, _driver_target(driver, self.ingest))
             out.append(driver.name)
+        self._set_drivers(drivers)
 
     async def _reload_components(
         self, changed: frozenset[str], out: list[str], bad: list[str]
     ) -> None:
-        for module_name in COMPONENTS:
-            name = self._component_modules.get(module_name)
-            old = next((c for c in self.components if c.name == name), None)
-            if old is not None and not changed & frozenset(_sections_of(old.name, old)):
-                continue
-            try:
-                module = importlib.import_module(f"gateway.{module_name}")
-                component: Component | None = module.create(self)
-            except Exception as exc:  # noqa: BLE001 - a bad part must not stop the reload
-                _LOGGER.error("reload: cannot build %s: %s", module_name, exc)
-                bad.append(module_name)
-                continue
-            if old is None and component is None:
-                continue
+        self.api = await self._reload_component(self.api, self._build_api, "api", changed, out, bad)
+        sync = await self._reload_component(self.sync, self._build_sync, "sync", changed, out, bad)
+        self.sync = sync
+
+    async def _reload_component(
+        self,
+        old: _C | None,
+        build: Callable[[], _C | None],
+        name: str,
+        changed: frozenset[str],
+        out: list[str],
+        bad: list[str],
+    ) -> _C | None:
+        """``old`` kept, or stopped and replaced by a new one built from the new config."""
+        if old is not None and not changed & frozenset(_sections_of(old.name, old)):
+            return old
+        try:
+            new = build()
+        except Exception as exc:  # noqa: BLE001 - a bad part must not stop the reload
+            _LOGGER.error("reload: cannot build %s: %s", name, exc)
+            bad.append(name)
+            return old
+        if old is not None:
+            await self._stop_part(old.name)
+        if new is None:
             if old is not None:
-                await self._stop_part(old.name)
-                self.components.remove(old)
-                self._component_modules.pop(module_name, None)
-            if component is None:
-                out.append(f"{old.name if old else module_name} (disabled)")
-                continue
-            self.components.append(component)
-            self._component_modules[module_name] = component.name
-            assert self._tg is not None
-            self._supervise(self._tg, component.name, component.run)
-            out.append(component.name)
+                out.append(f"{name} (disabled)")
+            return None
+        self._supervise(new.name, new.run)
+        out.append(new.name)
+        return new
 
     async def _stop_part(self, name: str) -> None:
-        task = self._tasks.pop(name, None)
-        self.supervisors.pop(name, None)
-        if task is not None and not task.done():
-            task.cancel()
-            done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
-            if not done:
-                _LOGGER.error("%s did not stop within %.0f s of a reload", name, STOP_TIMEOUT_S)
+        sup = self.supervisors.pop(name, None)
+        if sup is not None and not await sup.stop():
+            _LOGGER.error(
+                "%s did not stop within %.0f s of a reload", name, self.timing.stop_timeout_s
+            )
 
     def status_line(self) -> str:
         """A one-line summary (systemd STATUS=, logs)."""
@@ -538,14 +595,6 @@ def _unlock(fd: int | None) -> None:
     if fd is not None:
         with contextlib.suppress(OSError):
             os.close(fd)  # closing releases the flock
-
-
-class _Stopping(Exception):
-    """Raised inside the TaskGroup to cancel its tasks on a stop request."""
-
-
-def _stopping() -> None:
-    raise _Stopping
 
 
 def _driver_target(driver: Driver, ingest: Ingest) -> Callable[[], Awaitable[None]]:

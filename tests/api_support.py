@@ -16,7 +16,7 @@ from gateway.api.token import read_token
 from gateway.config import Config
 from gateway.demo import DEMO_GPIO, demo_config
 from gateway.driver import Driver
-from gateway.service import Service
+from gateway.service import Service, ServiceTiming
 
 
 @dataclass
@@ -50,12 +50,16 @@ def make_config(state_dir: Path, **api: Any) -> Config:
 
 @contextlib.asynccontextmanager
 async def running(
-    state_dir: Path, pins: Any, extra_drivers: Sequence[Driver] = (), **api: Any
+    state_dir: Path,
+    pins: Any,
+    extra_drivers: Sequence[Driver] = (),
+    timing: ServiceTiming | None = None,
+    **api: Any,
 ) -> AsyncIterator[Running]:
     cfg = make_config(state_dir, **api)
     driver = GpioDriver(DEMO_GPIO, pin_factory=pins)
-    async with Service(cfg, drivers=[driver, *extra_drivers]) as svc:
-        server = next(c for c in svc.components if c.name == "api")
+    async with Service(cfg, drivers=[driver, *extra_drivers], timing=timing) as svc:
+        server = svc.api
         assert isinstance(server, ApiServer)
         await asyncio.wait_for(server.listening.wait(), 10)
         assert svc.store is not None

@@ -11,15 +11,12 @@ import asyncio
 import sys
 from pathlib import Path
 
-from gateway import service as service_mod
 from gateway.service import Service
 from gateway.sync import SyncAgent
 from tests.broker import SynthDriver, gateway_config
 
 
 async def main(state_dir: Path, url: str, drain: bool) -> int:
-    if "sync" not in service_mod.COMPONENTS:
-        service_mod.COMPONENTS.append("sync")
     synth = SynthDriver(devices=5, rate=0 if drain else 600)
     cfg = gateway_config(state_dir, url, drain_rate=20000)
     async with Service(cfg, drivers=[synth]) as svc:  # type: ignore[arg-type]

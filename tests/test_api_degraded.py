@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 from api_support import running
 
-from drivers import supervisor
 from gateway.cli import main
 from gateway.driver import DriverHealth, Sink
 from gateway.model import Command, CommandResult, CommandStatus
+from gateway.service import Service, ServiceTiming
 
 
 class FlakyRadio:
@@ -46,11 +46,10 @@ async def test_a_failing_radio_is_reported_everywhere(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(supervisor, "BACKOFF_INITIAL", 5.0)
-    monkeypatch.setattr(supervisor, "BACKOFF_MAX", 5.0)
     flaky = FlakyRadio()
+    slow = ServiceTiming(backoff_initial_s=5.0, backoff_max_s=5.0)
     async with (
-        running(tmp_path / "state", mock_pins, extra_drivers=[flaky]) as api,
+        running(tmp_path / "state", mock_pins, extra_drivers=[flaky], timing=slow) as api,
         aiohttp.ClientSession() as http,
     ):
         url = f"{api.base}/api/v1/events?type=status"
@@ -90,15 +89,14 @@ async def test_an_unwritable_token_degrades_the_api_not_the_service(
     from gateway.api.server import ApiServer
     from gateway.api.token import token_path
     from gateway.demo import DEMO_GPIO
-    from gateway.service import Service
 
-    monkeypatch.setattr(supervisor, "BACKOFF_INITIAL", 0.05)
-    monkeypatch.setattr(supervisor, "BACKOFF_MAX", 0.1)
     state = tmp_path / "state"
     token_path(state).mkdir(parents=True)  # a directory where the token file belongs
     cfg = make_config(state)
-    async with Service(cfg, drivers=[GpioDriver(DEMO_GPIO, pin_factory=mock_pins)]) as svc:
-        server = next(c for c in svc.components if c.name == "api")
+    fast = ServiceTiming(backoff_initial_s=0.05, backoff_max_s=0.1)
+    gpio = GpioDriver(DEMO_GPIO, pin_factory=mock_pins)
+    async with Service(cfg, drivers=[gpio], timing=fast) as svc:
+        server = svc.api
         assert isinstance(server, ApiServer)
         for _ in range(500):
             if svc.supervisors["api"].status.restarts >= 1:

@@ -17,6 +17,10 @@ from api_support import running
 
 from gateway.cli import doctor as doctor_mod
 from gateway.cli import main
+from gateway.cli.doctor import ble as doctor_ble
+from gateway.cli.doctor import broker as doctor_broker
+from gateway.cli.doctor import gpio as doctor_gpio
+from gateway.cli.doctor import zigbee as doctor_zigbee
 from hw_mocks.znp import ZStackSimulator
 from tests.broker import Mosquitto
 
@@ -45,8 +49,8 @@ async def doctor(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, d
 
 @pytest.fixture
 def fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor_mod, "PING_TIMEOUT_S", 0.3)
-    monkeypatch.setattr(doctor_mod, "BOOTLOADER_WAIT_S", 0.05)
+    monkeypatch.setattr(doctor_zigbee, "PING_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(doctor_zigbee, "BOOTLOADER_WAIT_S", 0.05)
 
 
 async def test_a_missing_serial_port_fails_with_a_fix(
@@ -187,7 +191,7 @@ async def test_broker_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_the_connect_packet_is_well_formed() -> None:
-    packet = doctor_mod.mqtt_connect_packet("c", "u", "p" * 200)
+    packet = doctor_broker.mqtt_connect_packet("c", "u", "p" * 200)
     assert packet[:1] == b"\x10"
     # remaining length 10 + 3 + 3 + 202 = 218: a two-byte varint
     assert packet[1:3] == bytes((218 % 128 | 0x80, 218 // 128))
@@ -203,8 +207,8 @@ async def test_ble_adapter_missing_and_blocked(
     sys_rf = tmp_path / "sys" / "rfkill"
     sys_bt.mkdir(parents=True)
     sys_rf.mkdir(parents=True)
-    monkeypatch.setattr(doctor_mod, "SYS_BLUETOOTH", sys_bt)
-    monkeypatch.setattr(doctor_mod, "SYS_RFKILL", sys_rf)
+    monkeypatch.setattr(doctor_ble, "SYS_BLUETOOTH", sys_bt)
+    monkeypatch.setattr(doctor_ble, "SYS_RFKILL", sys_rf)
     cfg = write_config(tmp_path, "[ble]\nenabled = true\n")
     code, checks = await doctor(capsys, "--config", str(cfg))
     assert code == 1
@@ -231,7 +235,7 @@ async def test_gpiochip_presence(
 ) -> None:
     dev = tmp_path / "dev"
     dev.mkdir()
-    monkeypatch.setattr(doctor_mod, "DEV", dev)
+    monkeypatch.setattr(doctor_gpio, "DEV", dev)
     cfg = write_config(tmp_path, '[[gpio.devices]]\nname = "relay"\nkind = "relay"\npin = 23\n')
     code, checks = await doctor(capsys, "--config", str(cfg))
     assert code == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -13,13 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from drivers import supervisor
 from gateway.adapters import DemoOptions
 from gateway.config import ApiSection, Config, GatewaySection
 from gateway.demo import demo_config
 from gateway.driver import DriverHealth, Sink
 from gateway.model import Command, CommandResult, CommandStatus
-from gateway.service import Service
+from gateway.service import Service, ServiceTiming
 
 ROOT = Path(__file__).resolve().parent.parent
 GPIO_ONLY = DemoOptions(ble_devices=0, zigbee=False, gpio_interval=0.2)
@@ -94,13 +94,12 @@ class _FailingDriver:
 
 
 async def test_failing_driver_degrades_but_never_kills(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(supervisor, "BACKOFF_INITIAL", 0.01)
-    monkeypatch.setattr(supervisor, "BACKOFF_MAX", 0.05)
     broken = _FailingDriver()
     cfg = Config(gateway=GatewaySection(id="t", state_dir=tmp_path), api=ApiSection(enabled=False))
-    async with Service(cfg, drivers=[broken]) as svc:
+    fast = ServiceTiming(backoff_initial_s=0.01, backoff_max_s=0.05)
+    async with Service(cfg, drivers=[broken], timing=fast) as svc:
         await _wait_for(lambda: broken.runs >= 5)
         health = svc.health()
         assert health["status"] == "degraded"
@@ -186,16 +185,10 @@ class _HungDriver(_FailingDriver):
                     continue
 
 
-async def test_stop_is_bounded_even_when_a_part_hangs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import gateway.service as service_mod
-
-    monkeypatch.setattr(service_mod, "STOP_TIMEOUT_S", 0.2)
-    monkeypatch.setattr(service_mod, "STOP_GRACE_S", 0.1)
+async def test_stop_is_bounded_even_when_a_part_hangs(tmp_path: Path) -> None:
     hung = _HungDriver()
     cfg = Config(gateway=GatewaySection(id="t", state_dir=tmp_path), api=ApiSection(enabled=False))
-    svc = Service(cfg, drivers=[hung])
+    svc = Service(cfg, drivers=[hung], timing=ServiceTiming(stop_timeout_s=0.2, stop_grace_s=0.1))
     await svc.__aenter__()
     await asyncio.wait_for(hung.running.wait(), 5)
     store = svc.store
@@ -212,5 +205,47 @@ async def test_stop_is_bounded_even_when_a_part_hangs(
     con.close()
     hung.release.set()  # let the abandoned task end so the test leaves nothing behind
     for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
-        if task.get_name() in ("service", "supervisor-hung"):
+        if task.get_name() in ("hung", "hung-session"):
             await asyncio.wait({task}, timeout=5)
+
+
+def test_a_busy_api_port_is_a_startup_error(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """issue 14: a second service on a busy API port kept running and retried forever."""
+    from gateway.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["run", "--demo", "--no-zigbee", "--ble-devices", "0"]
+        code = main([*argv, "--state-dir", str(tmp_path), "--api-port", str(port)])
+    _, err = capfd.readouterr()
+    assert code == 2
+    assert f"migw cannot run: cannot listen on 127.0.0.1:{port}" in err
+    assert "in use" in err
+    assert "Traceback" not in err
+    assert "never retrieved" not in err
+    con = sqlite3.connect(tmp_path / "state.db")  # the store was closed cleanly
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        con.close()
+
+
+async def test_a_busy_api_port_fails_the_start_and_releases_the_state_dir(tmp_path: Path) -> None:
+    from gateway.api.server import ApiBindError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = demo_config(Config(), tmp_path, port)
+        with pytest.raises(ApiBindError, match=f"cannot listen on 127.0.0.1:{port}"):
+            async with Service(cfg, demo=GPIO_ONLY):
+                pass
+    # nothing left running, the lock released: the next service starts
+    async with Service(demo_config(Config(), tmp_path, 0), demo=GPIO_ONLY) as svc:
+        assert svc.api is not None
+        await asyncio.wait_for(svc.api.listening.wait(), 10)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.supervisor import State
 from gateway import systemd
 from gateway.adapters import DemoOptions
 from gateway.config import ApiSection, Config, GpioDevice, GpioSection, Secret, StoreSection
@@ -272,7 +273,7 @@ async def test_a_hung_supervised_task_withholds_pings(
     svc = Service(_config(tmp_path), demo=GPIO_ONLY)
     async with svc, _integration(svc, path_server[1]):
         await recorder.until(is_ping)
-        svc._tasks["gpio"].cancel()
+        await svc.supervisors["gpio"].stop()  # its supervisor ended, the service did not
         got = await recorder.until(lambda m: "gpio: supervisor task ended" in m)
         assert not any(is_ping(m) for m in got[1:])
 
@@ -299,7 +300,7 @@ async def test_reload_restarts_changed_parts_applies_log_level_and_keeps_the_res
         async with svc, _integration(svc, path_server[1], reload_config=load) as sd:
             await recorder.until(is_ping)
             old_gpio = svc.driver("gpio")
-            old_task = svc._tasks["gpio"]
+            old_sup = svc.supervisors["gpio"]
             new_devices = (*base.gpio.devices, RELAY)
             configs.append(
                 base.replace(
@@ -324,7 +325,7 @@ async def test_reload_restarts_changed_parts_applies_log_level_and_keeps_the_res
             new_gpio = svc.driver("gpio")
             assert new_gpio is not None
             assert new_gpio is not old_gpio
-            assert old_task.cancelled()
+            assert old_sup.state is State.STOPPED
             assert svc.config.gpio.devices == new_devices
             assert svc.config.gateway.state_dir == base.gateway.state_dir
             assert svc.config.store == base.store
@@ -392,11 +393,11 @@ async def test_reload_without_changes_restarts_nothing(tmp_path: Path) -> None:
     svc = Service(base, demo=GPIO_ONLY)
     async with svc:
         await asyncio.wait_for(svc.ready.wait(), RECV_TIMEOUT_S)
-        task = svc._tasks["gpio"]
+        sup = svc.supervisors["gpio"]
         result = await svc.reload(dataclasses.replace(base))
         assert result.summary() == "changed: nothing"
-        assert svc._tasks["gpio"] is task
-        assert not task.done()
+        assert svc.supervisors["gpio"] is sup
+        assert sup.state is not State.STOPPED
 
 
 def test_no_notify_socket_in_the_test_environment() -> None:
@@ -417,7 +418,7 @@ async def test_reload_restarts_the_uplink_on_upstream_change_and_ble_on_new_keys
         # let the BLE driver get going: cancelling it while its scanner starts hangs (a BLE
         # driver bug reported separately, not what this test is about)
         await _until(lambda: ble.health().info["devices"] != "0")
-        tasks = dict(svc._tasks)
+        tasks = dict(svc.supervisors)
         assert {"gpio", "ble", "sync"} <= set(tasks)
 
         result = await svc.reload(
@@ -426,10 +427,10 @@ async def test_reload_restarts_the_uplink_on_upstream_change_and_ble_on_new_keys
         assert (result.changed, result.restarted, result.failed) == (("upstream",), ("sync",), ())
         new_sync = next(c for c in svc.components if c.name == "sync")
         assert new_sync is not sync
-        assert tasks["sync"].cancelled()
+        assert tasks["sync"].state is State.STOPPED
         assert svc.driver("ble") is ble
-        assert svc._tasks["gpio"] is tasks["gpio"]
-        assert svc._tasks["ble"] is tasks["ble"]
+        assert svc.supervisors["gpio"] is tasks["gpio"]
+        assert svc.supervisors["ble"] is tasks["ble"]
 
         keyed = svc.config.replace(
             ble=dataclasses.replace(
@@ -442,8 +443,8 @@ async def test_reload_restarts_the_uplink_on_upstream_change_and_ble_on_new_keys
         assert new_ble is not None
         assert new_ble is not ble
         await _until(lambda: new_ble.health().info["devices"] != "0")
-        assert tasks["ble"].cancelled()
-        assert svc._tasks["gpio"] is tasks["gpio"]
+        assert tasks["ble"].state is State.STOPPED
+        assert svc.supervisors["gpio"] is tasks["gpio"]
         assert next(c for c in svc.components if c.name == "sync") is new_sync
         # the secret never shows in what a reload reports
         assert "0011" not in result.summary()

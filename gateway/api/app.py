@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import importlib.metadata
-import inspect
 import json
 import logging
 import math
@@ -14,7 +13,6 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -33,6 +31,7 @@ from gateway.api.serialize import (
 )
 from gateway.api.token import TokenChecker
 from gateway.commands import CommandParseError, parse_command
+from gateway.driver import ZigbeeAdmin
 from gateway.model import CommandStatus, DeviceStatus, Transport
 
 if TYPE_CHECKING:
@@ -209,26 +208,15 @@ def parse_time(raw: str, name: str) -> float:
 
 
 async def sync_stats(service: Service) -> dict[str, Any] | None:
-    """The sync agent's figures when one runs (duck-typed: a component named "sync")."""
-    component = next((c for c in service.components if c.name == "sync"), None)
-    stats = getattr(component, "stats", None)
-    if stats is None or not callable(stats):
+    """The sync agent's figures when one runs."""
+    agent = service.sync
+    if agent is None:
         return None
     try:
-        result = stats()
-        if inspect.isawaitable(result):
-            async with asyncio.timeout(SYNC_STATS_TIMEOUT_S):
-                result = await result
+        return dict(agent.stats())
     except Exception:
         _LOGGER.exception("sync stats failed")
         return None
-    if isinstance(result, Mapping):
-        return dict(result)
-    if hasattr(result, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(result)
-    return None
 
 
 async def outbox_figures(service: Service) -> dict[str, Any]:
@@ -428,6 +416,15 @@ async def command(request: web.Request) -> web.Response:
     )
 
 
+def _zigbee(svc: Service) -> ZigbeeAdmin:
+    admin = svc.zigbee
+    if admin is None:
+        raise ApiError(
+            409, "zigbee_unavailable", "no Zigbee coordinator in this service (zigbee disabled)"
+        )
+    return admin
+
+
 async def permit_join(request: web.Request) -> web.Response:
     svc = _service(request)
     body = await read_json(request, optional=True)
@@ -442,15 +439,10 @@ async def permit_join(request: web.Request) -> web.Response:
         or not 0 <= seconds <= PERMIT_JOIN_MAX_S
     ):
         raise ApiError(422, "invalid_body", f"seconds must be an integer 0-{PERMIT_JOIN_MAX_S}")
-    driver = svc.driver("zigbee")
-    fn = getattr(driver, "permit_join", None)
-    if driver is None or fn is None:
-        raise ApiError(
-            409, "zigbee_unavailable", "no Zigbee coordinator in this service (zigbee disabled)"
-        )
+    admin = _zigbee(svc)
     try:
         async with asyncio.timeout(PERMIT_JOIN_TIMEOUT_S):
-            await fn(seconds)
+            await admin.permit_join(seconds)
     except TimeoutError:
         raise ApiError(
             504, "zigbee_timeout", f"the coordinator did not answer in {PERMIT_JOIN_TIMEOUT_S:g} s"
@@ -466,15 +458,10 @@ async def zigbee_backup(request: web.Request) -> web.Response:
     the gateway: the answer names the file and summarises it, never the key."""
     svc = _service(request)
     await read_json(request, optional=True)
-    driver = svc.driver("zigbee")
-    fn = getattr(driver, "backup", None)
-    if driver is None or fn is None:
-        raise ApiError(
-            409, "zigbee_unavailable", "no Zigbee coordinator in this service (zigbee disabled)"
-        )
+    admin = _zigbee(svc)
     try:
         async with asyncio.timeout(BACKUP_TIMEOUT_S):
-            doc = await fn()
+            doc = await admin.backup()
     except TimeoutError:
         raise ApiError(
             504, "zigbee_timeout", f"the coordinator did not answer in {BACKUP_TIMEOUT_S:g} s"
@@ -482,12 +469,10 @@ async def zigbee_backup(request: web.Request) -> web.Response:
     except Exception as exc:  # noqa: BLE001 - any driver failure is a "not ready" answer
         _LOGGER.warning("zigbee backup failed: %s", exc)
         raise ApiError(409, "zigbee_not_ready", str(exc)[:200] or type(exc).__name__) from None
-    from drivers.zigbee.coordinator import write_secret_json
-
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path = svc.state_dir / f"zigbee_backup-{stamp}.json"
     try:
-        await asyncio.to_thread(write_secret_json, path, doc)
+        await asyncio.to_thread(admin.write_backup, path, doc)
     except OSError as exc:
         raise ApiError(
             507, "backup_write_failed", f"cannot write {path}: {exc.strerror or exc}"

@@ -15,6 +15,7 @@ from gateway.api.events import EventHub
 from gateway.api.guard import ConnectionLimits, GuardedSite
 from gateway.api.token import TokenChecker, TokenError
 from gateway.driver import DriverHealth, Health
+from gateway.errors import NeedsHumanError
 
 if TYPE_CHECKING:
     from gateway.service import Service
@@ -27,8 +28,15 @@ SHUTDOWN_TIMEOUT_S = 1.0
 KEEPALIVE_TIMEOUT_S = 30.0
 
 
+class ApiBindError(NeedsHumanError):
+    """The LAN API cannot listen on its address and port."""
+
+
 class ApiServer:
-    """Use through the service (``COMPONENTS``); ``port`` is the bound port once running."""
+    """Built by the service (its composition root); ``port`` is the bound port once running.
+
+    A port that cannot be bound is reported by :meth:`bound` (the service makes that a
+    startup error) and, after a reload, retried by the supervisor."""
 
     name = "api"
 
@@ -40,12 +48,22 @@ class ApiServer:
         self.limits = ConnectionLimits()
         self.port: int | None = None
         self.listening = asyncio.Event()
+        #: Set after the first attempt to bind, with its error when it failed.
+        self._first_bind = asyncio.Event()
+        self._bind_error: OSError | None = None
         self._health = DriverHealth(
             health=Health.DEGRADED,
             reason="not listening yet",
             info={"listen": f"{self._config.listen}:{self._config.port}"},
         )
         service.on_state_change(self._on_state_change)
+
+    async def bound(self) -> None:
+        """Wait for the first attempt to bind the port; raise :class:`ApiBindError` when it
+        failed (the port is taken, the address is not ours ...)."""
+        await self._first_bind.wait()
+        if self._bind_error is not None:
+            raise ApiBindError(self._health.reason) from self._bind_error
 
     def health(self) -> DriverHealth:
         self._health.counters = {
@@ -66,6 +84,14 @@ class ApiServer:
         return {"status": h["status"], "reasons": h["reasons"]}
 
     async def run(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            # the first attempt is over (a bind error, if any, was recorded): the service
+            # stops waiting for it; other failures degrade the API and are retried
+            self._first_bind.set()
+
+    async def _serve(self) -> None:
         store = self._service.store
         assert store is not None
         if self.checker is None:
@@ -96,6 +122,9 @@ class ApiServer:
                 where = f"{self._config.listen}:{self._config.port}"
                 self._health.health = Health.DEGRADED
                 self._health.reason = f"cannot listen on {where}: {exc.strerror or exc}"
+                if not self._first_bind.is_set():
+                    self._bind_error = exc
+                    self._first_bind.set()
                 raise
             addresses = runner.addresses  # the bound port, also when the config says 0
             self.port = int(addresses[0][1]) if addresses else self._config.port
@@ -104,6 +133,7 @@ class ApiServer:
             self._health.reason = ""
             self._health.info = {"listen": where}
             self.listening.set()
+            self._first_bind.set()
             _LOGGER.info("LAN API listening on http://%s/api/v1/", where)
             self.hub.on_status(self._status())
             await asyncio.Event().wait()
@@ -112,9 +142,3 @@ class ApiServer:
             unsubscribe()
             with contextlib.suppress(Exception):
                 await runner.cleanup()
-
-
-def create(service: Service) -> ApiServer | None:
-    if not service.config.api.enabled:
-        return None
-    return ApiServer(service)

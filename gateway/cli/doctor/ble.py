@@ -1,0 +1,179 @@
+"""Doctor checks of the BLE adapter (present, unblocked, powered) and BlueZ (version,
+passive scanning)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from gateway.cli.doctor.base import Check, Doctor, Level, command_output, exists, listdir
+
+#: Passive BLE scanning (advertisement monitor) needs BlueZ >= 5.56 with experimental on.
+BLUEZ_PASSIVE = (5, 56)
+
+
+# Where the system is looked at (tests point these into a temporary tree).
+SYS_BLUETOOTH = Path("/sys/class/bluetooth")
+
+
+SYS_RFKILL = Path("/sys/class/rfkill")
+
+
+BLUEZ_MAIN_CONF = Path("/etc/bluetooth/main.conf")
+
+
+async def check_ble(d: Doctor) -> Check:
+    cfg = d.config
+    if cfg is None:
+        return Check("ble adapter", Level.SKIP, "no valid config")
+    radio = d.radio("ble")
+    if radio is not None and Doctor.radio_ok(radio):
+        where = radio.get("info", {}).get("adapter", "") or cfg.ble.adapter
+        return Check("ble adapter", Level.PASS, f"{where}: the running service scans")
+    if not cfg.ble.enabled and radio is None:
+        return Check("ble adapter", Level.SKIP, "ble is disabled in the config")
+    adapter = cfg.ble.adapter
+    if not (SYS_BLUETOOTH / adapter).exists():
+        present = sorted(p.name for p in listdir(SYS_BLUETOOTH))
+        return Check(
+            "ble adapter",
+            Level.FAIL,
+            f"no Bluetooth adapter {adapter}"
+            + (f" (present: {', '.join(present)})" if present else ""),
+            "check `bluetoothctl list`; on a Pi enable Bluetooth (no dtoverlay=disable-bt "
+            "in /boot/firmware/config.txt) and `sudo systemctl enable --now bluetooth`",
+        )
+    blocked = _rfkill_blocked()
+    if blocked:
+        return Check(
+            "ble adapter",
+            Level.FAIL,
+            f"{adapter} is blocked by rfkill ({blocked})",
+            "sudo rfkill unblock bluetooth",
+        )
+    powered = await _powered(adapter)
+    if powered is False:
+        return Check(
+            "ble adapter",
+            Level.FAIL,
+            f"{adapter} is powered off",
+            f"bluetoothctl power on (and AutoEnable=true in {BLUEZ_MAIN_CONF})",
+        )
+    if radio is not None:
+        return Check(
+            "ble adapter",
+            Level.WARN,
+            f"{adapter} present, but the service's scanner is degraded: {radio['reason']}",
+            "sudo systemctl restart bluetooth; `journalctl -u migw` for details",
+        )
+    state = "powered" if powered else "present (power state unknown: no busctl/bluetoothctl)"
+    return Check("ble adapter", Level.PASS, f"{adapter} {state}")
+
+
+async def check_bluez(d: Doctor) -> Check:
+    cfg = d.config
+    if cfg is None:
+        return Check("bluez", Level.SKIP, "no valid config")
+    radio = d.radio("ble")
+    if radio is not None and radio.get("info", {}).get("adapter") == "simulated":
+        return Check("bluez", Level.SKIP, "the running service scans a simulated adapter (demo)")
+    if not cfg.ble.enabled and radio is None:
+        return Check("bluez", Level.SKIP, "ble is disabled in the config")
+    version = await _bluez_version()
+    if version is None:
+        return Check(
+            "bluez",
+            Level.FAIL,
+            "BlueZ not found (no bluetoothd/bluetoothctl)",
+            "sudo apt-get install bluez",
+        )
+    text = ".".join(map(str, version))
+    if cfg.ble.passive:
+        if version < BLUEZ_PASSIVE:
+            return Check(
+                "bluez",
+                Level.WARN,
+                f"BlueZ {text}: too old for passive scanning (needs 5.56): scans actively",
+                "upgrade BlueZ (Raspberry Pi OS Bookworm ships 5.66)",
+            )
+        if not _bluez_experimental():
+            return Check(
+                "bluez",
+                Level.WARN,
+                f"BlueZ {text}: passive scanning needs its experimental features: scans actively",
+                f"set Experimental = true in [General] of {BLUEZ_MAIN_CONF} and "
+                "sudo systemctl restart bluetooth (or ble.passive = false)",
+            )
+        return Check("bluez", Level.PASS, f"BlueZ {text}, passive scanning available")
+    return Check("bluez", Level.PASS, f"BlueZ {text} (active scanning configured)")
+
+
+def _rfkill_blocked() -> str:
+    for dev in listdir(SYS_RFKILL):
+        try:
+            if (dev / "type").read_text().strip() != "bluetooth":
+                continue
+            soft = (dev / "soft").read_text().strip() == "1"
+            hard = (dev / "hard").read_text().strip() == "1"
+        except OSError:
+            continue
+        if soft or hard:
+            return "hard" if hard else "soft"
+    return ""
+
+
+async def _powered(adapter: str) -> bool | None:
+    busctl = shutil.which("busctl")
+    if busctl is not None:
+        out = await command_output(
+            busctl,
+            "get-property",
+            "org.bluez",
+            f"/org/bluez/{adapter}",
+            "org.bluez.Adapter1",
+            "Powered",
+        )
+        if out is not None:
+            return out.strip() == "b true"
+    btctl = shutil.which("bluetoothctl")
+    if btctl is not None:
+        out = await command_output(btctl, "show")
+        if out is not None and (m := re.search(r"Powered:\s*(yes|no)", out)):
+            return m.group(1) == "yes"
+    return None
+
+
+async def _bluez_version() -> tuple[int, ...] | None:
+    candidates = [
+        shutil.which("bluetoothd"),
+        "/usr/libexec/bluetooth/bluetoothd",
+        "/usr/lib/bluetooth/bluetoothd",
+        shutil.which("bluetoothctl"),
+    ]
+    for exe in candidates:
+        if exe is None or not exists(Path(exe)):
+            continue
+        out = await command_output(exe, "--version")
+        if out and (m := re.search(r"(\d+)\.(\d+)", out)):
+            return (int(m.group(1)), int(m.group(2)))
+    return None
+
+
+def _bluez_experimental() -> bool:
+    try:
+        conf = BLUEZ_MAIN_CONF.read_text()
+    except OSError:
+        conf = ""
+    if re.search(r"^\s*Experimental\s*=\s*true", conf, re.MULTILINE | re.IGNORECASE):
+        return True
+    for proc in listdir(Path("/proc")):
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline and cmdline[0].endswith(b"bluetoothd"):
+            return any(a in (b"-E", b"--experimental") for a in cmdline)
+    return False

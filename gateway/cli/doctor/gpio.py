@@ -1,0 +1,50 @@
+"""Doctor check of gpiochip access."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gateway.cli.doctor.base import Check, Doctor, Level, group_of, listdir, user_name
+
+#: Where gpiochip devices are looked for (tests point it into a temporary tree).
+DEV = Path("/dev")
+
+
+async def check_gpio(d: Doctor) -> Check:
+    cfg = d.config
+    if cfg is None:
+        return Check("gpiochip", Level.SKIP, "no valid config")
+    radio = d.radio("gpio")
+    if radio is not None and Doctor.radio_ok(radio):
+        count = radio.get("info", {}).get("devices", "?")
+        return Check("gpiochip", Level.PASS, f"the running service drives {count} GPIO devices")
+    if radio is not None:
+        return Check(
+            "gpiochip",
+            Level.FAIL,
+            f"the service cannot drive its GPIO devices: {radio['reason'] or radio['state']}",
+            "`journalctl -u migw` for details; check the pins in [[gpio.devices]]",
+        )
+    if not cfg.gpio.devices:
+        return Check("gpiochip", Level.SKIP, "no GPIO devices configured")
+    chips = sorted(p for p in listdir(DEV) if p.name.startswith("gpiochip"))
+    if not chips:
+        return Check(
+            "gpiochip",
+            Level.FAIL,
+            f"no {DEV}/gpiochip* device: not a Raspberry Pi, or the GPIO driver is missing",
+            "run on the Pi; or remove the [[gpio.devices]] entries",
+        )
+    denied = [p for p in chips if not os.access(p, os.R_OK | os.W_OK)]
+    if len(denied) == len(chips):
+        group = group_of(chips[0])
+        return Check(
+            "gpiochip",
+            Level.FAIL,
+            f"no permission on {', '.join(p.name for p in chips)} (group {group})",
+            f"sudo usermod -aG {group} {user_name()} and log in again",
+        )
+    return Check(
+        "gpiochip", Level.PASS, f"{', '.join(p.name for p in chips if p not in denied)} usable"
+    )

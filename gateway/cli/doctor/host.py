@@ -1,0 +1,127 @@
+"""Doctor checks of the host: clock, disk space, state database, systemd unit."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from pathlib import Path
+
+from gateway.cli.client import (
+    human_bytes,
+)
+from gateway.cli.doctor.base import UNIT, Check, Doctor, Level, command_output, exists
+from gateway.clock import clock_synchronized
+from gateway.errors import GatewayError
+from gateway.store import open_readonly
+
+#: Free space below this fails; below the outbox limit warns.
+DISK_MIN_BYTES = 100 * 1024 * 1024
+
+
+SYSTEMD_RUN = Path("/run/systemd/system")
+
+
+_DB_HINT = (
+    "stop migw and start it again: a corrupt database is moved aside (state.db.corrupt-*) "
+    "and a new one is created; the old file is kept for recovery"
+)
+
+
+async def check_clock(d: Doctor) -> Check:
+    synced = bool(d.status["clock"]["synchronized"]) if d.status else clock_synchronized()
+    if not synced:
+        return Check(
+            "clock",
+            Level.WARN,
+            "the system clock is not synchronised: readings are re-stamped once it is",
+            "timedatectl status; sudo timedatectl set-ntp true; allow UDP 123 to the NTP server",
+        )
+    return Check("clock", Level.PASS, f"synchronised ({time.strftime('%Y-%m-%d %H:%M:%S %Z')})")
+
+
+async def check_disk(d: Doctor) -> Check:
+    if d.config is None or d.target is None:
+        return Check("disk space", Level.SKIP, "no valid config")
+    where = d.target.state_dir
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        usage = shutil.disk_usage(where)
+    except OSError as exc:
+        return Check("disk space", Level.FAIL, f"{where}: {exc}", "check the mount")
+    limit = d.config.upstream.outbox_max_bytes
+    free = human_bytes(usage.free)
+    if usage.free < DISK_MIN_BYTES:
+        return Check(
+            "disk space",
+            Level.FAIL,
+            f"only {free} free for {d.target.state_dir}",
+            "free space (sudo journalctl --vacuum-size=50M; apt-get clean)",
+        )
+    if usage.free < limit:
+        return Check(
+            "disk space",
+            Level.WARN,
+            f"{free} free, less than the outbox limit {human_bytes(limit)}",
+            "free space or lower upstream.outbox_max_bytes so an outage cannot fill the disk",
+        )
+    return Check("disk space", Level.PASS, f"{free} free for {d.target.state_dir}")
+
+
+async def check_database(d: Doctor) -> Check:
+    if d.target is None:
+        return Check("state database", Level.SKIP, "no valid config")
+    path = d.target.db_path
+    if not path.exists():
+        return Check(
+            "state database",
+            Level.WARN,
+            f"no state database at {path} yet",
+            "the service creates it at its first start",
+        )
+    try:
+        reader = await open_readonly(path)
+    except GatewayError as exc:
+        return Check("state database", Level.FAIL, str(exc), _DB_HINT)
+    try:
+        result = await reader.integrity_check()
+    except Exception as exc:  # noqa: BLE001 - sqlite errors on a broken file are findings
+        result = f"{type(exc).__name__}: {exc}"
+    finally:
+        with contextlib.suppress(Exception):
+            await reader.close()
+    if result != "ok":
+        return Check("state database", Level.FAIL, f"{path}: {result}", _DB_HINT)
+    return Check("state database", Level.PASS, f"{path}: integrity ok")
+
+
+async def check_systemd(d: Doctor) -> Check:
+    systemctl = shutil.which("systemctl")
+    if systemctl is None or not exists(SYSTEMD_RUN):
+        return Check("systemd unit", Level.SKIP, "no systemd on this machine")
+    out = await command_output(systemctl, "show", "-p", "LoadState,ActiveState,SubState", UNIT)
+    props = dict(line.split("=", 1) for line in (out or "").splitlines() if "=" in line)
+    if props.get("LoadState") in (None, "not-found"):
+        return Check(
+            "systemd unit",
+            Level.WARN if d.running else Level.FAIL,
+            f"{UNIT} is not installed",
+            "sudo make install (installs and enables the unit)",
+        )
+    active = props.get("ActiveState", "unknown")
+    if active == "active":
+        return Check("systemd unit", Level.PASS, f"{UNIT} active ({props.get('SubState')})")
+    if d.running:
+        return Check(
+            "systemd unit",
+            Level.WARN,
+            f"{UNIT} is {active}, but a migw service answers (started by hand?)",
+            f"stop the manual one and sudo systemctl enable --now {UNIT}",
+        )
+    return Check(
+        "systemd unit",
+        Level.FAIL,
+        f"{UNIT} is {active}",
+        f"sudo systemctl enable --now {UNIT}; journalctl -u migw -n 50 shows why it stopped",
+    )

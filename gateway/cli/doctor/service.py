@@ -1,0 +1,110 @@
+"""Doctor checks of the configuration, the running service and its API token."""
+
+from __future__ import annotations
+
+from gateway.api.token import TokenError, file_mode, read_token, token_path
+from gateway.cli.client import (
+    ApiClient,
+    ApiFailure,
+    ServiceDown,
+    resolve,
+)
+from gateway.cli.doctor.base import UNIT, Check, Doctor, Level
+from gateway.config import DEFAULT_CONFIG_PATH, read_secret
+from gateway.errors import GatewayError
+
+
+async def check_config(d: Doctor) -> Check:
+    path = d.ctx.config_path
+    if path is None and DEFAULT_CONFIG_PATH.exists():
+        path = DEFAULT_CONFIG_PATH
+    try:
+        d.target = resolve(d.ctx)
+        d.config = d.target.config
+        cfg = d.config
+        read_secret(cfg.upstream.password, cfg.upstream.password_file, "upstream.password")
+        for mac, key_file in cfg.ble.key_files.items():
+            read_secret(None, key_file, f"ble.key_files.{mac}")
+    except GatewayError as exc:
+        d.config_error = str(exc)
+        return Check(
+            "config",
+            Level.FAIL,
+            f"{path or 'config'}: {exc}",
+            "fix the key named above (see config.example.toml), then "
+            f"`migw config check {path or 'FILE'}`",
+        )
+    if path is None:
+        return Check(
+            "config",
+            Level.WARN,
+            f"no config file ({DEFAULT_CONFIG_PATH} is missing): built-in defaults",
+            f"copy config.example.toml to {DEFAULT_CONFIG_PATH} and edit it, or pass --config",
+        )
+    return Check("config", Level.PASS, f"{path} is valid")
+
+
+async def check_service(d: Doctor) -> Check:
+    if d.target is None:
+        return Check("service", Level.SKIP, "no valid config")
+    async with ApiClient(d.target) as api:
+        try:
+            d.status = await api.get("/api/v1/status")
+        except ServiceDown as exc:
+            d.service_error = str(exc)
+            return Check(
+                "service",
+                Level.WARN,
+                f"not running (nothing answers at {d.target.base_url})",
+                f"sudo systemctl start {UNIT}; `journalctl -u migw -n 50` shows why it stopped",
+            )
+        except ApiFailure as exc:
+            d.service_error = str(exc)
+            return Check(
+                "service",
+                Level.FAIL,
+                f"the API at {d.target.base_url} answered: {exc}",
+                "run doctor as the service user or with sudo so it can read the API token",
+            )
+    assert d.status is not None
+    d.radios = {r["name"]: r for r in d.status.get("radios", [])}
+    svc = d.status["service"]
+    if svc["status"] != "ok":
+        return Check(
+            "service",
+            Level.WARN,
+            "running but degraded: " + "; ".join(svc.get("reasons", [])),
+            "see the checks below and `journalctl -u migw` for the degraded parts",
+        )
+    return Check(
+        "service",
+        Level.PASS,
+        f"running, healthy, up {svc['uptime_s']:.0f} s, version {svc.get('version', '?')}",
+    )
+
+
+async def check_token(d: Doctor) -> Check:
+    if d.target is None:
+        return Check("api token", Level.SKIP, "no valid config")
+    path = token_path(d.target.state_dir)
+    try:
+        token = read_token(d.target.state_dir)
+    except TokenError as exc:
+        return Check("api token", Level.WARN, str(exc), "run `sudo migw doctor`")
+    if token is None:
+        return Check(
+            "api token",
+            Level.WARN,
+            f"no token file {path} yet",
+            "the service creates it at its first start and logs where "
+            "(`migw token --create` makes one here before that)",
+        )
+    mode = file_mode(d.target.state_dir)
+    if mode is not None and mode & 0o077:
+        return Check(
+            "api token",
+            Level.FAIL,
+            f"{path} has mode {mode:04o}: other users can read the API token",
+            f"chmod 600 {path}; then `migw token --rotate`",
+        )
+    return Check("api token", Level.PASS, f"{path} (mode 0600)")
