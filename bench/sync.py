@@ -28,7 +28,7 @@ from typing import Any
 from gateway.config import ApiSection, Config, GatewaySection, HomeAssistantSection, UpstreamSection
 from gateway.driver import DriverHealth, Sink
 from gateway.model import Command, CommandResult, CommandStatus, Reading, Stamp
-from gateway.service import COMPONENTS, Service
+from gateway.service import Service
 from gateway.store import OutboxRow, Store
 from gateway.sync import SyncAgent
 from gateway.sync.mqtt import BrokerSettings, open_link
@@ -278,8 +278,6 @@ async def _rss_child(state: Path, dead_port: int) -> None:
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    if "sync" not in COMPONENTS:
-        COMPONENTS.append("sync")
     backlog = 100_000 if quick else 1_000_000
     naive_n = 10_000 if quick else 30_000
     live_backlog = backlog // 5
@@ -330,8 +328,6 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--rss-child":
-        if "sync" not in COMPONENTS:
-            COMPONENTS.append("sync")
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_rss_child(Path(sys.argv[2]), int(sys.argv[3])))
     else:

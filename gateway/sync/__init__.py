@@ -1,6 +1,6 @@
 """The sync agent: batched MQTT uplink with a durable store-and-forward outbox.
 
-``create(service)`` is the component factory listed in ``gateway.service.COMPONENTS``;
+The service's composition root builds the agent (``gateway.service.Service.sync``);
 the component is found as ``service.components`` entry named ``"sync"`` and offers
 ``stats()`` (a plain dict for the LAN API and CLI). See docs/mqtt.md.
 """
