@@ -569,6 +569,33 @@ def _hname(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp)).lower().replace("str", "string")
 
 
+#: ``migw ble key`` keeps bind keys here, one file per MAC, under the state directory.
+KEY_DIR_NAME = "ble-keys"
+
+
+def key_dir(cfg: Config) -> Path:
+    return Path(cfg.gateway.state_dir) / KEY_DIR_NAME
+
+
+def with_key_dir(cfg: Config) -> Config:
+    """``cfg`` with the key files ``migw ble key`` wrote (``<state_dir>/ble-keys/<MAC>``)
+    added to ``ble.key_files``; a MAC with a key in the config keeps the config's."""
+    try:
+        files = sorted(p for p in key_dir(cfg).iterdir() if p.is_file())
+    except OSError:
+        return cfg
+    configured = {ble_device_id(m) for m in (*cfg.ble.keys, *cfg.ble.key_files)}
+    extra = {
+        p.name: p
+        for p in files
+        if ble_device_id(p.name) is not None and ble_device_id(p.name) not in configured
+    }
+    if not extra:
+        return cfg
+    ble = dataclasses.replace(cfg.ble, key_files={**cfg.ble.key_files, **extra})
+    return cfg.replace(ble=ble)
+
+
 def read_secret(value: Secret | None, file: Path | None, what: str) -> Secret | None:
     """A secret given inline or by file (first line, stripped). Errors never show it."""
     if value is not None:

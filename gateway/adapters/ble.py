@@ -186,6 +186,13 @@ class BleDriver:
         finally:
             unsubscribe()
 
+    def subscribe_adverts(
+        self, callback: Callable[[Advertisement], None]
+    ) -> Callable[[], None] | None:
+        """Every advert the running scanner hears, also to ``callback`` (``migw ble key``
+        checks a key on the next encrypted one); None while no scanner runs."""
+        return None if self._scanner is None else self._scanner.subscribe(callback)
+
     # advert handling --------------------------------------------------------------------
     def handle(self, adv: Advertisement) -> None:
         """Decode one advert and report what it carries (called on the loop per advert).

@@ -609,7 +609,8 @@ def build_app(service: Service, hub: EventHub, checker: TokenChecker) -> web.App
     r.add_post(f"{PREFIX}/zigbee/backup", zigbee_backup)
     r.add_get(f"{PREFIX}/events", events)
     r.add_get("/metrics", metrics)
-    from gateway.api import devices_admin  # its handlers use this module's helpers
+    from gateway.api import ble_keys, devices_admin  # their handlers use this module's helpers
 
     devices_admin.add_routes(app)
+    ble_keys.add_routes(app)
     return app

@@ -18,6 +18,7 @@ from gateway.cli import run_cmd as _run_cmd  # noqa: F401  # isort: skip
 from gateway.cli import config_cmd as _config_cmd  # noqa: F401  # isort: skip
 from gateway.cli import ops as _ops  # noqa: F401  # isort: skip
 from gateway.cli import names as _names  # noqa: F401  # isort: skip
+from gateway.cli import ble_keys as _ble_keys  # noqa: F401  # isort: skip
 from gateway.cli import doctor as _doctor  # noqa: F401  # isort: skip
 from gateway.cli import ble as _ble  # noqa: F401  # isort: skip
 from gateway.cli import zigbee as _zigbee  # noqa: F401  # isort: skip

@@ -27,7 +27,7 @@ class CliContext:
             cfg = cfg.replace(gateway=dataclasses.replace(cfg.gateway, state_dir=self.state_dir))
         if self.api_port is not None:
             cfg = cfg.replace(api=dataclasses.replace(cfg.api, port=self.api_port))
-        return cfg
+        return config_mod.with_key_dir(cfg)
 
 
 pass_ctx = click.make_pass_decorator(CliContext)
@@ -77,3 +77,8 @@ def zigbee() -> None:
 @cli.group(name="config")
 def config_group() -> None:
     """Configuration file tools."""
+
+
+@cli.group(name="ble")
+def ble_group() -> None:
+    """BLE bind keys: add one (checked against the device's next encrypted advert), list."""

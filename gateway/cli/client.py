@@ -56,6 +56,8 @@ class Target:
     config: Config
     base_url: str
     state_dir: Path
+    #: Seconds a request may take (longer for one that waits on a device).
+    request_timeout: float = REQUEST_TIMEOUT_S
 
     @property
     def db_path(self) -> Path:
@@ -130,7 +132,9 @@ class ApiClient:
                 )
         except TokenError as exc:
             self._token_problem = str(exc)
-        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        timeout = aiohttp.ClientTimeout(
+            total=self.target.request_timeout, connect=CONNECT_TIMEOUT_S
+        )
         self._session = aiohttp.ClientSession(timeout=timeout)
         return self
 

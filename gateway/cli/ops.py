@@ -112,6 +112,16 @@ def call_service(
         return EXIT_FAILED, None
 
 
+def get_for_table(target: Target, what: str, path: str, as_json: bool) -> tuple[int, Any]:
+    """``GET path`` from the running service: ``(exit code, data to render)``, the data
+    None when there is nothing more to do (an error, or printed as --json)."""
+    code, data = call_service(target, what, lambda api: api.get(path))
+    if code == EXIT_OK and as_json:
+        print_json(data)
+        return code, None
+    return code, data
+
+
 def _fail(exc: Exception) -> int:
     notice(str(exc))
     return EXIT_FAILED
@@ -391,12 +401,9 @@ def devices(
 
 
 def _seen(target: Target, as_json: bool) -> int:
-    code, data = call_service(target, "--seen", lambda api: api.get("/api/v1/ble/seen"))
-    if code != EXIT_OK:
+    code, data = get_for_table(target, "--seen", "/api/v1/ble/seen", as_json)
+    if data is None:
         return code
-    if as_json:
-        print_json(data)
-        return EXIT_OK
     from rich.table import Table
 
     con = console()
