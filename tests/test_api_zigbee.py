@@ -14,9 +14,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from drivers.zigbee import api as znp_api
-from drivers.zigbee import coordinator as co
-from drivers.zigbee import transport
 from gateway import config as config_mod
 from gateway.adapters import AdapterContext
 from gateway.adapters import zigbee as adapter
@@ -24,14 +21,6 @@ from gateway.api.token import read_token
 from gateway.cli import main
 from gateway.service import Service
 from hw_mocks.znp import ZStackSimulator
-
-
-@pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport, "BOOTLOADER_TOGGLE_S", 0.001)
-    monkeypatch.setattr(co, "PING_TIMEOUT", 0.3)
-    monkeypatch.setattr(co, "INTERVIEW_TIMEOUT", 0.5)
-    monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 2.0)
 
 
 def free_port() -> int:

@@ -7,11 +7,7 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from drivers.zigbee import api as znp_api
 from drivers.zigbee import coordinator as co
-from drivers.zigbee import transport
 from gateway.adapters import AdapterContext, DemoOptions
 from gateway.adapters import zigbee as adapter
 from gateway.config import Config, ZigbeeSection
@@ -27,17 +23,6 @@ from gateway.model import (
 )
 from hw_mocks.znp import ZStackSimulator
 from tests.helpers import RecordingSink
-
-
-@pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport, "BOOTLOADER_TOGGLE_S", 0.001)
-    monkeypatch.setattr(co, "PING_TIMEOUT", 0.3)
-    monkeypatch.setattr(co, "RECONNECT_INITIAL", 0.05)
-    monkeypatch.setattr(co, "RECONNECT_MAX", 0.2)
-    monkeypatch.setattr(co, "INTERVIEW_TIMEOUT", 0.5)
-    monkeypatch.setattr(co, "CONFIRM_TIMEOUT", 2.0)
-    monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 2.0)
 
 
 def demo_ctx(tmp_path: Path, options: DemoOptions | None = None) -> AdapterContext:

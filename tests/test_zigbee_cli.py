@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from drivers.zigbee import coordinator as co
-from drivers.zigbee import transport
 from drivers.zigbee.devices import DeviceRecord, DeviceTable
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import frames
@@ -195,8 +193,6 @@ def stick(tmp_path: Path) -> Any:
 def test_backup_and_restore_cli(
     stick: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(transport, "BOOTLOADER_TOGGLE_S", 0.001)
-    monkeypatch.setattr(co, "PING_TIMEOUT", 0.5)
     cfg = tmp_path / "config.toml"
     state = tmp_path / "state"
     cfg.write_text(f'[gateway]\nstate_dir = "{state}"\n[zigbee]\nport = "{stick}"\n')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -15,30 +16,31 @@ import pytest
 
 from drivers.errors import NeedsHumanError, TransientError
 from drivers.supervisor import State
-from drivers.zigbee import api as znp_api
 from drivers.zigbee import coordinator as co
-from drivers.zigbee import transport
 from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery
 from drivers.zigbee.devices import DeviceRecord
+from drivers.zigbee.timing import ZigbeeTiming
 from drivers.zigbee.znp.commands import AF_INCOMING_MSG, Message
 from hw_mocks import znp as sim_mod
 from hw_mocks.aqara import MODELS
 from hw_mocks.znp import ZStackSimulator
 
-
-@pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport, "BOOTLOADER_TOGGLE_S", 0.001)
-    monkeypatch.setattr(co, "PING_TIMEOUT", 0.3)
-    monkeypatch.setattr(co, "BOOTLOADER_WAIT_S", 0.01)
-    monkeypatch.setattr(co, "WATCHDOG_INTERVAL", 0.2)
-    monkeypatch.setattr(co, "RECONNECT_INITIAL", 0.05)
-    monkeypatch.setattr(co, "RECONNECT_MAX", 0.2)
-    monkeypatch.setattr(co, "STABLE_AFTER", 0.5)
-    monkeypatch.setattr(co, "CONFIRM_TIMEOUT", 2.0)
-    monkeypatch.setattr(co, "INTERVIEW_TIMEOUT", 0.5)
-    monkeypatch.setattr(co, "SAVE_INTERVAL", 0.1)
-    monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 2.0)
+#: Short timings: tests pass them in the config (no module constants are patched).
+FAST = ZigbeeTiming(
+    ping_timeout=0.3,
+    bootloader_toggle_s=0.001,
+    bootloader_wait_s=0.01,
+    sreq_timeout=2.0,
+    watchdog_interval=0.2,
+    reconnect_initial=0.05,
+    reconnect_max=0.2,
+    stable_after=0.5,
+    confirm_timeout=2.0,
+    interview_timeout=0.5,
+    save_interval=0.1,
+)
+#: An SRSP later than 0.2 s is a timeout (the simulator's answer_delay makes them late).
+SLOW_SREQ = dataclasses.replace(FAST, sreq_timeout=0.2)
 
 
 @dataclass
@@ -84,6 +86,7 @@ async def running(coord: Coordinator) -> AsyncIterator[asyncio.Task[None]]:
 
 
 def config(sim: ZStackSimulator, state_dir: Path, **kw: object) -> CoordinatorConfig:
+    kw.setdefault("timing", FAST)
     return CoordinatorConfig(port=sim.path, state_dir=state_dir, channel=20, **kw)  # type: ignore[arg-type]
 
 
@@ -294,6 +297,8 @@ async def test_unplug_replug_and_restart_resume_the_network(tmp_path: Path) -> N
         rec2 = Recorder()
         nv_writes = sim.counters["nv_writes"]
         coord2 = Coordinator(config(sim, tmp_path), rec2)
+        assert len(coord2.table) == 0  # the constructor reads nothing from disk
+        coord2.load()
         assert {r.model for r in coord2.table} == set(models)
         async with running(coord2):
             await until(lambda: coord2.connected)
@@ -367,7 +372,7 @@ async def test_nvram_failure_needs_a_human(tmp_path: Path) -> None:
 
 
 async def test_missing_port_is_transient(tmp_path: Path) -> None:
-    coord = Coordinator(CoordinatorConfig(port=str(tmp_path / "nope")))
+    coord = Coordinator(CoordinatorConfig(port=str(tmp_path / "nope"), timing=FAST))
     with pytest.raises(TransientError, match="cannot open"):
         async with coord.session():
             pass
@@ -476,16 +481,15 @@ async def test_unknown_sender_is_looked_up(tmp_path: Path) -> None:
             assert rec.readings == [(ht.ieee, "humidity", 38.52)]
 
 
-async def test_slow_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_slow_answers(tmp_path: Path) -> None:
     rec = Recorder()
     async with ZStackSimulator(devices=("lumi.plug",), seed=47, answer_delay=0.05) as sim:
-        coord = Coordinator(config(sim, tmp_path), rec)
+        coord = Coordinator(config(sim, tmp_path, timing=SLOW_SREQ), rec)
         async with running(coord):
             await joined_network(sim, coord, rec, ("lumi.plug",))
             plug = sim.device("lumi.plug")
             assert (await coord.switch(plug.ieee, "on")).delivery is Delivery.OK
             # slower than the SREQ timeout: a timeout result, not an exception
-            monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 0.1)
             sim.answer_delay = 0.3
             out = await coord.switch(plug.ieee, "off")
             assert out.delivery is Delivery.TIMEOUT
@@ -649,27 +653,24 @@ async def test_backup_restore_on_every_stack_version(
         )
 
 
-async def test_failed_ieee_lookup_is_retried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_failed_ieee_lookup_is_retried(tmp_path: Path) -> None:
     """A lookup whose request times out must not block every later lookup of that sender."""
     rec = Recorder()
     async with ZStackSimulator(devices=("lumi.sensor_ht",), seed=89) as sim:
-        coord = Coordinator(config(sim, tmp_path), rec)
+        coord = Coordinator(config(sim, tmp_path, timing=SLOW_SREQ), rec)
         async with running(coord):
             await joined_network(sim, coord, rec, ("lumi.sensor_ht",))
             ht = sim.device("lumi.sensor_ht")
             coord.table.remove(ht.ieee)
-            monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 0.1)
             sim.ignore_commands = {"ZDO_IEEE_ADDR_REQ"}  # the IEEE request times out
             sim.deliver(ht, 0x0405, 1, bytes.fromhex("181d0a0000210b0f"))
             await until(lambda: coord.counters["unknown_source"] == 1)
-            await until(lambda: not coord._ieee_lookups, timeout=3.0)
+            await until(lambda: not coord.dispatcher.pending_lookups, timeout=3.0)
             sim.ignore_commands = set()
             sim.deliver(ht, 0x0405, 1, bytes.fromhex("181e0a0000210c0f"))
             await until(lambda: coord.table.get(ht.ieee) is not None)
             assert coord.counters["unknown_source"] == 2
-        assert coord._ieee_lookups == set()
+        assert coord.dispatcher.pending_lookups == frozenset()
 
 
 async def test_simulator_never_logs_key_material(caplog: pytest.LogCaptureFixture) -> None:

@@ -71,8 +71,10 @@ class ApiCounters:
 class ZnpApi:
     """One MT link: feed it bytes (``data_received``), ask it requests."""
 
-    def __init__(self, name: str = "znp") -> None:
+    def __init__(self, name: str = "znp", *, sreq_timeout: float | None = None) -> None:
         self.name = name
+        #: An SRSP must come within this (None: the module's SREQ_TIMEOUT at request time).
+        self.sreq_timeout = sreq_timeout
         self.framer = frames.Framer()
         self.counters = ApiCounters()
         self._link: ByteLink | None = None
@@ -224,7 +226,9 @@ class ZnpApi:
             self._secret = c.touches_secret(command, fields)
             try:
                 self._write(frame)
-                return await self.wait(waiter, SREQ_TIMEOUT if wait_s is None else wait_s)
+                if wait_s is None:
+                    wait_s = SREQ_TIMEOUT if self.sreq_timeout is None else self.sreq_timeout
+                return await self.wait(waiter, wait_s)
             finally:
                 self.cancel(waiter)
                 self._secret = False

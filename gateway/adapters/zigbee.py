@@ -116,6 +116,7 @@ class ZigbeeDriver:
     async def run(self, sink: Sink) -> None:
         self._sink = sink
         self.coordinator.listener = _SinkListener(self, sink)
+        self.coordinator.load()
         for rec in self.coordinator.table:
             self.publish_device(rec)
         link = self._link.session() if self._link is not None else contextlib.nullcontext()

@@ -1,0 +1,39 @@
+"""The Zigbee driver's timing, one frozen value passed to the coordinator (tests shorten it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drivers.supervisor import Timing
+
+
+@dataclass(frozen=True, slots=True)
+class ZigbeeTiming:
+    """Seconds (and counts) for every wait on the stick."""
+
+    #: One SYS_PING of the probe; the watchdog allows three times this.
+    ping_timeout: float = 1.0
+    probe_attempts: int = 3
+    #: Gap between the DTR/RTS steps of the bootloader skip (zigpy-znp: 150 ms).
+    bootloader_toggle_s: float = 0.15
+    #: After the bootloader's "run the application" byte.
+    bootloader_wait_s: float = 1.0
+    #: An SRSP (zigbee-herdsman waits 6 s).
+    sreq_timeout: float = 6.0
+    reset_timeout: float = 15.0
+    startup_timeout: float = 60.0
+    formation_timeout: float = 60.0
+    watchdog_interval: float = 30.0
+    watchdog_misses: int = 2
+    #: AF_DATA_CONFIRM after an AF_DATA_REQUEST (a sleepy device's expiry is ~7.7 s).
+    confirm_timeout: float = 12.0
+    #: How long the fast interview waits for the model of a new device.
+    interview_timeout: float = 5.0
+    #: Device table saves when it changed.
+    save_interval: float = 60.0
+    reconnect_initial: float = 1.0
+    reconnect_max: float = 60.0
+    stable_after: float = 30.0
+
+    def supervisor(self) -> Timing:
+        return Timing(self.reconnect_initial, self.reconnect_max, self.stable_after)
