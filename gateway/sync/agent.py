@@ -23,11 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
-
-from drivers.errors import NeedsHumanError
-from drivers.supervisor import State, Supervisor, Timing, describe, explain, leaves
+from drivers.errors import NeedsHumanError, TransientError
+from drivers.supervisor import State, Supervisor, Timing, describe, leaves
 from gateway.commands import parse_command
 from gateway.config import HomeAssistantSection, UpstreamSection
 from gateway.driver import DriverHealth, Health
@@ -38,6 +35,8 @@ from gateway.sync import ha
 from gateway.sync.mqtt import (
     BrokerSettings,
     Link,
+    LinkError,
+    Message,
     open_link,
     publish_properties,
     response_properties,
@@ -88,11 +87,8 @@ POISON_STRIKES = 3
 #: Commands handled at once per connection.
 COMMAND_CONCURRENCY = 8
 
-#: CONNACK refusals no retry fixes (MQTT 3.1.1 return codes and MQTT 5 reason codes).
-_CONNECT_NEEDS_HUMAN = {1, 2, 4, 5, 0x84, 0x85, 0x86, 0x87, 0x8C}
 
-
-class TransientRefusal(aiomqtt.MqttError):
+class TransientRefusal(TransientError):
     """The broker answered a PUBLISH with a retry-later reason code."""
 
 
@@ -509,13 +505,6 @@ class SyncAgent:
         """A stop was requested (the supervisors' flag, never ``Task.cancelling()``)."""
         return any(sup is not None and sup.stopping for sup in (self._sup_up, self._sup_ha))
 
-    def _checkpoint(self) -> None:
-        """End a loop of a session once a stop was requested: Python 3.11's
-        ``asyncio.wait_for`` (used by aiomqtt for every publish) can swallow the
-        cancellation that a stop sends (gh-86296)."""
-        if self._stopping():
-            raise asyncio.CancelledError
-
     async def _upstream_session(self) -> None:
         assert self.upstream is not None
         await self._session(self.upstream, self._sup_up, telemetry=True, ha_here=self._ha_shared)
@@ -535,16 +524,8 @@ class SyncAgent:
             raise
 
     def _record(self, state: LinkState, error: BaseException) -> None:
-        """Record why a session ended; a refused CONNECT that no retry fixes is raised as
-        needs-a-human (the supervisor then parks the link in FAILED)."""
+        """Record why a session ended (for health and stats)."""
         state.last_error = describe(error)
-        exc = explain(error)
-        if isinstance(exc, MqttConnectError):
-            rc = getattr(exc.rc, "value", exc.rc)
-            if rc in _CONNECT_NEEDS_HUMAN:
-                message = f"{state.settings.display()} refused the connection: {exc}"
-                state.last_error = message
-                raise NeedsHumanError(message) from None
 
     async def _connect_and_serve(
         self, state: LinkState, sup: Supervisor | None, *, telemetry: bool, ha_here: bool
@@ -554,7 +535,7 @@ class SyncAgent:
         try:
             await link.__aenter__()
         except BaseException:
-            link.force_close()
+            link.close()
             raise
         try:
             state.connected = True
@@ -595,7 +576,7 @@ class SyncAgent:
                             link.__aexit__(None, None, None), "sync: disconnect", self._late
                         )
         finally:
-            link.force_close()
+            link.close()
             if telemetry:
                 # this connection's batches are no longer in flight (the goodbye returns
                 # at once when the link is lost): never struck by a later session
@@ -713,7 +694,6 @@ class SyncAgent:
         try:
             async with asyncio.TaskGroup() as tg:
                 while True:
-                    self._checkpoint()
                     now = time.monotonic()
                     n_max = min(n_cfg, self._cautious or n_cfg)
                     if self._live_pending and (
@@ -914,9 +894,8 @@ class SyncAgent:
     async def _receive(self, link: Link, tg: asyncio.TaskGroup, *, ha_here: bool) -> None:
         t = self.topics
         limit = asyncio.Semaphore(COMMAND_CONCURRENCY)
-        async for msg in link.messages:
-            self._checkpoint()
-            topic = msg.topic.value
+        async for msg in link.messages():
+            topic = msg.topic
             payload = msg.payload if isinstance(msg.payload, bytes) else b""
             if ha_here and topic == t.ha_status:
                 if payload.strip() == b"online":
@@ -932,7 +911,7 @@ class SyncAgent:
             tg.create_task(self._command(link, msg, device, limit), name=f"sync-cmd-{device}")
 
     async def _command(
-        self, link: Link, msg: aiomqtt.Message, device: str, limit: asyncio.Semaphore
+        self, link: Link, msg: Message, device: str, limit: asyncio.Semaphore
     ) -> None:
         try:
             self.counters.commands += 1
@@ -967,11 +946,11 @@ class SyncAgent:
                     out,
                     qos=1,
                     properties=response_properties(link.v5, correlation),
-                    timeout=CONNECT_TIMEOUT_S,
+                    limit_s=CONNECT_TIMEOUT_S,
                 )
             except ValueError as exc:
                 _LOGGER.warning("cannot answer a command on %r: %s", topic, exc)
-        except aiomqtt.MqttError:
+        except LinkError:
             raise
         except Exception:
             _LOGGER.exception("command to %s failed in the sync agent", device)
@@ -987,7 +966,6 @@ class SyncAgent:
         last_avail = time.monotonic() - HA_AVAILABILITY_S + HA_FIRST_REFRESH_S
         while True:
             await _wait_event(self._ha_wake, HA_TICK_S)
-            self._checkpoint()
             self._ha_wake.clear()
             if self._ha_republish.is_set():
                 self._ha_republish.clear()
@@ -1009,7 +987,6 @@ class SyncAgent:
         cache.announced.clear()
         cache.event_entities.forget()
         for dev in await self.store.devices():
-            self._checkpoint()
             stored = await self.store.state(dev.id)
             values = {m: v[0] for m, v in stored.items()}
             values.update(cache.values.get(dev.id, {}))
@@ -1062,13 +1039,11 @@ class SyncAgent:
         t = self.topics
         events, cache.events = cache.events, []
         for ev in events:
-            self._checkpoint()
             await self._ha_announce(link, ev.device_id, set(), ev)
             topic, payload = ha.event_message(t, ev)
             await link.publish(topic, payload, qos=1)
         dirty, cache.dirty = cache.dirty, set()
         for device_id in sorted(dirty):
-            self._checkpoint()
             values = cache.values.get(device_id, {})
             await self._ha_announce(link, device_id, set(values))
             await link.publish(t.state(device_id), ha.state_payload(values), qos=1, retain=True)
@@ -1078,7 +1053,6 @@ class SyncAgent:
         has sent nothing since the start)."""
         cache = self._ha
         for dev in await self.store.devices():
-            self._checkpoint()
             if dev.id not in cache.announced:
                 stored = await self.store.state(dev.id)
                 values = cache.values.setdefault(dev.id, {})
@@ -1112,7 +1086,7 @@ def _connection_broke(link: Link, exc: BaseException) -> bool:
     found = leaves(exc)
     if any(isinstance(e, NeedsHumanError | TransientRefusal | TimeoutError) for e in found):
         return False
-    return any(isinstance(e, aiomqtt.MqttError) for e in found)
+    return any(isinstance(e, LinkError) for e in found)
 
 
 async def _wait_event(event: asyncio.Event, timeout_s: float | None) -> None:

@@ -1,28 +1,44 @@
-"""One MQTT connection (aiomqtt 2.x over paho): connection settings, PUBACK reason codes.
+"""One MQTT connection: settings, a thin asyncio adapter over paho-mqtt, a broker check.
 
-aiomqtt's ``publish`` waits for the PUBACK but drops its MQTT 5 reason code and keeps one
-call per message in flight. :class:`Link` adds :meth:`Link.send`, which returns a future
-resolved with the PUBACK reason code, so the sync agent can keep a window of batches in
-flight and tell "the broker refused this message" from "delivered".
+:class:`Link` drives a ``paho.mqtt.client.Client`` from the asyncio loop through paho's
+public API only (callbacks, ``loop_read``/``loop_write``/``loop_misc``, ``socket()``; the
+external-loop pattern paho documents). It exists because aiomqtt's ``publish`` waits for the
+PUBACK but drops its MQTT 5 reason code and keeps one call per message in flight:
+:meth:`Link.send` returns a future resolved with the PUBACK reason code, so the sync agent
+keeps a window of batches in flight and tells "the broker refused this message" (0x87 not
+authorized, 0x97 quota exceeded, ...) from "delivered". The paho behaviour relied on is
+pinned in pyproject.toml and checked by tests/test_sync_mqtt.py against a real Mosquitto.
+
+Errors are raised on the roots of :mod:`drivers.errors`: :class:`LinkError` (transient: the
+connection failed or was lost), :class:`BrokerRefusedError` (needs a human: a CONNACK
+refusal no retry fixes), :class:`~drivers.errors.NeedsHumanError` for unusable settings.
+
+:func:`check_broker` is the reusable "can we log in to this broker" probe (the doctor's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import ipaddress
 import logging
+import socket
 import ssl
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
-from drivers.errors import NeedsHumanError
+from drivers.errors import NeedsHumanError, TransientError
+from drivers.supervisor import Fault, classify, describe
 from gateway.config import Secret, read_secret
 from gateway.errors import NeedsHumanError as GatewayNeedsHuman
 
@@ -117,54 +133,169 @@ def password_of(s: BrokerSettings) -> str | None:
     return secret.reveal() if secret is not None else None
 
 
-class Link(aiomqtt.Client):
-    """An aiomqtt client that also reports PUBACK reason codes and CONNACK properties."""
+#: CONNACK refusals no retry fixes (MQTT 5 reason codes; paho maps MQTT 3.1.1 return codes
+#: 1, 2, 4, 5 onto 0x84, 0x85, 0x86, 0x87).
+CONNECT_NEEDS_HUMAN = frozenset({1, 2, 4, 5, 0x84, 0x85, 0x86, 0x87, 0x8C})
+#: Seconds between paho's keep-alive / retry housekeeping calls.
+_MISC_INTERVAL_S = 1.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.v5 = kwargs.get("protocol") is aiomqtt.ProtocolVersion.V5
+
+class LinkError(TransientError):
+    """The connection could not be made, was lost, or cannot carry a request now."""
+
+
+class ConnectRefusedError(LinkError):
+    """The broker answered CONNECT with a refusal that may pass (server unavailable, busy)."""
+
+    def __init__(self, url: str, code: int, name: str) -> None:
+        super().__init__(f"{url} refused the connection: {name} (0x{code:02X})")
+        self.code = code
+        self.reason = name
+
+
+class BrokerRefusedError(NeedsHumanError):
+    """The broker refused the login for a reason no retry fixes (credentials, ACL, id)."""
+
+    def __init__(self, url: str, code: int, name: str) -> None:
+        super().__init__(f"{url} refused the connection: {name} (0x{code:02X})")
+        self.code = code
+        self.reason = name
+
+
+def _code(rc: ReasonCode | int) -> int:
+    return int(rc.value) if isinstance(rc, ReasonCode) else int(rc)
+
+
+def _refusal(url: str, rc: ReasonCode | int) -> LinkError | BrokerRefusedError:
+    code = _code(rc)
+    name = rc.getName() if isinstance(rc, ReasonCode) else f"code {code}"
+    if code in CONNECT_NEEDS_HUMAN:
+        return BrokerRefusedError(url, code, name)
+    return ConnectRefusedError(url, code, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An incoming PUBLISH."""
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+    properties: Properties | None = None
+
+
+@dataclass(slots=True)
+class Connack:
+    """What the broker said in its CONNACK (MQTT 5 properties; empty for 3.1.1)."""
+
+    max_packet_size: int | None = None
+    receive_maximum: int | None = None
+    maximum_qos: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Link:
+    """One MQTT connection: paho's client driven by the running asyncio loop.
+
+    ``async with link:`` connects (CONNECT, CONNACK within ``timeout_s``) and disconnects
+    cleanly (bounded) at the end; :meth:`close` drops the socket whatever the state.
+    """
+
+    def __init__(
+        self,
+        s: BrokerSettings,
+        *,
+        will_topic: str,
+        password: str | None,
+        tls_context: ssl.SSLContext | None,
+        timeout_s: float,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.settings = s
+        self.v5 = s.v5
+        self.timeout_s = timeout_s
+        self.connack = Connack()
+        self._loop = asyncio.get_running_loop()
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            protocol=paho.MQTTv5 if s.v5 else paho.MQTTv311,
+            clean_session=None if s.v5 else True,
+        )
+        client.enable_logger(logger or logging.getLogger("gateway.sync.paho"))
+        client.connect_timeout = timeout_s
+        if s.username:
+            client.username_pw_set(s.username, password)
+        if tls_context is not None:
+            client.tls_set_context(tls_context)
+        client.will_set(will_topic, b"offline", qos=1, retain=True)
+        # paho calls back from the connect thread too: every callback hops onto the loop
+        # (call_soon_threadsafe keeps their order)
+        client.on_connect = self._hop(self._on_connect)
+        client.on_disconnect = self._hop(self._on_disconnect)
+        client.on_publish = self._hop(self._on_publish)
+        client.on_subscribe = self._hop(self._on_subscribe)
+        client.on_message = self._hop(self._on_message)
+        client.on_socket_open = self._hop(self._watch)
+        client.on_socket_close = self._hop(self._unwatch)
+        client.on_socket_register_write = self._hop(self._want_write)
+        client.on_socket_unregister_write = self._hop(self._no_write)
+        self._client = client
+        self._connected: asyncio.Future[None] = self._loop.create_future()
+        #: Resolved when the connection ends: a result after our DISCONNECT, an exception
+        #: (:class:`LinkError`) after a loss.
+        self.lost: asyncio.Future[None] = self._loop.create_future()
         self._acks: dict[int, asyncio.Future[int]] = {}
-        #: CONNACK properties (MQTT 5): MaximumPacketSize, ReceiveMaximum, ...
-        self.connack: dict[str, Any] = {}
+        self._subacks: dict[int, asyncio.Future[list[int]]] = {}
+        self._messages: asyncio.Queue[Message] = asyncio.Queue()
+        self._sock: socket.socket | None = None
+        self._misc: asyncio.Task[None] | None = None
+        self._closing = False
 
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.ConnectFlags,
-        reason_code: Any,
-        properties: Properties | None = None,
-    ) -> None:
-        if properties is not None:
-            self.connack = {
-                name: getattr(properties, name)
-                for name in ("MaximumPacketSize", "ReceiveMaximum", "MaximumQoS")
-                if hasattr(properties, name)
-            }
-        super()._on_connect(client, userdata, flags, reason_code, properties)
-
-    def _on_publish(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        mid: int,
-        reason_code: Any,
-        properties: Properties,
-    ) -> None:
-        fut = self._acks.pop(mid, None)
-        if fut is not None and not fut.done():
-            fut.set_result(int(getattr(reason_code, "value", 0)))
-        super()._on_publish(client, userdata, mid, reason_code, properties)
+    # ------------------------------------------------------------------ public
 
     @property
     def max_packet_size(self) -> int | None:
-        value = self.connack.get("MaximumPacketSize")
-        return int(value) if value else None
+        return self.connack.max_packet_size
 
     @property
     def receive_maximum(self) -> int | None:
-        value = self.connack.get("ReceiveMaximum")
-        return int(value) if value else None
+        return self.connack.receive_maximum
+
+    @property
+    def tls_version(self) -> str | None:
+        """The negotiated TLS version once the handshake passed (None: plaintext)."""
+        sock = self._client.socket()
+        return sock.version() if isinstance(sock, ssl.SSLSocket) else None
+
+    async def __aenter__(self) -> Link:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.disconnect()
+
+    async def connect(self) -> None:
+        """TCP (+TLS) and CONNECT in a worker thread (paho's connect blocks), the CONNACK
+        on the loop; within ``timeout_s`` overall. On any failure the socket is closed."""
+        s = self.settings
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                connecting = asyncio.ensure_future(
+                    asyncio.to_thread(self._client.connect, s.host, s.port, s.keepalive)
+                )
+                try:
+                    rc = await asyncio.shield(connecting)
+                except asyncio.CancelledError:
+                    # the thread runs on (bounded by connect_timeout): close what it opens
+                    connecting.add_done_callback(lambda _f: self._loop.call_soon(self.close))
+                    raise
+                _check_rc(rc, s.display())
+                await asyncio.shield(self._connected)
+        except BaseException:
+            self.close()
+            raise
 
     def send(
         self,
@@ -176,11 +307,14 @@ class Link(aiomqtt.Client):
         properties: Properties | None = None,
     ) -> asyncio.Future[int]:
         """Queue a PUBLISH now (so calls go out in call order); the future gets the PUBACK
-        reason code (0 for QoS 0 once written). Raises MqttError when not connected."""
+        reason code (0 for QoS 0 once queued). Raises :class:`LinkError` when not
+        connected, ValueError for a topic or payload paho refuses."""
+        if self.lost.done() or not self._connected.done():
+            raise LinkError("not connected")
         info = self._client.publish(topic, payload, qos, retain, properties)
         if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise aiomqtt.MqttCodeError(info.rc, "could not publish")
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            raise LinkError(f"could not publish: {paho.error_string(info.rc)}")
+        fut: asyncio.Future[int] = self._loop.create_future()
         if qos == 0:
             fut.set_result(0)
         else:
@@ -188,43 +322,257 @@ class Link(aiomqtt.Client):
         return fut
 
     async def wait_ack(self, fut: asyncio.Future[int], limit_s: float) -> int:
-        """The reason code, or MqttError when the connection drops first, or TimeoutError."""
-        lost = self._disconnected
-        waiting: set[asyncio.Future[Any]] = {fut, lost}
+        """The reason code, or :class:`LinkError` when the connection drops first, or
+        TimeoutError."""
+        waiting: set[asyncio.Future[Any]] = {fut, self.lost}
         done, _ = await asyncio.wait(waiting, timeout=limit_s, return_when="FIRST_COMPLETED")
         if fut in done:
             return fut.result()
-        if lost in done:
-            exc = lost.exception()  # also marks it retrieved
-            raise aiomqtt.MqttError(f"connection lost before PUBACK ({exc or 'closed'})")
+        if self.lost in done:
+            raise LinkError(f"connection lost before PUBACK ({self._lost_reason()})")
         raise TimeoutError(f"no PUBACK in {limit_s:g} s")
 
-    @property
-    def lost(self) -> asyncio.Future[None]:
-        return self._disconnected
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Properties | None = None,
+        limit_s: float | None = None,
+    ) -> int:
+        """:meth:`send` and :meth:`wait_ack` (``limit_s`` defaults to ``timeout_s``)."""
+        fut = self.send(topic, payload, qos=qos, retain=retain, properties=properties)
+        return await self.wait_ack(fut, self.timeout_s if limit_s is None else limit_s)
 
-    def force_close(self) -> None:
-        """Close the socket whatever state the connection is in (after a cancelled connect
-        or disconnect aiomqtt may leave it registered on the loop)."""
-        if self._connected.done() and self._connected.cancelled():
-            self._connected = asyncio.get_running_loop().create_future()
+    async def subscribe(self, topic: str, *, qos: int = 1) -> list[int]:
+        """SUBSCRIBE and wait for the SUBACK; its reason codes (0x80 and up: refused)."""
+        if self.lost.done():
+            raise LinkError("not connected")
+        rc, mid = self._client.subscribe(topic, qos)
+        if rc != paho.MQTT_ERR_SUCCESS or mid is None:
+            raise LinkError(f"could not subscribe: {paho.error_string(rc)}")
+        fut: asyncio.Future[list[int]] = self._loop.create_future()
+        self._subacks[mid] = fut
+        waiting: set[asyncio.Future[Any]] = {fut, self.lost}
+        done, _ = await asyncio.wait(waiting, timeout=self.timeout_s, return_when="FIRST_COMPLETED")
+        if fut in done:
+            return fut.result()
+        self._subacks.pop(mid, None)
+        if self.lost in done:
+            raise LinkError(f"connection lost before SUBACK ({self._lost_reason()})")
+        raise TimeoutError(f"no SUBACK in {self.timeout_s:g} s")
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """Incoming messages until the connection ends (then :class:`LinkError`)."""
+        while True:
+            if not self._messages.empty():
+                yield self._messages.get_nowait()
+                continue
+            getter: asyncio.Future[Message] = asyncio.ensure_future(self._messages.get())
+            waiting: set[asyncio.Future[Any]] = {getter, self.lost}
+            try:
+                await asyncio.wait(waiting, return_when="FIRST_COMPLETED")
+            finally:
+                if not getter.done():
+                    getter.cancel()
+            if getter.done() and not getter.cancelled():
+                yield getter.result()
+            elif self.lost.done():
+                raise LinkError(f"connection lost ({self._lost_reason()})")
+
+    async def disconnect(self) -> None:
+        """A clean DISCONNECT (the broker then drops the Last Will), bounded by
+        ``timeout_s``; the socket is closed in any case."""
         try:
-            self._client._sock_close()
-        except Exception:
-            _LOGGER.debug("closing the MQTT socket failed", exc_info=True)
-        misc = self._misc_task
-        if misc is not None and not misc.done():
-            misc.cancel()
-        if not self._disconnected.done():
-            self._disconnected.set_result(None)
-        if self._lock.locked():
-            self._lock.release()
+            if self._sock is not None and not self.lost.done():
+                self._closing = True
+                self._client.disconnect()
+                with contextlib.suppress(TimeoutError, LinkError):
+                    async with asyncio.timeout(self.timeout_s):
+                        await asyncio.wait({self.lost})
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the socket whatever state the connection is in; settle every waiter."""
+        sock: Any = self._sock
+        self._sock = None
+        if sock is None:
+            sock = self._client.socket()  # opened by a connect thread we no longer wait for
+        if sock is not None:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(sock)
+                self._loop.remove_writer(sock)
+            with contextlib.suppress(OSError):
+                sock.close()
+        if self._misc is not None:
+            self._misc.cancel()
+            self._misc = None
+        if sock is not None:
+            # this client is done: paho's own cleanup (at garbage collection) calls nobody
+            client = self._client
+            client.on_socket_open = client.on_socket_close = None
+            client.on_socket_register_write = client.on_socket_unregister_write = None
+            client.on_connect = client.on_disconnect = client.on_publish = None
+            client.on_subscribe = client.on_message = None
+        self._settle_lost(None)
+        if not self._connected.done():
+            self._connected.set_exception(LinkError("connection closed"))
+            self._connected.exception()  # retrieved
+        self.drop_pending()
 
     def drop_pending(self) -> None:
-        for fut in self._acks.values():
+        """Cancel the waiters of PUBACKs and SUBACKs still outstanding."""
+        pending: list[asyncio.Future[Any]] = [*self._acks.values(), *self._subacks.values()]
+        for fut in pending:
             if not fut.done():
                 fut.cancel()
         self._acks.clear()
+        self._subacks.clear()
+
+    # ------------------------------------------------------------------ paho callbacks
+
+    def _hop(self, fn: Callable[..., None]) -> Callable[..., None]:
+        """A paho callback ``(client, userdata, *args)`` that runs ``fn(*args)`` on the loop."""
+
+        def callback(_client: paho.Client, _userdata: Any, *args: Any) -> None:
+            if not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(fn, *args)
+
+        return callback
+
+    def _watch(self, sock: socket.socket) -> None:
+        if sock.fileno() == -1 or self.lost.done():
+            return
+        self._sock = sock
+        self._loop.add_reader(sock, self._read)
+        if self._misc is None:
+            self._misc = self._loop.create_task(self._housekeeping(), name="mqtt-misc")
+
+    def _unwatch(self, sock: socket.socket) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
+        if sock is self._sock:
+            self._sock = None
+
+    def _want_write(self, sock: socket.socket) -> None:
+        if sock.fileno() != -1 and not self.lost.done():
+            self._loop.add_writer(sock, self._write)
+
+    def _no_write(self, sock: socket.socket) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_writer(sock)
+
+    def _read(self) -> None:
+        self._client.loop_read()
+        # TLS: records already decrypted into the SSL object do not wake the reader again
+        sock = self._sock
+        while isinstance(sock, ssl.SSLSocket) and sock.fileno() != -1 and sock.pending():
+            if self._client.loop_read() != paho.MQTT_ERR_SUCCESS:
+                break
+
+    def _write(self) -> None:
+        self._client.loop_write()
+
+    async def _housekeeping(self) -> None:
+        """paho's keep-alive PINGs and retries; ends when the connection does."""
+        while self._client.loop_misc() == paho.MQTT_ERR_SUCCESS:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_MISC_INTERVAL_S):
+                    await asyncio.shield(self.lost)
+
+    def _on_connect(
+        self,
+        _flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
+        if properties is not None:
+            got = {
+                n: getattr(properties, n)
+                for n in ("MaximumPacketSize", "ReceiveMaximum", "MaximumQoS")
+                if hasattr(properties, n)
+            }
+            self.connack = Connack(
+                max_packet_size=int(got["MaximumPacketSize"])
+                if got.get("MaximumPacketSize")
+                else None,
+                receive_maximum=int(got["ReceiveMaximum"]) if got.get("ReceiveMaximum") else None,
+                maximum_qos=int(got["MaximumQoS"]) if "MaximumQoS" in got else None,
+                extra=got,
+            )
+        if self._connected.done():
+            return
+        if int(reason_code.value) == 0:
+            self._connected.set_result(None)
+        else:
+            self._connected.set_exception(_refusal(self.settings.display(), reason_code))
+
+    def _on_disconnect(
+        self,
+        _flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None = None,
+    ) -> None:
+        code = _code(reason_code)
+        if not self._connected.done():
+            self._connected.set_exception(
+                LinkError(f"{self.settings.display()}: connection closed before CONNACK")
+            )
+        if code == 0 and self._closing:
+            self._settle_lost(None)
+        else:
+            name = reason_code.getName() if isinstance(reason_code, ReasonCode) else str(code)
+            self._settle_lost(LinkError(f"unexpected disconnection: {name}"))
+
+    def _settle_lost(self, exc: LinkError | None) -> None:
+        if self.lost.done():
+            return
+        if exc is None:
+            self.lost.set_result(None)
+        else:
+            self.lost.set_exception(exc)
+            self.lost.exception()  # retrieved: readers ask through _lost_reason()
+
+    def _lost_reason(self) -> str:
+        if not self.lost.done() or self.lost.cancelled():
+            return "closed"
+        exc = self.lost.exception()
+        return str(exc) if exc is not None else "closed"
+
+    def _on_publish(
+        self,
+        mid: int,
+        reason_code: ReasonCode,
+        _properties: Properties,
+    ) -> None:
+        fut = self._acks.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(_code(reason_code))
+
+    def _on_subscribe(
+        self,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        _properties: Properties,
+    ) -> None:
+        fut = self._subacks.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result([_code(rc) for rc in reason_codes])
+
+    def _on_message(self, msg: paho.MQTTMessage) -> None:
+        self._messages.put_nowait(
+            Message(
+                msg.topic,
+                bytes(msg.payload),
+                msg.qos,
+                bool(msg.retain),
+                getattr(msg, "properties", None),
+            )
+        )
 
 
 def publish_properties(v5: bool, content_type: str | None) -> Properties | None:
@@ -259,18 +607,80 @@ async def open_link(
     check_transport(s)
     ctx = await asyncio.to_thread(tls_context, s)
     password = await asyncio.to_thread(password_of, s)
-    protocol = aiomqtt.ProtocolVersion.V5 if s.v5 else aiomqtt.ProtocolVersion.V311
     return Link(
-        s.host,
-        s.port,
-        identifier=s.client_id,
-        protocol=protocol,
-        username=s.username or None,
+        s,
+        will_topic=will_topic,
         password=password,
-        will=aiomqtt.Will(will_topic, b"offline", qos=1, retain=True),
-        keepalive=s.keepalive,
-        timeout=timeout_s,
         tls_context=ctx,
-        clean_session=None if s.v5 else True,
+        timeout_s=timeout_s,
         logger=logging.getLogger("gateway.sync.paho"),
     )
+
+
+def _check_rc(rc: int, where: str) -> None:
+    if rc != paho.MQTT_ERR_SUCCESS:
+        raise LinkError(f"{where}: {paho.error_string(rc)}")
+
+
+class CheckStage(enum.StrEnum):
+    """How far :func:`check_broker` got."""
+
+    SETTINGS = "settings"  # plaintext policy, TLS files, password file
+    CONNECT = "connect"  # name, route, TCP port (or no answer at all)
+    TLS = "tls"  # the TLS handshake (certificate, protocol)
+    MQTT = "mqtt"  # no CONNACK: not an MQTT port, or the broker closed the connection
+    LOGIN = "login"  # the broker refused the login (CONNACK reason code)
+    OK = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerCheck:
+    """The outcome of :func:`check_broker`; ``detail`` never holds a secret."""
+
+    url: str
+    stage: CheckStage
+    detail: str = ""
+    fault: Fault | None = None  # None when ok
+    reason_code: int | None = None  # the CONNACK's, when one came
+    tls_version: str | None = None  # e.g. "TLSv1.3" once the handshake passed
+    connack: Connack | None = None
+    #: The CONNACK refusal's name as paho spells it ("Not authorized"), when refused.
+    refusal: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.stage is CheckStage.OK
+
+
+async def check_broker(
+    s: BrokerSettings, *, timeout_s: float = 10.0, will_topic: str = "migw/doctor/status"
+) -> BrokerCheck:
+    """Log in to the broker with the configured TLS and credentials, read the CONNACK and
+    disconnect cleanly: the same code path as the sync agent's connection. Never raises for
+    a settings, network, TLS or broker problem; the result says which stage failed and how
+    the fault is classified (transient / needs-a-human / protocol). For ``migw doctor``."""
+    url = s.display()
+    try:
+        link = await open_link(s, will_topic=will_topic, timeout_s=timeout_s)
+    except NeedsHumanError as exc:
+        return BrokerCheck(url, CheckStage.SETTINGS, str(exc), Fault.NEEDS_HUMAN)
+    try:
+        await link.connect()
+    except (BrokerRefusedError, ConnectRefusedError) as exc:
+        version = link.tls_version
+        return BrokerCheck(
+            url, CheckStage.LOGIN, str(exc), classify(exc), exc.code, version, refusal=exc.reason
+        )
+    except ssl.SSLError as exc:
+        detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+        return BrokerCheck(url, CheckStage.TLS, f"TLS handshake failed: {detail}", classify(exc))
+    except LinkError as exc:
+        return BrokerCheck(url, CheckStage.MQTT, str(exc), classify(exc), None, link.tls_version)
+    except (OSError, TimeoutError) as exc:
+        detail = getattr(exc, "strerror", None) or describe(exc)
+        if isinstance(exc, TimeoutError):
+            detail = f"no answer in {timeout_s:g} s"
+        return BrokerCheck(url, CheckStage.CONNECT, f"cannot connect: {detail}", classify(exc))
+    version = link.tls_version
+    await link.disconnect()
+    return BrokerCheck(url, CheckStage.OK, "login ok", None, 0, version, link.connack)
