@@ -28,7 +28,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
@@ -43,6 +43,8 @@ from gateway.config import Secret, read_secret
 from gateway.errors import NeedsHumanError as GatewayNeedsHuman
 
 _LOGGER = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
@@ -324,13 +326,16 @@ class Link:
     async def wait_ack(self, fut: asyncio.Future[int], limit_s: float) -> int:
         """The reason code, or :class:`LinkError` when the connection drops first, or
         TimeoutError."""
+        return await self._answer(fut, limit_s, "PUBACK")
+
+    async def _answer(self, fut: asyncio.Future[_T], limit_s: float, what: str) -> _T:
         waiting: set[asyncio.Future[Any]] = {fut, self.lost}
         done, _ = await asyncio.wait(waiting, timeout=limit_s, return_when="FIRST_COMPLETED")
         if fut in done:
             return fut.result()
         if self.lost in done:
-            raise LinkError(f"connection lost before PUBACK ({self._lost_reason()})")
-        raise TimeoutError(f"no PUBACK in {limit_s:g} s")
+            raise LinkError(f"connection lost before {what} ({self._lost_reason()})")
+        raise TimeoutError(f"no {what} in {limit_s:g} s")
 
     async def publish(
         self,
@@ -355,14 +360,10 @@ class Link:
             raise LinkError(f"could not subscribe: {paho.error_string(rc)}")
         fut: asyncio.Future[list[int]] = self._loop.create_future()
         self._subacks[mid] = fut
-        waiting: set[asyncio.Future[Any]] = {fut, self.lost}
-        done, _ = await asyncio.wait(waiting, timeout=self.timeout_s, return_when="FIRST_COMPLETED")
-        if fut in done:
-            return fut.result()
-        self._subacks.pop(mid, None)
-        if self.lost in done:
-            raise LinkError(f"connection lost before SUBACK ({self._lost_reason()})")
-        raise TimeoutError(f"no SUBACK in {self.timeout_s:g} s")
+        try:
+            return await self._answer(fut, self.timeout_s, "SUBACK")
+        finally:
+            self._subacks.pop(mid, None)
 
     async def messages(self) -> AsyncIterator[Message]:
         """Incoming messages until the connection ends (then :class:`LinkError`)."""
