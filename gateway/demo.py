@@ -70,7 +70,9 @@ def demo_config(base: Config, state_dir: Path | None, api_port: int | None) -> C
     cfg = cfg.replace(ble=dataclasses.replace(cfg.ble, join="all"))
     if not cfg.gpio.devices:
         cfg = cfg.replace(gpio=GpioSection(devices=DEMO_GPIO))
-    return cfg
+    from gateway.automations.demo import demo_automations
+
+    return demo_automations(cfg)
 
 
 #: The simulated stick: seconds between reports, and how long the network stays open.

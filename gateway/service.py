@@ -40,6 +40,7 @@ from gateway.store import Store
 
 if TYPE_CHECKING:
     from gateway.api.server import ApiServer
+    from gateway.automations import Automations
     from gateway.sync import SyncAgent
 
 _LOGGER = logging.getLogger(__name__)
@@ -135,6 +136,8 @@ class Service:
         self.zigbee: ZigbeeAdmin | None = None
         self.api: ApiServer | None = None
         self.sync: SyncAgent | None = None
+        #: Local automations and BLE presence (docs/automations.md), when configured.
+        self.automations: Automations | None = None
         #: One supervisor per running part, by part name.
         self.supervisors: dict[str, Supervisor] = {}
         self.store: Store | None = None
@@ -152,7 +155,7 @@ class Service:
     @property
     def components(self) -> list[Component]:
         """The running parts that are not drivers: the LAN API and the sync agent."""
-        parts: list[Component | None] = [self.api, self.sync]
+        parts: list[Component | None] = [self.api, self.sync, self.automations]
         return [p for p in parts if p is not None]
 
     # ----------------------------------------------------------------- composition
@@ -204,6 +207,8 @@ class Service:
                 self._set_drivers(build_drivers(self._adapter_context()))
             self.api = self._build_api()
             self.sync = self._build_sync()
+            # follows self.config on reload itself (keeps its timers): never rebuilt
+            self.automations = _build_automations(self)
         except BaseException:
             await self.store.close()
             _unlock(self._lock_fd)
@@ -604,3 +609,9 @@ def _driver_target(driver: Driver, ingest: Ingest) -> Callable[[], Awaitable[Non
         await driver.run(sink)
 
     return target
+
+
+def _build_automations(service: Service) -> Automations | None:
+    from gateway.automations import create
+
+    return create(service)

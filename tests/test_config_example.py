@@ -40,7 +40,6 @@ def test_example_documents_every_section_and_key() -> None:
     hints = typing.get_type_hints(Config)
     undocumented: list[str] = []
     for section in dataclasses.fields(Config):
-        body = _section_text(text, section.name)
         cls = hints[section.name]
         if typing.get_origin(cls) is dict:  # [devices]: entries keyed by id
             entry = typing.get_args(cls)[1]

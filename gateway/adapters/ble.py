@@ -123,6 +123,8 @@ class BleDriver:
         self._sink: Sink | None = None
         self._scanner: BleScanner | None = None
         self._restarts_before = 0
+        #: Called with every advert before decoding (BLE presence, gateway.automations).
+        self.advert_listeners: list[Callable[[Advertisement], None]] = []
         self._info = dict(info or {})
         self._info["keys_configured"] = str(len(self._keys))
         self.counters: dict[str, int] = dict.fromkeys(
@@ -201,6 +203,8 @@ class BleDriver:
         frame counter), so the many copies a sensor sends cost a dict lookup each.
         """
         self.counters["adverts"] += 1
+        for listener in self.advert_listeners:
+            listener(adv)  # presence (gateway.automations): every advert, decodable or not
         now = adv.time or self._clock()
         mac = adv.address.upper()
         key = self._keys.get(mac)

@@ -613,4 +613,7 @@ def build_app(service: Service, hub: EventHub, checker: TokenChecker) -> web.App
 
     devices_admin.add_routes(app)
     ble_keys.add_routes(app)
+    from gateway.automations import api as automations_api
+
+    automations_api.add_routes(r, _service, read_json)
     return app

@@ -22,6 +22,7 @@ from gateway.cli import ble_keys as _ble_keys  # noqa: F401  # isort: skip
 from gateway.cli import doctor as _doctor  # noqa: F401  # isort: skip
 from gateway.cli import ble as _ble  # noqa: F401  # isort: skip
 from gateway.cli import zigbee as _zigbee  # noqa: F401  # isort: skip
+from gateway.cli import automations as _automations  # noqa: F401  # isort: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

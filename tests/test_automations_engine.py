@@ -1,0 +1,232 @@
+"""The automation engine on a virtual clock: triggers, conditions, actions, loops, timers.
+
+The effects are the engine's outer boundary (router and store): recorded here, the device
+answering a command by reporting its new state like a relay does.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from gateway.automations.engine import Engine, Input, Trace
+from gateway.config import ConfigError, loads
+from gateway.model import Command, CommandResult, CommandStatus
+
+T0 = 1_760_000_000.0  # a fixed wall time
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.commands: list[tuple[float, str, str]] = []
+        self.events: list[tuple[str, str, str]] = []
+        self.engine: Engine | None = None
+
+    async def command(self, device: str, command: Command) -> CommandResult:
+        assert self.engine is not None
+        self.commands.append((self.engine.now, device, command.action))
+        return CommandResult(CommandStatus.OK)
+
+    def record(self, trace: Trace, action: str, message: str = "") -> None:
+        self.events.append((trace.automation, action, message))
+
+    def trace_done(self, trace: Trace) -> None:
+        pass
+
+
+def make(toml: str) -> tuple[Engine, Recorder]:
+    cfg = loads(textwrap.dedent(toml))
+    rec = Recorder()
+    engine = Engine(cfg.automations, rec, location=cfg.location, start=T0)
+    rec.engine = engine
+    return engine, rec
+
+
+def reading(t: float, device: str, metric: str, value: object) -> Input:
+    return Input(T0 + t, "reading", device, metric, value)  # type: ignore[arg-type]
+
+
+async def test_state_trigger_with_for_and_cancel() -> None:
+    engine, rec = make("""
+        [[automations]]
+        id = "door-open-long"
+        triggers = [{type = "state", device = "d", metric = "opening", to = true, for_s = 10}]
+        actions = [{type = "command", device = "relay", command = "on"}]
+    """)
+    await engine.handle(reading(0, "d", "opening", False))
+    await engine.handle(reading(1, "d", "opening", True))
+    await engine.handle(reading(5, "d", "opening", False))  # closed again: cancelled
+    await engine.advance(T0 + 30)
+    assert rec.commands == []
+    await engine.handle(reading(40, "d", "opening", True))
+    await engine.advance(T0 + 49)
+    assert rec.commands == []
+    await engine.advance(T0 + 60)
+    assert rec.commands == [(T0 + 50, "relay", "on")]
+    trace = engine.traces["door-open-long"][-1]
+    assert trace.trigger == "d opening = true (was false) for 10 s"
+
+
+async def test_threshold_hysteresis() -> None:
+    engine, rec = make("""
+        [[automations]]
+        id = "hot"
+        [[automations.triggers]]
+        type = "threshold"
+        device = "t"
+        metric = "temperature"
+        above = 25
+        hysteresis = 1
+        [[automations.actions]]
+        type = "publish"
+        message = "hot"
+    """)
+    for i, v in enumerate([20, 26, 24.5, 26, 23.9, 25.5]):
+        await engine.handle(reading(i, "t", "temperature", v))
+    # fires at 26 (armed by 20), not again at 26 after 24.5 (inside the band), again after 23.9
+    assert [e for e in rec.events if e[1] == "message"] == [("hot", "message", "hot")] * 2
+
+
+async def test_event_trigger_conditions_and_choose() -> None:
+    engine, rec = make("""
+        [[automations]]
+        id = "btn"
+        triggers = [{type = "event", device = "b", action = "double"}]
+        conditions = [{type = "not_fired", seconds = 5}]
+        [[automations.actions]]
+        type = "choose"
+        default = [{type = "command", device = "led", command = "off"}]
+        [[automations.actions.choose]]
+        conditions = [{type = "state", device = "t", metric = "temperature", above = 20}]
+        actions = [{type = "command", device = "led", command = "toggle"}]
+    """)
+    await engine.handle(Input(T0, "event", "b", "button", "single"))
+    assert rec.commands == []
+    await engine.handle(Input(T0 + 1, "event", "b", "button", "double"))
+    await engine.handle(Input(T0 + 2, "event", "b", "button", "double"))  # not_fired: no
+    await engine.handle(reading(3, "t", "temperature", 21.0))
+    await engine.handle(Input(T0 + 10, "event", "b", "button", "double"))
+    assert rec.commands == [(T0 + 1, "led", "off"), (T0 + 10, "led", "toggle")]
+    outcomes = [t.outcome for t in engine.traces["btn"]]
+    assert outcomes == ["fired", "not_met", "fired"]
+
+
+async def test_self_triggering_loop_is_stopped_and_reported() -> None:
+    engine, rec = make("""
+        [[automations]]
+        id = "a"
+        triggers = [{type = "state", device = "relay", metric = "switch"}]
+        actions = [{type = "command", device = "relay2", command = "toggle"}]
+        [[automations]]
+        id = "b"
+        triggers = [{type = "state", device = "relay2", metric = "switch"}]
+        actions = [{type = "command", device = "relay", command = "toggle"}]
+    """)
+    await engine.handle(reading(0, "relay", "switch", False))
+    await engine.handle(reading(0, "relay2", "switch", False))
+    await engine.handle(reading(1, "relay", "switch", True))  # a person flips the relay
+    await engine.handle(reading(1.1, "relay2", "switch", True))  # caused by a
+    await engine.handle(reading(1.2, "relay", "switch", False))  # caused by b: a again
+    assert [c[1] for c in rec.commands] == ["relay2", "relay"]
+    assert ("a", "loop_stopped", "a -> b -> a") in rec.events
+    assert engine.traces["a"][-1].outcome == "loop_stopped"
+
+
+async def test_delay_survives_restart_and_reload_keeps_timers() -> None:
+    toml = """
+        [[automations]]
+        id = "pulse"
+        triggers = [{type = "event", device = "b", action = "single"}]
+        [[automations.actions]]
+        type = "command"
+        device = "r"
+        command = "on"
+        [[automations.actions]]
+        type = "delay"
+        seconds = 60
+        [[automations.actions]]
+        type = "command"
+        device = "r"
+        command = "off"
+    """
+    engine, rec = make(toml)
+    await engine.handle(Input(T0, "event", "b", "button", "single"))
+    saved = engine.timers()
+    assert [t["kind"] for t in saved] == ["run"]
+    # reload with the same definition: the delay still runs
+    engine.load(loads(textwrap.dedent(toml)).automations)
+    await engine.advance(T0 + 61)
+    assert [c[2] for c in rec.commands] == ["on", "off"]
+    # a restart: a new engine resumes the saved delay
+    engine2, rec2 = make(toml)
+    assert engine2.restore(saved) == []
+    await engine2.advance(T0 + 61)
+    assert rec2.commands == [(T0 + 60, "r", "off")]
+    # restored too late (past the grace period): dropped with a reason
+    engine3, _ = make(toml)
+    await engine3.advance(T0 + 600)
+    assert engine3.restore(saved) == ["pulse: delay ended 540 s ago"]
+
+
+async def test_run_action_and_mutual_run_loop() -> None:
+    engine, rec = make("""
+        [[automations]]
+        id = "a"
+        triggers = [{type = "uplink", to = "down"}]
+        actions = [{type = "publish", message = "a"}, {type = "run", automation = "b"}]
+        [[automations]]
+        id = "b"
+        triggers = [{type = "uplink", to = "up"}]
+        actions = [{type = "publish", message = "b"}, {type = "run", automation = "a"}]
+    """)
+    await engine.handle(Input(T0, "uplink", value=True))  # first state: not a change
+    await engine.handle(Input(T0 + 1, "uplink", value=False))
+    assert rec.events == [
+        ("a", "fired", ""), ("a", "message", "a"), ("a", "message", "b"),
+        ("a", "loop_stopped", "a -> b -> a"),
+    ]  # fmt: skip
+
+
+async def test_time_trigger_and_window_across_midnight() -> None:
+    engine, _ = make("""
+        [location]
+        timezone = "UTC"
+        [[automations]]
+        id = "nightly"
+        triggers = [{type = "time", at = "23:30"}]
+        conditions = [{type = "time", after = "22:00", before = "06:00"}]
+        actions = [{type = "publish", message = "night"}]
+    """)
+    await engine.advance(T0 + 2 * 86400)
+    fired = [t.at for t in engine.traces["nightly"] if t.outcome == "fired"]
+    assert len(fired) == 2
+    assert all(int(t) % 86400 == 23 * 3600 + 1800 for t in fired)
+
+
+def test_config_errors_name_key_and_line() -> None:
+    text = textwrap.dedent("""
+        [[automations]]
+        id = "ok"
+        triggers = [{type = "event", device = "b", action = "single"}]
+        actions = [{type = "run", automation = "ok"}]
+
+        [[automations]]
+        id = "bad"
+        actions = [{type = "delay", seconds = 1}]
+
+        [[automations.triggers]]
+        type = "threshold"
+        device = "t"
+        metric = "temperature"
+    """)
+    with pytest.raises(ConfigError) as err:
+        loads(text)
+    assert str(err.value) == (
+        "automations[1].triggers[0].above (line 11): a threshold trigger needs above or below"
+        " (one of them)"
+    )
+    with pytest.raises(ConfigError) as err:
+        loads(text.replace('type = "threshold"', 'type = "event"\naction = "x"').replace(
+            'automation = "ok"', 'automation = "nope"'))  # fmt: skip
+    assert str(err.value).startswith("automations[0].actions[0].automation (line 5): no automation")
