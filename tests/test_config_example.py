@@ -41,6 +41,10 @@ def test_example_documents_every_section_and_key() -> None:
     undocumented: list[str] = []
     for section in dataclasses.fields(Config):
         cls = hints[section.name]
+        if typing.get_origin(cls) is tuple:  # [[automations]]: an array of tables
+            assert f"[[{section.name}]]" in text
+            continue
+        body = _section_text(text, section.name)
         if typing.get_origin(cls) is dict:  # [devices]: entries keyed by id
             entry = typing.get_args(cls)[1]
             undocumented += [
