@@ -473,12 +473,22 @@ def _button_1001(data: bytes, ctx: _Ctx) -> None:
     ctx.event("button", action, btype + 1 if model in _REMOTES else None)
 
 
-def _miot_button(action: str) -> Decoder:
-    """0x4A0C-0x4A0E, 0x4E0C-0x4E0E, 0x560C-0x560E: single/double/long press objects."""
+#: Models whose 0x4E0C-0x4E0E and 0x560C-0x560E press objects are buttons; others (a stray
+#: object on a thermometer) fire nothing, as in xiaomi-ble
+#: (test_Xiaomi_button_object_ignored_for_non_button_device).
+_BUTTONS_4E0X = frozenset({"XMWXKG01YL", "K9BB-1BTN", "XMWXKG01LM"})
+_BUTTONS_560X = frozenset({"KS1", "KS1BP", "KS2BB"})
+
+
+def _miot_button(action: str, models: frozenset[str] | None = None) -> Decoder:
+    """0x4A0C-0x4A0E, 0x4E0C-0x4E0E, 0x560C-0x560E: single/double/long press objects
+    (``models``: the only models they are buttons of; None: any)."""
 
     def decode(data: bytes, ctx: _Ctx) -> None:
         arg = data[0] if data else None
         model = ctx.model
+        if models is not None and model not in models:
+            return
         if model == "XMWS01XS":  # 0 left, 1 right
             if arg in (0, 1):
                 ctx.event("button", action, arg + 1)
@@ -592,18 +602,18 @@ OBJECTS: dict[int, ObjDef] = {
         ObjDef(0x4C08, "humidity (float)", _one(4), _set("humidity", _f32)),
         ObjDef(0x4C14, "mode", _one(1), _set("mode", _u)),
         ObjDef(0x4E01, "low battery", _one(1), _flag("battery_low")),
-        ObjDef(0x4E0C, "single press", _r(0, 1), _miot_button("single")),
-        ObjDef(0x4E0D, "double press", _r(0, 1), _miot_button("double")),
-        ObjDef(0x4E0E, "long press", _r(0, 1), _miot_button("long")),
+        ObjDef(0x4E0C, "single press", _r(0, 1), _miot_button("single", _BUTTONS_4E0X)),
+        ObjDef(0x4E0D, "double press", _r(0, 1), _miot_button("double", _BUTTONS_4E0X)),
+        ObjDef(0x4E0E, "long press", _r(0, 1), _miot_button("long", _BUTTONS_4E0X)),
         ObjDef(0x4E16, "scale (S200)", _one(9), _scale_s200),
         ObjDef(0x4E1C, "device reset", _ANY, _ignore),
         ObjDef(0x5003, "battery", _one(1), _set("battery", lambda d: float(d[0]))),
         ObjDef(0x5413, "occupancy close range", _one(1), _flag("occupancy_close_range")),
         ObjDef(0x5414, "mode", _one(1), _set("mode", _u)),
         ObjDef(0x5422, "charging state", _one(1), _charging_state),
-        ObjDef(0x560C, "single press", _r(0, 1), _miot_button("single")),
-        ObjDef(0x560D, "double press", _r(0, 1), _miot_button("double")),
-        ObjDef(0x560E, "long press", _r(0, 1), _miot_button("long")),
+        ObjDef(0x560C, "single press", _r(0, 1), _miot_button("single", _BUTTONS_560X)),
+        ObjDef(0x560D, "double press", _r(0, 1), _miot_button("double", _BUTTONS_560X)),
+        ObjDef(0x560E, "long press", _r(0, 1), _miot_button("long", _BUTTONS_560X)),
         ObjDef(0x5810, "sleep", _one(1), _flag("asleep", invert=True)),
         ObjDef(0x6461, "wearing", _one(1), _flag("wearing", invert=True)),
         ObjDef(0x6E16, "scale (S400)", _one(9), _scale_s400),
