@@ -28,6 +28,7 @@ from drivers.supervisor import State, Supervisor, Timing
 from gateway import adapters
 from gateway.adapters import AdapterContext, DemoOptions, Transports, build_drivers
 from gateway.adapters.zigbee import ZigbeeDriver
+from gateway.api.timing import ApiTiming
 from gateway.clock import Clock, SystemClock
 from gateway.commands import CommandRouter
 from gateway.config import Config
@@ -65,6 +66,7 @@ class ServiceTiming:
     stable_after_s: float = 30.0
     #: At start, the LAN API gets this long to bind its port (else: a startup error).
     api_bind_timeout_s: float = 10.0
+    api: ApiTiming = field(default_factory=ApiTiming)
 
     def supervisor(self) -> Timing:
         return Timing(

@@ -13,11 +13,11 @@ import pytest
 from api_support import Running, running
 from helpers import event, reading
 
-from gateway.api import app as app_mod
-from gateway.api import events as events_mod
 from gateway.api.events import EventFilter, EventHub
 from gateway.api.guard import GuardPolicy
+from gateway.api.timing import ApiTiming
 from gateway.api.token import rotate_token, token_path
+from gateway.service import ServiceTiming
 
 PROTECTED = [
     ("GET", "/api/v1/status"),
@@ -408,10 +408,13 @@ async def test_a_half_sent_request_does_not_block_others(
         await writer.wait_closed()
 
 
-async def test_a_slow_body_gets_408(
-    api: Running, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(app_mod, "BODY_TIMEOUT_S", 0.3)
+async def test_a_slow_body_gets_408(tmp_path: Path, mock_pins: Any) -> None:
+    timing = ServiceTiming(api=ApiTiming(body_timeout_s=0.3))
+    async with running(tmp_path / "state", mock_pins, timing=timing) as api:
+        await _slow_body_gets_408(api)
+
+
+async def _slow_body_gets_408(api: Running) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
     try:
         writer.write(
@@ -425,15 +428,12 @@ async def test_a_slow_body_gets_408(
     finally:
         writer.close()
         await writer.wait_closed()
-    await assert_healthy(http, api)
+    async with aiohttp.ClientSession() as http:
+        await assert_healthy(http, api)
 
 
-async def test_a_slow_event_client_loses_messages_and_is_dropped(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(events_mod, "QUEUE_SIZE", 3)
-    monkeypatch.setattr(events_mod, "LAG_LIMIT", 5)
-    hub = EventHub()
+async def test_a_slow_event_client_loses_messages_and_is_dropped() -> None:
+    hub = EventHub(queue_size=3, lag_limit=5)
     slow = hub.add(EventFilter())
     other = hub.add(EventFilter(devices=frozenset({"gpio-b"})))
     hub.on_commit([reading(device="gpio-a") for _ in range(7)], [event(device="gpio-b")])
@@ -651,11 +651,9 @@ async def test_pipelined_requests_are_answered(api: Running) -> None:
 async def test_an_idle_kept_alive_connection_is_closed(
     tmp_path: Path, mock_pins: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gateway.api import server as server_mod
-
-    assert server_mod.KEEPALIVE_TIMEOUT_S <= 30
-    monkeypatch.setattr(server_mod, "KEEPALIVE_TIMEOUT_S", 0.3)
-    async with running(tmp_path / "state", mock_pins) as api:
+    assert ApiTiming().keepalive_timeout_s <= 30
+    timing = ServiceTiming(api=ApiTiming(keepalive_timeout_s=0.3))
+    async with running(tmp_path / "state", mock_pins, timing=timing) as api:
         reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
         try:
             writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")

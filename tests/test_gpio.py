@@ -197,7 +197,7 @@ async def test_pin_used_twice_is_a_config_error(mock_pins: Any) -> None:
 
 async def test_callbacks_from_foreign_threads_land_on_the_loop(mock_pins: Any) -> None:
     spec = PinSpec("door", PinKind.CONTACT, 27, bounce_s=0.0)
-    bank, signals = await _open(mock_pins, spec)
+    signals: list[GpioSignal] = []
     loop_thread: list[bool] = []
 
     def on_signal(sig: GpioSignal) -> None:
@@ -208,7 +208,8 @@ async def test_callbacks_from_foreign_threads_land_on_the_loop(mock_pins: Any) -
             loop_thread.append(False)
         signals.append(sig)
 
-    bank._on_signal = on_signal
+    bank = GpioBank([spec], on_signal, loop=asyncio.get_running_loop(), pin_factory=mock_pins)
+    bank.open()
     try:
         await asyncio.to_thread(mock_pins.pin(27).drive_high)
         await _until(signals, 1)

@@ -29,6 +29,7 @@ from gateway.api.serialize import (
     keyed_devices,
     outbox_json,
 )
+from gateway.api.timing import ApiTiming
 from gateway.api.token import TokenChecker
 from gateway.commands import CommandParseError, parse_command
 from gateway.driver import ZigbeeAdmin
@@ -42,23 +43,13 @@ _LOGGER = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 #: Paths answered without a token.
 PUBLIC_PATHS = frozenset({f"{PREFIX}/health"})
-#: A request body must arrive within this many seconds (slow clients get 408).
-BODY_TIMEOUT_S = 10.0
-#: Sending one WebSocket message may take this long before the client is dropped.
-WS_SEND_TIMEOUT_S = 10.0
-WS_HEARTBEAT_S = 30.0
-#: permit_join on the Zigbee coordinator must answer within this many seconds.
-PERMIT_JOIN_TIMEOUT_S = 15.0
-#: The sync agent's stats() must answer within this many seconds.
-SYNC_STATS_TIMEOUT_S = 2.0
 MAX_DEVICE_ID_LEN = 128
 MAX_HISTORY_LIMIT = 10_000
-#: A network backup (NV reads) must finish within this many seconds.
-BACKUP_TIMEOUT_S = 60.0
 PERMIT_JOIN_DEFAULT_S = 60
 PERMIT_JOIN_MAX_S = 254
 
 SERVICE: web.AppKey[Service] = web.AppKey("service")
+TIMING = web.AppKey("timing", ApiTiming)
 HUB = web.AppKey("hub", EventHub)
 CHECKER = web.AppKey("checker", TokenChecker)
 MAX_BODY = web.AppKey("max_body", int)
@@ -113,16 +104,17 @@ def _service(request: web.Request) -> Service:
 async def read_json(request: web.Request, *, optional: bool = False) -> Any:
     """The request body as JSON: 413 when too large, 408 when too slow, 400 when malformed."""
     limit = request.app[MAX_BODY]
+    body_timeout = request.app[TIMING].body_timeout_s
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "body_too_large", f"request body larger than {limit} bytes")
     try:
-        async with asyncio.timeout(BODY_TIMEOUT_S):
+        async with asyncio.timeout(body_timeout):
             raw = await request.read()
     except TimeoutError:
         raise ApiError(
             408,
             "request_timeout",
-            f"request body not received in {BODY_TIMEOUT_S:g} s",
+            f"request body not received in {body_timeout:g} s",
             close=True,
         ) from None
     if not raw.strip():
@@ -441,11 +433,11 @@ async def permit_join(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_body", f"seconds must be an integer 0-{PERMIT_JOIN_MAX_S}")
     admin = _zigbee(svc)
     try:
-        async with asyncio.timeout(PERMIT_JOIN_TIMEOUT_S):
+        async with asyncio.timeout(timeout := request.app[TIMING].permit_join_timeout_s):
             await admin.permit_join(seconds)
     except TimeoutError:
         raise ApiError(
-            504, "zigbee_timeout", f"the coordinator did not answer in {PERMIT_JOIN_TIMEOUT_S:g} s"
+            504, "zigbee_timeout", f"the coordinator did not answer in {timeout:g} s"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any driver failure is a "not ready" answer
         _LOGGER.warning("permit join failed: %s", exc)
@@ -460,11 +452,11 @@ async def zigbee_backup(request: web.Request) -> web.Response:
     await read_json(request, optional=True)
     admin = _zigbee(svc)
     try:
-        async with asyncio.timeout(BACKUP_TIMEOUT_S):
+        async with asyncio.timeout(timeout := request.app[TIMING].backup_timeout_s):
             doc = await admin.backup()
     except TimeoutError:
         raise ApiError(
-            504, "zigbee_timeout", f"the coordinator did not answer in {BACKUP_TIMEOUT_S:g} s"
+            504, "zigbee_timeout", f"the coordinator did not answer in {timeout:g} s"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any driver failure is a "not ready" answer
         _LOGGER.warning("zigbee backup failed: %s", exc)
@@ -500,14 +492,15 @@ async def events(request: web.Request) -> web.StreamResponse:
     )
     if len(hub.clients) >= events_mod.MAX_CLIENTS:
         raise ApiError(429, "too_many_clients", "too many event stream clients")
-    ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S, max_msg_size=4096)
+    timing = request.app[TIMING]
+    ws = web.WebSocketResponse(heartbeat=timing.ws_heartbeat_s, max_msg_size=4096)
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "websocket_required", "this endpoint needs a WebSocket upgrade")
     await ws.prepare(request)
     sockets = request.app[SOCKETS]
     sockets.add(ws)
     sub = hub.add(flt)
-    sender = asyncio.create_task(_pump(ws, sub), name="api-ws-sender")
+    sender = asyncio.create_task(_pump(ws, sub, timing.ws_send_timeout_s), name="api-ws-sender")
     try:
         hello = {"type": "hello", "filter": flt.to_json(), **health_json(_service(request))}
         sub.offer(json.dumps(hello))
@@ -523,19 +516,19 @@ async def events(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _pump(ws: web.WebSocketResponse, sub: Subscriber) -> None:
+async def _pump(ws: web.WebSocketResponse, sub: Subscriber, send_timeout: float) -> None:
     """Send a client's queued messages; drop the client when it is too slow."""
     try:
         while not sub.too_slow.is_set():
             text = await sub.queue.get()
-            async with asyncio.timeout(WS_SEND_TIMEOUT_S):
+            async with asyncio.timeout(send_timeout):
                 await ws.send_str(text)
     except TimeoutError:
         pass
     except ConnectionError:
         return
     with contextlib.suppress(ConnectionError, TimeoutError):
-        async with asyncio.timeout(WS_SEND_TIMEOUT_S):
+        async with asyncio.timeout(send_timeout):
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
 
 
@@ -577,13 +570,16 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
 # ------------------------------------------------------------------------------ factory
 
 
-def build_app(service: Service, hub: EventHub, checker: TokenChecker) -> web.Application:
+def build_app(
+    service: Service, hub: EventHub, checker: TokenChecker, timing: ApiTiming | None = None
+) -> web.Application:
     max_body = service.config.api.max_body_bytes
     app = web.Application(
         middlewares=[count_middleware, error_middleware, auth_middleware],
         client_max_size=max_body,
     )
     app[SERVICE] = service
+    app[TIMING] = timing or ApiTiming()
     app[HUB] = hub
     app[CHECKER] = checker
     app[MAX_BODY] = max_body

@@ -57,6 +57,7 @@ class EventFilter:
 class Subscriber:
     filter: EventFilter
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    lag_limit: int = LAG_LIMIT
     dropped: int = 0
     lagging: int = 0
     too_slow: asyncio.Event = field(default_factory=asyncio.Event)
@@ -67,7 +68,7 @@ class Subscriber:
         except asyncio.QueueFull:
             self.dropped += 1
             self.lagging += 1
-            if self.lagging >= LAG_LIMIT:
+            if self.lagging >= self.lag_limit:
                 self.too_slow.set()
             return False
         self.lagging = 0
@@ -76,6 +77,9 @@ class Subscriber:
 
 @dataclass(slots=True)
 class EventHub:
+    #: Per client: messages buffered, and lost in a row before it is dropped.
+    queue_size: int = QUEUE_SIZE
+    lag_limit: int = LAG_LIMIT
     clients: set[Subscriber] = field(default_factory=set)
     sent: int = 0
     dropped: int = 0
@@ -83,7 +87,7 @@ class EventHub:
     _last_status: str = ""
 
     def add(self, flt: EventFilter) -> Subscriber:
-        sub = Subscriber(flt)
+        sub = Subscriber(flt, asyncio.Queue(self.queue_size), self.lag_limit)
         self.clients.add(sub)
         return sub
 

@@ -7,9 +7,9 @@ connections as the service allows. :class:`GuardedSite` serves the runner's prot
 :class:`GuardedProtocol`, which forwards every callback unchanged and follows the request
 stream just enough to time each head: the first head from the moment the connection is
 accepted, each later head from its first byte. A body announced by ``Content-Length`` is
-skipped (its pace is the handler's business, see ``BODY_TIMEOUT_S``). After a head it cannot
-follow (a chunked body, an ``Upgrade``) the guard stops timing: the app closes such a
-connection after its response unless it became a WebSocket.
+skipped (its pace is the handler's business, see ``ApiTiming.body_timeout_s``). After a
+head it cannot follow (a chunked body, an ``Upgrade``) the guard stops timing: the app
+closes such a connection after its response unless it became a WebSocket.
 
 Admission (:meth:`ConnectionLimits.admit`): an address may hold ``max_per_peer``
 connections; addresses other than the local CLI's (``127.0.0.1``, ``::1``) share

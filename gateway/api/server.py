@@ -22,11 +22,6 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Seconds open connections get to finish when the service stops.
-SHUTDOWN_TIMEOUT_S = 1.0
-#: Idle keep-alive connections are closed after this many seconds.
-KEEPALIVE_TIMEOUT_S = 30.0
-
 
 class ApiBindError(NeedsHumanError):
     """The LAN API cannot listen on its address and port."""
@@ -102,12 +97,13 @@ class ApiServer:
                 self._health.health = Health.DEGRADED
                 self._health.reason = str(exc)
                 raise
-        app = build_app(self._service, self.hub, self.checker)
+        timing = self._service.timing.api
+        app = build_app(self._service, self.hub, self.checker, timing)
         runner = web.AppRunner(
             app,
             access_log=None,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-            keepalive_timeout=KEEPALIVE_TIMEOUT_S,
+            shutdown_timeout=timing.shutdown_timeout_s,
+            keepalive_timeout=timing.keepalive_timeout_s,
             # a request whose body we did not read (413, 408) closes its connection at
             # once instead of reading on for a slow or hostile client
             lingering_time=0,

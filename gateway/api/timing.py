@@ -1,0 +1,24 @@
+"""The LAN API's timing: one frozen dataclass the service passes in (tests shorten it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ApiTiming:
+    """Seconds (docs/api.md, "Slow and hostile clients")."""
+
+    #: A request body must arrive within this (slow clients get 408).
+    body_timeout_s: float = 10.0
+    #: Sending one WebSocket message may take this long before the client is dropped.
+    ws_send_timeout_s: float = 10.0
+    ws_heartbeat_s: float = 30.0
+    #: permit_join on the Zigbee coordinator must answer within this.
+    permit_join_timeout_s: float = 15.0
+    #: A network backup (NV reads) must finish within this.
+    backup_timeout_s: float = 60.0
+    #: Open connections get this long to finish when the service stops.
+    shutdown_timeout_s: float = 1.0
+    #: Idle keep-alive connections are closed after this.
+    keepalive_timeout_s: float = 30.0
