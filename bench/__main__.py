@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import Any
 
-MODULES = ["store", "ble", "zigbee", "sync"]
+MODULES = ["store", "ble", "zigbee", "sync", "automations"]
 
 
 def _fmt(v: Any) -> str:

@@ -87,12 +87,15 @@ def timings_of(section: PresenceSection) -> PresenceTimings:
 class _LiveEffects:
     def __init__(self, owner: Automations) -> None:
         self._owner = owner
-        #: perf_counter() of each command sent (bench: commit -> command latency).
+        #: perf_counter() when each command was carried out (bench: commit -> command).
         self.command_times: list[float] = []
 
     async def command(self, device: str, command: Command) -> CommandResult:
+        result = await self._owner.service.commands.execute(device, command)
         self.command_times.append(time.perf_counter())
-        return await self._owner.service.commands.execute(device, command)
+        if len(self.command_times) > 10_000:
+            del self.command_times[:5_000]
+        return result
 
     def record(self, trace: Trace, action: str, message: str = "") -> None:
         svc = self._owner.service
@@ -133,8 +136,6 @@ class Automations:
         self._location = service.config.location
         self._saved_timers: list[dict[str, Any]] = []
         self._uplink_seen: bool | None = None
-        #: perf_counter() at which each committed input reached the engine (bench).
-        self.commit_times: list[float] = []
         self.counters: dict[str, int] = {"inputs": 0, "presence_changes": 0}
         self.reason = ""
 
@@ -261,9 +262,7 @@ class Automations:
                 self.reason = f"cannot write automations.db: {exc}"
 
     def _on_commit(self, readings: Sequence[Reading], events: Sequence[Event]) -> None:
-        now = time.perf_counter()
         for r in readings:
-            self.commit_times.append(now)
             self._queue.put_nowait(
                 Input(r.stamp.wall, "reading", r.device_id, r.metric, r.value, seq=r.seq)
             )
@@ -273,13 +272,9 @@ class Automations:
             self._queue.put_nowait(
                 Input(e.stamp.wall, "event", e.device_id, e.event, e.action, e.button, e.seq)
             )
-        if len(self.commit_times) > 100_000:
-            del self.commit_times[:50_000]
-            del self.effects.command_times[: max(0, len(self.effects.command_times) - 50_000)]
 
     def _poll_uplink(self) -> None:
-        sync = next((c for c in self.service.components if c.name == "sync"), None)
-        link = getattr(sync, "upstream", None)
+        link = getattr(self.service.sync, "upstream", None)
         if link is None:
             return
         up = bool(getattr(link, "connected", False))

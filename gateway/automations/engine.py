@@ -11,10 +11,10 @@ timer that resumes the stack, and a pending delay or "for" can be saved and rest
 restart (see :meth:`Engine.timers` / :meth:`Engine.restore`).
 
 Loop protection: a command an automation sends marks its device with the chain of
-automations that caused it for :data:`CAUSE_WINDOW_S`; an input from that device inherits the
+automations that caused it for :attr:`Limits.cause_window_s`; an input from that device inherits the
 chain. An automation that would fire inside its own chain (A -> A, A -> B -> A, a ``run`` of
 an automation already running in the chain) is stopped and reported, as is one firing more
-than :data:`RATE_MAX` times within :data:`RATE_WINDOW_S`.
+than :attr:`Limits.rate_max` times within :attr:`Limits.rate_window_s`.
 """
 
 from __future__ import annotations
@@ -42,16 +42,21 @@ from gateway.model import Command, CommandResult, Value
 
 _LOGGER = logging.getLogger(__name__)
 
-#: An input from a device within this many seconds of an automation's command to it is
-#: taken as caused by that automation (its chain is inherited).
-CAUSE_WINDOW_S = 5.0
-#: Longest chain of automations triggering each other.
-MAX_CHAIN = 8
-#: An automation firing more often than this within RATE_WINDOW_S is stopped (reported once).
-RATE_MAX = 20
-RATE_WINDOW_S = 10.0
-#: A delay whose deadline passed more than this long before a restart is not resumed.
-RESUME_GRACE_S = 60.0
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    #: An input from a device within this many seconds of an automation's command to it is
+    #: taken as caused by that automation (its chain is inherited).
+    cause_window_s: float = 5.0
+    #: Longest chain of automations triggering each other.
+    max_chain: int = 8
+    #: An automation firing more often than rate_max times within rate_window_s is stopped.
+    rate_max: int = 20
+    rate_window_s: float = 10.0
+    #: A delay whose deadline passed more than this long before a restart is not resumed.
+    resume_grace_s: float = 60.0
+
+
 #: Traces kept in memory per automation.
 TRACES_KEPT = 20
 #: Device id prefix of people's presence (``person-alice``) and their metric.
@@ -98,8 +103,6 @@ class Trace:
     actions: list[dict[str, Any]] = field(default_factory=list)
     outcome: Outcome = "fired"
     finished: float | None = None
-    #: seq of the event recording the firing (once the store committed it).
-    event_seq: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -150,8 +153,10 @@ class Engine:
         *,
         location: LocationSection | None = None,
         start: float,
+        limits: Limits | None = None,
     ) -> None:
         self.effects = effects
+        self.limits = limits or Limits()
         self.location = location or LocationSection()
         self.defs: dict[str, AutomationDef] = {}
         self.enabled: dict[str, bool] = {}
@@ -449,14 +454,18 @@ class Engine:
             run=run_id, automation=auto.id, at=self.now, trigger=trigger, seq=seq,
             chain=list(chain),
         )  # fmt: skip
-        if auto.id in chain or len(chain) >= MAX_CHAIN:
+        if auto.id in chain or len(chain) >= self.limits.max_chain:
             await self._stopped(trace, "loop_stopped", " -> ".join([*chain, auto.id]))
             return
         times = self._rate.setdefault(auto.id, deque())
-        while times and times[0] <= self.now - RATE_WINDOW_S:
+        while times and times[0] <= self.now - self.limits.rate_window_s:
             times.popleft()
-        if len(times) >= RATE_MAX:
-            await self._stopped(trace, "rate_limited", f"{RATE_MAX} firings in {RATE_WINDOW_S:g} s")
+        if len(times) >= self.limits.rate_max:
+            await self._stopped(
+                trace,
+                "rate_limited",
+                f"{self.limits.rate_max} firings in {self.limits.rate_window_s:g} s",
+            )
             return
         if not self._conditions(auto.conditions, auto.id, trace):
             trace.outcome = "not_met"
@@ -518,7 +527,7 @@ class Engine:
             trace.actions.append(step)
             if act.type == "command":
                 cmd = Command(act.command, seconds=act.seconds if act.command == "pulse" else None)  # type: ignore[arg-type]
-                self._causes[act.device] = (run.chain, self.now + CAUSE_WINDOW_S)
+                self._causes[act.device] = (run.chain, self.now + self.limits.cause_window_s)
                 result = await self.effects.command(act.device, cmd)
                 step["result"] = str(result.status) + (
                     f": {result.detail}" if result.detail else ""
@@ -536,7 +545,7 @@ class Engine:
                 step["result"] = "queued"
             elif act.type == "run":
                 target = self.defs[act.automation]
-                if act.automation in run.chain or len(run.chain) >= MAX_CHAIN:
+                if act.automation in run.chain or len(run.chain) >= self.limits.max_chain:
                     why = " -> ".join([*run.chain, act.automation])
                     step["result"] = f"loop stopped: {why}"
                     self.counters["loop_stopped"] += 1
@@ -644,7 +653,7 @@ class Engine:
 
         A "for" resumes when its automation is unchanged and the device's current value
         (seeded from the store) still satisfies the trigger; a delay resumes when its
-        automation's actions are unchanged and its deadline is less than RESUME_GRACE_S
+        automation's actions are unchanged and its deadline is less than ``limits.resume_grace_s``
         past (a late one runs at once).
         """
         notes: list[str] = []
@@ -667,14 +676,16 @@ class Engine:
                     if auto is None or repr(auto.actions) != t["def"]:
                         notes.append(f"{aid}: actions changed, delayed run dropped")
                         continue
-                    if float(t["at"]) < self.now - RESUME_GRACE_S:
+                    if float(t["at"]) < self.now - self.limits.resume_grace_s:
                         notes.append(f"{aid}: delay ended {self.now - float(t['at']):.0f} s ago")
                         continue
+                    run_id = next(self._run_ids)
                     run = _Run(
-                        next(self._run_ids), aid, tuple(t["chain"]), Trace.from_dict(t["trace"]),
+                        run_id, aid, tuple(t["chain"]), Trace.from_dict(t["trace"]),
                         [(str(a), tuple(p), int(i)) for a, p, i in t["stack"]],
                         wake=float(t["at"]),
                     )  # fmt: skip
+                    run.trace.run = run_id  # numbered in this start's sequence
                     run.trace.actions.append(
                         {"at": self.now, "action": "-", "result": "resumed after a restart"}
                     )
