@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.adapters import AdapterContext, DemoOptions, Transports
+from gateway.adapters import AdapterContext, BleTransport, DemoOptions, Transports
 from gateway.config import (
     ApiSection,
     Config,
@@ -139,6 +139,7 @@ def demo_transports(
 ) -> Transports:
     """Simulated transports for the adapters, sized by ``options`` (``report_interval``: of
     the simulated Zigbee devices)."""
+    from hw_mocks.ble import SyntheticFleet
     from hw_mocks.gpio import mock_factory, run_script
 
     async def stimulus(factory: Any, specs: Sequence[Any]) -> None:
@@ -152,6 +153,19 @@ def demo_transports(
             if options.zigbee
             else None
         ),
+        ble=_demo_ble(SyntheticFleet(options.ble_devices, rate=options.ble_rate))
+        if options.ble_devices > 0
+        else BleTransport(None),
+    )
+
+
+def _demo_ble(fleet: Any) -> BleTransport:
+    """The simulated BLE fleet: its scanner, its own keys, silent at most 30 adverts long."""
+    return BleTransport(
+        fleet.factory(),
+        keys=fleet.keys,
+        info={"adapter": "simulated", "devices_simulated": str(len(fleet.sensors))},
+        quiet_s=30.0 / fleet.rate,
     )
 
 

@@ -21,9 +21,10 @@ from drivers.ble.keys import parse_key
 from drivers.ble.scanner import BleakBackend, BleScanner, DetectionCallback, Scanner
 from drivers.ble.types import UUID_BTHOME_V2, UUID_MIBEACON, Advertisement, normalize_uuid
 from drivers.supervisor import Backoff, State
-from gateway.adapters import AdapterContext, DemoOptions
+from gateway.adapters import AdapterContext, BleTransport, DemoOptions, Transports
 from gateway.adapters.ble import BleDriver, create, device_id, load_keys
 from gateway.config import BleSection, Config, Secret
+from gateway.demo import demo_context
 from gateway.driver import Health
 from gateway.model import Command, CommandStatus, DeviceStatus, DeviceUpdate, Transport
 from hw_mocks.ble import (
@@ -485,12 +486,24 @@ async def test_replayed_public_vectors_through_the_driver() -> None:
     assert c["malformed"] == 0
 
 
-def test_create_from_config_and_demo() -> None:
+def test_create_from_config_and_from_a_transport() -> None:
     assert create(AdapterContext(Config(), Path("/tmp"))) is None
-    demo = create(AdapterContext(Config(), Path("/tmp"), DemoOptions(ble_devices=3)))
+    demo = create(demo_context(Config(), Path("/tmp"), DemoOptions(ble_devices=3)))
     assert isinstance(demo, BleDriver)
     assert demo.health().info["keys_configured"] == "1"  # one encrypted kind among three
-    assert create(AdapterContext(Config(), Path("/tmp"), DemoOptions(ble_devices=0))) is None
+    assert demo.health().info["adapter"] == "simulated"
+    assert create(demo_context(Config(), Path("/tmp"), DemoOptions(ble_devices=0))) is None
+    # a transport of a test: its scanner, whatever ble.enabled says, plus its keys
+    replay: list[ReplayScanner] = []
+
+    def factory(callback: DetectionCallback) -> Scanner:
+        replay.append(ReplayScanner(callback, []))
+        return replay[-1]
+
+    transport = BleTransport(factory, keys={MAC: demo_key(0)}, info={"adapter": "replay"})
+    driver = create(AdapterContext(Config(), Path("/tmp"), transports=Transports(ble=transport)))
+    assert isinstance(driver, BleDriver)
+    assert driver.health().info == {"adapter": "replay", "keys_configured": "1", "devices": "0"}
     cfg = Config(
         ble=BleSection(enabled=True, keys={MAC: Secret("231d39c1d7cc1ab1aee224cd096db932")})
     )

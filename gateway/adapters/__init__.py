@@ -11,12 +11,13 @@ import the simulators.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from drivers.ble.scanner import ScannerFactory
 from gateway.config import Config
 from gateway.driver import Driver
 
@@ -54,6 +55,22 @@ GpioStimulus = Callable[[Any, Sequence[Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
+class BleTransport:
+    """Where BLE adverts come from instead of bleak on the configured adapter.
+
+    ``factory`` builds a scanner shaped like bleak's (``drivers.ble.scanner.ScannerFactory``;
+    None: no BLE at all). ``keys`` are hex bind keys of the transport's own devices (a
+    simulated fleet's), added to the configured ones; ``info`` describes the transport in
+    health (no secrets); ``quiet_s``: its devices may be silent this long (availability).
+    """
+
+    factory: ScannerFactory | None
+    keys: Mapping[str, str] = field(default_factory=dict)
+    info: Mapping[str, str] = field(default_factory=dict)
+    quiet_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Transports:
     """Transport factories for the adapters; None means the real hardware."""
 
@@ -64,6 +81,9 @@ class Transports:
     #: Opens the Zigbee link for a state directory; None: the configured serial port.
     #: When set, Zigbee runs whatever ``zigbee.enabled`` says.
     zigbee_link: Callable[[Path], ZigbeeLink] | None = None
+    #: BLE adverts from somewhere else than bleak; when set, BLE runs whatever
+    #: ``ble.enabled`` says (its ``factory`` None: no BLE).
+    ble: BleTransport | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +104,7 @@ class DemoOptions:
 class AdapterContext:
     config: Config
     state_dir: Path
-    #: Set in demo mode (the BLE adapter still reads its fleet size here).
+    #: Set in demo mode.
     demo: DemoOptions | None = None
     transports: Transports = field(default_factory=Transports)
 

@@ -369,33 +369,32 @@ class BleDriver:
 
 
 def create(ctx: AdapterContext) -> BleDriver | None:
+    """The BLE driver: bleak on ``ble.adapter`` when ``ble.enabled``, or the scanner of
+    ``ctx.transports.ble`` (simulated fleets, tests) whatever ``ble.enabled`` says."""
     section = ctx.config.ble
-    if ctx.demo is not None:
-        if ctx.demo.ble_devices <= 0:
-            return None
-        from hw_mocks.ble import SyntheticFleet
-
-        fleet = SyntheticFleet(ctx.demo.ble_devices, rate=ctx.demo.ble_rate)
-        keys = {normalize_mac(mac): parse_key(hexkey) for mac, hexkey in fleet.keys.items()}
-        return BleDriver(
-            fleet.factory(),
-            keys,
-            dedup_window_s=section.dedup_window_s,
-            unavailable_after_s=max(section.unavailable_after_s, 30.0 / ctx.demo.ble_rate),
-            info={"adapter": "simulated", "devices_simulated": str(ctx.demo.ble_devices)},
-        )
-    if not section.enabled:
+    transport = ctx.transports.ble
+    if transport is None and not section.enabled:
+        return None
+    if transport is not None and transport.factory is None:
         return None
     keys, problems = load_keys(section)
     for problem in problems:
         _LOGGER.error("BLE key ignored: %s", problem)
-    info = {"adapter": section.adapter, "passive": str(section.passive).lower()}
+    factory: ScannerFactory
+    if transport is None:
+        factory = bleak_factory(section.adapter, passive=section.passive)
+        info = {"adapter": section.adapter, "passive": str(section.passive).lower()}
+    else:
+        assert transport.factory is not None
+        factory = transport.factory
+        keys.update({normalize_mac(mac): parse_key(k) for mac, k in transport.keys.items()})
+        info = dict(transport.info)
     if problems:
         info["key_errors"] = str(len(problems))
     return BleDriver(
-        bleak_factory(section.adapter, passive=section.passive),
+        factory,
         keys,
         dedup_window_s=section.dedup_window_s,
-        unavailable_after_s=section.unavailable_after_s,
+        unavailable_after_s=max(section.unavailable_after_s, transport.quiet_s if transport else 0),
         info=info,
     )
