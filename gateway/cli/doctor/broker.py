@@ -15,7 +15,34 @@ from gateway.config import Config, read_secret
 BROKER_TIMEOUT_S = 5.0
 
 
+def running_uplink(d: Doctor) -> Check | None:
+    """The running service's own view of its uplink (a demo's ``--upstream`` is in no config
+    file); None when no service answers."""
+    if d.status is None:
+        return None
+    sync = (d.status.get("outbox") or {}).get("sync") or {}
+    up = sync.get("upstream")
+    if not isinstance(up, dict):
+        return Check(
+            "mqtt broker", Level.SKIP, "the running service has no uplink (no upstream.url)"
+        )
+    url = up.get("url", "?")
+    if up.get("state") == "connected":
+        return Check("mqtt broker", Level.PASS, f"the running service is connected to {url}")
+    error = up.get("last_error") or "no connection yet"
+    return Check(
+        "mqtt broker",
+        Level.FAIL,
+        f"the running service cannot reach {url}: {up.get('state')}: {error}",
+        "check that the broker runs and the route to it (`systemctl status mosquitto` on a "
+        "local broker); the service retries by itself",
+    )
+
+
 async def check_broker(d: Doctor) -> Check:
+    running = running_uplink(d)
+    if running is not None:
+        return running
     cfg = d.config
     if cfg is None:
         return Check("mqtt broker", Level.SKIP, "no valid config")
