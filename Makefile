@@ -22,11 +22,15 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e '.[test,bench]'
 	@touch $(STAMP)
 
-deps: $(STAMP) system-deps
+deps: $(STAMP) system-deps node-deps
 
-.PHONY: system-deps
+.PHONY: system-deps node-deps
 system-deps:
 	@sh tools/system-deps.sh
+
+# zigbee-herdsman for the Zigbee cross-checks (npm into .cache/herdsman, no lockfile)
+node-deps: system-deps
+	@sh tools/herdsman.sh
 
 demo: deps install-cli
 	$(VENV)/bin/migw run --demo $(DEMO_ARGS)

@@ -2,7 +2,8 @@
 # Installs the system packages migw's tests and demo need, when missing and when we may.
 # Mosquitto is a real broker for the sync tests; systemd-analyze/sysusers, dbus-daemon and
 # the shellcheck linter check the unit, the D-Bus policy and the install scripts; unshare
-# and ip give the README test a network namespace of its own.
+# and ip give the README test a network namespace of its own; Node.js and npm run
+# zigbee-herdsman for the Zigbee tests.
 set -eu
 missing=""
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
@@ -14,6 +15,9 @@ command -v shellcheck >/dev/null 2>&1 || missing="$missing shellcheck"
 # the README test runs the demo in its own network namespace (unshare, ip)
 command -v unshare >/dev/null 2>&1 || missing="$missing util-linux"
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing="$missing iproute2"
+# zigbee-herdsman (tools/herdsman.sh) checks our Zigbee command table and simulator
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 [ -n "$missing" ] || exit 0
 missing=$(echo "$missing" | tr ' ' '\n' | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -eq 0 ]; then

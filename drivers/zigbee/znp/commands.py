@@ -165,7 +165,7 @@ COMMANDS: tuple[CommandDef, ...] = (
         S.SYS,
         0x0F,
         SREQ,
-        (_f("Operation", t.U8), _f("Value", t.U8)),
+        (_f("Operation", t.U8), _f("Value", t.I8)),  # TX power in dBm: signed (TI, herdsman)
         (_f("Value", t.U8),),
     ),
     CommandDef(
