@@ -597,15 +597,27 @@ def _check_automations(cfg: Config) -> None:
         if auto.id in ids:
             raise ConfigError(f"duplicate id {auto.id!r}", path=f"automations[{i}].id")
         ids[auto.id] = i
+    located = cfg.location.latitude is not None
     for i, auto in enumerate(cfg.automations):
         base = f"automations[{i}]"
         for j, trig in enumerate(auto.triggers):
+            if trig.type == "sun" and not located:
+                raise ConfigError(
+                    "sunrise/sunset need [location] latitude and longitude",
+                    path=f"{base}.triggers[{j}].at",
+                )
             if trig.type == "presence" and trig.person not in people:
                 raise ConfigError(
                     f"no person {trig.person!r} in [presence]",
                     path=f"{base}.triggers[{j}].person",
                 )
         for path, cond in _walk_conditions(auto, base):
+            sun = [k for k in ("after", "before") if getattr(cond, k).startswith("sun")]
+            if sun and not located:
+                raise ConfigError(
+                    "sunrise/sunset need [location] latitude and longitude",
+                    path=f"{path}.{sun[0]}",
+                )
             if cond.type == "presence" and cond.person not in people:
                 raise ConfigError(f"no person {cond.person!r} in [presence]", path=f"{path}.person")
             if cond.type == "not_fired" and cond.automation and cond.automation not in ids:

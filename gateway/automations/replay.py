@@ -44,7 +44,7 @@ class _DryRun:
         self.traces: list[Trace] = []
 
     async def command(self, device: str, command: Command) -> CommandResult:
-        return CommandResult(CommandStatus.OK, "dry run")
+        return CommandResult(CommandStatus.OK, "not sent (dry run)")
 
     def record(self, trace: Trace, action: str, message: str = "") -> None:
         if trace not in self.traces:

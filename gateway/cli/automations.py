@@ -28,11 +28,21 @@ def automations() -> None:
     """Local automations: list, traces, dry-run replay."""
 
 
-def _config(ctx: CliContext) -> Config:
+def _config(ctx: CliContext, demo: bool = False) -> Config:
     try:
-        return ctx.load_config()
+        cfg = ctx.load_config()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if demo:  # the rules `migw run --demo` adds
+        from gateway.automations.demo import demo_automations
+
+        cfg = demo_automations(cfg)
+    return cfg
+
+
+demo_option = click.option(
+    "--demo", is_flag=True, help="The demo's automations (as `migw run --demo` runs them)."
+)
 
 
 def _journal(state_dir: Path) -> Journal | None:
@@ -48,10 +58,11 @@ def _when(ts: float | None) -> str:
 
 @automations.command(name="list")
 @json_option
+@demo_option
 @pass_ctx
-def list_cmd(ctx: CliContext, as_json: bool) -> int:
+def list_cmd(ctx: CliContext, as_json: bool, demo: bool) -> int:
     """The configured automations and when each last fired."""
-    cfg = _config(ctx)
+    cfg = _config(ctx, demo)
     journal = _journal(Path(cfg.gateway.state_dir))
     overrides = journal.enabled() if journal else {}
     rows: list[dict[str, Any]] = []
@@ -100,7 +111,7 @@ def trace(ctx: CliContext, automation_id: str, limit: int, as_json: bool) -> int
         return 0
     if not traces:
         click.echo(f"no trace of {automation_id!r}")
-        return 1 if automation_id not in {a.id for a in cfg.automations} else 0
+        return 0
     for t in traces:
         click.echo(f"run {t.run} at {_when(t.at)}: {t.outcome}")
         click.echo(f"  trigger: {t.trigger}" + (f" (seq {t.seq})" if t.seq else ""))
@@ -120,13 +131,14 @@ def trace(ctx: CliContext, automation_id: str, limit: int, as_json: bool) -> int
 @click.option("--since", type=float, help="Unix time: replay stored history from here.")
 @click.option("--until", type=float, help="Unix time: replay stored history up to here.")
 @json_option
+@demo_option
 @pass_ctx
 def replay_cmd(
     ctx: CliContext, jsonl: TextIO | None, since: float | None, until: float | None,
-    as_json: bool,
+    as_json: bool, demo: bool,
 ) -> int:  # fmt: skip
     """What the configured rules would have fired over stored history (or a JSONL file)."""
-    cfg = _config(ctx)
+    cfg = _config(ctx, demo)
     try:
         inputs = (
             list(jsonl_inputs(jsonl))
