@@ -83,12 +83,26 @@ def gateway_entity(t: Topics) -> Discovery:
     )
 
 
-#: Manufacturer and human model of models whose driver names neither (custom firmwares and
-#: protocols that do not say who made the device); MiBeacon, Zigbee and GPIO name their own.
+#: Manufacturer and human model where the driver names no manufacturer (custom firmwares,
+#: protocols that do not say who made the device, Zigbee model ids such as ``lumi.plug``).
+#: A driver that names the manufacturer is trusted for both.
 KNOWN_MODELS: dict[tuple[Transport, str], tuple[str, str]] = {
     (Transport.BLE, "pvvx"): ("pvvx", "Thermometer, pvvx custom firmware"),
     (Transport.BLE, "ATC1441"): ("atc1441", "Thermometer, ATC custom firmware"),
     (Transport.BLE, "BTHome"): ("BTHome", "BTHome v2 device"),
+    # Zigbee model ids (Basic cluster) of drivers/zigbee/zcl/xiaomi.py's models.
+    (Transport.ZIGBEE, "lumi.sensor_ht"): (
+        "Xiaomi",
+        "Mi temperature and humidity sensor WSDCGQ01LM",
+    ),
+    (Transport.ZIGBEE, "lumi.weather"): ("Aqara", "Temperature, humidity, pressure WSDCGQ11LM"),
+    (Transport.ZIGBEE, "lumi.sensor_ht.agl02"): ("Aqara", "Temperature and humidity T1 WSDCGQ12LM"),
+    (Transport.ZIGBEE, "lumi.sensor_motion.aq2"): ("Aqara", "Motion and illuminance RTCGQ11LM"),
+    (Transport.ZIGBEE, "lumi.sensor_magnet.aq2"): ("Aqara", "Door and window sensor MCCGQ11LM"),
+    (Transport.ZIGBEE, "lumi.sensor_switch.aq2"): ("Aqara", "Wireless mini switch WXKG11LM"),
+    (Transport.ZIGBEE, "lumi.sensor_wleak.aq1"): ("Aqara", "Water leak sensor SJCGQ11LM"),
+    (Transport.ZIGBEE, "lumi.plug"): ("Xiaomi", "Mi smart plug ZNCZ02LM"),
+    (Transport.ZIGBEE, "lumi.ctrl_neutral1"): ("Aqara", "Single-rocker wall switch QBKG04LM"),
     (Transport.GPIO, "gpio-button"): ("GPIO", "Push button on a GPIO pin"),
     (Transport.GPIO, "gpio-contact"): ("GPIO", "Contact on a GPIO pin"),
     (Transport.GPIO, "gpio-motion"): ("GPIO", "PIR motion sensor on a GPIO pin"),
@@ -103,11 +117,13 @@ def _device_block(t: Topics, dev: Device) -> dict[str, Any]:
         "name": dev.name or dev.id,
         "via_device": gateway_identifier(t.gateway),
     }
-    manufacturer, model = KNOWN_MODELS.get((dev.transport, dev.model), ("", ""))
-    if dev.model or model:
-        block["model"] = model or dev.model
-    if dev.manufacturer or manufacturer:
-        block["manufacturer"] = dev.manufacturer or manufacturer
+    manufacturer, model = dev.manufacturer, dev.model
+    if not manufacturer:
+        manufacturer, model = KNOWN_MODELS.get((dev.transport, dev.model), ("", dev.model))
+    if model:
+        block["model"] = model
+    if manufacturer:
+        block["manufacturer"] = manufacturer
     return block
 
 

@@ -390,7 +390,7 @@ async def _check_running(
     by_uid = {e["unique_id"]: e for e in entities}
     for d in devices:
         if d["name"] != f"migw {GATEWAY}":
-            assert d["manufacturer"] and d["model"], d  # every device names both
+            assert d["manufacturer"] and d["model"], (d["name"], d["manufacturer"], d["model"])
             assert d["via_device_id"], d
 
     # Sensors: unit, device class and state class as announced, and a numeric state.
