@@ -47,10 +47,10 @@ class EventTable:
 
     def spec(self, model: str, event: str, button: int | None) -> EventSpec | None:
         """The declaration covering an event of this kind and button, narrowed to that
-        button; None when nothing declares it."""
+        button: the model's, else what the kind can carry; None when nothing declares it."""
         found = [s for s in self.models.get(model, ()) if s.event == event]
-        if not found and event in self.by_kind:
-            found = [self.by_kind[event]]
+        if event in self.by_kind:
+            found.append(self.by_kind[event])
         for spec in found:
             if spec.has_button(button):
                 return EventSpec(spec.event, spec.actions, (button,), spec.properties)

@@ -68,7 +68,6 @@ METRICS: dict[str, MetricDef] = {
         _m("conductivity", "µS/cm", "float", "conductivity", since="2024.8"),
         _m("formaldehyde", "mg/m³", "float", None),
         _m("carbon_dioxide", "ppm", "float", "carbon_dioxide"),
-        _m("carbon_monoxide", "ppm", "float", "carbon_monoxide"),
         _m("pm25", "µg/m³", "float", "pm25"),
         _m("pm10", "µg/m³", "float", "pm10"),
         _m("volatile_organic_compounds", "µg/m³", "float", "volatile_organic_compounds"),
@@ -133,6 +132,7 @@ METRICS: dict[str, MetricDef] = {
         _b("water_leak", "moisture"),
         _b("smoke", "smoke"),
         _b("gas_detected", "gas"),
+        _b("carbon_monoxide", "carbon_monoxide"),  # BTHome's binary CO alarm
         _b("battery_low", "battery"),
         _b("battery_charging", "battery_charging"),
         _b("cold", "cold"),

@@ -8,12 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from drivers.ble import events as ble_events
+from gateway import config as config_mod
 from gateway.adapters.gpio import GpioDriver
 from gateway.config import GpioDevice, HomeAssistantSection
+from gateway.errors import ConfigError
+from gateway.model import Device, DeviceStatus, Event, Stamp, Transport
 from gateway.service import Service
+from gateway.sync import ha
+from gateway.sync.payload import Topics
 from tests.broker import Collector, Mosquitto, gateway_config, start_broker
 
 RELAY = GpioDevice(name="relay", kind="relay", pin=23)
@@ -186,3 +193,162 @@ async def test_discovery_on_a_separate_home_assistant_broker(
             assert svc.health()["status"] == "ok"
     finally:
         lan.stop()
+
+
+# --------------------------------------------------------------------- pure discovery
+
+T = Topics("migw", "gw1")
+STAMP = Stamp(1.0, 1.0, "boot", True)
+
+
+def _dev(model: str, transport: Transport = Transport.BLE, manufacturer: str = "") -> Device:
+    return Device(
+        id="a4:c1:38:00:00:09",
+        transport=transport,
+        model=model,
+        name="Hall",
+        manufacturer=manufacturer,
+        status=DeviceStatus.OK,
+    )
+
+
+def test_a_double_switch_has_one_event_entity_per_button() -> None:
+    dev = _dev("K9B-2BTN", manufacturer="Xiaomi")
+    catalog = ha.EventCatalog()
+    entities = catalog.device(T, dev)
+    assert [e.topic for e in entities] == [
+        "homeassistant/event/migw_gw1/a4_c1_38_00_00_09_button_1/config",
+        "homeassistant/event/migw_gw1/a4_c1_38_00_00_09_button_2/config",
+    ]
+    assert entities[1].config == {
+        "name": "Button 2",
+        "unique_id": "migw_gw1_a4_c1_38_00_00_09_button_2",
+        "state_topic": "migw/gw1/event/a4:c1:38:00:00:09/button/2",
+        "event_types": ["single", "double", "long"],
+        "device": {
+            "identifiers": ["migw_gw1_a4_c1_38_00_00_09"],
+            "name": "Hall",
+            "via_device": "migw_gw1",
+            "model": "K9B-2BTN",
+            "manufacturer": "Xiaomi",
+        },
+        "availability": [
+            {
+                "topic": "migw/gw1/status",
+                "payload_available": "online",
+                "payload_not_available": "offline",
+            },
+            {
+                "topic": "migw/gw1/availability/a4:c1:38:00:00:09",
+                "payload_available": "online",
+                "payload_not_available": "offline",
+            },
+        ],
+        "availability_mode": "all",
+        "device_class": "button",
+    }
+    assert catalog.device(T, dev) == []  # announced once
+    # its events need no further discovery, and go to their button's topic
+    assert catalog.event(T, dev, "button", "long", 2) == []
+    ev = Event("a4:c1:38:00:00:09", "button", "long", STAMP, "ble", button=2)
+    assert ha.event_message(T, ev) == (
+        "migw/gw1/event/a4:c1:38:00:00:09/button/2",
+        b'{"event_type":"long","button":2}',
+    )
+
+
+def test_dimmer_and_cube_have_their_own_entities_and_the_steps() -> None:
+    dimmer = ha.EventCatalog().device(T, _dev("YLKG07YL/YLKG08YL"))
+    # the actions themselves are checked against the decoder in test_event_tables.py
+    assert [(e.config["name"], e.config["event_types"]) for e in dimmer] == [
+        ("Dimmer", list(ble_events.DIMMER_ACTIONS))
+    ]
+    assert {"rotate_left", "rotate_right_pressed"} <= set(ble_events.DIMMER_ACTIONS)
+    assert "device_class" not in dimmer[0].config  # HA's event classes: button, doorbell, motion
+    cube = ha.EventCatalog().device(T, _dev("XMMF01JQD"))
+    assert [(e.config["name"], e.config["event_types"]) for e in cube] == [
+        ("Cube", ["rotate_left", "rotate_right"])
+    ]
+    ev = Event("d", "dimmer", "rotate_left", STAMP, "ble", properties=(("steps", 3),))
+    assert ha.event_message(T, ev) == (
+        "migw/gw1/event/d/dimmer",
+        b'{"event_type":"rotate_left","steps":3}',
+    )
+
+
+def test_events_of_models_the_tables_do_not_list() -> None:
+    """A BTHome device announces each button with its first event; an action no table
+    declares re-announces the entity with it, before the event goes out."""
+    catalog = ha.EventCatalog()
+    dev = _dev("BTHome")
+    assert catalog.device(T, dev) == []
+    first = catalog.event(T, dev, "button", "single", 2)
+    assert [e.config["event_types"] for e in first] == [
+        ["single", "double", "triple", "long", "long_double", "long_triple", "hold"]
+    ]
+    assert first[0].config["state_topic"] == "migw/gw1/event/a4:c1:38:00:00:09/button/2"
+    assert catalog.event(T, dev, "button", "hold", 2) == []
+    odd = catalog.event(T, dev, "button", "quintuple", 2)
+    assert odd[0].config["event_types"][-1] == "quintuple"
+    assert catalog.event(T, dev, "button", "quintuple", 2) == []
+    # a MiBeacon model without a table entry: what the event kind can carry
+    lock = catalog.event(T, _dev("XYZ-LOCK"), "lock", "locked", None)
+    assert "unlock_outside_the_door" in lock[0].config["event_types"]
+    # an event kind nobody declares: only what was seen
+    other = catalog.event(T, _dev("XYZ"), "toothbrush", "start", None)
+    assert other[0].config["event_types"] == ["start"]
+    # Zigbee: the Multistate actions; GPIO: the click detector's
+    zb = _dev("lumi.remote.b1acn01", Transport.ZIGBEE)
+    assert catalog.event(T, zb, "button", "single", 1)[0].config["event_types"] == [
+        "long",
+        "single",
+        "double",
+        "triple",
+        "release",
+    ]
+    gpio = ha.EventCatalog().device(T, _dev("gpio-button", Transport.GPIO))
+    assert gpio[0].config["event_types"] == ["single", "double", "triple", "long", "release"]
+
+
+def test_device_classes_newer_than_min_version_are_left_out() -> None:
+    dev = _dev("HHCCJCY01")
+    old = ha.metric_entity(T, dev, "conductivity", commandable=False)
+    assert "device_class" not in old.config
+    assert old.config["unit_of_measurement"] == "µS/cm"
+    assert old.config["state_class"] == "measurement"
+    new = ha.metric_entity(T, dev, "conductivity", commandable=False, min_version="2024.8")
+    assert new.config["device_class"] == "conductivity"
+    with pytest.raises(ConfigError, match="min_version"):
+        config_mod.from_dict({"homeassistant": {"min_version": "latest"}})
+
+
+def test_metrics_outside_the_table_follow_their_value() -> None:
+    dev = _dev("BTHome")
+    flag = ha.metric_entity(T, dev, "frobnicated", commandable=False, value=True)
+    assert flag.topic.split("/")[1] == "binary_sensor"
+    assert flag.config["value_template"] == "{{ 'ON' if value_json[\"frobnicated\"] else 'OFF' }}"
+    number = ha.metric_entity(T, dev, "frobnicated", commandable=False, value=3)
+    assert number.topic.split("/")[1] == "sensor"
+    assert {"unit_of_measurement", "device_class", "state_class"}.isdisjoint(number.config)
+    tamper = ha.metric_entity(T, dev, "tamper", commandable=False, value=True)
+    assert (tamper.topic.split("/")[1], tamper.config["device_class"]) == (
+        "binary_sensor",
+        "tamper",
+    )
+
+
+def test_every_device_names_its_manufacturer_and_model() -> None:
+    plug = ha.metric_entity(T, _dev("lumi.plug", Transport.ZIGBEE), "power", commandable=False)
+    assert (plug.config["device"]["manufacturer"], plug.config["device"]["model"]) == (
+        "Xiaomi",
+        "Mi smart plug ZNCZ02LM",
+    )
+    pvvx = ha.metric_entity(T, _dev("pvvx"), "temperature", commandable=False)
+    assert pvvx.config["device"]["manufacturer"] == "pvvx"
+    # the driver's manufacturer wins; a model the table does not list shows as it is
+    named = _dev("lumi.plug", Transport.ZIGBEE, manufacturer="LUMI")
+    block = ha.metric_entity(T, named, "power", commandable=False).config["device"]
+    assert (block["manufacturer"], block["model"]) == ("LUMI", "Mi smart plug ZNCZ02LM")
+    human = _dev("Mi smart plug (ZNCZ02LM)", Transport.ZIGBEE, manufacturer="Xiaomi")
+    block = ha.metric_entity(T, human, "power", commandable=False).config["device"]
+    assert block["model"] == "Mi smart plug (ZNCZ02LM)"

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.metrics import METRICS
+from gateway.metrics import METRICS, ha_device_class
 from gateway.model import Device, DeviceStatus, Transport
 from gateway.store import OUTBOX_EVENT, OUTBOX_READING, OutboxRow, event_body, reading_body
 from gateway.sync import ha
@@ -265,22 +265,20 @@ def test_every_metric_has_a_discovery_entity() -> None:
         d = ha.metric_entity(T, DEV, name, commandable=False)
         component = d.topic.split("/")[1]
         assert component == ("binary_sensor" if m.kind == "bool" else "sensor")
-        assert d.config.get("device_class") == m.device_class
+        assert d.config.get("device_class") == ha_device_class(m)
         assert d.config.get("unit_of_measurement") == m.unit
+        assert d.config.get("state_class") == m.state_class
         assert d.config["unique_id"].endswith(name)
         assert (d.config.get("entity_category") == "diagnostic") is m.diagnostic
 
 
-def test_gateway_and_event_entities() -> None:
+def test_gateway_entity_and_availability() -> None:
     gw = ha.gateway_entity(T)
     assert gw.topic == "homeassistant/binary_sensor/migw_gw1/status/config"
     assert gw.config["state_topic"] == "migw/gw1/status"
-    ev = ha.event_entity(T, DEV)
-    assert ev.config["state_topic"] == "migw/gw1/event/a4:c1:38:00:11:22"
-    assert ev.config["event_types"] == list(ha.EVENT_TYPES)
     assert ha.availability_payload(DeviceStatus.UNAVAILABLE) == b"offline"
     assert ha.availability_payload(DeviceStatus.OK) == b"online"
-    assert ha.event_payload("double", 2) == b'{"event_type":"double","button":2}'
+    # event entities and payloads: tests/test_sync_ha.py
 
 
 def _pairs(text: str) -> list[tuple[str, Any]]:

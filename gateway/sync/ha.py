@@ -83,9 +83,10 @@ def gateway_entity(t: Topics) -> Discovery:
     )
 
 
-#: Manufacturer and human model where the driver names no manufacturer (custom firmwares,
-#: protocols that do not say who made the device, Zigbee model ids such as ``lumi.plug``).
-#: A driver that names the manufacturer is trusted for both.
+#: Manufacturer and human model where the driver names neither (custom firmwares, protocols
+#: that do not say who made the device, Zigbee model ids such as ``lumi.plug``, GPIO kinds).
+#: The driver's manufacturer wins when it names one; a model id listed here shows as the
+#: human model (a driver that stores a human model instead matches no entry).
 KNOWN_MODELS: dict[tuple[Transport, str], tuple[str, str]] = {
     (Transport.BLE, "pvvx"): ("pvvx", "Thermometer, pvvx custom firmware"),
     (Transport.BLE, "ATC1441"): ("atc1441", "Thermometer, ATC custom firmware"),
@@ -117,9 +118,9 @@ def _device_block(t: Topics, dev: Device) -> dict[str, Any]:
         "name": dev.name or dev.id,
         "via_device": gateway_identifier(t.gateway),
     }
-    manufacturer, model = dev.manufacturer, dev.model
-    if not manufacturer:
-        manufacturer, model = KNOWN_MODELS.get((dev.transport, dev.model), ("", dev.model))
+    known = KNOWN_MODELS.get((dev.transport, dev.model))
+    manufacturer = dev.manufacturer or (known[0] if known else "")
+    model = known[1] if known else dev.model
     if model:
         block["model"] = model
     if manufacturer:

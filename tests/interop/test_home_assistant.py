@@ -535,3 +535,47 @@ async def _check_unavailable(ha: HomeAssistant, http: aiohttp.ClientSession, ws:
     states = await _states(ha, http)
     status = next(e for e in entities if e["unique_id"] == f"migw_{GATEWAY}_status")
     assert states[status["entity_id"]]["state"] == "off"
+
+
+HA_TABLES = """
+import json
+from homeassistant.components.binary_sensor import BinarySensorDeviceClass
+from homeassistant.components.sensor import (
+    DEVICE_CLASS_STATE_CLASSES,
+    DEVICE_CLASS_UNITS,
+    SensorDeviceClass,
+)
+print(json.dumps({
+    "binary": [c.value for c in BinarySensorDeviceClass],
+    "units": {c.value: sorted(str(u) for u in DEVICE_CLASS_UNITS.get(c, ()) if u is not None)
+              for c in SensorDeviceClass},
+    "state_classes": {c.value: sorted(s.value for s in DEVICE_CLASS_STATE_CLASSES.get(c, ()))
+                      for c in SensorDeviceClass},
+}))
+"""
+
+
+def test_metrics_fit_home_assistants_tables() -> None:
+    """Every METRICS entry, as discovery announces it to the oldest supported release, is
+    one Home Assistant accepts: a known device class, a unit and a state class it allows."""
+    from gateway.metrics import METRICS, OLDEST_HA, ha_device_class
+
+    out = subprocess.run(
+        [str(ha_python()), "-c", HA_TABLES], capture_output=True, check=True, timeout=120
+    )
+    tables = json.loads(out.stdout)
+    for m in METRICS.values():
+        device_class = ha_device_class(m, OLDEST_HA)
+        if m.kind == "bool":
+            assert device_class is None or device_class in tables["binary"], m
+            continue
+        if device_class is None:
+            continue
+        assert device_class in tables["units"], m
+        if tables["units"][device_class]:
+            assert m.unit in tables["units"][device_class], (m, tables["units"][device_class])
+        allowed = tables["state_classes"][device_class]
+        if allowed:
+            assert m.state_class in allowed, (m, allowed)
+    # the version gate is needed: 2024.3 has no conductivity class
+    assert "conductivity" not in tables["units"]
