@@ -1001,15 +1001,17 @@ class SyncAgent:
 
     async def _ha_announce(
         self, link: Link, device_id: str, metrics: set[str], event: Event | None = None
-    ) -> None:
+    ) -> bool:
+        """Announce what is new of a device; False when it is no device (an automation's
+        events have no entity to go to)."""
         cache = self._ha
         known = cache.announced.get(device_id)
         new = metrics - (known or set())
         if not new and event is None and known is not None:
-            return
+            return True
         dev = await self.store.device(device_id)
         if dev is None:
-            return
+            return False
         entities = ha.device_entities(
             self.topics,
             dev,
@@ -1027,21 +1029,22 @@ class SyncAgent:
             await link.publish(ent.topic, ent.payload(), qos=1, retain=True)
             self.counters.discovery_published += 1
         if not entities and known is not None:
-            return
+            return True
         seen = cache.announced.setdefault(device_id, set())
         seen |= new
         if device_id not in cache.availability:
             cache.availability[device_id] = b"online"
             await link.publish(self.topics.availability(device_id), b"online", qos=1, retain=True)
+        return True
 
     async def _ha_publish_changes(self, link: Link) -> None:
         cache = self._ha
         t = self.topics
         events, cache.events = cache.events, []
         for ev in events:
-            await self._ha_announce(link, ev.device_id, set(), ev)
-            topic, payload = ha.event_message(t, ev)
-            await link.publish(topic, payload, qos=1)
+            if await self._ha_announce(link, ev.device_id, set(), ev):
+                topic, payload = ha.event_message(t, ev)
+                await link.publish(topic, payload, qos=1)
         dirty, cache.dirty = cache.dirty, set()
         for device_id in sorted(dirty):
             values = cache.values.get(device_id, {})
