@@ -61,9 +61,19 @@ def parse_command(body: Any) -> Command:
 
 
 class CommandRouter:
+    """Routes a command to the driver that owns the device. One router for the service's
+    life: a reload swaps its drivers (:meth:`set_drivers`), so holders never go stale."""
+
     def __init__(self, drivers: Sequence[Driver]) -> None:
         self._drivers = list(drivers)
         self.counters: dict[str, int] = {"commands": 0, "failed": 0}
+
+    def set_drivers(self, drivers: Sequence[Driver]) -> None:
+        self._drivers = list(drivers)
+
+    def owns(self, device_id: str) -> bool:
+        """Whether a driver takes commands for ``device_id``."""
+        return any(d.owns(device_id) for d in self._drivers)
 
     async def execute(self, device_id: str, command: Command) -> CommandResult:
         self.counters["commands"] += 1

@@ -38,6 +38,7 @@ from gateway.errors import NeedsHumanError, StoreError
 from gateway.ingest import Ingest
 from gateway.model import Command, CommandResult
 from gateway.store import Store
+from gateway.sync.timing import SyncTiming
 
 if TYPE_CHECKING:
     from gateway.api.server import ApiServer
@@ -67,6 +68,8 @@ class ServiceTiming:
     #: At start, the LAN API gets this long to bind its port (else: a startup error).
     api_bind_timeout_s: float = 10.0
     api: ApiTiming = field(default_factory=ApiTiming)
+    #: The sync agent's own timing (connect, PUBACK, goodbye, upkeep, Home Assistant).
+    sync: SyncTiming = field(default_factory=SyncTiming)
 
     def supervisor(self) -> Timing:
         return Timing(
@@ -172,7 +175,7 @@ class Service:
 
     def _set_drivers(self, drivers: list[Driver]) -> None:
         self.drivers = drivers
-        self.commands = CommandRouter(drivers)
+        self.commands.set_drivers(drivers)
         self.zigbee = next((d for d in drivers if isinstance(d, ZigbeeDriver)), None)
 
     def _build_api(self) -> ApiServer | None:
@@ -185,7 +188,10 @@ class Service:
         Assistant when a separate broker is configured."""
         from gateway.sync import SyncAgent
 
-        return SyncAgent(self)
+        assert self.store is not None
+        return SyncAgent(
+            self.config, self.store, self.clock, self.commands, timing=self.timing.sync
+        )
 
     # ----------------------------------------------------------------- lifecycle
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.service import Service
-from gateway.sync import SyncAgent
-from gateway.sync import agent as agent_mod
+from gateway.service import Service, ServiceTiming
+from gateway.sync import SyncAgent, SyncTiming
+from gateway.sync.pump import INFLIGHT
 from tests.broker import Collector, Mosquitto, SynthDriver, faulty_proxy, gateway_config
 
 
@@ -93,25 +93,21 @@ async def test_broker_stopped_under_ingest_then_restarted(
         assert got == set(range(1, last + 1))
         assert any(b.backlog for b in col.batches(TELEMETRY))
         # duplicates only from the batches in flight when the broker went away
-        assert dups <= agent_mod.INFLIGHT * cfg.upstream.batch_max_readings
+        assert dups <= INFLIGHT * cfg.upstream.batch_max_readings
         async with asyncio.timeout(10):
             while agent.stats()["outbox"]["rows"]:
                 await asyncio.sleep(0.05)
         print(f"broker restart: {last} seqs, {dups} duplicates")
 
 
-async def test_proxy_stalls_and_cuts_mid_publish(
-    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(agent_mod, "ACK_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(agent_mod, "CONNECT_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(agent_mod, "GOODBYE_S", 0.2)
+async def test_proxy_stalls_and_cuts_mid_publish(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    timing = ServiceTiming(sync=SyncTiming(ack_timeout_s=1.0, connect_timeout_s=1.0, goodbye_s=0.2))
     synth = SynthDriver(devices=4, rate=800)
     async with faulty_proxy(mosquitto.port) as proxy:
         cfg = gateway_config(tmp_path / "state", proxy.url, batch_max_readings=50)
         async with (
             Collector(mosquitto.port, [TELEMETRY]) as col,
-            Service(cfg, drivers=[synth]) as svc,  # type: ignore[arg-type]
+            Service(cfg, drivers=[synth], timing=timing) as svc,  # type: ignore[arg-type]
         ):
             store = svc.store
             assert store is not None

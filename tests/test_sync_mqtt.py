@@ -14,13 +14,12 @@ import pytest
 
 from drivers.errors import NeedsHumanError, TransientError
 from drivers.supervisor import Fault
+from gateway.sync.broker_check import CheckStage, check_broker
 from gateway.sync.mqtt import (
     BrokerRefusedError,
     BrokerSettings,
-    CheckStage,
     Link,
     LinkError,
-    check_broker,
     open_link,
 )
 from gateway.sync.payload import classify_refusal

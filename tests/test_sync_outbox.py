@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -12,10 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.model import Event, Reading, Stamp
-from gateway.service import Service
+from gateway.service import Service, ServiceTiming
 from gateway.store import Store
-from gateway.sync import SyncAgent
-from gateway.sync import agent as agent_mod
+from gateway.sync import SyncAgent, SyncTiming
 from gateway.sync import outbox as outbox_mod
 from gateway.sync.outbox import Outbox
 from tests.broker import Collector, Mosquitto, free_port, gateway_config, start_broker
@@ -62,11 +61,9 @@ def _agent(svc: Service) -> SyncAgent:
     return agent
 
 
-@pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(agent_mod, "MAINTAIN_S", 0.05)
-    monkeypatch.setattr(agent_mod, "TTL_CHECK_S", 0.05)
-    monkeypatch.setattr(agent_mod, "CONNECT_TIMEOUT_S", 2.0)
+#: Quick upkeep passes and connects; _BYE also a short goodbye at each session end.
+_FAST = ServiceTiming(sync=SyncTiming(maintain_s=0.05, ttl_check_s=0.05, connect_timeout_s=2.0))
+_BYE = ServiceTiming(sync=replace(_FAST.sync, goodbye_s=0.1))
 
 
 async def _wait(predicate: object, timeout: float = 20.0) -> None:
@@ -103,7 +100,7 @@ async def test_outbox_full_keeps_events_and_drops_by_strategy(
         outbox_max_bytes=20_000,
         outbox_full=strategy,
     )
-    async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
         store = svc.store
         assert store is not None
         agent = _agent(svc)
@@ -130,7 +127,7 @@ async def test_outbox_full_keeps_events_and_drops_by_strategy(
     assert stats["dropped"] == len(dropped)
     assert stats["outbox"]["full_strategy"] == strategy
     # the counter is persisted
-    async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
         await _wait(lambda: _agent(svc).stats()["outbox"]["rows"] == len(kept))
         assert _agent(svc).stats()["dropped"] == len(dropped)
 
@@ -138,7 +135,7 @@ async def test_outbox_full_keeps_events_and_drops_by_strategy(
 async def test_ttl_expires_old_rows(tmp_path: Path) -> None:
     clock = FakeClock()
     cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{free_port()}", outbox_ttl_days=1.0)
-    async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
         store = svc.store
         assert store is not None
         agent = _agent(svc)
@@ -160,7 +157,7 @@ async def test_rows_stamped_before_clock_sync_are_restamped(
     cfg = gateway_config(tmp_path / "state", mosquitto.url)
     async with (
         Collector(mosquitto.port, [TELEMETRY]) as col,
-        Service(cfg, drivers=[], clock=clock) as svc,  # type: ignore[arg-type]
+        Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc,  # type: ignore[arg-type]
     ):
         store = svc.store
         assert store is not None
@@ -190,7 +187,7 @@ async def test_rows_stamped_before_clock_sync_are_restamped(
 async def test_restamp_rewrites_the_outbox_once_synchronised(tmp_path: Path) -> None:
     clock = FakeClock(synced=False)
     cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{free_port()}")
-    async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
         store = svc.store
         assert store is not None
         store.add_reading(_reading("a", "temperature", 1.0, _stamp(100.0, 50.0, False)))
@@ -217,7 +214,7 @@ async def test_oversized_reading_is_dead_lettered_and_the_rest_flows(tmp_path: P
         cfg = gateway_config(tmp_path / "state", broker.url)
         async with (
             Collector(broker.port, [TELEMETRY]) as col,
-            Service(cfg, drivers=[], clock=clock) as svc,  # type: ignore[arg-type]
+            Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc,  # type: ignore[arg-type]
         ):
             store = svc.store
             assert store is not None
@@ -243,18 +240,15 @@ async def test_oversized_reading_is_dead_lettered_and_the_rest_flows(tmp_path: P
         broker.stop()
 
 
-async def test_message_the_broker_drops_the_connection_for_is_dead_lettered(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_message_the_broker_drops_the_connection_for_is_dead_lettered(tmp_path: Path) -> None:
     """Mosquitto's message_size_limit is not announced: the broker just disconnects."""
-    monkeypatch.setattr(agent_mod, "GOODBYE_S", 0.1)
     broker = start_broker(tmp_path / "broker", extra="message_size_limit 3000")
     try:
         clock = FakeClock()
         cfg = gateway_config(tmp_path / "state", broker.url, reconnect_max_s=0.2)
         async with (
             Collector(broker.port, [TELEMETRY]) as col,
-            Service(cfg, drivers=[], clock=clock) as svc,  # type: ignore[arg-type]
+            Service(cfg, drivers=[], clock=clock, timing=_BYE) as svc,  # type: ignore[arg-type]
         ):
             store = svc.store
             assert store is not None
@@ -283,7 +277,7 @@ async def test_broker_acl_refusal_keeps_the_data(tmp_path: Path) -> None:
     try:
         clock = FakeClock()
         cfg = gateway_config(tmp_path / "state", broker.url)
-        async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+        async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
             store = svc.store
             assert store is not None
             agent = _agent(svc)
@@ -302,7 +296,7 @@ async def test_broker_acl_refusal_keeps_the_data(tmp_path: Path) -> None:
 async def test_without_an_upstream_the_outbox_is_still_bounded(tmp_path: Path) -> None:
     clock = FakeClock()
     cfg = gateway_config(tmp_path / "state", "", outbox_max_bytes=5_000)
-    async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
         store = svc.store
         assert store is not None
         agent = _agent(svc)
@@ -417,12 +411,9 @@ async def test_a_store_failure_after_the_caller_was_cancelled_is_handled(
     ]
 
 
-async def test_acl_refusal_with_batches_in_flight_never_dead_letters(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_acl_refusal_with_batches_in_flight_never_dead_letters(tmp_path: Path) -> None:
     """A refusal that is not about the message (ACL) is no strike against the batches in
     flight: after many refused sessions every row is still in the outbox."""
-    monkeypatch.setattr(agent_mod, "GOODBYE_S", 0.1)
     acl = tmp_path / "acl"
     acl.write_text("topic readwrite migw/testgw/status\ntopic readwrite migw/testgw/cmd/#\n")
     broker = start_broker(tmp_path / "broker", extra=f"acl_file {acl}")
@@ -431,7 +422,7 @@ async def test_acl_refusal_with_batches_in_flight_never_dead_letters(
         cfg = gateway_config(
             tmp_path / "state", broker.url, batch_max_readings=5, reconnect_max_s=0.2
         )
-        async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+        async with Service(cfg, drivers=[], clock=clock, timing=_BYE) as svc:  # type: ignore[arg-type]
             store = svc.store
             assert store is not None
             agent = _agent(svc)
@@ -447,19 +438,16 @@ async def test_acl_refusal_with_batches_in_flight_never_dead_letters(
         broker.stop()
 
 
-async def test_an_ended_session_leaves_no_batch_in_flight(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_an_ended_session_leaves_no_batch_in_flight(tmp_path: Path) -> None:
     """The batches of a session that broke are no longer "in flight" once it has ended: a
     next session that breaks before its pump starts must not strike against them."""
-    monkeypatch.setattr(agent_mod, "GOODBYE_S", 0.1)
     broker = start_broker(tmp_path / "broker", extra="message_size_limit 3000")
     try:
         clock = FakeClock()
         cfg = gateway_config(
             tmp_path / "state", broker.url, reconnect_min_s=60.0, reconnect_max_s=120.0
         )
-        async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+        async with Service(cfg, drivers=[], clock=clock, timing=_BYE) as svc:  # type: ignore[arg-type]
             store = svc.store
             assert store is not None
             agent = _agent(svc)
@@ -468,7 +456,7 @@ async def test_an_ended_session_leaves_no_batch_in_flight(
             await _wait(lambda: agent.stats()["upstream"]["state"] == "backoff")
             assert agent.stats()["upstream"]["connects"] == 1
             assert agent.stats()["batches_sent"] == 1
-            assert agent._flight == {}
+            assert agent.in_flight == 0
     finally:
         broker.stop()
 
@@ -485,13 +473,13 @@ async def test_numbered_state_change_readings_are_sent_at_once(
     )
     async with (
         Collector(mosquitto.port, [TELEMETRY]) as col,
-        Service(cfg, drivers=[], clock=clock) as svc,  # type: ignore[arg-type]
+        Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc,  # type: ignore[arg-type]
     ):
         store = svc.store
         assert store is not None
         agent = _agent(svc)
         # the pump has started: rows from now on are live
-        await _wait(lambda: agent._live_boundary < 1 << 62)
+        await _wait(lambda: agent.pumping)
         store.add_reading(_reading("door", metric, True, _stamp(clock.wall())))
         await store.flush()
         seq = store.last_seq
@@ -512,7 +500,7 @@ async def test_ttl_scan_goes_past_rows_with_an_untrusted_stamp(
     monkeypatch.setattr(outbox_mod, "EXPIRE_SCAN_CHUNKS", 2)
     clock = FakeClock()
     cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{free_port()}", outbox_ttl_days=1.0)
-    async with Service(cfg, drivers=[], clock=clock) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
         store = svc.store
         assert store is not None
         agent = _agent(svc)

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.service import Service
-from gateway.sync import SyncAgent
-from gateway.sync import agent as agent_mod
+from gateway.service import Service, ServiceTiming
+from gateway.sync import SyncAgent, SyncTiming
 from tests.broker import SynthDriver, gateway_config
 
 
@@ -21,11 +20,10 @@ def _agent(svc: Service) -> SyncAgent:
 
 
 async def test_a_stop_while_the_link_waits_for_connack_is_prompt(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # the broker takes the TCP connection and the CONNECT packet and never answers; the
     # connect timeout is far beyond the bound on the stop below
-    monkeypatch.setattr(agent_mod, "CONNECT_TIMEOUT_S", 600.0)
     got_connect = asyncio.Event()
     writers: list[asyncio.StreamWriter] = []
 
@@ -39,7 +37,8 @@ async def test_a_stop_while_the_link_waits_for_connack_is_prompt(
     port = server.sockets[0].getsockname()[1]
     try:
         cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{port}")
-        svc = Service(cfg, drivers=[SynthDriver(devices=1, rate=10)])  # type: ignore[arg-type]
+        timing = ServiceTiming(sync=SyncTiming(connect_timeout_s=600.0))
+        svc = Service(cfg, drivers=[SynthDriver(devices=1, rate=10)], timing=timing)  # type: ignore[arg-type]
         async with asyncio.timeout(60):
             async with svc:
                 await asyncio.wait_for(got_connect.wait(), 20)

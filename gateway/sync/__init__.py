@@ -1,23 +1,14 @@
 """The sync agent: batched MQTT uplink with a durable store-and-forward outbox.
 
-The service's composition root builds the agent (``gateway.service.Service.sync``);
-the component is found as ``service.components`` entry named ``"sync"`` and offers
-``stats()`` (a plain dict for the LAN API and CLI). See docs/mqtt.md.
+The service's composition root builds the agent (``gateway.service.Service.sync``) from
+``(config, store, clock, router)``; it offers ``health()``, ``stats()`` (a plain dict for the
+LAN API and CLI) and ``dead_letters()``. See docs/mqtt.md and gateway/sync/agent.py for the
+module map.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from gateway.sync.agent import SyncAgent
+from gateway.sync.timing import SyncTiming
 
-if TYPE_CHECKING:
-    from gateway.service import Service
-
-__all__ = ["SyncAgent", "create"]
-
-
-def create(service: Service) -> SyncAgent:
-    """Always a component: without an upstream URL it still bounds the outbox (bytes, TTL)
-    and serves Home Assistant when a separate broker is configured."""
-    return SyncAgent(service)
+__all__ = ["SyncAgent", "SyncTiming"]

@@ -13,23 +13,20 @@ Errors are raised on the roots of :mod:`drivers.errors`: :class:`LinkError` (tra
 connection failed or was lost), :class:`BrokerRefusedError` (needs a human: a CONNACK
 refusal no retry fixes), :class:`~drivers.errors.NeedsHumanError` for unusable settings.
 
-:func:`check_broker` is the reusable "can we log in to this broker" probe (the doctor's).
+:func:`gateway.sync.broker_check.check_broker` is the reusable "can we log in to this
+broker" probe (the doctor's), on this code path. Settings: :mod:`gateway.sync.settings`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import ipaddress
 import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -38,102 +35,32 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from drivers.errors import NeedsHumanError, TransientError
-from drivers.supervisor import Fault, classify, describe
-from gateway.config import Secret, read_secret
-from gateway.errors import NeedsHumanError as GatewayNeedsHuman
+from gateway.sync.settings import (
+    BrokerSettings,
+    check_transport,
+    is_loopback,
+    password_of,
+    tls_context,
+)
+
+__all__ = [
+    "BrokerRefusedError",
+    "BrokerSettings",
+    "Connack",
+    "ConnectRefusedError",
+    "Link",
+    "LinkError",
+    "Message",
+    "check_transport",
+    "is_loopback",
+    "open_link",
+    "publish_properties",
+    "response_properties",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerSettings:
-    """Everything needed to open one connection (no secret in repr)."""
-
-    url: str
-    client_id: str
-    protocol: str = "5"  # "5" or "3.1.1"
-    username: str = ""
-    password: Secret | None = None
-    password_file: Path | None = None
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    allow_insecure: bool = False
-    keepalive: int = 60
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
-
-    @property
-    def tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts"
-
-    @property
-    def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or DEFAULT_PORTS.get(parts.scheme, 1883)
-
-    @property
-    def v5(self) -> bool:
-        return self.protocol == "5"
-
-    def display(self) -> str:
-        """The URL for logs, API and CLI (never with credentials)."""
-        scheme = "mqtts" if self.tls else "mqtt"
-        return f"{scheme}://{self.host}:{self.port}"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_transport(s: BrokerSettings) -> None:
-    """Refuse plaintext MQTT to a non-loopback host unless ``allow_insecure``."""
-    if s.tls:
-        return
-    if (s.cert_file or s.ca_file) and not s.allow_insecure:
-        raise NeedsHumanError(
-            f"{s.display()}: ca_file/cert_file are set but the URL is plaintext mqtt://;"
-            " use mqtts://"
-        )
-    if not is_loopback(s.host) and not s.allow_insecure:
-        raise NeedsHumanError(
-            f"refusing plaintext MQTT to {s.display()}: use mqtts:// (TLS) or set"
-            " allow_insecure = true"
-        )
-
-
-def tls_context(s: BrokerSettings) -> ssl.SSLContext | None:
-    """Blocking (reads certificate files): call through ``asyncio.to_thread``."""
-    if not s.tls:
-        return None
-    try:
-        ctx = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
-        if s.cert_file is not None:
-            ctx.load_cert_chain(str(s.cert_file), str(s.key_file) if s.key_file else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise NeedsHumanError(f"TLS files for {s.display()} cannot be used: {exc}") from None
-    return ctx
-
-
-def password_of(s: BrokerSettings) -> str | None:
-    """Blocking when read from a file. Errors name the file, never the secret."""
-    try:
-        secret = read_secret(s.password, s.password_file, "MQTT password")
-    except GatewayNeedsHuman as exc:
-        raise NeedsHumanError(str(exc)) from None
-    return secret.reveal() if secret is not None else None
-
 
 #: CONNACK refusals no retry fixes (MQTT 5 reason codes; paho maps MQTT 3.1.1 return codes
 #: 1, 2, 4, 5 onto 0x84, 0x85, 0x86, 0x87).
@@ -621,67 +548,3 @@ async def open_link(
 def _check_rc(rc: int, where: str) -> None:
     if rc != paho.MQTT_ERR_SUCCESS:
         raise LinkError(f"{where}: {paho.error_string(rc)}")
-
-
-class CheckStage(enum.StrEnum):
-    """How far :func:`check_broker` got."""
-
-    SETTINGS = "settings"  # plaintext policy, TLS files, password file
-    CONNECT = "connect"  # name, route, TCP port (or no answer at all)
-    TLS = "tls"  # the TLS handshake (certificate, protocol)
-    MQTT = "mqtt"  # no CONNACK: not an MQTT port, or the broker closed the connection
-    LOGIN = "login"  # the broker refused the login (CONNACK reason code)
-    OK = "ok"
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerCheck:
-    """The outcome of :func:`check_broker`; ``detail`` never holds a secret."""
-
-    url: str
-    stage: CheckStage
-    detail: str = ""
-    fault: Fault | None = None  # None when ok
-    reason_code: int | None = None  # the CONNACK's, when one came
-    tls_version: str | None = None  # e.g. "TLSv1.3" once the handshake passed
-    connack: Connack | None = None
-    #: The CONNACK refusal's name as paho spells it ("Not authorized"), when refused.
-    refusal: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.stage is CheckStage.OK
-
-
-async def check_broker(
-    s: BrokerSettings, *, timeout_s: float = 10.0, will_topic: str = "migw/doctor/status"
-) -> BrokerCheck:
-    """Log in to the broker with the configured TLS and credentials, read the CONNACK and
-    disconnect cleanly: the same code path as the sync agent's connection. Never raises for
-    a settings, network, TLS or broker problem; the result says which stage failed and how
-    the fault is classified (transient / needs-a-human / protocol). For ``migw doctor``."""
-    url = s.display()
-    try:
-        link = await open_link(s, will_topic=will_topic, timeout_s=timeout_s)
-    except NeedsHumanError as exc:
-        return BrokerCheck(url, CheckStage.SETTINGS, str(exc), Fault.NEEDS_HUMAN)
-    try:
-        await link.connect()
-    except (BrokerRefusedError, ConnectRefusedError) as exc:
-        version = link.tls_version
-        return BrokerCheck(
-            url, CheckStage.LOGIN, str(exc), classify(exc), exc.code, version, refusal=exc.reason
-        )
-    except ssl.SSLError as exc:
-        detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
-        return BrokerCheck(url, CheckStage.TLS, f"TLS handshake failed: {detail}", classify(exc))
-    except LinkError as exc:
-        return BrokerCheck(url, CheckStage.MQTT, str(exc), classify(exc), None, link.tls_version)
-    except (OSError, TimeoutError) as exc:
-        detail = getattr(exc, "strerror", None) or describe(exc)
-        if isinstance(exc, TimeoutError):
-            detail = f"no answer in {timeout_s:g} s"
-        return BrokerCheck(url, CheckStage.CONNECT, f"cannot connect: {detail}", classify(exc))
-    version = link.tls_version
-    await link.disconnect()
-    return BrokerCheck(url, CheckStage.OK, "login ok", None, 0, version, link.connack)

@@ -1,0 +1,160 @@
+"""One broker connection's session, under its own supervisor: connect, serve, goodbye.
+
+:class:`LinkSession` is the target of a :class:`~drivers.supervisor.Supervisor` (capped
+exponential backoff with full jitter, reset after a stable period; see its lifecycle there).
+One session: connect (Last Will ``offline``, retained), publish ``online``, subscribe to the
+commands (and Home Assistant's status), then serve — inbound commands, the telemetry pump
+(upstream only), the Home Assistant publisher (where Home Assistant is) — until the
+connection ends. Then, bounded and best effort, also on errors: collect in-flight PUBACKs,
+publish ``offline`` and disconnect cleanly (the broker only sends the Last Will after an
+unclean loss).
+
+Whether the session is being stopped is the supervisor's :attr:`stopping` flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from drivers.errors import NeedsHumanError
+from drivers.supervisor import Supervisor, Timing, describe, leaves
+from gateway.config import UpstreamSection
+from gateway.sync.figures import LinkState
+from gateway.sync.inbound import Inbound
+from gateway.sync.mqtt import Link, LinkError, open_link
+from gateway.sync.outbox import run_to_end
+from gateway.sync.payload import Topics
+from gateway.sync.publisher import HaPublisher
+from gateway.sync.pump import Pump, TransientRefusal
+from gateway.sync.timing import SyncTiming
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class LinkSession:
+    """A broker connection, kept up by :attr:`supervisor` (``name`` is its task name)."""
+
+    def __init__(
+        self,
+        name: str,
+        state: LinkState,
+        topics: Topics,
+        cfg: UpstreamSection,
+        timing: SyncTiming,
+        *,
+        inbound: Inbound,
+        pump: Pump | None,
+        publisher: HaPublisher | None,
+        on_late: Callable[[], None],
+    ) -> None:
+        self.state = state
+        self._topics = topics
+        self._timing = timing
+        self._inbound = inbound
+        self._pump = pump
+        self._publisher = publisher
+        self._late = on_late
+        self.supervisor = Supervisor(
+            name,
+            self._run_once,
+            timing=Timing(
+                cfg.reconnect_min_s,
+                cfg.reconnect_max_s,
+                cfg.reconnect_stable_s,
+                timing.stop_timeout_s,
+            ),
+            logger=_LOGGER,
+        )
+
+    async def _run_once(self) -> None:
+        try:
+            await self._connect_and_serve()
+        except Exception as exc:  # recorded and re-raised: the supervisor classifies it
+            if not self.supervisor.stopping:
+                self.state.last_error = describe(exc)
+            raise
+
+    async def _connect_and_serve(self) -> None:
+        state = self.state
+        s = state.settings
+        timing = self._timing
+        link = await open_link(
+            s, will_topic=self._topics.status, timeout_s=timing.connect_timeout_s
+        )
+        await link.connect()
+        try:
+            state.connected = True
+            state.connected_since = time.time()
+            state.connects += 1
+            state.last_error = ""
+            state.max_packet_size = link.max_packet_size
+            self.supervisor.mark_running()
+            _LOGGER.info("connected to %s (MQTT %s)", s.display(), s.protocol)
+            try:
+                await self._serve(link)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                # only a connection that broke with messages in flight is a strike: a
+                # refusal, a quota or a missing PUBACK says nothing about the message
+                if (
+                    self._pump is not None
+                    and not self.supervisor.stopping
+                    and connection_broke(link, exc)
+                ):
+                    await run_to_end(self._pump.connection_lost(), "sync: strike", self._late)
+                raise
+            finally:
+                state.connected = False
+                await run_to_end(self._goodbye(link), "sync: goodbye", self._late)
+                link.drop_pending()
+                # the clean DISCONNECT, bounded: a stalled link must not hold up a stop
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(timing.goodbye_s):
+                        await run_to_end(link.disconnect(), "sync: disconnect", self._late)
+        finally:
+            link.close()
+            if self._pump is not None:
+                # the goodbye returns at once when the link is lost: never struck later
+                self._pump.end_connection()
+
+    async def _serve(self, link: Link) -> None:
+        t = self._topics
+        ha_here = self._publisher is not None
+        await link.publish(t.status, b"online", qos=1, retain=True)
+        await link.subscribe(t.commands, qos=1)
+        if ha_here:
+            await link.subscribe(t.ha_status, qos=1)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._inbound.receive(link, tg, ha_here=ha_here), name="sync-receive")
+            if self._pump is not None:
+                tg.create_task(self._pump.run(link), name="sync-pump")
+            if self._publisher is not None:
+                tg.create_task(self._publisher.run(link), name="sync-ha-state")
+
+    async def _goodbye(self, link: Link) -> None:
+        """Wait briefly for in-flight PUBACKs, then ``offline`` (retained)."""
+        if link.lost.done():
+            return
+        if self._pump is not None:
+            with contextlib.suppress(Exception):
+                await self._pump.drain_inflight()
+        with contextlib.suppress(Exception):
+            fut = link.send(self._topics.status, b"offline", qos=1, retain=True)
+            await link.wait_ack(fut, self._timing.goodbye_s)
+
+
+def connection_broke(link: Link, exc: BaseException) -> bool:
+    """Whether a session ended because the connection itself was lost (a strike against
+    the oldest message in flight), not because of a refusal (ACL, bad topic: needs a
+    human; quota: transient), a PUBACK or publish timeout, or another error."""
+    if not link.lost.done():
+        return False
+    found = leaves(exc)
+    if any(isinstance(e, NeedsHumanError | TransientRefusal | TimeoutError) for e in found):
+        return False
+    return any(isinstance(e, LinkError) for e in found)
