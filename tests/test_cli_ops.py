@@ -372,7 +372,7 @@ def test_start_up_log_names_the_cli_and_the_token_file(tmp_path: Path) -> None:
     line = where_to_look(cfg)
     assert f"token in {tmp_path / 'st' / 'api-token'}" in line
     assert f" --state-dir {tmp_path / 'st'} --api-port 8399 status`" in line
-    assert "LAN API on 127.0.0.1:8399" in line
+    assert "web dashboard and LAN API on http://127.0.0.1:8399/" in line
 
 
 async def test_name_a_gpio_device_and_forget_is_refused_for_it(

@@ -12,6 +12,9 @@ command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v systemd-sysusers >/dev/null 2>&1 || missing="$missing systemd"
 command -v dbus-daemon >/dev/null 2>&1 || missing="$missing dbus-daemon"
 command -v shellcheck >/dev/null 2>&1 || missing="$missing shellcheck"
+# the web dashboard test drives Debian's chromium through chromium-driver
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+[ -x /usr/bin/chromedriver ] || missing="$missing chromium-driver"
 # the README test runs the demo in its own network namespace (unshare, ip)
 command -v unshare >/dev/null 2>&1 || missing="$missing util-linux"
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing="$missing iproute2"

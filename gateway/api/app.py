@@ -19,6 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway.api import events as events_mod
 from gateway.api import prom
+from gateway.api import web as web_ui
 from gateway.api.errors import SERVER, ApiError, Handler, error_middleware, json_response
 from gateway.api.events import EventFilter, EventHub, Subscriber
 from gateway.api.serialize import (
@@ -78,10 +79,12 @@ async def count_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS:
+    if request.path in PUBLIC_PATHS or web_ui.is_public(request.path):
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
+    if not header and (offered := web_ui.ws_token(request)) is not None:
+        scheme, presented = "bearer", offered  # a browser's WebSocket (see gateway.api.web)
     if scheme.lower() != "bearer" or not request.app[CHECKER].check(presented.strip()):
         request.app[COUNTERS]["auth_failures"] += 1
         raise ApiError(
@@ -493,7 +496,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     if len(hub.clients) >= events_mod.MAX_CLIENTS:
         raise ApiError(429, "too_many_clients", "too many event stream clients")
     timing = request.app[TIMING]
-    ws = web.WebSocketResponse(heartbeat=timing.ws_heartbeat_s, max_msg_size=4096)
+    ws = web.WebSocketResponse(
+        heartbeat=timing.ws_heartbeat_s, max_msg_size=4096, protocols=(web_ui.WS_PROTOCOL,)
+    )
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "websocket_required", "this endpoint needs a WebSocket upgrade")
     await ws.prepare(request)
@@ -608,6 +613,7 @@ def build_app(
     from gateway.api import ble_keys, devices_admin  # their handlers use this module's helpers
 
     devices_admin.add_routes(app)
+    web_ui.add_routes(app)
     ble_keys.add_routes(app)
     from gateway.automations import api as automations_api
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import time
 import urllib.parse
 from collections import Counter
@@ -883,9 +884,15 @@ def send(ctx: CliContext, device: str, action: str, seconds: float | None, as_js
     help="Create a token in a state directory the service has not used yet (before its "
     "first start).",
 )
+@click.option(
+    "--link",
+    is_flag=True,
+    help="Print a login link for the web dashboard (the token rides in the #fragment, which "
+    "a browser never sends; open it on a trusted device only).",
+)
 @json_option
 @pass_ctx
-def token(ctx: CliContext, rotate: bool, create: bool, as_json: bool) -> int:
+def token(ctx: CliContext, rotate: bool, create: bool, link: bool, as_json: bool) -> int:
     """Print the LAN API bearer token of the service, or rotate it."""
     target = _target(ctx)
     if target is None:
@@ -905,6 +912,14 @@ def token(ctx: CliContext, rotate: bool, create: bool, as_json: bool) -> int:
         return _fail(exc)
     path = token_path(target.state_dir)
     mode = file_mode(target.state_dir)
+    if link:
+        url = f"http://{_lan_host(target)}:{target.config.api.port}/#login={value}"
+        if as_json:
+            print_json({"link": url, "path": str(path)})
+        else:
+            click.echo(url)
+            notice("opening it logs a browser in for good (Log out forgets it); keep it private")
+        return EXIT_OK
     if as_json:
         print_json(
             {
@@ -921,6 +936,20 @@ def token(ctx: CliContext, rotate: bool, create: bool, as_json: bool) -> int:
             f"'Authorization: Bearer <token>'"
         )
     return EXIT_OK
+
+
+def _lan_host(target: Target) -> str:
+    """The address a phone on the LAN reaches the API at: the listen address, or for a
+    wildcard one this host's address on its default route (loopback for a loopback API)."""
+    listen = target.config.api.listen
+    if listen not in ("", "0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
+        return f"[{listen}]" if ":" in listen else listen
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: nothing is sent, the route is chosen
+            return str(s.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
 
 
 # ------------------------------------------------------------------------------ zigbee

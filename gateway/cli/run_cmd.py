@@ -144,7 +144,12 @@ def where_to_look(cfg: Config) -> str:
     global_args = "" if default else f" --state-dir {cfg.gateway.state_dir}"
     if cfg.api.port != config_mod.ApiSection().port:
         global_args += f" --api-port {cfg.api.port}"
-    api = f"LAN API on {cfg.api.listen}:{cfg.api.port}" if cfg.api.enabled else "LAN API off"
+    host = "127.0.0.1" if cfg.api.listen in ("", "0.0.0.0") else cfg.api.listen  # noqa: S104
+    api = (
+        f"web dashboard and LAN API on http://{host}:{cfg.api.port}/"
+        if cfg.api.enabled
+        else "LAN API off"
+    )
     return (
         f"{api}, token in {token_path(cfg.gateway.state_dir)}; from another terminal: "
         f"`{cli_command()}{global_args} status` (`... token` prints the token)"
