@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import re
 import socket
@@ -18,7 +19,6 @@ from api_support import running
 from gateway.cli import doctor as doctor_mod
 from gateway.cli import main
 from gateway.cli.doctor import ble as doctor_ble
-from gateway.cli.doctor import broker as doctor_broker
 from gateway.cli.doctor import gpio as doctor_gpio
 from gateway.cli.doctor import zigbee as doctor_zigbee
 from hw_mocks.znp import ZStackSimulator
@@ -122,6 +122,10 @@ async def test_broker_login_on_a_real_mosquitto(
     }
 
 
+# paho-mqtt 2.x leaves the SSLSocket of a failed handshake unclosed (Client._ssl_wrap_socket
+# raises from do_handshake without closing it); collected here so its ResourceWarning is
+# this test's, not a later one's. The check itself closes everything it holds.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_broker_tls_handshake_and_untrusted_ca(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], tls_mosquitto: Mosquitto
 ) -> None:
@@ -148,6 +152,7 @@ async def test_broker_tls_handshake_and_untrusted_ca(
         check["detail"],
     ), check["detail"]
     assert "ca_file" in check["hint"]
+    gc.collect()
 
 
 async def test_broker_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,7 +172,8 @@ async def test_broker_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str
     url = f"mqtt://127.0.0.1:{port}"
     cfg = write_config(tmp_path, f'[upstream]\nurl = "{url}"\nusername = "bob"\n')
     try:
-        answers.append(b"\x20\x02\x00\x05")
+        # an MQTT 5 CONNACK (the config's protocol): reason 0x87 "Not authorized"
+        answers.append(b"\x20\x03\x00\x87\x00")
         code, checks = await doctor(capsys, "--config", str(cfg))
         assert code == 1
         assert checks["mqtt broker"]["detail"] == (
@@ -188,16 +194,6 @@ async def test_broker_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert checks["mqtt broker"]["detail"].startswith(
         f"mqtt://127.0.0.1:{closed}: cannot connect: "
     )
-
-
-def test_the_connect_packet_is_well_formed() -> None:
-    packet = doctor_broker.mqtt_connect_packet("c", "u", "p" * 200)
-    assert packet[:1] == b"\x10"
-    # remaining length 10 + 3 + 3 + 202 = 218: a two-byte varint
-    assert packet[1:3] == bytes((218 % 128 | 0x80, 218 // 128))
-    assert packet[3:13] == b"\x00\x04MQTT\x04\xc2\x00\x0a"
-    assert packet[13:16] == b"\x00\x01c"
-    assert len(packet) == 3 + 218
 
 
 async def test_ble_adapter_missing_and_blocked(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,13 @@ from gateway.cli.doctor.base import (
 )
 from gateway.errors import GatewayError
 
-#: The stick must answer a SYS_PING within this many seconds (per attempt).
+#: The stick must answer a SYS_PING within this many seconds (per attempt), twice at most,
+#: the second after the bootloader's "run the application" byte and this wait.
 PING_TIMEOUT_S = 1.0
-
-
 PING_ATTEMPTS = 2
-
-
 BOOTLOADER_WAIT_S = 1.0
-
-
+#: Where sticks are listed by id (tests point it into a temporary tree).
 SERIAL_BY_ID = Path("/dev/serial/by-id")
-
 
 _STICK_HINT = (
     "check zigbee.port (prefer /dev/serial/by-id/...) and zigbee.baud; stop any other "
@@ -120,52 +114,29 @@ async def check_serial(d: Doctor) -> Check:
 
 
 async def _ping_stick(port: str, baud: int, rtscts: bool, skip_bootloader: bool) -> str | None:
-    """SYS_PING (and SYS_VERSION) through the zigbee driver's own link and codec.
-
-    None when the stick does not answer. Raises GatewayError-like errors on open failure.
-    """
+    """The driver's own probe (``drivers.zigbee.probe.ping_stick``): what answers, or None
+    when the stick does not. Errors opening the port are raised as :class:`GatewayError`."""
     from drivers.errors import DriverError
-    from drivers.zigbee.api import ZnpApi
-    from drivers.zigbee.coordinator import PRODUCTS
-    from drivers.zigbee.transport import BOOTLOADER_TOGGLE_S, open_serial
-    from drivers.zigbee.znp import commands as c
+    from drivers.zigbee.probe import PRODUCTS, ping_stick
+    from drivers.zigbee.timing import ZigbeeTiming
 
-    api = ZnpApi("doctor")
+    timing = ZigbeeTiming(ping_timeout=PING_TIMEOUT_S, bootloader_wait_s=BOOTLOADER_WAIT_S)
     try:
-        link = await open_serial(
+        version = await ping_stick(
             port,
             baudrate=baud,
             rtscts=rtscts,
-            on_bytes=api.data_received,
-            on_lost=api.connection_lost,
+            skip=skip_bootloader,
+            timing=timing,
+            attempts=PING_ATTEMPTS,
         )
     except DriverError as exc:
         raise GatewayError(str(exc)) from None
-    api.attach(link)
-    try:
-        if skip_bootloader:
-            link.set_control_lines(dtr=False, rts=False)
-            await asyncio.sleep(BOOTLOADER_TOGGLE_S)
-            link.set_control_lines(rts=True)
-            await asyncio.sleep(BOOTLOADER_TOGGLE_S)
-            link.set_control_lines(rts=False)
-        for attempt in range(PING_ATTEMPTS):
-            try:
-                await api.request(c.SYS_PING, wait_s=PING_TIMEOUT_S)
-            except TimeoutError:
-                if skip_bootloader and attempt == 0:
-                    api.write_raw(b"\xef")  # the CC2652 bootloader's "run the application"
-                    await asyncio.sleep(BOOTLOADER_WAIT_S)
-                continue
-            try:
-                ver = await api.request(c.SYS_VERSION, wait_s=PING_TIMEOUT_S)
-            except (TimeoutError, DriverError):
-                return "SYS_PING ok"
-            product = int(ver["ProductId"])
-            return PRODUCTS.get(product, f"Z-Stack product {product}")
+    if version is None:
         return None
-    finally:
-        await api.aclose()
+    if version.product < 0:
+        return "SYS_PING ok"  # no SYS_VERSION answer
+    return PRODUCTS.get(version.product, f"Z-Stack product {version.product}")
 
 
 def radio_port(radio: dict[str, Any] | None) -> str:
