@@ -231,7 +231,10 @@ class Coordinator:
     @staticmethod
     def _spawner(tg: asyncio.TaskGroup) -> Spawn:
         def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
-            tg.create_task(coro, name=name)
+            try:
+                tg.create_task(coro, name=name)
+            except RuntimeError:  # the session's TaskGroup is shutting down: dropped
+                coro.close()
 
         return spawn
 

@@ -86,6 +86,9 @@ class Dispatcher:
         self._require_api = require_api
         self._save_table = save_table
         self._spawn: Spawn | None = None
+        #: Spawned work whose task has not started yet (closed when the session ends, so a
+        #: task cancelled before its first step leaves no never-awaited coroutine).
+        self._unstarted: set[Coroutine[Any, Any, None]] = set()
         self._motion_timers: dict[str, asyncio.TimerHandle] = {}
         self._model_seen: dict[str, asyncio.Event] = {}
         self._ieee_lookups: set[int] = set()
@@ -102,6 +105,9 @@ class Dispatcher:
     def reset(self) -> None:
         """A session ended: pending lookups and motion timers go with it."""
         self._spawn = None
+        for coro in self._unstarted:
+            coro.close()
+        self._unstarted.clear()
         self._ieee_lookups.clear()
         for handle in self._motion_timers.values():
             handle.cancel()
@@ -111,10 +117,11 @@ class Dispatcher:
         if self._spawn is None:
             coro.close()
             return
+        self._unstarted.add(coro)
         self._spawn(self._guarded(coro, name), name)
 
-    @staticmethod
-    async def _guarded(coro: Coroutine[Any, Any, None], name: str) -> None:
+    async def _guarded(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._unstarted.discard(coro)
         try:
             await coro
         except (DriverError, TimeoutError) as exc:
