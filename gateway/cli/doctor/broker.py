@@ -1,7 +1,7 @@
 """Doctor check of the MQTT broker: TCP, TLS handshake, MQTT login.
 
 The login goes through the sync agent's own connection code
-(:func:`gateway.sync.mqtt.check_broker`: the same TLS context, credentials, MQTT version and
+(:func:`gateway.sync.broker_check.check_broker`: the same TLS context, credentials, MQTT version and
 plaintext policy as the uplink), under a client id of its own so the running service's
 session is never taken over. While the service answers, its own uplink is reported instead
 (:func:`running_uplink`: a demo's ``--upstream`` is in no config file).
@@ -46,8 +46,8 @@ def running_uplink(d: Doctor) -> Check | None:
 
 async def check_broker(d: Doctor) -> Check:
     from gateway.sync.agent import upstream_settings
-    from gateway.sync.mqtt import CheckStage
-    from gateway.sync.mqtt import check_broker as login
+    from gateway.sync.broker_check import CheckStage
+    from gateway.sync.broker_check import check_broker as login
 
     running = running_uplink(d)
     if running is not None:
