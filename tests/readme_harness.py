@@ -40,13 +40,16 @@ def login_env(home: Path) -> dict[str, str]:
     }
 
 
-def wait_health(port: int, timeout: float) -> None:
+def wait_health(demo: subprocess.Popen[str], port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2):
                 return
         except OSError:
+            if demo.poll() is not None:
+                out = demo.stdout.read() if demo.stdout else ""
+                raise SystemExit(f"the demo exited ({demo.returncode}):\n{out[-3000:]}") from None
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
@@ -136,7 +139,7 @@ def main() -> None:
     report["install_cli"] = {"code": install.returncode, "stdout": install.stdout}
     demo = start_demo(env)
     try:
-        wait_health(8380, 60)
+        wait_health(demo, 8380, 120)
         time.sleep(3)  # the simulated sensors' first adverts
         report["commands"] = [run_shell(c, env, following=f) for c, f in commands]
     finally:
@@ -146,7 +149,7 @@ def main() -> None:
     for flag in ((), ("--allow-insecure",)):
         demo = start_demo(env, *upstream, *flag)
         try:
-            wait_health(8380, 60)
+            wait_health(demo, 8380, 120)
             time.sleep(1.5)
             report["insecure" if flag else "secure"] = status_json(env)
         finally:
