@@ -53,13 +53,6 @@ from drivers.errors import NeedsHumanError, ProtocolError, TransientError
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Deprecated defaults of :class:`Backoff` and ``stable_after`` when a caller passes neither
-#: ``timing`` nor its own values (older call sites that shorten them by monkeypatching).
-#: New code passes a :class:`Timing`.
-BACKOFF_INITIAL = 1.0
-BACKOFF_MAX = 60.0
-STABLE_AFTER = 30.0
-
 
 @dataclass(frozen=True, slots=True)
 class Timing:
@@ -82,6 +75,9 @@ class Timing:
             raise ValueError("need stable_after >= 0 and stop_timeout > 0")
 
 
+_DEFAULT = Timing()
+
+
 class State(enum.StrEnum):
     STARTING = "starting"
     RUNNING = "running"
@@ -102,8 +98,8 @@ class Fault(enum.StrEnum):
 class Backoff:
     """Capped exponential backoff with full jitter (AWS architecture blog, 2015)."""
 
-    initial: float = field(default_factory=lambda: BACKOFF_INITIAL)
-    maximum: float = field(default_factory=lambda: BACKOFF_MAX)
+    initial: float = 1.0
+    maximum: float = 60.0
     attempt: int = 0
     rng: random.Random = field(default_factory=random.Random)
 
@@ -195,10 +191,12 @@ class Supervisor:
     ) -> None:
         self.name = name
         self._target = target
-        if timing is None:  # older call sites: their own Backoff / the module defaults
+        if timing is None:  # a caller with a Backoff of its own (it can watch its attempts)
             b = backoff or Backoff()
             timing = Timing(
-                b.initial, b.maximum, STABLE_AFTER if stable_after is None else stable_after
+                b.initial,
+                b.maximum,
+                _DEFAULT.stable_after if stable_after is None else stable_after,
             )
         self.timing = timing
         self._backoff = backoff or Backoff(
