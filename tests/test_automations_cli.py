@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config import ConfigError, loads
+from gateway.config import loads
+from gateway.errors import ConfigError
 
 CONFIG = """
 [gateway]
@@ -101,3 +102,18 @@ def test_sun_needs_a_location() -> None:
     with pytest.raises(ConfigError, match=r"automations\[0\].triggers\[0\].at \(line 4\)"):
         loads(text)
     assert loads("[location]\nlatitude = 1.0\nlongitude = 2.0\n" + text).automations
+
+
+def test_a_corrupt_journal_is_moved_aside(tmp_path: Path) -> None:
+    from gateway.automations.journal import FILE_NAME, Journal
+
+    path = tmp_path / FILE_NAME
+    path.write_bytes(b"this is not a database" * 100)
+    journal = Journal.open(path)
+    try:
+        assert journal.traces() == []
+    finally:
+        journal.close()
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir() if "corrupt" in p.name] == [
+        f"{FILE_NAME}.corrupt"
+    ]

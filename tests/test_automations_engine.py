@@ -6,12 +6,15 @@ answering a command by reporting its new state like a relay does.
 
 from __future__ import annotations
 
+import datetime as dt
 import textwrap
+import zoneinfo
 
 import pytest
 
 from gateway.automations.engine import Engine, Input, Trace
-from gateway.config import ConfigError, loads
+from gateway.config import loads
+from gateway.errors import ConfigError
 from gateway.model import Command, CommandResult, CommandStatus
 
 T0 = 1_760_000_000.0  # a fixed wall time
@@ -230,3 +233,45 @@ def test_config_errors_name_key_and_line() -> None:
         loads(text.replace('type = "threshold"', 'type = "event"\naction = "x"').replace(
             'automation = "ok"', 'automation = "nope"'))  # fmt: skip
     assert str(err.value).startswith("automations[0].actions[0].automation (line 5): no automation")
+
+
+async def test_stale_and_back() -> None:
+    engine, rec = make("""
+        [[automations]]
+        id = "silent"
+        triggers = [{type = "stale", device = "s", after_s = 60, to = "stale"}]
+        actions = [{type = "publish", message = "silent"}]
+        [[automations]]
+        id = "back"
+        triggers = [{type = "stale", device = "s", after_s = 60, to = "back"}]
+        actions = [{type = "publish", message = "back"}]
+    """)
+    await engine.handle(reading(0, "s", "temperature", 20.0))
+    await engine.handle(reading(50, "s", "temperature", 20.1))  # restarts the silence timer
+    await engine.advance(T0 + 100)
+    assert rec.events == []
+    await engine.advance(T0 + 110)
+    await engine.handle(reading(200, "s", "temperature", 20.2))
+    fired = [(t.automation, t.at) for ts in engine.traces.values() for t in ts]
+    assert sorted(fired) == [("back", T0 + 200), ("silent", T0 + 110)]
+
+
+async def test_sun_trigger_fires_at_sunset() -> None:
+    engine, _ = make("""
+        [location]
+        latitude = 51.50853
+        longitude = -0.12574
+        timezone = "Europe/London"
+        [[automations]]
+        id = "dusk"
+        triggers = [{type = "sun", at = "sunset", offset_min = -10}]
+        actions = [{type = "publish", message = "dusk"}]
+    """)
+    await engine.advance(T0 + 86400)
+    (trace,) = engine.traces["dusk"]
+    from gateway.automations.sun import sun_times_local
+
+    local = dt.datetime.fromtimestamp(trace.at, zoneinfo.ZoneInfo("Europe/London"))
+    _, sunset = sun_times_local(local.date(), 51.50853, -0.12574, local.tzinfo)  # type: ignore[arg-type]
+    assert sunset is not None
+    assert trace.at == pytest.approx(sunset - 600)

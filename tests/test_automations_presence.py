@@ -48,7 +48,7 @@ async def test_phone_arrives_by_irk_and_leaves(tmp_path: Path) -> None:
     """)
     )
     ble = BleDriver(replay_factory(adverts, rate=50.0), {})
-    async with Service(cfg, drivers=[ble]) as svc:  # type: ignore[list-item]
+    async with Service(cfg, drivers=[ble]) as svc:
         store, auto = svc.store, svc.automations
         assert store is not None and auto is not None
         async with asyncio.timeout(20):

@@ -74,7 +74,7 @@ async def _until(predicate: object, timeout: float = 10.0) -> None:
 async def test_delay_survives_a_reload_and_a_restart(tmp_path: Path) -> None:
     state = tmp_path / "state"
     panel = Panel()
-    async with Service(_cfg(state), drivers=[panel]) as svc:  # type: ignore[list-item]
+    async with Service(_cfg(state), drivers=[panel]) as svc:
         await panel.ready.wait()
         auto = svc.automations
         assert auto is not None and panel.sink is not None
@@ -99,7 +99,7 @@ async def test_delay_survives_a_reload_and_a_restart(tmp_path: Path) -> None:
         await asyncio.sleep(0.3)  # the pending delay is saved with the next engine turn
     # a restart within the grace period: the delayed "off" still comes
     panel2 = Panel()
-    async with Service(_cfg(state), drivers=[panel2]) as svc:  # type: ignore[list-item]
+    async with Service(_cfg(state), drivers=[panel2]) as svc:
         await _until(lambda: panel2.commands == ["panel-relay off"])
         auto = svc.automations
         assert auto is not None

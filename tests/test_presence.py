@@ -119,3 +119,27 @@ def test_tracker_home_away_with_hysteresis_and_rotating_address() -> None:
     # an unknown phone's RPA never matches
     other = make_rpa(bytes(16), b"\x01\x02\x03")
     assert tracker.observe(Advertisement(other, rssi=-40), 120.0) == []
+
+
+# A peer's vectors: Bluetooth-Devices/bluetooth-data-tools (the library Home Assistant's
+# Private BLE Device integration resolves RPAs with), tests/test_privacy.py at commit
+# 6735b3b673ffcee784c6727b8eb423ffdbe356a6: addresses that do and do not resolve.
+PEER_VECTORS = [
+    ("00" * 16, "40:01:02:0a:c4:a6", True),
+    ("00" * 16, "40:02:03:d2:74:ce", True),
+    ("00" * 16, "40:00:00:d2:74:ce", False),
+    ("00" * 16, "00:01:ff:a0:3a:76", False),  # not an RPA (top bits 00)
+    (SPEC_IRK.hex(), "40:01:02:b2:12:da", True),
+    (SPEC_IRK.hex(), "55:aa:33:1d:27:08", True),
+    (SPEC_IRK.hex(), "7f:ff:fe:7e:0e:08", True),
+    (SPEC_IRK.hex(), "40:00:00:45:0c:63", True),
+    (SPEC_IRK.hex(), "40:01:02:00:00:00", False),  # wrong hash
+    ("11" * 16, "40:01:02:b2:12:da", False),  # wrong IRK
+    (SPEC_IRK.hex(), "c0:01:02:b2:12:da", False),  # static random, not resolvable
+]
+
+
+@pytest.mark.parametrize(("irk", "address", "resolvable"), PEER_VECTORS)
+def test_peer_rpa_vectors(irk: str, address: str, resolvable: bool) -> None:
+    adv = Advertisement(address=address.upper(), rssi=-50)
+    assert matches(identity("irk", irk), adv) is resolvable

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from gateway.automations.engine import Input, Trace
 from gateway.store.codec import decode_value, encode_value
+
+_LOGGER = logging.getLogger(__name__)
 
 FILE_NAME = "automations.db"
 #: Inputs (events, uplink changes) and traces kept; older rows are pruned.
@@ -43,6 +47,20 @@ _SCHEMA = (
 )
 
 
+def _open_rw(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        for sql in _SCHEMA:
+            db.execute(sql)
+        db.commit()
+    except sqlite3.DatabaseError:
+        db.close()
+        raise
+    return db
+
+
 class Journal:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -51,15 +69,15 @@ class Journal:
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> Journal:
         if readonly:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        else:
-            db = sqlite3.connect(path)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            for sql in _SCHEMA:
-                db.execute(sql)
-            db.commit()
-        return cls(db)
+            return cls(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+        try:
+            return cls(_open_rw(path))
+        except sqlite3.DatabaseError as exc:
+            # traces and saved timers only: keep the bad file for a human, start a new one
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            path.rename(aside)
+            _LOGGER.error("%s is unusable (%s): moved to %s, starting a new one", path, exc, aside)
+            return cls(_open_rw(path))
 
     def close(self) -> None:
         self._db.close()
