@@ -121,7 +121,13 @@ EXPECTED_METRICS: dict[str, tuple[str | None, list[tuple[str, object]]]] = {
     # zha Weather2: FF01 as octet string, no manufacturer code
     "18200a01ff412501214f0b0421a84305214e020624010000000064299b096521be1b662b138d01000a21900d": (
         "lumi.weather",
-        [("voltage", 2.895), ("temperature", 24.59), ("humidity", 71.02), ("pressure", 1016.51)],
+        [
+            ("voltage", 2.895),
+            ("temperature", 24.59),
+            ("humidity", 71.02),
+            ("pressure", 1016.51),
+            ("battery", 30.0),  # zigbee2mqtt's Aqara curve: 2.85 V 0 %, 3.0 V 100 %
+        ],
     ),
     # T1 temperature sensor on 0xFCC0/0x00F7: tag 0x66 already in hPa
     "1c5f11860af700412d0121b60b0328170421a81305210b000624060000000008211d010a2100000c20016429"
@@ -133,26 +139,33 @@ EXPECTED_METRICS: dict[str, tuple[str | None, list[tuple[str, object]]]] = {
             ("temperature", 23.49),
             ("humidity", 61.48),
             ("pressure", 1001.0),
+            ("battery", 99.0),
         ],
     ),
     # RTCGQ11LM heartbeat: tag 0x0B = 8 lx
     "1c5f11c10a01ff41210121db0b03281f0421a8430521b60006240b000000000a21ca356410000b210800": (
         "lumi.sensor_motion.aq2",
-        [("voltage", 3.035), ("device_temperature", 31.0), ("illuminance", 8.0)],
+        [
+            ("voltage", 3.035),
+            ("device_temperature", 31.0),
+            ("illuminance", 8.0),
+            ("battery", 100.0),
+        ],
     ),
-    "185d0a00001001": ("lumi.sensor_magnet.aq2", [("opening", True)]),
-    "18640a00001000": ("lumi.sensor_magnet.aq2", [("opening", False)]),
-    # T1 door sensor 0x00F7: tag 0x64 contact = 1 (open)
+    # zha test_xiaomi_t1_door_sensor: On/Off is the contact (1 = open), as z2m reads it
+    "185d0a00001001": ("lumi.magnet.agl02", [("opening", True)]),
+    "18640a00001000": ("lumi.magnet.agl02", [("opening", False)]),
+    # T1 door sensor 0x00F7: tag 0x64 is not the contact (both peers read On/Off)
     "1c5f11670af700412e0121b00c0328190421a8130521090006240d0000000008211e010a2100000c2001641001"
     "6620036720016821a800": (
         "lumi.magnet.agl02",
-        [("voltage", 3.248), ("device_temperature", 25.0), ("opening", True)],
+        [("voltage", 3.248), ("device_temperature", 25.0), ("battery", 100.0)],
     ),
     # wrong length byte (34 declared, 33 sent); leak state tag ignored (IAS decides)
     "1c5f11120a050042156c756d692e73656e736f725f776c65616b2e61713101ff42220121b30b0328170421a843"
     "0521a70006240000000000082104020a210000641001": (
-        None,
-        [("voltage", 2.995), ("device_temperature", 23.0)],
+        None,  # the model string in the same frame makes it a known battery device
+        [("voltage", 2.995), ("device_temperature", 23.0), ("battery", 97.0)],
     ),
     "08420a0000298c05": (None, [("temperature", 14.2)]),
     "181c0a000029b002": ("lumi.weather", [("temperature", 6.88)]),
@@ -192,7 +205,7 @@ def test_model_learned_from_basic_report() -> None:
     )
     res = Interpreter().interpret("a", None, 0x0000, 1, raw)
     assert res.model == "lumi.sensor_wleak.aq1"
-    assert res.readings == (("voltage", 3.285), ("device_temperature", 33.0))
+    assert res.readings == (("voltage", 3.285), ("device_temperature", 33.0), ("battery", 100.0))
     assert not res.default_response  # FC 0x1C: disable default response set
 
 
@@ -507,3 +520,50 @@ def test_decoded_elements_never_exceed_the_bytes(body: bytes) -> None:
         return
     assert isinstance(frame.payload, zf.ReportAttributes)
     assert sum(_elements(a.value) for a in frame.payload.attributes) <= len(raw)
+
+
+def test_wxkg11lm_clicks_as_the_peers_read_them() -> None:
+    """On/Off 1 is a click, 0 is not; attribute 0x8000 counts clicks 1-4 (zigbee2mqtt's
+    WXKG11LM converter and zha's quirk). Synthetic frames built from the ZCL spec."""
+    it = Interpreter()
+    sw = "lumi.sensor_switch.aq2"
+    assert it.interpret("s", sw, 0x0006, 1, bytes.fromhex("18110a00001000")).events == ()
+    for tsn, count, action in ((0x12, 1, "single"), (0x13, 4, "quadruple"), (0x14, 5, None)):
+        frame = bytes([0x18, tsn, 0x0A, 0x00, 0x80, 0x20, count])
+        expected = ((action, 1),) if action else ()
+        assert it.interpret("s", sw, 0x0006, 1, frame).events == expected
+
+
+def test_battery_percent_follows_zigbee2mqtts_aqara_curve() -> None:
+    assert [xiaomi.battery_percent(mv) for mv in (2500, 2850, 2895, 2924, 2925, 3000, 3300)] == [
+        0.0,
+        0.0,
+        30.0,
+        49.0,
+        50.0,
+        100.0,
+        100.0,
+    ]
+    # a sent percentage wins over the curve (T1 devices: tag 0x18)
+    tlv = xiaomi.parse_tlv(bytes.fromhex("1721640b182061"))
+    assert xiaomi.tlv_metrics("lumi.sensor_ht.agl02", tlv) == [
+        ("voltage", 2.916),
+        ("battery", 97.0),
+    ]
+    # mains devices have no battery
+    plug = xiaomi.parse_tlv(bytes.fromhex("0121b80b"))
+    assert xiaomi.tlv_metrics("lumi.plug", plug) == [("voltage", 3.0)]
+
+
+def test_every_model_has_a_manufacturer_and_a_human_name() -> None:
+    for model, spec in xiaomi.MODELS.items():
+        ident = xiaomi.identity(model)
+        assert ident is not None
+        assert ident.manufacturer in ("Aqara", "Xiaomi"), model
+        assert ident.model_code and ident.model_code in spec.description, model
+        assert ident.model_name, model
+    assert xiaomi.identity("lumi.weather") == xiaomi.Identity(
+        "Aqara", "WSDCGQ11LM", "Temperature, humidity and pressure sensor"
+    )
+    assert xiaomi.identity("lumi.remote.b1acn01") == xiaomi.identity("lumi.sensor_switch.aq2")
+    assert xiaomi.identity("lumi.unknown") is None

@@ -105,11 +105,16 @@ async def test_real_config_against_a_stick(tmp_path: Path) -> None:
                 transport=Transport.ZIGBEE,
                 model="lumi.plug",
                 name="Mi smart plug (ZNCZ02LM)",
-                manufacturer=None,
+                manufacturer="Xiaomi",
                 lqi=first.lqi,
                 status=DeviceStatus.OK,
                 sleepy=False,
-                attrs={"ieee": plug.ieee, "nwk": f"0x{plug.nwk:04X}"},
+                attrs={
+                    "ieee": plug.ieee,
+                    "nwk": f"0x{plug.nwk:04X}",
+                    "model_code": "ZNCZ02LM",
+                    "model_name": "Mi power plug ZigBee",
+                },
             )
             assert sim.channel == 25
             # a mains device silent too long is unavailable, and back on its next report

@@ -120,7 +120,7 @@ def test_decode_stream_with_garbage_and_xiaomi(
     assert len(out) == 7
     hb_obj = out[5]
     assert hb_obj["model"] == "lumi.sensor_wleak.aq1"
-    assert hb_obj["metrics"] == {"voltage": 2.995, "device_temperature": 23.0}
+    assert hb_obj["metrics"] == {"voltage": 2.995, "device_temperature": 23.0, "battery": 97.0}
     assert hb_obj["zcl"]["records"][1] == {
         "attr": "0xFF01",
         "type": "0x42",

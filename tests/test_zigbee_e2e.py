@@ -174,12 +174,13 @@ async def test_exact_values_from_vector_frames(tmp_path: Path) -> None:
             sim.deliver(weather, 0x0000, 1, hb)
             sim.deliver(weather, 0x0402, 1, bytes.fromhex("18a80a000029f0d8"))  # -100 °C junk
             sim.deliver(weather, 0x0402, 1, bytes.fromhex("181c0a000029b002"))
-            await until(lambda: len(rec.readings) >= 5)
+            await until(lambda: len(rec.readings) >= 6)
             assert rec.of(weather.ieee) == [
                 ("voltage", 2.895),
                 ("temperature", 24.59),
                 ("humidity", 71.02),
                 ("pressure", 1016.51),
+                ("battery", 30.0),
                 ("temperature", 6.88),
             ]
             assert coord.health_counters()["junk_dropped"] == 1

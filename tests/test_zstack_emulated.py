@@ -64,6 +64,7 @@ EXPECTED = [
     ("temperature", 24.59),
     ("humidity", 71.02),
     ("pressure", 1016.51),
+    ("battery", 30.0),  # from the voltage, as zigbee2mqtt for Aqara
     ("temperature", 6.88),
 ]
 

@@ -196,17 +196,21 @@ class ZigbeeDriver:
         if first:
             name = spec.description if spec is not None else (rec.model or f"Zigbee {rec.ieee}")
         self.known[rec.ieee] = (rec.model, sleepy, False)
+        ident = xiaomi.identity(rec.model)
+        attrs = {"ieee": rec.ieee, "nwk": f"0x{rec.nwk:04X}"} if first else None
+        if attrs is not None and ident is not None:
+            attrs.update(model_code=ident.model_code, model_name=ident.model_name)
         sink.device(
             DeviceUpdate(
                 id=device_id(rec.ieee),
                 transport=Transport.ZIGBEE,
                 model=rec.model,
                 name=name,
-                manufacturer=rec.manufacturer,
+                manufacturer=ident.manufacturer if ident is not None else rec.manufacturer,
                 lqi=rec.lqi,
                 status=DeviceStatus.OK if (first or (old is not None and old[2])) else None,
                 sleepy=sleepy,
-                attrs={"ieee": rec.ieee, "nwk": f"0x{rec.nwk:04X}"} if first else None,
+                attrs=attrs,
             )
         )
 

@@ -22,10 +22,13 @@ from drivers.zigbee.zcl import xiaomi
 DEDUP_DEPTH = 8
 
 MULTISTATE_ACTIONS = {0: "long", 1: "single", 2: "double", 3: "triple", 255: "release"}
-CLICK_COUNT_ACTIONS = {2: "double", 3: "triple"}
+#: WXKG11LM attribute 0x8000 (click count), as zigbee2mqtt and zha read it.
+CLICK_COUNT_ACTIONS = {1: "single", 2: "double", 3: "triple", 4: "quadruple"}
 #: QBKG04LM button reports on endpoint 4 (On/Off attribute): 0 hold, 1 release, 2 double.
 NEUTRAL1_BUTTON = {0: "hold", 1: "single", 2: "double"}
 SWITCH_MODELS = frozenset({"lumi.sensor_switch.aq2"})
+#: Door sensors whose On/Off attribute is the contact (1 = open).
+MAGNET_MODELS = frozenset({"lumi.sensor_magnet.aq2", "lumi.magnet.agl02"})
 #: Pressure Scale (0x0403/0x0014): int8, and no real sensor is beyond 10^+-10.
 PRESSURE_SCALE_TYPE = 0x28
 PRESSURE_SCALE_MAX = 10
@@ -177,7 +180,7 @@ class Interpreter:
         if key in zf.LENIENT_STRING_ATTRS and isinstance(v, bytes):
             return xiaomi.tlv_metrics(model, xiaomi.parse_tlv(v)), [], False
         if key == (cl.BASIC, 0xFF02):
-            return xiaomi.mija_metrics(v), [], False
+            return xiaomi.mija_metrics(model, v), [], False
         if cluster == cl.ON_OFF and a.attr_id == 0x0000:
             return self._on_off(st, endpoint, t, v, model)
         if cluster == cl.ON_OFF and a.attr_id == 0x8000 and model in SWITCH_MODELS:
@@ -218,10 +221,11 @@ class Interpreter:
             n = None
         if n is None:
             return [], [], False
-        if model == "lumi.sensor_magnet.aq2":
+        if model in MAGNET_MODELS:
             return [("opening", bool(n))], [], False
         if model in SWITCH_MODELS:
-            return [], [("single", 1)], False
+            # WXKG11LM: On/Off 1 is a click; 0 is not (zigbee2mqtt and zha agree)
+            return [], ([("single", 1)] if n == 1 else []), False
         if model == "lumi.ctrl_neutral1":
             if endpoint == 4:
                 action = NEUTRAL1_BUTTON.get(n)

@@ -101,11 +101,18 @@ _PLUG: dict[int, Conv] = {
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """What a model's reports mean beyond the standard clusters."""
+    """What a model's reports mean beyond the standard clusters.
+
+    ``vendor``, ``model_code`` and ``name`` are how zigbee2mqtt names the device
+    (zigbee-herdsman-converters ``vendor``, ``model``, ``description``).
+    """
 
     model: str
     description: str
     tags: dict[int, Conv] = field(default_factory=dict)
+    vendor: str = "Aqara"
+    model_code: str = ""
+    name: str = ""
     #: Tags of COMMON_TAGS this model sends as junk (not published).
     ignore_common: frozenset[int] = frozenset()
     sleepy: bool = True
@@ -118,36 +125,84 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     m.model: m
     for m in (
-        ModelSpec("lumi.sensor_ht", "Mi temperature and humidity sensor (WSDCGQ01LM)", _HT),
-        ModelSpec("lumi.weather", "Aqara temperature, humidity, pressure (WSDCGQ11LM)", _WEATHER),
+        ModelSpec(
+            "lumi.sensor_ht",
+            "Mi temperature and humidity sensor (WSDCGQ01LM)",
+            _HT,
+            vendor="Xiaomi",
+            model_code="WSDCGQ01LM",
+            name="Mi temperature and humidity sensor",
+        ),
+        ModelSpec(
+            "lumi.weather",
+            "Aqara temperature, humidity, pressure (WSDCGQ11LM)",
+            _WEATHER,
+            model_code="WSDCGQ11LM",
+            name="Temperature, humidity and pressure sensor",
+        ),
         # T1 (0xFCC0/0x00F7): tag 0x66 is already hPa (zha vector: 1001)
         ModelSpec(
             "lumi.sensor_ht.agl02",
             "Aqara temperature and humidity sensor T1 (WSDCGQ12LM)",
             {**_HT, 0x66: _scaled("pressure", 1, 2)},
+            model_code="WSDCGQ12LM",
+            name="Temperature and humidity sensor T1",
         ),
         ModelSpec(
             "lumi.sensor_motion.aq2",
             "Aqara motion and illuminance sensor (RTCGQ11LM)",
             {0x0B: _scaled("illuminance", 1, 1)},
             motion_clear_s=90.0,
+            model_code="RTCGQ11LM",
+            name="Motion sensor",
         ),
         # MCCGQ11LM: tag 0x64 is the contact, 1 = open (z2m: contact = value == 0)
         ModelSpec(
             "lumi.sensor_magnet.aq2",
             "Aqara door and window sensor (MCCGQ11LM)",
             {0x64: _boolean("opening")},
+            model_code="MCCGQ11LM",
+            name="Door and window sensor",
         ),
-        ModelSpec("lumi.sensor_switch.aq2", "Aqara wireless mini switch (WXKG11LM)"),
+        # MCCGQ12LM (T1): the contact comes on On/Off (1 = open), as zha's and z2m's
+        # converters take it; its 0x00F7 heartbeat's tag 0x64 is not read as the contact
+        ModelSpec(
+            "lumi.magnet.agl02",
+            "Aqara door and window sensor T1 (MCCGQ12LM)",
+            model_code="MCCGQ12LM",
+            name="Door and window sensor T1",
+        ),
+        ModelSpec(
+            "lumi.sensor_switch.aq2",
+            "Aqara wireless mini switch (WXKG11LM)",
+            model_code="WXKG11LM",
+            name="Wireless mini switch",
+        ),
         # SJCGQ11LM: tag 0x64 is the leak state but unreliable (z2m ignores it): IAS decides
-        ModelSpec("lumi.sensor_wleak.aq1", "Aqara water leak sensor (SJCGQ11LM)"),
-        ModelSpec("lumi.plug", "Mi smart plug (ZNCZ02LM)", _PLUG, sleepy=False, switch_endpoint=1),
+        ModelSpec(
+            "lumi.sensor_wleak.aq1",
+            "Aqara water leak sensor (SJCGQ11LM)",
+            model_code="SJCGQ11LM",
+            name="Water leak sensor",
+        ),
+        ModelSpec(
+            "lumi.plug",
+            "Mi smart plug (ZNCZ02LM)",
+            _PLUG,
+            sleepy=False,
+            switch_endpoint=1,
+            vendor="Xiaomi",
+            model_code="ZNCZ02LM",
+            name="Mi power plug ZigBee",
+        ),
         ModelSpec(
             "lumi.ctrl_neutral1",
             "Aqara single-rocker wall switch, no neutral (QBKG04LM)",
             {0x64: _boolean("switch")},
             sleepy=False,
             switch_endpoint=2,
+            model_code="QBKG04LM",
+            name="Smart wall switch (no neutral, single rocker)",
         ),
     )
 }
@@ -157,7 +212,6 @@ ALIASES: dict[str, str] = {
     "lumi.sens": "lumi.sensor_ht",
     "lumi.remote.b1acn01": "lumi.sensor_switch.aq2",
     "lumi.plug.maeu01": "lumi.plug",
-    "lumi.magnet.agl02": "lumi.sensor_magnet.aq2",
 }
 
 
@@ -166,6 +220,47 @@ def spec_for(model: str | None) -> ModelSpec | None:
         return None
     model = model.rstrip("\x00").strip()
     return MODELS.get(ALIASES.get(model, model))
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who made a device and what it is called (zigbee2mqtt's vendor/model/description)."""
+
+    manufacturer: str
+    model_code: str
+    model_name: str
+
+
+def identity(model: str | None, manufacturer: str | None = None) -> Identity | None:
+    """The human names of a known model; None for a model we do not know."""
+    spec = spec_for(model)
+    if spec is None:
+        return None
+    return Identity(spec.vendor, spec.model_code, spec.name or spec.description)
+
+
+#: zigbee2mqtt's Aqara battery curve ("3V_2850_3000"): linear from 2.85 V (0 %) to 3.0 V
+#: (100 %), clamped, rounded to a whole percent.
+BATTERY_EMPTY_MV = 2850
+BATTERY_FULL_MV = 3000
+
+
+def battery_percent(millivolts: float) -> float:
+    mv = min(max(millivolts, BATTERY_EMPTY_MV), BATTERY_FULL_MV)
+    # a whole percent, halves up (JavaScript's Math.round)
+    return float(int((mv - BATTERY_EMPTY_MV) * 100 / (BATTERY_FULL_MV - BATTERY_EMPTY_MV) + 0.5))
+
+
+def _with_battery(
+    spec: ModelSpec | None, out: list[tuple[str, object]]
+) -> list[tuple[str, object]]:
+    """A battery device that sent its voltage but no percentage: the percentage from it."""
+    if spec is None or not spec.sleepy or any(m == "battery" for m, _ in out):
+        return out
+    volts = next((v for m, v in out if m == "voltage" and isinstance(v, float)), None)
+    if volts is None:
+        return out
+    return [*out, ("battery", battery_percent(volts * 1000))]
 
 
 def tlv_metrics(model: str | None, tlv: Tlv) -> list[tuple[str, object]]:
@@ -180,13 +275,13 @@ def tlv_metrics(model: str | None, tlv: Tlv) -> list[tuple[str, object]]:
             conv = COMMON_TAGS.get(tag)
         if conv is not None:
             out += conv(value)
-    return out
+    return _with_battery(spec, out)
 
 
-def mija_metrics(value: zt.ZclValue) -> list[tuple[str, object]]:
+def mija_metrics(model: str | None, value: zt.ZclValue) -> list[tuple[str, object]]:
     """0xFF02 struct of old Mija devices: element 2 is the battery in mV."""
     if not isinstance(value, list) or len(value) < 2:
         return []
     _, mv = value[1]
     x = _num(mv)
-    return [] if x is None else [("voltage", round(x / 1000, 3))]
+    return [] if x is None else _with_battery(spec_for(model), [("voltage", round(x / 1000, 3))])
