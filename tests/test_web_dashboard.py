@@ -216,6 +216,19 @@ def test_dashboard_in_a_real_browser(demo: Demo, browser: Any, tmp_path: Path) -
         lambda: int(page.css("#permit-countdown").text.split()[-2]) < first_left,
     )
 
+    # automations: listed, disabled and enabled again, with the last trace
+    browser.get(demo.base + "/#/automations")
+    row = '#automations tr[data-automation="door-hall-light"]'
+    page.until("the demo's automations", lambda: page.all(row))
+    page.css(f"{row} .toggle-automation").click()
+    page.until("disabled", lambda: "disabled" in page.css(row).text)
+    listed = {a["id"]: a for a in demo.get("/api/v1/automations")["automations"]}
+    assert listed["door-hall-light"]["enabled"] is False
+    page.css(f"{row} .toggle-automation").click()
+    page.until("enabled again", lambda: "enabled" in page.css(f"{row} .badge").text.split())
+    page.css(f"{row} .show-trace").click()
+    page.until("a trace", lambda: page.css(f"{row} .trace-cell").text)
+
     # logging out forgets the token
     page.css("#logout").click()
     page.until("login page", lambda: page.css("#token"))
@@ -238,6 +251,24 @@ def test_a_login_link_logs_in_and_leaves_no_token_in_the_address(
     page.until("devices after the link", lambda: page.all("#devices tbody tr"))
     assert demo.token not in browser.current_url
     assert browser.execute_script("return localStorage.getItem('migw.token')") == demo.token
+
+
+def test_a_phone_screen_and_a_keyboard(demo: Demo, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    browser.set_window_size(390, 844)  # a phone
+    page = Page(browser, tmp_path)
+    browser.get(demo.base + "/")
+    field = page.until("login form", lambda: page.css("#token"))
+    assert browser.switch_to.active_element == field  # focused: type at once
+    field.send_keys(demo.token, Keys.RETURN)  # no mouse
+    page.until("devices", lambda: page.all("#devices tbody tr"))
+    wide = browser.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert wide <= 0, "the devices page scrolls sideways on a phone"
+    # stale is said in words, not only by colour
+    assert all("(stale)" in r.text for r in page.all("#devices tbody tr.stale"))
 
 
 def test_the_page_needs_no_token_but_data_does_and_the_csp_is_strict(demo: Demo) -> None:

@@ -81,6 +81,7 @@ async function render() {
   try {
     if (hash.startsWith("#/device/")) await showDevice(decodeURIComponent(hash.slice(9)));
     else if (hash === "#/radios") await showRadios();
+    else if (hash === "#/automations") await showAutomations();
     else await showDevices();
     connect();
   } catch (err) {
@@ -336,6 +337,48 @@ async function showRadios() {
     el("h2", {}, "Clock and disk"),
     el("p", {}, "Clock " + (s.clock.synchronized ? "synchronised" : "NOT synchronised (check NTP)")
       + ". Disk: " + (s.disk.free_bytes !== undefined ? Math.round(s.disk.free_bytes / 1048576) + " MiB free" : s.disk.error)));
+}
+
+// ---------------------------------------------------------------- automations
+
+function traceView(t) {
+  if (!t) return el("p", { class: "muted" }, "No run recorded yet.");
+  return el("div", { class: "trace" },
+    el("p", {}, `Run ${t.run} at ${new Date(t.at * 1000).toLocaleString()}: ${t.trigger} → ${t.outcome}`),
+    el("ul", {},
+      ...(t.conditions || []).map((c) => el("li", {}, `condition ${c.condition}: ${c.result}`)),
+      ...(t.actions || []).map((a) => el("li", {}, `action ${a.action}: ${a.result}`))));
+}
+
+async function showAutomations() {
+  let data;
+  try {
+    data = await api("GET", "/api/v1/automations");
+  } catch (err) {
+    if (err instanceof Unauthorized) throw err;
+    app.replaceChildren(el("h1", {}, "Automations"), el("p", { class: "muted", text: err.message }));
+    return;
+  }
+  const rows = data.automations.map((a) => {
+    const traceCell = el("td", { class: "trace-cell" });
+    return el("tr", { "data-automation": a.id },
+      el("th", { scope: "row" }, a.name || a.id, el("br"), el("code", { text: a.id })),
+      el("td", {}, el("span", { class: "badge " + (a.enabled ? "ok" : "bad"), text: a.enabled ? "enabled" : "disabled" })),
+      el("td", { text: a.last_fired ? age(Date.now() / 1000 - a.last_fired) + ": " + (a.last_trigger || "") : "never" }),
+      el("td", {},
+        el("button", { type: "button", class: "toggle-automation", onclick: async () => {
+          await api("POST", `/api/v1/automations/${encodeURIComponent(a.id)}/enable`, { enabled: !a.enabled });
+          render();
+        } }, a.enabled ? "Disable" : "Enable"), " ",
+        el("button", { type: "button", class: "show-trace", onclick: async () => {
+          const t = await api("GET", `/api/v1/automations/${encodeURIComponent(a.id)}/traces?limit=1`);
+          traceCell.replaceChildren(traceView(t.traces[t.traces.length - 1]));
+        } }, "Last trace")),
+      traceCell);
+  });
+  app.replaceChildren(el("h1", {}, "Automations"),
+    el("table", { id: "automations" }, el("thead", {}, el("tr", {}, ...["Automation", "State",
+      "Last fired", "", "Trace"].map((h) => el("th", { scope: "col", text: h })))), el("tbody", {}, ...rows)));
 }
 
 // ---------------------------------------------------------------- live values
