@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import Any
 
-MODULES = ["store", "ble", "zigbee", "sync", "automations"]
+MODULES = ["store", "ble", "zigbee", "sync", "automations", "demo"]
 
 
 def _fmt(v: Any) -> str:
