@@ -3,7 +3,8 @@
 # Mosquitto is a real broker for the sync tests; systemd-analyze/sysusers, dbus-daemon and
 # the shellcheck linter check the unit, the D-Bus policy and the install scripts; unshare
 # and ip give the README test a network namespace of its own; Node.js and npm run
-# zigbee-herdsman for the Zigbee tests.
+# zigbee-herdsman for the Zigbee tests; python3-dbusmock stands in for bluetoothd in the
+# BLE tests (bleak's real BlueZ backend on a private bus).
 set -eu
 missing=""
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
@@ -11,6 +12,8 @@ command -v mosquitto_sub >/dev/null 2>&1 || missing="$missing mosquitto-clients"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v systemd-sysusers >/dev/null 2>&1 || missing="$missing systemd"
 command -v dbus-daemon >/dev/null 2>&1 || missing="$missing dbus-daemon"
+# bluetoothd's stand-in for the BLE tests (tests/bluez_mock.py runs on the system python)
+/usr/bin/python3 -c 'import dbusmock, dbus, gi' >/dev/null 2>&1 || missing="$missing python3-dbusmock"
 command -v shellcheck >/dev/null 2>&1 || missing="$missing shellcheck"
 # the web dashboard test drives Debian's chromium through chromium-driver
 [ -x /usr/bin/chromium ] || missing="$missing chromium"

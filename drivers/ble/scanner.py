@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from drivers.ble.bluez import AdapterWatch
 from drivers.ble.errors import ScannerError
 from drivers.ble.types import Advertisement
-from drivers.supervisor import Backoff, State, Supervisor, SupervisorStatus
+from drivers.supervisor import Backoff, State, Supervisor, SupervisorStatus, Timing
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -128,8 +129,16 @@ class BleakBackend:
         scanner_cls: Any = None,
         platform: str = sys.platform,
         on_fallback: Callable[[], None] | None = None,
+        watch: bool | None = None,
     ) -> None:
         self._callback = callback
+        #: Watch BlueZ for the adapter's loss (default: with the real bleak on Linux).
+        self._watch_bluez = (
+            (scanner_cls is None and platform.startswith("linux")) if watch is None else watch
+        )
+        self._watch: AdapterWatch | None = None
+        #: Set when the adapter or bluetoothd went away while scanning (see lost_reason).
+        self.lost = asyncio.Event()
         self._on_fallback = on_fallback
         self._adapter = adapter
         self._passive = passive and platform.startswith("linux")
@@ -161,7 +170,17 @@ class BleakBackend:
             bluez=bluez,
         )
 
+    @property
+    def lost_reason(self) -> str:
+        return self._watch.reason if self._watch is not None else ""
+
     async def start(self) -> None:
+        if self._watch_bluez:
+            # listen before scanning starts, so a loss in between is not missed
+            watch = AdapterWatch(self._adapter)
+            await watch.start()
+            self._watch = watch
+            self.lost = watch.lost
         if self._passive:
             scanner = self._make(True)
             try:
@@ -188,8 +207,13 @@ class BleakBackend:
 
     async def stop(self) -> None:
         scanner, self._scanner = self._scanner, None
-        if scanner is not None:
-            await scanner.stop()
+        watch, self._watch = self._watch, None
+        try:
+            if scanner is not None:
+                await scanner.stop()
+        finally:
+            if watch is not None:
+                watch.close()
 
 
 def bleak_factory(adapter: str = "hci0", *, passive: bool = True) -> ScannerFactory:
@@ -250,6 +274,7 @@ class BleScanner:
         silence_restart: float | None = SILENCE_RESTART,
         clock: Callable[[], float] = time.monotonic,
         on_state: Callable[[SupervisorStatus], None] | None = None,
+        timing: Timing | None = None,
     ) -> None:
         self._factory = factory
         self._subscribers: list[Subscriber] = []
@@ -260,8 +285,8 @@ class BleScanner:
         self.adverts = 0
         self.callback_errors = 0
         self.supervisor = Supervisor(
-            name, self._session, backoff=backoff, stable_after=stable_after, on_state=on_state,
-            logger=_LOGGER,
+            name, self._session, timing=timing, backoff=backoff, stable_after=stable_after,
+            on_state=on_state, logger=_LOGGER,
         )  # fmt: skip
 
     # subscribers -----------------------------------------------------------------------
@@ -321,9 +346,18 @@ class BleScanner:
         self._scanner = scanner
         self._last_advert = self._clock()
         self.supervisor.mark_running()
+        lost: asyncio.Event | None = getattr(scanner, "lost", None)
         try:
             while True:
-                await asyncio.sleep(WATCH_INTERVAL)
+                if lost is None:
+                    await asyncio.sleep(WATCH_INTERVAL)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(WATCH_INTERVAL):
+                            await lost.wait()
+                    if lost.is_set():
+                        reason = getattr(scanner, "lost_reason", "") or "adapter lost"
+                        raise ScannerError(reason)
                 if (
                     self._silence is not None
                     and self.adverts  # an empty neighbourhood is quiet, not wedged

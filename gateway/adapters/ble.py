@@ -22,7 +22,7 @@ from drivers.ble.errors import KeyFormatError
 from drivers.ble.keys import BindKey, parse_key
 from drivers.ble.scanner import BleScanner, ScannerFactory, bleak_factory
 from drivers.ble.types import Advertisement, Decoded, Failed, FailReason, normalize_mac
-from drivers.supervisor import State
+from drivers.supervisor import State, Timing
 from gateway.adapters import AdapterContext
 from gateway.config import BleSection, read_secret
 from gateway.driver import DriverHealth, Health, Sink
@@ -95,6 +95,32 @@ def load_keys(section: BleSection) -> tuple[dict[str, BindKey], list[str]]:
     return keys, problems
 
 
+#: What to do about a scanner fault, by words of its reason (first match), for `migw doctor`.
+_HINTS = (
+    (("removed", "not found", "no bluetooth adapters"),
+     ("the adapter is gone: check `ls /sys/class/bluetooth`, a USB dongle's cable and `dmesg`; "
+      "scanning resumes by itself when it is back")),
+    (("powered off",),
+     "power it on: `bluetoothctl power on` (and AutoEnable=true in /etc/bluetooth/main.conf)"),
+    (("bluetoothd",),
+     ("bluetoothd stopped or restarted: `systemctl status bluetooth`; scanning resumes by "
+      "itself once it is back")),
+    (("d-bus",), "the system D-Bus is not reachable: `systemctl status dbus`"),
+    (("inprogress",), "another program scans on this adapter: stop it, or use another adapter"),
+    (("no adverts for",),
+     "the adapter went silent: `sudo systemctl restart bluetooth`; `dmesg` for USB resets"),
+)  # fmt: skip
+
+
+def fault_hint(reason: str) -> str:
+    """What an operator does about a BLE scanner fault (shown by `migw doctor`)."""
+    text = reason.lower()
+    for words, hint in _HINTS:
+        if any(w in text for w in words):
+            return hint
+    return "sudo systemctl restart bluetooth; `journalctl -u migw` for details"
+
+
 class BleDriver:
     name = "ble"
     config_sections = ("ble",)
@@ -108,8 +134,10 @@ class BleDriver:
         unavailable_after_s: float = 900.0,
         info: dict[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        scanner_timing: Timing | None = None,
     ) -> None:
         self._factory = factory
+        self._scanner_timing = scanner_timing
         self._keys = dict(keys)
         self._dedup = Deduplicator(window_s=dedup_window_s)
         self._replay = ReplayGuard()
@@ -172,11 +200,12 @@ class BleDriver:
                 info["scan_mode"] = scanner.mode
             if st.state in (State.BACKOFF, State.FAILED, State.STARTING) and st.failures:
                 health, reason = Health.DEGRADED, st.reason or "scanner restarting"
+                info["hint"] = fault_hint(reason)
         return DriverHealth(health=health, reason=reason, counters=counters, info=info)
 
     async def run(self, sink: Sink) -> None:
         self._sink = sink
-        scanner = BleScanner(self._factory)
+        scanner = BleScanner(self._factory, timing=self._scanner_timing)
         if self._scanner is not None:
             self._restarts_before += self._scanner.status.restarts
         self._scanner = scanner
@@ -397,4 +426,5 @@ def create(ctx: AdapterContext) -> BleDriver | None:
         dedup_window_s=section.dedup_window_s,
         unavailable_after_s=max(section.unavailable_after_s, transport.quiet_s if transport else 0),
         info=info,
+        scanner_timing=transport.timing if transport else None,
     )
