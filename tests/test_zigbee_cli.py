@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -314,3 +315,57 @@ def test_decode_never_aborts_on_one_bad_frame(
     rc, out, err = run_cli(monkeypatch, capsys, ["decode", "znp", "--stream"], b"fe0")
     assert (rc, out) == (1, [])
     assert "not a hex capture" in err
+
+
+async def test_backup_and_devices_go_through_the_running_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15.5: with the service running, `zigbee backup` asks it (it owns the stick) and
+    `zigbee devices` reads the table the service uses, here outside the state dir (as the
+    demo's is)."""
+    import socket
+
+    from drivers.zigbee.coordinator import CoordinatorConfig
+    from gateway import config as config_mod
+    from gateway.adapters import zigbee as adapter
+    from gateway.service import Service
+    from hw_mocks.znp import ZStackSimulator
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    state = tmp_path / "state"
+    cfg_path = tmp_path / "config.toml"
+    cfg_path.write_text(
+        f'[gateway]\nstate_dir = "{state}"\n\n[api]\nlisten = "127.0.0.1"\nport = {port}\n'
+    )
+    cfg = config_mod.load(cfg_path)
+    async with ZStackSimulator(devices=("lumi.plug",), seed=5) as sim:
+        table_dir = tmp_path / "elsewhere"
+        driver = adapter.ZigbeeDriver(
+            CoordinatorConfig(port=sim.path, state_dir=table_dir, skip_bootloader=False)
+        )
+        async with Service(cfg, drivers=[driver]):
+            async with asyncio.timeout(20):
+                while not driver.coordinator.connected:
+                    await asyncio.sleep(0.02)
+                await driver.permit_join(30)
+                while not any(r.model for r in driver.coordinator.table):
+                    await asyncio.sleep(0.02)
+            base = ["--config", str(cfg_path), "zigbee"]
+            out_file = tmp_path / "through-the-service.json"
+            capsys.readouterr()
+            assert await asyncio.to_thread(main, [*base, "backup", str(out_file)]) == 0
+            assert "made by the running service" in capsys.readouterr().out
+            doc = json.loads(out_file.read_text())
+            assert out_file.stat().st_mode & 0o077 == 0
+            assert doc["network_key"]["key"] == sim.network_key.hex()
+            assert [d["ieee_address"] for d in doc["devices"]] == [sim.device("lumi.plug").ieee]
+            assert await asyncio.to_thread(main, [*base, "devices", "--json"]) == 0
+            listed = json.loads(capsys.readouterr().out)
+            assert [(d["ieee"], d["model"]) for d in listed] == [
+                (sim.device("lumi.plug").ieee, "lumi.plug")
+            ]
+    # the service stopped: the state dir's own table (none here) is what is left to show
+    assert await asyncio.to_thread(main, [*base, "devices"]) == 0
+    assert f"no zigbee devices in {state}" in capsys.readouterr().out

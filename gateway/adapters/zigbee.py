@@ -147,6 +147,8 @@ class ZigbeeDriver:
         counters.update(self.counters)
         info = dict(self._info)
         info["port"] = coord.config.port
+        if coord.table.path is not None:
+            info["device_table"] = str(coord.table.path)  # `migw zigbee devices` reads it
         st = coord.info
         if st.firmware:
             info["firmware"] = st.firmware

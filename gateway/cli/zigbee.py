@@ -2,16 +2,19 @@
 
 ``decode znp`` reads hex MT frames from stdin, one per line, or with ``--stream`` a raw
 capture (binary, or hex text) that is cut into frames like the driver does; it writes one
-JSON line per frame (schema in docs/zigbee.md). Backup and restore talk to the stick
-directly through the configured port, so the service must be stopped (it holds the port; it
-also writes an automatic backup to ``<state_dir>/zigbee_backup.json``). ``zigbee devices``
-lists the persisted device table. ``zigbee permit-join`` lives in gateway.cli.ops (it needs
-the running service).
+JSON line per frame (schema in docs/zigbee.md). ``zigbee backup`` goes through the running
+service (``POST /api/v1/zigbee/backup``: the service owns the stick) and copies the file it
+wrote; with the service stopped it talks to the stick at the configured port itself.
+``zigbee restore`` always talks to the stick (stop the service first). ``zigbee devices``
+lists the device table the running service uses (its path comes from the service's radio
+info), or the persisted one when the service is down. ``zigbee permit-join`` lives in
+gateway.cli.ops (it needs the running service).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -31,6 +34,7 @@ from drivers.zigbee.devices import load_table
 from drivers.zigbee.inspect import FrameDescriber, parse_hex_line
 from drivers.zigbee.znp import frames
 from gateway.cli.base import CliContext, decode, json_option, pass_ctx, zigbee
+from gateway.cli.client import ApiClient, ApiFailure, ServiceDown, Target, resolve
 from gateway.config import Config
 from gateway.errors import ConfigError
 
@@ -141,12 +145,53 @@ def _stick_error(exc: Exception, cfg: Config) -> click.ClickException:
     )
 
 
+def _target(ctx: CliContext) -> Target:
+    try:
+        return resolve(ctx)
+    except ConfigError as exc:
+        raise click.ClickException(f"config: {exc}") from None
+
+
+async def _ask_service(target: Target, method: str, path: str) -> Any:
+    async with ApiClient(target) as api:
+        return await api.request(method, path)
+
+
+def _backup_via_service(target: Target) -> dict[str, Any] | None:
+    """The running service's backup (the file it wrote, read back); None when it is down."""
+    slow = dataclasses.replace(target, request_timeout=STICK_TIMEOUT_S)
+    try:
+        answer = asyncio.run(_ask_service(slow, "POST", "/api/v1/zigbee/backup"))
+    except ServiceDown:
+        return None
+    except ApiFailure as exc:
+        raise click.ClickException(f"the running service could not back up: {exc}") from None
+    src = Path(str(answer["path"]))
+    try:
+        doc: dict[str, Any] = json.loads(src.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(
+            f"the service wrote the backup to {src}, but it cannot be read here ({exc}): "
+            "copy it as the service's user (it holds the network key)"
+        ) from None
+    return doc
+
+
 @zigbee.command("backup")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @pass_ctx
 def backup_cmd(ctx: CliContext, file: Path) -> int:
     """Save the network (open coordinator backup JSON, as zigbee2mqtt and ZHA write it)."""
     cfg = _config(ctx)
+    doc = _backup_via_service(_target(ctx))
+    if doc is not None:
+        write_secret_json(file, doc)
+        click.echo(
+            f"backup of PAN 0x{doc['pan_id']} channel {doc['channel']} "
+            f"({len(doc['devices'])} devices) made by the running service, written to {file} "
+            "(mode 0600: it holds the network key)"
+        )
+        return 0
     coord = _coordinator(cfg)
 
     async def go() -> dict[str, Any]:
@@ -199,18 +244,32 @@ def restore_cmd(ctx: CliContext, file: Path, yes: bool) -> int:
     return 0
 
 
+def _table_dir(target: Target) -> Path:
+    """Where the device table is: the running service says (``device_table`` in its zigbee
+    radio's info); without it, the state dir's."""
+    try:
+        radios = asyncio.run(_ask_service(target, "GET", "/api/v1/radios"))
+    except (ServiceDown, ApiFailure):
+        return target.state_dir
+    for radio in radios.get("radios", []):
+        table = radio.get("info", {}).get("device_table") if radio.get("name") == "zigbee" else None
+        if table:
+            return Path(str(table)).parent
+    return target.state_dir
+
+
 @zigbee.command("devices")
 @json_option
 @pass_ctx
 def devices_cmd(ctx: CliContext, as_json: bool) -> int:
     """List the devices of the persisted Zigbee device table."""
-    cfg = _config(ctx)
-    records = load_table(cfg.gateway.state_dir)
+    directory = _table_dir(_target(ctx))
+    records = load_table(directory)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in records]))
         return 0
     if not records:
-        click.echo(f"no zigbee devices in {cfg.gateway.state_dir}")
+        click.echo(f"no zigbee devices in {directory}")
         return 0
     now = time.time()
     click.echo(f"{'device':<20} {'nwk':<6} {'model':<26} {'lqi':>4}  last seen")
