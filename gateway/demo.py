@@ -82,6 +82,11 @@ DEMO_PERMIT_JOIN_S = 254
 ZIGBEE_DEMO_DIR = "zigbee-demo"
 
 
+#: Seed of the simulated stick: its devices get the same addresses in every demo (the
+#: demo's automations name the leak sensor and the plug by them).
+DEMO_ZIGBEE_SEED = 4447
+
+
 class SimulatedStick:
     """A :class:`~gateway.adapters.ZigbeeLink` to ``hw_mocks.znp.ZStackSimulator`` on a pty
     in ``state_dir``, with the Aqara models of ``hw_mocks.aqara``. One simulated stick per
@@ -125,7 +130,7 @@ class SimulatedStick:
                 link_path=self.path,
                 devices=MODELS,
                 report_interval=self._report_interval,
-                seed=4447,
+                seed=DEMO_ZIGBEE_SEED,
             )
         await self._sim.start()
         try:

@@ -22,12 +22,11 @@ from gateway.config import (
     TriggerDef,
 )
 
-#: The seed of the demo's simulated Z-Stack (gateway.adapters.zigbee): its device addresses.
-DEMO_ZIGBEE_SEED = 4447
 DEMO_PERSON = "demo-phone"
 
 
 def _zigbee_ids() -> dict[str, str]:
+    from gateway.demo import DEMO_ZIGBEE_SEED
     from hw_mocks.aqara import MODELS
     from hw_mocks.znp import ZStackSimulator
 
