@@ -395,3 +395,27 @@ async def test_name_a_gpio_device_and_forget_is_refused_for_it(
     code, _, err = await cli(capsys, *args, "forget", "gpio-hall-relay")
     assert code == 1
     assert "remove it from [[gpio.devices]]" in err
+
+
+async def test_device_shows_the_last_events(
+    api: Running, mock_pins: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    button = mock_pins.pin(17)  # the demo's hall button, pressed once
+    button.drive_low()
+    await asyncio.sleep(0.05)
+    button.drive_high()
+    store = api.service.store
+    assert store is not None
+    for _ in range(300):  # a single press is known once the double-press window has passed
+        await store.flush()
+        code, out, _ = await cli(capsys, *api.cli_args(), "device", "gpio-hall-button", "--json")
+        if json.loads(out)["events"]:
+            break
+        await asyncio.sleep(0.05)
+    events = json.loads(out)["events"]
+    assert [(e["event"], e["action"]) for e in events] == [("button", "single")]
+    code, out, _ = await cli(capsys, *api.cli_args(), "device", "gpio-hall-button")
+    assert code == 0
+    lines = out.splitlines()
+    assert "last events:" in lines
+    assert any(line.endswith("button: single") for line in lines)

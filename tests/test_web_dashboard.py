@@ -194,6 +194,11 @@ def test_dashboard_in_a_real_browser(demo: Demo, browser: Any, tmp_path: Path) -
     assert after == ("switch on" if api_value else "switch off")
     assert "toggle: ok" in page.css("#command-result").text
 
+    # a button event appears on its device page as it happens (the demo presses it)
+    browser.get(demo.base + "/#/device/gpio-hall-button")
+    page.until("the button's events", lambda: page.all("#events li"), timeout=60)
+    assert "button: " in page.css("#events li").text
+
     # a device's history chart
     browser.get(f"{demo.base}/#/device/{device}")
     chart = '#charts figure[data-metric="temperature"] svg'
@@ -205,6 +210,10 @@ def test_dashboard_in_a_real_browser(demo: Demo, browser: Any, tmp_path: Path) -
     # permit join with a countdown
     browser.get(demo.base + "/#/radios")
     page.until("radios", lambda: page.all("#radios tbody tr"))
+    uplink = page.css("#uplink").text
+    assert uplink.startswith("Broker: disabled. Outbox: ")
+    # the outbox figures follow without a reload (the demo keeps adding to it)
+    page.until("the outbox refreshed", lambda: page.css("#uplink").text != uplink)
     page.css("#permit-join").click()
     countdown = page.until(
         "a countdown", lambda: page.css("#permit-countdown").text.startswith("open for")

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -11,10 +13,10 @@ from aiohttp import web
 from gateway.api.app import SERVICE, read_json
 from gateway.api.app import _device_id as device_id_of
 from gateway.api.errors import ApiError, json_response
-from gateway.api.serialize import device_json, keyed_devices
+from gateway.api.serialize import device_json, event_json, keyed_devices
 from gateway.config import ble_device_id
 from gateway.errors import ConfigError, StoreError
-from gateway.model import DeviceUpdate, Transport
+from gateway.model import DeviceUpdate, Event, Reading, Transport
 
 if TYPE_CHECKING:
     from gateway.devices import DeviceDirectory
@@ -108,6 +110,7 @@ async def forget(request: web.Request) -> web.Response:
         for table, column in (("devices", "id"), ("state", "device_id"), ("history", "device_id")):
             await db.execute(f"DELETE FROM {table} WHERE {column} = ?", (device_id,))  # noqa: S608 - fixed names
     ingest.forgotten(device_id)
+    request.app[RECENT].forget(device_id)
     return json_response(
         {
             "status": "ok",
@@ -141,8 +144,59 @@ async def allow(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "id": device_id, "ts": time.time()})
 
 
+#: Button and other events kept per device for ``migw device`` and the dashboard (since the
+#: service started: the store keeps readings, not events, as history).
+RECENT_EVENTS = 20
+#: Devices whose events are kept at most (the least recently active are dropped first).
+RECENT_DEVICES = 1024
+
+
+class RecentEvents:
+    """The last events of each device, from the store's commits."""
+
+    def __init__(self) -> None:
+        self._by_device: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
+
+    def __call__(self, readings: Sequence[Reading], events: Sequence[Event]) -> None:
+        for e in events:
+            kept = self._by_device.pop(e.device_id, None) or deque(maxlen=RECENT_EVENTS)
+            kept.append(event_json(e))
+            self._by_device[e.device_id] = kept
+            if len(self._by_device) > RECENT_DEVICES:
+                self._by_device.popitem(last=False)
+
+    def of(self, device_id: str) -> list[dict[str, Any]]:
+        return list(self._by_device.get(device_id, ()))
+
+    def forget(self, device_id: str) -> None:
+        self._by_device.pop(device_id, None)
+
+
+RECENT: web.AppKey[RecentEvents] = web.AppKey("recent_events", RecentEvents)
+
+
+async def device_events(request: web.Request) -> web.Response:
+    """The device's last events (newest last) since the service started."""
+    _svc, store, _ingest, _directory = _parts(request)
+    device_id = device_id_of(request)
+    if await store.device(device_id) is None:
+        raise ApiError(404, "unknown_device", f"no device {device_id!r}")
+    return json_response({"device": device_id, "events": request.app[RECENT].of(device_id)})
+
+
+async def _follow_commits(app: web.Application) -> AsyncIterator[None]:
+    store = app[SERVICE].store
+    unsubscribe = store.subscribe(app[RECENT]) if store is not None else None
+    yield
+    if unsubscribe is not None:
+        unsubscribe()
+
+
 def add_routes(app: web.Application) -> None:
+    app[RECENT] = RecentEvents()
+    app.cleanup_ctx.append(_follow_commits)
     r = app.router
+    r.add_get(f"{PREFIX}/devices/{{device_id}}/events", device_events)
     r.add_post(f"{PREFIX}/devices/{{device_id}}/name", name)
     r.add_delete(f"{PREFIX}/devices/{{device_id}}", forget)
     r.add_get(f"{PREFIX}/ble/seen", seen)

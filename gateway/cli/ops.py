@@ -449,6 +449,7 @@ async def _device_offline(target: Target, device_id: str) -> dict[str, Any]:
         await reader.close()
     out = device_detail_json(dev, state, keyed=keyed_devices(target.config.ble))
     out["history"] = [{"seq": q, "metric": m, "value": v, "ts": ts} for q, m, v, ts in rows]
+    out["events"] = []  # kept by the running service only
     return out
 
 
@@ -457,6 +458,7 @@ async def _device_online(api: ApiClient, device_id: str) -> dict[str, Any]:
     data: dict[str, Any] = await api.get(f"/api/v1/devices/{quoted}")
     hist = await api.get(f"/api/v1/devices/{quoted}/history?limit={DEVICE_HISTORY}")
     data["history"] = hist["readings"]
+    data["events"] = (await api.get(f"/api/v1/devices/{quoted}/events"))["events"]
     return data
 
 
@@ -486,6 +488,12 @@ def _render_device(d: dict[str, Any], now: float) -> None:
         con.print(table)
     else:
         con.print("  no values yet")
+    events = d.get("events") or []
+    if events:
+        con.print("last events:")
+        for e in reversed(events[-DEVICE_HISTORY:]):
+            button = f" button {e['button']}" if e.get("button") is not None else ""
+            con.print(f"  {fmt_time(e['ts'])}  #{e['seq']}  {e['event']}: {e['action']}{button}")
     units = {m: cur.get("unit") for m, cur in d.get("state", {}).items()}
     history = d.get("history") or []
     if history:
@@ -501,7 +509,7 @@ def _render_device(d: dict[str, Any], now: float) -> None:
 @pass_ctx
 def device_cmd(ctx: CliContext, device_id: str, as_json: bool) -> int:
     """One device: current values with units and age, last seen, battery, RSSI/LQI, key
-    status and its last readings."""
+    status, its last events (since the service started) and its last readings."""
     target = _target(ctx)
     if target is None:
         return EXIT_USAGE

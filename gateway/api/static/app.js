@@ -7,7 +7,7 @@ const TOKEN_KEY = "migw.token";
 const STALE_S = 3600;
 const app = document.getElementById("app");
 const live = document.getElementById("live");
-const state = { devices: new Map(), ws: null, wsRetry: 0, countdown: null, route: "" };
+const state = { devices: new Map(), ws: null, wsRetry: 0, countdown: null, poll: null, route: "" };
 
 // ---------------------------------------------------------------- small helpers
 
@@ -74,6 +74,7 @@ function go(hash) { if (location.hash !== hash) location.hash = hash; else rende
 
 async function render() {
   clearInterval(state.countdown);
+  clearInterval(state.poll);
   const hash = location.hash || "#/devices";
   state.route = hash;
   document.getElementById("nav").hidden = !token();
@@ -250,6 +251,9 @@ async function showDevice(id) {
   const charts = el("section", { id: "charts" }, el("h2", {}, "History"),
     ...[...byMetric.entries()].map(([metric, points]) => el("figure", { "data-metric": metric },
       el("figcaption", { text: metric }), chart(points, d.state?.[metric]?.unit))));
+  const evs = await api("GET", `/api/v1/devices/${encodeURIComponent(id)}/events`);
+  const events = el("ol", { id: "events", reversed: true, "data-device": d.id },
+    ...evs.events.slice().reverse().map(eventItem));
   const recent = el("ol", { id: "recent", reversed: true }, ...hist.readings.slice(-10).reverse().map(
     (r) => el("li", {}, new Date(r.ts * 1000).toLocaleTimeString() + " " + r.metric + " = "
       + fmtValue(r.value, d.state?.[r.metric]?.unit, r.metric))));
@@ -257,7 +261,14 @@ async function showDevice(id) {
     el("p", {}, el("a", { href: "#/devices" }, "← Devices")),
     el("h1", {}, d.name || d.id, d.room ? el("span", { class: "muted", text: " · " + d.room }) : null),
     facts, el("h2", {}, "Current values"), current,
-    commandSection(d), renameForm(d), charts, el("h2", {}, "Last readings"), recent);
+    commandSection(d), renameForm(d), charts,
+    el("h2", {}, "Last events"), evs.events.length ? null : el("p", { id: "no-events", class: "muted" }, "None since the service started."),
+    events, el("h2", {}, "Last readings"), recent);
+}
+
+function eventItem(e) {
+  return el("li", {}, new Date(e.ts * 1000).toLocaleTimeString() + " " + e.event + ": " + e.action
+    + (e.button !== null && e.button !== undefined ? " (button " + e.button + ")" : ""));
 }
 
 function commandSection(d) {
@@ -325,6 +336,19 @@ async function showRadios() {
       state.countdown = setInterval(tick, 1000);
     } }, "Permit join (60 s)"), " ", countdown) : null;
   const ob = s.outbox;
+  const uplink = el("p", { id: "uplink", role: "status" }, uplinkText(s.upstream, ob, null));
+  let prev = { depth: ob.depth, t: Date.now() };
+  state.poll = setInterval(async () => {
+    try {
+      const o = await api("GET", "/api/v1/outbox");
+      const now = Date.now();
+      const rate = (prev.depth - o.depth) / Math.max(0.001, (now - prev.t) / 1000);
+      prev = { depth: o.depth, t: now };
+      uplink.textContent = uplinkText(o.upstream, o, rate);
+    } catch (err) {
+      if (err instanceof Unauthorized) { clearInterval(state.poll); render(); }
+    }
+  }, 2000);
   app.replaceChildren(
     el("h1", {}, "Radios and uplink"),
     el("p", { id: "service" }, `Service ${s.service.state}, ${s.service.status}, version ${s.service.version}`),
@@ -332,11 +356,16 @@ async function showRadios() {
       .map((h) => el("th", { scope: "col", text: h })))), el("tbody", {}, ...rows)),
     permit,
     el("h2", {}, "Uplink"),
-    el("p", { id: "uplink" }, `Broker: ${s.upstream}. Outbox: ${ob.depth} waiting (${ob.bytes} bytes)`
-      + (ob.oldest_age_s !== null ? `, oldest ${age(ob.oldest_age_s)}` : "") + "."),
+    uplink,
     el("h2", {}, "Clock and disk"),
     el("p", {}, "Clock " + (s.clock.synchronized ? "synchronised" : "NOT synchronised (check NTP)")
       + ". Disk: " + (s.disk.free_bytes !== undefined ? Math.round(s.disk.free_bytes / 1048576) + " MiB free" : s.disk.error)));
+}
+
+function uplinkText(upstream, ob, rate) {
+  return `Broker: ${upstream}. Outbox: ${ob.depth} waiting (${ob.bytes} bytes)`
+    + (ob.oldest_age_s !== null ? `, oldest ${age(ob.oldest_age_s)}` : "")
+    + (rate !== null && rate > 0 ? `, draining ${Math.round(rate)}/s` : "") + ".";
 }
 
 // ---------------------------------------------------------------- automations
@@ -408,6 +437,10 @@ function connect() {
   ws.addEventListener("message", (ev) => {
     const msg = JSON.parse(ev.data);
     if (msg.type === "reading") onReading(msg);
+    if (msg.type === "event") {
+      const list = document.querySelector(`#events[data-device="${CSS.escape(msg.device)}"]`);
+      if (list) { list.prepend(eventItem(msg)); document.getElementById("no-events")?.remove(); }
+    }
   });
   ws.addEventListener("close", () => {
     state.ws = null;
