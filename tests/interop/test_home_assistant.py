@@ -11,7 +11,7 @@ entity registries, ``state_changed`` events), against what migw published on the
 * every event migw published reaches its HA event entity as that event type (with ``steps``
   for the dimmer), including a button, a dimmer, a cube and a double wall switch;
 * switches round-trip: an HA service call switches the relay in migw, and HA shows it;
-* stopping the gateway makes its entities unavailable;
+* stopping the gateway makes its entities unavailable, starting it again brings them back;
 * HA's log has no warning or error about MQTT entities, templates or migw.
 """
 
@@ -331,6 +331,8 @@ async def test_real_home_assistant(tmp_path: Path) -> None:
                     proc.send_signal(signal.SIGTERM)
                     proc.wait(30)
                     await _check_unavailable(ha, http, ws)
+                with gateway(tmp_path, broker):
+                    await _check_available_again(ha, http, ws)
     finally:
         ha.stop()
         broker.stop()
@@ -518,6 +520,21 @@ async def _check_switches(
                 return state == ("on" if want else "off")
 
             await until(f"{entity_id} {service} in HA", shown)
+
+
+async def _check_available_again(
+    ha: HomeAssistant, http: aiohttp.ClientSession, ws: Websocket
+) -> None:
+    """A restarted gateway brings its entities back (a sleepy device's may wait for it)."""
+    _, entities = await _registry(ws)
+    ids = [e["entity_id"] for e in entities]
+
+    async def available() -> bool:
+        states = await _states(ha, http)
+        back = [i for i in ids if states[i]["state"] != "unavailable"]
+        return len(back) == len(ids)
+
+    await until("migw's entities available after a restart", available)
 
 
 async def _check_unavailable(ha: HomeAssistant, http: aiohttp.ClientSession, ws: Websocket) -> None:
