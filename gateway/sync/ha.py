@@ -32,6 +32,9 @@ EVENT_TABLES: dict[Transport, EventTable] = {
     Transport.ZIGBEE: ZIGBEE_EVENTS,
     Transport.GPIO: GPIO_EVENTS,
 }
+#: Seconds between announcing a new event entity and publishing its event: Home Assistant
+#: subscribes to a new entity's topic after a debounce (0.1 s, 1 s at its start).
+NEW_ENTITY_SETTLE_S = 1.5
 #: Home Assistant's event entity device classes.
 EVENT_DEVICE_CLASSES = frozenset({"button", "doorbell", "motion"})
 

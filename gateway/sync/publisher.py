@@ -123,17 +123,17 @@ class HaPublisher:
 
     async def _announce(
         self, link: Link, device_id: str, metrics: set[str], event: Event | None = None
-    ) -> bool:
-        """Announce what is new of a device; False when it is no device (an automation's
-        events have no entity to go to)."""
+    ) -> int | None:
+        """Announce what is new of a device: how many entities; None when it is no device
+        (an automation's events have no entity to go to)."""
         cache = self._cache
         known = cache.announced.get(device_id)
         new = metrics - (known or set())
         if not new and event is None and known is not None:
-            return True
+            return 0
         dev = await self._store.device(device_id)
         if dev is None:
-            return False
+            return None
         entities = ha.device_entities(
             self._topics,
             dev,
@@ -151,20 +151,25 @@ class HaPublisher:
             await link.publish(ent.topic, ent.payload(), qos=1, retain=True)
             self._counters.discovery_published += 1
         if not entities and known is not None:
-            return True
+            return 0
         seen = cache.announced.setdefault(device_id, set())
         seen |= new
         if device_id not in cache.availability:
             cache.availability[device_id] = b"online"
             await link.publish(self._topics.availability(device_id), b"online", qos=1, retain=True)
-        return True
+        return len(entities)
 
     async def _publish_changes(self, link: Link) -> None:
         cache = self._cache
         t = self._topics
         events, cache.events = cache.events, []
-        for ev in events:
-            if await self._announce(link, ev.device_id, set(), ev):
+        announced = [(ev, await self._announce(link, ev.device_id, set(), ev)) for ev in events]
+        if any(n for _, n in announced):
+            # Home Assistant subscribes to a new entity's topic a moment after its discovery:
+            # an event published at once would be lost.
+            await asyncio.sleep(ha.NEW_ENTITY_SETTLE_S)
+        for ev, n in announced:
+            if n is not None:
                 topic, payload = ha.event_message(t, ev)
                 await link.publish(topic, payload, qos=1)
         dirty, cache.dirty = cache.dirty, set()
