@@ -696,7 +696,7 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
     if kind is None:
         raise UnsupportedError(f"unknown MiBeacon product id 0x{pid:04X}", product_id=pid)
     if mac_field is not None:
-        mac_text = mac_field[::-1].hex(":").upper()
+        mac_text = _mac_text(mac_field)
         if mac and mac != mac_text and mac.upper() != mac_text:
             raise _fail(
                 MalformedError, "the MAC inside the MiBeacon frame is not the advertiser's", kind
@@ -797,6 +797,13 @@ def object_ids(data: bytes) -> tuple[int, ...]:
         ids.append(data[i] | data[i + 1] << 8)
         i += 3 + data[i + 2]
     return tuple(ids)
+
+
+@lru_cache(maxsize=4096)
+def _mac_text(mac_field: bytes) -> str:
+    """The MAC field as sent (LSB first) -> ``A4:C1:38:02:83:F4``; cached per sensor (this
+    ran per advert: about 0.4 µs of a 4.6 µs encrypted decode)."""
+    return mac_field[::-1].hex(":").upper()
 
 
 @lru_cache(maxsize=1024)
