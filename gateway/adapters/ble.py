@@ -399,7 +399,8 @@ class BleDriver:
 
 def create(ctx: AdapterContext) -> BleDriver | None:
     """The BLE driver: bleak on ``ble.adapter`` when ``ble.enabled``, or the scanner of
-    ``ctx.transports.ble`` (simulated fleets, tests) whatever ``ble.enabled`` says."""
+    ``ctx.transports.ble`` (another advert source: a simulator, a test) whatever
+    ``ble.enabled`` says."""
     section = ctx.config.ble
     transport = ctx.transports.ble
     if transport is None and not section.enabled:
