@@ -202,7 +202,12 @@ class Service:
             raise StoreError(f"cannot use state directory {self.state_dir}: {exc}") from exc
         self._lock_fd = _lock_state_dir(self.state_dir)
         try:
-            self.store = await Store.open(self.state_dir / DB_NAME, self.config.store)
+            self.store = await Store.open(
+                self.state_dir / DB_NAME,
+                self.config.store,
+                # without an uplink the outbox is kept small (it would only grow)
+                uplink=lambda: bool(self.config.upstream.url),
+            )
         except BaseException:
             _unlock(self._lock_fd)
             raise
@@ -363,12 +368,8 @@ class Service:
         if store is None:
             reasons.append("store: closed")
         else:
-            if store.last_error:
-                reasons.append(f"store: {store.last_error}")
-            if store.recovered_from is not None:
-                reasons.append(
-                    f"store: the database was unusable and was moved to {store.recovered_from}"
-                )
+            # failing writes, drops at the memory bound, files moved aside or found damaged
+            reasons.extend(f"store: {problem}" for problem in store.problems())
         return {"status": "degraded" if reasons else "ok", "reasons": reasons}
 
     def liveness(self) -> list[str]:

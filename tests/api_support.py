@@ -39,14 +39,16 @@ class Running:
         return ["--state-dir", str(self.state_dir), "--api-port", str(self.port)]
 
 
-def make_config(state_dir: Path, **api: Any) -> Config:
+def make_config(state_dir: Path, upstream: str = "", **api: Any) -> Config:
+    import dataclasses
+
     cfg = demo_config(Config(), state_dir, 0)
     # without the demo's automations and phone (their device and part are counted here)
     cfg = cfg.replace(automations=(), presence=PresenceSection())
     if api:
-        import dataclasses
-
         cfg = cfg.replace(api=dataclasses.replace(cfg.api, **api))
+    if upstream:
+        cfg = cfg.replace(upstream=dataclasses.replace(cfg.upstream, url=upstream))
     return cfg
 
 
@@ -56,9 +58,10 @@ async def running(
     pins: Any,
     extra_drivers: Sequence[Driver] = (),
     timing: ServiceTiming | None = None,
+    upstream: str = "",
     **api: Any,
 ) -> AsyncIterator[Running]:
-    cfg = make_config(state_dir, **api)
+    cfg = make_config(state_dir, upstream, **api)
     driver = GpioDriver(DEMO_GPIO, pin_factory=pins)
     async with Service(cfg, drivers=[driver, *extra_drivers], timing=timing) as svc:
         server = svc.api

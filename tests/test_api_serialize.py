@@ -81,6 +81,7 @@ def test_outbox_json_overlays_the_sync_agent() -> None:
         "expired": 1,
         "dead_letters": 0,
         "upstream": "backoff",
+        "uplink": True,
         "source": "sync",
         "sync": {
             "state": "backoff",

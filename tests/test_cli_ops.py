@@ -273,8 +273,40 @@ async def test_tail_of_an_unknown_device_says_so(
 
 
 async def test_queue_watch_follows_a_drain_to_the_end(
+    tmp_path: Path, mock_pins: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an uplink is configured (a broker that is down): the backlog waits for it
+    async with running(tmp_path / "state", mock_pins, upstream="mqtt://127.0.0.1:9") as api:
+        await _follow_a_drain(api, capsys)
+
+
+async def test_queue_says_there_is_no_uplink(
     api: Running, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    code, out, _ = await cli(capsys, *api.cli_args(), "queue", "--json")
+    assert code == 0
+    assert json.loads(out)["uplink"] is False
+    code, out, err = await cli(capsys, *api.cli_args(), "queue", "--watch")
+    assert code == 0
+    assert "upstream: none configured" in out + err
+
+
+async def test_queue_offline_says_there_is_no_uplink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.store import Store
+    from tests.helpers import reading
+
+    state = tmp_path / "state"
+    async with await Store.open(state / "state.db", uplink=lambda: False) as store:
+        store.add_reading(reading())
+        await store.flush()
+    code, out, _ = await cli(capsys, "--state-dir", str(state), "--api-port", "9", "queue")
+    assert code == 0
+    assert "none configured" in out
+
+
+async def _follow_a_drain(api: Running, capsys: pytest.CaptureFixture[str]) -> None:
     store = api.service.store
     assert store is not None
     depth = (await store.outbox_stats()).depth

@@ -391,3 +391,114 @@ async def test_readonly_view_refuses_a_foreign_or_corrupt_file(tmp_path: Path) -
     garbage.write_bytes(b"x" * 4096)
     with pytest.raises(StoreCorruptError):
         await open_readonly(garbage)
+
+
+async def test_a_failed_reservation_write_is_retried_before_any_number_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC/EIO on the reservation file: the commit waits (nothing is lost, no number is
+    used) and goes through once the file can be written."""
+    monkeypatch.setattr("gateway.store.writer.RETRY_INITIAL_S", 0.01)
+    monkeypatch.setattr("gateway.store.writer.RETRY_MAX_S", 0.05)
+    path = tmp_path / "state.db"
+    blocker = tmp_path / "state.db.seq.tmp"
+    blocker.mkdir()  # the reservation's temporary file cannot be created
+    async with await Store.open(path) as store:
+        got: list[int] = []
+        store.subscribe(lambda rs, es: got.extend(r.seq for r in rs))
+        store.add_reading(reading())
+        async with asyncio.timeout(10):
+            while store.counters.commit_failures < 3:
+                await asyncio.sleep(0.01)
+        assert got == []
+        assert "seq.tmp" in store.last_error
+        blocker.rmdir()
+        async with asyncio.timeout(10):
+            await store.flush()
+        assert got == [1]
+        assert (tmp_path / "state.db.seq").read_text().split() == ["reserved", str(1 + 1_000_000)]
+    assert (tmp_path / "state.db.seq").read_text().split() == ["closed", "1"]
+
+
+async def test_a_clean_close_continues_numbering_without_a_jump(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    for expected in (1, 2, 3):
+        async with await Store.open(path) as store:
+            store.add_reading(reading())
+            await store.flush()
+            assert store.last_seq == expected
+            assert store.damage == []
+
+
+async def test_memory_is_bounded_while_writes_fail_and_events_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.store import writer
+
+    monkeypatch.setattr(writer, "RETRY_INITIAL_S", 0.01)
+    monkeypatch.setattr(writer, "RETRY_MAX_S", 0.05)
+    async with await Store.open(tmp_path / "s.db") as store:
+        # the SD card turns read-only under SQLite: every commit fails with a real error
+        await store._db.execute("PRAGMA query_only=ON")
+        offered = writer.MAX_PENDING * 3
+        for i in range(offered):
+            store.add_reading(reading(value=float(i)))
+            if i % 1000 == 0:
+                await asyncio.sleep(0)
+        assert store.pending() <= writer.MAX_PENDING
+        assert store._pending.bytes <= writer.MAX_PENDING_BYTES
+        # the batch being retried (at most batch_max_rows) is held besides the queue
+        in_flight = store.config.batch_max_rows
+        assert store.counters.dropped_backpressure >= offered - writer.MAX_PENDING - in_flight
+        # at the bound an event still gets in, in place of the oldest reading
+        assert store.add_event(event())
+        assert store.pending() <= writer.MAX_PENDING
+        assert any("pending queue is full" in p for p in store.problems())
+        await store._db.execute("PRAGMA query_only=OFF")
+        got: list[str] = []
+        store.subscribe(lambda rs, es: got.extend(e.action for e in es))
+        async with asyncio.timeout(30):
+            await store.flush()
+        assert got == ["single"]
+
+
+async def test_big_values_count_against_the_byte_bound(tmp_path: Path) -> None:
+    from gateway.store import writer
+
+    async with await Store.open(tmp_path / "s.db") as store:
+        await store._db.execute("PRAGMA query_only=ON")
+        big = "x" * 100_000
+        for _ in range(200):
+            store.add_reading(reading("gpio-a", "label", big, None))
+        assert store._pending.bytes <= writer.MAX_PENDING_BYTES
+        assert store.pending() < 100
+        await store._db.execute("PRAGMA query_only=OFF")
+        await store.flush()
+
+
+async def test_without_an_uplink_the_outbox_stays_small(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.store.writer.NO_UPLINK_MAX_ROWS", 3)
+    uplink = False
+    path = tmp_path / "s.db"
+    async with await Store.open(
+        path, uplink=lambda: uplink, config=StoreSection(batch_max_rows=2)
+    ) as store:
+        for i in range(10):
+            store.add_reading(reading(value=float(i)))
+        await store.flush()
+        stats = await store.outbox_stats()
+        assert (stats.depth, stats.oldest_seq, stats.uplink) == (3, 8, False)
+        assert len(await store.history("gpio-a")) == 10
+        uplink = True
+        for i in range(5):
+            store.add_reading(reading(value=float(i)))
+        await store.flush()
+        stats = await store.outbox_stats()
+        assert (stats.depth, stats.uplink) == (8, True)
+    ro = await open_readonly(path)
+    try:
+        assert (await ro.outbox_stats()).uplink
+    finally:
+        await ro.close()

@@ -170,6 +170,7 @@ def outbox_json(
         )
         out["upstream"] = str(state)
         out["sync"] = {str(k): _plain(v) for k, v in sync.items()}
+    out["uplink"] = stats.uplink
     out["oldest"] = outbox_row_json(oldest) if oldest is not None else None
     return out
 

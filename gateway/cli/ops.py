@@ -540,6 +540,9 @@ def device_cmd(ctx: CliContext, device_id: str, as_json: bool) -> int:
 
 # ------------------------------------------------------------------------------ queue
 
+#: What ``queue`` says without an uplink (the store then keeps only the newest items).
+NO_UPLINK = "none configured (the outbox keeps only the newest items)"
+
 
 async def _queue_offline(target: Target) -> dict[str, Any]:
     reader = await open_state(target)
@@ -549,7 +552,8 @@ async def _queue_offline(target: Target) -> dict[str, Any]:
     finally:
         await reader.close()
     out = outbox_json(stats, oldest[0] if oldest else None, None)
-    out["upstream"] = "unknown (service not running)"
+    if stats.uplink:
+        out["upstream"] = "unknown (service not running)"
     return out
 
 
@@ -566,6 +570,9 @@ async def _watch_queue(target: Target, interval: float, as_json: bool) -> int:
     con = console()
     async with ApiClient(target) as api:
         data = await api.get("/api/v1/outbox")
+        if data.get("uplink") is False:
+            notice(f"upstream: {NO_UPLINK}: there is no drain to follow")
+            return EXIT_OK
         total = int(data["depth"])
         prev_depth, prev_t = total, time.monotonic()
         bar = None
@@ -657,7 +664,7 @@ def queue(ctx: CliContext, watch: bool, interval: float, as_json: bool) -> int:
         return EXIT_OK
     con = console()
     rows = [
-        ("upstream", str(data["upstream"])),
+        ("upstream", str(data["upstream"]) if data.get("uplink", True) else NO_UPLINK),
         ("waiting", f"{data['depth']} ({data['events']} events)"),
         ("bytes", human_bytes(data["bytes"])),
         ("oldest age", human_duration(data["oldest_age_s"])),

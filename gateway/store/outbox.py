@@ -29,7 +29,7 @@ OUTBOX_EVENT = 1
 #: unit of the outbox's byte bound.
 ROW_OVERHEAD = 48
 
-#: ``meta`` key: "0" when the service runs without an uplink (nothing is queued then).
+#: ``meta`` key: "0" when the service runs without an uplink (the outbox is kept small).
 META_UPLINK = "outbox.uplink"
 
 
@@ -55,7 +55,7 @@ class OutboxStats:
     oldest_ts: float | None
     oldest_seq: int | None
     events: int
-    #: False when the service runs without an uplink: readings are not queued at all.
+    #: False when the service runs without an uplink (the outbox is then kept small).
     uplink: bool = True
 
 
@@ -170,6 +170,15 @@ async def oldest(db: aiosqlite.Connection) -> tuple[int | None, float | None]:
     async with db.execute("SELECT seq, ts FROM outbox ORDER BY seq LIMIT 1") as cur:
         row = await cur.fetchone()
     return (int(row[0]), float(row[1])) if row else (None, None)
+
+
+async def keep_newest(db: aiosqlite.Connection, rows: int) -> None:
+    """Delete all but the newest ``rows`` rows (inside the caller's transaction)."""
+    await db.execute(
+        "DELETE FROM outbox WHERE seq <= (SELECT seq FROM outbox ORDER BY seq DESC"
+        " LIMIT 1 OFFSET ?)",
+        (rows,),
+    )
 
 
 Transaction = Callable[[], contextlib.AbstractAsyncContextManager[aiosqlite.Connection]]

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -35,21 +36,32 @@ from gateway.store.codec import encodable, encode_value, storable
 from gateway.store.reader import StateReader
 from gateway.store.schema import configure, meta_put, migrate
 
+#: ``meta`` key: what was found wrong with the files at the last open that found something.
+META_DAMAGE = "store.damage"
+
 _LOGGER = logging.getLogger(__name__)
 
-#: Pending items beyond this are dropped (and counted) rather than exhausting memory when
-#: the disk stalls: at 20,000 readings/s that is many seconds of buffering.
-MAX_PENDING = 200_000
+#: While commits fail (disk full, I/O errors), pending items are held in memory up to these
+#: bounds (about 8 MB; a queued reading costs about ITEM_COST bytes of objects), then new
+#: readings are dropped and counted; an event takes the place of the oldest pending reading.
+MAX_PENDING = 25_000
+MAX_PENDING_BYTES = 8 * 1024 * 1024
+ITEM_COST = 320
+#: A health reason names the drops for this long after the last one.
+DROP_REASON_S = 60.0
 #: After a failed commit, the writer retries after this many seconds (doubling, capped).
 RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
 #: At shutdown, a failing commit is tried this often before pending items are given up.
 CLOSE_ATTEMPTS = 3
 CLOSE_BUSY_TIMEOUT_MS = 500
-#: Sequence numbers are reserved in blocks of this size in a side file (see _reserve).
+#: Sequence numbers are reserved in blocks of this size in a side file (see _commit).
 SEQ_RESERVE = 1_000_000
 #: Prune the history table every this many commits.
 PRUNE_EVERY = 50
+#: Without an uplink the outbox keeps only its newest this many items: nothing would ever
+#: deliver more, and a newly configured uplink still gets the most recent ones.
+NO_UPLINK_MAX_ROWS = 1000
 
 
 @dataclass(slots=True)
@@ -67,6 +79,8 @@ class _Pending:
     events: list[Event] = field(default_factory=list)
     devices: dict[str, DeviceUpdate] = field(default_factory=dict)
     seen: dict[str, float] = field(default_factory=dict)
+    #: Estimated memory held by ``readings`` and ``events``.
+    bytes: int = 0
 
     def __len__(self) -> int:
         return len(self.readings) + len(self.events)
@@ -76,6 +90,12 @@ class _Pending:
 
 
 CommitListener = Callable[[Sequence[Reading], Sequence[Event]], None]
+
+
+def _cost(item: Reading | Event) -> int:
+    if isinstance(item, Reading):
+        return ITEM_COST + (len(item.value) if isinstance(item.value, str) else 0)
+    return ITEM_COST + sum(len(str(v)) for _, v in item.properties)
 
 
 class Store(StateReader):
@@ -108,25 +128,60 @@ class Store(StateReader):
         self.last_commit_wall: float | None = None
         #: Set when a corrupt database was moved aside at open.
         self.recovered_from: Path | None = None
-        #: Every sequence number handed out is below this (persisted in a side file).
+        #: Numbers below this are covered by the reservation file (see _commit).
         self._reserved = 0
+        self._on_disk = files.Reservation(files.ReservationState.NONE)
+        #: Whether an uplink is configured (else the outbox is kept small).
+        self._uplink: Callable[[], bool] = lambda: True
+        self._uplink_stored: bool | None = None
+        #: What was found wrong with the files at open (logged at ERROR, kept for health).
+        self.damage: list[str] = []
+        self._last_drop = -math.inf
         #: The outbox's statements (for the sync agent), in write transactions of this store.
         self.outbox = outbox.OutboxTable(self.transaction)
 
     # ------------------------------------------------------------------ open / close
 
     @classmethod
-    async def open(cls, path: Path, config: StoreSection | None = None) -> Store:
+    async def open(
+        cls,
+        path: Path,
+        config: StoreSection | None = None,
+        *,
+        uplink: Callable[[], bool] | None = None,
+    ) -> Store:
         """Open (creating or migrating) the database at ``path`` and start the writer.
 
         A file that is not a migw database, or fails ``PRAGMA quick_check``, is moved aside
         to ``<name>.corrupt-<UTC time>`` (never deleted) and a fresh one is created;
         :attr:`recovered_from` names the moved file. A database from a newer migw is refused.
+
+        The sequence reservation file is consulted at every open: numbering continues above
+        every number it says was handed out. A write-ahead log that a crashed run left
+        missing, garbled or truncated, and a database behind the numbers handed out (an
+        older copy restored), are logged at ERROR, listed in :attr:`damage` and in
+        ``meta`` (``store.damage``); a damaged log is copied aside first.
+
+        ``uplink`` says whether an uplink is configured (default: yes); without one the
+        outbox keeps only its newest :data:`NO_UPLINK_MAX_ROWS` items.
         """
         config = config or StoreSection()
         path.parent.mkdir(parents=True, exist_ok=True)
-        moved: Path | None = None
+        reservation = await asyncio.to_thread(files.read_reservation, path)
         existed = await asyncio.to_thread(files.has_data, path)
+        damage: list[str] = []
+        if reservation.state is files.ReservationState.UNREADABLE:
+            damage.append(
+                f"the sequence reservation file {files.reservation_path(path)} is unreadable"
+            )
+        elif reservation.state is files.ReservationState.RESERVED and existed:
+            # the last run did not close: was its write-ahead log lost or damaged?
+            wal = await asyncio.to_thread(files.inspect_wal, path)
+            if wal is not None:
+                kept = await asyncio.to_thread(files.keep_aside, path)
+                where = f" (copied to {', '.join(p.name for p in kept)})" if kept else ""
+                damage.append(f"{wal} after an unclean stop{where}")
+        moved: Path | None = None
         problem = await asyncio.to_thread(files.check_existing, path)
         if problem is not None:
             moved = files.move_aside(path)
@@ -136,6 +191,8 @@ class Store(StateReader):
                 problem,
                 moved,
             )
+        elif not existed and reservation.used_up_to > 0:
+            damage.append("the database file is missing")
         db = await aiosqlite.connect(path, isolation_level=None)
         reader: aiosqlite.Connection | None = None
         try:
@@ -146,15 +203,29 @@ class Store(StateReader):
             await reader.execute("PRAGMA busy_timeout=5000")
             store = cls(path, config, db, reader)
             store.recovered_from = moved
-            store._last_seq = await store._load_last_seq()
-            store._reserved = await asyncio.to_thread(files.read_reservation, path)
-            if (moved is not None or not existed) and store._reserved > store._last_seq:
-                # the database holding our numbers is gone: never hand them out again
-                _LOGGER.warning(
-                    "continuing sequence numbers after %d (the previous database is gone)",
-                    store._reserved,
+            if uplink is not None:
+                store._uplink = uplink
+            stored = await store._load_last_seq()
+            used = reservation.used_up_to
+            if reservation.state is files.ReservationState.UNREADABLE:
+                used = stored + SEQ_RESERVE  # whatever a lost reservation covered
+            if (
+                stored < used
+                and reservation.state is files.ReservationState.CLOSED
+                and existed
+                and moved is None
+            ):
+                damage.append(
+                    f"the database ends at #{stored} but numbers up to #{used} were handed"
+                    " out (an older copy restored, or writes lost)"
                 )
-                store._last_seq = store._reserved
+            store._last_seq = max(stored, used)
+            store._reserved = store._last_seq + 1
+            store._on_disk = reservation
+            if damage:
+                await store._record_damage(damage)
+            if store._last_seq > stored:
+                _LOGGER.info("sequence numbers continue after %d", store._last_seq)
         except BaseException:
             if reader is not None:
                 await reader.close()
@@ -162,6 +233,35 @@ class Store(StateReader):
             raise
         store._writer = asyncio.create_task(store._write_loop(), name="store-writer")
         return store
+
+    async def _record_damage(self, damage: list[str]) -> None:
+        for text in damage:
+            _LOGGER.error(
+                "state database %s: %s; readings committed before the damage may be lost;"
+                " sequence numbers continue after %d",
+                self.path,
+                text,
+                self._last_seq,
+            )
+        self.damage = damage
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        async with self._transaction() as db:
+            await meta_put(db, META_DAMAGE, f"{stamp} {'; '.join(damage)}")
+
+    def problems(self) -> list[str]:
+        """Why the store is degraded (for health): failing writes, drops, damaged files."""
+        out: list[str] = []
+        if self.last_error:
+            out.append(self.last_error)
+        if self.recovered_from is not None:
+            out.append(f"the database was unusable and was moved to {self.recovered_from}")
+        out.extend(self.damage)
+        if time.monotonic() - self._last_drop < DROP_REASON_S:
+            out.append(
+                f"the pending queue is full (writes failing): {self.counters.dropped_backpressure}"
+                " item(s) dropped, readings before events"
+            )
+        return out
 
     async def close(self) -> None:
         """Flush everything pending, stop the writer, close the database."""
@@ -178,6 +278,14 @@ class Store(StateReader):
                 raise
             except Exception:
                 _LOGGER.exception("store writer ended with an error")
+        closed = files.Reservation(files.ReservationState.CLOSED, self._last_seq)
+        if self._on_disk != closed:
+            # every number handed out is at most last_seq: the next open continues right
+            # after it instead of above the reservation, and knows this run ended cleanly
+            try:
+                await asyncio.to_thread(files.write_reservation, self.path, closed)
+            except OSError as exc:
+                _LOGGER.warning("cannot record the clean close (%s): numbers will jump", exc)
         await self._rdb.close()
         await self._db.close()
 
@@ -213,30 +321,44 @@ class Store(StateReader):
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _admit(self) -> bool:
+    def _admit(self, item: Reading | Event) -> int:
+        """The item's cost when it may be queued, 0 when it is dropped (counted)."""
         if self._closed:
             raise StoreError("store is closed")
-        if len(self._pending) >= MAX_PENDING:
-            self.counters.dropped_backpressure += 1
-            return False
-        return True
+        cost = _cost(item)
+        p = self._pending
+        if len(p) < MAX_PENDING and p.bytes + cost <= MAX_PENDING_BYTES:
+            return cost
+        self.counters.dropped_backpressure += 1
+        self._last_drop = time.monotonic()
+        if self.counters.dropped_backpressure == 1:
+            _LOGGER.error("pending queue full (writes failing?): dropping readings")
+        if isinstance(item, Event) and p.readings:
+            # events are rare and urgent: one takes the place of the oldest reading
+            p.bytes -= _cost(p.readings.pop(0))
+            return cost
+        return 0
 
     def add_reading(self, reading: Reading) -> bool:
         """Queue a reading for the next commit. False: dropped (counted) under backpressure."""
         if not storable(reading):
             self.counters.dropped_invalid += 1
             return False
-        if not self._admit():
+        cost = self._admit(reading)
+        if not cost:
             return False
         self._pending.readings.append(reading)
+        self._pending.bytes += cost
         self._pending.seen[reading.device_id] = reading.stamp.wall
         self._kick()
         return True
 
     def add_event(self, event: Event) -> bool:
-        if not self._admit():
+        cost = self._admit(event)
+        if not cost:
             return False
         self._pending.events.append(event)
+        self._pending.bytes += cost
         self._pending.seen[event.device_id] = event.stamp.wall
         self._kick()
         return True
@@ -364,12 +486,15 @@ class Store(StateReader):
         batch.readings, p.readings = p.readings[:n_readings], p.readings[n_readings:]
         batch.devices, p.devices = p.devices, {}
         batch.seen, p.seen = p.seen, {}
+        batch.bytes = sum(map(_cost, batch.readings)) + sum(map(_cost, batch.events))
+        p.bytes -= batch.bytes
         return batch
 
     def _requeue(self, batch: _Pending) -> None:
         p = self._pending
         p.readings[:0] = batch.readings
         p.events[:0] = batch.events
+        p.bytes += batch.bytes
         for key, upd in batch.devices.items():
             p.devices[key] = upd if key not in p.devices else devices.merge(upd, p.devices[key])
         for key, seen in batch.seen.items():
@@ -383,6 +508,7 @@ class Store(StateReader):
         state_rows: dict[tuple[str, str], tuple[Any, ...]] = {}
         outbox_rows: list[tuple[Any, ...]] = []
         battery: dict[str, float] = {}
+        queue = self._uplink()
         # Numbers follow arrival order per kind; within one batch readings come before
         # events (a consumer orders by seq, and a batch spans at most batch_max_ms).
         for r in batch.readings:
@@ -405,9 +531,17 @@ class Store(StateReader):
             seq += 1
             events.append(_with_seq(e, seq))
             outbox_rows.append(outbox.event_row(seq, e))
-        if seq > self._reserved:
-            self._reserved = seq + SEQ_RESERVE
-            await asyncio.to_thread(files.write_reservation, self.path, self._reserved)
+        if seq >= self._reserved:
+            # the reservation is on disk before any number under it is used; a failure
+            # fails this commit, which is retried (the batch stays pending)
+            reserved = seq + SEQ_RESERVE
+            await asyncio.to_thread(
+                files.write_reservation,
+                self.path,
+                files.Reservation(files.ReservationState.RESERVED, reserved),
+            )
+            self._reserved = reserved
+            self._on_disk = files.Reservation(files.ReservationState.RESERVED, reserved)
         async with self._transaction() as db:
             for upd in batch.devices.values():
                 await db.execute(devices.UPSERT_DEVICE, devices.device_params(upd))
@@ -433,9 +567,14 @@ class Store(StateReader):
                 await db.executemany(devices.BATTERY, [(v, dev) for dev, v in battery.items()])
             if seq != self._last_seq:
                 await meta_put(db, "last_seq", str(seq))
+            if queue is not self._uplink_stored:
+                await meta_put(db, outbox.META_UPLINK, "1" if queue else "0")
+            if not queue:
+                await outbox.keep_newest(db, NO_UPLINK_MAX_ROWS)
             if (self.counters.commits + 1) % PRUNE_EVERY == 0:
                 await self._prune_history()
         self._last_seq = seq
+        self._uplink_stored = queue
         self.counters.commits += 1
         self.counters.rows_committed += len(readings) + len(events)
         self.last_commit_wall = time.time()
