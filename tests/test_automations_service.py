@@ -13,7 +13,14 @@ from pathlib import Path
 
 from gateway.adapters import DemoOptions
 from gateway.automations.replay import live_firings, replay, stored_inputs
-from gateway.config import ApiSection, Config, GatewaySection
+from gateway.config import (
+    ActionDef,
+    ApiSection,
+    AutomationDef,
+    Config,
+    GatewaySection,
+    TriggerDef,
+)
 from gateway.demo import demo_config
 from gateway.service import Service
 from tests.broker import Collector, Mosquitto, gateway_config
@@ -26,14 +33,16 @@ def _config(state: Path, url: str) -> Config:
     base = gateway_config(state, url)
     assert isinstance(base, Config)
     cfg = demo_config(base, state, 0)
+    offline = AutomationDef(
+        id="uplink-lost",
+        triggers=(TriggerDef(type="uplink", to="down"),),
+        actions=(ActionDef(type="publish", message="uplink lost"),),
+    )
     return cfg.replace(
         api=ApiSection(enabled=False, listen="127.0.0.1", port=0),
         gateway=GatewaySection(id="testgw", state_dir=state),
+        automations=(*cfg.automations, offline),
     )
-
-
-def _automations(svc: Service):  # type: ignore[no-untyped-def]
-    return next(c for c in svc.components if c.name == "automations")
 
 
 async def test_offline_firings_are_recorded_and_reach_the_uplink_then_replay_matches(
@@ -47,20 +56,27 @@ async def test_offline_firings_are_recorded_and_reach_the_uplink_then_replay_mat
     ):
         store = svc.store
         assert store is not None
-        auto = _automations(svc)
-        sync = next(c for c in svc.components if c.name == "sync")
+        auto = svc.automations
+        assert auto is not None
+        sync = svc.sync
+        assert sync is not None
         async with asyncio.timeout(20):
-            while sync.stats()["state"] != "connected":  # type: ignore[attr-defined]
+            # connected, and the automations have seen it (they look every second)
+            while (
+                sync.stats()["state"] != "connected"
+                or auto.engine is None
+                or not auto.engine.uplink
+            ):
                 await asyncio.sleep(0.05)
         mosquitto.stop()
         async with asyncio.timeout(20):
-            while sync.stats()["state"] == "connected":  # type: ignore[attr-defined]
+            while sync.stats()["state"] == "connected":
                 await asyncio.sleep(0.05)
         engine = auto.engine
         assert engine is not None
         # the broker is gone: the demo's rules keep firing (door, double press)
         async with asyncio.timeout(30):
-            while not {"door-hall-light", "double-press-led"} <= {
+            while not {"door-hall-light", "double-press-led", "uplink-lost"} <= {
                 aid for aid, n in engine.last_fired.items() if n
             }:
                 await asyncio.sleep(0.05)
@@ -68,7 +84,13 @@ async def test_offline_firings_are_recorded_and_reach_the_uplink_then_replay_mat
         rows = await store.outbox_fetch(10_000)
         offline = {r.seq: json.loads(r.body) for r in rows if r.device_id.startswith("automation-")}
         fired = {b["device"] for b in offline.values() if b["action"] == "fired"}
-        assert {"automation-door-hall-light", "automation-double-press-led"} <= fired
+        assert {
+            "automation-door-hall-light",
+            "automation-double-press-led",
+            "automation-uplink-lost",
+        } <= fired
+        messages = {(b["device"], b["action"]) for b in offline.values() if b["event"] == "message"}
+        assert ("automation-uplink-lost", "uplink lost") in messages
         # the relay really pulsed and the LED really toggled (commands went through)
         assert engine.counters["action_errors"] == 0
         # the uplink comes back: the firings recorded offline are published, by seq

@@ -143,3 +143,10 @@ PEER_VECTORS = [
 def test_peer_rpa_vectors(irk: str, address: str, resolvable: bool) -> None:
     adv = Advertisement(address=address.upper(), rssi=-50)
     assert matches(identity("irk", irk), adv) is resolvable
+
+
+def test_an_irk_never_shows_in_a_repr() -> None:
+    ident = identity("irk", SPEC_IRK.hex())
+    person = Person("alice", (ident,))
+    for text in (repr(ident), repr(person), str(person)):
+        assert SPEC_IRK.hex() not in text.lower()

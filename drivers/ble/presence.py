@@ -23,6 +23,7 @@ weaker one: a phone at the edge of range does not flap.
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 import uuid as uuid_mod
 from collections.abc import Iterable, Mapping
@@ -136,11 +137,12 @@ class IdentityKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """One way to recognise a person's device. ``value`` is normalised by :func:`identity`."""
+    """One way to recognise a person's device. ``value`` is normalised by :func:`identity`;
+    for an IRK it is a fingerprint (the key itself never shows in a repr or a log)."""
 
     kind: IdentityKind
     value: str
-    irk: bytes = b""
+    irk: bytes = field(default=b"", repr=False)
 
 
 def identity(kind: str, value: str) -> Identity:
@@ -179,7 +181,7 @@ def identity(kind: str, value: str) -> Identity:
             raise PresenceConfigError(f"not a MAC address: {value!r}")
         return Identity(k, digits)
     irk = parse_irk(v)
-    return Identity(k, irk.hex(), irk=irk)
+    return Identity(k, "irk-" + hashlib.sha256(irk).hexdigest()[:8], irk=irk)
 
 
 def matches(ident: Identity, adv: Advertisement) -> bool:
