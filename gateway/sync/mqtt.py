@@ -24,6 +24,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -146,6 +147,7 @@ class Link:
         self.timeout_s = timeout_s
         self.connack = Connack()
         self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
@@ -363,10 +365,16 @@ class Link:
     # ------------------------------------------------------------------ paho callbacks
 
     def _hop(self, fn: Callable[..., None]) -> Callable[..., None]:
-        """A paho callback ``(client, userdata, *args)`` that runs ``fn(*args)`` on the loop."""
+        """A paho callback ``(client, userdata, *args)`` that runs ``fn(*args)`` on the loop:
+        at once when paho calls from the loop's thread (inside ``loop_read``/``loop_write``:
+        paho calls ``on_socket_close`` before it closes the socket, so the reader goes before
+        the file descriptor number can be reused), else through ``call_soon_threadsafe``
+        (the connect thread; the order of the calls is kept)."""
 
         def callback(_client: paho.Client, _userdata: Any, *args: Any) -> None:
-            if not self._loop.is_closed():
+            if threading.get_ident() == self._thread:
+                fn(*args)
+            elif not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(fn, *args)
 
         return callback
