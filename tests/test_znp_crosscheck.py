@@ -64,6 +64,27 @@ DEVIATIONS: dict[tuple[str, str, str], str] = {
         "herdsman reads only the status; TI sends status, mode and remaining modes "
         "(zigpy-znp as we do)"
     ),
+    ("zigbee-herdsman", "SYS_NV_LENGTH", "response"): (
+        "herdsman reads one byte; TI MT_SYS.c sends the length as a uint32 (zigpy-znp too)"
+    ),
+    ("zigbee-herdsman", "ZDO_EXT_FIND_GROUP", "response"): (
+        "herdsman reads a name of namelen bytes; TI sends the whole aps_Group_t (16 name "
+        "bytes, 19 in all): we keep the group as raw bytes"
+    ),
+    ("zigpy-znp", "ZDO_EXT_FIND_GROUP", "response"): (
+        "zigpy-znp reads it all as raw bytes, the status included"
+    ),
+    ("zigbee-herdsman", "UTIL_ASSOC_GET_WITH_ADDRESS", "response"): (
+        "herdsman reads the first 5 bytes of the associated_devices_t entry; we keep the "
+        "entry (28 bytes packed, 36 aligned) as raw bytes"
+    ),
+    ("zigpy-znp", "UTIL_ASSOC_GET_WITH_ADDRESS", "response"): (
+        "as for herdsman (zigpy-znp decodes the struct)"
+    ),
+    ("zigpy-znp", "ZB_WRITE_CONFIGURATION", "request"): (
+        "zigpy-znp's request starts with a Status byte; TI MT_SAPI.c and herdsman send "
+        "ConfigId, Len, Value"
+    ),
 }
 
 #: (peer, our command, direction) -> why the peer does not define it.

@@ -97,6 +97,8 @@ def _zigpy_shape(typ: Any) -> Shape:
         return ("simpledesc",)
     if issubclass(typ, zdo_t.NodeDescriptor):
         return ("nodedesc",)
+    if issubclass(typ, zt.CharacterString):
+        return ("lv8",)  # a length byte and the text
     if typ is zt2.AddrModeAddress:
         return ("u8", "b8")
     if issubclass(typ, zb.ShortBytes):

@@ -49,15 +49,51 @@ EXPIRE_S = 0.2
 JOIN_GAP_S = 0.05
 
 OK = t.Status.SUCCESS
-#: NIB (NV 0x0021) in the packed CC2531 layout (zigpy-znp's NIB struct): the offsets of
-#: nwkLogicalChannel, nwkPanId, extendedPANID and nwkKeyLoaded.
-NIB_SIZE = 110
-NIB_CHANNEL = 22
-NIB_PAN_ID = 33
-NIB_EXT_PAN_ID = 53
-NIB_KEY_LOADED = 61
+#: NIB (NV 0x0021): TI's nwkIB_t with its firmware defaults, packed on CC2530/CC2531
+#: (Z-Stack 1.2 and 3.0.x, 110 bytes) or aligned on CC26xx (3.x.0, 116 bytes), and the
+#: offsets of the fields a host reads (layout as zigpy-znp's NIB struct and herdsman's).
+NIB_DEFAULTS = {
+    False: bytes.fromhex(
+        "000502001400001e0000000105018f070002051efeff00feff0000000000000000ffff00000000000f0f"
+        "000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+        "00000000000000000000000000003c030001780a010000000000"
+    ),
+    True: bytes.fromhex(
+        "000502001400001e0000000105018f00070002051e00feff0000feff0000000000000000ffff00000000"
+        "00000f0f0000000000000000000000000000000000000000000000000000000000000000000000000000"
+        "0000000000000000000000000000000000003c030001780a0100000000000000"
+    ),
+}
+NIB_OFFSETS = {
+    False: {
+        "dev_address": 20,
+        "channel": 22,
+        "coord_address": 23,
+        "pan_id": 33,
+        "state": 35,
+        "channel_list": 37,
+        "ext_pan_id": 53,
+        "key_loaded": 61,
+        "manager": 105,
+    },
+    True: {
+        "dev_address": 22,
+        "channel": 24,
+        "coord_address": 26,
+        "pan_id": 36,
+        "state": 38,
+        "channel_list": 41,
+        "ext_pan_id": 57,
+        "key_loaded": 65,
+        "manager": 110,
+    },
+}
+NWK_STATE_ROUTER = 8  # nwkState of a formed coordinator
 #: Z-Stack 1.2 keeps the NWK frame counter after the key in NWKKEY (seq, key, counter).
+#: Every version has the item: 21 bytes packed, 24 aligned (the counter at offset 20); hosts
+#: (zigbee-herdsman) tell the alignment from its length.
 NWKKEY = 0x0082
+NWK_ALTERN_KEY_INFO = 0x003B
 #: Z-Stack 3.0.x: the legacy NWK security material table (counter, extended PAN id).
 LEGACY_SEC_MATERIAL_START = 0x0075
 #: Items Z-Stack 1.2 will not read out with SYS_OSAL_NV_READ (implicit certificate, CA
@@ -70,11 +106,17 @@ SECURE_NV_IDS = frozenset(
 )
 
 
-def _default_nv(ieee: str) -> dict[int, bytes]:
+def _aligned(product: int) -> bool:
+    """CC26xx (Z-Stack 3.x.0) aligns NV structs; CC2530/CC2531 (1.2, 3.0.x) packs them."""
+    return product == 1
+
+
+def _default_nv(ieee: str, product: int = 1) -> dict[int, bytes]:
+    aligned = _aligned(product)
     return {
         NvId.EXTADDR: bytes.fromhex(ieee)[::-1],
         NvId.STARTUP_OPTION: b"\x00",
-        NvId.NIB: bytes(NIB_SIZE),
+        NvId.NIB: NIB_DEFAULTS[aligned],
         NvId.EXTENDED_PAN_ID: b"\xff" * 8,
         NvId.APS_USE_EXT_PANID: bytes(8),
         NvId.PRECFGKEY: bytes(16),
@@ -86,7 +128,13 @@ def _default_nv(ieee: str) -> dict[int, bytes]:
         NvId.NWK_CHILD_AGE_ENABLE: b"\x01",
         NvId.BDBNODEISONANETWORK: b"\x00",
         NvId.NWK_ACTIVE_KEY_INFO: bytes(17),
-        NvId.TCLK_SEED: secrets.token_bytes(16),
+        NWK_ALTERN_KEY_INFO: bytes(17),
+        NWKKEY: bytes(24 if aligned else 21),
+        # 3.x: the TC link key seed; on 1.2 the same id is the first TC link key table entry
+        # (IEEE, the ZigBeeAlliance09 key, counters: 32 bytes)
+        NvId.TCLK_SEED: (
+            secrets.token_bytes(16) if product else b"\xff" * 8 + b"ZigBeeAlliance09" + bytes(8)
+        ),
     }
 
 
@@ -119,7 +167,7 @@ class ZStackSimulator:
         #: SYS_RESET_IND (power-up) before answering.
         self.reset_ind_on_open = False
         self._greeted = False
-        self.nv: dict[int, bytes] = _default_nv(ieee)
+        self.nv: dict[int, bytes] = _default_nv(ieee, product)
         self.ex_nv: dict[tuple[int, int, int], bytes] = {}
         self.devices: list[SimDevice] = []
         for d in devices:
@@ -128,6 +176,8 @@ class ZStackSimulator:
         self.endpoints: dict[int, tuple[int, ...]] = {}
         self.permit_until = 0.0
         self.bdb_channel_mask = 0
+        #: APS groups: (endpoint, group id) -> name
+        self.groups: dict[tuple[int, int], bytes] = {}
         self.frame_counter = 0
         self.counters = {
             "frames_in": 0,
@@ -447,11 +497,16 @@ class ZStackSimulator:
         self.counters["resets"] += 1
         opt = self.nv.get(NvId.STARTUP_OPTION, b"\x00")[0]
         if opt & 0x02:  # clear state: the network is gone
-            self.nv[NvId.BDBNODEISONANETWORK] = b"\x00"
-            self.nv[NvId.NWK_ACTIVE_KEY_INFO] = bytes(17)
-            self.nv[NvId.NIB] = bytes(NIB_SIZE)
-            self.ex_nv.pop((1, 0x0007, 0), None)
-            self.nv.pop(NWKKEY, None)
+            fresh = _default_nv(self.ieee, self.product)
+            for nvid in (
+                NvId.BDBNODEISONANETWORK,
+                NvId.NWK_ACTIVE_KEY_INFO,
+                NWK_ALTERN_KEY_INFO,
+                NvId.NIB,
+                NWKKEY,
+            ):
+                self.nv[nvid] = fresh[nvid]
+            self.ex_nv.clear()
             self.nv.pop(LEGACY_SEC_MATERIAL_START, None)
             for d in self.devices:
                 d.nwk = None
@@ -460,7 +515,7 @@ class ZStackSimulator:
                 NvId.EXTADDR: self.nv[NvId.EXTADDR],
                 NvId.TCLK_SEED: self.nv[NvId.TCLK_SEED],
             }
-            self.nv = {**_default_nv(self.ieee), **keep}
+            self.nv = {**_default_nv(self.ieee, self.product), **keep}
         self.nv[NvId.STARTUP_OPTION] = b"\x00"
         self.state = t.DeviceState.HOLD
         self.endpoints = {}
@@ -599,6 +654,47 @@ class ZStackSimulator:
             self.frame_counter = int.from_bytes(self.ex_nv[key][:4], "little")
         self._srsp(cmd, Status=OK)
 
+    def _h_sys_nv_length(self, f: dict[str, Any]) -> None:
+        cmd = c.BY_NAME["SYS_NV_LENGTH"]
+        if self._no_extended_nv(cmd):
+            return
+        self._srsp(cmd, Length=len(self.ex_nv.get((f["SysId"], f["ItemId"], f["SubId"]), b"")))
+
+    def _h_sys_nv_create(self, f: dict[str, Any]) -> None:
+        cmd = c.BY_NAME["SYS_NV_CREATE"]
+        if self._no_extended_nv(cmd):
+            return
+        key = (f["SysId"], f["ItemId"], f["SubId"])
+        if key in self.ex_nv:
+            self._srsp(cmd, Status=OK)
+            return
+        self.ex_nv[key] = bytes(f["Length"])
+        self._srsp(cmd, Status=t.Status.NV_ITEM_UNINIT)  # created (TI's "initialized")
+
+    def _h_sys_nv_delete(self, f: dict[str, Any]) -> None:
+        cmd = c.BY_NAME["SYS_NV_DELETE"]
+        if self._no_extended_nv(cmd):
+            return
+        existed = self.ex_nv.pop((f["SysId"], f["ItemId"], f["SubId"]), None) is not None
+        self._srsp(cmd, Status=OK if existed else t.Status.NV_OPER_FAILED)
+
+    def _h_sys_get_extaddr(self, f: dict[str, Any]) -> None:
+        self._srsp(c.BY_NAME["SYS_GET_EXTADDR"], ExtAddr=self.nv[NvId.EXTADDR][::-1].hex())
+
+    def _h_zb_write_configuration(self, f: dict[str, Any]) -> None:
+        cmd = c.BY_NAME["ZB_WRITE_CONFIGURATION"]
+        if self.product != 0:  # SAPI is a Z-Stack 1.2 subsystem here
+            self._srsp(c.RPC_ERROR, ErrorCode=t.ErrorCode.INVALID_SUBSYSTEM, RequestHeader=0x0526)
+            return
+        old = self.nv.get(f["ConfigId"])
+        if old is None:
+            self._srsp(cmd, Status=t.Status.INVALID_PARAMETER)
+            return
+        value = bytes(f["Value"])
+        self.nv[f["ConfigId"]] = value + old[len(value) :]
+        self._sync_counter_in(f["ConfigId"])
+        self._srsp(cmd, Status=OK)
+
     # network ----------------------------------------------------------------------------
 
     @property
@@ -619,36 +715,53 @@ class ZStackSimulator:
             key = secrets.token_bytes(16)
         mask = self.bdb_channel_mask or int.from_bytes(self.nv[NvId.CHANLIST], "little")
         channel = next((ch for ch in range(11, 27) if mask & (1 << ch)), 11)
-        nib = bytearray(NIB_SIZE)
-        nib[NIB_CHANNEL] = channel
-        nib[NIB_PAN_ID : NIB_PAN_ID + 2] = pan.to_bytes(2, "little")
-        nib[NIB_EXT_PAN_ID : NIB_EXT_PAN_ID + 8] = ext
-        nib[NIB_KEY_LOADED] = 1
+        nib = bytearray(NIB_DEFAULTS[self.aligned])
+        self._nib_put(nib, "dev_address", (0x0000).to_bytes(2, "little"))
+        self._nib_put(nib, "coord_address", (0x0000).to_bytes(2, "little"))
+        self._nib_put(nib, "manager", (0x0000).to_bytes(2, "little"))
+        self._nib_put(nib, "channel", bytes([channel]))
+        self._nib_put(nib, "channel_list", (1 << channel).to_bytes(4, "little"))
+        self._nib_put(nib, "pan_id", pan.to_bytes(2, "little"))
+        self._nib_put(nib, "state", bytes([NWK_STATE_ROUTER]))
+        self._nib_put(nib, "ext_pan_id", ext)
+        self._nib_put(nib, "key_loaded", b"\x01")
         self.nv[NvId.NIB] = bytes(nib)
+        # both key descriptors: the active and the alternate (herdsman compares them)
         self.nv[NvId.NWK_ACTIVE_KEY_INFO] = b"\x00" + key
+        self.nv[NWK_ALTERN_KEY_INFO] = b"\x00" + key
         self.nv[NvId.BDBNODEISONANETWORK] = b"\x01"
-        if self.product == 1 and (1, 0x0007, 0) not in self.ex_nv:
-            self.frame_counter = 0
+        self.frame_counter = 0
+        pad = bytes(3) if self.aligned else b""
+        self.nv[NWKKEY] = b"\x00" + key + pad + bytes(4)
+        if self.product == 1:
             self.ex_nv[(1, 0x0007, 0)] = bytes(4) + ext
-        elif self.product == 0 and NWKKEY not in self.nv:  # Z-Stack 1.2: key, then counter
-            self.frame_counter = 0
-            self.nv[NWKKEY] = b"\x00" + key + bytes(4)
-        elif self.product == 2 and LEGACY_SEC_MATERIAL_START not in self.nv:
-            self.frame_counter = 0
+        elif self.product == 2:
             self.nv[LEGACY_SEC_MATERIAL_START] = bytes(4) + ext
         self.counters["formations"] += 1
 
     @property
+    def aligned(self) -> bool:
+        return _aligned(self.product)
+
+    def _nib_put(self, nib: bytearray, name: str, value: bytes) -> None:
+        off = NIB_OFFSETS[self.aligned][name]
+        nib[off : off + len(value)] = value
+
+    def _nib_get(self, name: str, size: int) -> bytes:
+        off = NIB_OFFSETS[self.aligned][name]
+        return self.nv[NvId.NIB][off : off + size]
+
+    @property
     def channel(self) -> int:
-        return self.nv[NvId.NIB][NIB_CHANNEL]
+        return self._nib_get("channel", 1)[0]
 
     @property
     def pan_id(self) -> int:
-        return int.from_bytes(self.nv[NvId.NIB][NIB_PAN_ID : NIB_PAN_ID + 2], "little")
+        return int.from_bytes(self._nib_get("pan_id", 2), "little")
 
     @property
     def extended_pan_id(self) -> str:
-        return self.nv[NvId.NIB][NIB_EXT_PAN_ID : NIB_EXT_PAN_ID + 8][::-1].hex()
+        return self._nib_get("ext_pan_id", 8)[::-1].hex()
 
     @property
     def network_key(self) -> bytes:
@@ -794,9 +907,13 @@ class ZStackSimulator:
             self._srsp(c.AF_DATA_REQUEST, Status=t.Status.NWK_INVALID_REQUEST)
             return
         self._srsp(c.AF_DATA_REQUEST, Status=OK)
+        self._deliver_request(f["DstAddr"], f)
+
+    def _deliver_request(self, nwk: int, f: dict[str, Any]) -> None:
+        """An AF data request on its way to a device: the confirm, then what it answers."""
         self.frame_counter += 1
         trans = f["TSN"]
-        dev = self.by_nwk(f["DstAddr"])
+        dev = self.by_nwk(nwk)
 
         def confirm(status: int, delay: float = CALLBACK_DELAY) -> None:
             self._callback(
@@ -824,6 +941,120 @@ class ZStackSimulator:
                 self.counters["default_responses"] += 1
         for rep in dev.handle(f["ClusterId"], f["DstEndpoint"], data):
             self._later(2 * CALLBACK_DELAY, functools.partial(self.deliver, dev, *rep))
+
+    # --- what a second host (zigbee-herdsman) asks for -------------------------------------
+
+    def _h_util_led_control(self, f: dict[str, Any]) -> None:
+        self._srsp(c.BY_NAME["UTIL_LED_CONTROL"], Status=OK)
+
+    def _h_zdo_ext_route_disc(self, f: dict[str, Any]) -> None:
+        self._srsp(c.BY_NAME["ZDO_EXT_ROUTE_DISC"], Status=OK)
+
+    def _h_zdo_ext_find_group(self, f: dict[str, Any]) -> None:
+        # aps_Group_t: group id, then a name of up to 16 bytes (length first), 19 with status
+        name = self.groups.get((f["Endpoint"], f["GroupId"]))
+        if name is None:
+            group = f["GroupId"].to_bytes(2, "little") + bytes(17)
+            self._srsp(c.BY_NAME["ZDO_EXT_FIND_GROUP"], Status=t.Status.FAILURE, Group=group)
+            return
+        body = (bytes([len(name)]) + name).ljust(17, b"\x00")[:17]
+        group = f["GroupId"].to_bytes(2, "little") + body
+        self._srsp(c.BY_NAME["ZDO_EXT_FIND_GROUP"], Status=OK, Group=group)
+
+    def _h_zdo_ext_add_group(self, f: dict[str, Any]) -> None:
+        key = (f["Endpoint"], f["GroupId"])
+        if key in self.groups:
+            self._srsp(c.BY_NAME["ZDO_EXT_ADD_GROUP"], Status=t.Status.APS_DUPLICATE_ENTRY)
+            return
+        self.groups[key] = bytes(f["GroupName"])[:16]
+        self._srsp(c.BY_NAME["ZDO_EXT_ADD_GROUP"], Status=OK)
+
+    def _h_util_assoc_get_with_address(self, f: dict[str, Any]) -> None:
+        """associated_devices_t of a child: short address, index, relation (1 = child, end
+        device), status, count, age, link info, end device info, timeout counter, keepalive
+        (28 bytes packed, 36 aligned); all 0xFF when not a child."""
+        size = 36 if self.aligned else 28
+        dev = next(
+            (
+                (i, d)
+                for i, d in enumerate(self.devices)
+                if d.nwk is not None and (d.nwk == f["NWK"] or d.ieee == str(f["IEEE"]))
+            ),
+            None,
+        )
+        if dev is None:
+            entry = b"\xff" * size
+        else:
+            i, d = dev
+            entry = (d.nwk or 0).to_bytes(2, "little") + i.to_bytes(2, "little") + b"\x01"
+            entry = entry.ljust(size, b"\x00")
+        self._srsp(c.BY_NAME["UTIL_ASSOC_GET_WITH_ADDRESS"], Device=entry)
+
+    #: Node descriptors (13 bytes: logical type, frequency band, MAC capabilities,
+    #: manufacturer code, buffer size, incoming size, server mask, outgoing size, flags).
+    COORDINATOR_NODE_DESCRIPTOR = bytes.fromhex("00408f000050a000012ca00000")
+    END_DEVICE_NODE_DESCRIPTOR = bytes.fromhex("0240805f117f6400002c640000")
+    ROUTER_NODE_DESCRIPTOR = bytes.fromhex("01408e5f117f6400002c640000")
+
+    def _h_zdo_node_desc_req(self, f: dict[str, Any]) -> None:
+        self._srsp(c.ZDO_NODE_DESC_REQ, Status=OK)
+        nwk = f["NWKAddrOfInterest"]
+        if nwk == 0:
+            desc = self.COORDINATOR_NODE_DESCRIPTOR
+        else:
+            dev = self.by_nwk(nwk)
+            if dev is None or (dev.sleepy and time.monotonic() > dev.awake_until):
+                return  # no answer: out of range or asleep
+            desc = self.END_DEVICE_NODE_DESCRIPTOR if dev.sleepy else self.ROUTER_NODE_DESCRIPTOR
+        self._callback(
+            c.BY_NAME["ZDO_NODE_DESC_RSP"], Src=nwk, Status=OK, NWK=nwk, NodeDescriptor=desc
+        )
+
+    def _h_zdo_simple_desc_req(self, f: dict[str, Any]) -> None:
+        self._srsp(c.ZDO_SIMPLE_DESC_REQ, Status=OK)
+        nwk, ep = f["NWKAddrOfInterest"], f["Endpoint"]
+        if nwk == 0:
+            reg = self.endpoints.get(ep)
+            if reg is None:
+                return
+            desc = {
+                "endpoint": ep,
+                "profile": 0x0104,
+                "device_type": 0x0005,
+                "device_version": 0,
+                "input_clusters": list(reg),
+                "output_clusters": [],
+            }
+        else:
+            dev = self.by_nwk(nwk)
+            if dev is None or (dev.sleepy and time.monotonic() > dev.awake_until):
+                return
+            desc = {
+                "endpoint": ep,
+                "profile": 0x0104,
+                "device_type": 0x5F01,  # what Xiaomi devices say
+                "device_version": 1,
+                "input_clusters": [0x0000, 0x0003, 0xFFFF],
+                "output_clusters": [0x0000, 0x0004, 0xFFFF],
+            }
+        self._callback(c.ZDO_SIMPLE_DESC_RSP, Src=nwk, Status=OK, NWK=nwk, SimpleDescriptor=desc)
+
+    def _h_af_data_request_ext(self, f: dict[str, Any]) -> None:
+        """Green Power broadcasts at permit join and inter-PAN: queued and confirmed; a
+        unicast to a joined device's NWK address is handled as AF_DATA_REQUEST."""
+        cmd = c.BY_NAME["AF_DATA_REQUEST_EXT"]
+        if not self.network_up:
+            self._srsp(cmd, Status=t.Status.NWK_INVALID_REQUEST)
+            return
+        mode = f["DstAddrMode"]
+        if mode == t.AddrMode.NWK:
+            nwk = int.from_bytes(bytes(f["DstAddr"])[:2], "little")
+            self._srsp(cmd, Status=OK)
+            self._deliver_request(nwk, f)
+            return
+        self._srsp(cmd, Status=OK)
+        self.frame_counter += 1
+        self._callback(c.AF_DATA_CONFIRM, Status=OK, Endpoint=f["SrcEndpoint"], TSN=f["TSN"])
 
 
 async def _main(argv: list[str] | None = None) -> None:

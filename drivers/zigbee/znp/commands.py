@@ -199,6 +199,30 @@ COMMANDS: tuple[CommandDef, ...] = (
         (STATUS,),
     ),
     CommandDef(
+        "SYS_NV_CREATE",
+        S.SYS,
+        0x30,
+        SREQ,
+        (_f("SysId", t.U8), _f("ItemId", t.U16), _f("SubId", t.U16), _f("Length", t.U32)),
+        (STATUS,),
+    ),
+    CommandDef(
+        "SYS_NV_DELETE",
+        S.SYS,
+        0x31,
+        SREQ,
+        (_f("SysId", t.U8), _f("ItemId", t.U16), _f("SubId", t.U16)),
+        (STATUS,),
+    ),
+    CommandDef(
+        "SYS_NV_LENGTH",
+        S.SYS,
+        0x32,
+        SREQ,
+        (_f("SysId", t.U8), _f("ItemId", t.U16), _f("SubId", t.U16)),
+        (_f("Length", t.U32),),  # TI MT_SYS.c: a uint32 (herdsman reads its first byte)
+    ),
+    CommandDef(
         "SYS_NV_READ",
         S.SYS,
         0x33,
@@ -445,6 +469,32 @@ COMMANDS: tuple[CommandDef, ...] = (
             _f("Channel", t.U8),
         ),
     ),
+    CommandDef(
+        "ZDO_EXT_ROUTE_DISC",
+        S.ZDO,
+        0x45,
+        SREQ,
+        (_f("Dst", t.NWK), _f("Options", t.U8), _f("Radius", t.U8)),
+        (STATUS,),
+    ),
+    CommandDef(
+        "ZDO_EXT_FIND_GROUP",
+        S.ZDO,
+        0x4A,
+        SREQ,
+        (_f("Endpoint", t.U8), _f("GroupId", t.U16)),
+        # TI MT_ZdoExtFindGroup: status, then the aps_Group_t (id, name length, 16 name
+        # bytes): 19 bytes whatever the name length
+        (STATUS, _f("Group", t.REST)),
+    ),
+    CommandDef(
+        "ZDO_EXT_ADD_GROUP",
+        S.ZDO,
+        0x4B,
+        SREQ,
+        (_f("Endpoint", t.U8), _f("GroupId", t.U16), _f("GroupName", t.SHORT_BYTES)),
+        (STATUS,),
+    ),
     # --- ZDO callbacks --------------------------------------------------------------------
     CommandDef(
         "ZDO_NWK_ADDR_RSP",
@@ -575,6 +625,15 @@ COMMANDS: tuple[CommandDef, ...] = (
         ),
     ),
     CommandDef(
+        "UTIL_ASSOC_GET_WITH_ADDRESS",
+        S.UTIL,
+        0x4A,
+        SREQ,
+        (_f("IEEE", t.IEEE), _f("NWK", t.NWK)),
+        # the associated_devices_t entry (28 bytes packed, 36 aligned; all 0xFF: none)
+        (_f("Device", t.REST),),
+    ),
+    CommandDef(
         "UTIL_LED_CONTROL", S.UTIL, 0x0A, SREQ, (_f("LED", t.U8), _f("Mode", t.U8)), (STATUS,)
     ),
     # --- SAPI -----------------------------------------------------------------------------
@@ -587,6 +646,14 @@ COMMANDS: tuple[CommandDef, ...] = (
         SREQ,
         (_f("ConfigId", t.U8),),
         (STATUS, _f("ConfigId", t.U8), _f("Value", t.SHORT_BYTES)),
+    ),
+    CommandDef(
+        "ZB_WRITE_CONFIGURATION",
+        S.SAPI,
+        0x05,
+        SREQ,
+        (_f("ConfigId", t.U8), _f("Value", t.SHORT_BYTES)),
+        (STATUS,),
     ),
     # --- APP_CNF --------------------------------------------------------------------------
     CommandDef(
