@@ -2,6 +2,7 @@
 #   make demo   - the whole gateway on simulated hardware
 #   make test   - every check (ruff, mypy --strict, pytest with a real Mosquitto)
 #   make bench  - throughput and memory figures (table + JSON lines)
+#   make interop - the demo against a real Home Assistant (own virtualenv .venv-ha)
 
 PYTHON ?= python3
 VENV   ?= .venv
