@@ -9,7 +9,8 @@ entity registries, ``state_changed`` events), against what migw published on the
 * every device and entity migw announced is in HA's registries, none more, none rejected;
 * sensors carry the announced unit, device class and state class, with a numeric state;
 * every event migw published reaches its HA event entity as that event type (with ``steps``
-  for the dimmer), including a button, a dimmer, a cube and a double wall switch;
+  for the dimmer), including a button, a dimmer, a cube and a double wall switch, and an
+  automation made through HA's config API fires on each of those four;
 * switches round-trip: an HA service call switches the relay in migw, and HA shows it;
 * stopping the gateway makes its entities unavailable, starting it again brings them back;
 * HA's log has no warning or error about MQTT entities, templates or migw.
@@ -107,12 +108,14 @@ class HomeAssistant:
 
     def start(self) -> None:
         self.config_dir.mkdir(parents=True, exist_ok=True)
+        (self.config_dir / "automations.yaml").write_text("[]\n")
         (self.config_dir / "configuration.yaml").write_text(
             "homeassistant:\n"
             "  name: interop\n  latitude: 0\n  longitude: 0\n  elevation: 0\n"
             "  unit_system: metric\n  time_zone: UTC\n  country: DE\n  currency: EUR\n"
             f"http:\n  server_host: 127.0.0.1\n  server_port: {self.port}\n"
             "api:\nconfig:\nwebsocket_api:\nonboarding:\n"
+            "automation: !include automations.yaml\n"
             "logger:\n  default: warning\n"
         )
         with (self.config_dir / "stdout.log").open("ab") as out:
@@ -195,6 +198,34 @@ async def add_mqtt(ha: HomeAssistant, http: aiohttp.ClientSession, broker: Mosqu
         assert resp.status == 200, await resp.text()
         done = await resp.json()
     assert done["type"] == "create_entry", done
+
+
+AUTOMATION_EVENT = "migw_interop_automation"
+
+
+async def add_automation(
+    ha: HomeAssistant, http: aiohttp.ClientSession, name: str, entity_id: str, event_type: str
+) -> None:
+    """An automation through HA's config API (what its editor saves): an event entity's
+    event of one type fires AUTOMATION_EVENT naming the automation."""
+    config = {
+        "alias": f"interop {name}",
+        "description": "",
+        "mode": "queued",
+        "trigger": [{"platform": "state", "entity_id": entity_id}],
+        "condition": [
+            {
+                "condition": "state",
+                "entity_id": entity_id,
+                "attribute": "event_type",
+                "state": event_type,
+            }
+        ],
+        "action": [{"event": AUTOMATION_EVENT, "event_data": {"which": name}}],
+    }
+    url = f"{ha.url}/api/config/automation/config/interop_{name.replace(' ', '_')}"
+    async with http.post(url, json=config, headers=ha.headers()) as resp:
+        assert resp.status == 200, await resp.text()
 
 
 class Websocket:
@@ -326,6 +357,7 @@ async def test_real_home_assistant(tmp_path: Path) -> None:
             topics = ["homeassistant/#", f"migw/{GATEWAY}/#"]
             async with Collector(broker.port, topics) as col, websocket(ha, http) as ws:
                 await ws.call("subscribe_events", event_type="state_changed")
+                await ws.call("subscribe_events", event_type=AUTOMATION_EVENT)
                 with gateway(tmp_path, broker) as proc:
                     await _check_running(ha, http, ws, col)
                     proc.send_signal(signal.SIGTERM)
@@ -430,11 +462,13 @@ async def _check_running(
     ]
     assert temperature and all(s["attributes"]["unit_of_measurement"] == "°C" for s in temperature)
 
-    await _check_events(ws, col, configs, by_uid)
+    await _check_events(ha, http, ws, col, configs, by_uid)
     await _check_switches(ha, http, col, configs, by_uid)
 
 
 async def _check_events(
+    ha: HomeAssistant,
+    http: aiohttp.ClientSession,
     ws: Websocket,
     col: Collector,
     configs: dict[str, dict[str, Any]],
@@ -456,6 +490,8 @@ async def _check_events(
     def received() -> dict[tuple[str, str], dict[str, Any]]:
         out = {}
         for ev in ws.events:
+            if ev["event_type"] != "state_changed":
+                continue
             new = ev["data"].get("new_state") or {}
             if ev["data"]["entity_id"].startswith("event.") and "event_type" in new.get(
                 "attributes", {}
@@ -467,6 +503,15 @@ async def _check_events(
         return next(by_uid[u]["entity_id"] for u in configs if u.endswith(suffix))
 
     dimmer, cube = entity("_dimmer"), entity("_cube")
+    # automations as a user would make them in HA's editor, one per device kind
+    targets = {
+        "dimmer": (dimmer, "rotate_left"),
+        "cube": (cube, "rotate_right"),
+        "double switch": (entity("_button_2"), "single"),
+        "gpio button": (entity("gpio-hall-button_button"), "single"),
+    }
+    for name, (entity_id, event_type) in targets.items():
+        await add_automation(ha, http, name, entity_id, event_type)
     wanted = {
         (dimmer, "rotate_left"),
         (dimmer, "rotate_right"),
@@ -482,6 +527,14 @@ async def _check_events(
         return wanted <= pub and pub <= set(received())
 
     await until("the demo's events in HA", all_arrived)
+
+    def fired() -> set[str]:
+        return {ev["data"]["which"] for ev in ws.events if ev["event_type"] == AUTOMATION_EVENT}
+
+    async def automations_fired() -> set[str] | None:
+        return None if fired() < set(targets) else fired()
+
+    await until("an HA automation per device kind to fire", automations_fired)
     got = received()
     rotate = got[(dimmer, "rotate_right")]["attributes"]
     assert rotate["steps"] in (1, 2, 3), rotate
