@@ -244,22 +244,27 @@ def test_dashboard_in_a_real_browser(demo: Demo, browser: Any, tmp_path: Path) -
     assert browser.execute_script("return localStorage.getItem('migw.token')") is None
 
 
-def test_a_login_link_logs_in_and_leaves_no_token_in_the_address(
-    demo: Demo, browser: Any, tmp_path: Path
-) -> None:
+def test_a_one_time_login_link(demo: Demo, browser: Any, tmp_path: Path) -> None:
     args = ["--state-dir", str(demo.state), "--api-port", str(demo.port), "token", "--link"]
-    out = subprocess.run(
+    link = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "migw"), *args],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    assert out.endswith(f":{demo.port}/#login={demo.token}")
+    assert link.startswith(f"http://127.0.0.1:{demo.port}/#code=")
+    assert demo.token not in link
     page = Page(browser, tmp_path)
-    browser.get(f"{demo.base}/#login={demo.token}")
+    browser.get(link)
     page.until("devices after the link", lambda: page.all("#devices tbody tr"))
-    assert demo.token not in browser.current_url
+    assert "code=" not in browser.current_url
     assert browser.execute_script("return localStorage.getItem('migw.token')") == demo.token
+    # used once: a second browser session with the same link gets the login page back
+    browser.execute_script("localStorage.clear()")
+    browser.get("about:blank")
+    browser.get(link)
+    error = page.until("a used-up link", lambda: page.css("#login-error"))
+    assert "used up or expired" in error.text
 
 
 def test_a_phone_screen_and_a_keyboard(demo: Demo, browser: Any, tmp_path: Path) -> None:
@@ -294,3 +299,19 @@ def test_the_page_needs_no_token_but_data_does_and_the_csp_is_strict(demo: Demo)
     with urllib.request.urlopen(demo.base + "/static/app.js", timeout=10) as resp:
         assert "immutable" in resp.headers["Cache-Control"]
         assert demo.token not in resp.read().decode()
+
+
+def test_login_codes_are_good_once_and_expire() -> None:
+    from gateway.api.web import LOGIN_CODE_TTL_S, LOGIN_CODES_MAX, LoginCodes
+
+    now = [1000.0]
+    codes = LoginCodes(clock=lambda: now[0])
+    a = codes.issue()
+    assert codes.redeem(a) and not codes.redeem(a)
+    b = codes.issue()
+    now[0] += LOGIN_CODE_TTL_S + 1
+    assert not codes.redeem(b)
+    issued = [codes.issue() for _ in range(LOGIN_CODES_MAX + 1)]
+    assert not codes.redeem(issued[0])  # the oldest made room
+    assert codes.redeem(issued[-1])
+    assert not codes.redeem("")

@@ -6,11 +6,18 @@ and a strict Content-Security-Policy. See docs/api.md, "Web dashboard"."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import secrets
+import time
+from collections.abc import Callable
 from importlib import resources
 from typing import Final
 
 from aiohttp import web
+
+from gateway.api.errors import ApiError, json_response
+from gateway.api.token import read_token
 
 #: The subprotocol the dashboard's WebSocket speaks; it offers the token as a second one.
 WS_PROTOCOL: Final = "migw"
@@ -31,9 +38,38 @@ _TYPES: Final = {
 STATIC_MAX_AGE_S: Final = 86400
 
 
+#: A login link's code is good for this long, and once.
+LOGIN_CODE_TTL_S: Final = 300.0
+LOGIN_CODES_MAX: Final = 16
+LOGIN_PATH: Final = "/api/v1/login"
+
+
 def is_public(path: str) -> bool:
-    """The page and its files need no token (they hold no data)."""
-    return path == "/" or path.startswith("/static/")
+    """The page and its files need no token (they hold no data); nor does redeeming a
+    one-time login code (the code is the credential)."""
+    return path in ("/", LOGIN_PATH) or path.startswith("/static/")
+
+
+class LoginCodes:
+    """One-time codes for login links (``migw token --link``): a phone opens
+    ``http://<pi>:8380/#code=<code>`` and the page trades the code for the token once."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._codes: dict[str, float] = {}
+        self._clock = clock
+
+    def issue(self) -> str:
+        now = self._clock()
+        self._codes = {c: t for c, t in self._codes.items() if t > now}
+        while len(self._codes) >= LOGIN_CODES_MAX:
+            self._codes.pop(next(iter(self._codes)))
+        code = secrets.token_urlsafe(18)
+        self._codes[code] = now + LOGIN_CODE_TTL_S
+        return code
+
+    def redeem(self, code: str) -> bool:
+        expires = self._codes.pop(code, None)
+        return expires is not None and expires > self._clock()
 
 
 def ws_token(request: web.Request) -> str | None:
@@ -101,5 +137,24 @@ def add_routes(app: web.Application) -> None:
             request, request.match_info["name"], f"public, max-age={STATIC_MAX_AGE_S}, immutable"
         )
 
+    codes = LoginCodes()
+
+    async def issue_code(request: web.Request) -> web.Response:
+        return json_response({"code": codes.issue(), "expires_in_s": LOGIN_CODE_TTL_S, "uses": 1})
+
+    async def login(request: web.Request) -> web.Response:
+        from gateway.api.app import SERVICE, read_json
+
+        body = await read_json(request)
+        code = body.get("code") if isinstance(body, dict) else None
+        if not isinstance(code, str) or not codes.redeem(code):
+            raise ApiError(401, "invalid_code", "this login link is used up or expired")
+        token = await asyncio.to_thread(read_token, request.app[SERVICE].state_dir)
+        if token is None:
+            raise ApiError(409, "no_token", "the service has no API token")
+        return json_response({"token": token})
+
     app.router.add_get("/", page)
     app.router.add_get("/static/{name}", static)
+    app.router.add_post("/api/v1/login-codes", issue_code)
+    app.router.add_post(LOGIN_PATH, login)

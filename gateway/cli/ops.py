@@ -902,8 +902,8 @@ def send(ctx: CliContext, device: str, action: str, seconds: float | None, as_js
 @click.option(
     "--link",
     is_flag=True,
-    help="Print a login link for the web dashboard (the token rides in the #fragment, which "
-    "a browser never sends; open it on a trusted device only).",
+    help="Print a one-time login link for the web dashboard (for a phone; good for 5 "
+    "minutes; needs the running service).",
 )
 @json_option
 @pass_ctx
@@ -928,12 +928,25 @@ def token(ctx: CliContext, rotate: bool, create: bool, link: bool, as_json: bool
     path = token_path(target.state_dir)
     mode = file_mode(target.state_dir)
     if link:
-        url = f"http://{_lan_host(target)}:{target.config.api.port}/#login={value}"
+
+        async def issue(api: ApiClient) -> tuple[Any, str]:
+            radios = (await api.get("/api/v1/radios"))["radios"]
+            listen = next((r["info"].get("listen", "") for r in radios if r["name"] == "api"), "")
+            return await api.post("/api/v1/login-codes"), listen
+
+        code, got = call_service(target, "a login link", issue)
+        if code != EXIT_OK:
+            return code
+        issued, listen = got
+        url = f"http://{_lan_host(target, listen)}/#code={issued['code']}"
         if as_json:
-            print_json({"link": url, "path": str(path)})
+            print_json({"link": url, "expires_in_s": issued["expires_in_s"], "uses": 1})
         else:
             click.echo(url)
-            notice("opening it logs a browser in for good (Log out forgets it); keep it private")
+            notice(
+                f"a one-time login link for the web dashboard, good for "
+                f"{issued['expires_in_s']:.0f} s (the token itself is not in it)"
+            )
         return EXIT_OK
     if as_json:
         print_json(
@@ -953,18 +966,21 @@ def token(ctx: CliContext, rotate: bool, create: bool, link: bool, as_json: bool
     return EXIT_OK
 
 
-def _lan_host(target: Target) -> str:
-    """The address a phone on the LAN reaches the API at: the listen address, or for a
-    wildcard one this host's address on its default route (loopback for a loopback API)."""
-    listen = target.config.api.listen
-    if listen not in ("", "0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
-        return f"[{listen}]" if ":" in listen else listen
+def _lan_host(target: Target, listen: str) -> str:
+    """``host:port`` a phone on the LAN reaches the API at, from the running service's
+    listen address (``0.0.0.0:8380``): a wildcard is this host's address on its default
+    route; a loopback API (a demo) stays loopback."""
+    host, _, port = listen.rpartition(":")
+    if not host:
+        host, port = target.config.api.listen, str(target.config.api.port)
+    if host not in ("", "0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.connect(("192.0.2.1", 9))  # TEST-NET-1: nothing is sent, the route is chosen
-            return str(s.getsockname()[0])
+            return f"{s.getsockname()[0]}:{port}"
     except OSError:
-        return "127.0.0.1"
+        return f"127.0.0.1:{port}"
 
 
 # ------------------------------------------------------------------------------ zigbee

@@ -464,10 +464,19 @@ document.getElementById("logout").addEventListener("click", () => {
   go("#/login");
 });
 window.addEventListener("hashchange", render);
-// a one-time login link (`migw token --link`): the token is in the fragment, which never
-// reaches the server; it is stored and removed from the address bar at once
-if (location.hash.startsWith("#login=")) {
-  localStorage.setItem(TOKEN_KEY, decodeURIComponent(location.hash.slice(7)));
-  history.replaceState(null, "", location.pathname + "#/devices");
+// a one-time login link (`migw token --link`): its code (in the fragment, which a browser
+// never sends) is traded once for the token, then removed from the address bar
+async function start() {
+  if (location.hash.startsWith("#code=")) {
+    const code = decodeURIComponent(location.hash.slice(6));
+    history.replaceState(null, "", location.pathname + "#/devices");
+    const resp = await fetch("/api/v1/login", {
+      method: "POST", body: JSON.stringify({ code }), cache: "no-store", credentials: "omit",
+      headers: { "Content-Type": "application/json" },
+    });
+    if (resp.ok) localStorage.setItem(TOKEN_KEY, (await resp.json()).token);
+    else return showLogin("This login link is used up or expired: `migw token --link` makes a new one.");
+  }
+  render();
 }
-render();
+start();
