@@ -40,6 +40,21 @@ class Gw:
     col: Collector
 
 
+async def _cli_args(svc: Service, state: Path) -> list[str]:
+    """The CLI's options for this service, once its API listens."""
+    server = next(c for c in svc.components if c.name == "api")
+    assert isinstance(server, ApiServer)
+    await asyncio.wait_for(server.listening.wait(), 10)
+    return ["--state-dir", str(state), "--api-port", str(server.port)]
+
+
+async def _store_once_mine_is_up(gw: Gw) -> Any:
+    store = gw.svc.store
+    assert store is not None
+    await gw.col.wait_for(lambda: "ble-a4c138000001" in _devices_in(gw.col))
+    return store
+
+
 @pytest.fixture
 async def gw(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Gw]:
     base: Any = gateway_config(tmp_path / "state", mosquitto.url, ha=True)
@@ -55,11 +70,7 @@ async def gw(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Gw]:
         Collector(mosquitto.port, ["migw/testgw/#", "homeassistant/#"]) as col,
         Service(cfg, drivers=[ble]) as svc,
     ):
-        server = next(c for c in svc.components if c.name == "api")
-        assert isinstance(server, ApiServer)
-        await asyncio.wait_for(server.listening.wait(), 10)
-        args = ["--state-dir", str(tmp_path / "state"), "--api-port", str(server.port)]
-        yield Gw(svc, args, col)
+        yield Gw(svc, await _cli_args(svc, tmp_path / "state"), col)
 
 
 def _devices_in(col: Collector) -> set[str]:
@@ -135,9 +146,7 @@ def ingest_counter(svc: Service, name: str) -> int:
 async def test_a_forgotten_allowed_device_comes_back_when_it_speaks(
     gw: Gw, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = gw.svc.store
-    assert store is not None
-    await gw.col.wait_for(lambda: "ble-a4c138000001" in _devices_in(gw.col))
+    store = await _store_once_mine_is_up(gw)
     # allowed in the config: forgetting drops the record, and it comes back when it speaks
     assert await asyncio.to_thread(main, [*gw.args, "forget", "ble-a4c138000001"]) == 0
     assert "it joins again when it next transmits" in capsys.readouterr().err
@@ -173,3 +182,47 @@ def test_the_demo_log_shows_names(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         "#7 gpio-hall-relay (Hall light) switch = True",
         "#8 gpio-hall-pir motion = False",
     ]
+
+
+async def test_allow_adds_a_stranger_with_what_was_heard_from_it(
+    gw: Gw, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = await _store_once_mine_is_up(gw)
+    assert await store.device("ble-a4c138000099") is None
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, [*gw.args, "allow", NEIGHBOUR]) == 0
+    assert "ble-a4c138000099 is added" in capsys.readouterr().out
+    await gw.col.wait_for(lambda: "ble-a4c138000099" in _devices_in(gw.col))
+    dev = await store.device("ble-a4c138000099")
+    assert dev is not None and dev.model == "BTHome" and dev.rssi is not None
+    assert await asyncio.to_thread(main, [*gw.args, "devices", "--seen", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["seen"] == []
+    assert await asyncio.to_thread(main, [*gw.args, "allow", "not-a-mac"]) == 1
+
+
+async def test_ble_keys_lists_an_encrypted_stranger_as_needing_a_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hw_mocks.ble import SyntheticFleet
+
+    fleet = SyntheticFleet(2)  # sensor 1: MiBeacon v5 encrypted, its key unknown here
+    cfg = Config().replace(
+        gateway=dataclasses.replace(Config().gateway, state_dir=tmp_path / "state"),
+        api=ApiSection(listen="127.0.0.1", port=0),
+    )
+    adverts = fleet.adverts(60)
+    ble = BleDriver(lambda cb: ReplayScanner(cb, adverts, rate=300.0, loop=True), {})
+    async with Service(cfg, drivers=[ble]) as svc:
+        args = await _cli_args(svc, tmp_path / "state")
+        want = "ble-" + fleet.sensors[1].mac.replace(":", "").lower()
+        assert svc.ingest is not None and svc.ingest.directory is not None
+        directory = svc.ingest.directory
+        for _ in range(200):
+            if any(s["id"] == want for s in directory.strangers()):
+                break
+            await asyncio.sleep(0.02)
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, [*args, "ble", "keys", "--json"]) == 0
+        rows = {r["device"]: r for r in json.loads(capsys.readouterr().out)["keys"]}
+        assert rows[want]["key_status"] == "needs_key" and rows[want]["added"] is False
+        assert svc.store is not None and await svc.store.device(want) is None

@@ -170,8 +170,26 @@ async def list_keys(request: web.Request) -> web.Response:
                 "key": where.get(dev_id),
                 "key_status": key_status(dev, keyed) if dev else "not_seen",
                 "last_seen": dev.last_seen if dev else None,
+                "added": dev is not None,
             }
         )
+    # encrypted strangers (not added: join = "allowlisted") need a key before they can be
+    directory = svc.ingest.directory if svc.ingest is not None else None
+    listed = {r["device"] for r in rows}
+    rows.extend(
+        {
+            "device": s["id"],
+            "mac": _mac(s["id"]),
+            "name": s["name"],
+            "model": s["model"],
+            "key": None,
+            "key_status": "needs_key",
+            "last_seen": s["last_seen"],
+            "added": False,
+        }
+        for s in (directory.strangers() if directory is not None else ())
+        if s["encrypted"] and s["id"] not in listed
+    )
     return json_response({"keys": rows})
 
 
