@@ -275,3 +275,33 @@ async def test_sun_trigger_fires_at_sunset() -> None:
     _, sunset = sun_times_local(local.date(), 51.50853, -0.12574, local.tzinfo)  # type: ignore[arg-type]
     assert sunset is not None
     assert trace.at == pytest.approx(sunset - 600)
+
+
+async def test_reload_drops_a_delay_whose_actions_changed() -> None:
+    toml = """
+        [[automations]]
+        id = "a"
+        triggers = [{type = "event", device = "b", action = "single"}]
+        [[automations.actions]]
+        type = "delay"
+        seconds = 10
+        [[automations.actions]]
+        type = "run"
+        automation = "b"
+        [[automations]]
+        id = "b"
+        triggers = [{type = "event", device = "b", action = "long"}]
+        actions = [{type = "command", device = "r", command = "on"}]
+    """
+    engine, rec = make(toml)
+    await engine.handle(Input(T0, "event", "b", "button", "single"))
+    # a change to b only: a's run keeps going (it is not inside b yet)
+    assert engine.load(loads(textwrap.dedent(toml.replace('"on"', '"off"'))).automations) == []
+    await engine.advance(T0 + 11)
+    assert rec.commands == [(T0 + 10, "r", "off")]
+    await engine.handle(Input(T0 + 20, "event", "b", "button", "single"))
+    changed = toml.replace("seconds = 10", "seconds = 5")
+    assert engine.load(loads(textwrap.dedent(changed)).automations) == ["a"]
+    await engine.advance(T0 + 60)
+    assert len(rec.commands) == 1
+    assert engine.traces["a"][-1].outcome == "abandoned"

@@ -19,12 +19,14 @@ IRK = bytes.fromhex("00112233445566778899aabbccddeeff")
 
 
 async def test_phone_arrives_by_irk_and_leaves(tmp_path: Path) -> None:
-    # three rotations of the phone's address, and another phone that must not count
-    adverts = [
+    # another phone for 3 s (it must not count: alice is declared away after 1 s), then
+    # three rotations of alice's address
+    stranger = Advertisement(make_rpa(bytes(16), b"\x01\x02\x03"), rssi=-40)
+    adverts = [stranger] * 150 + [
         Advertisement(make_rpa(IRK, bytes([i, 2 * i, 3])), rssi=-60 - i % 3)
         for i in range(1, 4)
         for _ in range(5)
-    ] + [Advertisement(make_rpa(bytes(16), b"\x01\x02\x03"), rssi=-40)] * 5
+    ]
     cfg = loads(
         textwrap.dedent(f"""
         [gateway]
@@ -63,4 +65,4 @@ async def test_phone_arrives_by_irk_and_leaves(tmp_path: Path) -> None:
         messages = [r.body for r in rows if r.device_id.startswith("automation-")]
         assert any('"action":"hi alice"' in b for b in messages)
         assert any('"action":"bye alice"' in b for b in messages)
-        assert auto.health().counters["presence_changes"] == 2
+        assert auto.health().counters["presence_changes"] == 3  # away, home, away

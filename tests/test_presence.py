@@ -150,3 +150,17 @@ def test_an_irk_never_shows_in_a_repr() -> None:
     person = Person("alice", (ident,))
     for text in (repr(ident), repr(person), str(person)):
         assert SPEC_IRK.hex() not in text.lower()
+
+
+def test_unknown_at_first_then_away_or_home() -> None:
+    irk = bytes(range(16))
+    people = [Person("alice", (identity("irk", irk.hex()),)), Person("bob", ())]
+    tracker = PresenceTracker(people, PresenceTimings(home_rssi=-80, away_after_s=60))
+    assert tracker.tick(0.0) == []
+    # alice's phone is there at start: she is home, never reported away first
+    assert tracker.observe(Advertisement(make_rpa(irk, b"\x05\x06\x07"), rssi=-50), 1.0) == [
+        PresenceChange("alice", True, -50.0, 1.0, "irk")
+    ]
+    # bob was not seen since the start: away once away_after_s passed
+    assert tracker.tick(59.0) == []
+    assert tracker.tick(60.0) == [PresenceChange("bob", False, None, 60.0, "")]

@@ -237,7 +237,8 @@ class PresenceChange:
 
 @dataclass(slots=True)
 class _PersonState:
-    home: bool = False
+    #: None until known: seen (home), or not seen for away_after_s since start (away).
+    home: bool | None = None
     rssi: float | None = None
     last_strong: float | None = None
     counters: dict[str, int] = field(default_factory=dict)
@@ -245,7 +246,11 @@ class _PersonState:
 
 class PresenceTracker:
     """Home/away per person from adverts. Call :meth:`observe` per advert and :meth:`tick`
-    now and then (both with a monotonic ``now``); both return the state changes."""
+    now and then (both with a monotonic ``now``); both return the state changes.
+
+    A person's state is unknown at first: the first change is "home" on a strong enough
+    sighting, or "away" once ``away_after_s`` passed since the first call without one (so a
+    restart does not report everybody away and back)."""
 
     def __init__(self, people: Iterable[Person], timings: PresenceTimings | None = None) -> None:
         self.people = tuple(people)
@@ -253,9 +258,10 @@ class PresenceTracker:
         self._state = {p.name: _PersonState() for p in self.people}
         #: RPA -> person already resolved (an RPA rotates about every 15 minutes).
         self._rpa_cache: dict[str, str | None] = {}
+        self._started: float | None = None
 
     def is_home(self, person: str) -> bool:
-        return self._state[person].home
+        return self._state[person].home is True
 
     def rssi(self, person: str) -> float | None:
         return self._state[person].rssi
@@ -284,6 +290,8 @@ class PresenceTracker:
         return (found, "irk") if found is not None else None
 
     def observe(self, adv: Advertisement, now: float) -> list[PresenceChange]:
+        if self._started is None:
+            self._started = now
         who = self._who(adv)
         if who is None:
             return []
@@ -298,7 +306,7 @@ class PresenceTracker:
             )
         rssi = st.rssi if st.rssi is not None else t.home_rssi
         changes: list[PresenceChange] = []
-        if not st.home and rssi >= t.home_rssi:
+        if st.home is not True and rssi >= t.home_rssi:
             st.home = True
             changes.append(PresenceChange(name, True, st.rssi, now, kind))
         if st.home and rssi >= t.home_rssi - t.hysteresis_db:
@@ -306,13 +314,15 @@ class PresenceTracker:
         return changes + self.tick(now)
 
     def tick(self, now: float) -> list[PresenceChange]:
+        if self._started is None:
+            self._started = now
         changes: list[PresenceChange] = []
+        away_after = self.timings.away_after_s
         for name, st in self._state.items():
-            if (
-                st.home
-                and st.last_strong is not None
-                and now - st.last_strong >= self.timings.away_after_s
-            ):
+            if st.home is None and now - self._started >= away_after:
+                st.home = False
+                changes.append(PresenceChange(name, False, None, now, ""))
+            elif st.home and st.last_strong is not None and now - st.last_strong >= away_after:
                 st.home = False
                 st.rssi = None
                 changes.append(PresenceChange(name, False, None, now, ""))

@@ -304,7 +304,6 @@ class Automations:
         if not section.people:
             self.tracker = None
             return
-        old = self.tracker
         self.tracker = PresenceTracker(people_of(section), timings_of(section))
         svc = self.service
         if svc.ingest is None:
@@ -320,8 +319,6 @@ class Automations:
                     manufacturer="migw",
                 )
             )
-            if old is None:
-                sink.reading(PERSON_PREFIX + p.name, PRESENCE_METRIC, False)
 
     def _hook_ble(self) -> Callable[[], None]:
         ble = self.service.driver("ble")

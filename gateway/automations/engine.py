@@ -192,17 +192,23 @@ class Engine:
         new = {a.id: a for a in automations}
         dropped: list[str] = []
         for key in list(self._timers):
-            aid = key[1] if key[0] != "run" else self._runs[key[1]].automation
-            old, now_def = self.defs.get(aid), new.get(aid)
-            keep = now_def is not None and (
-                old == now_def
-                or (key[0] == "run" and old is not None and old.actions == now_def.actions)
-            )
+            owner = self._runs[key[1]].automation if key[0] == "run" else str(key[1])
+            if key[0] == "run":
+                run = self._runs[key[1]]
+                # every automation whose actions the run is inside must keep its actions
+                inside = {a for a, _path, _i in run.stack} | {run.automation}
+                keep = all(
+                    a in new and a in self.defs and new[a].actions == self.defs[a].actions
+                    for a in inside
+                )
+            else:
+                keep = key[1] in new and self.defs.get(key[1]) == new[key[1]]
             if not keep:
                 self._cancel(key)
                 if key[0] == "run":
                     self._finish(self._runs[key[1]], "abandoned")
-                dropped.append(aid)
+                if key[0] in ("run", "for"):
+                    dropped.append(owner)
         for aid, auto in new.items():
             if self.defs.get(aid) != auto:
                 for i in range(len(auto.triggers)):
@@ -516,7 +522,13 @@ class Engine:
         trace = run.trace
         while run.stack:
             aid, path, idx = run.stack[-1]
-            actions = _resolve(self.defs[aid], path)
+            try:
+                actions = _resolve(self.defs[aid], path)
+            except (KeyError, IndexError, AttributeError, TypeError):
+                # a saved position that no longer fits the definitions: stop, never crash
+                trace.actions.append({"at": self.now, "action": "-", "result": "position lost"})
+                self._finish(run, "abandoned")
+                return
             if idx >= len(actions):
                 run.stack.pop()
                 continue

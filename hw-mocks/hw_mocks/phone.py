@@ -2,8 +2,8 @@
 
 The address is regenerated from the phone's IRK every ``rotate_s`` seconds (a real phone
 rotates about every 15 minutes), so only a gateway that resolves RPAs with the IRK can tell
-it is the same phone. It is home for ``home_s`` seconds (adverts with a fluctuating RSSI),
-then away for ``away_s`` seconds (silent), and so on.
+it is the same phone. It starts away for ``away_s`` seconds (silent), then is home for
+``home_s`` seconds (adverts with a fluctuating RSSI), and so on.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class SimulatedPhone:
         irk: bytes,
         *,
         home_s: float = 60.0,
-        away_s: float = 45.0,
+        away_s: float = 35.0,
         rotate_s: float = 20.0,
         rssi: int = -62,
         seed: int = 7,
@@ -41,7 +41,7 @@ class SimulatedPhone:
     def is_home(self, now: float) -> bool:
         if self._start is None:
             self._start = now
-        return (now - self._start) % (self.home_s + self.away_s) < self.home_s
+        return (now - self._start) % (self.home_s + self.away_s) >= self.away_s
 
     def advert(self, now: float) -> Advertisement | None:
         """An advert at ``now`` (monotonic seconds), or None while the phone is away."""
