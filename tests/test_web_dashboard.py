@@ -89,6 +89,7 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager never downloads anything
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     for flag in (
         "--headless",
         "--no-sandbox",
@@ -237,6 +238,14 @@ def test_dashboard_in_a_real_browser(demo: Demo, browser: Any, tmp_path: Path) -
     page.until("enabled again", lambda: "enabled" in page.css(f"{row} .badge").text.split())
     page.css(f"{row} .show-trace").click()
     page.until("a trace", lambda: page.css(f"{row} .trace-cell").text)
+
+    # no script error on any page (a refused token's 401 is the only expected console line)
+    errors = [
+        e["message"]
+        for e in browser.get_log("browser")
+        if e["level"] == "SEVERE" and "401" not in e["message"]
+    ]
+    assert errors == []
 
     # logging out forgets the token
     page.css("#logout").click()
