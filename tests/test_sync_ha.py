@@ -9,6 +9,8 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -352,3 +354,31 @@ def test_every_device_names_its_manufacturer_and_model() -> None:
     human = _dev("Mi smart plug (ZNCZ02LM)", Transport.ZIGBEE, manufacturer="Xiaomi")
     block = ha.metric_entity(T, human, "power", commandable=False).config["device"]
     assert block["model"] == "Mi smart plug (ZNCZ02LM)"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["K9B-2BTN", "YLKG07YL/YLKG08YL", "BTHome", "XYZ", "XMMF01JQD"]),
+            st.sampled_from(["button", "dimmer", "cube", "lock", "other"]),
+            st.sampled_from(["single", "long", "rotate_left", "locked", "hold", "odd"]),
+            st.sampled_from([None, 1, 2, 3]),
+        ),
+        max_size=40,
+    )
+)
+def test_an_event_always_goes_to_an_entity_announcing_its_action(
+    events: list[tuple[str, str, str, int | None]],
+) -> None:
+    """Whatever a device sends, the entity its event is published to has announced that
+    action type by then (Home Assistant drops an event type it was not told about)."""
+    catalog = ha.EventCatalog()
+    announced: dict[str, dict[str, Any]] = {}
+    for model, event, action, button in events:
+        dev = _dev(model)
+        for d in catalog.device(T, dev) + catalog.event(T, dev, event, action, button):
+            announced[d.config["state_topic"]] = d.config
+        ev = Event(dev.id, event, action, STAMP, "ble", button=button)
+        topic, _ = ha.event_message(T, ev)
+        assert action in announced[topic]["event_types"]
+        assert len(set(announced[topic]["event_types"])) == len(announced[topic]["event_types"])
