@@ -13,6 +13,7 @@ entity registries, ``state_changed`` events), against what migw published on the
   automation made through HA's config API fires on each of those four;
 * switches round-trip: an HA service call switches the relay in migw, and HA shows it;
 * stopping the gateway makes its entities unavailable, starting it again brings them back;
+* a restarted Home Assistant gets discovery again (its birth message) and every entity;
 * HA's log has no warning or error about MQTT entities, templates or migw.
 """
 
@@ -138,10 +139,11 @@ class HomeAssistant:
 
     def problems(self) -> list[str]:
         """WARNING/ERROR records of HA's log (a record's continuation lines included)."""
-        if not self.log_path.exists():
-            return []
         records: list[str] = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
+        lines: list[str] = []
+        for path in sorted(self.config_dir.glob("home-assistant.log*"), reverse=True):
+            lines += path.read_text(errors="replace").splitlines()  # .log.1 (a restart) first
+        for line in lines:
             if re.match(r"\d{4}-\d\d-\d\d ", line):
                 records.append(line)
             elif records:
@@ -365,6 +367,8 @@ async def test_real_home_assistant(tmp_path: Path) -> None:
                     await _check_unavailable(ha, http, ws)
                 with gateway(tmp_path, broker):
                     await _check_available_again(ha, http, ws)
+                    entity_ids = [e["entity_id"] for e in (await _registry(ws))[1]]
+                    await _check_ha_restart(ha, http, col, entity_ids)
     finally:
         ha.stop()
         broker.stop()
@@ -588,6 +592,32 @@ async def _check_available_again(
         return len(back) == len(ids)
 
     await until("migw's entities available after a restart", available)
+
+
+async def _check_ha_restart(
+    ha: HomeAssistant, http: aiohttp.ClientSession, col: Collector, entity_ids: list[str]
+) -> None:
+    """Home Assistant restarts: its birth message makes migw publish discovery again, and
+    every entity is back and available."""
+    before = len(_prefixed(col, "homeassistant/"))
+    configs = len(announced(col))
+    ha.stop()
+    ha.start()
+    await wait_started(ha, http)
+
+    async def republished() -> bool:
+        return len(_prefixed(col, "homeassistant/")) - before >= configs
+
+    await until("migw to re-publish discovery for the restarted HA", republished)
+
+    async def available() -> bool:
+        try:
+            states = await _states(ha, http)
+        except (aiohttp.ClientError, AssertionError):
+            return False
+        return all(states.get(i, {}).get("state") not in (None, "unavailable") for i in entity_ids)
+
+    await until("migw's entities back in the restarted HA", available)
 
 
 async def _check_unavailable(ha: HomeAssistant, http: aiohttp.ClientSession, ws: Websocket) -> None:
