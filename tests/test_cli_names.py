@@ -99,6 +99,8 @@ async def test_a_neighbours_thermometer_stays_out_until_allowed(
     assert seen["join"] == "allowlisted"
     assert [s["id"] for s in seen["seen"]] == ["ble-a4c138000099"]
     assert seen["seen"][0]["model"] and seen["seen"][0]["encrypted"] is False
+    assert await asyncio.to_thread(main, [*gw.args, "devices"]) == 0
+    assert "1 BLE device in range is not added: `migw devices --seen`" in capsys.readouterr().err
     assert await asyncio.to_thread(main, [*gw.args, "devices", "--seen"]) == 0
     out, err = capsys.readouterr()
     assert "ble-a4c138000099" in out and "`migw allow ID` or `migw name ID NAME`" in err

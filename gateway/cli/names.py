@@ -87,7 +87,12 @@ def forget(ctx: CliContext, device_id: str, ignore: bool, as_json: bool) -> int:
         print_json(result)
         return EXIT_OK
     click.echo(f"{device_id} is forgotten" + (" and ignored from now on" if ignore else ""))
-    if result["admitted"]:
+    if result["admitted"] and not device_id.startswith("ble-"):
+        notice(
+            "it is still in its network and comes back when it next reports (reset it, or "
+            "take it out of the network, to be rid of it)"
+        )
+    elif result["admitted"]:
         notice(
             'it joins again when it next transmits ([ble] join = "all", a bind key or a '
             "config entry): `migw forget --ignore` keeps it out"

@@ -388,7 +388,7 @@ def devices(
     got = _read(target, path, _devices_offline)
     if isinstance(got, int):
         return got
-    data, _live = got
+    data, live = got
     rows = [
         d
         for d in data["devices"]
@@ -398,7 +398,25 @@ def devices(
         print_json({"devices": rows, "count": len(rows)})
     else:
         _render_devices(rows)
+        if live:
+            _mention_strangers(target)
     return EXIT_OK
+
+
+def _mention_strangers(target: Target) -> None:
+    """One line on stderr when BLE devices in range are not added (they are easily missed)."""
+
+    async def go() -> Any:
+        async with ApiClient(target) as api:
+            return await api.get("/api/v1/ble/seen")
+
+    try:
+        n = len(_run(go())["seen"])
+    except (ServiceDown, ApiFailure):
+        return
+    if n:
+        what = "1 BLE device in range is" if n == 1 else f"{n} BLE devices in range are"
+        notice(f"{what} not added: `migw devices --seen`")
 
 
 def _seen(target: Target, as_json: bool) -> int:
