@@ -42,7 +42,7 @@ def add_routes(
         aid = known(request, comp)
         raw = request.query.get("limit", "20")
         if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-            raise ApiError(400, "bad_query", "limit must be 1-1000")
+            raise ApiError(400, "invalid_query", "limit must be between 1 and 1000")
         return json_response({"traces": [t.to_dict() for t in comp.traces(aid, int(raw))]})
 
     async def enable(request: web.Request) -> web.Response:
@@ -50,7 +50,7 @@ def add_routes(
         aid = known(request, comp)
         body = await read_json(request)  # type: ignore[misc]
         if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
-            raise ApiError(400, "bad_body", 'expected {"enabled": true|false}')
+            raise ApiError(422, "invalid_body", 'expected {"enabled": true|false}')
         try:
             comp.set_enabled(aid, body["enabled"])
         except KeyError:
