@@ -119,18 +119,18 @@ class SimulatedStick:
     @contextlib.asynccontextmanager
     async def _run(self) -> AsyncIterator[object]:
         if self._sim is None:
-            from drivers.zigbee.coordinator import BACKUP_FILE
             from hw_mocks.aqara import MODELS
             from hw_mocks.znp import ZStackSimulator
 
-            # the simulated stick is blank in every process: the backup of the last demo's
-            # network would (rightly, for a real stick) stop the coordinator from forming one
-            (self.state_dir / BACKUP_FILE).unlink(missing_ok=True)
+            # the simulated stick keeps its NV in the state dir, as a real stick keeps its
+            # flash: a restarted demo resumes its network (and its devices) instead of
+            # forming a new PAN every time
             self._sim = ZStackSimulator(
                 link_path=self.path,
                 devices=MODELS,
                 report_interval=self._report_interval,
                 seed=DEMO_ZIGBEE_SEED,
+                nv_path=self.state_dir / "stick-nv.json",
             )
         await self._sim.start()
         try:

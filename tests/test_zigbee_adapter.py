@@ -154,7 +154,9 @@ async def test_demo_driver_restart_resumes(tmp_path: Path) -> None:
 
 
 async def test_demo_starts_again_in_the_same_state_dir(tmp_path: Path) -> None:
-    """Each demo process has a blank simulated stick: its old backup must not block it."""
+    """The simulated stick keeps its NV in the state dir: a second demo process resumes the
+    first one's network (same PAN and key), it does not form a new one."""
+    networks: list[tuple[object, object]] = []
     for run in range(2):
         driver = adapter.create(demo_ctx(tmp_path))
         assert driver is not None
@@ -165,8 +167,15 @@ async def test_demo_starts_again_in_the_same_state_dir(tmp_path: Path) -> None:
             assert driver.coordinator.reason == ""
             await until((tmp_path / "zigbee-demo" / co.BACKUP_FILE).exists)
             await until(lambda sink=sink: bool(sink.readings))
+            info = driver.coordinator.info
+            networks.append((info.pan_id, info.extended_pan_id))
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        assert driver.coordinator.counters["networks_formed"] == 1, run
+        counters = driver.coordinator.counters
+        assert (counters["networks_formed"], counters["networks_resumed"]) == (
+            (1, 0) if run == 0 else (0, 1)
+        ), run
+    assert networks[0] == networks[1]
+    assert (tmp_path / "zigbee-demo" / "stick-nv.json").stat().st_mode & 0o077 == 0

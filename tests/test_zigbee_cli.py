@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -196,7 +197,12 @@ def test_backup_and_restore_cli(
 ) -> None:
     cfg = tmp_path / "config.toml"
     state = tmp_path / "state"
-    cfg.write_text(f'[gateway]\nstate_dir = "{state}"\n[zigbee]\nport = "{stick}"\n')
+    with socket.socket() as s:  # an API port where nothing listens: the service is down
+        s.bind(("127.0.0.1", 0))
+        api_port = s.getsockname()[1]
+    cfg.write_text(
+        f'[gateway]\nstate_dir = "{state}"\n[api]\nport = {api_port}\n[zigbee]\nport = "{stick}"\n'
+    )
     doc = {
         "metadata": {
             "format": "zigpy/open-coordinator-backup",
@@ -323,8 +329,6 @@ async def test_backup_and_devices_go_through_the_running_service(
     """Issue 15.5: with the service running, `zigbee backup` asks it (it owns the stick) and
     `zigbee devices` reads the table the service uses, here outside the state dir (as the
     demo's is)."""
-    import socket
-
     from drivers.zigbee.coordinator import CoordinatorConfig
     from gateway import config as config_mod
     from gateway.adapters import zigbee as adapter

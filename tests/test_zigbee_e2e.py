@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import os
+import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -707,3 +709,50 @@ async def test_zstack_12_stick_formed_without_our_marker_is_not_reformed(tmp_pat
             await until(lambda: coord2.state == State.FAILED.value)
             assert "on a network" in coord2.reason
         assert sim.counters["formations"] == 1
+
+
+async def test_simulated_stick_keeps_its_nv_across_processes(tmp_path: Path) -> None:
+    """Issue 11.6: the demo's stick keeps its NV like flash; a new simulator (a restarted
+    demo) on the same file carries the network and its joined devices."""
+    nv = tmp_path / "stick-nv.json"
+    rec = Recorder()
+    async with ZStackSimulator(devices=("lumi.weather",), seed=5, nv_path=nv) as sim:
+        coord = Coordinator(config(sim, tmp_path), rec)
+        async with running(coord):
+            await joined_network(sim, coord, rec, ("lumi.weather",))
+            first = (sim.pan_id, sim.network_key, sim.device("lumi.weather").nwk)
+    assert nv.stat().st_mode & 0o077 == 0
+    rec2 = Recorder()
+    async with ZStackSimulator(devices=("lumi.weather",), seed=5, nv_path=nv) as sim2:
+        dev = sim2.device("lumi.weather")
+        assert dev.nwk == first[2]  # still on the network
+        coord2 = Coordinator(config(sim2, tmp_path), rec2)
+        async with running(coord2):
+            await until(lambda: coord2.connected)
+            assert coord2.counters["networks_resumed"] == 1
+            assert sim2.counters["formations"] == 0
+            assert (sim2.pan_id, sim2.network_key) == first[:2]
+            sim2.report(dev)
+            await until(lambda: bool(rec2.readings))
+
+
+def test_simulated_weather_reports_each_value_once_and_drifts() -> None:
+    """Issue 11.6: a reporting cycle never carries a metric twice (the heartbeat replaces
+    the cluster reports), and the air moves by small steps, not random jumps."""
+    from drivers.zigbee.zcl.interpret import Interpreter
+    from hw_mocks.aqara import SimDevice
+
+    dev = SimDevice("lumi.weather", "00158d0000000001", rng=random.Random(9))
+    it = Interpreter()
+    temps: list[float] = []
+    for _ in range(40):
+        metrics: list[str] = []
+        for cluster, ep, data, _bcast in dev.reports():
+            res = it.interpret(dev.ieee, "lumi.weather", cluster, ep, data)
+            metrics += [m for m, _ in res.readings]
+            temps += [float(str(v)) for m, v in res.readings if m == "temperature"]
+        assert len(metrics) == len(set(metrics)), metrics
+    steps = [abs(b - a) for a, b in itertools.pairwise(temps)]
+    assert len(temps) > 25
+    assert max(steps) < 0.5, steps
+    assert it.junk_dropped >= 3  # the -100 °C lumi.weather really sends, dropped

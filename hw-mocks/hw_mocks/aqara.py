@@ -30,6 +30,9 @@ MODELS = (
     "lumi.ctrl_neutral1",
 )
 MAINS = frozenset({"lumi.plug", "lumi.ctrl_neutral1"})
+#: One reporting cycle in this many sends the 0xFF01 heartbeat (with the values) instead
+#: of the cluster reports.
+HEARTBEAT_EVERY = 4
 #: Endpoint that obeys On/Off commands.
 SWITCH_ENDPOINT = {"lumi.plug": 1, "lumi.ctrl_neutral1": 2}
 
@@ -53,6 +56,11 @@ class SimDevice:
     contact_open: bool = False
     leak: bool = False
     counter: int = 0
+    #: The air around the sensor: it drifts a little per reporting cycle (random walk), as
+    #: real air does, instead of jumping between random values.
+    temp_c: float | None = None
+    humidity: float = 50.0
+    pressure_hpa: float = 1013.0
     tsn: int = field(default_factory=lambda: random.randrange(256))
     rng: random.Random = field(default_factory=random.Random)
     #: ZCL frames the device received (for assertions in tests).
@@ -139,6 +147,17 @@ class SimDevice:
 
     # --- behaviour ----------------------------------------------------------------------
 
+    def _drift(self) -> None:
+        """One step of the air: tenths of a degree, half a percent, a fraction of a hPa."""
+        r = self.rng
+        if self.temp_c is None:  # a room somewhere between 19 and 24 °C
+            self.temp_c = 19.0 + r.random() * 5
+            self.humidity = 40.0 + r.random() * 20
+            self.pressure_hpa = 1005.0 + r.random() * 15
+        self.temp_c = min(max(self.temp_c + r.uniform(-0.15, 0.15), 15.0), 30.0)
+        self.humidity = min(max(self.humidity + r.uniform(-0.6, 0.6), 25.0), 80.0)
+        self.pressure_hpa = min(max(self.pressure_hpa + r.uniform(-0.2, 0.2), 980.0), 1040.0)
+
     def reports(self) -> list[Report]:
         """One reporting cycle: what the device sends now."""
         self.counter += 1
@@ -147,36 +166,43 @@ class SimDevice:
         m = self.model
         out: list[Report] = []
         if m in ("lumi.sensor_ht", "lumi.weather"):
-            temp = 1800 + r.randrange(900)
-            hum = 3500 + r.randrange(3000)
-            if m == "lumi.weather" and n % 5 == 0:
+            self._drift()
+            assert self.temp_c is not None
+            temp = round(self.temp_c * 100)
+            hum = round(self.humidity * 100)
+            hpa10 = round(self.pressure_hpa * 10)
+            extra = [
+                (0x64, 0x29, struct.pack("<h", temp)),
+                (0x65, 0x21, struct.pack("<H", hum)),
+            ]
+            if n % HEARTBEAT_EVERY == 0:
+                # the heartbeat carries the values instead of the cluster reports (a real
+                # sensor sends it about hourly): never the same reading twice, 1 ms apart
+                if m == "lumi.weather":
+                    extra.append((0x66, 0x2B, struct.pack("<i", hpa10 * 10)))
+                    out.append((0x0000, 1, self._heartbeat(extra, octet=True), False))
+                else:
+                    out.append((0x0000, 1, self._heartbeat(extra, wrong_len=True), False))
+                return out
+            if m == "lumi.weather" and n % 7 == 0:
                 temp = -10000  # the junk lumi.weather really sends (zha-device-handlers#3844)
             out.append((0x0402, 1, self._report([zf.Attribute(0, 0x29, temp)]), False))
             out.append((0x0405, 1, self._report([zf.Attribute(0, 0x21, hum)]), False))
-            extra = [
-                (0x64, 0x29, struct.pack("<h", max(temp, 1800))),
-                (0x65, 0x21, struct.pack("<H", hum)),
-            ]
             if m == "lumi.weather":
-                hpa = 990 + r.randrange(30)
                 out.append(
                     (
                         0x0403,
                         1,
                         self._report(
                             [
-                                zf.Attribute(0x0000, 0x29, hpa),
+                                zf.Attribute(0x0000, 0x29, round(self.pressure_hpa)),
                                 zf.Attribute(0x0014, 0x28, -1),
-                                zf.Attribute(0x0010, 0x29, hpa * 10),
+                                zf.Attribute(0x0010, 0x29, hpa10),
                             ]
                         ),
                         False,
                     )
                 )
-                extra.append((0x66, 0x2B, struct.pack("<i", hpa * 100)))
-                out.append((0x0000, 1, self._heartbeat(extra, octet=True), False))
-            else:
-                out.append((0x0000, 1, self._heartbeat(extra, wrong_len=True), False))
         elif m == "lumi.sensor_motion.aq2":
             lux = 5 + r.randrange(300)
             out.append((0x0406, 1, self._report([zf.Attribute(0, 0x18, 1)]), False))

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import random
@@ -106,6 +107,24 @@ SECURE_NV_IDS = frozenset(
 )
 
 
+#: Requests after which the NV on disk is brought up to date.
+NV_CHANGING = frozenset(
+    {
+        "SYS_OSAL_NV_WRITE",
+        "SYS_OSAL_NV_WRITE_EXT",
+        "SYS_OSAL_NV_ITEM_INIT",
+        "SYS_OSAL_NV_DELETE",
+        "SYS_NV_WRITE",
+        "SYS_NV_CREATE",
+        "SYS_NV_DELETE",
+        "SYS_RESET_REQ",
+        "ZB_WRITE_CONFIGURATION",
+        "ZDO_STARTUP_FROM_APP",
+        "APP_CNF_BDB_START_COMMISSIONING",
+    }
+)
+
+
 def _aligned(product: int) -> bool:
     """CC26xx (Z-Stack 3.x.0) aligns NV structs; CC2530/CC2531 (1.2, 3.0.x) packs them."""
     return product == 1
@@ -150,8 +169,12 @@ class ZStackSimulator:
         answer_delay: float = 0.0,
         ieee: str = "00124b0001c0ffee",
         seed: int | None = None,
+        nv_path: Path | str | None = None,
     ) -> None:
         self.product = product
+        #: Where the stick keeps its NV across processes (None: in memory only), as a real
+        #: stick keeps its flash: a restarted host resumes the same network.
+        self.nv_path = Path(nv_path) if nv_path is not None else None
         self.ieee = ieee
         self.rng = random.Random(seed)
         self.corruption_rate = corruption_rate
@@ -191,6 +214,7 @@ class ZStackSimulator:
             "dropped_no_endpoint": 0,
         }
         self.commands_seen: list[str] = []
+        self._load_nv()
         self._own_link = link_path is None
         self._link_dir: tempfile.TemporaryDirectory[str] | None = None
         if link_path is None:
@@ -224,6 +248,51 @@ class ZStackSimulator:
         reporter, self._reporter = self._reporter, None
         await cancel_and_wait(reporter)
         self.unplug()
+        self.save_nv()
+
+    # --- NV on disk ---------------------------------------------------------------------
+
+    def save_nv(self) -> None:
+        """Write the NV (and which devices are on the network) to ``nv_path``, atomically."""
+        if self.nv_path is None:
+            return
+        doc = {
+            "product": self.product,
+            "frame_counter": self.frame_counter,
+            "nv": {f"{k:04x}": v.hex() for k, v in sorted(self.nv.items())},
+            "ex_nv": {f"{a}:{b:04x}:{c:04x}": v.hex() for (a, b, c), v in self.ex_nv.items()},
+            "devices": {d.ieee: d.nwk for d in self.devices if d.nwk is not None},
+        }
+        self.nv_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.nv_path.with_name(self.nv_path.name + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        os.chmod(tmp, 0o600)  # it holds the simulated network key
+        os.replace(tmp, self.nv_path)
+
+    def _load_nv(self) -> None:
+        if self.nv_path is None:
+            return
+        try:
+            doc = json.loads(self.nv_path.read_text(encoding="utf-8"))
+            product = int(doc["product"])
+            nv = {int(k, 16): bytes.fromhex(v) for k, v in doc["nv"].items()}
+            ex_nv: dict[tuple[int, int, int], bytes] = {}
+            for key, v in doc["ex_nv"].items():
+                a, b, c_ = key.split(":")
+                ex_nv[(int(a), int(b, 16), int(c_, 16))] = bytes.fromhex(v)
+            joined = {str(k): int(v) for k, v in doc["devices"].items()}
+            counter = int(doc["frame_counter"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            _LOGGER.warning("simulated stick NV %s unreadable (%s): factory NV", self.nv_path, exc)
+            return
+        if product != self.product:  # another firmware: its NV layout does not apply
+            _LOGGER.warning("simulated stick NV %s: product %d: factory NV", self.nv_path, product)
+            return
+        self.nv, self.ex_nv, self.frame_counter = nv, ex_nv, counter
+        for dev in self.devices:
+            dev.nwk = joined.get(dev.ieee)
 
     def close(self) -> None:
         """Remove the temporary directory of the port path (after the last stop)."""
@@ -305,6 +374,7 @@ class ZStackSimulator:
         self.announce(dev)
         if not dev.silent_join:
             self.deliver(dev, *dev.model_report())
+        self.save_nv()
 
     def announce(self, dev: SimDevice, new_nwk: int | None = None) -> None:
         if new_nwk is not None:
@@ -324,6 +394,7 @@ class ZStackSimulator:
         assert dev.nwk is not None
         self._send(c.ZDO_LEAVE_IND.rsp(NWK=dev.nwk, IEEE=dev.ieee, Request=0, Remove=0, Rejoin=0))
         dev.nwk = None
+        self.save_nv()
 
     def report(self, dev: SimDevice) -> list[Report]:
         """One reporting cycle of ``dev`` (returns what was sent)."""
@@ -475,6 +546,8 @@ class ZStackSimulator:
             self._srsp(c.RPC_ERROR, ErrorCode=t.ErrorCode.INVALID_COMMAND_ID, RequestHeader=hdr)
             return
         handler(msg.fields)
+        if name in NV_CHANGING:
+            self.save_nv()
 
     def _h_sys_ping(self, f: dict[str, Any]) -> None:
         caps = t.MTCapabilities(0x0159 | (0x0400 if self.product else 0))
