@@ -131,7 +131,7 @@ class UpstreamSection:
     reconnect_stable_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.url and not re.fullmatch(r"mqtts?://[^/\s:]+(:\d{1,5})?/?", self.url):
+        if self.url and not _is_mqtt_url(self.url):
             raise _FieldError("url", "must look like mqtt://host:1883 or mqtts://host:8883")
         if self.password is not None and self.password_file is not None:
             raise _FieldError("password_file", "give password or password_file, not both")
@@ -172,7 +172,7 @@ class HomeAssistantSection:
     def __post_init__(self) -> None:
         if not re.fullmatch(r"20\d\d\.\d{1,2}", self.min_version):
             raise _FieldError("min_version", "must be a Home Assistant release like 2024.3")
-        if self.url and not re.fullmatch(r"mqtts?://[^/\s:]+(:\d{1,5})?/?", self.url):
+        if self.url and not _is_mqtt_url(self.url):
             raise _FieldError("url", "must look like mqtt://host:1883 or mqtts://host:8883")
         if self.password is not None and self.password_file is not None:
             raise _FieldError("password_file", "give password or password_file, not both")
@@ -685,6 +685,12 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+
+def _is_mqtt_url(url: str) -> bool:
+    """``mqtt://host[:port]`` or ``mqtts://...``, the port (if any) 1-65535, no credentials."""
+    m = re.fullmatch(r"mqtts?://[^/\s:@]+(?::(\d{1,5}))?/?", url)
+    return m is not None and (m.group(1) is None or 0 < int(m.group(1)) <= 65535)
 
 
 class _FieldError(ValueError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ _LOGGER = logging.getLogger("gateway")
 @click.option(
     "--rate",
     type=click.FloatRange(0.001, 1000),
+    callback=lambda _ctx, _param, value: _finite(value, "--rate"),
     default=0.5,
     show_default=True,
     help="Demo: adverts per second per simulated BLE sensor.",
@@ -116,6 +118,13 @@ def run(
         return asyncio.run(serve(cfg, options, reload_config=load_config))
     except KeyboardInterrupt:
         return 0
+
+
+def _finite(value: float, name: str) -> float:
+    """click's FloatRange lets NaN through (every comparison with it is false)."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number", param_hint=f"'{name}'")
+    return value
 
 
 def _check_upstream(url: str) -> None:
