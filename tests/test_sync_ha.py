@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,16 @@ async def test_discovery_state_and_relay_commands(
         assert button["event_types"] == ["single", "double", "triple", "long", "release"]
         assert button["state_topic"] == "migw/testgw/event/gpio-button/button"
         assert button["device_class"] == "button"
+        # a press goes to the button's own event topic, after its entity was announced
+        button_pin = mock_pins.pin(17)
+        button_pin.drive_low()
+        await asyncio.sleep(0.05)
+        button_pin.drive_high()
+        event_topic = "migw/testgw/event/gpio-button/button"
+        await col.wait_for(lambda: col.on(event_topic), timeout=10)
+        assert _json(col.on(event_topic)[0].payload) == {"event_type": "single"}
+        order = [m.topic for m in col.messages]
+        assert order.index(button_cfg) < order.index(event_topic)
         await col.wait_for(lambda: col.on("migw/testgw/availability/gpio-relay"))
         assert col.on("migw/testgw/availability/gpio-relay")[-1].payload == b"online"
 
