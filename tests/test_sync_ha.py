@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -362,6 +363,10 @@ def test_every_device_names_its_manufacturer_and_model() -> None:
     named = _dev("lumi.plug", Transport.ZIGBEE, manufacturer="LUMI")
     block = ha.metric_entity(T, named, "power", commandable=False).config["device"]
     assert (block["manufacturer"], block["model"]) == ("LUMI", "Mi smart plug ZNCZ02LM")
+    roomed = dataclasses.replace(_dev("pvvx"), attrs={"room": "Kitchen"})
+    block = ha.metric_entity(T, roomed, "temperature", commandable=False).config["device"]
+    assert block["suggested_area"] == "Kitchen"
+    assert "suggested_area" not in pvvx.config["device"]
     human = _dev("Mi smart plug (ZNCZ02LM)", Transport.ZIGBEE, manufacturer="Xiaomi")
     block = ha.metric_entity(T, human, "power", commandable=False).config["device"]
     assert block["model"] == "Mi smart plug (ZNCZ02LM)"

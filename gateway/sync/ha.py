@@ -128,6 +128,8 @@ def _device_block(t: Topics, dev: Device) -> dict[str, Any]:
         block["model"] = model
     if manufacturer:
         block["manufacturer"] = manufacturer
+    if dev.room:
+        block["suggested_area"] = dev.room  # HA puts a new device in this area
     return block
 
 

@@ -285,7 +285,10 @@ async def websocket(ha: HomeAssistant, http: aiohttp.ClientSession) -> AsyncIter
 @contextlib.contextmanager
 def gateway(tmp: Path, broker: Mosquitto) -> Iterator[subprocess.Popen[bytes]]:
     config = tmp / "migw.toml"
-    config.write_text(f'[gateway]\nid = "{GATEWAY}"\n')
+    config.write_text(
+        f'[gateway]\nid = "{GATEWAY}"\n\n'
+        '[devices]\n"gpio-hall-relay" = { name = "Hall light", room = "Hallway" }\n'
+    )
     log = (tmp / "migw.log").open("ab")
     proc = subprocess.Popen(
         [
@@ -426,6 +429,9 @@ async def _check_running(
     configs = announced(col)
     assert len(devices) == DEVICES, [d["name"] for d in devices]
     by_uid = {e["unique_id"]: e for e in entities}
+    # a named device with a room: HA's name, and the area it created for the room
+    hall = [d for d in devices if d["name"] == "Hall light"]
+    assert len(hall) == 1 and hall[0]["area_id"] == "hallway", hall
     for d in devices:
         if d["name"] != f"migw {GATEWAY}":
             assert d["manufacturer"] and d["model"], (d["name"], d["manufacturer"], d["model"])
