@@ -82,6 +82,7 @@ class Coordinator:
             "leaves": 0,
             "watchdog_failures": 0,
             "backups": 0,
+            "retrieve_failed": 0,
         }
         self._api: ZnpApi | None = None
         self._network: Network | None = None

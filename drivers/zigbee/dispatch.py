@@ -33,6 +33,8 @@ _LOGGER = logging.getLogger(__name__)
 MAX_IEEE_LOOKUPS = 4
 #: A device update is published when the LQI moved at least this much.
 LQI_NOTIFY_DELTA = 8
+#: Bytes asked for per AF_DATA_RETRIEVE (an SRSP carries at most ~245).
+RETRIEVE_CHUNK = 200
 #: Motion is cleared after this long without a new one when neither config nor model says.
 DEFAULT_MOTION_CLEAR_S = 90.0
 
@@ -131,7 +133,16 @@ class Dispatcher:
         cmd = msg.command
         f = msg.fields
         if cmd is c.AF_INCOMING_MSG:
-            self._on_incoming(msg)
+            self._incoming(
+                int(f["SrcAddr"]),
+                int(f["ClusterId"]),
+                int(f["SrcEndpoint"]),
+                bytes(f["Data"]),
+                int(f["LQI"]),
+                broadcast=bool(f["WasBroadcast"]),
+            )
+        elif cmd is c.AF_INCOMING_MSG_EXT:
+            self._on_incoming_ext(msg)
         elif cmd is c.ZDO_TC_DEV_IND:
             self._seen_device(str(f["SrcIEEE"]), int(f["SrcNwk"]), announce=False)
         elif cmd is c.ZDO_END_DEVICE_ANNCE_IND:
@@ -197,9 +208,59 @@ class Dispatcher:
                 await seen.wait()
         self._model_seen.pop(ieee, None)
 
-    def _on_incoming(self, msg: Message) -> None:
+    def _on_incoming_ext(self, msg: Message) -> None:
+        """AF_INCOMING_MSG_EXT: a long source address, or a payload too large for one MT
+        frame (the stick keeps it; it is fetched with AF_DATA_RETRIEVE, then released)."""
         f = msg.fields
-        nwk = int(f["SrcAddr"])
+        src = bytes(f["SrcAddr"])
+        if f["SrcAddrMode"] == t.AddrMode.NWK:
+            nwk = int.from_bytes(src[:2], "little")
+        elif f["SrcAddrMode"] == t.AddrMode.IEEE and (rec := self.table.get(src[::-1].hex())):
+            nwk = rec.nwk
+        else:  # group, broadcast or inter-PAN source, or a stranger's IEEE: not ours
+            self.counters["unknown_source"] += 1
+            return
+        args = (nwk, int(f["ClusterId"]), int(f["SrcEndpoint"]))
+        lqi, broadcast = int(f["LQI"]), bool(f["WasBroadcast"])
+        data = f["Data"]
+        if isinstance(data, t.Held):
+            self.spawn(
+                self._retrieve(int(f["TimeStamp"]), data.length, args, lqi, broadcast),
+                f"zigbee-retrieve-{nwk:04x}",
+            )
+            return
+        self._incoming(*args, bytes(data), lqi, broadcast=broadcast)
+
+    async def _retrieve(
+        self,
+        stamp: int,
+        length: int,
+        args: tuple[int, int, int],
+        lqi: int,
+        broadcast: bool,
+    ) -> None:
+        api = self._require_api()
+        data = b""
+        try:
+            while len(data) < length:
+                n = min(RETRIEVE_CHUNK, length - len(data))
+                rsp = await api.request(
+                    c.AF_DATA_RETRIEVE, TimeStamp=stamp, Index=len(data), Length=n
+                )
+                chunk = bytes(rsp["Data"])
+                if rsp["Status"] != t.Status.SUCCESS or not chunk:
+                    self.counters["retrieve_failed"] += 1
+                    _LOGGER.debug("AF_DATA_RETRIEVE of %d bytes failed at %d", length, len(data))
+                    return
+                data += chunk
+        finally:  # a zero-length retrieve releases the stick's buffer (TI MT_AF.c)
+            with contextlib.suppress(DriverError, TimeoutError):
+                await api.request(c.AF_DATA_RETRIEVE, TimeStamp=stamp, Index=0, Length=0)
+        self._incoming(*args, data[:length], lqi, broadcast=broadcast)
+
+    def _incoming(
+        self, nwk: int, cluster: int, src_ep: int, data: bytes, lqi: int, *, broadcast: bool
+    ) -> None:
         rec = self.table.by_nwk(nwk)
         if rec is None:
             self.counters["unknown_source"] += 1
@@ -211,12 +272,9 @@ class Dispatcher:
                 self._ieee_lookups.add(nwk)
                 self.spawn(self._lookup_ieee(nwk), f"zigbee-ieee-{nwk:04x}")
             return
-        cluster = int(f["ClusterId"])
-        src_ep = int(f["SrcEndpoint"])
-        res = self.interpreter.interpret(rec.ieee, rec.model, cluster, src_ep, bytes(f["Data"]))
+        res = self.interpreter.interpret(rec.ieee, rec.model, cluster, src_ep, data)
         if res.duplicate:
             return
-        lqi = int(f["LQI"])
         changes: dict[str, Any] = {"last_seen": time.time()}
         notify = rec.lqi is None or abs(rec.lqi - lqi) >= LQI_NOTIFY_DELTA
         changes["lqi"] = lqi
@@ -245,7 +303,7 @@ class Dispatcher:
             self.listener.event(rec.ieee, action, button)
         if res.motion:
             self._arm_motion_clear(rec)
-        if res.default_response and res.frame is not None and not f["WasBroadcast"]:
+        if res.default_response and res.frame is not None and not broadcast:
             data = zf.default_response(res.frame.header)
             self.spawn(
                 self.control.send_zcl_quiet(nwk, src_ep, cluster, data),

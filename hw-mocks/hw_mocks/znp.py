@@ -40,6 +40,8 @@ from hw_mocks.aqara import MODELS, Report, SimDevice
 
 _LOGGER = logging.getLogger(__name__)
 
+#: A payload longer than this reaches the host as AF_INCOMING_MSG_EXT + AF_DATA_RETRIEVE.
+HOLD_OVER = 200
 #: Delay of asynchronous indications after their SRSP.
 CALLBACK_DELAY = 0.005
 #: How long a sleepy device stays awake after it sent something.
@@ -199,6 +201,9 @@ class ZStackSimulator:
         self.endpoints: dict[int, tuple[int, ...]] = {}
         self.permit_until = 0.0
         self.bdb_channel_mask = 0
+        #: Large incoming payloads kept for AF_DATA_RETRIEVE, by their timestamp.
+        self.held: dict[int, bytes] = {}
+        self._held_stamp = 0
         #: APS groups: (endpoint, group id) -> name
         self.groups: dict[tuple[int, int], bytes] = {}
         self.frame_counter = 0
@@ -421,6 +426,9 @@ class ZStackSimulator:
         if not eps:
             self.counters["dropped_no_endpoint"] += 1
             return
+        if len(data) > HOLD_OVER:
+            self._deliver_held(dev, cluster, src_ep, data, eps[0], broadcast)
+            return
         for ep in eps:  # Z-Stack hands a broadcast to every registered endpoint
             self._send(
                 c.AF_INCOMING_MSG.rsp(
@@ -439,6 +447,43 @@ class ZStackSimulator:
                     MsgResultRadius=29,
                 )
             )
+
+    def _deliver_held(
+        self, dev: SimDevice, cluster: int, src_ep: int, data: bytes, ep: int, broadcast: bool
+    ) -> None:
+        """Too large for AF_INCOMING_MSG: AF_INCOMING_MSG_EXT with the length only; the
+        stick keeps the bytes until the host fetches them with AF_DATA_RETRIEVE."""
+        assert dev.nwk is not None
+        self._held_stamp = (self._held_stamp + 1) & 0xFFFFFFFF
+        self.held[self._held_stamp] = data
+        self._send(
+            c.AF_INCOMING_MSG_EXT.rsp(
+                GroupId=0,
+                ClusterId=cluster,
+                SrcAddrMode=t.AddrMode.NWK,
+                SrcAddr=dev.nwk.to_bytes(2, "little") + bytes(6),
+                SrcEndpoint=src_ep,
+                SrcPanId=self.pan_id,
+                DstEndpoint=ep,
+                WasBroadcast=int(broadcast),
+                LQI=dev.lqi,
+                SecurityUse=0,
+                TimeStamp=self._held_stamp,
+                TSN=0,
+                Data=t.Held(len(data)),
+            )
+        )
+
+    def _h_af_data_retrieve(self, f: dict[str, Any]) -> None:
+        data = self.held.get(f["TimeStamp"])
+        if f["Length"] == 0:  # the host is done: free the buffer
+            self.held.pop(f["TimeStamp"], None)
+            self._srsp(c.AF_DATA_RETRIEVE, Status=OK, Data=b"")
+        elif data is None:
+            self._srsp(c.AF_DATA_RETRIEVE, Status=t.Status.FAILURE, Data=b"")
+        else:
+            chunk = data[f["Index"] : f["Index"] + f["Length"]]
+            self._srsp(c.AF_DATA_RETRIEVE, Status=OK, Data=chunk)
 
     async def _report_loop(self) -> None:
         assert self.report_interval is not None

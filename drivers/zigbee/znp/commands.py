@@ -367,10 +367,18 @@ COMMANDS: tuple[CommandDef, ...] = (
             _f("SecurityUse", t.U8),
             _f("TimeStamp", t.U32),
             _f("TSN", t.U8),
-            _f("Data", t.LONG_BYTES),
+            _f("Data", t.HeldBytes()),  # a large payload stays on the stick: AF_DATA_RETRIEVE
             _opt("MacSrcAddr", t.NWK),
             _opt("MsgResultRadius", t.U8),
         ),
+    ),
+    CommandDef(
+        "AF_DATA_RETRIEVE",
+        S.AF,
+        0x12,
+        SREQ,
+        (_f("TimeStamp", t.U32), _f("Index", t.U16), _f("Length", t.U8)),
+        (STATUS, _f("Data", t.SHORT_BYTES)),
     ),
     # --- ZDO requests ---------------------------------------------------------------------
     CommandDef(
@@ -819,6 +827,8 @@ AF_REGISTER = _c("AF_REGISTER")
 AF_DATA_REQUEST = _c("AF_DATA_REQUEST")
 AF_DATA_CONFIRM = _c("AF_DATA_CONFIRM")
 AF_INCOMING_MSG = _c("AF_INCOMING_MSG")
+AF_INCOMING_MSG_EXT = _c("AF_INCOMING_MSG_EXT")
+AF_DATA_RETRIEVE = _c("AF_DATA_RETRIEVE")
 ZDO_NODE_DESC_REQ = _c("ZDO_NODE_DESC_REQ")
 ZDO_SIMPLE_DESC_REQ = _c("ZDO_SIMPLE_DESC_REQ")
 ZDO_SIMPLE_DESC_RSP = _c("ZDO_SIMPLE_DESC_RSP")

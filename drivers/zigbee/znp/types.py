@@ -381,6 +381,34 @@ class LenBytes:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """A payload the stick kept back (too large for one MT frame): only its length came;
+    the host fetches it with AF_DATA_RETRIEVE (TI MT_AF.c, AF_INCOMING_MSG_EXT)."""
+
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeldBytes(LenBytes):
+    """u16-length-prefixed bytes, or :class:`Held` when the bytes did not come with it."""
+
+    len_size: int = 2
+
+    def decode(self, data: bytes, pos: int) -> tuple[FieldValue, int]:
+        _need(data, pos, self.len_size, "length")
+        n = int.from_bytes(data[pos : pos + self.len_size], "little")
+        pos += self.len_size
+        if len(data) - pos < n:
+            return Held(n), pos
+        return bytes(data[pos : pos + n]), pos + n
+
+    def encode(self, value: FieldValue) -> bytes:
+        if isinstance(value, Held):
+            return value.length.to_bytes(self.len_size, "little")
+        return LenBytes.encode(self, value)
+
+
+@dataclass(frozen=True, slots=True)
 class Rest:
     """Every remaining byte."""
 
