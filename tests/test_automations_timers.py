@@ -105,3 +105,41 @@ async def test_delay_survives_a_reload_and_a_restart(tmp_path: Path) -> None:
         assert auto is not None
         traces = auto.traces("stairs")
         assert any(a["result"] == "resumed after a restart" for t in traces for a in t.actions)
+
+
+class SlowPanel(Panel):
+    """``panel-slow`` answers after 3 s, like a sleepy end device near the router timeout."""
+
+    async def command(self, device_id: str, command: Command) -> CommandResult:
+        if device_id == "panel-slow":
+            await asyncio.sleep(3.0)
+        return await super().command(device_id, command)
+
+
+async def test_a_slow_device_delays_only_its_own_run(tmp_path: Path) -> None:
+    extra = """
+        [[automations]]
+        id = "slow"
+        triggers = [{type = "event", device = "panel-button", action = "long"}]
+        actions = [{type = "command", device = "panel-slow", command = "off"},
+                   {type = "command", device = "panel-relay", command = "toggle"}]
+    """
+    panel = SlowPanel()
+    async with Service(_cfg(tmp_path / "state", extra), drivers=[panel]) as svc:
+        await panel.ready.wait()
+        auto = svc.automations
+        assert auto is not None and panel.sink is not None
+        await _until(lambda: auto.engine is not None)
+        panel.sink.event("panel-button", "button", "long")
+        await _until(lambda: auto.engine is not None and "slow" in auto.engine.last_fired)
+        panel.sink.event("panel-button", "button", "single")
+        # the stairs light goes on while the slow device has not answered yet
+        await _until(lambda: panel.commands == ["panel-relay on"], timeout=2.5)
+        # its delay runs out (1.5 s) before the slow device answers (3 s); then the slow
+        # run goes on
+        await _until(
+            lambda: (
+                panel.commands
+                == ["panel-relay on", "panel-relay off", "panel-slow off", "panel-relay toggle"]
+            )
+        )

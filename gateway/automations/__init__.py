@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from drivers.ble.presence import (
@@ -129,7 +130,8 @@ class Automations:
         self.effects = _LiveEffects(self)
         self.tracker: PresenceTracker | None = None
         self._journal: Journal | None = None
-        self._queue: asyncio.Queue[Input] = asyncio.Queue()
+        #: Committed inputs; None wakes the loop (a spawned run set a timer).
+        self._queue: asyncio.Queue[Input | None] = asyncio.Queue()
         self._instance = f"{time.time():.6f}"
         self._automations = service.config.automations
         self._presence = service.config.presence
@@ -217,6 +219,8 @@ class Automations:
         unhook = self._hook_ble()
         try:
             async with asyncio.TaskGroup() as tg:
+                engine.spawn = _spawner(tg)  # commands run as tasks of this group
+                engine.on_change = lambda: self._queue.put_nowait(None)  # a new deadline
                 tg.create_task(self._loop(engine), name="automations-engine")
                 if self.tracker is not None:
                     tg.create_task(self._presence_loop(), name="automations-presence")
@@ -366,6 +370,15 @@ class Automations:
                 else:
                     self.on_advert(adv)
             await asyncio.sleep(1.0)
+
+
+def _spawner(tg: asyncio.TaskGroup) -> Callable[[Coroutine[Any, Any, None]], object]:
+    count = itertools.count(1)
+
+    def spawn(coro: Coroutine[Any, Any, None]) -> object:
+        return tg.create_task(coro, name=f"automations-command-{next(count)}")
+
+    return spawn
 
 
 def create(service: Service) -> Automations | None:

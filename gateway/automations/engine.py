@@ -26,7 +26,7 @@ import itertools
 import logging
 import zoneinfo
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -154,9 +154,15 @@ class Engine:
         location: LocationSection | None = None,
         start: float,
         limits: Limits | None = None,
+        spawn: Callable[[Coroutine[Any, Any, None]], object] | None = None,
     ) -> None:
         self.effects = effects
         self.limits = limits or Limits()
+        #: Live: runs a command and the rest of its run as a task, so a slow device (a sleepy
+        #: Zigbee end device) delays only its own run. None (replay): commands are awaited.
+        self.spawn = spawn
+        #: Called when a spawned run changed the timers (the live loop re-reads its deadline).
+        self.on_change: Callable[[], None] | None = None
         self.location = location or LocationSection()
         self.defs: dict[str, AutomationDef] = {}
         self.enabled: dict[str, bool] = {}
@@ -540,12 +546,11 @@ class Engine:
             if act.type == "command":
                 cmd = Command(act.command, seconds=act.seconds if act.command == "pulse" else None)  # type: ignore[arg-type]
                 self._causes[act.device] = (run.chain, self.now + self.limits.cause_window_s)
-                result = await self.effects.command(act.device, cmd)
-                step["result"] = str(result.status) + (
-                    f": {result.detail}" if result.detail else ""
-                )
-                if not result.ok:
-                    self.counters["action_errors"] += 1
+                if self.spawn is not None:
+                    # live: the run goes on when the device answers; the engine does not wait
+                    self.spawn(self._command_then_step(run, act.device, cmd, step))
+                    return
+                self._command_result(step, await self.effects.command(act.device, cmd))
             elif act.type == "delay":
                 run.wake = self.now + act.seconds
                 step["result"] = f"until {_hm(run.wake, self._tz())}"
@@ -586,6 +591,25 @@ class Engine:
                 run.stack.append((aid, (*here, "actions"), 0))
                 step["result"] = "ok"
         self._finish(run)
+
+    def _command_result(self, step: dict[str, Any], result: CommandResult) -> None:
+        step["result"] = str(result.status) + (f": {result.detail}" if result.detail else "")
+        if not result.ok:
+            self.counters["action_errors"] += 1
+
+    async def _command_then_step(
+        self, run: _Run, device: str, cmd: Command, step: dict[str, Any]
+    ) -> None:
+        try:
+            self._command_result(step, await self.effects.command(device, cmd))
+            if run.id in self._runs:  # not cancelled (mode restart, reload) meanwhile
+                await self._step(run)
+        except Exception:  # an automation's failure never stops the others
+            _LOGGER.exception("automation %s failed", run.automation)
+            step.setdefault("result", "error")
+            self._finish(run, "abandoned")
+        if self.on_change is not None:
+            self.on_change()
 
     # ------------------------------------------------------------------ conditions
 
