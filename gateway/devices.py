@@ -115,6 +115,12 @@ class DeviceDirectory:
         self.path = state_dir / FILE_NAME
         self._clock = clock
         self._strangers: OrderedDict[str, Stranger] = OrderedDict()
+        self._policy_of: Config | None = None
+        self._policy_cache: tuple[str, frozenset[str], frozenset[str]] = (
+            "all",
+            frozenset(),
+            frozenset(),
+        )
         self._local = self._load()
 
     # ------------------------------------------------------------------ persistence
@@ -162,17 +168,30 @@ class DeviceDirectory:
         """Whether the device is ours (always, for anything but BLE)."""
         if not device_id.startswith(BLE_PREFIX):
             return True
-        ble = self._config().ble
-        if device_id in self._local.ignore or device_id in _ids(ble.ignore):
+        join, allowed, ignored = self._policy()
+        if device_id in self._local.ignore or device_id in ignored:
             return False
-        if ble.join == "all":
+        if join == "all":
             return True
         return (
             device_id in self._local.allow
-            or device_id in _ids(ble.allow)
-            or device_id in _ids((*ble.keys, *ble.key_files))
+            or device_id in allowed
             or self.entry(device_id) is not None
         )
+
+    def _policy(self) -> tuple[str, frozenset[str], frozenset[str]]:
+        """(join, ids allowed by the config or with a key, ids ignored), recomputed when the
+        config object changes (a reload): this runs for every BLE reading."""
+        cfg = self._config()
+        if self._policy_of is not cfg:
+            ble = cfg.ble
+            self._policy_cache = (
+                ble.join,
+                frozenset(_ids((*ble.allow, *ble.keys, *ble.key_files))),
+                frozenset(_ids(ble.ignore)),
+            )
+            self._policy_of = cfg
+        return self._policy_cache
 
     def strangers(self) -> list[dict[str, Any]]:
         now = self._clock()

@@ -228,3 +228,33 @@ async def test_ble_keys_lists_an_encrypted_stranger_as_needing_a_key(
         rows = {r["device"]: r for r in json.loads(capsys.readouterr().out)["keys"]}
         assert rows[want]["key_status"] == "needs_key" and rows[want]["added"] is False
         assert svc.store is not None and await svc.store.device(want) is None
+
+
+def test_the_join_policy_table(tmp_path: Path) -> None:
+    from gateway.config import Secret
+    from gateway.devices import DeviceDirectory
+
+    cfg = [
+        Config(
+            ble=BleSection(
+                allow=("A4:C1:38:00:00:01",),
+                ignore=("a4c138000002",),
+                keys={"A4:C1:38:00:00:03": Secret("00" * 16)},
+            ),
+            devices={"ble-a4c138000004": DeviceEntry(name="Named")},
+        )
+    ]
+    d = DeviceDirectory(lambda: cfg[0], tmp_path)
+    verdicts = {i: d.admits(f"ble-a4c13800000{i}") for i in range(1, 6)}
+    assert verdicts == {1: True, 2: False, 3: True, 4: True, 5: False}
+    assert d.admits("zb-00158d000fa93402") and d.admits("gpio-hall-relay")
+    d.allow("ble-a4c138000005")
+    assert d.admits("ble-a4c138000005")
+    d.forget("ble-a4c138000001", ignore=True)  # the local ignore list beats the config
+    assert not d.admits("ble-a4c138000001")
+    # a reload with join = "all": every one in range but the ignored
+    cfg[0] = cfg[0].replace(ble=dataclasses.replace(cfg[0].ble, join="all"))
+    assert d.admits("ble-a4c138000009") and not d.admits("ble-a4c138000002")
+    # kept across a restart
+    again = DeviceDirectory(lambda: cfg[0], tmp_path)
+    assert not again.admits("ble-a4c138000001") and again.admits("ble-a4c138000005")
