@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.model import DeviceUpdate, Event, Reading, Stamp, Value
+from gateway.driver import DriverHealth, Sink
+from gateway.model import (
+    Command,
+    CommandResult,
+    CommandStatus,
+    DeviceUpdate,
+    Event,
+    Reading,
+    Stamp,
+    Value,
+)
 
 BOOT = "00000000-0000-0000-0000-000000000001"
+ROOT = Path(__file__).resolve().parents[1]
+#: What a source tree ships (what tools/install.sh is run from).
+SHIPPED = [
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+    "config.example.toml",
+    "gateway",
+    "drivers",
+    "hw-mocks",
+    "tools",
+    "systemd",
+    "docs",
+]
 
 
 def stamp(wall: float | None = None, mono: float = 1.0, synced: bool = True) -> Stamp:
@@ -55,6 +81,43 @@ class RecordingSink:
         properties: tuple[tuple[str, int], ...] = (),
     ) -> None:
         self.events.append((device_id, event, action, button))
+
+
+def _not_built(_dir: str, names: list[str]) -> set[str]:
+    return {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".egg-info"))}
+
+
+def copy_shipped(dest: Path) -> Path:
+    """A frozen copy of the shipped files of this checkout in ``dest`` (the working tree may
+    change under a test), without byte code or build metadata."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in SHIPPED:
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, dest / name, ignore=_not_built)
+        else:
+            shutil.copy2(path, dest / name)
+    return dest
+
+
+class IdleDriver:
+    """A driver at the seam (gateway.driver.Driver) that owns no device, answers every
+    command ``unsupported`` and reports empty health; tests subclass it and give ``run``
+    the behaviour they are about (this one waits until cancelled)."""
+
+    name = "idle"
+
+    async def run(self, sink: Sink) -> None:
+        await asyncio.Event().wait()
+
+    async def command(self, device_id: str, command: Command) -> CommandResult:
+        return CommandResult(CommandStatus.UNSUPPORTED)
+
+    def owns(self, device_id: str) -> bool:
+        return False
+
+    def health(self) -> DriverHealth:
+        return DriverHealth()
 
 
 def migw_command() -> list[str]:

@@ -13,12 +13,12 @@ import pytest
 from api_support import running
 
 from gateway.cli import main
-from gateway.driver import DriverHealth, Sink
-from gateway.model import Command, CommandResult, CommandStatus
+from gateway.driver import Sink
 from gateway.service import Service, ServiceTiming
+from tests.helpers import IdleDriver
 
 
-class FlakyRadio:
+class FlakyRadio(IdleDriver):
     """A driver at the seam that runs until told to fail (the stick was unplugged)."""
 
     name = "flaky"
@@ -29,15 +29,6 @@ class FlakyRadio:
     async def run(self, sink: Sink) -> None:
         await self.fail.wait()
         raise OSError(19, "No such device")
-
-    async def command(self, device_id: str, command: Command) -> CommandResult:
-        return CommandResult(CommandStatus.UNSUPPORTED)
-
-    def owns(self, device_id: str) -> bool:
-        return False
-
-    def health(self) -> DriverHealth:
-        return DriverHealth()
 
 
 async def test_a_failing_radio_is_reported_everywhere(

@@ -14,19 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = [
-    "pyproject.toml",
-    "README.md",
-    "LICENSE",
-    "config.example.toml",
-    "gateway",
-    "drivers",
-    "hw-mocks",
-    "tools",
-    "systemd",
-    "docs",
-]
+from tests.helpers import ROOT, copy_shipped
+
 # --no-deps: the runtime dependencies are not what this test is about (and would take
 # minutes); pip still builds and installs migw itself into the venv.
 ENV = {"MIGW_PIP_ARGS": "--no-deps"}
@@ -90,21 +79,10 @@ SAME_AS_SOURCE = {
 }
 
 
-def _ignore(_dir: str, names: list[str]) -> set[str]:
-    return {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".egg-info"))}
-
-
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A frozen copy of the shipped files (the working tree may change under the test)."""
-    src = tmp_path_factory.mktemp("src")
-    for name in SHIPPED:
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, src / name, ignore=_ignore)
-        else:
-            shutil.copy2(path, src / name)
-    return src
+    return copy_shipped(tmp_path_factory.mktemp("src"))
 
 
 def run(script: str, source: Path, root: Path, **env: str) -> str:

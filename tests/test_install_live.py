@@ -12,19 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = [
-    "pyproject.toml",
-    "README.md",
-    "LICENSE",
-    "config.example.toml",
-    "gateway",
-    "drivers",
-    "hw-mocks",
-    "tools",
-    "systemd",
-    "docs",
-]
+from tests.helpers import copy_shipped
 
 SCRIPT = textwrap.dedent("""\
     set -eu
@@ -48,10 +36,6 @@ SCRIPT = textwrap.dedent("""\
         /etc/systemd/system/migw.service /etc/dbus-1/system.d/migw.conf /opt/migw/bin/migw
     readlink /etc/systemd/system/multi-user.target.wants/migw.service
     """)
-
-
-def _ignore(_dir: str, names: list[str]) -> set[str]:
-    return {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".egg-info"))}
 
 
 def _can_overlay(tmp_path: Path) -> str | None:
@@ -83,14 +67,7 @@ def test_live_install_in_a_throwaway_namespace(tmp_path: Path) -> None:
     reason = _can_overlay(tmp_path / "probe")
     if reason is not None:
         pytest.skip(reason)
-    src = tmp_path / "src"
-    for name in SHIPPED:
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, src / name, ignore=_ignore)
-        else:
-            src.mkdir(exist_ok=True)
-            shutil.copy2(path, src / name)
+    src = copy_shipped(tmp_path / "src")
     host_before = _host_state()
     script = tmp_path / "live.sh"
     script.write_text(SCRIPT)

@@ -17,9 +17,10 @@ import pytest
 from gateway.adapters import DemoOptions
 from gateway.config import ApiSection, Config, GatewaySection
 from gateway.demo import demo_config
-from gateway.driver import DriverHealth, Sink
+from gateway.driver import Sink
 from gateway.model import Command, CommandResult, CommandStatus
 from gateway.service import Service, ServiceTiming
+from tests.helpers import IdleDriver
 
 ROOT = Path(__file__).resolve().parent.parent
 GPIO_ONLY = DemoOptions(ble_devices=0, zigbee=False, gpio_interval=0.2)
@@ -73,7 +74,7 @@ async def test_relay_command_goes_through_the_one_command_path(tmp_path: Path) -
         assert res.status is CommandStatus.UNKNOWN_DEVICE
 
 
-class _FailingDriver:
+class _FailingDriver(IdleDriver):
     """A driver whose hardware is broken: every run fails at once."""
 
     name = "broken"
@@ -84,15 +85,6 @@ class _FailingDriver:
     async def run(self, sink: Sink) -> None:
         self.runs += 1
         raise OSError(19, "No such device")
-
-    async def command(self, device_id: str, command: Command) -> CommandResult:
-        return CommandResult(CommandStatus.UNSUPPORTED)
-
-    def owns(self, device_id: str) -> bool:
-        return False
-
-    def health(self) -> DriverHealth:
-        return DriverHealth()
 
 
 async def test_failing_driver_degrades_but_never_kills(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.service import Service, ServiceTiming
+from gateway.store import Store
 from gateway.sync import SyncAgent, SyncTiming
 from gateway.sync.pump import INFLIGHT
 from tests.broker import Collector, Mosquitto, SynthDriver, faulty_proxy, gateway_config
@@ -19,6 +20,18 @@ def _agent(svc: Service) -> SyncAgent:
     return agent
 
 
+async def _pause_and_collect(
+    synth: SynthDriver, store: Store, col: Collector, topic: str, timeout: float
+) -> int:
+    """Stops the source, flushes the store and waits until every seq up to the last one
+    handed out has reached the broker on ``topic``; returns that last seq."""
+    synth.paused = True
+    await store.flush()
+    last = store.last_seq
+    await col.wait_for(lambda: set(range(1, last + 1)) <= set(col.seqs(topic)), timeout)
+    return last
+
+
 async def test_batches_carry_every_seq_in_order(tmp_path: Path, mosquitto: Mosquitto) -> None:
     synth = SynthDriver(devices=3, rate=400)
     cfg = gateway_config(tmp_path / "state", mosquitto.url)
@@ -28,12 +41,7 @@ async def test_batches_carry_every_seq_in_order(tmp_path: Path, mosquitto: Mosqu
             assert store is not None
             await synth.running.wait()
             await col.wait_for(lambda: len(set(col.seqs("migw/testgw/telemetry"))) >= 300)
-            synth.paused = True
-            await store.flush()
-            last = store.last_seq
-            await col.wait_for(
-                lambda: set(range(1, last + 1)) <= set(col.seqs("migw/testgw/telemetry"))
-            )
+            await _pause_and_collect(synth, store, col, "migw/testgw/telemetry", 30.0)
             stats = _agent(svc).stats()
             assert stats["state"] == "connected"
         status = [m.payload for m in col.on("migw/testgw/status")]
@@ -85,10 +93,7 @@ async def test_broker_stopped_under_ingest_then_restarted(
         mosquitto.start()
         await col.wait_for(lambda: col.client is not None, 20)
         await asyncio.sleep(0.5)
-        synth.paused = True
-        await store.flush()
-        last = store.last_seq
-        await col.wait_for(lambda: set(range(1, last + 1)) <= set(col.seqs(TELEMETRY)), 60)
+        last = await _pause_and_collect(synth, store, col, TELEMETRY, 60)
         got, dups = _check_streams(col, TELEMETRY)
         assert got == set(range(1, last + 1))
         assert any(b.backlog for b in col.batches(TELEMETRY))
@@ -120,10 +125,7 @@ async def test_proxy_stalls_and_cuts_mid_publish(tmp_path: Path, mosquitto: Mosq
                 await asyncio.sleep(0.3)
                 proxy.cut()
             await asyncio.sleep(0.5)
-            synth.paused = True
-            await store.flush()
-            last = store.last_seq
-            await col.wait_for(lambda: set(range(1, last + 1)) <= set(col.seqs(TELEMETRY)), 60)
+            last = await _pause_and_collect(synth, store, col, TELEMETRY, 60)
             got, dups = _check_streams(col, TELEMETRY)
             assert got == set(range(1, last + 1))
             assert proxy.connections >= 4
@@ -151,10 +153,7 @@ async def test_backlog_drain_is_rate_limited_and_live_readings_keep_flowing(
         await col.wait_for(lambda: col.client is not None, 20)
         start = len(col.batches(TELEMETRY))
         await col.wait_for(lambda: any(not b.backlog for b in col.batches(TELEMETRY)[start:]), 20)
-        synth.paused = True
-        await store.flush()
-        last = store.last_seq
-        await col.wait_for(lambda: set(range(1, last + 1)) <= set(col.seqs(TELEMETRY)), 60)
+        last = await _pause_and_collect(synth, store, col, TELEMETRY, 60)
         kinds = [b.backlog for b in col.batches(TELEMETRY)[start:]]
         # live batches were delivered while the backlog was still draining
         first_live = kinds.index(False)
