@@ -13,9 +13,10 @@ import dataclasses
 import enum
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from drivers.ble import crypto
 from drivers.ble.errors import KeyInvalidError, MalformedError, NoKeyError, UnsupportedError
@@ -417,6 +418,33 @@ def parse_v1_objects(payload: bytes) -> _Parsed:
     return out
 
 
+def _decrypt(
+    version: str,
+    key: BindKey | None,
+    frame: bytes,
+    nonce: Callable[[bytes], bytes],
+    aad: bytes | None,
+    *,
+    min_len: int = 8,
+) -> tuple[bytes, int]:
+    """The plain objects and the replay counter of an encrypted BTHome frame (ciphertext,
+    counter u32 LE, MIC u32); ``nonce`` builds the nonce from the counter. A missing,
+    legacy or wrong key and a short frame are decode errors, never a crash."""
+    if key is None:
+        raise NoKeyError(
+            f"encrypted {version} and no key for this MAC", model=MODEL, encrypted=True
+        )
+    if key.is_legacy:
+        raise KeyInvalidError(LEGACY_KEY_FOR_AES, model=MODEL, encrypted=True)
+    if len(frame) < min_len:
+        raise MalformedError(f"encrypted {version} frame too short", model=MODEL, encrypted=True)
+    counter = frame[-8:-4]
+    plain = crypto.ccm_decrypt(key.raw, nonce(counter), frame[:-8], frame[-4:], aad)
+    if plain is None:
+        raise KeyInvalidError(f"{version} tag mismatch (wrong key)", model=MODEL, encrypted=True)
+    return plain, int.from_bytes(counter, "little")
+
+
 def decode_v2(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
     if not data:
         raise MalformedError("empty BTHome v2 service data")
@@ -443,21 +471,8 @@ def decode_v2(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
             if frame_mac is not None
             else crypto.nonce_mac(mac, "encrypted BTHome", model=MODEL)
         )
-        if key is None:
-            raise NoKeyError(
-                "encrypted BTHome and no key for this MAC", model=MODEL, encrypted=True
-            )
-        if key.is_legacy:
-            raise KeyInvalidError(LEGACY_KEY_FOR_AES, model=MODEL, encrypted=True)
-        if len(payload) < 8:
-            raise MalformedError("encrypted BTHome v2 frame too short", model=MODEL, encrypted=True)
-        counter = payload[-8:-4]
-        nonce = crypto.bthome_v2_nonce(dev_mac, info, counter)
-        plain = crypto.ccm_decrypt(key.raw, nonce, payload[:-8], payload[-4:], None)
-        if plain is None:
-            raise KeyInvalidError("BTHome tag mismatch (wrong key)", model=MODEL, encrypted=True)
-        payload = plain
-        replay = int.from_bytes(counter, "little")
+        nonce = partial(crypto.bthome_v2_nonce, dev_mac, info)
+        payload, replay = _decrypt("BTHome v2", key, payload, nonce, None)
     parsed = parse_v2_objects(payload)
     values, events = _finish(parsed)
     return make_decoded(
@@ -477,21 +492,8 @@ def decode_v1(data: bytes, mac: str | None, key: BindKey | None, *, encrypted: b
     replay: int | None = None
     if encrypted:
         dev_mac = crypto.nonce_mac(mac, "encrypted BTHome v1", model=MODEL)
-        if key is None:
-            raise NoKeyError(
-                "encrypted BTHome v1 and no key for this MAC", model=MODEL, encrypted=True
-            )
-        if key.is_legacy:
-            raise KeyInvalidError(LEGACY_KEY_FOR_AES, model=MODEL, encrypted=True)
-        if len(data) < 9:
-            raise MalformedError("encrypted BTHome v1 frame too short", model=MODEL, encrypted=True)
-        counter = data[-8:-4]
-        nonce = crypto.bthome_v1_nonce(dev_mac, counter)
-        plain = crypto.ccm_decrypt(key.raw, nonce, data[:-8], data[-4:], crypto.AAD_11)
-        if plain is None:
-            raise KeyInvalidError("BTHome v1 tag mismatch (wrong key)", model=MODEL, encrypted=True)
-        payload = plain
-        replay = int.from_bytes(counter, "little")
+        nonce = partial(crypto.bthome_v1_nonce, dev_mac)
+        payload, replay = _decrypt("BTHome v1", key, data, nonce, crypto.AAD_11, min_len=9)
     parsed = parse_v1_objects(payload)
     values, events = _finish(parsed)
     return make_decoded(
