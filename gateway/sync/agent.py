@@ -50,33 +50,14 @@ from gateway.sync.upkeep import Upkeep
 _LOGGER = logging.getLogger(__name__)
 
 
-def upstream_settings(cfg: UpstreamSection, gateway_id: str) -> BrokerSettings | None:
-    if not cfg.url:
-        return None
+def _settings(
+    cfg: UpstreamSection | HomeAssistantSection, client_id: str, up: UpstreamSection
+) -> BrokerSettings:
+    """A broker section's URL, credentials and TLS files; protocol and keepalive are the
+    upstream's (the Home Assistant section has none of its own)."""
     return BrokerSettings(
         url=cfg.url,
-        client_id=cfg.client_id or f"migw-{gateway_id}",
-        protocol=cfg.protocol,
-        username=cfg.username,
-        password=cfg.password,
-        password_file=cfg.password_file,
-        ca_file=cfg.ca_file,
-        cert_file=cfg.cert_file,
-        key_file=cfg.key_file,
-        allow_insecure=cfg.allow_insecure,
-        keepalive=cfg.keepalive,
-    )
-
-
-def ha_settings(
-    cfg: HomeAssistantSection, up: UpstreamSection, gateway_id: str
-) -> BrokerSettings | None:
-    """Settings of a separate Home Assistant broker; None when HA shares the upstream one."""
-    if not cfg.enabled or not cfg.url:
-        return None
-    return BrokerSettings(
-        url=cfg.url,
-        client_id=f"{up.client_id or f'migw-{gateway_id}'}-ha",
+        client_id=client_id,
         protocol=up.protocol,
         username=cfg.username,
         password=cfg.password,
@@ -87,6 +68,21 @@ def ha_settings(
         allow_insecure=cfg.allow_insecure,
         keepalive=up.keepalive,
     )
+
+
+def upstream_settings(cfg: UpstreamSection, gateway_id: str) -> BrokerSettings | None:
+    if not cfg.url:
+        return None
+    return _settings(cfg, cfg.client_id or f"migw-{gateway_id}", cfg)
+
+
+def ha_settings(
+    cfg: HomeAssistantSection, up: UpstreamSection, gateway_id: str
+) -> BrokerSettings | None:
+    """Settings of a separate Home Assistant broker; None when HA shares the upstream one."""
+    if not cfg.enabled or not cfg.url:
+        return None
+    return _settings(cfg, f"{up.client_id or f'migw-{gateway_id}'}-ha", up)
 
 
 class SyncAgent:
