@@ -55,29 +55,17 @@ DB_NAME = "state.db"
 class ServiceTiming:
     """The service's timing (seconds); tests shorten it through the constructor."""
 
-    #: Each part gets this long to stop (its supervisor's bound) ...
-    stop_timeout_s: float = 3.0
+    #: Each part's supervisor: backoff (1 s doubling to 60 s, reset after a part ran 30 s)
+    #: and the bound on the part's stop (3 s) ...
+    supervisor: Timing = field(default_factory=Timing)
     #: ... and the service this much longer before it abandons what is left (the store is
     #: flushed and closed either way).
     stop_grace_s: float = 1.0
-    #: Each part's backoff: from this ...
-    backoff_initial_s: float = 1.0
-    #: ... doubling up to this, reset after a part ran this long.
-    backoff_max_s: float = 60.0
-    stable_after_s: float = 30.0
     #: At start, the LAN API gets this long to bind its port (else: a startup error).
     api_bind_timeout_s: float = 10.0
     api: ApiTiming = field(default_factory=ApiTiming)
     #: The sync agent's own timing (connect, PUBACK, goodbye, upkeep, Home Assistant).
     sync: SyncTiming = field(default_factory=SyncTiming)
-
-    def supervisor(self) -> Timing:
-        return Timing(
-            backoff_initial=self.backoff_initial_s,
-            backoff_max=self.backoff_max_s,
-            stable_after=self.stable_after_s,
-            stop_timeout=self.stop_timeout_s,
-        )
 
 
 class Component(Protocol):
@@ -267,7 +255,7 @@ class Service:
         sup = Supervisor(
             name,
             session,
-            timing=self.timing.supervisor(),
+            timing=self.timing.supervisor,
             on_state=lambda _status: self._notify(),
             logger=logging.getLogger(f"gateway.{name}"),
         )
@@ -284,7 +272,7 @@ class Service:
     async def stop(self) -> bool:
         """Stop every part, flush the store and close it (idempotent).
 
-        Bounded in time: each part's supervisor gets ``stop_timeout_s``; what has not stopped
+        Bounded in time: each part's supervisor gets its ``stop_timeout``; what has not stopped
         after that plus ``stop_grace_s`` is abandoned (its name is logged) and the store is
         still flushed and closed. Returns False when something had to be abandoned.
         """
@@ -293,7 +281,7 @@ class Service:
         sups = dict(self.supervisors)
         if sups:
             stops = {name: asyncio.ensure_future(sup.stop()) for name, sup in sups.items()}
-            bound = self.timing.stop_timeout_s + self.timing.stop_grace_s
+            bound = self.timing.supervisor.stop_timeout + self.timing.stop_grace_s
             await asyncio.wait(stops.values(), timeout=bound)
             stuck = sorted(name for name, t in stops.items() if not t.done() or t.result() is False)
             for t in stops.values():
@@ -502,7 +490,9 @@ class Service:
         sup = self.supervisors.pop(name, None)
         if sup is not None and not await sup.stop():
             _LOGGER.error(
-                "%s did not stop within %.0f s of a reload", name, self.timing.stop_timeout_s
+                "%s did not stop within %.0f s of a reload",
+                name,
+                self.timing.supervisor.stop_timeout,
             )
 
     def status_line(self) -> str:

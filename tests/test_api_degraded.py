@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from api_support import running
 
+from drivers.supervisor import Timing
 from gateway.cli import main
 from gateway.driver import Sink
 from gateway.service import Service, ServiceTiming
@@ -38,7 +39,7 @@ async def test_a_failing_radio_is_reported_everywhere(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     flaky = FlakyRadio()
-    slow = ServiceTiming(backoff_initial_s=5.0, backoff_max_s=5.0)
+    slow = ServiceTiming(supervisor=Timing(backoff_initial=5.0, backoff_max=5.0))
     async with (
         running(tmp_path / "state", mock_pins, extra_drivers=[flaky], timing=slow) as api,
         aiohttp.ClientSession() as http,
@@ -84,7 +85,7 @@ async def test_an_unwritable_token_degrades_the_api_not_the_service(
     state = tmp_path / "state"
     token_path(state).mkdir(parents=True)  # a directory where the token file belongs
     cfg = make_config(state)
-    fast = ServiceTiming(backoff_initial_s=0.05, backoff_max_s=0.1)
+    fast = ServiceTiming(supervisor=Timing(backoff_initial=0.05, backoff_max=0.1))
     gpio = GpioDriver(DEMO_GPIO, pin_factory=mock_pins)
     async with Service(cfg, drivers=[gpio], timing=fast) as svc:
         server = svc.api

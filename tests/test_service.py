@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.supervisor import Timing
 from gateway.adapters import DemoOptions
 from gateway.config import ApiSection, Config, GatewaySection
 from gateway.demo import demo_config
@@ -92,7 +93,7 @@ async def test_failing_driver_degrades_but_never_kills(
 ) -> None:
     broken = _FailingDriver()
     cfg = Config(gateway=GatewaySection(id="t", state_dir=tmp_path), api=ApiSection(enabled=False))
-    fast = ServiceTiming(backoff_initial_s=0.01, backoff_max_s=0.05)
+    fast = ServiceTiming(supervisor=Timing(backoff_initial=0.01, backoff_max=0.05))
     async with Service(cfg, drivers=[broken], timing=fast) as svc:
         await _wait_for(lambda: broken.runs >= 5)
         health = svc.health()
@@ -182,7 +183,11 @@ class _HungDriver(_FailingDriver):
 async def test_stop_is_bounded_even_when_a_part_hangs(tmp_path: Path) -> None:
     hung = _HungDriver()
     cfg = Config(gateway=GatewaySection(id="t", state_dir=tmp_path), api=ApiSection(enabled=False))
-    svc = Service(cfg, drivers=[hung], timing=ServiceTiming(stop_timeout_s=0.2, stop_grace_s=0.1))
+    svc = Service(
+        cfg,
+        drivers=[hung],
+        timing=ServiceTiming(supervisor=Timing(stop_timeout=0.2), stop_grace_s=0.1),
+    )
     await svc.__aenter__()
     await asyncio.wait_for(hung.running.wait(), 5)
     store = svc.store
