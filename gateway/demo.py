@@ -178,7 +178,7 @@ def demo_context(
     config: Config, state_dir: Path, options: DemoOptions, **transport_options: Any
 ) -> AdapterContext:
     """The adapters' context of a demo: its options and the simulated transports."""
-    return AdapterContext(config, state_dir, options, demo_transports(options, **transport_options))
+    return AdapterContext(config, state_dir, demo_transports(options, **transport_options))
 
 
 class ReadingLogger:

@@ -159,7 +159,7 @@ class Service:
             from gateway.demo import demo_transports
 
             transports = self._transports = demo_transports(self.demo)
-        return AdapterContext(self.config, self.state_dir, self.demo, transports or Transports())
+        return AdapterContext(self.config, self.state_dir, transports or Transports())
 
     def _set_drivers(self, drivers: list[Driver]) -> None:
         self.drivers = drivers

@@ -105,10 +105,11 @@ class DemoOptions:
 
 @dataclass(frozen=True, slots=True)
 class AdapterContext:
+    """What an adapter is built from: the config, the state directory and how to reach the
+    hardware (the demo is nothing but other transports)."""
+
     config: Config
     state_dir: Path
-    #: Set in demo mode.
-    demo: DemoOptions | None = None
     transports: Transports = field(default_factory=Transports)
 
 
