@@ -130,27 +130,15 @@ def _peer(
 
 
 def _driver_only(adverts: list[Advertisement], keys: dict[str, BindKey]) -> float:
-    """The adapter's own cost: a sink that does nothing, so ingest and SQLite are excluded."""
+    """The adapter's own cost: the tests' recording sink (a list append per item), so ingest
+    and SQLite are excluded."""
     from gateway.adapters.ble import BleDriver
     from hw_mocks.ble import ReplayScanner
-
-    class NullSink:
-        def device(self, update: Any) -> None: ...
-
-        def reading(self, device_id: str, metric: str, value: Any) -> None: ...
-
-        def event(
-            self,
-            device_id: str,
-            event: str,
-            action: str,
-            button: int | None = None,
-            properties: tuple[tuple[str, int], ...] = (),
-        ) -> None: ...
+    from tests.helpers import RecordingSink
 
     def go() -> int:
         driver = BleDriver(lambda callback: ReplayScanner(callback, []), keys)  # never started
-        driver._sink = NullSink()
+        driver._sink = RecordingSink()
         for adv in adverts:
             driver.handle(adv)
         return len(adverts)
