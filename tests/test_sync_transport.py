@@ -44,18 +44,24 @@ def _tls_files(broker: Mosquitto) -> TlsFiles:
     return broker.tls
 
 
+def _tls_config(tmp_path: Path, broker: Mosquitto, ca: Path) -> object:
+    """A gateway trusting ``ca`` and presenting the broker's client certificate."""
+    tls = _tls_files(broker)
+    return gateway_config(
+        tmp_path / "state",
+        broker.url,
+        ca_file=ca,
+        cert_file=tls.client_cert,
+        key_file=tls.client_key,
+    )
+
+
 async def test_tls_with_client_certificate(tmp_path: Path, tls_mosquitto: Mosquitto) -> None:
     tls = _tls_files(tls_mosquitto)
     ctx = ssl.create_default_context(cafile=str(tls.ca))
     ctx.load_cert_chain(str(tls.client_cert), str(tls.client_key))
     synth = SynthDriver(devices=2, rate=200)
-    cfg = gateway_config(
-        tmp_path / "state",
-        tls_mosquitto.url,
-        ca_file=tls.ca,
-        cert_file=tls.client_cert,
-        key_file=tls.client_key,
-    )
+    cfg = _tls_config(tmp_path, tls_mosquitto, tls.ca)
     got: list[bytes] = []
     async with aiomqtt.Client(
         "127.0.0.1",
@@ -86,13 +92,7 @@ async def test_tls_refuses_a_server_signed_by_another_ca(
     tmp_path: Path, tls_mosquitto: Mosquitto
 ) -> None:
     tls = _tls_files(tls_mosquitto)
-    cfg = gateway_config(
-        tmp_path / "state",
-        tls_mosquitto.url,
-        ca_file=tls.other_ca,
-        cert_file=tls.client_cert,
-        key_file=tls.client_key,
-    )
+    cfg = _tls_config(tmp_path, tls_mosquitto, tls.other_ca)
     synth = SynthDriver(devices=1, rate=100)
     async with Service(cfg, drivers=[synth]) as svc:  # type: ignore[list-item]
         agent = _agent(svc)
