@@ -471,6 +471,20 @@ async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
         return b""
 
 
+async def answer_then_closed(port: int, request: bytes) -> bytes:
+    """Sends ``request`` on a new connection; returns the answer's head and body after
+    asserting that the server then closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await read_response(reader)
+        assert await read_until_closed(reader) == b""
+        return answer
+    finally:
+        writer.close()
+
+
 async def test_a_trickled_request_head_is_cut_off(
     api: Running, http: aiohttp.ClientSession
 ) -> None:
@@ -654,14 +668,8 @@ async def test_an_idle_kept_alive_connection_is_closed(
     assert ApiTiming().keepalive_timeout_s <= 30
     timing = ServiceTiming(api=ApiTiming(keepalive_timeout_s=0.3))
     async with running(tmp_path / "state", mock_pins, timing=timing) as api:
-        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
-        try:
-            writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
-            await writer.drain()
-            assert (await read_response(reader)).startswith(b"HTTP/1.1 200")
-            assert await read_until_closed(reader) == b""
-        finally:
-            writer.close()
+        request = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
+        assert (await answer_then_closed(api.port, request)).startswith(b"HTTP/1.1 200")
 
 
 @pytest.mark.parametrize(
@@ -678,14 +686,7 @@ async def test_an_idle_kept_alive_connection_is_closed(
 async def test_a_request_the_guard_cannot_follow_closes_its_connection(
     api: Running, request_head: bytes
 ) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
-    try:
-        writer.write(request_head)
-        await writer.drain()
-        assert (await read_response(reader)).startswith(b"HTTP/1.1 401")
-        assert await read_until_closed(reader) == b""
-    finally:
-        writer.close()
+    assert (await answer_then_closed(api.port, request_head)).startswith(b"HTTP/1.1 401")
 
 
 @pytest.mark.parametrize(
@@ -699,14 +700,7 @@ async def test_a_request_the_guard_cannot_follow_closes_its_connection(
     ids=["bad-header-line", "header-too-long", "tls-hello", "bad-content-length"],
 )
 async def test_malformed_requests_get_a_json_400_without_versions(api: Running, raw: bytes) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
-    try:
-        writer.write(raw)
-        await writer.drain()
-        answer = await read_response(reader)
-        assert await read_until_closed(reader) == b""  # and the connection is closed
-    finally:
-        writer.close()
+    answer = await answer_then_closed(api.port, raw)  # and the connection is closed
     head, _, body = answer.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
