@@ -246,6 +246,9 @@ class Service:
         await self.stop()
 
     def _supervise(self, name: str, target: Callable[[], Awaitable[None]]) -> None:
+        if self._stopping:
+            return  # a reload racing a stop: nothing new starts
+
         async def session() -> None:
             # "running" is the supervisor's view (its session is up); whether the radio is
             # connected is the part's own health()

@@ -248,3 +248,23 @@ async def test_a_busy_api_port_fails_the_start_and_releases_the_state_dir(tmp_pa
     async with Service(demo_config(Config(), tmp_path, 0), demo=GPIO_ONLY) as svc:
         assert svc.api is not None
         await asyncio.wait_for(svc.api.listening.wait(), 10)
+
+
+async def test_a_reload_racing_a_stop_starts_nothing(tmp_path: Path) -> None:
+    from drivers.supervisor import State
+    from gateway.config import GpioDevice, GpioSection
+
+    cfg = _cfg(tmp_path)
+    svc = Service(cfg, demo=GPIO_ONLY)
+    await svc.__aenter__()
+    relay = GpioDevice(name="porch-relay", kind="relay", pin=5)
+    new = cfg.replace(gpio=GpioSection(devices=(*cfg.gpio.devices, relay)))
+    reload = asyncio.create_task(svc.reload(new))
+    await asyncio.sleep(0)  # the reload is stopping the old GPIO driver ...
+    assert await svc.stop() is True  # ... when the service stops
+    await reload
+    assert {name: sup.state for name, sup in svc.supervisors.items()} == dict.fromkeys(
+        svc.supervisors, State.STOPPED
+    )
+    names = {t.get_name() for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+    assert not names & {"gpio", "gpio-session"}
