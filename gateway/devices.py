@@ -5,8 +5,9 @@ A BLE scanner hears every sensor in range, the neighbours' too. With ``[ble] joi
 allow``, has a bind key, or has a name (``[devices."ble-..."]`` or ``migw name``); others are
 *strangers*: listed as seen (``migw devices --seen``) and nothing of theirs reaches the state
 cache, the uplink or Home Assistant. ``[ble] ignore`` keeps a device out whatever ``join``
-says. Zigbee devices join through permit-join and GPIO devices come from the config: both
-are always ours.
+says. A device once added (it has a record in the store, e.g. from before this policy or an
+earlier ``join = "all"``) stays until ``migw forget``. Zigbee devices join through
+permit-join and GPIO devices come from the config: both are always ours.
 
 Names and rooms come from ``[devices]`` in the config and from ``migw name`` (kept in
 ``<state_dir>/devices.json``, which wins); the name replaces the driver's in the device
@@ -115,6 +116,9 @@ class DeviceDirectory:
         self.path = state_dir / FILE_NAME
         self._clock = clock
         self._strangers: OrderedDict[str, Stranger] = OrderedDict()
+        #: Devices with a record in the store: added once (by any rule), they stay until
+        #: forgotten; the join policy decides who is added, not who is dropped.
+        self.members: set[str] = set()
         self._policy_of: Config | None = None
         self._policy_cache: tuple[str, frozenset[str], frozenset[str]] = (
             "all",
@@ -174,7 +178,8 @@ class DeviceDirectory:
         if join == "all":
             return True
         return (
-            device_id in self._local.allow
+            device_id in self.members
+            or device_id in self._local.allow
             or device_id in allowed
             or self.entry(device_id) is not None
         )
@@ -247,6 +252,7 @@ class DeviceDirectory:
 
     def forget(self, device_id: str, *, ignore: bool = False) -> None:
         """Drop the local name and allowance; ``ignore`` also keeps it out from now on."""
+        self.members.discard(device_id)
         self._local.names.pop(device_id, None)
         self._local.allow.discard(device_id)
         if ignore:

@@ -57,6 +57,8 @@ class Ingest:
         if self.directory is not None:
             out = self.directory.apply(out)
         self._recorded.add(update.id)
+        if self.directory is not None:
+            self.directory.members.add(update.id)
         self._store.update_device(out, seen=self._clock.wall())
 
     def _admits(self, device_id: str, source: str, update: DeviceUpdate | None = None) -> bool:

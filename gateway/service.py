@@ -201,6 +201,8 @@ class Service:
             raise
         try:
             directory = DeviceDirectory(lambda: self.config, self.state_dir)
+            # devices added before (a record in the store) stay, whatever the join policy
+            directory.members.update(d.id for d in await self.store.devices())
             self.ingest = Ingest(self.store, self.clock, directory)
             if self._given_drivers is not None:
                 self._set_drivers(list(self._given_drivers))

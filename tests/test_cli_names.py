@@ -258,3 +258,42 @@ def test_the_join_policy_table(tmp_path: Path) -> None:
     # kept across a restart
     again = DeviceDirectory(lambda: cfg[0], tmp_path)
     assert not again.admits("ble-a4c138000001") and again.admits("ble-a4c138000005")
+
+
+async def test_devices_added_before_stay_when_the_policy_tightens(tmp_path: Path) -> None:
+    """An upgrade (or join = "all" turned off) keeps the devices the gateway already has:
+    the policy decides who is added, not who is dropped."""
+    state = tmp_path / "state"
+    neighbour_id = "ble-a4c138000099"
+
+    def service(join: str) -> Service:
+        cfg = Config().replace(
+            gateway=dataclasses.replace(Config().gateway, state_dir=state),
+            api=ApiSection(enabled=False),
+            ble=BleSection(join=join),  # type: ignore[arg-type]
+        )
+        ble = BleDriver(
+            lambda cb: ReplayScanner(cb, ADVERTS, rate=300.0, loop=True), {}, dedup_window_s=0
+        )
+        return Service(cfg, drivers=[ble])
+
+    async def seq_of(svc: Service) -> int:
+        assert svc.store is not None
+        for _ in range(300):
+            await svc.store.flush()
+            state_now = await svc.store.state(neighbour_id)
+            if "temperature" in state_now:
+                return state_now["temperature"][3]
+            await asyncio.sleep(0.02)
+        return 0
+
+    async with service("all") as svc:
+        first = await seq_of(svc)
+    assert first > 0
+    async with service("allowlisted") as svc:
+        # still one of ours: its new readings are stored
+        for _ in range(300):
+            if await seq_of(svc) > first:
+                break
+            await asyncio.sleep(0.02)
+        assert await seq_of(svc) > first
