@@ -258,6 +258,37 @@ async def test_a_corrupt_state_database_fails(
     assert "moved aside" in checks["state database"]["hint"]
 
 
+async def test_store_damage_found_at_a_start_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 14: an older copy of the database restored behind the numbers handed out is
+    found by the store at its next start; doctor names it while the service is down."""
+    import shutil
+
+    from gateway.store import Store
+    from tests.helpers import reading
+
+    cfg = write_config(tmp_path)
+    db = tmp_path / "state" / "state.db"
+    db.parent.mkdir()
+    for n in (1, 5):
+        async with await Store.open(db) as store:
+            for _ in range(n):
+                store.add_reading(reading())
+            await store.flush()
+        if n == 1:
+            shutil.copy2(db, tmp_path / "older.db")
+    shutil.copy2(tmp_path / "older.db", db)  # the older copy comes back
+    async with await Store.open(db) as store:
+        assert store.damage, "the store must find it"
+    _, checks = await doctor(capsys, "--config", str(cfg))
+    check = checks["state database"]
+    assert check["level"] == "warn", check
+    assert check["detail"].startswith(f"{db}: integrity ok; at ")
+    assert "the store found: the database ends at #1 but numbers up to #6" in check["detail"]
+    assert "sequence numbers continued" in check["hint"]
+
+
 async def test_doctor_against_the_running_service(
     tmp_path: Path, mock_pins: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import shutil
 import time
@@ -14,12 +15,16 @@ from gateway.cli.doctor.base import UNIT, Check, Doctor, Level, command_output, 
 from gateway.clock import clock_synchronized
 from gateway.errors import GatewayError
 from gateway.store import open_readonly
+from gateway.store.writer import META_DAMAGE
 
 #: Free space below this fails; below the outbox limit warns.
 DISK_MIN_BYTES = 100 * 1024 * 1024
 
 
 SYSTEMD_RUN = Path("/run/systemd/system")
+
+#: Damage the store found at a start within this many seconds is a warning (later: noted).
+DAMAGE_RECENT_S = 7 * 24 * 3600.0
 
 
 _DB_HINT = (
@@ -84,8 +89,11 @@ async def check_database(d: Doctor) -> Check:
         reader = await open_readonly(path)
     except GatewayError as exc:
         return Check("state database", Level.FAIL, str(exc), _DB_HINT)
+    damage: str | None = None
     try:
         result = await reader.integrity_check()
+        with contextlib.suppress(Exception):
+            damage = await reader.meta_get(META_DAMAGE)
     except Exception as exc:  # noqa: BLE001 - sqlite errors on a broken file are findings
         result = f"{type(exc).__name__}: {exc}"
     finally:
@@ -93,6 +101,25 @@ async def check_database(d: Doctor) -> Check:
             await reader.close()
     if result != "ok":
         return Check("state database", Level.FAIL, f"{path}: {result}", _DB_HINT)
+    if damage:
+        # "<UTC time> <what>; <what>": what the store found at a start (a lost or damaged
+        # write-ahead log, a database behind the sequence reservation ...)
+        stamp, _, what = damage.partition(" ")
+        try:
+            when: float = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+        except ValueError:
+            when = 0.0
+        detail = f"{path}: integrity ok; at {stamp} the store found: {what}"
+        if time.time() - when < DAMAGE_RECENT_S:
+            return Check(
+                "state database",
+                Level.WARN,
+                detail,
+                "readings committed just before that may be lost; sequence numbers continued "
+                "above every number handed out; the damaged files are kept beside the "
+                "database (*.damaged-*, *.corrupt-*); check the SD card and the power supply",
+            )
+        return Check("state database", Level.PASS, detail)
     return Check("state database", Level.PASS, f"{path}: integrity ok")
 
 
