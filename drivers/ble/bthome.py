@@ -418,6 +418,13 @@ def parse_v1_objects(payload: bytes) -> _Parsed:
     return out
 
 
+def _decoded(
+    parsed: _Parsed, mac: str, kind: FrameKind, replay: int | None, data: bytes
+) -> Decoded:
+    values, events = _finish(parsed)
+    return make_decoded(mac, kind, values, events, parsed.packet_id, replay, data, parsed.info)
+
+
 def _decrypt(
     version: str,
     key: BindKey | None,
@@ -473,18 +480,9 @@ def decode_v2(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
         )
         nonce = partial(crypto.bthome_v2_nonce, dev_mac, info)
         payload, replay = _decrypt("BTHome v2", key, payload, nonce, None)
-    parsed = parse_v2_objects(payload)
-    values, events = _finish(parsed)
-    return make_decoded(
-        frame_mac.hex(":").upper() if frame_mac is not None else mac.upper() if mac else "",
-        _kind(Format.BTHOME_V2, encrypted, trigger),
-        values,
-        events,
-        parsed.packet_id,
-        replay,
-        data,
-        parsed.info,
-    )
+    shown = frame_mac.hex(":").upper() if frame_mac is not None else mac.upper() if mac else ""
+    kind = _kind(Format.BTHOME_V2, encrypted, trigger)
+    return _decoded(parse_v2_objects(payload), shown, kind, replay, data)
 
 
 def decode_v1(data: bytes, mac: str | None, key: BindKey | None, *, encrypted: bool) -> Decoded:
@@ -494,18 +492,8 @@ def decode_v1(data: bytes, mac: str | None, key: BindKey | None, *, encrypted: b
         dev_mac = crypto.nonce_mac(mac, "encrypted BTHome v1", model=MODEL)
         nonce = partial(crypto.bthome_v1_nonce, dev_mac)
         payload, replay = _decrypt("BTHome v1", key, data, nonce, crypto.AAD_11, min_len=9)
-    parsed = parse_v1_objects(payload)
-    values, events = _finish(parsed)
-    return make_decoded(
-        mac.upper() if mac else "",
-        _kind(Format.BTHOME_V1, encrypted, False),
-        values,
-        events,
-        parsed.packet_id,
-        replay,
-        data,
-        parsed.info,
-    )
+    kind = _kind(Format.BTHOME_V1, encrypted, False)
+    return _decoded(parse_v1_objects(payload), mac.upper() if mac else "", kind, replay, data)
 
 
 @lru_cache(maxsize=16)
