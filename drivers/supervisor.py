@@ -50,6 +50,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from drivers.errors import NeedsHumanError, ProtocolError, TransientError
+from drivers.timing import check_timing
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -69,10 +70,9 @@ class Timing:
     stop_timeout: float = 3.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.backoff_initial <= self.backoff_max:
-            raise ValueError("need 0 < backoff_initial <= backoff_max")
-        if self.stable_after < 0 or self.stop_timeout <= 0:
-            raise ValueError("need stable_after >= 0 and stop_timeout > 0")
+        check_timing(self, zero_ok=("stable_after",))
+        if self.backoff_initial > self.backoff_max:
+            raise ValueError("need backoff_initial <= backoff_max")
 
 
 _DEFAULT = Timing()

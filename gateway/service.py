@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from drivers import TRACE
 from drivers.supervisor import State, Supervisor, Timing
+from drivers.timing import check_timing
 from gateway import adapters
 from gateway.adapters import AdapterContext, DemoOptions, Transports, build_drivers
 from gateway.adapters.zigbee import ZigbeeDriver
@@ -66,6 +67,9 @@ class ServiceTiming:
     api: ApiTiming = field(default_factory=ApiTiming)
     #: The sync agent's own timing (connect, PUBACK, goodbye, upkeep, Home Assistant).
     sync: SyncTiming = field(default_factory=SyncTiming)
+
+    def __post_init__(self) -> None:
+        check_timing(self)
 
 
 class Component(Protocol):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drivers.timing import check_timing
+
 
 @dataclass(frozen=True, slots=True)
 class ApiTiming:
@@ -22,3 +24,6 @@ class ApiTiming:
     shutdown_timeout_s: float = 1.0
     #: Idle keep-alive connections are closed after this.
     keepalive_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        check_timing(self)

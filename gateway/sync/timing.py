@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drivers.timing import check_timing
+
 
 @dataclass(frozen=True, slots=True)
 class SyncTiming:
@@ -33,3 +35,6 @@ class SyncTiming:
     ha_first_refresh_s: float = 1.0
     #: A link supervisor waits this long for its session to end at a stop.
     stop_timeout_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        check_timing(self)
