@@ -536,6 +536,10 @@ RELOADABLE: tuple[str, ...] = (
     "ble",
     "zigbee",
     "gpio",
+    # applied by the running automations component itself (it keeps its timers)
+    "automations",
+    "presence",
+    "location",
 )
 #: Keys a reload keeps at their running values: they need a restart.
 NOT_RELOADABLE: tuple[str, ...] = ("gateway.state_dir", "store")

@@ -90,6 +90,8 @@ async def test_delay_survives_a_reload_and_a_restart(tmp_path: Path) -> None:
         """
         result = await svc.reload(_cfg(state, extra))
         assert result.failed == ()
+        assert result.changed == ("automations",)
+        assert result.restarted == ()
         await _until(lambda: "other" in {a["id"] for a in auto.listing()})
         await _until(lambda: panel.commands == ["panel-relay on", "panel-relay off"])
         # again, and stop the service while the delay runs
