@@ -351,7 +351,7 @@ async def test_someone_else_using_our_numbers_is_survived(tmp_path: Path) -> Non
         con = sqlite3.connect(path)
         con.execute(
             "INSERT INTO outbox (seq, kind, device_id, body, ts, boot, mono, synced, size)"
-            " VALUES (2, 0, 'x', '{}', 0, 'b', 0, 1, 1)"
+            " VALUES (2, 0, 'x', '{}', 0, 1, 0, 1, 1)"
         )
         con.execute("UPDATE meta SET value = '2' WHERE key = 'last_seq'")
         con.commit()

@@ -97,29 +97,63 @@ def event_size(e: Event) -> int:
     return row_size(event_body(e))
 
 
-def reading_row(seq: int, r: Reading) -> tuple[Any, ...]:
-    """The parameters of :data:`INSERT` for a reading."""
-    return _params(seq, OUTBOX_READING, r.device_id, reading_body(r), r.stamp)
+def reading_row(seq: int, r: Reading, boot: int) -> tuple[Any, ...]:
+    """The parameters of :data:`INSERT` for a reading; ``boot`` is the number of its boot
+    id in ``boots``."""
+    return _params(seq, OUTBOX_READING, r.device_id, reading_body(r), r.stamp, boot)
 
 
-def event_row(seq: int, e: Event) -> tuple[Any, ...]:
-    return _params(seq, OUTBOX_EVENT, e.device_id, event_body(e), e.stamp)
+def event_row(seq: int, e: Event, boot: int) -> tuple[Any, ...]:
+    return _params(seq, OUTBOX_EVENT, e.device_id, event_body(e), e.stamp, boot)
 
 
-def _params(seq: int, kind: int, device_id: str, body: str, s: Stamp) -> tuple[Any, ...]:
-    return (seq, kind, device_id, body, s.wall, s.boot, s.mono, int(s.synced), row_size(body))
+def _params(seq: int, kind: int, device_id: str, body: str, s: Stamp, boot: int) -> tuple[Any, ...]:
+    stored = _without_device(body, device_id)
+    return (seq, kind, device_id, stored, s.wall, boot, s.mono, int(s.synced), row_size(body))
 
+
+def _device_key(device_id: str) -> str:
+    return '{"device":' + json_str(device_id)
+
+
+def _without_device(body: str, device_id: str) -> str:
+    """A body as stored: its leading ``"device"`` member is the ``device_id`` column."""
+    key = _device_key(device_id)
+    if body.startswith(key + ","):
+        return "{" + body[len(key) + 1 :]
+    if body == key + "}":
+        return "{}"
+    return body
+
+
+def _with_device(stored: str, device_id: str) -> str:
+    """The body as published (rows of schema 1 kept their device member)."""
+    if not stored.startswith("{") or stored.startswith('{"device":'):
+        return stored  # as written, or corrupt: the sync agent dead-letters it
+    return _device_key(device_id) + ("," if len(stored) > 2 else "") + stored[1:]
+
+
+async def boot_ids(db: aiosqlite.Connection) -> dict[str, int]:
+    async with db.execute("SELECT boot, id FROM boots") as cur:
+        return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+
+
+#: Records a boot id's number (inside the commit that first uses it).
+INSERT_BOOT = "INSERT OR IGNORE INTO boots (id, boot) VALUES (?, ?)"
 
 INSERT = (
     "INSERT INTO outbox (seq, kind, device_id, body, ts, boot, mono, synced, size)"
     " VALUES (?,?,?,?,?,?,?,?,?)"
 )
 
-_COLS = "seq, kind, device_id, body, ts, boot, mono, synced, size"
+_COLS = (
+    "o.seq, o.kind, o.device_id, o.body, o.ts, coalesce(b.boot, ''), o.mono, o.synced, o.size"
+    " FROM outbox o LEFT JOIN boots b ON b.id = o.boot"
+)
 
 
 def _row(r: Sequence[Any]) -> OutboxRow:
-    return OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8])
+    return OutboxRow(r[0], r[1], r[2], _with_device(r[3], r[2]), r[4], r[5], r[6], bool(r[7]), r[8])
 
 
 async def fetch(
@@ -131,15 +165,15 @@ async def fetch(
     kind: int | None = None,
 ) -> list[OutboxRow]:
     """The oldest rows with ``after < seq <= upto`` (of one kind), in sequence order."""
-    sql = f"SELECT {_COLS} FROM outbox WHERE seq > ?"  # noqa: S608 - constant columns
+    sql = f"SELECT {_COLS} WHERE o.seq > ?"
     args: list[Any] = [after]
     if upto is not None:
-        sql += " AND seq <= ?"
+        sql += " AND o.seq <= ?"
         args.append(upto)
     if kind is not None:
-        sql += " AND kind = ?"
+        sql += " AND o.kind = ?"
         args.append(kind)
-    sql += " ORDER BY seq LIMIT ?"
+    sql += " ORDER BY o.seq LIMIT ?"
     args.append(limit)
     async with db.execute(sql, args) as cur:
         rows = await cur.fetchall()
@@ -265,7 +299,8 @@ class OutboxTable:
         """``ts = offset + mono, synced = 1`` for the unsynchronised rows of a boot."""
         async with self._transaction() as db:
             cur = await db.execute(
-                "UPDATE outbox SET ts = ? + mono, synced = 1 WHERE synced = 0 AND boot = ?",
+                "UPDATE outbox SET ts = ? + mono, synced = 1"
+                " WHERE synced = 0 AND boot = (SELECT id FROM boots WHERE boot = ?)",
                 (offset, boot),
             )
             return max(cur.rowcount, 0)

@@ -2,7 +2,8 @@
 
 Tables (schema version :data:`SCHEMA_VERSION`, migrated by ``PRAGMA user_version``):
 ``devices``; ``state`` (latest value per device and metric); ``history`` (bounded recent
-readings); ``outbox`` (what the sync agent has not yet delivered); ``dead_letter``; ``meta``.
+readings); ``outbox`` (what the sync agent has not yet delivered); ``boots`` (the kernel
+boot ids the outbox's rows refer to by number); ``dead_letter``; ``meta``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ _LOGGER = logging.getLogger(__name__)
 
 #: ``PRAGMA application_id``: tells our database from a foreign SQLite file ("MiGW").
 APPLICATION_ID = 0x4D694757
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 0 -> 1: the initial schema
@@ -79,6 +80,31 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_seq INTEGER,
             payload BLOB NOT NULL
         )""",
+    ),
+    # 1 -> 2: fewer bytes per reading (SD card wear, see docs/architecture.md): no
+    # (kind, seq) index, the boot id as a number into ``boots`` instead of 36 characters
+    # per row; bodies written from now on leave out the device (it has its own column)
+    (
+        "DROP INDEX outbox_kind",
+        "CREATE TABLE boots (id INTEGER PRIMARY KEY, boot TEXT NOT NULL UNIQUE)",
+        "INSERT OR IGNORE INTO boots (boot) SELECT DISTINCT boot FROM outbox",
+        """CREATE TABLE outbox_v2 (
+            seq INTEGER PRIMARY KEY,
+            kind INTEGER NOT NULL,
+            device_id TEXT NOT NULL,
+            body TEXT NOT NULL,
+            ts REAL NOT NULL,
+            boot INTEGER NOT NULL,
+            mono REAL NOT NULL,
+            synced INTEGER NOT NULL,
+            size INTEGER NOT NULL
+        )""",
+        (
+            "INSERT INTO outbox_v2 SELECT o.seq, o.kind, o.device_id, o.body, o.ts, b.id,"
+            " o.mono, o.synced, o.size FROM outbox o JOIN boots b ON b.boot = o.boot"
+        ),
+        "DROP TABLE outbox",
+        "ALTER TABLE outbox_v2 RENAME TO outbox",
     ),
 )
 

@@ -131,6 +131,8 @@ class Store(StateReader):
         #: Numbers below this are covered by the reservation file (see _commit).
         self._reserved = 0
         self._on_disk = files.Reservation(files.ReservationState.NONE)
+        #: Kernel boot id -> its number in the ``boots`` table.
+        self._boots: dict[str, int] = {}
         #: Whether an uplink is configured (else the outbox is kept small).
         self._uplink: Callable[[], bool] = lambda: True
         self._uplink_stored: bool | None = None
@@ -206,6 +208,7 @@ class Store(StateReader):
             if uplink is not None:
                 store._uplink = uplink
             stored = await store._load_last_seq()
+            store._boots = await outbox.boot_ids(db)
             used = reservation.used_up_to
             if reservation.state is files.ReservationState.UNREADABLE:
                 used = stored + SEQ_RESERVE  # whatever a lost reservation covered
@@ -524,13 +527,13 @@ class Store(StateReader):
                 r.stamp.wall,
                 seq,
             )
-            outbox_rows.append(outbox.reading_row(seq, r))
+            outbox_rows.append(outbox.reading_row(seq, r, self._boot_id(r.stamp.boot)))
             if r.metric == "battery" and isinstance(r.value, int | float):
                 battery[r.device_id] = float(r.value)
         for e in batch.events:
             seq += 1
             events.append(_with_seq(e, seq))
-            outbox_rows.append(outbox.event_row(seq, e))
+            outbox_rows.append(outbox.event_row(seq, e, self._boot_id(e.stamp.boot)))
         if seq >= self._reserved:
             # the reservation is on disk before any number under it is used; a failure
             # fails this commit, which is retried (the batch stays pending)
@@ -558,6 +561,10 @@ class Store(StateReader):
                     list(state_rows.values()),
                 )
             if outbox_rows:
+                boots = {row[5] for row in outbox_rows}
+                await db.executemany(
+                    outbox.INSERT_BOOT, [(n, b) for b, n in self._boots.items() if n in boots]
+                )
                 await db.executemany(outbox.INSERT, outbox_rows)
             if batch.seen:
                 await db.executemany(
@@ -579,6 +586,13 @@ class Store(StateReader):
         self.counters.rows_committed += len(readings) + len(events)
         self.last_commit_wall = time.time()
         return readings, events
+
+    def _boot_id(self, boot: str) -> int:
+        n = self._boots.get(boot)
+        if n is None:
+            # recorded in ``boots`` by the commit that uses it (again, should that one fail)
+            n = self._boots[boot] = max(self._boots.values(), default=0) + 1
+        return n
 
     async def _prune_history(self) -> None:
         keep = self.config.history_max_rows
