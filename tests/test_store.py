@@ -502,3 +502,40 @@ async def test_without_an_uplink_the_outbox_stays_small(
         assert (await ro.outbox_stats()).uplink
     finally:
         await ro.close()
+
+
+async def test_schema_1_rows_survive_the_migration(tmp_path: Path) -> None:
+    from gateway.store import reading_body
+    from gateway.store.schema import _MIGRATIONS
+
+    path = tmp_path / "state.db"
+    con = sqlite3.connect(path)
+    for sql in _MIGRATIONS[0]:
+        con.execute(sql)
+    con.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    con.execute("PRAGMA user_version=1")
+    old = reading("gpio-a", "temperature", 21.5, "°C", wall=1700000000.25)
+    body = reading_body(old)
+    con.execute(
+        "INSERT INTO outbox VALUES (7, 0, 'gpio-a', ?, 1700000000.25, 'boot-1', 3.5, 1, ?)",
+        (body, len(body) + 48),
+    )
+    con.execute("INSERT INTO meta VALUES ('last_seq', '7')")
+    con.commit()
+    con.close()
+    async with await Store.open(path) as store:
+        store.add_reading(reading("gpio-b", "humidity", 40, "%"))
+        await store.flush()
+        rows = await store.outbox_fetch(10)
+    assert [(r.seq, r.device_id, r.body, r.boot, r.mono, r.size) for r in rows] == [
+        (7, "gpio-a", body, "boot-1", 3.5, len(body) + 48),
+        (
+            8,
+            "gpio-b",
+            reading_body(reading("gpio-b", "humidity", 40, "%")),
+            rows[1].boot,
+            1.0,
+            len(reading_body(reading("gpio-b", "humidity", 40, "%"))) + 48,
+        ),
+    ]
+    assert rows[1].boot == "00000000-0000-0000-0000-000000000001"
