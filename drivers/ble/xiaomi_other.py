@@ -23,17 +23,19 @@ def _mass(raw: int, pounds: bool, catty: bool) -> float:
     return round(raw / 200, 3)
 
 
-def _scale(
-    fmt: Format,
-    model: str,
-    name: str,
-    mac: str,
-    values: dict[str, Value],
-    data: bytes,
-    uuid: str,
-) -> Decoded:
-    kind = FrameKind(fmt, model, name, manufacturer="Xiaomi", sleepy=True, uuid=uuid)
-    return Decoded(mac, kind, values, payload=data)
+def _scale_kind(fmt: Format, model: str, name: str, uuid: str) -> FrameKind:
+    return FrameKind(fmt, model, name, manufacturer="Xiaomi", sleepy=True, uuid=uuid)
+
+
+_SCALE_V1 = _scale_kind(
+    Format.XIAOMI_SCALE_V1, "XMTZC01HM/XMTZC04HM", "Mi Smart Scale", UUID_SCALE_V1
+)
+_SCALE_V2 = _scale_kind(
+    Format.XIAOMI_SCALE_V2,
+    "XMTZC02HM/XMTZC05HM/NUN4049CN",
+    "Mi Body Composition Scale",
+    UUID_SCALE_V2,
+)
 
 
 def decode_scale_v1(data: bytes, mac: str) -> Decoded:
@@ -46,15 +48,7 @@ def decode_scale_v1(data: bytes, mac: str) -> Decoded:
     values: dict[str, Value] = {"mass_non_stabilized": mass, "stabilized": stabilized}
     if stabilized:
         values["mass"] = mass
-    return _scale(
-        Format.XIAOMI_SCALE_V1,
-        "XMTZC01HM/XMTZC04HM",
-        "Mi Smart Scale",
-        mac,
-        values,
-        data,
-        UUID_SCALE_V1,
-    )
+    return Decoded(mac, _SCALE_V1, values, payload=data)
 
 
 def decode_scale_v2(data: bytes, mac: str) -> Decoded:
@@ -70,15 +64,7 @@ def decode_scale_v2(data: bytes, mac: str) -> Decoded:
         values["mass"] = mass
         if c1 & 0x02:
             values["impedance"] = float(impedance)
-    return _scale(
-        Format.XIAOMI_SCALE_V2,
-        "XMTZC02HM/XMTZC05HM/NUN4049CN",
-        "Mi Body Composition Scale",
-        mac,
-        values,
-        data,
-        UUID_SCALE_V2,
-    )
+    return Decoded(mac, _SCALE_V2, values, payload=data)
 
 
 def decode_hhccjcy10(data: bytes, mac: str) -> Decoded:
