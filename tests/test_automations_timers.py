@@ -38,7 +38,7 @@ class Panel:
         return DriverHealth()
 
 
-def _cfg(state: Path, extra: str = "") -> Config:
+def _cfg(state: Path, extra: str = "", delay: float = 3.0) -> Config:
     return loads(
         textwrap.dedent(f"""
         [gateway]
@@ -55,7 +55,7 @@ def _cfg(state: Path, extra: str = "") -> Config:
         command = "on"
         [[automations.actions]]
         type = "delay"
-        seconds = 1.5
+        seconds = {delay}
         [[automations.actions]]
         type = "command"
         device = "panel-relay"
@@ -127,7 +127,7 @@ async def test_a_slow_device_delays_only_its_own_run(tmp_path: Path) -> None:
                    {type = "command", device = "panel-relay", command = "toggle"}]
     """
     panel = SlowPanel()
-    async with Service(_cfg(tmp_path / "state", extra), drivers=[panel]) as svc:
+    async with Service(_cfg(tmp_path / "state", extra, delay=1.0), drivers=[panel]) as svc:
         await panel.ready.wait()
         auto = svc.automations
         assert auto is not None and panel.sink is not None
@@ -137,7 +137,7 @@ async def test_a_slow_device_delays_only_its_own_run(tmp_path: Path) -> None:
         panel.sink.event("panel-button", "button", "single")
         # the stairs light goes on while the slow device has not answered yet
         await _until(lambda: panel.commands == ["panel-relay on"], timeout=2.5)
-        # its delay runs out (1.5 s) before the slow device answers (3 s); then the slow
+        # its delay runs out (1 s) before the slow device answers (3 s); then the slow
         # run goes on
         await _until(
             lambda: (
