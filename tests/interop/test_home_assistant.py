@@ -45,6 +45,8 @@ GATEWAY = "interop"
 BLE_DEVICES = 10  # every kind of hw_mocks.ble.KINDS once, and a second mibeacon/pvvx/...
 START_TIMEOUT_S = 180.0
 WAIT_S = 90.0
+#: Entities of the demo at least (the fleet's sensors, GPIO, Zigbee, events).
+MIN_ENTITIES = 60
 #: The gateway, 5 GPIO pins, the BLE fleet and 8 simulated Zigbee devices (hw_mocks.aqara).
 DEVICES = 1 + 5 + BLE_DEVICES + 8
 USER, PASSWORD = "interop", "interop-password-1"
@@ -334,6 +336,15 @@ def _prefixed(col: Collector, prefix: str) -> list[Received]:
     return [m for m in col.messages if m.topic.startswith(prefix)]
 
 
+def _online(col: Collector, config: dict[str, Any]) -> bool:
+    """migw says the entity's device is available (its latest availability message)."""
+    for a in config.get("availability", []):
+        msgs = col.on(a["topic"])
+        if not msgs or msgs[-1].payload != a["payload_available"].encode():
+            return False
+    return True
+
+
 def announced(col: Collector) -> dict[str, dict[str, Any]]:
     """unique_id -> (latest) discovery config migw published, with its component."""
     out: dict[str, dict[str, Any]] = {}
@@ -369,8 +380,7 @@ async def test_real_home_assistant(tmp_path: Path) -> None:
                     proc.wait(30)
                     await _check_unavailable(ha, http, ws)
                 with gateway(tmp_path, broker):
-                    await _check_available_again(ha, http, ws)
-                    entity_ids = [e["entity_id"] for e in (await _registry(ws))[1]]
+                    entity_ids = await _check_available_again(ha, http, ws, col)
                     await _check_ha_restart(ha, http, col, entity_ids)
     finally:
         ha.stop()
@@ -419,7 +429,7 @@ async def _check_running(
         configs = announced(col)
         want_devices = {c["device"]["identifiers"][0] for c in configs.values()}
         have_devices = {i[1] for d in devices for i in d["identifiers"] if i[0] == "mqtt"}
-        if len(want_devices) < DEVICES:
+        if len(want_devices) < DEVICES:  # the demo's; others (presence) may come
             return None
         if want_devices == have_devices and set(configs) == {e["unique_id"] for e in entities}:
             return devices, entities
@@ -427,7 +437,8 @@ async def _check_running(
 
     devices, entities = await until("HA's registries to hold what migw announced", registered)
     configs = announced(col)
-    assert len(devices) == DEVICES, [d["name"] for d in devices]
+    assert len(devices) >= DEVICES, sorted((d["name"], d["model"]) for d in devices)
+    assert len(entities) >= MIN_ENTITIES, len(entities)
     by_uid = {e["unique_id"]: e for e in entities}
     # a named device with a room: HA's name, and the area it created for the room
     hall = [d for d in devices if d["name"] == "Hall light"]
@@ -444,10 +455,13 @@ async def _check_running(
             state = states.get(by_uid[uid]["entity_id"])
             if state is None:
                 return None
-            if c["component"] == "sensor" and state["state"] in ("unknown", "unavailable"):
-                devices_state = col.on(c["state_topic"])
-                if devices_state:  # migw published a state for it: HA must show it
-                    return None
+            if (
+                c["component"] == "sensor"
+                and state["state"] in ("unknown", "unavailable")
+                and col.on(c["state_topic"])
+                and _online(col, c)
+            ):
+                return None  # migw published a state for it: HA must show it
         return states
 
     states = await until("every published sensor value in HA", sensors_have_values)
@@ -462,7 +476,7 @@ async def _check_running(
             assert attrs.get("state_class") == c.get("state_class"), (uid, attrs)
             if state["state"] not in ("unknown", "unavailable") and c.get("unit_of_measurement"):
                 float(state["state"])
-        if c["component"] == "binary_sensor" and col.on(c["state_topic"]):
+        if c["component"] == "binary_sensor" and col.on(c["state_topic"]) and _online(col, c):
             assert state["state"] in ("on", "off"), (uid, state)
         if c["component"] == "event":
             assert attrs["event_types"] == c["event_types"], (uid, attrs)
@@ -586,18 +600,21 @@ async def _check_switches(
 
 
 async def _check_available_again(
-    ha: HomeAssistant, http: aiohttp.ClientSession, ws: Websocket
-) -> None:
-    """A restarted gateway brings its entities back (a sleepy device's may wait for it)."""
+    ha: HomeAssistant, http: aiohttp.ClientSession, ws: Websocket, col: Collector
+) -> list[str]:
+    """A restarted gateway brings back every entity of a device it says is available (a
+    presence tracker may rightly say "away"); returns those entities."""
     _, entities = await _registry(ws)
-    ids = [e["entity_id"] for e in entities]
+    configs = announced(col)
 
-    async def available() -> bool:
+    async def available() -> list[str] | None:
+        ids = [e["entity_id"] for e in entities if _online(col, configs[e["unique_id"]])]
         states = await _states(ha, http)
         back = [i for i in ids if states[i]["state"] != "unavailable"]
-        return len(back) == len(ids)
+        return ids if len(back) == len(ids) and len(ids) >= MIN_ENTITIES else None
 
-    await until("migw's entities available after a restart", available)
+    ids: list[str] = await until("migw's entities available after a restart", available)
+    return ids
 
 
 async def _check_ha_restart(
