@@ -120,3 +120,28 @@ async def test_permit_join_and_a_zigbee_plug_through_api_and_cli(
             serial = checks["zigbee serial port"]
             assert serial["level"] == "pass", serial
             assert serial["detail"].startswith(f"{sim.path}: the running service talks to")
+
+
+async def test_permit_join_and_backup_with_the_stick_gone_answer_not_ready(tmp_path: Path) -> None:
+    async with ZStackSimulator(devices=(), seed=5) as sim:
+        port = free_port()
+        cfg_path = tmp_path / "config.toml"
+        cfg_path.write_text(
+            f'[gateway]\nstate_dir = "{tmp_path / "state"}"\n\n'
+            f'[api]\nlisten = "127.0.0.1"\nport = {port}\n\n'
+            f'[zigbee]\nenabled = true\nport = "{sim.path}"\nskip_bootloader = false\n'
+        )
+        cfg = config_mod.load(cfg_path)
+        driver = adapter.create(AdapterContext(cfg, tmp_path / "state"))
+        assert driver is not None
+        async with Service(cfg, drivers=[driver]), aiohttp.ClientSession() as http:
+            await until(lambda: driver.coordinator.connected)
+            sim.unplug()
+            await until(lambda: not driver.coordinator.connected)
+            auth = {"Authorization": f"Bearer {read_token(tmp_path / 'state')}"}
+            base = f"http://127.0.0.1:{port}/api/v1"
+            for path, body in (("permit-join", {"seconds": 30}), ("backup", None)):
+                async with http.post(f"{base}/zigbee/{path}", json=body, headers=auth) as resp:
+                    answer = await resp.json()
+                    assert resp.status == 409, answer
+                assert answer["error"]["code"] == "zigbee_not_ready", answer

@@ -13,7 +13,8 @@ import os
 import shutil
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from gateway.service import Service
 
 _LOGGER = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 PREFIX = "/api/v1"
 #: Paths answered without a token.
@@ -420,6 +422,21 @@ def _zigbee(svc: Service) -> ZigbeeAdmin:
     return admin
 
 
+async def _ask_coordinator(what: str, call: Awaitable[_T], limit_s: float) -> _T:
+    """``call`` on the Zigbee coordinator, its failures as API answers: 504 when it does not
+    answer within ``limit_s``, 409 (not ready) for any driver failure."""
+    try:
+        async with asyncio.timeout(limit_s):
+            return await call
+    except TimeoutError:
+        raise ApiError(
+            504, "zigbee_timeout", f"the coordinator did not answer in {limit_s:g} s"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any driver failure is a "not ready" answer
+        _LOGGER.warning("%s failed: %s", what, exc)
+        raise ApiError(409, "zigbee_not_ready", str(exc)[:200] or type(exc).__name__) from None
+
+
 async def permit_join(request: web.Request) -> web.Response:
     svc = _service(request)
     body = await read_json(request, optional=True)
@@ -435,16 +452,8 @@ async def permit_join(request: web.Request) -> web.Response:
     ):
         raise ApiError(422, "invalid_body", f"seconds must be an integer 0-{PERMIT_JOIN_MAX_S}")
     admin = _zigbee(svc)
-    try:
-        async with asyncio.timeout(timeout := request.app[TIMING].permit_join_timeout_s):
-            await admin.permit_join(seconds)
-    except TimeoutError:
-        raise ApiError(
-            504, "zigbee_timeout", f"the coordinator did not answer in {timeout:g} s"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - any driver failure is a "not ready" answer
-        _LOGGER.warning("permit join failed: %s", exc)
-        raise ApiError(409, "zigbee_not_ready", str(exc)[:200] or type(exc).__name__) from None
+    timeout = request.app[TIMING].permit_join_timeout_s
+    await _ask_coordinator("permit join", admin.permit_join(seconds), timeout)
     return json_response({"status": "ok", "seconds": seconds})
 
 
@@ -454,16 +463,8 @@ async def zigbee_backup(request: web.Request) -> web.Response:
     svc = _service(request)
     await read_json(request, optional=True)
     admin = _zigbee(svc)
-    try:
-        async with asyncio.timeout(timeout := request.app[TIMING].backup_timeout_s):
-            doc = await admin.backup()
-    except TimeoutError:
-        raise ApiError(
-            504, "zigbee_timeout", f"the coordinator did not answer in {timeout:g} s"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - any driver failure is a "not ready" answer
-        _LOGGER.warning("zigbee backup failed: %s", exc)
-        raise ApiError(409, "zigbee_not_ready", str(exc)[:200] or type(exc).__name__) from None
+    timeout = request.app[TIMING].backup_timeout_s
+    doc = await _ask_coordinator("zigbee backup", admin.backup(), timeout)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path = svc.state_dir / f"zigbee_backup-{stamp}.json"
     try:
