@@ -29,6 +29,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def write_config(tmp_path: Path, sim: ZStackSimulator) -> tuple[Path, int]:
+    """A config file for a service with the API on a free port and the simulated stick."""
+    port = free_port()
+    cfg_path = tmp_path / "config.toml"
+    cfg_path.write_text(
+        f'[gateway]\nstate_dir = "{tmp_path / "state"}"\n\n'
+        f'[api]\nlisten = "127.0.0.1"\nport = {port}\n\n'
+        f'[zigbee]\nenabled = true\nport = "{sim.path}"\nskip_bootloader = false\n'
+    )
+    return cfg_path, port
+
+
 def read_backup(path: Path) -> tuple[int, dict[str, Any]]:
     return stat.S_IMODE(path.stat().st_mode), json.loads(path.read_text())
 
@@ -43,13 +55,7 @@ async def test_permit_join_and_a_zigbee_plug_through_api_and_cli(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with ZStackSimulator(devices=("lumi.plug",), seed=3) as sim:
-        port = free_port()
-        cfg_path = tmp_path / "config.toml"
-        cfg_path.write_text(
-            f'[gateway]\nstate_dir = "{tmp_path / "state"}"\n\n'
-            f'[api]\nlisten = "127.0.0.1"\nport = {port}\n\n'
-            f'[zigbee]\nenabled = true\nport = "{sim.path}"\nskip_bootloader = false\n'
-        )
+        cfg_path, port = write_config(tmp_path, sim)
         cfg = config_mod.load(cfg_path)
         driver = adapter.create(AdapterContext(cfg, tmp_path / "state"))
         assert driver is not None
@@ -124,13 +130,7 @@ async def test_permit_join_and_a_zigbee_plug_through_api_and_cli(
 
 async def test_permit_join_and_backup_with_the_stick_gone_answer_not_ready(tmp_path: Path) -> None:
     async with ZStackSimulator(devices=(), seed=5) as sim:
-        port = free_port()
-        cfg_path = tmp_path / "config.toml"
-        cfg_path.write_text(
-            f'[gateway]\nstate_dir = "{tmp_path / "state"}"\n\n'
-            f'[api]\nlisten = "127.0.0.1"\nport = {port}\n\n'
-            f'[zigbee]\nenabled = true\nport = "{sim.path}"\nskip_bootloader = false\n'
-        )
+        cfg_path, port = write_config(tmp_path, sim)
         cfg = config_mod.load(cfg_path)
         driver = adapter.create(AdapterContext(cfg, tmp_path / "state"))
         assert driver is not None
