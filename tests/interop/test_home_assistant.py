@@ -45,8 +45,8 @@ GATEWAY = "interop"
 BLE_DEVICES = 10  # every kind of hw_mocks.ble.KINDS once, and a second mibeacon/pvvx/...
 START_TIMEOUT_S = 180.0
 WAIT_S = 90.0
-#: Entities of the demo at least (the fleet's sensors, GPIO, Zigbee, events).
-MIN_ENTITIES = 60
+#: Entities of the demo at least (the first metrics of the fleet, GPIO, Zigbee, events).
+MIN_ENTITIES = 40
 #: The gateway, 5 GPIO pins, the BLE fleet and 8 simulated Zigbee devices (hw_mocks.aqara).
 DEVICES = 1 + 5 + BLE_DEVICES + 8
 USER, PASSWORD = "interop", "interop-password-1"
