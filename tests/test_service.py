@@ -132,7 +132,7 @@ def test_migw_run_demo_stops_cleanly_on_sigint_and_sigterm(tmp_path: Path) -> No
             seen += proc.stdout.readline()
         assert b"gpio-" in seen, seen.decode(errors="replace")
         proc.send_signal(sig)
-        # the service bounds its own stop (STOP_TIMEOUT_S); this only guards against a hang
+        # the service bounds its own stop (ServiceTiming); this only guards against a hang
         out, _ = proc.communicate(timeout=15)
         log = (seen + out).decode(errors="replace")
         assert proc.returncode == 0, log

@@ -1,6 +1,7 @@
 """Local automations and BLE presence: the home reacts on the gateway itself.
 
-``create(service)`` is the component factory listed in ``gateway.service.COMPONENTS``. The
+``create(service)`` is the component factory the service's composition root calls
+(``gateway.service.Service.automations``). The
 component feeds the :class:`~gateway.automations.engine.Engine` from the store's commits
 (so only committed readings trigger anything), sends its commands through the service's
 command router, records every firing as an event in the store (it gets a ``seq`` and goes
