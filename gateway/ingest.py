@@ -8,7 +8,7 @@ from collections import Counter
 
 from gateway.clock import Clock
 from gateway.devices import DeviceDirectory, merge_update
-from gateway.metrics import metric_def, unit_of
+from gateway.metrics import MetricDef, metric_def
 from gateway.model import DeviceUpdate, Event, Reading, Stamp, Value
 from gateway.store import Store
 
@@ -85,6 +85,10 @@ class DriverSink:
     def __init__(self, ingest: Ingest, source: str) -> None:
         self._ingest = ingest
         self._source = source
+        # the counters' names, made once (not per reading)
+        self._n_readings = f"{source}.readings"
+        self._n_events = f"{source}.events"
+        self._n_dropped = f"{source}.dropped"
 
     def device(self, update: DeviceUpdate) -> None:
         if self._ingest._admits(update.id, self._source, update):
@@ -94,7 +98,8 @@ class DriverSink:
         ing = self._ingest
         if not ing._admits(device_id, self._source):
             return
-        if not _valid(metric, value):
+        m = metric_def(metric)
+        if not _valid(m, value):
             ing.counters[f"{self._source}.dropped_invalid"] += 1
             _LOGGER.debug("dropped invalid value %r for %s %s", value, device_id, metric)
             return
@@ -102,14 +107,14 @@ class DriverSink:
             device_id=device_id,
             metric=metric,
             value=value,
-            unit=unit_of(metric),
+            unit=m.unit if m is not None else None,
             stamp=ing.stamp(),
             source=self._source,
         )
         if ing._store.add_reading(reading):
-            ing.counters[f"{self._source}.readings"] += 1
+            ing.counters[self._n_readings] += 1
         else:
-            ing.counters[f"{self._source}.dropped"] += 1
+            ing.counters[self._n_dropped] += 1
 
     def event(
         self,
@@ -132,15 +137,15 @@ class DriverSink:
             properties=properties,
         )
         if ing._store.add_event(ev):
-            ing.counters[f"{self._source}.events"] += 1
+            ing.counters[self._n_events] += 1
         else:
-            ing.counters[f"{self._source}.dropped"] += 1
+            ing.counters[self._n_dropped] += 1
 
 
-def _valid(metric: str, value: Value) -> bool:
+def _valid(m: MetricDef | None, value: Value) -> bool:
+    """Whether ``value`` fits the metric ``m`` (its definition; None: any finite value)."""
     if isinstance(value, float) and not math.isfinite(value):
         return False
-    m = metric_def(metric)
     if m is None:
         return True
     if m.kind == "bool":

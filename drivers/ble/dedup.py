@@ -36,19 +36,21 @@ class Deduplicator:
     window_s: float = 60.0
     max_entries: int = 16384
     dropped: int = 0
-    _seen: OrderedDict[DedupKey, tuple[float, float]] = field(default_factory=OrderedDict)
+    #: Key -> the end of its window (one float per entry: at 1,000 sensors the table holds
+    #: some 20,000 entries).
+    _seen: OrderedDict[DedupKey, float] = field(default_factory=OrderedDict)
 
     def check(self, key: DedupKey, now: float) -> bool:
         """True (and counted) when ``key`` was remembered within its window."""
-        entry = self._seen.get(key)
-        if entry is not None and now - entry[0] <= entry[1]:
+        until = self._seen.get(key)
+        if until is not None and now <= until:
             self.dropped += 1
             return True
         return False
 
     def remember(self, key: DedupKey, now: float, window: float) -> None:
         self._expire(now)
-        self._seen[key] = (now, window)
+        self._seen[key] = now + window
         self._seen.move_to_end(key)
         if len(self._seen) > self.max_entries:
             self._seen.popitem(last=False)
@@ -62,10 +64,11 @@ class Deduplicator:
         return False
 
     def _expire(self, now: float) -> None:
+        """Forget the oldest entries whose window has passed (they can match nothing)."""
         seen = self._seen
         while seen:
-            key, (seen_at, window) = next(iter(seen.items()))
-            if now - seen_at <= max(window, self.window_s):
+            key, until = next(iter(seen.items()))
+            if now <= until:
                 break
             del seen[key]
 

@@ -44,6 +44,9 @@ AVAILABILITY_INTERVAL = 30.0
 RSSI_INTERVAL = 60.0
 #: Unknown product ids kept for diagnostics.
 DIAG_MAX = 16
+#: Advertiser addresses whose (MAC, device id) pair is kept (cleared when full: phones
+#: rotate private addresses, so the set of addresses heard is unbounded).
+IDS_MAX = 4096
 
 
 def device_id(mac: str) -> str:
@@ -146,6 +149,9 @@ class BleDriver:
         self._unavailable_after = unavailable_after_s
         self._clock = clock
         self._known: dict[str, _Known] = {}
+        #: Advertiser address -> (MAC, device id), made once per address: one string each,
+        #: shared by the dedup table's entries, instead of new ones per advert.
+        self._ids: dict[str, tuple[str, str]] = {}
         self._warned_keys: set[str] = set()
         self._unknown_products: deque[str] = deque(maxlen=DIAG_MAX)
         self._sink: Sink | None = None
@@ -235,7 +241,10 @@ class BleDriver:
         for listener in self.advert_listeners:
             listener(adv)  # presence (gateway.automations): every advert, decodable or not
         now = adv.time or self._clock()
-        mac = adv.address.upper()
+        ids = self._ids.get(adv.address)
+        if ids is None:
+            ids = self._new_ids(adv.address)
+        mac = ids[0]
         key = self._keys.get(mac)
         dedup = self._dedup
         for uuid, data in adv.service_data.items():
@@ -243,7 +252,9 @@ class BleDriver:
                 continue
             raw = (mac, uuid, bytes(data))
             if dedup.check(raw, now):
-                self._seen(mac, now)
+                known = self._known.get(ids[1])
+                if known is not None:  # a repeat still proves the device is alive
+                    known.last_seen = now
                 continue
             outcome = decode_payload(uuid, raw[2], mac, key)
             if isinstance(outcome, Failed):
@@ -251,6 +262,13 @@ class BleDriver:
             elif outcome is not None:
                 dedup.remember(raw, now, window_for(outcome, dedup.window_s))
                 self._decoded(outcome, adv, now)
+
+    def _new_ids(self, address: str) -> tuple[str, str]:
+        if len(self._ids) >= IDS_MAX:
+            self._ids.clear()
+        mac = address.upper()
+        ids = self._ids[address] = (mac, device_id(mac))
+        return ids
 
     def _decoded(self, result: Decoded, adv: Advertisement, now: float) -> None:
         if not self._downgrade.accept(result, keyed=result.mac in self._keys):
@@ -366,12 +384,6 @@ class BleDriver:
         if adv.rssi is not None and now - known.rssi_sent_at >= RSSI_INTERVAL:
             known.rssi_sent_at = now
             sink.device(DeviceUpdate(id=dev, transport=Transport.BLE, rssi=adv.rssi))
-
-    def _seen(self, mac: str, now: float) -> None:
-        """A repeat still proves the device is alive."""
-        known = self._known.get(device_id(mac))
-        if known is not None:
-            known.last_seen = now
 
     def check_availability(self, now: float) -> list[str]:
         """Mark silent non-sleepy devices unavailable; returns their ids."""
