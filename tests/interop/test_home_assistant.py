@@ -450,21 +450,27 @@ async def _check_running(
 
     # Sensors: unit, device class and state class as announced, and a numeric state.
     async def sensors_have_values() -> dict[str, dict[str, Any]] | None:
+        """HA's states, once every entity migw published a state for (of a device it says
+        is available) shows one: a sensor a value, a binary sensor on/off. Retried, as
+        availability may change between the two looks (a presence tracker)."""
         states = await _states(ha, http)
         for uid, c in configs.items():
             state = states.get(by_uid[uid]["entity_id"])
             if state is None:
                 return None
+            shown = state["state"] not in ("unknown", "unavailable")
+            if c["component"] == "binary_sensor":
+                shown = state["state"] in ("on", "off")
             if (
-                c["component"] == "sensor"
-                and state["state"] in ("unknown", "unavailable")
+                c["component"] in ("sensor", "binary_sensor")
+                and not shown
                 and col.on(c["state_topic"])
                 and _online(col, c)
             ):
                 return None  # migw published a state for it: HA must show it
         return states
 
-    states = await until("every published sensor value in HA", sensors_have_values)
+    states = await until("every published value in HA", sensors_have_values)
     kinds: set[str] = set()
     for uid, c in configs.items():
         state = states[by_uid[uid]["entity_id"]]
@@ -476,8 +482,6 @@ async def _check_running(
             assert attrs.get("state_class") == c.get("state_class"), (uid, attrs)
             if state["state"] not in ("unknown", "unavailable") and c.get("unit_of_measurement"):
                 float(state["state"])
-        if c["component"] == "binary_sensor" and col.on(c["state_topic"]) and _online(col, c):
-            assert state["state"] in ("on", "off"), (uid, state)
         if c["component"] == "event":
             assert attrs["event_types"] == c["event_types"], (uid, attrs)
     assert {"sensor", "binary_sensor", "switch", "event"} <= kinds
