@@ -27,13 +27,7 @@ import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from drivers.errors import NeedsHumanError, TransientError
 from gateway.sync.settings import (
@@ -43,6 +37,13 @@ from gateway.sync.settings import (
     password_of,
     tls_context,
 )
+
+if TYPE_CHECKING:
+    # paho is imported where a connection is made (4 MB and 50 ms of a start without an
+    # uplink): Link, and the helpers only a Link's users call
+    import paho.mqtt.client as paho
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
 
 __all__ = [
     "BrokerRefusedError",
@@ -93,11 +94,15 @@ class BrokerRefusedError(NeedsHumanError):
 
 
 def _code(rc: ReasonCode | int) -> int:
+    from paho.mqtt.reasoncodes import ReasonCode
+
     return int(rc.value) if isinstance(rc, ReasonCode) else int(rc)
 
 
 def _refusal(url: str, rc: ReasonCode | int) -> LinkError | BrokerRefusedError:
     code = _code(rc)
+    from paho.mqtt.reasoncodes import ReasonCode
+
     name = rc.getName() if isinstance(rc, ReasonCode) else f"code {code}"
     if code in CONNECT_NEEDS_HUMAN:
         return BrokerRefusedError(url, code, name)
@@ -148,6 +153,9 @@ class Link:
         self.connack = Connack()
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
@@ -243,6 +251,8 @@ class Link:
         if self.lost.done() or not self._connected.done():
             raise LinkError("not connected")
         info = self._client.publish(topic, payload, qos, retain, properties)
+        import paho.mqtt.client as paho
+
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise LinkError(f"could not publish: {paho.error_string(info.rc)}")
         fut: asyncio.Future[int] = self._loop.create_future()
@@ -285,6 +295,8 @@ class Link:
         if self.lost.done():
             raise LinkError("not connected")
         rc, mid = self._client.subscribe(topic, qos)
+        import paho.mqtt.client as paho
+
         if rc != paho.MQTT_ERR_SUCCESS or mid is None:
             raise LinkError(f"could not subscribe: {paho.error_string(rc)}")
         fut: asyncio.Future[list[int]] = self._loop.create_future()
@@ -403,6 +415,8 @@ class Link:
             self._loop.remove_writer(sock)
 
     def _read(self) -> None:
+        import paho.mqtt.client as paho
+
         self._client.loop_read()
         # TLS: records already decrypted into the SSL object do not wake the reader again
         sock = self._sock
@@ -415,6 +429,8 @@ class Link:
 
     async def _housekeeping(self) -> None:
         """paho's keep-alive PINGs and retries; ends when the connection does."""
+        import paho.mqtt.client as paho
+
         while self._client.loop_misc() == paho.MQTT_ERR_SUCCESS:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_MISC_INTERVAL_S):
@@ -461,6 +477,8 @@ class Link:
         if code == 0 and self._closing:
             self._settle_lost(None)
         else:
+            from paho.mqtt.reasoncodes import ReasonCode
+
             name = reason_code.getName() if isinstance(reason_code, ReasonCode) else str(code)
             self._settle_lost(LinkError(f"unexpected disconnection: {name}"))
 
@@ -514,6 +532,9 @@ class Link:
 def publish_properties(v5: bool, content_type: str | None) -> Properties | None:
     if not v5 or content_type is None:
         return None
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     props.ContentType = content_type
     if content_type == "application/json":
@@ -524,6 +545,9 @@ def publish_properties(v5: bool, content_type: str | None) -> Properties | None:
 def response_properties(v5: bool, correlation: bytes | None) -> Properties | None:
     if not v5:
         return None
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     props.ContentType = "application/json"
     props.PayloadFormatIndicator = 1
@@ -554,5 +578,7 @@ async def open_link(
 
 
 def _check_rc(rc: int, where: str) -> None:
+    import paho.mqtt.client as paho
+
     if rc != paho.MQTT_ERR_SUCCESS:
         raise LinkError(f"{where}: {paho.error_string(rc)}")
