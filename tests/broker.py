@@ -199,17 +199,25 @@ def make_tls(directory: Path) -> TlsFiles:
         path.write_bytes(c.public_bytes(serialization.Encoding.PEM))
         return path
 
-    def ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-        k = key()
-        cert = (
+    def builder(
+        cn: str, issuer: x509.Name, k: ec.EllipticCurvePrivateKey, *, ca: bool
+    ) -> x509.CertificateBuilder:
+        """Subject, issuer, key, a random serial, valid from yesterday for 30 days."""
+        return (
             x509.CertificateBuilder()
             .subject_name(name(cn))
-            .issuer_name(name(cn))
+            .issuer_name(issuer)
             .public_key(k.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+
+    def ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        k = key()
+        cert = (
+            builder(cn, name(cn), k, ca=True)
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
@@ -236,15 +244,8 @@ def make_tls(directory: Path) -> TlsFiles:
         server: bool,
     ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         k = key()
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(cn))
-            .issuer_name(ca_cert.subject)
-            .public_key(k.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        b = (
+            builder(cn, ca_cert.subject, k, ca=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
             )
@@ -256,7 +257,7 @@ def make_tls(directory: Path) -> TlsFiles:
             )
         )
         if server:
-            builder = builder.add_extension(
+            b = b.add_extension(
                 x509.SubjectAlternativeName(
                     [
                         x509.DNSName("localhost"),
@@ -265,7 +266,7 @@ def make_tls(directory: Path) -> TlsFiles:
                 ),
                 critical=False,
             )
-        return k, builder.sign(ca_key, hashes.SHA256())
+        return k, b.sign(ca_key, hashes.SHA256())
 
     ca_key, ca_cert = ca("migw test CA")
     s_key, s_cert = leaf(ca_key, ca_cert, "localhost", True)
