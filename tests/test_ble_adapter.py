@@ -18,9 +18,9 @@ from dbus_fast.errors import DBusError
 from drivers.ble import bthome, mibeacon
 from drivers.ble import scanner as scanner_mod
 from drivers.ble.keys import parse_key
-from drivers.ble.scanner import BleakBackend, BleScanner, DetectionCallback, Scanner
+from drivers.ble.scanner import BleakBackend, BleScanner, DetectionCallback, Scanner, supervise
 from drivers.ble.types import UUID_BTHOME_V2, UUID_MIBEACON, Advertisement, normalize_uuid
-from drivers.supervisor import Backoff, State
+from drivers.supervisor import Backoff, State, Supervisor
 from gateway.adapters import AdapterContext, BleTransport, DemoOptions, Transports
 from gateway.adapters.ble import BleDriver, create, device_id, load_keys
 from gateway.config import BleSection, Config, Secret
@@ -73,17 +73,18 @@ async def test_scanner_restarts_after_bleak_and_dbus_faults_and_warns_once(
             return FailingScanner([faults.pop(0)])
         return ReplayScanner(callback, adverts, rate=1000.0, loop=True)
 
-    owner = BleScanner(factory, backoff=FAST, silence_restart=None)
+    owner = BleScanner(factory, silence_restart=None)
     holder["s"] = owner
     owner.subscribe(got.append)
+    sup = supervise(owner, backoff=FAST)
     with caplog.at_level(logging.DEBUG, logger="drivers.ble.scanner"):
-        task = asyncio.create_task(owner.run())
+        task = asyncio.create_task(sup.run())
         await wait_for(lambda: len(got) >= 5)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert owner.status.failures == 4
-    assert owner.status.restarts == 4
+    assert sup.status.failures == 4
+    assert sup.status.restarts == 4
     assert got[0] == Advertisement(MAC, -60, adverts[0].service_data, {}, "x", got[0].time)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
@@ -104,27 +105,29 @@ async def test_silent_adapter_is_restarted(monkeypatch: pytest.MonkeyPatch) -> N
         scanners.append(ReplayScanner(callback, one if not scanners else [], rate=1000.0))
         return scanners[-1]
 
-    owner = BleScanner(factory, backoff=FAST, silence_restart=0.01)
-    task = asyncio.create_task(owner.run())
-    await wait_for(lambda: owner.status.restarts >= 2)
+    owner = BleScanner(factory, silence_restart=0.01)
+    sup = supervise(owner, backoff=FAST)
+    task = asyncio.create_task(sup.run())
+    await wait_for(lambda: sup.status.restarts >= 2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert "no adverts" in owner.status.reason or owner.status.state is State.STOPPED
+    assert "no adverts" in sup.status.reason or sup.status.state is State.STOPPED
     assert all(not s.running for s in scanners)  # every scanner was stopped
 
 
 async def test_an_empty_neighbourhood_is_not_a_fault(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scanner_mod, "WATCH_INTERVAL", 0.001)
     owner = BleScanner(lambda cb: ReplayScanner(cb, [], rate=1.0), silence_restart=0.01)
-    task = asyncio.create_task(owner.run())
-    await wait_for(lambda: owner.status.state is State.RUNNING)
+    sup = supervise(owner)
+    task = asyncio.create_task(sup.run())
+    await wait_for(lambda: sup.status.state is State.RUNNING)
     for _ in range(50):
         await asyncio.sleep(0.002)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert owner.status.failures == 0
+    assert sup.status.failures == 0
 
 
 async def test_a_failing_subscriber_does_not_stop_scanning(
@@ -141,13 +144,14 @@ async def test_a_failing_subscriber_does_not_stop_scanning(
 
     owner.subscribe(bad)
     owner.subscribe(good.append)
-    task = asyncio.create_task(owner.run())
+    sup = supervise(owner)
+    task = asyncio.create_task(sup.run())
     await wait_for(lambda: len(good) >= 3)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert owner.callback_errors >= 3
-    assert owner.status.failures == 0
+    assert sup.status.failures == 0
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(errors) == 1  # logged once, not per advert
 
@@ -437,13 +441,18 @@ async def test_run_degraded_while_the_adapter_fails() -> None:
 
     driver = BleDriver(factory, {})
     sink = RecordingSink()
-    task = asyncio.create_task(driver.run(sink))
+    # run() is one session; the supervisor around it (the service's, here a bare one)
+    # restarts it, and the driver stays degraded across the retries
+    sup = Supervisor("ble", lambda: driver.run(sink), backoff=FAST)
+    task = asyncio.create_task(sup.run())
     await wait_for(lambda: driver.health().health is Health.DEGRADED)
+    await wait_for(lambda: sup.status.restarts >= 2)
     health = driver.health()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert "InProgress" in health.reason
+    assert health.counters["scanner_restarts"] >= 2
 
 
 async def test_replayed_public_vectors_through_the_driver() -> None:

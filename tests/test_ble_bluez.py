@@ -26,7 +26,7 @@ from gateway.adapters import BleTransport, Transports
 from gateway.adapters.ble import BleDriver, device_id
 from gateway.cli import main
 from gateway.config import ApiSection, BleSection, Config, GatewaySection
-from gateway.service import Service
+from gateway.service import Service, ServiceTiming
 from tests.bluez import FakeBluez, require
 
 MAC = "A4:C1:38:8D:18:B2"
@@ -55,9 +55,12 @@ def _service(tmp_path: Path, *, passive: bool) -> Service:
     transport = BleTransport(
         bleak_factory("hci0", passive=passive),
         info={"adapter": "hci0", "passive": str(passive).lower()},
-        timing=FAST,
     )
-    return Service(_config(tmp_path, passive=passive), transports=Transports(ble=transport))
+    return Service(
+        _config(tmp_path, passive=passive),
+        transports=Transports(ble=transport),
+        timing=ServiceTiming(supervisor=FAST),
+    )
 
 
 async def _until(cond: Callable[[], Any], timeout: float = 20.0) -> None:
@@ -105,15 +108,15 @@ def _reason(svc: Service) -> str:
 
 
 def _noticed(caplog: pytest.LogCaptureFixture, reason: str) -> bool:
-    """The scanner failed *because of* ``reason`` (logged by its supervisor at once), not
-    after the silence watchdog."""
-    return any(reason in r.getMessage() for r in caplog.records if r.name == "drivers.ble.scanner")
+    """The scanner failed *because of* ``reason`` (logged by the one supervisor, the
+    service's, at once), not after the silence watchdog."""
+    return any(reason in r.getMessage() for r in caplog.records if r.name == "gateway.ble")
 
 
 async def test_passive_scanning_readings_and_recovery_from_adapter_and_bluetoothd_loss(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="drivers.ble.scanner")
+    caplog.set_level(logging.DEBUG, logger="gateway.ble")
     async with FakeBluez(tmp_path) as bz, _service(tmp_path, passive=True) as svc:
         await asyncio.wait_for(svc.ready.wait(), 20)
         await _until(bz.state)  # the mock answers

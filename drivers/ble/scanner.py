@@ -1,11 +1,13 @@
 """The one owner of the BLE scanner: a Protocol seam shaped like bleak's ``BleakScanner``,
-a bleak-backed implementation (passive on BlueZ, active fallback), and a supervised
-:class:`BleScanner` that turns detection callbacks into :class:`Advertisement` values for
+a bleak-backed implementation (passive on BlueZ, active fallback), and
+:class:`BleScanner`, which turns detection callbacks into :class:`Advertisement` values for
 its subscribers.
 
-Adapter faults (``BleakError``, D-Bus errors, adapter missing or powered off, "InProgress",
-a silent adapter) raise :class:`~drivers.ble.errors.ScannerError`; the supervisor restarts
-scanning with backoff, logging the first failure at WARNING and repeats at DEBUG.
+:meth:`BleScanner.session` is ONE session: start scanning, serve until the adapter fails,
+raise :class:`~drivers.ble.errors.ScannerError` (adapter missing or powered off, D-Bus
+errors, "InProgress", a silent adapter). It keeps no supervisor of its own: whoever runs it
+supervises it (the gateway's service; :func:`supervise` for standalone use such as
+``migw sniff ble``), so there is one supervisor per part.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Protocol
 from drivers.ble.bluez import AdapterWatch
 from drivers.ble.errors import ScannerError
 from drivers.ble.types import Advertisement
-from drivers.supervisor import Backoff, State, Supervisor, SupervisorStatus, Timing
+from drivers.supervisor import Backoff, Supervisor, SupervisorStatus, Timing
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -258,23 +260,18 @@ def to_advertisement(device: Any, data: Any, now: float) -> Advertisement:
 
 
 class BleScanner:
-    """Owns one scanner for its lifetime; subscribers get every :class:`Advertisement`.
+    """Owns one scanner at a time; subscribers get every :class:`Advertisement`.
 
-    :meth:`run` runs forever under a :class:`~drivers.supervisor.Supervisor`: a fault stops
-    the scanner, waits with backoff and starts a fresh one.
+    :meth:`session` runs one scanner until it fails (see the module docstring); run it
+    under a :class:`~drivers.supervisor.Supervisor` (:func:`supervise`).
     """
 
     def __init__(
         self,
         factory: ScannerFactory,
         *,
-        name: str = "BLE scanner",
-        backoff: Backoff | None = None,
-        stable_after: float | None = None,
         silence_restart: float | None = SILENCE_RESTART,
         clock: Callable[[], float] = time.monotonic,
-        on_state: Callable[[SupervisorStatus], None] | None = None,
-        timing: Timing | None = None,
     ) -> None:
         self._factory = factory
         self._subscribers: list[Subscriber] = []
@@ -284,10 +281,6 @@ class BleScanner:
         self._scanner: Scanner | None = None
         self.adverts = 0
         self.callback_errors = 0
-        self.supervisor = Supervisor(
-            name, self._session, timing=timing, backoff=backoff, stable_after=stable_after,
-            on_state=on_state, logger=_LOGGER,
-        )  # fmt: skip
 
     # subscribers -----------------------------------------------------------------------
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
@@ -300,16 +293,8 @@ class BleScanner:
         return unsubscribe
 
     @property
-    def status(self) -> SupervisorStatus:
-        return self.supervisor.status
-
-    @property
     def mode(self) -> str:
         return str(getattr(self._scanner, "mode", "")) if self._scanner is not None else ""
-
-    @property
-    def degraded(self) -> bool:
-        return self.status.state in (State.BACKOFF, State.FAILED)
 
     def _on_detection(self, device: Any, data: Any) -> None:
         now = self._clock()
@@ -327,10 +312,10 @@ class BleScanner:
                     _LOGGER.debug("BLE advert subscriber failed again", exc_info=True)
 
     # scanning --------------------------------------------------------------------------
-    async def run(self) -> None:
-        await self.supervisor.run()
-
-    async def _session(self) -> None:
+    async def session(self, on_running: Callable[[], None] | None = None) -> None:
+        """One session: start a scanner, deliver adverts until it fails, then raise
+        :class:`ScannerError` (the scanner is stopped first). ``on_running`` is called once
+        scanning has started (a supervisor's ``mark_running``)."""
         scanner = self._factory(self._on_detection)
         try:
             async with asyncio.timeout(START_TIMEOUT):
@@ -345,7 +330,8 @@ class BleScanner:
             raise
         self._scanner = scanner
         self._last_advert = self._clock()
-        self.supervisor.mark_running()
+        if on_running is not None:
+            on_running()
         lost: asyncio.Event | None = getattr(scanner, "lost", None)
         try:
             while True:
@@ -377,3 +363,26 @@ class BleScanner:
             raise
         except Exception as exc:  # noqa: BLE001 - a failing stop must not mask the cause
             _LOGGER.debug("stopping the BLE scanner failed: %s", describe_fault(exc))
+
+
+def supervise(
+    scanner: BleScanner,
+    *,
+    name: str = "BLE scanner",
+    timing: Timing | None = None,
+    backoff: Backoff | None = None,
+    stable_after: float | None = None,
+    on_state: Callable[[SupervisorStatus], None] | None = None,
+) -> Supervisor:
+    """A :class:`~drivers.supervisor.Supervisor` running ``scanner``'s sessions, for use
+    without the gateway (``migw sniff ble``, bench, tests): still one supervisor deep."""
+    sup: Supervisor
+
+    async def target() -> None:
+        await scanner.session(sup.mark_running)
+
+    sup = Supervisor(
+        name, target, timing=timing, backoff=backoff, stable_after=stable_after,
+        on_state=on_state, logger=_LOGGER,
+    )  # fmt: skip
+    return sup

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from drivers.ble.scanner import ScannerFactory
-from drivers.supervisor import Timing
 from gateway.config import Config
 from gateway.driver import Driver
 
@@ -62,15 +61,15 @@ class BleTransport:
     ``factory`` builds a scanner shaped like bleak's (``drivers.ble.scanner.ScannerFactory``;
     None: no BLE at all). ``keys`` are hex bind keys of the transport's own devices (a
     simulated fleet's), added to the configured ones; ``info`` describes the transport in
-    health (no secrets); ``quiet_s``: its devices may be silent this long (availability);
-    ``timing``: the scanner supervisor's backoff (tests shorten it).
+    health (no secrets); ``quiet_s``: its devices may be silent this long (availability).
+    The scanner has no supervisor of its own: the service's (``ServiceTiming.supervisor``)
+    restarts it.
     """
 
     factory: ScannerFactory | None
     keys: Mapping[str, str] = field(default_factory=dict)
     info: Mapping[str, str] = field(default_factory=dict)
     quiet_s: float = 0.0
-    timing: Timing | None = None
 
 
 @dataclass(frozen=True, slots=True)

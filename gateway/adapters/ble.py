@@ -22,7 +22,7 @@ from drivers.ble.errors import KeyFormatError
 from drivers.ble.keys import BindKey, parse_key
 from drivers.ble.scanner import BleScanner, ScannerFactory, bleak_factory
 from drivers.ble.types import Advertisement, Decoded, Failed, FailReason, normalize_mac
-from drivers.supervisor import State, Timing
+from drivers.supervisor import describe
 from gateway.adapters import AdapterContext
 from gateway.config import BleSection, read_secret
 from gateway.driver import DriverHealth, Health, Sink
@@ -137,10 +137,7 @@ class BleDriver:
         unavailable_after_s: float = 900.0,
         info: dict[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
-        scanner_timing: Timing | None = None,
     ) -> None:
-        self._factory = factory
-        self._scanner_timing = scanner_timing
         self._keys = dict(keys)
         self._dedup = Deduplicator(window_s=dedup_window_s)
         self._replay = ReplayGuard()
@@ -155,8 +152,13 @@ class BleDriver:
         self._warned_keys: set[str] = set()
         self._unknown_products: deque[str] = deque(maxlen=DIAG_MAX)
         self._sink: Sink | None = None
-        self._scanner: BleScanner | None = None
-        self._restarts_before = 0
+        # one scanner owner for the driver's life; run() is one session of it (the service's
+        # supervisor restarts it), so subscribers stay across restarts
+        self._scanner = BleScanner(factory)
+        self._scanner.subscribe(self.handle)
+        self._sessions = 0
+        #: Why the last session failed, until a new scanner runs ("" while healthy).
+        self._fault = ""
         #: Called with every advert before decoding (BLE presence, gateway.automations).
         self.advert_listeners: list[Callable[[Advertisement], None]] = []
         self._info = dict(info or {})
@@ -197,38 +199,37 @@ class BleDriver:
             info["unknown_products"] = "; ".join(self._unknown_products)
         if self._downgrade.last:
             info["downgrade_last"] = self._downgrade.last
-        scanner = self._scanner
+        counters["scanner_restarts"] = max(0, self._sessions - 1)
+        if self._scanner.mode:
+            info["scan_mode"] = self._scanner.mode
         health, reason = Health.OK, ""
-        if scanner is not None:
-            st = scanner.status
-            counters["scanner_restarts"] = self._restarts_before + st.restarts
-            if scanner.mode:
-                info["scan_mode"] = scanner.mode
-            if st.state in (State.BACKOFF, State.FAILED, State.STARTING) and st.failures:
-                health, reason = Health.DEGRADED, st.reason or "scanner restarting"
-                info["hint"] = fault_hint(reason)
+        if self._fault:  # failed, and no scanner has started since
+            health, reason = Health.DEGRADED, self._fault
+            info["hint"] = fault_hint(reason)
         return DriverHealth(health=health, reason=reason, counters=counters, info=info)
 
     async def run(self, sink: Sink) -> None:
+        """One session: scan until the adapter fails, then raise (the scanner's
+        :class:`~drivers.ble.errors.ScannerError`); the caller's supervisor restarts it."""
         self._sink = sink
-        scanner = BleScanner(self._factory, timing=self._scanner_timing)
-        if self._scanner is not None:
-            self._restarts_before += self._scanner.status.restarts
-        self._scanner = scanner
-        unsubscribe = scanner.subscribe(self.handle)
+        self._sessions += 1
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(scanner.run(), name="ble-scanner")
+                tg.create_task(self._scanner.session(self._scanning), name="ble-scanner")
                 tg.create_task(self._availability_loop(), name="ble-availability")
-        finally:
-            unsubscribe()
+        except Exception as exc:
+            self._fault = describe(exc)
+            raise
+
+    def _scanning(self) -> None:
+        self._fault = ""
 
     def subscribe_adverts(
         self, callback: Callable[[Advertisement], None]
     ) -> Callable[[], None] | None:
         """Every advert the running scanner hears, also to ``callback`` (``migw ble key``
-        checks a key on the next encrypted one); None while no scanner runs."""
-        return None if self._scanner is None else self._scanner.subscribe(callback)
+        checks a key on the next encrypted one); None before the driver first ran."""
+        return None if self._sink is None else self._scanner.subscribe(callback)
 
     # advert handling --------------------------------------------------------------------
     def handle(self, adv: Advertisement) -> None:
@@ -439,5 +440,4 @@ def create(ctx: AdapterContext) -> BleDriver | None:
         dedup_window_s=section.dedup_window_s,
         unavailable_after_s=max(section.unavailable_after_s, transport.quiet_s if transport else 0),
         info=info,
-        scanner_timing=transport.timing if transport else None,
     )

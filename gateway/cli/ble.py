@@ -33,7 +33,7 @@ from drivers.ble.dedup import Deduplicator
 from drivers.ble.errors import KeyFormatError
 from drivers.ble.jsonio import advertisement_from_json, outcome_to_json
 from drivers.ble.keys import BindKey, parse_key
-from drivers.ble.scanner import BleScanner, ScannerFactory, bleak_factory
+from drivers.ble.scanner import BleScanner, ScannerFactory, bleak_factory, supervise
 from drivers.ble.types import Advertisement, Decoded, Failed, FailReason, normalize_mac
 from drivers.errors import ParseError
 from drivers.supervisor import State, SupervisorStatus
@@ -217,9 +217,10 @@ async def run_sniff(
             else:
                 click.echo(f"BLE scanner fault, restarting: {status.reason}", err=True)
 
-    scanner = BleScanner(factory, name="BLE sniffer", on_state=on_state)
+    scanner = BleScanner(factory)
     scanner.subscribe(printer)
-    task = asyncio.create_task(scanner.run(), name="ble-sniff")
+    sup = supervise(scanner, name="BLE sniffer", on_state=on_state)
+    task = asyncio.create_task(sup.run(), name="ble-sniff")
     try:
         async with asyncio.timeout(duration):
             done, _ = await asyncio.wait((task, failed), return_when=asyncio.FIRST_COMPLETED)
