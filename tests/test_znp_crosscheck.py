@@ -81,6 +81,10 @@ DEVIATIONS: dict[tuple[str, str, str], str] = {
     ("zigpy-znp", "UTIL_ASSOC_GET_WITH_ADDRESS", "response"): (
         "as for herdsman (zigpy-znp decodes the struct)"
     ),
+    ("zigbee-herdsman", "UTIL_ASSOC_FIND_DEVICE", "response"): (
+        "herdsman reads 18 bytes; the entry is 28 bytes packed, 36 aligned (zigpy-znp tells "
+        "the struct alignment from that length)"
+    ),
     ("zigpy-znp", "ZB_WRITE_CONFIGURATION", "request"): (
         "zigpy-znp's request starts with a Status byte; TI MT_SAPI.c and herdsman send "
         "ConfigId, Len, Value"

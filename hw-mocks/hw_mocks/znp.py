@@ -147,6 +147,12 @@ def _default_nv(ieee: str, product: int = 1) -> dict[int, bytes]:
         NvId.LOGICAL_TYPE: b"\x00",
         NvId.ZDO_DIRECT_CB: b"\x00",
         NvId.NWK_CHILD_AGE_ENABLE: b"\x01",
+        # routing settings every firmware has (zigpy-znp reads and writes them at start)
+        NvId.BCAST_DELIVERY_TIME: b"\x1e",
+        NvId.CONCENTRATOR_ENABLE: b"\x01",
+        NvId.CONCENTRATOR_DISCOVERY: b"\x78",
+        NvId.CONCENTRATOR_RC: b"\x01",
+        NvId.SRC_RTG_EXPIRY_TIME: b"\xff",
         NvId.BDBNODEISONANETWORK: b"\x00",
         NvId.NWK_ACTIVE_KEY_INFO: bytes(17),
         NWK_ALTERN_KEY_INFO: bytes(17),
@@ -885,7 +891,12 @@ class ZStackSimulator:
     def network_key(self) -> bytes:
         return self.nv[NvId.NWK_ACTIVE_KEY_INFO][1:17]
 
-    def _come_up(self, *, new: bool) -> None:
+    def _come_up(self, *, new: bool, commissioning: bool = False) -> None:
+        """STARTING, then STARTED as coordinator (and on Z-Stack 3 the BDB notification).
+        A formation requested over an existing network (``commissioning``) ends with a
+        last notification, FORMATION_FAILURE with nothing remaining: "Success is only
+        returned when the network is first formed" (zigpy-znp's start_network)."""
+
         def up() -> None:
             self.state = t.DeviceState.ZB_COORD
             self._send(c.ZDO_STATE_CHANGE_IND.rsp(State=t.DeviceState.ZB_COORD))
@@ -907,6 +918,14 @@ class ZStackSimulator:
                         RemainingModes=remaining,
                     )
                 )
+                if commissioning and not new:
+                    self._send(
+                        c.APP_CNF_BDB_COMMISSIONING_NOTIFICATION.rsp(
+                            Status=t.BDBCommissioningStatus.FORMATION_FAILURE,
+                            Mode=t.BDBCommissioningMode.NWK_FORMATION,
+                            RemainingModes=t.BDBCommissioningMode.NONE,
+                        )
+                    )
 
         self.state = t.DeviceState.COORD_STARTING
         self._callback(c.ZDO_STATE_CHANGE_IND, State=t.DeviceState.COORD_STARTING)
@@ -936,7 +955,7 @@ class ZStackSimulator:
             new = not self.has_network
             if new:
                 self._form()
-            self._come_up(new=new)
+            self._come_up(new=new, commissioning=True)
 
     def _h_util_get_device_info(self, f: dict[str, Any]) -> None:
         self._srsp(
@@ -1087,25 +1106,32 @@ class ZStackSimulator:
         self.groups[key] = bytes(f["GroupName"])[:16]
         self._srsp(c.BY_NAME["ZDO_EXT_ADD_GROUP"], Status=OK)
 
+    def _assoc_entry(self, index: int, dev: SimDevice | None) -> bytes:
+        size = 36 if self.aligned else 28
+        if dev is None or dev.nwk is None:
+            return b"\xff" * size
+        entry = dev.nwk.to_bytes(2, "little") + index.to_bytes(2, "little") + b"\x01"
+        return entry.ljust(size, b"\x00")
+
+    def _h_util_assoc_find_device(self, f: dict[str, Any]) -> None:
+        children = [d for d in self.devices if d.nwk is not None]
+        i = f["Index"]
+        dev = children[i] if i < len(children) else None
+        self._srsp(c.BY_NAME["UTIL_ASSOC_FIND_DEVICE"], Device=self._assoc_entry(i, dev))
+
     def _h_util_assoc_get_with_address(self, f: dict[str, Any]) -> None:
         """associated_devices_t of a child: short address, index, relation (1 = child, end
         device), status, count, age, link info, end device info, timeout counter, keepalive
         (28 bytes packed, 36 aligned); all 0xFF when not a child."""
-        size = 36 if self.aligned else 28
-        dev = next(
+        found = next(
             (
                 (i, d)
                 for i, d in enumerate(self.devices)
                 if d.nwk is not None and (d.nwk == f["NWK"] or d.ieee == str(f["IEEE"]))
             ),
-            None,
+            (0, None),
         )
-        if dev is None:
-            entry = b"\xff" * size
-        else:
-            i, d = dev
-            entry = (d.nwk or 0).to_bytes(2, "little") + i.to_bytes(2, "little") + b"\x01"
-            entry = entry.ljust(size, b"\x00")
+        entry = self._assoc_entry(*found)
         self._srsp(c.BY_NAME["UTIL_ASSOC_GET_WITH_ADDRESS"], Device=entry)
 
     #: Node descriptors (13 bytes: logical type, frequency band, MAC capabilities,

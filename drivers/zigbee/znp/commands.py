@@ -633,6 +633,16 @@ COMMANDS: tuple[CommandDef, ...] = (
         ),
     ),
     CommandDef(
+        "UTIL_ASSOC_FIND_DEVICE",
+        S.UTIL,
+        0x49,
+        SREQ,
+        (_f("Index", t.U8),),
+        # one associated_devices_t: 28 bytes packed, 36 aligned (zigpy-znp tells the
+        # firmware's struct alignment from this length)
+        (_f("Device", t.REST),),
+    ),
+    CommandDef(
         "UTIL_ASSOC_GET_WITH_ADDRESS",
         S.UTIL,
         0x4A,
