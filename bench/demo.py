@@ -6,7 +6,8 @@
   plus the Zigbee and GPIO demo, no uplink): CPU share of one core, CPU per committed
   reading (the whole path: advert -> decode -> dedup -> ingest -> commit), and peak RSS;
 * the top costs of that run by own CPU time of the event-loop thread (cProfile on
-  ``time.thread_time``, in a separate run: profiling slows it; SQLite's thread is not in it).
+  ``time.thread_time``, in a separate run: profiling slows it; SQLite's thread is not in it):
+  per part of the program (a built-in's time goes to its caller's part), then per function.
 
 CPU is the child's process CPU time (user+system, ``resource.getrusage``: robust to the
 load of a shared machine, unlike wall time) over a steady window after a warm-up; readings
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +123,44 @@ async def _child(state: Path, warmup: float, window: float, sensors: int, profil
         "peak_rss_mb": _peak_rss_mb(),
     }
     if prof is not None:
-        stats = pstats.Stats(prof)
-        total = sum(v[2] for v in stats.stats.values()) or 1.0
-        rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)
+        stats: dict[Any, Any] = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+        total = sum(v[2] for v in stats.values()) or 1.0
+        rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)
         result["top"] = [
             (f"{Path(f).name}:{line} {name}", 100 * v[2] / total)
             for (f, line, name), v in rows[:TOP]
         ]
+        parts = _by_part(stats)
+        result["parts"] = [(k, 100 * v / total) for k, v in parts.most_common(TOP)]
     print(json.dumps(result), flush=True)
+
+
+def _part(filename: str) -> str:
+    """The part of the program a function belongs to: a module of ours, the event loop, a
+    library. (The simulator's encoders live in ``drivers/ble``: its encryption counts there.)"""
+    path = Path(filename)
+    if path.is_relative_to(ROOT):
+        rel = path.relative_to(ROOT).parts
+        if rel[0] == "hw-mocks":
+            return f"simulator: hw_mocks/{rel[-1]}"
+        return "/".join(rel)
+    if "asyncio" in path.parts:
+        return "asyncio (event loop)"
+    if "site-packages" in path.parts:
+        return "library: " + path.parts[path.parts.index("site-packages") + 1]
+    return "stdlib: " + path.stem
+
+
+def _by_part(stats: dict[Any, Any]) -> Counter[str]:
+    """Own CPU time per part; a built-in's (``~``) goes to the parts that called it."""
+    out: Counter[str] = Counter()
+    for (f, _line, _name), (_cc, _nc, tt, _ct, callers) in stats.items():
+        if f == "~" and callers:
+            for (cf, _l, _n), caller in callers.items():
+                out[_part(cf) if cf != "~" else "built-ins"] += caller[2]
+        else:
+            out[_part(f) if f != "~" else "built-ins"] += tt
+    return out
 
 
 def _counted_fleet(transports: Any) -> tuple[Any, list[Any]]:
@@ -282,6 +314,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
     ]
     if not quick:
         _, p = _spawn(warmup, window / 2, SENSORS, profile=True)
+        for i, (where, share) in enumerate(p.get("parts", []), 1):
+            out.append({"name": f"top part {i}: {where}", "value": share, "unit": "% loop CPU"})
         for i, (where, share) in enumerate(p.get("top", []), 1):
             out.append({"name": f"top cost {i}: {where}", "value": share, "unit": "% loop CPU"})
     return out

@@ -7,7 +7,6 @@ use a short window, so a real second button press a few seconds later is not dro
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from drivers.ble.types import Decoded
@@ -36,9 +35,9 @@ class Deduplicator:
     window_s: float = 60.0
     max_entries: int = 16384
     dropped: int = 0
-    #: Key -> the end of its window (one float per entry: at 1,000 sensors the table holds
-    #: some 20,000 entries).
-    _seen: OrderedDict[DedupKey, float] = field(default_factory=OrderedDict)
+    #: Key -> the end of its window, oldest first (one float per entry, in a plain dict: at
+    #: 1,000 sensors the table is full, and an OrderedDict's links cost 1 MB more).
+    _seen: dict[DedupKey, float] = field(default_factory=dict)
 
     def check(self, key: DedupKey, now: float) -> bool:
         """True (and counted) when ``key`` was remembered within its window."""
@@ -50,10 +49,11 @@ class Deduplicator:
 
     def remember(self, key: DedupKey, now: float, window: float) -> None:
         self._expire(now)
-        self._seen[key] = now + window
-        self._seen.move_to_end(key)
-        if len(self._seen) > self.max_entries:
-            self._seen.popitem(last=False)
+        seen = self._seen
+        seen.pop(key, None)  # again: it moves to the end
+        seen[key] = now + window
+        if len(seen) > self.max_entries:
+            del seen[next(iter(seen))]
 
     def is_duplicate(self, result: Decoded, now: float) -> bool:
         """Check and remember a decoded frame in one step."""
