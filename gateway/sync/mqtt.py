@@ -109,6 +109,19 @@ def _refusal(url: str, rc: ReasonCode | int) -> LinkError | BrokerRefusedError:
     return ConnectRefusedError(url, code, name)
 
 
+class _HandshakeClosingSocket(ssl.SSLSocket):
+    """An ``SSLSocket`` that closes itself when its handshake fails (paho-mqtt 2.x's
+    ``connect`` raises from ``do_handshake`` and leaves the socket to the garbage
+    collector: a ResourceWarning, and a file descriptor held until then)."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """An incoming PUBLISH."""
@@ -167,6 +180,10 @@ class Link:
         if s.username:
             client.username_pw_set(s.username, password)
         if tls_context is not None:
+            # paho wraps the TCP socket with this context and does not close it when the
+            # handshake fails: SSLContext.sslsocket_class (a documented hook) makes the
+            # socket close itself then
+            tls_context.sslsocket_class = _HandshakeClosingSocket
             client.tls_set_context(tls_context)
         client.will_set(will_topic, b"offline", qos=1, retain=True)
         # paho calls back from the connect thread too: every callback hops onto the loop
