@@ -197,6 +197,15 @@ def run(quick: bool) -> list[dict[str, Any]]:
             parts = asyncio.run(_breakdown(Path(tmp) / "c.db", readings[: min(n, 60_000)]))
         for part, value in parts.items():
             figures.append({"name": f"  of which {part}", "value": value, "unit": "B/reading"})
+    rss, dropped = _backlog_peak_rss(100_000 if quick else 400_000)
+    figures.append(
+        {
+            "name": f"store peak RSS, commits failing, {dropped} of the readings dropped",
+            "value": rss,
+            "unit": "MB",
+            "target": "bounded (pending <= 25,000 items, ~8 MB)",
+        }
+    )
     figures.append(
         {
             "name": "demo service peak RSS",
@@ -206,3 +215,42 @@ def run(quick: bool) -> list[dict[str, Any]]:
         }
     )
     return figures
+
+
+_BACKLOG_SCRIPT = """
+import asyncio, sys, time
+from pathlib import Path
+from gateway.model import Reading, Stamp
+from gateway.store import Store
+
+async def main(path, n):
+    store = await Store.open(Path(path))
+    await store._db.execute("PRAGMA query_only=ON")  # every commit fails, as on a full disk
+    now = time.time()
+    for i in range(n):
+        store.add_reading(Reading(f"ble-a4c13800{i % 1000:04d}", "temperature", 20.0 + i % 100 / 10,
+                                  "°C", Stamp(now, 1.0, "bench", True), "bench"))
+        if i % 1000 == 0:
+            await asyncio.sleep(0)
+    await store._db.execute("PRAGMA query_only=OFF")
+    await store.close()
+    status = Path("/proc/self/status").read_text().splitlines()
+    hwm = next(line for line in status if line.startswith("VmHWM:"))
+    print(int(hwm.split()[1]) / 1024, store.counters.dropped_backpressure)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def _backlog_peak_rss(n: int) -> tuple[float, int]:
+    """Peak RSS of a process whose commits all fail while ``n`` readings arrive."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [sys.executable, "-c", _BACKLOG_SCRIPT, str(Path(tmp) / "s.db"), str(n)],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            text=True,
+            timeout=300,
+        ).stdout.split()
+    return float(out[0]), int(out[1])
