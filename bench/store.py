@@ -65,7 +65,7 @@ async def _batched(path: Path, readings: list[Reading]) -> tuple[float, int]:
     return len(readings) / dt, _written_bytes() - io0
 
 
-#: This bench's figure before schema 2 (200,000 readings, final checkpoint included),
+#: This bench's figure with schema 1 (200,000 readings, final checkpoint included),
 #: measured at commit 495e46b on the 2-core x86 development machine.
 PREVIOUS_BYTES_PER_READING = 503.2
 

@@ -24,7 +24,10 @@ async def test_new_database_has_schema_wal_and_app_id(tmp_path: Path) -> None:
     assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    # history is a view over the compact ``readings`` since schema 3
+    tables = {
+        r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+    }
     assert {"meta", "devices", "state", "history", "outbox", "dead_letter"} <= tables
     con.close()
 
@@ -326,7 +329,8 @@ async def test_a_permanently_refused_item_is_dropped_and_the_rest_committed(
     async with await Store.open(path, StoreSection(batch_max_rows=50)) as store:
         con = sqlite3.connect(path)
         con.execute(
-            "CREATE TRIGGER poison BEFORE INSERT ON outbox WHEN NEW.device_id = 'gpio-poison'"
+            "CREATE TRIGGER poison BEFORE INSERT ON outbox WHEN"
+            " (SELECT device_id FROM series WHERE id = NEW.series) = 'gpio-poison'"
             " BEGIN SELECT RAISE(ABORT, 'poison'); END"
         )
         con.commit()
@@ -350,8 +354,8 @@ async def test_someone_else_using_our_numbers_is_survived(tmp_path: Path) -> Non
         await store.flush()
         con = sqlite3.connect(path)
         con.execute(
-            "INSERT INTO outbox (seq, kind, device_id, body, ts, boot, mono, synced, size)"
-            " VALUES (2, 0, 'x', '{}', 0, 1, 0, 1, 1)"
+            "INSERT INTO outbox (seq, kind, series, body, ts, boot, mono, synced, size)"
+            " VALUES (2, 0, 1, '1', 0, 1, 0, 1, 1)"
         )
         con.execute("UPDATE meta SET value = '2' WHERE key = 'last_seq'")
         con.commit()
@@ -521,12 +525,24 @@ async def test_schema_1_rows_survive_the_migration(tmp_path: Path) -> None:
         (body, len(body) + 48),
     )
     con.execute("INSERT INTO meta VALUES ('last_seq', '7')")
+    con.execute("INSERT INTO history VALUES (6, 'gpio-a', 'opening', 'true', 1700000000.0)")
+    con.execute("INSERT INTO history VALUES (7, 'gpio-a', 'temperature', '21.5', 1700000000.25)")
+    con.execute("INSERT INTO state VALUES ('gpio-a', 'temperature', '21.5', '°C', 1.0, 7)")
     con.commit()
     con.close()
     async with await Store.open(path) as store:
         store.add_reading(reading("gpio-b", "humidity", 40, "%"))
         await store.flush()
         rows = await store.outbox_fetch(10)
+        assert await store.history("gpio-a") == [
+            (6, "opening", True, 1700000000.0),
+            (7, "temperature", 21.5, 1700000000.25),
+        ]
+        # forgetting a device deletes its history through the view (the API does this)
+        async with store.transaction() as db:
+            await db.execute("DELETE FROM history WHERE device_id = 'gpio-a'")
+        assert await store.history("gpio-a") == []
+        assert len(await store.history("gpio-b")) == 1
     assert [(r.seq, r.device_id, r.body, r.boot, r.mono, r.size) for r in rows] == [
         (7, "gpio-a", body, "boot-1", 3.5, len(body) + 48),
         (

@@ -28,8 +28,6 @@ from gateway.store.writer import META_DAMAGE
 from tests.helpers import reading
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE = 4096
-FRAME = 24 + PAGE
 
 
 def _committed_frames(db: Path) -> int:
@@ -88,7 +86,8 @@ def _garble_body(db: Path) -> None:
     # inside the page of a frame in the first half of what was committed
     frame = _committed_frames(db) // 2
     with _wal(db).open("r+b") as fh:
-        fh.seek(32 + frame * FRAME + 24 + 1000)
+        page = int.from_bytes(fh.read(12)[8:12], "big")  # the WAL header's page size
+        fh.seek(32 + frame * (24 + page) + 24 + page // 2)
         fh.write(b"\x5a" * 64)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.model import Event, Reading, Stamp
+from gateway.model import Event, Reading
 from gateway.store.codec import encode_value, json_str
 from gateway.store.schema import meta_put
 
@@ -97,19 +97,44 @@ def event_size(e: Event) -> int:
     return row_size(event_body(e))
 
 
-def reading_row(seq: int, r: Reading, boot: int) -> tuple[Any, ...]:
-    """The parameters of :data:`INSERT` for a reading; ``boot`` is the number of its boot
-    id in ``boots``."""
-    return _params(seq, OUTBOX_READING, r.device_id, reading_body(r), r.stamp, boot)
+#: ``series.unit`` of a reading without a unit, and of a device's own series (events).
+NO_UNIT = "\x00"
+
+#: (device, metric, unit) of a series; an event's is (device, "", NO_UNIT).
+SeriesKey = tuple[str, str, str]
 
 
-def event_row(seq: int, e: Event, boot: int) -> tuple[Any, ...]:
-    return _params(seq, OUTBOX_EVENT, e.device_id, event_body(e), e.stamp, boot)
+def reading_series(r: Reading) -> SeriesKey:
+    return (r.device_id, r.metric, NO_UNIT if r.unit is None else r.unit)
 
 
-def _params(seq: int, kind: int, device_id: str, body: str, s: Stamp, boot: int) -> tuple[Any, ...]:
-    stored = _without_device(body, device_id)
-    return (seq, kind, device_id, stored, s.wall, boot, s.mono, int(s.synced), row_size(body))
+def event_series(e: Event) -> SeriesKey:
+    return (e.device_id, "", NO_UNIT)
+
+
+def reading_row(seq: int, r: Reading, series: int, boot: int) -> tuple[Any, ...]:
+    """The parameters of :data:`INSERT` for a reading: ``series`` and ``boot`` are the
+    numbers of its (device, metric, unit) and boot id. The body stored is the value's JSON."""
+    size = row_size(reading_body(r))
+    s = r.stamp
+    return (
+        seq,
+        OUTBOX_READING,
+        series,
+        encode_value(r.value),
+        s.wall,
+        boot,
+        s.mono,
+        int(s.synced),
+        size,
+    )
+
+
+def event_row(seq: int, e: Event, series: int, boot: int) -> tuple[Any, ...]:
+    body = event_body(e)
+    stored = _without_device(body, e.device_id)
+    s = e.stamp
+    return (seq, OUTBOX_EVENT, series, stored, s.wall, boot, s.mono, int(s.synced), row_size(body))
 
 
 def _device_key(device_id: str) -> str:
@@ -117,7 +142,7 @@ def _device_key(device_id: str) -> str:
 
 
 def _without_device(body: str, device_id: str) -> str:
-    """A body as stored: its leading ``"device"`` member is the ``device_id`` column."""
+    """An event's body as stored: its leading ``"device"`` member is in its series."""
     key = _device_key(device_id)
     if body.startswith(key + ","):
         return "{" + body[len(key) + 1 :]
@@ -126,11 +151,33 @@ def _without_device(body: str, device_id: str) -> str:
     return body
 
 
-def _with_device(stored: str, device_id: str) -> str:
-    """The body as published (rows of schema 1 kept their device member)."""
+def _body(kind: int, stored: str, device_id: str, metric: str, unit: str) -> str:
+    """The body as published, from a stored row and its series."""
+    if metric:
+        # a reading: ``stored`` is its value's JSON text
+        unit_json = "" if unit == NO_UNIT else f',"unit":{json_str(unit)}'
+        return (
+            f'{{"device":{json_str(device_id)},"metric":{json_str(metric)},'
+            f'"value":{stored}{unit_json}}}'
+        )
     if not stored.startswith("{") or stored.startswith('{"device":'):
-        return stored  # as written, or corrupt: the sync agent dead-letters it
+        return stored  # as written by schema 1, or corrupt: the sync agent dead-letters it
     return _device_key(device_id) + ("," if len(stored) > 2 else "") + stored[1:]
+
+
+INSERT = (
+    "INSERT INTO outbox (seq, kind, series, body, ts, boot, mono, synced, size)"
+    " VALUES (?,?,?,?,?,?,?,?,?)"
+)
+
+#: Records a series' or a boot id's number (inside the commit that first uses it).
+INSERT_SERIES = "INSERT OR IGNORE INTO series (id, device_id, metric, unit) VALUES (?, ?, ?, ?)"
+INSERT_BOOT = "INSERT OR IGNORE INTO boots (id, boot) VALUES (?, ?)"
+
+
+async def series_ids(db: aiosqlite.Connection) -> dict[SeriesKey, int]:
+    async with db.execute("SELECT device_id, metric, unit, id FROM series") as cur:
+        return {(str(r[0]), str(r[1]), str(r[2])): int(r[3]) for r in await cur.fetchall()}
 
 
 async def boot_ids(db: aiosqlite.Connection) -> dict[str, int]:
@@ -138,22 +185,16 @@ async def boot_ids(db: aiosqlite.Connection) -> dict[str, int]:
         return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
 
 
-#: Records a boot id's number (inside the commit that first uses it).
-INSERT_BOOT = "INSERT OR IGNORE INTO boots (id, boot) VALUES (?, ?)"
-
-INSERT = (
-    "INSERT INTO outbox (seq, kind, device_id, body, ts, boot, mono, synced, size)"
-    " VALUES (?,?,?,?,?,?,?,?,?)"
-)
-
 _COLS = (
-    "o.seq, o.kind, o.device_id, o.body, o.ts, coalesce(b.boot, ''), o.mono, o.synced, o.size"
-    " FROM outbox o LEFT JOIN boots b ON b.id = o.boot"
+    "o.seq, o.kind, s.device_id, o.body, o.ts, coalesce(b.boot, ''), o.mono, o.synced,"
+    " o.size, s.metric, s.unit"
+    " FROM outbox o JOIN series s ON s.id = o.series LEFT JOIN boots b ON b.id = o.boot"
 )
 
 
 def _row(r: Sequence[Any]) -> OutboxRow:
-    return OutboxRow(r[0], r[1], r[2], _with_device(r[3], r[2]), r[4], r[5], r[6], bool(r[7]), r[8])
+    body = _body(r[1], r[3], r[2], r[9], r[10])
+    return OutboxRow(r[0], r[1], r[2], body, r[4], r[5], r[6], bool(r[7]), r[8])
 
 
 async def fetch(
@@ -274,14 +315,14 @@ class OutboxTable:
         """(seq, kind, size, body) of up to ``limit`` rows past ``cursor``, in seq order
         or newest first."""
         if newest_first:
-            where, order = ("WHERE seq < ?", "DESC") if cursor is not None else ("", "DESC")
+            where, order = ("WHERE o.seq < ?", "DESC") if cursor is not None else ("", "DESC")
         else:
-            where, order = ("WHERE seq > ?", "ASC") if cursor is not None else ("", "ASC")
-        sql = f"SELECT seq, kind, size, body FROM outbox {where} ORDER BY seq {order} LIMIT ?"  # noqa: S608 - constant fragments
+            where, order = ("WHERE o.seq > ?", "ASC") if cursor is not None else ("", "ASC")
+        sql = f"SELECT {_COLS} {where} ORDER BY o.seq {order} LIMIT ?"
         args: tuple[Any, ...] = (cursor, limit) if cursor is not None else (limit,)
         async with self._transaction() as db, db.execute(sql, args) as cur:
-            rows = await cur.fetchall()
-        return [(int(r[0]), int(r[1]), int(r[2]), str(r[3])) for r in rows]
+            rows = [_row(r) for r in await cur.fetchall()]
+        return [(r.seq, r.kind, r.size, r.body) for r in rows]
 
     async def scan_stamps(self, after: int, limit: int) -> list[tuple[int, float, int, bool]]:
         """(seq, ts, size, synced) of up to ``limit`` rows with ``seq > after``, in order."""

@@ -131,8 +131,13 @@ class Store(StateReader):
         #: Numbers below this are covered by the reservation file (see _commit).
         self._reserved = 0
         self._on_disk = files.Reservation(files.ReservationState.NONE)
-        #: Kernel boot id -> its number in the ``boots`` table.
+        #: Kernel boot id -> its number in ``boots``; (device, metric, unit) -> ``series``.
         self._boots: dict[str, int] = {}
+        self._series: dict[outbox.SeriesKey, int] = {}
+        #: Numbers handed out that no commit has recorded yet.
+        self._new_boots: dict[str, int] = {}
+        self._new_series: dict[outbox.SeriesKey, int] = {}
+        self._next_series = 1
         #: Whether an uplink is configured (else the outbox is kept small).
         self._uplink: Callable[[], bool] = lambda: True
         self._uplink_stored: bool | None = None
@@ -209,6 +214,8 @@ class Store(StateReader):
                 store._uplink = uplink
             stored = await store._load_last_seq()
             store._boots = await outbox.boot_ids(db)
+            store._series = await outbox.series_ids(db)
+            store._next_series = max(store._series.values(), default=0) + 1
             used = reservation.used_up_to
             if reservation.state is files.ReservationState.UNREADABLE:
                 used = stored + SEQ_RESERVE  # whatever a lost reservation covered
@@ -305,7 +312,7 @@ class Store(StateReader):
         # belt and braces: never below what the tables hold
         async with self._db.execute(
             "SELECT max(coalesce((SELECT max(seq) FROM outbox),0),"
-            " coalesce((SELECT max(seq) FROM history),0))"
+            " coalesce((SELECT max(seq) FROM readings),0))"
         ) as cur:
             row = await cur.fetchone()
         return max(meta_seq, int(row[0]) if row and row[0] is not None else 0)
@@ -518,7 +525,8 @@ class Store(StateReader):
             seq += 1
             value = encode_value(r.value)
             readings.append(_with_seq(r, seq))
-            history_rows.append((seq, r.device_id, r.metric, value, r.stamp.wall))
+            series = self._series_id(outbox.reading_series(r))
+            history_rows.append((seq, series, value, r.stamp.wall))
             state_rows[(r.device_id, r.metric)] = (
                 r.device_id,
                 r.metric,
@@ -527,13 +535,17 @@ class Store(StateReader):
                 r.stamp.wall,
                 seq,
             )
-            outbox_rows.append(outbox.reading_row(seq, r, self._boot_id(r.stamp.boot)))
+            outbox_rows.append(outbox.reading_row(seq, r, series, self._boot_id(r.stamp.boot)))
             if r.metric == "battery" and isinstance(r.value, int | float):
                 battery[r.device_id] = float(r.value)
         for e in batch.events:
             seq += 1
             events.append(_with_seq(e, seq))
-            outbox_rows.append(outbox.event_row(seq, e, self._boot_id(e.stamp.boot)))
+            outbox_rows.append(
+                outbox.event_row(
+                    seq, e, self._series_id(outbox.event_series(e)), self._boot_id(e.stamp.boot)
+                )
+            )
         if seq >= self._reserved:
             # the reservation is on disk before any number under it is used; a failure
             # fails this commit, which is retried (the batch stays pending)
@@ -546,11 +558,19 @@ class Store(StateReader):
             self._reserved = reserved
             self._on_disk = files.Reservation(files.ReservationState.RESERVED, reserved)
         async with self._transaction() as db:
+            if self._new_series:
+                await db.executemany(
+                    outbox.INSERT_SERIES, [(n, *key) for key, n in self._new_series.items()]
+                )
+            if self._new_boots:
+                await db.executemany(
+                    outbox.INSERT_BOOT, [(n, b) for b, n in self._new_boots.items()]
+                )
             for upd in batch.devices.values():
                 await db.execute(devices.UPSERT_DEVICE, devices.device_params(upd))
             if history_rows:
                 await db.executemany(
-                    "INSERT INTO history (seq, device_id, metric, value, ts) VALUES (?,?,?,?,?)",
+                    "INSERT INTO readings (seq, series, value, ts) VALUES (?,?,?,?)",
                     history_rows,
                 )
                 await db.executemany(
@@ -561,10 +581,6 @@ class Store(StateReader):
                     list(state_rows.values()),
                 )
             if outbox_rows:
-                boots = {row[5] for row in outbox_rows}
-                await db.executemany(
-                    outbox.INSERT_BOOT, [(n, b) for b, n in self._boots.items() if n in boots]
-                )
                 await db.executemany(outbox.INSERT, outbox_rows)
             if batch.seen:
                 await db.executemany(
@@ -582,6 +598,8 @@ class Store(StateReader):
                 await self._prune_history()
         self._last_seq = seq
         self._uplink_stored = queue
+        self._new_series.clear()
+        self._new_boots.clear()
         self.counters.commits += 1
         self.counters.rows_committed += len(readings) + len(events)
         self.last_commit_wall = time.time()
@@ -590,14 +608,21 @@ class Store(StateReader):
     def _boot_id(self, boot: str) -> int:
         n = self._boots.get(boot)
         if n is None:
-            # recorded in ``boots`` by the commit that uses it (again, should that one fail)
-            n = self._boots[boot] = max(self._boots.values(), default=0) + 1
+            # recorded in ``boots`` by the next commit that succeeds
+            n = self._boots[boot] = self._new_boots[boot] = max(self._boots.values(), default=0) + 1
+        return n
+
+    def _series_id(self, key: outbox.SeriesKey) -> int:
+        n = self._series.get(key)
+        if n is None:
+            n = self._series[key] = self._new_series[key] = self._next_series
+            self._next_series += 1
         return n
 
     async def _prune_history(self) -> None:
         keep = self.config.history_max_rows
         await self._db.execute(
-            "DELETE FROM history WHERE seq <= (SELECT seq FROM history ORDER BY seq DESC"
+            "DELETE FROM readings WHERE seq <= (SELECT seq FROM readings ORDER BY seq DESC"
             " LIMIT 1 OFFSET ?)",
             (keep,),
         )
