@@ -185,10 +185,12 @@ async def boot_ids(db: aiosqlite.Connection) -> dict[str, int]:
         return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
 
 
+# LEFT JOINs: a row whose series is missing (a file edited by hand) is still read, and its
+# body (not a JSON object then) gets it dead-lettered instead of waiting forever unseen
 _COLS = (
-    "o.seq, o.kind, s.device_id, o.body, o.ts, coalesce(b.boot, ''), o.mono, o.synced,"
-    " o.size, s.metric, s.unit"
-    " FROM outbox o JOIN series s ON s.id = o.series LEFT JOIN boots b ON b.id = o.boot"
+    "o.seq, o.kind, coalesce(s.device_id, ''), o.body, o.ts, coalesce(b.boot, ''), o.mono,"
+    " o.synced, o.size, coalesce(s.metric, ''), coalesce(s.unit, char(0))"
+    " FROM outbox o LEFT JOIN series s ON s.id = o.series LEFT JOIN boots b ON b.id = o.boot"
 )
 
 
