@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.zigbee import transport
-from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig
+from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, supervise
 from drivers.zigbee.devices import DeviceRecord
 from drivers.zigbee.zcl.interpret import Interpreter
 from drivers.zigbee.znp import commands as c
@@ -158,7 +158,7 @@ async def _pty(n: int) -> float:
     counter = _Counter()
     async with ZStackSimulator(devices=("lumi.sensor_ht",), seed=1) as sim:
         coord = Coordinator(CoordinatorConfig(port=sim.path, skip_bootloader=False), counter)
-        task = asyncio.create_task(coord.run())
+        task = asyncio.create_task(supervise(coord).run())
         try:
             async with asyncio.timeout(30):
                 await coord.wait_connected()

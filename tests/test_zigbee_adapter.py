@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
+from drivers.supervisor import Supervisor, Timing
 from drivers.zigbee import coordinator as co
 from gateway.adapters import AdapterContext, DemoOptions
 from gateway.adapters import zigbee as adapter
@@ -23,6 +24,9 @@ from gateway.model import (
 )
 from hw_mocks.znp import ZStackSimulator
 from tests.helpers import RecordingSink
+
+#: Quick restarts of a failed session (the unplug test).
+FAST_RESTART = Timing(backoff_initial=0.05, backoff_max=0.2)
 
 
 def demo_ctx(tmp_path: Path, options: DemoOptions | None = None) -> AdapterContext:
@@ -92,7 +96,10 @@ async def test_real_config_against_a_stick(tmp_path: Path) -> None:
         driver = adapter.create(AdapterContext(cfg, tmp_path))
         assert driver is not None
         sink = RecordingSink()
-        task = asyncio.create_task(driver.run(sink))
+        # run() is one session: the unplug below is survived by a supervisor around it
+        # (the service's in the gateway)
+        sup = Supervisor("zigbee", lambda: driver.run(sink), timing=FAST_RESTART)
+        task = asyncio.create_task(sup.run())
         try:
             await until(lambda: driver.coordinator.connected)
             assert driver.health().info["port"] == sim.path
@@ -126,6 +133,7 @@ async def test_real_config_against_a_stick(tmp_path: Path) -> None:
             await until(lambda: driver.health().health is Health.DEGRADED)
             sim.plug()
             await until(lambda: driver.health().health is Health.OK)
+            assert sup.status.restarts >= 1
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from drivers.errors import NeedsHumanError, TransientError
-from drivers.supervisor import State
+from drivers.supervisor import State, Supervisor
 from drivers.zigbee import coordinator as co
-from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery
+from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery, supervise
 from drivers.zigbee.devices import DeviceRecord
 from drivers.zigbee.timing import ZigbeeTiming
 from drivers.zigbee.znp.commands import AF_INCOMING_MSG, Message
@@ -77,10 +77,13 @@ async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(coord: Coordinator) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(coord.run(), name="coordinator-under-test")
+async def running(coord: Coordinator) -> AsyncIterator[Supervisor]:
+    """The coordinator's sessions under a supervisor: run() is one session, so recovery
+    (reconnects, "needs a human") is asserted through the supervisor around it."""
+    sup = supervise(coord)
+    task = asyncio.create_task(sup.run(), name="coordinator-under-test")
     try:
-        yield task
+        yield sup
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -369,8 +372,8 @@ async def test_nvram_failure_needs_a_human(tmp_path: Path) -> None:
     async with ZStackSimulator(seed=23) as sim:
         sim.nv_broken = True
         coord = Coordinator(config(sim, tmp_path))
-        async with running(coord):
-            await until(lambda: coord.state == State.FAILED.value)
+        async with running(coord) as sup:
+            await until(lambda: sup.state is State.FAILED)
             assert coord.reason == "NVRAM corrupted, re-flash the stick"
 
 
@@ -551,8 +554,8 @@ async def test_lost_network_needs_a_human_not_a_new_network(tmp_path: Path) -> N
         sim.unplug()
         sim.plug()
         coord2 = Coordinator(config(sim, tmp_path))
-        async with running(coord2):
-            await until(lambda: coord2.state == State.FAILED.value)
+        async with running(coord2) as sup:
+            await until(lambda: sup.state is State.FAILED)
             assert "lost its network" in coord2.reason
             assert str(tmp_path / "zigbee_backup.json") in coord2.reason
         assert sim.counters["formations"] == 1
@@ -573,8 +576,8 @@ async def test_reflashed_stick_with_a_backup_needs_a_human_not_a_new_network(
         sim.ex_nv = {}
         sim.plug()
         coord2 = Coordinator(config(sim, tmp_path))
-        async with running(coord2):
-            await until(lambda: coord2.state == State.FAILED.value)
+        async with running(coord2) as sup:
+            await until(lambda: sup.state is State.FAILED)
             assert "migw zigbee restore" in coord2.reason
             assert "backup exists" in coord2.reason
         assert sim.counters["formations"] == 1
@@ -586,8 +589,8 @@ async def test_stick_on_a_network_without_our_marker_is_not_reformed(tmp_path: P
     async with ZStackSimulator(seed=71) as sim:
         sim.nv[sim_mod.NvId.BDBNODEISONANETWORK] = b"\x01"  # formed by someone else
         coord = Coordinator(config(sim, tmp_path))
-        async with running(coord):
-            await until(lambda: coord.state == State.FAILED.value)
+        async with running(coord) as sup:
+            await until(lambda: sup.state is State.FAILED)
             assert "on a network" in coord.reason
         assert sim.counters["formations"] == 0
         assert not (tmp_path / co.BACKUP_FILE).exists()
@@ -705,8 +708,8 @@ async def test_zstack_12_stick_formed_without_our_marker_is_not_reformed(tmp_pat
         sim.unplug()
         sim.plug()
         coord2 = Coordinator(config(sim, tmp_path / "b"))  # and no backup of ours
-        async with running(coord2):
-            await until(lambda: coord2.state == State.FAILED.value)
+        async with running(coord2) as sup:
+            await until(lambda: sup.state is State.FAILED)
             assert "on a network" in coord2.reason
         assert sim.counters["formations"] == 1
 

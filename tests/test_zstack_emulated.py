@@ -25,7 +25,7 @@ import pytest
 
 from drivers.zigbee import backup as bk
 from drivers.zigbee import coordinator as co
-from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig
+from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, supervise
 from drivers.zigbee.timing import ZigbeeTiming
 from tests.helpers import migw_command
 from tests.zstack_emulator import FAMILIES, EmulatedDevice, ZStackEmulator
@@ -98,7 +98,7 @@ async def until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
 
 @contextlib.asynccontextmanager
 async def running(coord: Coordinator) -> AsyncIterator[None]:
-    task = asyncio.create_task(coord.run(), name="coordinator-on-emulator")
+    task = asyncio.create_task(supervise(coord).run(), name="coordinator-on-emulator")
     try:
         yield
     finally:

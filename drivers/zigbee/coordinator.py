@@ -1,13 +1,14 @@
 """The Z-Stack coordinator: one owner of the serial port, a facade over the driver's parts.
 
-:meth:`Coordinator.run` keeps a session alive under :class:`drivers.supervisor.Supervisor`
-(capped backoff with jitter): a session opens the port, wakes the stick
-(:mod:`~drivers.zigbee.probe`), starts or forms the network (:mod:`~drivers.zigbee.network`,
-NV access in :mod:`~drivers.zigbee.nv`), then serves callbacks
-(:mod:`~drivers.zigbee.dispatch`) until the port vanishes, the stick resets itself or the
-watchdog stops getting pings back. Commands are :mod:`~drivers.zigbee.control`; backups
-:mod:`~drivers.zigbee.backup_ops`. Nothing is read from disk before :meth:`load` (which
-:meth:`run` and :meth:`session` call).
+:meth:`Coordinator.run` is ONE session, with no supervisor of its own: it opens the port,
+wakes the stick (:mod:`~drivers.zigbee.probe`), starts or forms the network
+(:mod:`~drivers.zigbee.network`, NV access in :mod:`~drivers.zigbee.nv`), then serves
+callbacks (:mod:`~drivers.zigbee.dispatch`) until the port vanishes, the stick resets itself
+or the watchdog stops getting pings back, and raises why. Whoever runs it supervises it (the
+gateway's service; :func:`supervise` for standalone use, with the ``reconnect_*`` backoff
+of :class:`~drivers.zigbee.timing.ZigbeeTiming`), so there is one supervisor per part.
+Commands are :mod:`~drivers.zigbee.control`; backups :mod:`~drivers.zigbee.backup_ops`.
+Nothing is read from disk before :meth:`load` (which :meth:`run` and :meth:`session` call).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from drivers.errors import DriverError, TransientError
-from drivers.supervisor import Supervisor
+from drivers.supervisor import Supervisor, describe
 from drivers.zigbee import backup as bk
 from drivers.zigbee.api import LinkLost, ZnpApi
 from drivers.zigbee.backup_ops import (
@@ -51,6 +52,7 @@ __all__ = [
     "StickInfo",
     "ZigbeeListener",
     "keep_other_network_backup",
+    "supervise",
     "write_secret_json",
 ]
 
@@ -86,7 +88,10 @@ class Coordinator:
         }
         self._api: ZnpApi | None = None
         self._network: Network | None = None
-        self._supervisor: Supervisor | None = None
+        self._sessions = 0
+        self._running = False
+        #: Why the last session failed, until a new one is up ("" while healthy).
+        self._fault = ""
         self._unexpected_reset: asyncio.Event | None = None
         self.control = Control(self._require_api, self.table, self.counters, self.timing)
         self.dispatcher = Dispatcher(
@@ -127,15 +132,20 @@ class Coordinator:
             self._loaded = True
             self.table.load()
 
-    async def run(self) -> None:
-        """Keep a session alive until cancelled (reconnects with backoff)."""
+    async def run(self, on_running: Callable[[], None] | None = None) -> None:
+        """One session: connect, start the network, serve until the stick is lost, then
+        raise why (a supervisor restarts it: see :func:`supervise`). ``on_running`` is
+        called once the network is up (a supervisor's ``mark_running``)."""
         self.load()
-        self._supervisor = Supervisor(
-            "zigbee", self._session, timing=self.timing.supervisor(), logger=_LOGGER
-        )
+        self._sessions += 1
+        self._running = True
         try:
-            await self._supervisor.run()
+            await self._session(on_running)
+        except Exception as exc:
+            self._fault = describe(exc)
+            raise
         finally:
+            self._running = False
             self._save_table()
 
     async def wait_connected(self) -> None:
@@ -144,11 +154,18 @@ class Coordinator:
 
     @property
     def state(self) -> str:
-        return self._supervisor.status.state.value if self._supervisor else "stopped"
+        """The session's state: ``connected``, ``connecting``, ``down`` (the last session
+        failed, :attr:`reason` says why) or ``stopped``."""
+        if self.connected:
+            return "connected"
+        if self._running:
+            return "connecting"
+        return "down" if self._fault else "stopped"
 
     @property
     def reason(self) -> str:
-        return self._supervisor.status.reason if self._supervisor else ""
+        """Why the last session failed, until a session is up again."""
+        return self._fault
 
     def health_counters(self) -> dict[str, int]:
         out = dict(self.counters)
@@ -163,8 +180,7 @@ class Coordinator:
         out["duplicates_dropped"] = self.interpreter.duplicates_dropped
         out["zcl_errors"] = self.interpreter.zcl_errors
         out["devices"] = len(self.table)
-        if self._supervisor is not None:
-            out["reconnects"] = self._supervisor.status.restarts
+        out["reconnects"] = max(0, self._sessions - 1)
         return out
 
     async def permit_join(self, seconds: int = 60) -> None:
@@ -206,7 +222,7 @@ class Coordinator:
 
     # --- session ------------------------------------------------------------------------
 
-    async def _session(self) -> None:
+    async def _session(self, on_running: Callable[[], None] | None) -> None:
         try:
             async with self._connect() as network:
                 await network.start(allow_form=True)
@@ -214,8 +230,9 @@ class Coordinator:
                 # skip toggles RTS, which resets many boards): only later ones are unexpected
                 if self._unexpected_reset is not None:
                     self._unexpected_reset.clear()
-                if self._supervisor is not None:
-                    self._supervisor.mark_running()
+                self._fault = ""
+                if on_running is not None:
+                    on_running()
                 self.connected = True
                 self._up.set()
                 async with asyncio.TaskGroup() as tg:
@@ -369,3 +386,16 @@ class Coordinator:
         if self._network is None:
             raise TransientError("the zigbee stick is not connected")
         return self._network
+
+
+def supervise(coordinator: Coordinator, *, name: str = "zigbee") -> Supervisor:
+    """A :class:`~drivers.supervisor.Supervisor` running ``coordinator``'s sessions with its
+    :class:`ZigbeeTiming` backoff, for use without the gateway (tools, bench, tests): still
+    one supervisor deep."""
+    sup: Supervisor
+
+    async def target() -> None:
+        await coordinator.run(sup.mark_running)
+
+    sup = Supervisor(name, target, timing=coordinator.timing.supervisor(), logger=_LOGGER)
+    return sup

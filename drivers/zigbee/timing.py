@@ -31,6 +31,8 @@ class ZigbeeTiming:
     interview_timeout: float = 5.0
     #: Device table saves when it changed.
     save_interval: float = 60.0
+    #: Backoff of :func:`drivers.zigbee.coordinator.supervise` (tools, bench, tests); in
+    #: the gateway the service's supervisor restarts the coordinator's sessions.
     reconnect_initial: float = 1.0
     reconnect_max: float = 60.0
     stable_after: float = 30.0

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drivers.supervisor import State
 from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery, write_secret_json
 from drivers.zigbee.devices import DeviceRecord
 from drivers.zigbee.zcl import xiaomi
@@ -114,6 +113,8 @@ class ZigbeeDriver:
         return device_id.startswith(PREFIX)
 
     async def run(self, sink: Sink) -> None:
+        """One session (the coordinator's: until the stick is lost, then raise why); the
+        service's supervisor restarts it. A simulated stick's link lives as long as it."""
         self._sink = sink
         self.coordinator.listener = _SinkListener(self, sink)
         self.coordinator.load()
@@ -164,9 +165,7 @@ class ZigbeeDriver:
         if coord.permit_join_until > time.monotonic():
             info["permit_join_s"] = str(int(coord.permit_join_until - time.monotonic()))
         health, reason = Health.OK, ""
-        if coord.state == State.FAILED.value:
-            health, reason = Health.DEGRADED, coord.reason
-        elif not coord.connected:
+        if not coord.connected:  # the last session's failure, or still connecting
             health, reason = Health.DEGRADED, coord.reason or "connecting to the stick"
         return DriverHealth(health=health, reason=reason, counters=counters, info=info)
 
