@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import ApiSection, Config, GatewaySection, HomeAssistantSection, UpstreamSection
-from gateway.driver import DriverHealth, Sink
+from gateway.driver import Driver, DriverHealth, Sink
 from gateway.model import Command, CommandResult, CommandStatus, Reading, Stamp
 from gateway.service import Service
 from gateway.store import OutboxRow, Store
@@ -167,9 +167,9 @@ def _agent(svc: Service) -> SyncAgent:
 
 async def _drain(state: Path, url: str, n: int, live: float = 0.0, **upstream: Any) -> float:
     """Seconds from start until the ``n`` backlog readings are acknowledged and deleted."""
-    drivers = [_Live(live)] if live else []
+    drivers: list[Driver] = [_Live(live)] if live else []
     cfg = _config(state, url, drain_rate=10_000_000, **upstream)
-    async with Service(cfg, drivers=drivers) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=drivers) as svc:
         store = svc.store
         assert store is not None
         outbox = Outbox(store)
@@ -270,7 +270,7 @@ def _rss_figures(tmp: Path, target: int) -> list[dict[str, Any]]:
 async def _rss_child(state: Path, dead_port: int) -> None:
     live = _Live(20_000)
     cfg = _config(state, f"mqtt://127.0.0.1:{dead_port}")
-    async with Service(cfg, drivers=[live]) as svc:  # type: ignore[list-item]
+    async with Service(cfg, drivers=[live]) as svc:
         agent = _agent(svc)
         while True:
             await asyncio.sleep(0.5)

@@ -28,6 +28,11 @@ Test controls, interface ``org.bluez.Mock`` on ``/``: ``AddAdapter(name)``,
 delivered?, ``State(adapter)`` -> discovering, monitors, filter.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
 import dbus
 import dbus.service
 from dbusmock import OBJECT_MANAGER_IFACE, mockobject
@@ -47,16 +52,34 @@ FILTER_KEYS = {"UUIDs", "RSSI", "Pathloss", "Transport", "DuplicateData", "Disco
 
 _options = {"monitors": True}
 
+#: A monitor's or-pattern: (start offset, AD type, content).
+Pattern = tuple[int, int, bytes]
+#: Service data as D-Bus gives it (``a{say}``): UUID -> bytes as a sequence of ints.
+ServiceData = Mapping[str, Sequence[int]]
 
-def _error(name, text):
+
+_F = TypeVar("_F", bound=Callable[..., object])
+
+
+def _mock_method(in_signature: str, out_signature: str) -> Callable[[_F], _F]:
+    """``dbus.service.method`` on the control interface (it marks and returns the function
+    itself; dbus-python has no type information, so say so here once)."""
+    decorator: Callable[[_F], _F] = dbus.service.method(
+        MOCK_IFACE, in_signature=in_signature, out_signature=out_signature
+    )
+    return decorator
+
+
+def _error(name: str, text: str) -> dbus.exceptions.DBusException:
     return dbus.exceptions.DBusException(text, name="org.bluez.Error." + name)
 
 
-def _changed(obj, iface, props):
+def _changed(obj: mockobject.DBusMockObject, iface: str, props: Mapping[str, object]) -> None:
     obj.EmitSignal(dbus.PROPERTIES_IFACE, "PropertiesChanged", "sa{sv}as", [iface, props, []])
 
 
-def load(mock, parameters):
+def load(mock: mockobject.DBusMockObject, parameters: dict[str, Any]) -> None:
+    """``parameters``: the JSON object given to ``--parameters``."""
     _options["monitors"] = bool(parameters.get("monitors", True))
     mock.monitors = {}
     for name in parameters.get("adapters", ["hci0"]):
@@ -66,11 +89,11 @@ def load(mock, parameters):
 # --- adapter methods ---------------------------------------------------------------------
 
 
-def _adapter_path(adapter):
+def _adapter_path(adapter: mockobject.DBusMockObject) -> str:
     return str(adapter.__dbus_object_path__)
 
 
-def StartDiscovery(adapter):
+def StartDiscovery(adapter: mockobject.DBusMockObject) -> None:
     props = adapter.props[ADAPTER_IFACE]
     if not props["Powered"]:
         raise _error("NotReady", "Resource Not Ready")
@@ -80,7 +103,7 @@ def StartDiscovery(adapter):
     _changed(adapter, ADAPTER_IFACE, {"Discovering": dbus.Boolean(True, variant_level=1)})
 
 
-def StopDiscovery(adapter):
+def StopDiscovery(adapter: mockobject.DBusMockObject) -> None:
     props = adapter.props[ADAPTER_IFACE]
     if not props["Discovering"]:
         raise _error("Failed", "No discovery started")
@@ -88,25 +111,27 @@ def StopDiscovery(adapter):
     _changed(adapter, ADAPTER_IFACE, {"Discovering": dbus.Boolean(False, variant_level=1)})
 
 
-def SetDiscoveryFilter(adapter, discovery_filter):
+def SetDiscoveryFilter(
+    adapter: mockobject.DBusMockObject, discovery_filter: Mapping[str, object]
+) -> None:
     unknown = set(discovery_filter) - FILTER_KEYS
     if unknown:
         raise _error("InvalidArguments", "unknown filter keys: " + ", ".join(sorted(unknown)))
     adapter.discovery_filter = dict(discovery_filter)
 
 
-def GetDiscoveryFilters(adapter):
+def GetDiscoveryFilters(adapter: mockobject.DBusMockObject) -> list[str]:
     return sorted(FILTER_KEYS)
 
 
-def RegisterMonitor(adapter, path):
+def RegisterMonitor(adapter: mockobject.DBusMockObject, path: str) -> None:
     monitors = mockobject.objects["/"].monitors.setdefault(_adapter_path(adapter), {})
     if str(path) in monitors:
         raise _error("AlreadyExists", "Already Exists")
     monitors[str(path)] = None  # patterns are read from the client on first use
 
 
-def UnregisterMonitor(adapter, path):
+def UnregisterMonitor(adapter: mockobject.DBusMockObject, path: str) -> None:
     monitors = mockobject.objects["/"].monitors.get(_adapter_path(adapter), {})
     if str(path) not in monitors:
         raise _error("DoesNotExist", "Does Not Exist")
@@ -116,8 +141,8 @@ def UnregisterMonitor(adapter, path):
 # --- test controls -----------------------------------------------------------------------
 
 
-@dbus.service.method(MOCK_IFACE, in_signature="s", out_signature="s")
-def AddAdapter(self, name):
+@_mock_method("s", "s")
+def AddAdapter(self: mockobject.DBusMockObject, name: str) -> str:
     path = "/org/bluez/" + name
     props = {
         "Address": dbus.String("00:1A:7D:DA:71:0" + name[-1], variant_level=1),
@@ -166,8 +191,8 @@ def AddAdapter(self, name):
     return path
 
 
-@dbus.service.method(MOCK_IFACE, in_signature="s", out_signature="")
-def RemoveAdapter(self, name):
+@_mock_method("s", "")
+def RemoveAdapter(self: mockobject.DBusMockObject, name: str) -> None:
     """The adapter goes away (unplugged): its devices first, then itself, as BlueZ does."""
     path = "/org/bluez/" + name
     for child in [p for p in mockobject.objects if p.startswith(path + "/")]:
@@ -186,8 +211,8 @@ def RemoveAdapter(self, name):
     )
 
 
-@dbus.service.method(MOCK_IFACE, in_signature="sb", out_signature="")
-def SetPowered(self, name, powered):
+@_mock_method("sb", "")
+def SetPowered(self: mockobject.DBusMockObject, name: str, powered: bool) -> None:
     adapter = mockobject.objects["/org/bluez/" + name]
     props = adapter.props[ADAPTER_IFACE]
     changed = {"Powered": dbus.Boolean(powered, variant_level=1)}
@@ -197,8 +222,8 @@ def SetPowered(self, name, powered):
     _changed(adapter, ADAPTER_IFACE, changed)
 
 
-@dbus.service.method(MOCK_IFACE, in_signature="s", out_signature="a{sv}")
-def State(self, name):
+@_mock_method("s", "a{sv}")
+def State(self: mockobject.DBusMockObject, name: str) -> dict[str, object]:
     path = "/org/bluez/" + name
     adapter = mockobject.objects[path]
     return {
@@ -209,7 +234,7 @@ def State(self, name):
     }
 
 
-def _patterns(self, path):
+def _patterns(self: mockobject.DBusMockObject, path: str) -> list[Pattern]:
     """A monitor's or-patterns, read from whichever client exports it (as BlueZ reads the
     monitor object of the registering application)."""
     bus = dbus.SystemBus()
@@ -231,7 +256,7 @@ def _patterns(self, path):
     return []
 
 
-def _matches(patterns, service_data):
+def _matches(patterns: Sequence[Pattern], service_data: ServiceData) -> bool:
     for uuid, data in service_data.items():
         uuid16 = int(uuid[4:8], 16).to_bytes(2, "little") if len(uuid) == 36 else b""
         ad = uuid16 + bytes(bytearray(data))
@@ -241,8 +266,15 @@ def _matches(patterns, service_data):
     return False
 
 
-@dbus.service.method(MOCK_IFACE, in_signature="ssnsa{say}", out_signature="b")
-def Advertise(self, adapter_name, address, rssi, name, service_data):
+@_mock_method("ssnsa{say}", "b")
+def Advertise(
+    self: mockobject.DBusMockObject,
+    adapter_name: str,
+    address: str,
+    rssi: int,
+    name: str,
+    service_data: ServiceData,
+) -> bool:
     """One advert heard by ``adapter_name``; returns whether a client could see it."""
     path = "/org/bluez/" + adapter_name
     adapter = mockobject.objects.get(path)

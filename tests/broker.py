@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import ipaddress
 import os
@@ -16,14 +17,20 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
 import aiomqtt
 import pytest
 
 from gateway.sync.payload import Batch, decode_batch
+
+if TYPE_CHECKING:
+    from gateway.config import Config, Secret
+    from gateway.driver import DriverHealth, Sink
+    from gateway.model import Command, CommandResult
 
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 START_TIMEOUT_S = 10.0
@@ -438,7 +445,7 @@ class Collector:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: unannotated
         props.SessionExpiryInterval = 3600
         while True:
             try:
@@ -485,9 +492,9 @@ class Collector:
             out += b.seqs()
         return out
 
-    async def wait_for(self, predicate: object, timeout: float = 30.0) -> None:
+    async def wait_for(self, predicate: Callable[[], object], timeout: float = 30.0) -> None:
         async with asyncio.timeout(timeout):
-            while not predicate():  # type: ignore[operator]
+            while not predicate():
                 self.new.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.2):
@@ -514,21 +521,21 @@ class SynthDriver:
     def owns(self, device_id: str) -> bool:
         return False
 
-    def health(self) -> object:
+    def health(self) -> DriverHealth:
         from gateway.driver import DriverHealth
 
         return DriverHealth()
 
-    async def command(self, device_id: str, command: object) -> object:
+    async def command(self, device_id: str, command: Command) -> CommandResult:
         from gateway.model import CommandResult, CommandStatus
 
         return CommandResult(CommandStatus.UNKNOWN_DEVICE)
 
-    async def run(self, sink: object) -> None:
+    async def run(self, sink: Sink) -> None:
         from gateway.model import DeviceUpdate, Transport
 
         for i in range(self.devices):
-            sink.device(DeviceUpdate(id=f"synth-{i}", transport=Transport.BLE, model="synth"))  # type: ignore[attr-defined]
+            sink.device(DeviceUpdate(id=f"synth-{i}", transport=Transport.BLE, model="synth"))
         self.running.set()
         tick = 0.01
         carry = 0.0
@@ -542,9 +549,36 @@ class SynthDriver:
             for _ in range(n):
                 i = self.produced
                 self.produced += 1
-                sink.reading(f"synth-{i % self.devices}", "temperature", float(i % 1000) / 10)  # type: ignore[attr-defined]
+                sink.reading(f"synth-{i % self.devices}", "temperature", float(i % 1000) / 10)
                 if self.event_every and i % self.event_every == 0:
-                    sink.event("synth-btn", "button", "single")  # type: ignore[attr-defined]
+                    sink.event("synth-btn", "button", "single")
+
+
+class UpstreamOverrides(TypedDict, total=False):
+    """The ``UpstreamSection`` fields a test may override in ``gateway_config``."""
+
+    protocol: Literal["5", "3.1.1"]
+    client_id: str
+    username: str
+    password: Secret | None
+    password_file: Path | None
+    ca_file: Path | None
+    cert_file: Path | None
+    key_file: Path | None
+    allow_insecure: bool
+    topic_prefix: str
+    keepalive: int
+    batch_max_readings: int
+    batch_max_ms: int
+    compress: bool
+    outbox_max_bytes: int
+    outbox_ttl_days: float
+    outbox_full: Literal["drop_oldest", "reject_new"]
+    drain_rate: int
+    max_message_bytes: int
+    reconnect_min_s: float
+    reconnect_max_s: float
+    reconnect_stable_s: float
 
 
 def gateway_config(
@@ -553,8 +587,8 @@ def gateway_config(
     *,
     ha: bool = False,
     gateway_id: str = "testgw",
-    **upstream: object,
-) -> object:
+    **upstream: Unpack[UpstreamOverrides],
+) -> Config:
     """A Config for the sync tests: API off, fast reconnects, short batching window."""
     from gateway.config import (
         ApiSection,
@@ -564,17 +598,12 @@ def gateway_config(
         UpstreamSection,
     )
 
-    up: dict[str, object] = {
-        "url": url,
-        "reconnect_min_s": 0.05,
-        "reconnect_max_s": 0.5,
-        "batch_max_ms": 50,
-        "keepalive": 5,
-    }
-    up.update(upstream)
+    up = UpstreamSection(
+        url=url, reconnect_min_s=0.05, reconnect_max_s=0.5, batch_max_ms=50, keepalive=5
+    )
     return Config(
         gateway=GatewaySection(id=gateway_id, state_dir=state_dir),
         api=ApiSection(enabled=False),
-        upstream=UpstreamSection(**up),  # type: ignore[arg-type]
+        upstream=dataclasses.replace(up, **upstream),
         homeassistant=HomeAssistantSection(enabled=ha),
     )

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.config import StoreSection
+from gateway.model import Event, Reading
 from gateway.store import Store
 from tests.helpers import event, reading
 
@@ -19,9 +21,9 @@ async def main(path: Path) -> None:
     store = await Store.open(path, StoreSection(batch_max_rows=50, batch_max_ms=5))
     out = sys.stdout
 
-    def listener(readings: object, events: object) -> None:
-        for item in [*readings, *events]:  # type: ignore[misc]
-            out.write(f"stored {item.seq}\n")
+    def listener(readings: Sequence[Reading], events: Sequence[Event]) -> None:
+        for seq in [*(r.seq for r in readings), *(e.seq for e in events)]:
+            out.write(f"stored {seq}\n")
         out.flush()
 
     store.subscribe(listener)

@@ -45,7 +45,7 @@ def stamp(wall: float | None = None, mono: float = 1.0, synced: bool = True) -> 
 def reading(
     device: str = "gpio-a",
     metric: str = "temperature",
-    value: float | bool = 21.5,
+    value: Value = 21.5,
     unit: str | None = "°C",
     wall: float | None = None,
 ) -> Reading:

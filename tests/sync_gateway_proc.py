@@ -19,7 +19,7 @@ from tests.broker import SynthDriver, gateway_config
 async def main(state_dir: Path, url: str, drain: bool) -> int:
     synth = SynthDriver(devices=5, rate=0 if drain else 600)
     cfg = gateway_config(state_dir, url, drain_rate=20000)
-    async with Service(cfg, drivers=[synth]) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=[synth]) as svc:
         agent = next(c for c in svc.components if c.name == "sync")
         assert isinstance(agent, SyncAgent)
         print("ready", flush=True)

@@ -14,7 +14,7 @@ import aiomqtt
 from gateway.adapters.gpio import GpioDriver
 from gateway.commands import parse_command
 from gateway.config import GpioDevice
-from gateway.model import Command
+from gateway.model import Command, CommandAction
 from gateway.service import Service
 from gateway.sync.payload import split_command_body
 from tests.broker import Collector, Mosquitto, gateway_config
@@ -25,7 +25,12 @@ RESULT = "migw/testgw/result/gpio-relay"
 
 
 def test_words_in_any_case_are_commands() -> None:
-    for raw, want in ((b"ON", "on"), (b"Off", "off"), (b" toggle\n", "toggle")):
+    cases: tuple[tuple[bytes, CommandAction], ...] = (
+        (b"ON", "on"),
+        (b"Off", "off"),
+        (b" toggle\n", "toggle"),
+    )
+    for raw, want in cases:
         body, rid = split_command_body(raw)
         assert (parse_command(body), rid) == (Command(want), None)
 
@@ -42,7 +47,7 @@ async def test_on_off_capitals_and_a_cleared_retained_command(
     cfg = gateway_config(tmp_path / "state", mosquitto.url)
     async with (
         Collector(mosquitto.port, ["migw/testgw/#"]) as col,
-        Service(cfg, drivers=[gpio]) as svc,  # type: ignore[list-item]
+        Service(cfg, drivers=[gpio]) as svc,
     ):
         await col.wait_for(lambda: col.on("migw/testgw/status"))
         pin = mock_pins.pin(23)
@@ -63,5 +68,6 @@ async def test_on_off_capitals_and_a_cleared_retained_command(
         results = [json.loads(m.payload) for m in col.on(RESULT)]
         assert [r["status"] for r in results] == ["ok", "ok", "ok"]
         assert results[-1]["state"] == {"switch": True}
-        agent = next(c for c in svc.components if c.name == "sync")
-        assert agent.stats()["command_errors"] == 0  # type: ignore[attr-defined]
+        agent = svc.sync
+        assert agent is not None
+        assert agent.stats()["command_errors"] == 0

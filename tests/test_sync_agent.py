@@ -36,7 +36,7 @@ async def test_batches_carry_every_seq_in_order(tmp_path: Path, mosquitto: Mosqu
     synth = SynthDriver(devices=3, rate=400)
     cfg = gateway_config(tmp_path / "state", mosquitto.url)
     async with Collector(mosquitto.port, ["migw/testgw/#"]) as col:
-        async with Service(cfg, drivers=[synth]) as svc:  # type: ignore[arg-type]
+        async with Service(cfg, drivers=[synth]) as svc:
             store = svc.store
             assert store is not None
             await synth.running.wait()
@@ -77,7 +77,7 @@ async def test_broker_stopped_under_ingest_then_restarted(
     cfg = gateway_config(tmp_path / "state", mosquitto.url, drain_rate=2000)
     async with (
         Collector(mosquitto.port, ["migw/testgw/#"]) as col,
-        Service(cfg, drivers=[synth]) as svc,  # type: ignore[arg-type]
+        Service(cfg, drivers=[synth]) as svc,
     ):
         store = svc.store
         assert store is not None
@@ -112,7 +112,7 @@ async def test_proxy_stalls_and_cuts_mid_publish(tmp_path: Path, mosquitto: Mosq
         cfg = gateway_config(tmp_path / "state", proxy.url, batch_max_readings=50)
         async with (
             Collector(mosquitto.port, [TELEMETRY]) as col,
-            Service(cfg, drivers=[synth], timing=timing) as svc,  # type: ignore[arg-type]
+            Service(cfg, drivers=[synth], timing=timing) as svc,
         ):
             store = svc.store
             assert store is not None
@@ -139,7 +139,7 @@ async def test_backlog_drain_is_rate_limited_and_live_readings_keep_flowing(
     cfg = gateway_config(tmp_path / "state", mosquitto.url, drain_rate=600, batch_max_readings=100)
     async with (
         Collector(mosquitto.port, [TELEMETRY]) as col,
-        Service(cfg, drivers=[synth]) as svc,  # type: ignore[arg-type]
+        Service(cfg, drivers=[synth]) as svc,
     ):
         store = svc.store
         assert store is not None
@@ -171,7 +171,7 @@ async def test_clean_stop_with_a_stalled_link_does_not_hold_up_the_service(
         cfg = gateway_config(tmp_path / "state", proxy.url)
         async with (
             Collector(mosquitto.port, [TELEMETRY]) as col,
-            Service(cfg, drivers=[synth]) as svc,  # type: ignore[arg-type]
+            Service(cfg, drivers=[synth]) as svc,
         ):
             await col.wait_for(lambda: len(col.seqs(TELEMETRY)) >= 50)
             proxy.stall()

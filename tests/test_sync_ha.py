@@ -53,7 +53,7 @@ async def _command(
 ) -> None:
     props = None
     if response_topic is not None:
-        props = Properties(PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho: unannotated
         props.ResponseTopic = response_topic
         props.CorrelationData = corr
     async with aiomqtt.Client(
@@ -70,7 +70,7 @@ async def test_discovery_state_and_relay_commands(
     topics = ["homeassistant/#", "migw/testgw/#", "resp/#"]
     async with (
         Collector(mosquitto.port, topics) as col,
-        Service(cfg, drivers=[gpio]) as svc,  # type: ignore[list-item]
+        Service(cfg, drivers=[gpio]) as svc,
     ):
         await col.wait_for(lambda: col.on(SWITCH_CONFIG))
         config = _json(col.on(SWITCH_CONFIG)[-1].payload)
@@ -179,8 +179,9 @@ async def test_discovery_state_and_relay_commands(
             await late.wait_for(lambda: late.on(SWITCH_CONFIG) and late.on(state_topic))
             assert late.on(SWITCH_CONFIG)[0].retain
             assert _json(late.on(state_topic)[0].payload) == {"switch": False}
-        agent = next(c for c in svc.components if c.name == "sync")
-        assert agent.stats()["commands"] == 6  # type: ignore[attr-defined]
+        agent = svc.sync
+        assert agent is not None
+        assert agent.stats()["commands"] == 6
 
 
 async def test_discovery_on_a_separate_home_assistant_broker(
@@ -190,7 +191,7 @@ async def test_discovery_on_a_separate_home_assistant_broker(
     try:
         gpio = GpioDriver((RELAY,), pin_factory=mock_pins)
         cfg = gateway_config(tmp_path / "state", mosquitto.url)
-        cfg = cfg.replace(homeassistant=HomeAssistantSection(enabled=True, url=lan.url))  # type: ignore[attr-defined]
+        cfg = cfg.replace(homeassistant=HomeAssistantSection(enabled=True, url=lan.url))
         async with (
             Collector(lan.port, ["homeassistant/#", "migw/#", "resp/#"], "lan") as lan_col,
             Collector(mosquitto.port, ["homeassistant/#", "migw/testgw/telemetry"]) as up_col,

@@ -14,6 +14,7 @@ import pytest
 
 from drivers.errors import NeedsHumanError, TransientError
 from drivers.supervisor import Fault
+from gateway.config import Secret
 from gateway.sync.broker_check import CheckStage, check_broker
 from gateway.sync.mqtt import (
     BrokerRefusedError,
@@ -26,8 +27,12 @@ from gateway.sync.payload import classify_refusal
 from tests.broker import Mosquitto, free_port, start_broker
 
 
-def _settings(url: str, protocol: str = "5", **kw: object) -> BrokerSettings:
-    return BrokerSettings(url=url, client_id="contract", protocol=protocol, **kw)  # type: ignore[arg-type]
+def _settings(
+    url: str, protocol: str = "5", username: str = "", password: Secret | None = None
+) -> BrokerSettings:
+    return BrokerSettings(
+        url=url, client_id="contract", protocol=protocol, username=username, password=password
+    )
 
 
 @contextlib.asynccontextmanager
@@ -73,7 +78,7 @@ async def test_messages_arrive_with_topic_payload_and_properties(mosquitto: Mosq
             msg = await anext(link.messages())
         assert (msg.topic, msg.payload, msg.qos, msg.retain) == ("cmd/a", b'{"x":1}', 1, False)
         assert msg.properties is not None
-        assert msg.properties.CorrelationData == b"corr"
+        assert msg.properties.CorrelationData == b"corr"  # type: ignore[attr-defined]  # paho sets it at run time
 
 
 async def test_a_lost_connection_ends_messages_and_fails_waiters(tmp_path: Path) -> None:

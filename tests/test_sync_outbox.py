@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from gateway.service import Service, ServiceTiming
 from gateway.store import Store
 from gateway.sync import SyncAgent, SyncTiming
 from gateway.sync import outbox as outbox_mod
-from gateway.sync.outbox import Outbox
+from gateway.sync.outbox import Outbox, Strategy
 from tests.broker import Collector, Mosquitto, free_port, gateway_config, start_broker
 
 BOOT = "00000000-0000-0000-0000-0000000000aa"
@@ -66,9 +67,9 @@ _FAST = ServiceTiming(sync=SyncTiming(maintain_s=0.05, ttl_check_s=0.05, connect
 _BYE = ServiceTiming(sync=replace(_FAST.sync, goodbye_s=0.1))
 
 
-async def _wait(predicate: object, timeout: float = 20.0) -> None:
+async def _wait(predicate: Callable[[], object], timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
-        while not predicate():  # type: ignore[operator]
+        while not predicate():
             await asyncio.sleep(0.02)
 
 
@@ -90,7 +91,7 @@ def _fill(store: Store, clock: FakeClock) -> None:
 
 @pytest.mark.parametrize("strategy", ["drop_oldest", "reject_new"])
 async def test_outbox_full_keeps_events_and_drops_by_strategy(
-    tmp_path: Path, strategy: str
+    tmp_path: Path, strategy: Strategy
 ) -> None:
     clock = FakeClock()
     # no broker on this port: everything stays in the outbox
@@ -100,7 +101,7 @@ async def test_outbox_full_keeps_events_and_drops_by_strategy(
         outbox_max_bytes=20_000,
         outbox_full=strategy,
     )
-    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:
         store = svc.store
         assert store is not None
         agent = _agent(svc)
@@ -127,7 +128,7 @@ async def test_outbox_full_keeps_events_and_drops_by_strategy(
     assert stats["dropped"] == len(dropped)
     assert stats["outbox"]["full_strategy"] == strategy
     # the counter is persisted
-    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:
         await _wait(lambda: _agent(svc).stats()["outbox"]["rows"] == len(kept))
         assert _agent(svc).stats()["dropped"] == len(dropped)
 
@@ -135,7 +136,7 @@ async def test_outbox_full_keeps_events_and_drops_by_strategy(
 async def test_ttl_expires_old_rows(tmp_path: Path) -> None:
     clock = FakeClock()
     cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{free_port()}", outbox_ttl_days=1.0)
-    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:
         store = svc.store
         assert store is not None
         agent = _agent(svc)
@@ -157,7 +158,7 @@ async def test_rows_stamped_before_clock_sync_are_restamped(
     cfg = gateway_config(tmp_path / "state", mosquitto.url)
     async with (
         Collector(mosquitto.port, [TELEMETRY]) as col,
-        Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc,  # type: ignore[arg-type]
+        Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc,
     ):
         store = svc.store
         assert store is not None
@@ -187,7 +188,7 @@ async def test_rows_stamped_before_clock_sync_are_restamped(
 async def test_restamp_rewrites_the_outbox_once_synchronised(tmp_path: Path) -> None:
     clock = FakeClock(synced=False)
     cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{free_port()}")
-    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:
         store = svc.store
         assert store is not None
         store.add_reading(_reading("a", "temperature", 1.0, _stamp(100.0, 50.0, False)))
@@ -214,7 +215,7 @@ async def test_oversized_reading_is_dead_lettered_and_the_rest_flows(tmp_path: P
         cfg = gateway_config(tmp_path / "state", broker.url)
         async with (
             Collector(broker.port, [TELEMETRY]) as col,
-            Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc,  # type: ignore[arg-type]
+            Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc,
         ):
             store = svc.store
             assert store is not None
@@ -248,7 +249,7 @@ async def test_message_the_broker_drops_the_connection_for_is_dead_lettered(tmp_
         cfg = gateway_config(tmp_path / "state", broker.url, reconnect_max_s=0.2)
         async with (
             Collector(broker.port, [TELEMETRY]) as col,
-            Service(cfg, drivers=[], clock=clock, timing=_BYE) as svc,  # type: ignore[arg-type]
+            Service(cfg, drivers=[], clock=clock, timing=_BYE) as svc,
         ):
             store = svc.store
             assert store is not None
@@ -277,7 +278,7 @@ async def test_broker_acl_refusal_keeps_the_data(tmp_path: Path) -> None:
     try:
         clock = FakeClock()
         cfg = gateway_config(tmp_path / "state", broker.url)
-        async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
+        async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:
             store = svc.store
             assert store is not None
             agent = _agent(svc)
@@ -296,7 +297,7 @@ async def test_broker_acl_refusal_keeps_the_data(tmp_path: Path) -> None:
 async def test_without_an_upstream_the_outbox_is_still_bounded(tmp_path: Path) -> None:
     clock = FakeClock()
     cfg = gateway_config(tmp_path / "state", "", outbox_max_bytes=5_000)
-    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:
         store = svc.store
         assert store is not None
         agent = _agent(svc)
@@ -324,7 +325,7 @@ def test_enforcement_property(
     tmp_path_factory: pytest.TempPathFactory,
     items: list[tuple[str, int]],
     limit: int,
-    strategy: str,
+    strategy: Strategy,
 ) -> None:
     """Under the bound afterwards; a priority row goes only when no periodic row is left;
     periodic rows go oldest first (drop_oldest) or newest first (reject_new)."""
@@ -344,7 +345,7 @@ def test_enforcement_property(
             await store.flush()
             outbox = Outbox(store)
             before = await outbox.fetch(0, 1000)
-            await outbox.enforce_bytes(limit, strategy)  # type: ignore[arg-type]
+            await outbox.enforce_bytes(limit, strategy)
             after = await outbox.fetch(0, 1000)
         finally:
             await store.close()
@@ -422,7 +423,7 @@ async def test_acl_refusal_with_batches_in_flight_never_dead_letters(tmp_path: P
         cfg = gateway_config(
             tmp_path / "state", broker.url, batch_max_readings=5, reconnect_max_s=0.2
         )
-        async with Service(cfg, drivers=[], clock=clock, timing=_BYE) as svc:  # type: ignore[arg-type]
+        async with Service(cfg, drivers=[], clock=clock, timing=_BYE) as svc:
             store = svc.store
             assert store is not None
             agent = _agent(svc)
@@ -447,7 +448,7 @@ async def test_an_ended_session_leaves_no_batch_in_flight(tmp_path: Path) -> Non
         cfg = gateway_config(
             tmp_path / "state", broker.url, reconnect_min_s=60.0, reconnect_max_s=120.0
         )
-        async with Service(cfg, drivers=[], clock=clock, timing=_BYE) as svc:  # type: ignore[arg-type]
+        async with Service(cfg, drivers=[], clock=clock, timing=_BYE) as svc:
             store = svc.store
             assert store is not None
             agent = _agent(svc)
@@ -473,7 +474,7 @@ async def test_numbered_state_change_readings_are_sent_at_once(
     )
     async with (
         Collector(mosquitto.port, [TELEMETRY]) as col,
-        Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc,  # type: ignore[arg-type]
+        Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc,
     ):
         store = svc.store
         assert store is not None
@@ -500,7 +501,7 @@ async def test_ttl_scan_goes_past_rows_with_an_untrusted_stamp(
     monkeypatch.setattr(outbox_mod, "EXPIRE_SCAN_CHUNKS", 2)
     clock = FakeClock()
     cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{free_port()}", outbox_ttl_days=1.0)
-    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:  # type: ignore[arg-type]
+    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:
         store = svc.store
         assert store is not None
         agent = _agent(svc)

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.metrics import METRICS, ha_device_class
-from gateway.model import Device, DeviceStatus, Transport
+from gateway.model import Device, DeviceStatus, Transport, Value
 from gateway.store import OUTBOX_EVENT, OUTBOX_READING, OutboxRow, event_body, reading_body
 from gateway.sync import ha
 from gateway.sync.outbox import is_priority
@@ -122,7 +122,7 @@ names = st.text(min_size=1, max_size=20)
     st.booleans(),
 )
 def test_batch_round_trip(
-    items: list[tuple[str, str, object, str | None, bool]], compress: bool, backlog: bool
+    items: list[tuple[str, str, Value, str | None, bool]], compress: bool, backlog: bool
 ) -> None:
     rows = []
     expected_readings = []
@@ -135,7 +135,7 @@ def test_batch_round_trip(
             rows.append(_row(i, body, OUTBOX_EVENT))
             expected_events.append({"seq": i, "device": dev, "event": "button", "action": metric})
         else:
-            r = reading(dev, metric, value, unit)  # type: ignore[arg-type]
+            r = reading(dev, metric, value, unit)
             rows.append(_row(i, reading_body(r)))
             expected_readings.append(
                 {"seq": i, "device": dev, "metric": metric, "value": value, "unit": unit}

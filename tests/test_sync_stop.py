@@ -38,7 +38,7 @@ async def test_a_stop_while_the_link_waits_for_connack_is_prompt(
     try:
         cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{port}")
         timing = ServiceTiming(sync=SyncTiming(connect_timeout_s=600.0))
-        svc = Service(cfg, drivers=[SynthDriver(devices=1, rate=10)], timing=timing)  # type: ignore[arg-type]
+        svc = Service(cfg, drivers=[SynthDriver(devices=1, rate=10)], timing=timing)
         async with asyncio.timeout(60):
             async with svc:
                 await asyncio.wait_for(got_connect.wait(), 20)

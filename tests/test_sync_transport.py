@@ -7,11 +7,13 @@ import asyncio
 import gc
 import logging
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
+from gateway.config import Config
 from gateway.service import Service
 from gateway.sync import SyncAgent
 from gateway.sync.payload import decode_batch
@@ -33,9 +35,9 @@ def _agent(svc: Service) -> SyncAgent:
     return agent
 
 
-async def _wait(predicate: object, timeout: float = 20.0) -> None:
+async def _wait(predicate: Callable[[], object], timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
-        while not predicate():  # type: ignore[operator]
+        while not predicate():
             await asyncio.sleep(0.02)
 
 
@@ -44,7 +46,7 @@ def _tls_files(broker: Mosquitto) -> TlsFiles:
     return broker.tls
 
 
-def _tls_config(tmp_path: Path, broker: Mosquitto, ca: Path) -> object:
+def _tls_config(tmp_path: Path, broker: Mosquitto, ca: Path) -> Config:
     """A gateway trusting ``ca`` and presenting the broker's client certificate."""
     tls = _tls_files(broker)
     return gateway_config(
@@ -71,7 +73,7 @@ async def test_tls_with_client_certificate(tmp_path: Path, tls_mosquitto: Mosqui
         tls_context=ctx,
     ) as sub:
         await sub.subscribe(TELEMETRY, qos=1)
-        async with Service(cfg, drivers=[synth]) as svc:  # type: ignore[list-item]
+        async with Service(cfg, drivers=[synth]) as svc:
             agent = _agent(svc)
             async with asyncio.timeout(20):
                 async for msg in sub.messages:
@@ -91,7 +93,7 @@ async def test_tls_refuses_a_server_signed_by_another_ca(
     tls = _tls_files(tls_mosquitto)
     cfg = _tls_config(tmp_path, tls_mosquitto, tls.other_ca)
     synth = SynthDriver(devices=1, rate=100)
-    async with Service(cfg, drivers=[synth]) as svc:  # type: ignore[list-item]
+    async with Service(cfg, drivers=[synth]) as svc:
         agent = _agent(svc)
         await _wait(lambda: agent.stats()["upstream"]["last_error"])
         await _wait(lambda: agent.stats()["outbox"]["rows"] > 10)
@@ -138,7 +140,7 @@ async def test_password_from_file_is_used_and_never_logged(
         pw_file.write_text(secret + "\n")
         caplog.set_level(logging.DEBUG)
         good = gateway_config(tmp_path / "state", broker.url, username="gw", password_file=pw_file)
-        async with Service(good, drivers=[SynthDriver(rate=100)]) as svc:  # type: ignore[list-item]
+        async with Service(good, drivers=[SynthDriver(rate=100)]) as svc:
             agent = _agent(svc)
             await _wait(lambda: agent.stats()["rows_acked"] > 20)
         pw_file.write_text("wrong\n")
@@ -157,7 +159,7 @@ async def test_mqtt311_with_zlib(tmp_path: Path, mosquitto: Mosquitto) -> None:
     cfg = gateway_config(tmp_path / "state", mosquitto.url, protocol="3.1.1", compress=True)
     async with (
         Collector(mosquitto.port, [TELEMETRY, "migw/testgw/status"]) as col,
-        Service(cfg, drivers=[synth]) as svc,  # type: ignore[list-item]
+        Service(cfg, drivers=[synth]) as svc,
     ):
         await col.wait_for(lambda: len(col.seqs(TELEMETRY)) >= 200)
         zipped = [m for m in col.on(TELEMETRY) if m.payload[:1] == b"\x78"]
@@ -176,7 +178,7 @@ async def test_mqtt5_announces_zlib_with_the_content_type(
     cfg = gateway_config(tmp_path / "state", mosquitto.url, compress=True)
     async with (
         Collector(mosquitto.port, [TELEMETRY]) as col,
-        Service(cfg, drivers=[synth]) as svc,  # type: ignore[list-item]
+        Service(cfg, drivers=[synth]) as svc,
     ):
         await col.wait_for(lambda: len(col.seqs(TELEMETRY)) >= 200)
         types = {m.content_type for m in col.on(TELEMETRY)}
