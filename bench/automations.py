@@ -14,6 +14,7 @@ import dataclasses
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,11 @@ async def _measure(n: int) -> list[float]:
             auto.engine.limits = dataclasses.replace(auto.engine.limits, rate_max=1_000_000)
             commits: list[float] = []
 
-            def on_commit(readings: list[Reading], _events: list[Event]) -> None:
+            def on_commit(readings: Sequence[Reading], _events: Sequence[Event]) -> None:
                 now = time.perf_counter()
                 commits.extend(now for r in readings if r.device_id == "gpio-front-door")
 
-            store.subscribe(on_commit)  # type: ignore[arg-type]
+            store.subscribe(on_commit)
             done = auto.effects.command_times
             start = len(done)
             pin = factory.pin(DOOR_PIN)

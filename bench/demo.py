@@ -123,6 +123,8 @@ async def _child(state: Path, warmup: float, window: float, sensors: int, profil
         "peak_rss_mb": _peak_rss_mb(),
     }
     if prof is not None:
+        # typeshed leaves Stats.stats out: (file, line, function) -> (calls, primitive calls,
+        # own time, cumulative time, callers), as pstats documents it
         stats: dict[Any, Any] = pstats.Stats(prof).stats  # type: ignore[attr-defined]
         total = sum(v[2] for v in stats.values()) or 1.0
         rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)

@@ -70,9 +70,10 @@ def run_shell(command: str, env: dict[str, str], *, following: bool) -> dict[str
     try:
         if following:
             # Ctrl-C once it has shown a line (or after FOLLOWING_S)
-            assert proc.stdout is not None
+            stdout = proc.stdout
+            assert stdout is not None
             got: queue.Queue[str] = queue.Queue()
-            threading.Thread(target=lambda: got.put(proc.stdout.readline()), daemon=True).start()
+            threading.Thread(target=lambda: got.put(stdout.readline()), daemon=True).start()
             with contextlib.suppress(queue.Empty):
                 first = got.get(timeout=FOLLOWING_S)
             if proc.poll() is None:

@@ -10,12 +10,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from api_support import running
 
 from drivers.supervisor import Timing
 from gateway.cli import main
 from gateway.driver import Sink
 from gateway.service import Service, ServiceTiming
+from tests.api_support import running
 from tests.helpers import IdleDriver
 
 
@@ -75,12 +75,11 @@ async def test_a_failing_radio_is_reported_everywhere(
 async def test_an_unwritable_token_degrades_the_api_not_the_service(
     tmp_path: Path, mock_pins: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from api_support import make_config
-
     from gateway.adapters.gpio import GpioDriver
     from gateway.api.server import ApiServer
     from gateway.api.token import token_path
     from gateway.demo import DEMO_GPIO
+    from tests.api_support import make_config
 
     state = tmp_path / "state"
     token_path(state).mkdir(parents=True)  # a directory where the token file belongs

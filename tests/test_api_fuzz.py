@@ -9,9 +9,10 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from api_support import Running, running
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.api_support import Running, running
 
 DEVICE_IDS = ["gpio-hall-relay", "gpio-status-led", "gpio-hall-button", "gpio-nope", ""]
 ROUTES = [

@@ -10,14 +10,26 @@ from gateway.store import OutboxRow, OutboxStats
 NOW = 1_800_000_000.0
 
 
-def ble(status: DeviceStatus = DeviceStatus.OK, **kw: object) -> Device:
+def ble(
+    status: DeviceStatus = DeviceStatus.OK,
+    *,
+    last_seen: float | None = None,
+    battery: float | None = None,
+    rssi: int | None = None,
+    sleepy: bool = False,
+    attrs: dict[str, str] | None = None,
+) -> Device:
     return Device(
         id="ble-a4c1381a2b3c",
         transport=Transport.BLE,
         model="LYWSD03MMC",
         name="kitchen",
+        last_seen=last_seen,
+        battery=battery,
+        rssi=rssi,
         status=status,
-        **kw,  # type: ignore[arg-type]
+        sleepy=sleepy,
+        attrs=attrs or {},
     )
 
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from api_support import Running, running
-from helpers import event, reading
 
 from gateway.api.events import EventFilter, EventHub
 from gateway.api.guard import GuardPolicy
 from gateway.api.timing import ApiTiming
 from gateway.api.token import rotate_token, token_path
 from gateway.service import ServiceTiming
+from tests.api_support import Running, running
+from tests.helpers import event, reading
 
 PROTECTED = [
     ("GET", "/api/v1/status"),
@@ -358,7 +358,7 @@ async def test_websocket_streams_live_readings_with_a_filter(
         # the LED toggles too, but the filter keeps only the relay's switch
         await post_json(http, api, "/api/v1/devices/gpio-status-led/commands", {"switch": False})
         await post_json(http, api, "/api/v1/devices/gpio-hall-relay/commands", {"switch": False})
-        got = []
+        got: list[dict[str, Any]] = []
         while len(got) < 2:
             msg = await asyncio.wait_for(ws.receive_json(), 10)
             if msg["type"] == "reading":

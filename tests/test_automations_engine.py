@@ -15,7 +15,7 @@ import pytest
 from gateway.automations.engine import Engine, Input, Trace
 from gateway.config import loads
 from gateway.errors import ConfigError
-from gateway.model import Command, CommandResult, CommandStatus
+from gateway.model import Command, CommandResult, CommandStatus, Value
 
 T0 = 1_760_000_000.0  # a fixed wall time
 
@@ -46,8 +46,8 @@ def make(toml: str) -> tuple[Engine, Recorder]:
     return engine, rec
 
 
-def reading(t: float, device: str, metric: str, value: object) -> Input:
-    return Input(T0 + t, "reading", device, metric, value)  # type: ignore[arg-type]
+def reading(t: float, device: str, metric: str, value: Value) -> Input:
+    return Input(T0 + t, "reading", device, metric, value)
 
 
 async def test_state_trigger_with_for_and_cancel() -> None:
@@ -271,8 +271,9 @@ async def test_sun_trigger_fires_at_sunset() -> None:
     (trace,) = engine.traces["dusk"]
     from gateway.automations.sun import sun_times_local
 
-    local = dt.datetime.fromtimestamp(trace.at, zoneinfo.ZoneInfo("Europe/London"))
-    _, sunset = sun_times_local(local.date(), 51.50853, -0.12574, local.tzinfo)  # type: ignore[arg-type]
+    london = zoneinfo.ZoneInfo("Europe/London")
+    local = dt.datetime.fromtimestamp(trace.at, london)
+    _, sunset = sun_times_local(local.date(), 51.50853, -0.12574, london)
     assert sunset is not None
     assert trace.at == pytest.approx(sunset - 600)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.config import Config, loads
@@ -65,9 +66,9 @@ def _cfg(state: Path, extra: str = "", delay: float = 3.0) -> Config:
     )
 
 
-async def _until(predicate: object, timeout: float = 10.0) -> None:
+async def _until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
-        while not predicate():  # type: ignore[operator]
+        while not predicate():
             await asyncio.sleep(0.02)
 
 
@@ -103,9 +104,9 @@ async def test_delay_survives_a_reload_and_a_restart(tmp_path: Path) -> None:
     panel2 = Panel()
     async with Service(_cfg(state), drivers=[panel2]) as svc:
         await _until(lambda: panel2.commands == ["panel-relay off"])
-        auto = svc.automations
-        assert auto is not None
-        traces = auto.traces("stairs")
+        auto2 = svc.automations
+        assert auto2 is not None
+        traces = auto2.traces("stairs")
         assert any(a["result"] == "resumed after a restart" for t in traces for a in t.actions)
 
 

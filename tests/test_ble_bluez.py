@@ -26,6 +26,7 @@ from gateway.adapters import BleTransport, Transports
 from gateway.adapters.ble import BleDriver, device_id
 from gateway.cli import main
 from gateway.config import ApiSection, BleSection, Config, GatewaySection
+from gateway.model import Value
 from gateway.service import Service, ServiceTiming
 from tests.bluez import FakeBluez, require
 
@@ -83,7 +84,7 @@ def _driver(svc: Service) -> BleDriver:
     return next(d for d in svc.drivers if isinstance(d, BleDriver))
 
 
-async def _temperature(svc: Service) -> float | None:
+async def _temperature(svc: Service) -> Value | None:
     assert svc.store is not None
     await svc.store.flush()
     state = await svc.store.state(DEV)

@@ -174,7 +174,7 @@ def test_decode_ble_keeps_going_after_a_bad_mac(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plain = {"181c": "2302ca09"}  # BTHome v1 plain: temperature 25.06
-    good = {"mac": MAC, "format": "bthome_v1", "model": "BTHome", "events": []}
+    good: dict[str, object] = {"mac": MAC, "format": "bthome_v1", "model": "BTHome", "events": []}
     good["values"] = {"temperature": 25.06}
     stdin = "\n".join(
         json.dumps({"mac": mac, "service_data": plain})

@@ -34,6 +34,7 @@ from drivers.ble.types import (
     Format,
     FrameKind,
     KeyStatus,
+    Value,
     normalize_mac,
 )
 from drivers.errors import ParseError
@@ -105,7 +106,7 @@ def test_mibeacon_v45_round_trip(version: int) -> None:
         kind=FrameKind(
             format=Format.MIBEACON,
             model="LYWSD03MMC",
-            name=product(0x055B).name,
+            name=PRODUCTS[0x055B].name,
             encrypted=True,
             product_id=0x055B,
             manufacturer="Xiaomi",
@@ -413,7 +414,7 @@ def test_plain_frames_decode_from_an_address_that_is_not_a_mac(address: str) -> 
         include_mac=False,
     )
     pvvx = atc.encode_pvvx(MAC, 21.12, 50.53, 3143, 100, 204, 0x0F)
-    t = {"temperature": 25.06}
+    t: dict[str, Value] = {"temperature": 25.06}
     up = address.upper()  # as the decoders give addresses
     assert decode_advertisement(Advertisement(address, -60, {UUID_BTHOME_V2: v2}), {}) == [
         Decoded(up, bthome._kind(Format.BTHOME_V2, False, False), t, (), None, None, v2, {})
@@ -426,7 +427,12 @@ def test_plain_frames_decode_from_an_address_that_is_not_a_mac(address: str) -> 
     assert mibeacon.decode(mi, address, None) == Decoded(
         up, kind, {"temperature": 22.6}, (), 7, None, mi, {}
     )
-    values = {"temperature": 21.12, "humidity": 50.53, "voltage": 3.143, "battery": 100.0}
+    values: dict[str, Value] = {
+        "temperature": 21.12,
+        "humidity": 50.53,
+        "voltage": 3.143,
+        "battery": 100.0,
+    }
     assert atc.decode(pvvx, address, None) == Decoded(
         address,  # 0x181A keeps the address as given
         atc._kind(Format.PVVX, atc.MODEL_PVVX, False),
@@ -541,6 +547,7 @@ def test_json_round_trip_of_an_advert_and_outcome_forms() -> None:
     }
     failed = Failed(MAC, Format.MIBEACON, FailReason.NO_KEY, "x")
     assert outcome_to_json(failed) == {"mac": MAC, "error": "no_key"}
+    bad: object
     for bad in (
         [],
         {"mac": 5},

@@ -116,7 +116,8 @@ def _advert_of(rec: dict[str, Any]) -> Advertisement:
 
 
 def _test_id(peer: str, rec: dict[str, Any]) -> str:
-    return rec["source"].split("::", 1)[1]
+    source: str = rec["source"]
+    return source.split("::", 1)[1]
 
 
 # --- Theengs ------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ def _theengs_uuid(row: dict[str, Any]) -> str | None:
     adv = row["advert"]
     if row["table"] == "test_servicedata":
         return "fe95"  # the table's rows are MiBeacon frames given without their UUID
-    uuid = adv.get("servicedatauuid")
+    uuid: str | None = adv.get("servicedatauuid")
     if uuid is None:
         return None
     return uuid.lower().removeprefix("0x")

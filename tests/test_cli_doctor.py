@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import running
 
 from gateway.cli import doctor as doctor_mod
 from gateway.cli import main
@@ -22,6 +21,7 @@ from gateway.cli.doctor import ble as doctor_ble
 from gateway.cli.doctor import gpio as doctor_gpio
 from gateway.cli.doctor import zigbee as doctor_zigbee
 from hw_mocks.znp import ZStackSimulator
+from tests.api_support import running
 from tests.broker import Mosquitto
 
 

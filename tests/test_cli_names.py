@@ -9,7 +9,7 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -266,11 +266,11 @@ async def test_devices_added_before_stay_when_the_policy_tightens(tmp_path: Path
     state = tmp_path / "state"
     neighbour_id = "ble-a4c138000099"
 
-    def service(join: str) -> Service:
+    def service(join: Literal["all", "allowlisted"]) -> Service:
         cfg = Config().replace(
             gateway=dataclasses.replace(Config().gateway, state_dir=state),
             api=ApiSection(enabled=False),
-            ble=BleSection(join=join),  # type: ignore[arg-type]
+            ble=BleSection(join=join),
         )
         ble = BleDriver(
             lambda cb: ReplayScanner(cb, ADVERTS, rate=300.0, loop=True), {}, dedup_window_s=0

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import Running, running
 
 from gateway.api.token import read_token, token_path
 from gateway.cli import main
 from gateway.model import Command
+from tests.api_support import Running, running
 
 
 async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

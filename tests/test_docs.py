@@ -18,11 +18,11 @@ def _keys() -> list[str]:
     out = []
     for section in dataclasses.fields(config.Config):
         cls = type(getattr(config.Config(), section.name))
-        if not dataclasses.is_dataclass(cls) and cls is not dict:  # [[automations]]
-            continue  # docs/automations.md
         if cls is dict:  # [devices]: entries keyed by device id
             out += [f"{section.name}.{f.name}" for f in dataclasses.fields(config.DeviceEntry)]
             continue
+        if not dataclasses.is_dataclass(cls):  # [[automations]]
+            continue  # docs/automations.md
         out += [f"{section.name}.{f.name}" for f in dataclasses.fields(cls)]
     out.remove("gpio.devices")
     out += [f"gpio.devices.{f.name}" for f in dataclasses.fields(config.GpioDevice)]

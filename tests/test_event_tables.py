@@ -158,7 +158,7 @@ def test_zigbee_models_send_what_their_table_declares() -> None:
     )
     _check(zigbee_events.TABLE, "lumi.sensor_switch.aq2", switch)
     # the wall switch's button: one device, a sequence of values (hold, then the release)
-    it, neutral = Interpreter(), set()
+    it, neutral = Interpreter(), Seen()
     for n, v in enumerate((1, 2, 0, 1, 0, 2, 1, 1)):
         frame = _report(0x0000, 0x10, bytes([v]) if v < 2 else b"\x02", n)
         if v == 2:

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
 from drivers.gpio import ButtonAction, GpioBank, GpioSignal, PinKind, PinSpec, StateChange
 from drivers.gpio.bank import GpioConfigError
 
-FAST = {"bounce_s": 0.0, "hold_s": 0.3, "multi_press_s": 0.15, "clear_s": 0.2}
+
+class _Timings(TypedDict):
+    bounce_s: float
+    hold_s: float
+    multi_press_s: float
+    clear_s: float
+
+
+FAST: _Timings = {"bounce_s": 0.0, "hold_s": 0.3, "multi_press_s": 0.15, "clear_s": 0.2}
 
 
 async def _until(signals: list[GpioSignal], n: int, timeout: float = 5.0) -> None:

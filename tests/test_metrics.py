@@ -136,7 +136,12 @@ SOURCES = {
     "other_ble": other_ble_metrics,
     "zigbee": zigbee_metrics,
 }
-KIND_TYPES = {"bool": {bool}, "text": {str}, "float": {float, int}, "int": {int, float}}
+KIND_TYPES: dict[str, set[type]] = {
+    "bool": {bool},
+    "text": {str},
+    "float": {float, int},
+    "int": {int, float},
+}
 
 
 @pytest.mark.parametrize("source", SOURCES)

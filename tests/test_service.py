@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,9 +34,9 @@ def _cfg(tmp_path: Path) -> Config:
     return cfg.replace(api=ApiSection(enabled=False, listen="127.0.0.1", port=0), automations=())
 
 
-async def _wait_for(predicate: object, timeout: float = 10.0) -> None:
+async def _wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
-        while not predicate():  # type: ignore[operator]
+        while not predicate():
             await asyncio.sleep(0.05)
 
 

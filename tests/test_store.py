@@ -68,7 +68,7 @@ async def test_sequence_numbers_strictly_increase_and_survive_restart(tmp_path: 
     path = tmp_path / "s.db"
     seen: list[int] = []
     async with await Store.open(path) as store:
-        store.subscribe(lambda rs, es: seen.extend(x.seq for x in [*rs, *es]))
+        store.subscribe(lambda rs, es: seen.extend([*(r.seq for r in rs), *(e.seq for e in es)]))
         for i in range(10):
             store.add_reading(reading(value=float(i)))
         store.add_event(event())
@@ -76,7 +76,7 @@ async def test_sequence_numbers_strictly_increase_and_survive_restart(tmp_path: 
         # delivered rows leave the outbox: the numbers must still not be reused
         await store.outbox_delete(seen)
     async with await Store.open(path) as store:
-        store.subscribe(lambda rs, es: seen.extend(x.seq for x in [*rs, *es]))
+        store.subscribe(lambda rs, es: seen.extend([*(r.seq for r in rs), *(e.seq for e in es)]))
         store.add_reading(reading())
         await store.flush()
     assert seen == list(range(1, 13))

@@ -201,7 +201,7 @@ async def test_ready_after_store_api_and_radios_then_periodic_pings_then_stoppin
         assert " api=ok " in first.replace("|", " ")
         assert svc.store is not None
         assert svc.ready.is_set()
-        parts = {p.name for p in [*svc.drivers, *svc.components]}
+        parts = {d.name for d in svc.drivers} | {c.name for c in svc.components}
         assert set(svc.supervisors) == parts
         assert {"gpio", "api"} <= parts
         api = next(c for c in svc.components if c.name == "api")

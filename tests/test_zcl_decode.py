@@ -508,7 +508,8 @@ def test_nested_arrays_cannot_amplify() -> None:
         zf.decode(0x0000, bytes.fromhex("18010a010048 21 feff") + bytes(10))
     # a legitimate nested array still decodes
     ok = zf.decode(0x0000, bytes.fromhex("18010a010048 48 0200 200100 05 20 0200 0607"))
-    assert ok.payload.attributes[0].value == (0x48, [(0x20, [5]), (0x20, [6, 7])])  # type: ignore[union-attr]
+    assert isinstance(ok.payload, zf.ReportAttributes)
+    assert ok.payload.attributes[0].value == (0x48, [(0x20, [5]), (0x20, [6, 7])])
 
 
 @given(st.binary(max_size=200))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from drivers.supervisor import Supervisor, Timing
 from drivers.zigbee import coordinator as co
 from gateway.adapters import AdapterContext, DemoOptions
 from gateway.adapters import zigbee as adapter
+from gateway.adapters.zigbee import ZigbeeDriver
 from gateway.config import Config, ZigbeeSection
 from gateway.demo import demo_context
 from gateway.driver import Health
@@ -31,6 +33,20 @@ FAST_RESTART = Timing(backoff_initial=0.05, backoff_max=0.2)
 
 def demo_ctx(tmp_path: Path, options: DemoOptions | None = None) -> AdapterContext:
     return demo_context(Config(), tmp_path, options or DemoOptions(), report_interval=0.02)
+
+
+def _modelled(sink: RecordingSink, n: int) -> bool:
+    """``n`` devices with a model have been announced."""
+    return len({d.id for d in sink.devices if d.model}) == n
+
+
+def _has_readings(sink: RecordingSink) -> bool:
+    return bool(sink.readings)
+
+
+def _settled(driver: ZigbeeDriver) -> bool:
+    """The coordinator is connected or has given up with a reason."""
+    return driver.coordinator.connected or driver.coordinator.reason != ""
 
 
 async def until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -149,8 +165,8 @@ async def test_demo_driver_restart_resumes(tmp_path: Path) -> None:
         sink = RecordingSink()
         task = asyncio.create_task(driver.run(sink))
         try:
-            await until(lambda sink=sink: len({d.id for d in sink.devices if d.model}) == 8)
-            await until(lambda sink=sink: bool(sink.readings))
+            await until(functools.partial(_modelled, sink, 8))
+            await until(functools.partial(_has_readings, sink))
             ids.append({d.id for d in sink.devices})
         finally:
             task.cancel()
@@ -171,10 +187,10 @@ async def test_demo_starts_again_in_the_same_state_dir(tmp_path: Path) -> None:
         sink = RecordingSink()
         task = asyncio.create_task(driver.run(sink))
         try:
-            await until(lambda d=driver: d.coordinator.connected or d.coordinator.reason != "")
+            await until(functools.partial(_settled, driver))
             assert driver.coordinator.reason == ""
             await until((tmp_path / "zigbee-demo" / co.BACKUP_FILE).exists)
-            await until(lambda sink=sink: bool(sink.readings))
+            await until(functools.partial(_has_readings, sink))
             info = driver.coordinator.info
             networks.append((info.pan_id, info.extended_pan_id))
         finally:

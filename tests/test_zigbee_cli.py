@@ -203,7 +203,7 @@ def test_backup_and_restore_cli(
     cfg.write_text(
         f'[gateway]\nstate_dir = "{state}"\n[api]\nport = {api_port}\n[zigbee]\nport = "{stick}"\n'
     )
-    doc = {
+    doc: dict[str, Any] = {  # a zigbee-herdsman backup document (JSON)
         "metadata": {
             "format": "zigpy/open-coordinator-backup",
             "version": 1,

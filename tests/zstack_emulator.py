@@ -176,7 +176,7 @@ class ZStackEmulator:
 
     @property
     def formed(self) -> bool:
-        return self.nib.nwkState == t.NwkState.NWK_ROUTER
+        return bool(self.nib.nwkState == t.NwkState.NWK_ROUTER)  # zigpy_znp is untyped
 
     @property
     def network_key(self) -> bytes:

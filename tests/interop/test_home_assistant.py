@@ -528,7 +528,8 @@ async def _check_events(
         return out
 
     def entity(suffix: str) -> str:
-        return next(by_uid[u]["entity_id"] for u in configs if u.endswith(suffix))
+        entity_id: str = next(by_uid[u]["entity_id"] for u in configs if u.endswith(suffix))
+        return entity_id
 
     dimmer, cube = entity("_dimmer"), entity("_cube")
     # automations as a user would make them in HA's editor, one per device kind
@@ -597,7 +598,7 @@ async def _check_switches(
             await until(f"{uid} switched {service} in migw", switched)
 
             async def shown(entity_id: str = entity_id, want: bool = want) -> bool:
-                state = (await _states(ha, http))[entity_id]["state"]
+                state: str = (await _states(ha, http))[entity_id]["state"]
                 return state == ("on" if want else "off")
 
             await until(f"{entity_id} {service} in HA", shown)
