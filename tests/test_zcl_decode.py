@@ -551,9 +551,10 @@ def test_battery_percent_follows_zigbee2mqtts_aqara_curve() -> None:
         ("voltage", 2.916),
         ("battery", 97.0),
     ]
-    # mains devices have no battery
-    plug = xiaomi.parse_tlv(bytes.fromhex("0121b80b"))
-    assert xiaomi.tlv_metrics("lumi.plug", plug) == [("voltage", 3.0)]
+    # mains devices have no battery: their battery tags are not published (zha
+    # test_xiaomi_power_cluster_not_used), and a plug's `voltage` is the mains voltage
+    plug = xiaomi.parse_tlv(bytes.fromhex("0121b80b9639" + "00c00f45"))  # 0x96: 2300.0
+    assert xiaomi.tlv_metrics("lumi.plug", plug) == [("voltage", 230.0)]
 
 
 def test_every_model_has_a_manufacturer_and_a_human_name() -> None:

@@ -99,6 +99,10 @@ _PLUG: dict[int, Conv] = {
 }
 
 
+#: The battery tags of COMMON_TAGS, not published for mains-powered models.
+MAINS_IGNORE = frozenset({0x01, 0x17, 0x18})
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     """What a model's reports mean beyond the standard clusters.
@@ -189,6 +193,9 @@ MODELS: dict[str, ModelSpec] = {
             "lumi.plug",
             "Mi smart plug (ZNCZ02LM)",
             _PLUG,
+            # mains powered: a tag 0x01 is no battery voltage (zha ignores it too), and our
+            # `voltage` is the mains voltage from tag 0x96
+            ignore_common=MAINS_IGNORE,
             sleepy=False,
             switch_endpoint=1,
             vendor="Xiaomi",
@@ -199,6 +206,7 @@ MODELS: dict[str, ModelSpec] = {
             "lumi.ctrl_neutral1",
             "Aqara single-rocker wall switch, no neutral (QBKG04LM)",
             {0x64: _boolean("switch")},
+            ignore_common=MAINS_IGNORE,
             sleepy=False,
             switch_endpoint=2,
             model_code="QBKG04LM",
