@@ -151,7 +151,7 @@ def _compare(line: dict[str, object]) -> dict[str, tuple[object, object]]:
             assert isinstance(value, int | float)
             want = _lux(value) if field == "illuminance" else value * scale
             tol = TOLERANCE.get((peer, field), 1e-9)
-            same = isinstance(mine, float) and math.isclose(mine, float(want), abs_tol=tol)  # type: ignore[arg-type]
+            same = isinstance(mine, float) and math.isclose(mine, float(want), abs_tol=tol)
         if not same:
             diffs[field] = (want, mine)
     return diffs
