@@ -353,24 +353,29 @@ def test_metrics_outside_the_table_follow_their_value() -> None:
 
 
 def test_every_device_names_its_manufacturer_and_model() -> None:
-    plug = ha.metric_entity(T, _dev("lumi.plug", Transport.ZIGBEE), "power", commandable=False)
+    attrs = {"model_code": "ZNCZ02LM", "model_name": "Mi smart plug"}
+    zb = dataclasses.replace(_dev("lumi.plug", Transport.ZIGBEE, "Xiaomi"), attrs=attrs)
+    plug = ha.metric_entity(T, zb, "power", commandable=False)
     assert (plug.config["device"]["manufacturer"], plug.config["device"]["model"]) == (
         "Xiaomi",
-        "Mi smart plug ZNCZ02LM",
+        "Mi smart plug (ZNCZ02LM)",
     )
     pvvx = ha.metric_entity(T, _dev("pvvx"), "temperature", commandable=False)
-    assert pvvx.config["device"]["manufacturer"] == "pvvx"
-    # the driver's manufacturer wins; a model the table does not list shows as it is
-    named = _dev("lumi.plug", Transport.ZIGBEE, manufacturer="LUMI")
-    block = ha.metric_entity(T, named, "power", commandable=False).config["device"]
-    assert (block["manufacturer"], block["model"]) == ("LUMI", "Mi smart plug ZNCZ02LM")
+    assert (pvvx.config["device"]["manufacturer"], pvvx.config["device"]["model"]) == (
+        "pvvx",
+        "Thermometer, pvvx custom firmware",
+    )
+    # the driver's manufacturer wins; a model nobody names shows as it is
+    named = _dev("BTHome", manufacturer="Shelly")
+    block = ha.metric_entity(T, named, "battery", commandable=False).config["device"]
+    assert (block["manufacturer"], block["model"]) == ("Shelly", "BTHome v2 device")
+    unknown = ha.metric_entity(T, _dev("lumi.new", Transport.ZIGBEE), "power", commandable=False)
+    assert unknown.config["device"]["model"] == "lumi.new"
+    assert "manufacturer" not in unknown.config["device"]
     roomed = dataclasses.replace(_dev("pvvx"), attrs={"room": "Kitchen"})
     block = ha.metric_entity(T, roomed, "temperature", commandable=False).config["device"]
     assert block["suggested_area"] == "Kitchen"
     assert "suggested_area" not in pvvx.config["device"]
-    human = _dev("Mi smart plug (ZNCZ02LM)", Transport.ZIGBEE, manufacturer="Xiaomi")
-    block = ha.metric_entity(T, human, "power", commandable=False).config["device"]
-    assert block["model"] == "Mi smart plug (ZNCZ02LM)"
 
 
 @given(

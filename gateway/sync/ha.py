@@ -87,26 +87,12 @@ def gateway_entity(t: Topics) -> Discovery:
 
 
 #: Manufacturer and human model where the driver names neither (custom firmwares, protocols
-#: that do not say who made the device, Zigbee model ids such as ``lumi.plug``, GPIO kinds).
-#: The driver's manufacturer wins when it names one; a model id listed here shows as the
-#: human model (a driver that stores a human model instead matches no entry).
+#: that do not say who made the device, GPIO kinds). The driver's manufacturer wins when it
+#: names one, and its ``model_name``/``model_code`` attributes (Zigbee) for the model.
 KNOWN_MODELS: dict[tuple[Transport, str], tuple[str, str]] = {
     (Transport.BLE, "pvvx"): ("pvvx", "Thermometer, pvvx custom firmware"),
     (Transport.BLE, "ATC1441"): ("atc1441", "Thermometer, ATC custom firmware"),
     (Transport.BLE, "BTHome"): ("BTHome", "BTHome v2 device"),
-    # Zigbee model ids (Basic cluster) of drivers/zigbee/zcl/xiaomi.py's models.
-    (Transport.ZIGBEE, "lumi.sensor_ht"): (
-        "Xiaomi",
-        "Mi temperature and humidity sensor WSDCGQ01LM",
-    ),
-    (Transport.ZIGBEE, "lumi.weather"): ("Aqara", "Temperature, humidity, pressure WSDCGQ11LM"),
-    (Transport.ZIGBEE, "lumi.sensor_ht.agl02"): ("Aqara", "Temperature and humidity T1 WSDCGQ12LM"),
-    (Transport.ZIGBEE, "lumi.sensor_motion.aq2"): ("Aqara", "Motion and illuminance RTCGQ11LM"),
-    (Transport.ZIGBEE, "lumi.sensor_magnet.aq2"): ("Aqara", "Door and window sensor MCCGQ11LM"),
-    (Transport.ZIGBEE, "lumi.sensor_switch.aq2"): ("Aqara", "Wireless mini switch WXKG11LM"),
-    (Transport.ZIGBEE, "lumi.sensor_wleak.aq1"): ("Aqara", "Water leak sensor SJCGQ11LM"),
-    (Transport.ZIGBEE, "lumi.plug"): ("Xiaomi", "Mi smart plug ZNCZ02LM"),
-    (Transport.ZIGBEE, "lumi.ctrl_neutral1"): ("Aqara", "Single-rocker wall switch QBKG04LM"),
     (Transport.GPIO, "gpio-button"): ("GPIO", "Push button on a GPIO pin"),
     (Transport.GPIO, "gpio-contact"): ("GPIO", "Contact on a GPIO pin"),
     (Transport.GPIO, "gpio-motion"): ("GPIO", "PIR motion sensor on a GPIO pin"),
@@ -124,6 +110,9 @@ def _device_block(t: Topics, dev: Device) -> dict[str, Any]:
     known = KNOWN_MODELS.get((dev.transport, dev.model))
     manufacturer = dev.manufacturer or (known[0] if known else "")
     model = known[1] if known else dev.model
+    name, code = dev.attrs.get("model_name", ""), dev.attrs.get("model_code", "")
+    if name:  # the driver's human name and model code (Zigbee: xiaomi.identity)
+        model = f"{name} ({code})" if code else name
     if model:
         block["model"] = model
     if manufacturer:

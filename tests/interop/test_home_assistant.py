@@ -490,8 +490,41 @@ async def _check_running(
     ]
     assert temperature and all(s["attributes"]["unit_of_measurement"] == "°C" for s in temperature)
 
+    await _check_zigbee_batteries(ha, http, ws, col)
     await _check_events(ha, http, ws, col, configs, by_uid)
     await _check_switches(ha, http, col, configs, by_uid)
+
+
+async def _check_zigbee_batteries(
+    ha: HomeAssistant, http: aiohttp.ClientSession, ws: Websocket, col: Collector
+) -> None:
+    """Every battery-powered Zigbee device that reported its battery voltage has a battery
+    entity in percent that HA shows (a few of the demo's Aqara sensors within the wait)."""
+
+    async def batteries() -> int | None:
+        configs = announced(col)
+        states = await _states(ha, http)
+        by_uid = {e["unique_id"]: e for e in (await _registry(ws))[1]}
+        found = 0
+        for uid, c in configs.items():
+            if "_zb-" not in uid or not uid.endswith("_voltage"):
+                continue
+            msgs = col.on(c["state_topic"])
+            if not msgs or _json(msgs[-1].payload).get("voltage", 99) >= 4.0:
+                continue  # mains (a plug's 230 V)
+            battery_uid = uid.removesuffix("_voltage") + "_battery"
+            assert battery_uid in configs, f"no battery entity for {uid}"
+            battery = configs[battery_uid]
+            assert (battery["device_class"], battery["unit_of_measurement"]) == ("battery", "%")
+            entity = by_uid.get(battery_uid)
+            shown = states.get(entity["entity_id"], {}).get("state") if entity else None
+            if shown in (None, "unknown", "unavailable"):
+                return None
+            assert 0 <= float(shown) <= 100, (battery_uid, shown)
+            found += 1
+        return found if found >= 3 else None
+
+    await until("battery entities of the demo's Aqara sensors", batteries)
 
 
 async def _check_events(
