@@ -437,6 +437,14 @@ async def test_backup_restore_round_trip(tmp_path: Path) -> None:
     }
     assert doc["network_key"]["frame_counter"] >= 5
     assert [d["ieee_address"] for d in doc["devices"]] == [sim_a.device("lumi.plug").ieee]
+    # the plug's unique TC link key (derived from the TCLK seed) and its counters
+    plug_key = sim_a.link_key(sim_a.device("lumi.plug"))
+    assert plug_key is not None
+    assert doc["devices"][0]["link_key"] == {
+        "key": plug_key.hex(),
+        "tx_counter": 7,
+        "rx_counter": 42,
+    }
     # zigpy (ZHA) reads it
     backups = pytest.importorskip("zigpy.backups")
     zb = backups.NetworkBackup.from_open_coordinator_json(doc)
@@ -463,7 +471,15 @@ async def test_backup_restore_round_trip(tmp_path: Path) -> None:
         }
         # the child table is not restored (docs/zigbee.md): the plug is no longer a child
         assert doc["devices"][0]["is_child"] is True
-        assert again["devices"] == [{**doc["devices"][0], "is_child": False}]
+        # the link key is back, its outgoing counter moved on (zigpy-znp: +2500)
+        assert again["devices"] == [
+            {
+                **doc["devices"][0],
+                "is_child": False,
+                "link_key": {"key": plug_key.hex(), "tx_counter": 7 + 2500, "rx_counter": 42},
+            }
+        ]
+        assert sim_b.link_key(sim_a.device("lumi.plug")) == plug_key
         assert coord_b.table.get(sim_a.device("lumi.plug").ieee) is not None
         # and the restored stick starts the same network without forming again
         formations = sim_b.counters["formations"]
@@ -684,6 +700,17 @@ async def test_backup_restore_on_every_stack_version(
             sim_a.extended_pan_id,
             sim_a.network_key,
         )
+        # the plug's unique link key: Z-Stack 3 keeps one per device, 1.2 none
+        plug = doc["devices"][0]
+        if product == 0:
+            assert "link_key" not in plug
+        else:
+            plug_key = sim_a.link_key(sim_a.device("lumi.plug"))
+            assert plug_key is not None
+            assert plug["link_key"]["key"] == plug_key.hex()
+            assert [d.get("link_key") for d in again["devices"]] == [
+                {**plug["link_key"], "tx_counter": plug["link_key"]["tx_counter"] + 2500}
+            ]
 
 
 async def test_failed_ieee_lookup_is_retried(tmp_path: Path) -> None:

@@ -234,12 +234,21 @@ def test_backup_reads_zigbee2mqtt_and_round_trips() -> None:
         nwk_update_id=0,
         security_level=5,
         channel_mask=(11,),
-        devices=(bk.BackupDevice("00124b002226ef87", 0xDDF6, True),),
+        devices=(
+            bk.BackupDevice(
+                "00124b002226ef87",
+                0xDDF6,
+                True,
+                bk.LinkKey(bytes.fromhex("aab1d4f5d6e5a3d20d6c1dd4c0c6cbd5"), 275, 0),
+            ),
+        ),
         tclk_seed=bytes.fromhex("928a2c479e72a9a53e3b5133fc55021f"),
     )
     assert "0103050709" not in repr(info)  # the key never shows in a repr
+    assert "aab1d4f5" not in repr(info)  # nor a device's link key
     doc = bk.to_open_coordinator(info, source="migw")
     assert bk.from_open_coordinator(json.loads(json.dumps(doc))) == info
+    assert doc["devices"] == Z2M_DOC["devices"]
 
 
 @pytest.mark.parametrize(
@@ -250,6 +259,7 @@ def test_backup_reads_zigbee2mqtt_and_round_trips() -> None:
         {"network_key": {"key": "abc"}},
         {"coordinator_ieee": "zz"},
         {"pan_id": None},
+        {"devices": [{"ieee_address": "00124b002226ef87", "link_key": {"key": "ab"}}]},
     ],
 )
 def test_backup_rejects_bad_documents(change: dict[str, Any]) -> None:

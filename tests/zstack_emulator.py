@@ -40,9 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import zigpy_znp.commands as c
+import zigpy_znp.const
 import zigpy_znp.types as t
 from zigpy_znp import frames
 from zigpy_znp.types.nvids import ExNvIds, NvSysIds, OsalNvIds, is_secure_nvid
+from zigpy_znp.znp.security import compute_key
 
 #: SYS_VERSION product id, struct alignment, MT capabilities of each family.
 FAMILIES: dict[str, tuple[int, bool, int]] = {
@@ -78,6 +80,8 @@ FAMILIES: dict[str, tuple[int, bool, int]] = {
 }
 #: Where a fresh network's NWK frame counter starts (any value: the backup must carry it).
 FIRST_FRAME_COUNTER = 2500
+#: Entries of each per-device table (address manager, TCLK, APS key data, APS link keys).
+KEY_TABLE_SIZE = 8
 STEP_S = 0.01
 
 
@@ -90,6 +94,9 @@ class EmulatedDevice:
     frames: list[tuple[int, int, bytes]] = field(default_factory=list)  # (cluster, src ep, ZCL)
     capabilities: int = 0x80  # allocate address; an end device on battery
     joined: bool = False
+    #: A unique key of its own (an install code's): kept in the APS key data table.
+    #: Without one the device gets a key derived from the TCLK seed (the TCLK table).
+    link_key: bytes | None = None
 
 
 def _eui64(ieee_hex: str) -> t.EUI64:
@@ -157,6 +164,114 @@ class ZStackEmulator:
         self.nv.pop(OsalNvIds.LEGACY_NWK_SEC_MATERIAL_TABLE_END, None)
         self.ex_nv.clear()
         self.frame_counter = 0
+        self._key_tables()
+
+    def _key_tables(self) -> None:
+        """Blank per-device tables, where each family keeps them (zigpy-znp's
+        ``zigpy_znp.znp.security``): 3.x.0 in extended NV, 3.0.x in OSAL items; 1.2 has none
+        but the address manager."""
+        n = KEY_TABLE_SIZE
+        if self.product == 1:
+            empty_addr = zigpy_znp.const.EMPTY_ADDR_MGR_ENTRY_ZSTACK3
+        else:
+            empty_addr = zigpy_znp.const.EMPTY_ADDR_MGR_ENTRY_ZSTACK1
+        empty_tclk = t.TCLKDevEntry(
+            txFrmCntr=0,
+            rxFrmCntr=0,
+            extAddr=t.EUI64(bytes(8)),
+            keyAttributes=t.KeyAttributes.DEFAULT_KEY,
+            keyType=t.KeyType.NONE,
+            SeedShift_IcIndex=0,
+        )
+        empty_data = t.APSKeyDataTableEntry(
+            Key=t.KeyData(bytes(16)), TxFrameCounter=0, RxFrameCounter=0
+        )
+        if self.product == 1:
+            for i in range(n):
+                self.ex_nv[(ExNvIds.ADDRMGR, i)] = self._ser(empty_addr)
+                self.ex_nv[(ExNvIds.TCLK_TABLE, i)] = self._ser(empty_tclk)
+                self.ex_nv[(ExNvIds.APS_KEY_DATA_TABLE, i)] = self._ser(empty_data)
+        else:
+            self.nv[OsalNvIds.ADDRMGR] = self._ser(empty_addr) * n
+        if self.product == 2:
+            for i in range(n):
+                self.nv[OsalNvIds.LEGACY_TCLK_TABLE_START + i] = self._ser(empty_tclk)
+                self.nv[OsalNvIds.LEGACY_APS_LINK_KEY_DATA_START + i] = self._ser(empty_data)
+        if self.product != 0:
+            entry = len(self._ser(t.APSLinkKeyTableEntry(0, 0, 0)))
+            self.nv[OsalNvIds.APS_LINK_KEY_TABLE] = bytes(2 + n * entry)
+
+    def _table(self, ex_item: int, legacy_start: int) -> list[tuple[Any, int]]:
+        """(NV key, index) of each entry of a per-device table."""
+        if self.product == 1:
+            return [((ex_item, i), i) for i in range(KEY_TABLE_SIZE)]
+        return [(legacy_start + i, i) for i in range(KEY_TABLE_SIZE)]
+
+    def _put(self, key: Any, value: Any) -> None:
+        if isinstance(key, tuple):
+            self.ex_nv[key] = self._ser(value)
+        else:
+            self.nv[key] = self._ser(value)
+
+    def give_link_key(self, dev: EmulatedDevice) -> None:
+        """What Z-Stack 3 stores when a device joins: its address manager entry and its
+        unique link key (seed-derived in the TCLK table, or its own in the APS tables)."""
+        if self.product == 0:
+            return
+        addr = t.AddrMgrEntry(
+            type=t.AddrMgrUserType.Assoc | t.AddrMgrUserType.Security,
+            nwkAddr=dev.nwk,
+            extAddr=_eui64(dev.ieee),
+        )
+        size = len(self._ser(addr))
+        index = sum(d.joined for d in self.devices) - 1
+        if self.product == 1:
+            self.ex_nv[(ExNvIds.ADDRMGR, index)] = self._ser(addr)
+        else:
+            old = self.nv[OsalNvIds.ADDRMGR]
+            self.nv[OsalNvIds.ADDRMGR] = (
+                old[: index * size] + self._ser(addr) + old[(index + 1) * size :]
+            )
+        if dev.link_key is None:
+            key, _ = self._table(ExNvIds.TCLK_TABLE, OsalNvIds.LEGACY_TCLK_TABLE_START)[index]
+            entry = t.TCLKDevEntry(
+                txFrmCntr=11,
+                rxFrmCntr=5,
+                extAddr=_eui64(dev.ieee),
+                keyAttributes=t.KeyAttributes.VERIFIED_KEY,
+                keyType=t.KeyType.NONE,
+                SeedShift_IcIndex=3,
+            )
+            self._put(key, entry)
+            return
+        table = self._table(ExNvIds.APS_KEY_DATA_TABLE, OsalNvIds.LEGACY_APS_LINK_KEY_DATA_START)
+        key, slot = table[index]
+        self._put(
+            key,
+            t.APSKeyDataTableEntry(
+                Key=t.KeyData(dev.link_key), TxFrameCounter=21, RxFrameCounter=8
+            ),
+        )
+        links, _ = t.APSLinkKeyTable.deserialize(
+            self.nv[OsalNvIds.APS_LINK_KEY_TABLE], align=self.align
+        )
+        base = 0 if self.product == 1 else OsalNvIds.LEGACY_APS_LINK_KEY_DATA_START
+        links.append(
+            t.APSLinkKeyTableEntry(
+                AddressManagerIndex=index,
+                LinkKeyNvId=base + slot,
+                AuthenticationState=t.AuthenticationOption.AuthenticatedCBCK,
+            )
+        )
+        raw = self._ser(links)
+        self.nv[OsalNvIds.APS_LINK_KEY_TABLE] = raw.ljust(
+            len(self.nv[OsalNvIds.APS_LINK_KEY_TABLE]), b"\x00"
+        )
+
+    def seeded_link_key(self, dev: EmulatedDevice) -> bytes:
+        """The seed-derived key of a device (zigpy-znp's ``compute_key``), shift 3."""
+        seed = t.KeyData(self.nv[OsalNvIds.TCLK_SEED][:16])
+        return bytes(compute_key(_eui64(dev.ieee), seed, 3))
 
     def _nib(self, **changes: Any) -> t.NIB:
         size = len(t.NIB.deserialize(bytes(200), align=self.align)[0].serialize(align=self.align))
@@ -358,6 +473,7 @@ class ZStackEmulator:
             if dev.joined or loop.time() > self.permit_until or self.state != 9:
                 continue
             dev.joined = True
+            self.give_link_key(dev)
             self.send(
                 c.ZDO.TCDevInd.Callback(SrcNwk=dev.nwk, SrcIEEE=_eui64(dev.ieee), ParentNwk=0)
             )
@@ -523,6 +639,11 @@ def _h_ex_nv_write(emu: ZStackEmulator, req: Any) -> list[Any]:
     return [c.SYS.NVWrite.Rsp(Status=t.Status.SUCCESS)]
 
 
+def _h_ex_nv_length(emu: ZStackEmulator, req: Any) -> list[Any]:
+    value = emu.ex_nv.get((req.ItemId, req.SubId)) if req.SysId == NvSysIds.ZSTACK else None
+    return [c.SYS.NVLength.Rsp(Length=0 if value is None else len(value))]
+
+
 def _h_read_configuration(emu: ZStackEmulator, req: Any) -> list[Any]:
     value = emu.nv.get(req.ConfigId)
     if value is None or emu.product != 0:
@@ -665,6 +786,7 @@ HANDLERS: dict[str, Handler] = {
     "SYS.OSALNVDelete": _h_nv_delete,
     "SYS.NVRead": _h_ex_nv_read,
     "SYS.NVWrite": _h_ex_nv_write,
+    "SYS.NVLength": _h_ex_nv_length,
     "SAPI.ZBReadConfiguration": _h_read_configuration,
     "UTIL.GetDeviceInfo": _h_device_info,
     "UTIL.LEDControl": _h_ok,

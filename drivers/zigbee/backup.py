@@ -18,10 +18,20 @@ FORMAT = "zigpy/open-coordinator-backup"
 
 
 @dataclass(frozen=True, slots=True)
+class LinkKey:
+    """A device's own (APS) link key with the trust center, and its frame counters."""
+
+    key: bytes = field(repr=False)
+    tx_counter: int = 0
+    rx_counter: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class BackupDevice:
     ieee: str
     nwk: int | None
     is_child: bool = False
+    link_key: LinkKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,18 +83,43 @@ def to_open_coordinator(
             "sequence_number": info.key_sequence,
             "frame_counter": info.frame_counter,
         },
-        "devices": [
-            {
-                "ieee_address": d.ieee,
-                "nwk_address": None if d.nwk is None else f"{d.nwk:04x}",
-                "is_child": d.is_child,
-            }
-            for d in sorted(info.devices, key=lambda d: d.ieee)
-        ],
+        "devices": [_device_json(d) for d in sorted(info.devices, key=lambda d: d.ieee)],
     }
     if info.tclk_seed is not None:
         doc["stack_specific"] = {"zstack": {"tclk_seed": info.tclk_seed.hex()}}
     return doc
+
+
+def _device_json(d: BackupDevice) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "ieee_address": d.ieee,
+        "nwk_address": None if d.nwk is None else f"{d.nwk:04x}",
+        "is_child": d.is_child,
+    }
+    if d.link_key is not None:
+        out["link_key"] = {
+            "key": d.link_key.key.hex(),
+            "tx_counter": d.link_key.tx_counter,
+            "rx_counter": d.link_key.rx_counter,
+        }
+    return out
+
+
+def _link_key(doc: Any) -> LinkKey | None:
+    if doc is None:
+        return None
+    return LinkKey(
+        key=bytes.fromhex(_hex(doc["key"], 32, "link_key.key", secret=True)),
+        tx_counter=_u32(doc.get("tx_counter", 0), "link_key.tx_counter"),
+        rx_counter=_u32(doc.get("rx_counter", 0), "link_key.rx_counter"),
+    )
+
+
+def _u32(value: Any, what: str) -> int:
+    v = int(value)
+    if not 0 <= v <= 0xFFFFFFFF:
+        raise NeedsHumanError(f"backup: {what} {v} is not a 32-bit counter")
+    return v
 
 
 def _check_meta(meta: Any) -> None:
@@ -113,6 +148,7 @@ def from_open_coordinator(doc: Any) -> NetworkInfo:
                 ieee=_hex(d["ieee_address"], 16, "ieee_address"),
                 nwk=None if d.get("nwk_address") is None else int(str(d["nwk_address"]), 16),
                 is_child=bool(d.get("is_child", False)),
+                link_key=_link_key(d.get("link_key")),
             )
             for d in doc.get("devices", [])
         )

@@ -16,6 +16,7 @@ from typing import Any
 from drivers.errors import ProtocolError
 from drivers.zigbee import backup as bk
 from drivers.zigbee.devices import DeviceRecord, fsync_dir
+from drivers.zigbee.linkkeys import LinkKeyStore
 from drivers.zigbee.network import Network
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp.types import NvId
@@ -40,6 +41,20 @@ async def read_network(network: Network, devices: Iterable[DeviceRecord]) -> bk.
     children = set(dev["AssociatedDevices"])
     counter = await nv.read_frame_counter(ext)
     seed = await nv.read_secret(NvId.TCLK_SEED)
+    seed16 = bytes(seed[:16]) if seed is not None and len(seed) >= 16 else None
+    # the stick's address manager and link key tables (Z-Stack 3; 1.2 keeps no unique keys)
+    stick = {d.ieee: d for d in await LinkKeyStore(nv).read(seed16)}
+    known = []
+    for r in devices:
+        on_stick = stick.pop(r.ieee, None)
+        known.append(
+            bk.BackupDevice(
+                r.ieee,
+                r.nwk,
+                is_child=r.nwk in children,
+                link_key=on_stick.link_key if on_stick is not None else None,
+            )
+        )
     return bk.NetworkInfo(
         coordinator_ieee=str(dev["IEEE"]),
         pan_id=int(nwk["PanId"]),
@@ -49,14 +64,18 @@ async def read_network(network: Network, devices: Iterable[DeviceRecord]) -> bk.
         key_sequence=seq,
         frame_counter=counter,
         channel_mask=(int(nwk["Channel"]),),
-        devices=tuple(bk.BackupDevice(r.ieee, r.nwk, is_child=r.nwk in children) for r in devices),
-        tclk_seed=bytes(seed[:16]) if seed is not None and len(seed) >= 16 else None,
+        # devices the stick knows but our table does not are kept too (their keys matter)
+        devices=(*known, *stick.values()),
+        tclk_seed=seed16,
     )
 
 
 async def restore_network(network: Network, info: bk.NetworkInfo) -> None:
     """Write a backup's network to the stick and start it (devices need not rejoin)."""
     await network.form(info)
+    if network.zstack3:
+        seed = info.tclk_seed or await network.nv.read_secret(NvId.TCLK_SEED)
+        await LinkKeyStore(network.nv).write(list(info.devices), seed[:16] if seed else None)
     # restart so the stick loads what was written (IEEE, frame counter) from NV
     await network.reset()
     await network.resume()

@@ -134,7 +134,7 @@ def _aligned(product: int) -> bool:
 
 def _default_nv(ieee: str, product: int = 1) -> dict[int, bytes]:
     aligned = _aligned(product)
-    return {
+    return _key_tables(product)[0] | {
         NvId.EXTADDR: bytes.fromhex(ieee)[::-1],
         NvId.STARTUP_OPTION: b"\x00",
         NvId.NIB: NIB_DEFAULTS[aligned],
@@ -163,6 +163,50 @@ def _default_nv(ieee: str, product: int = 1) -> dict[int, bytes]:
             secrets.token_bytes(16) if product else b"\xff" * 8 + b"ZigBeeAlliance09" + bytes(8)
         ),
     }
+
+
+#: Per-device tables of Z-Stack 3 (what a unique TC link key needs): the address manager
+#: (3.x.0: extended NV item 1 per entry; 3.0.x: one OSAL array 0x0023), the TC link key
+#: table (ex item 4; OSAL 0x0111-), the APS key data table (ex item 6; OSAL 0x0201-) and
+#: the APS link key table (OSAL 0x004C, a count then entries). Layouts: zigpy-znp's
+#: AddrMgrEntry, TCLKDevEntry, APSKeyDataTableEntry, APSLinkKeyTable.
+KEY_TABLE_SIZE = 8
+ADDRMGR = 0x0023
+APS_LINK_KEY_TABLE = 0x004C
+LEGACY_TCLK_TABLE_START = 0x0111
+LEGACY_APS_KEY_DATA_START = 0x0201
+EX_ADDRMGR, EX_TCLK_TABLE, EX_APS_KEY_DATA_TABLE = 0x0001, 0x0004, 0x0006
+
+
+def _empty_addr(product: int) -> bytes:
+    if product == 1:  # aligned, type 0xFF
+        return b"\xff" * 12
+    return b"\x00" + b"\xff" * 10
+
+
+def _empty_tclk(product: int) -> bytes:
+    return bytes(16) + b"\xff\x00\x00" + (b"\x00" if product == 1 else b"")
+
+
+def _key_tables(product: int) -> tuple[dict[int, bytes], dict[tuple[int, int, int], bytes]]:
+    """Blank per-device tables of a Z-Stack 3 stick (none on 1.2): OSAL items, ex NV items."""
+    if product == 0:
+        return {}, {}
+    n = KEY_TABLE_SIZE
+    link_entry = 6 if product == 1 else 5
+    nv = {APS_LINK_KEY_TABLE: bytes(2 + n * link_entry)}
+    ex: dict[tuple[int, int, int], bytes] = {}
+    if product == 1:
+        for i in range(n):
+            ex[(1, EX_ADDRMGR, i)] = _empty_addr(product)
+            ex[(1, EX_TCLK_TABLE, i)] = _empty_tclk(product)
+            ex[(1, EX_APS_KEY_DATA_TABLE, i)] = bytes(24)
+    else:
+        nv[ADDRMGR] = _empty_addr(product) * n
+        for i in range(n):
+            nv[LEGACY_TCLK_TABLE_START + i] = _empty_tclk(product)
+            nv[LEGACY_APS_KEY_DATA_START + i] = bytes(24)
+    return nv, ex
 
 
 class ZStackSimulator:
@@ -199,7 +243,7 @@ class ZStackSimulator:
         self.reset_ind_on_open = False
         self._greeted = False
         self.nv: dict[int, bytes] = _default_nv(ieee, product)
-        self.ex_nv: dict[tuple[int, int, int], bytes] = {}
+        self.ex_nv: dict[tuple[int, int, int], bytes] = _key_tables(product)[1]
         self.devices: list[SimDevice] = []
         for d in devices:
             self.add_device(d)
@@ -382,10 +426,56 @@ class ZStackSimulator:
             nwk = self.rng.randrange(0x0001, 0xFFF7)
         dev.nwk = nwk
         self._send(c.ZDO_TC_DEV_IND.rsp(SrcNwk=nwk, SrcIEEE=dev.ieee, ParentNwk=0))
+        self._store_link_key(dev)
         self.announce(dev)
         if not dev.silent_join:
             self.deliver(dev, *dev.model_report())
         self.save_nv()
+
+    def _store_link_key(self, dev: SimDevice) -> None:
+        """Z-Stack 3 gives a joining device a unique TC link key derived from the TCLK seed:
+        an address manager entry (associated, security) and a TCLK table entry (its shift)."""
+        if self.product == 0 or dev.nwk is None:
+            return
+        ieee_le = bytes.fromhex(dev.ieee)[::-1]
+        pad = b"\x00" if self.product == 1 else b""
+        addr = b"\x03" + pad.replace(b"\x00", b"\xff") + dev.nwk.to_bytes(2, "little") + ieee_le
+        shift = ieee_le[0] % 16
+        tclk = (7).to_bytes(4, "little") + (42).to_bytes(4, "little") + ieee_le
+        tclk += bytes([0x02, 0x00, shift]) + pad  # verified key, key type NONE, seed shift
+        slots = self._addr_slots()
+        index = next((i for i, v in enumerate(slots) if v[-8:] in (ieee_le, b"\xff" * 8)), None)
+        if index is None:
+            return  # the address manager is full: the device gets no unique key
+        if self.product == 1:
+            self.ex_nv[(1, EX_ADDRMGR, index)] = addr
+            self.ex_nv[(1, EX_TCLK_TABLE, index)] = tclk
+        else:
+            size = len(addr)
+            old = self.nv[ADDRMGR]
+            self.nv[ADDRMGR] = old[: index * size] + addr + old[(index + 1) * size :]
+            self.nv[LEGACY_TCLK_TABLE_START + index] = tclk
+
+    def link_key(self, dev: SimDevice) -> bytes | None:
+        """The unique TC link key the device got when it joined (for tests)."""
+        ieee_le = bytes.fromhex(dev.ieee)[::-1]
+        for i, v in enumerate(self._addr_slots()):
+            if v[-8:] == ieee_le:
+                tclk = (
+                    self.ex_nv[(1, EX_TCLK_TABLE, i)]
+                    if self.product == 1
+                    else self.nv[LEGACY_TCLK_TABLE_START + i]
+                )
+                seed, shift = self.nv[NvId.TCLK_SEED][:16], tclk[18]
+                rotated = seed[shift:] + seed[:shift]
+                return bytes(a ^ b for a, b in zip(rotated, ieee_le * 2, strict=True))
+        return None
+
+    def _addr_slots(self) -> list[bytes]:
+        if self.product == 1:
+            return [self.ex_nv[(1, EX_ADDRMGR, i)] for i in range(KEY_TABLE_SIZE)]
+        raw = self.nv.get(ADDRMGR, b"")
+        return [raw[i : i + 11] for i in range(0, len(raw), 11)]
 
     def announce(self, dev: SimDevice, new_nwk: int | None = None) -> None:
         if new_nwk is not None:
@@ -630,7 +720,8 @@ class ZStackSimulator:
                 NWKKEY,
             ):
                 self.nv[nvid] = fresh[nvid]
-            self.ex_nv.clear()
+            tables, self.ex_nv = _key_tables(self.product)
+            self.nv.update(tables)
             self.nv.pop(LEGACY_SEC_MATERIAL_START, None)
             for d in self.devices:
                 d.nwk = None
@@ -770,7 +861,10 @@ class ZStackSimulator:
             self._srsp(cmd, Status=t.Status.NV_OPER_FAILED)
             return
         key = (f["SysId"], f["ItemId"], f["SubId"])
-        old = self.ex_nv.get(key, b"")
+        if key not in self.ex_nv:  # firmware writes existing items only (create first)
+            self._srsp(cmd, Status=t.Status.INVALID_PARAMETER)
+            return
+        old = self.ex_nv[key]
         off = f["Offset"]
         value = bytes(f["Value"])
         self.ex_nv[key] = old[:off] + value + old[off + len(value) :]
