@@ -8,6 +8,7 @@ import struct
 from dataclasses import dataclass, field
 
 from drivers.errors import ParseError
+from drivers.wire import WireEnum
 from drivers.zigbee.zcl import types as zt
 
 MANUFACTURER_LUMI = 0x115F
@@ -44,7 +45,7 @@ class GlobalCommand(enum.IntEnum):
     DISCOVER_ATTRIBUTES_RSP = 0x0D
 
 
-class ZclStatus(enum.IntEnum):
+class ZclStatus(WireEnum):
     SUCCESS = 0x00
     FAILURE = 0x01
     NOT_AUTHORIZED = 0x7E
@@ -65,15 +66,6 @@ class ZclStatus(enum.IntEnum):
     INVALID_SELECTOR = 0x8E
     TIMEOUT = 0x94
     UNKNOWN = -1
-
-    @classmethod
-    def _missing_(cls, value: object) -> ZclStatus | None:
-        if not isinstance(value, int):
-            return None
-        member = int.__new__(cls, value)
-        member._name_ = "UNKNOWN"
-        member._value_ = value
-        return member
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """Wire enums and field codecs of the MT/ZNP command tables (pure).
 
-Every enum maps an unknown wire value to a pseudo-member named ``UNKNOWN`` that keeps the
-raw number, so decoding never raises on a new firmware's code and re-encoding is exact.
+Every enum is a :class:`drivers.wire.WireEnum`: an unknown wire value becomes a pseudo-member
+named ``UNKNOWN`` that keeps the raw number, so decoding never raises on a new firmware's
+code and re-encoding is exact.
 """
 
 from __future__ import annotations
@@ -12,23 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from drivers.errors import ParseError
+from drivers.wire import WireEnum
 
 #: What a decoded field can hold. IEEE addresses are 16 lowercase hex digits, most
 #: significant byte first (the way zigpy, zigbee2mqtt and the backup format print them).
 FieldValue = Any
-
-
-class WireEnum(enum.IntEnum):
-    """IntEnum whose unknown values become an ``UNKNOWN`` pseudo-member keeping the number."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> WireEnum | None:
-        if not isinstance(value, int):
-            return None
-        member = int.__new__(cls, value)
-        member._name_ = "UNKNOWN"
-        member._value_ = value
-        return member
 
 
 class Status(WireEnum):
