@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from drivers.supervisor import Timing
+from drivers.zigbee.timing import ZigbeeTiming
 from gateway.api.timing import ApiTiming
 from gateway.service import ServiceTiming
 from gateway.sync.timing import SyncTiming
 
-TIMINGS: list[type[Any]] = [Timing, ApiTiming, SyncTiming, ServiceTiming]
+TIMINGS: list[type[Any]] = [Timing, ZigbeeTiming, ApiTiming, SyncTiming, ServiceTiming]
 #: Fields where zero is a meaningful value (Timing.stable_after = 0: every session is stable).
 ZERO_OK = {(Timing, "stable_after")}
 

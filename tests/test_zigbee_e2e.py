@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from drivers.errors import NeedsHumanError, TransientError
-from drivers.supervisor import State, Supervisor
+from drivers.supervisor import State, Supervisor, Timing
 from drivers.zigbee import coordinator as co
 from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery, supervise
 from drivers.zigbee.devices import DeviceRecord
@@ -38,9 +38,7 @@ FAST = ZigbeeTiming(
     bootloader_wait_s=0.01,
     sreq_timeout=2.0,
     watchdog_interval=0.2,
-    reconnect_initial=0.05,
-    reconnect_max=0.2,
-    stable_after=0.5,
+    reconnect=Timing(backoff_initial=0.05, backoff_max=0.2, stable_after=0.5),
     confirm_timeout=2.0,
     interview_timeout=0.5,
     save_interval=0.1,

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from drivers.supervisor import Timing
 from drivers.zigbee import backup as bk
 from drivers.zigbee import coordinator as co
 from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, supervise
@@ -69,7 +70,9 @@ EXPECTED = [
 ]
 
 
-FAST = ZigbeeTiming(bootloader_toggle_s=0.001, reconnect_initial=0.05, interview_timeout=0.5)
+FAST = ZigbeeTiming(
+    bootloader_toggle_s=0.001, reconnect=Timing(backoff_initial=0.05), interview_timeout=0.5
+)
 
 
 class Recorder:

@@ -397,5 +397,5 @@ def supervise(coordinator: Coordinator, *, name: str = "zigbee") -> Supervisor:
     async def target() -> None:
         await coordinator.run(sup.mark_running)
 
-    sup = Supervisor(name, target, timing=coordinator.timing.supervisor(), logger=_LOGGER)
+    sup = Supervisor(name, target, timing=coordinator.timing.reconnect, logger=_LOGGER)
     return sup

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drivers.supervisor import Timing
+from drivers.timing import check_timing
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +32,10 @@ class ZigbeeTiming:
     interview_timeout: float = 5.0
     #: Device table saves when it changed.
     save_interval: float = 60.0
-    #: Backoff of :func:`drivers.zigbee.coordinator.supervise` (tools, bench, tests); in
-    #: the gateway the service's supervisor restarts the coordinator's sessions.
-    reconnect_initial: float = 1.0
-    reconnect_max: float = 60.0
-    stable_after: float = 30.0
+    #: Backoff of :func:`drivers.zigbee.coordinator.supervise` (tools, bench, tests): the
+    #: supervisor's Timing; in the gateway the service's supervisor restarts the
+    #: coordinator's sessions.
+    reconnect: Timing = field(default_factory=Timing)
 
-    def supervisor(self) -> Timing:
-        return Timing(self.reconnect_initial, self.reconnect_max, self.stable_after)
+    def __post_init__(self) -> None:
+        check_timing(self)
