@@ -32,6 +32,7 @@ from drivers.zigbee.devices import DeviceRecord
 from drivers.zigbee.zcl.interpret import Interpreter
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import frames
+from hw_mocks.znp import incoming_msg
 
 TARGET_RATIO = 3.0
 CHUNK = 64
@@ -43,23 +44,7 @@ VECTORS = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "zigbee
 
 def _report_frame(i: int) -> bytes:
     zcl = bytes((0x18, i & 0xFF, 0x0A, 0x00, 0x00, 0x29)) + struct.pack("<h", 2000 + i % 500)
-    return frames.encode(
-        c.AF_INCOMING_MSG.rsp(
-            GroupId=0,
-            ClusterId=0x0402,
-            SrcAddr=0x1000 + i % 16,
-            SrcEndpoint=1,
-            DstEndpoint=1,
-            WasBroadcast=0,
-            LQI=100,
-            SecurityUse=0,
-            TimeStamp=i,
-            TSN=0,
-            Data=zcl,
-            MacSrcAddr=0x1000 + i % 16,
-            MsgResultRadius=29,
-        )
-    )
+    return frames.encode(incoming_msg(0x1000 + i % 16, 0x0402, zcl, stamp=i))
 
 
 def _corpus(n: int) -> tuple[bytes, int]:
@@ -170,20 +155,11 @@ async def _pty(n: int) -> float:
             batch = 40  # stay below the pty buffer: the simulator writes without blocking
             raw = [
                 frames.encode(
-                    c.AF_INCOMING_MSG.rsp(
-                        GroupId=0,
-                        ClusterId=0x0402,
-                        SrcAddr=dev.nwk,
-                        SrcEndpoint=1,
-                        DstEndpoint=1,
-                        WasBroadcast=0,
-                        LQI=100,
-                        SecurityUse=0,
-                        TimeStamp=i,
-                        TSN=0,
-                        Data=bytes((0x18, i & 0xFF, 0x0A, 0, 0, 0x29, i & 0xFF, 0x08)),
-                        MacSrcAddr=dev.nwk,
-                        MsgResultRadius=29,
+                    incoming_msg(
+                        dev.nwk,
+                        0x0402,
+                        bytes((0x18, i & 0xFF, 0x0A, 0, 0, 0x29, i & 0xFF, 0x08)),
+                        stamp=i,
                     )
                 )
                 for i in range(n)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gateway.driver import DriverHealth, Sink
 from gateway.model import (
@@ -81,6 +83,20 @@ class RecordingSink:
         properties: tuple[tuple[str, int], ...] = (),
     ) -> None:
         self.events.append((device_id, event, action, button))
+
+
+def vectors(name: str, *kinds: str) -> list[dict[str, Any]]:
+    """The records of ``tests/vectors/<name>`` (one JSON object a line), only those of the
+    given ``kind``s when any are named."""
+    lines = (ROOT / "tests" / "vectors" / name).read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in records if not kinds or r["kind"] in kinds]
+
+
+def znp_frame_hex(vector: dict[str, Any]) -> str:
+    """A ZNP vector's whole MT frame in hex (computed with SOF, length and FCS where the
+    source gave only the payload)."""
+    return str(vector.get("full_frame_hex_computed") or vector["hex"])
 
 
 def _not_built(_dir: str, names: list[str]) -> set[str]:

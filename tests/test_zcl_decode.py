@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +14,9 @@ from drivers.zigbee.zcl import frame as zf
 from drivers.zigbee.zcl import types as zt
 from drivers.zigbee.zcl import xiaomi
 from drivers.zigbee.zcl.interpret import Interpreter
+from tests.helpers import vectors
 
-VECTORS = [
-    json.loads(line)
-    for line in (Path(__file__).parent / "vectors" / "zigbee.jsonl").read_text().splitlines()
-    if line.strip()
-]
-ZCL = [v for v in VECTORS if v["kind"] == "zcl"]
+ZCL = vectors("zigbee.jsonl", "zcl")
 
 
 def _records(frame: zf.ZclFrame) -> list[dict[str, Any]]:

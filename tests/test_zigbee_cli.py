@@ -18,17 +18,10 @@ from drivers.zigbee.devices import DeviceRecord, DeviceTable
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import frames
 from gateway.cli import main
+from hw_mocks.znp import incoming_msg
+from tests.helpers import vectors, znp_frame_hex
 
-VECTORS = [
-    json.loads(line)
-    for line in (Path(__file__).parent / "vectors" / "zigbee.jsonl").read_text().splitlines()
-    if line.strip()
-]
-ZNP = [v for v in VECTORS if v["kind"] in ("znp_frame", "znp_payload")]
-
-
-def _hex(v: dict[str, Any]) -> str:
-    return str(v.get("full_frame_hex_computed") or v["hex"])
+ZNP = vectors("zigbee.jsonl", "znp_frame", "znp_payload")
 
 
 def run_cli(
@@ -47,7 +40,7 @@ def run_cli(
 def test_decode_every_vector(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = "# the public vectors\n" + "\n".join(_hex(v) for v in ZNP) + "\n"
+    text = "# the public vectors\n" + "\n".join(znp_frame_hex(v) for v in ZNP) + "\n"
     rc, out, err = run_cli(monkeypatch, capsys, ["decode", "znp"], text.encode())
     assert rc == 1  # one vector is a deliberately bad FCS
     assert len(out) == len(ZNP)
@@ -60,7 +53,8 @@ def test_decode_every_vector(
         if vec.get("zigpy_znp_check") is None:
             assert obj["command"] is None  # framing-only vector
         else:
-            assert obj["command"] == c.decode(frames.decode(bytes.fromhex(_hex(vec)))).command.name
+            frame = frames.decode(bytes.fromhex(znp_frame_hex(vec)))
+            assert obj["command"] == c.decode(frame).command.name
             assert obj["type"] == vec["expected"].get("type", obj["type"])
             assert obj["subsystem"] == vec["expected"].get("subsystem", obj["subsystem"])
     assert "FCS mismatch" in err
@@ -80,21 +74,7 @@ def test_decode_stream_with_garbage_and_xiaomi(
         "1c5f11120a050042156c756d692e73656e736f725f776c65616b2e61713101ff42220121b30b0328170421"
         "a8430521a70006240000000000082104020a210000641001"
     )
-    msg = c.AF_INCOMING_MSG.rsp(
-        GroupId=0,
-        ClusterId=0,
-        SrcAddr=0x1234,
-        SrcEndpoint=1,
-        DstEndpoint=1,
-        WasBroadcast=0,
-        LQI=80,
-        SecurityUse=0,
-        TimeStamp=1,
-        TSN=0,
-        Data=hb,
-        MacSrcAddr=0x1234,
-        MsgResultRadius=29,
-    )
+    msg = incoming_msg(0x1234, 0, hb, lqi=80, stamp=1)
     leak = c.AF_INCOMING_MSG.rsp(
         GroupId=0,
         ClusterId=0x0500,
@@ -108,7 +88,7 @@ def test_decode_stream_with_garbage_and_xiaomi(
         TSN=0,
         Data=bytes.fromhex("092100010000000000"),
     )
-    good = [bytes.fromhex(_hex(v)) for v in ZNP if v["expected"].get("valid") is not False]
+    good = [bytes.fromhex(znp_frame_hex(v)) for v in ZNP if v["expected"].get("valid") is not False]
     raw = (
         b"\x00\x13"
         + b"".join(good[:5])
@@ -287,23 +267,7 @@ def test_decode_never_aborts_on_one_bad_frame(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def incoming(cluster: int, data: bytes) -> str:
-        return frames.encode(
-            c.AF_INCOMING_MSG.rsp(
-                GroupId=0,
-                ClusterId=cluster,
-                SrcAddr=0x1234,
-                SrcEndpoint=1,
-                DstEndpoint=1,
-                WasBroadcast=0,
-                LQI=80,
-                SecurityUse=0,
-                TimeStamp=1,
-                TSN=0,
-                Data=data,
-                MacSrcAddr=0x1234,
-                MsgResultRadius=29,
-            )
-        ).hex()
+        return frames.encode(incoming_msg(0x1234, cluster, data, lqi=80, stamp=1)).hex()
 
     lines = [
         incoming(0x0403, bytes.fromhex("18010a1400299001")),  # pressure scale 400 (int16)

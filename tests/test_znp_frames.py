@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,17 +16,9 @@ from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import frames
 from drivers.zigbee.znp import types as t
 from drivers.zigbee.znp.commands import Kind
+from tests.helpers import vectors, znp_frame_hex
 
-VECTORS = [
-    json.loads(line)
-    for line in (Path(__file__).parent / "vectors" / "zigbee.jsonl").read_text().splitlines()
-    if line.strip()
-]
-ZNP = [v for v in VECTORS if v["kind"] in ("znp_frame", "znp_payload")]
-
-
-def _frame_hex(v: dict[str, Any]) -> str:
-    return str(v.get("full_frame_hex_computed") or v["hex"])
+ZNP = vectors("zigbee.jsonl", "znp_frame", "znp_payload")
 
 
 def _zigpy_expectation(check: str) -> dict[str, Any]:
@@ -65,9 +55,9 @@ OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.parametrize("vec", ZNP, ids=[_frame_hex(v)[:24] for v in ZNP])
+@pytest.mark.parametrize("vec", ZNP, ids=[znp_frame_hex(v)[:24] for v in ZNP])
 def test_vector(vec: dict[str, Any]) -> None:
-    raw = bytes.fromhex(_frame_hex(vec))
+    raw = bytes.fromhex(znp_frame_hex(vec))
     check = vec.get("zigpy_znp_check")
     if vec["expected"].get("valid") is False:
         with pytest.raises(ParseError, match="FCS"):

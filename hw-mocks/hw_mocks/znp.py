@@ -209,6 +209,36 @@ def _key_tables(product: int) -> tuple[dict[int, bytes], dict[tuple[int, int, in
     return nv, ex
 
 
+def incoming_msg(
+    src: int,
+    cluster: int,
+    data: bytes,
+    *,
+    src_ep: int = 1,
+    dst_ep: int = 1,
+    broadcast: bool = False,
+    lqi: int = 100,
+    stamp: int = 0,
+) -> frames.Frame:
+    """AF_INCOMING_MSG as Z-Stack sends it for a device's ZCL frame: group 0, no APS
+    security, the MAC source the same as the network source (one hop), radius 29."""
+    return c.AF_INCOMING_MSG.rsp(
+        GroupId=0,
+        ClusterId=cluster,
+        SrcAddr=src,
+        SrcEndpoint=src_ep,
+        DstEndpoint=dst_ep,
+        WasBroadcast=int(broadcast),
+        LQI=lqi,
+        SecurityUse=0,
+        TimeStamp=stamp,
+        TSN=0,
+        Data=data,
+        MacSrcAddr=src,
+        MsgResultRadius=29,
+    )
+
+
 class ZStackSimulator:
     def __init__(
         self,
@@ -527,20 +557,15 @@ class ZStackSimulator:
             return
         for ep in eps:  # Z-Stack hands a broadcast to every registered endpoint
             self._send(
-                c.AF_INCOMING_MSG.rsp(
-                    GroupId=0,
-                    ClusterId=cluster,
-                    SrcAddr=dev.nwk,
-                    SrcEndpoint=src_ep,
-                    DstEndpoint=ep,
-                    WasBroadcast=int(broadcast),
-                    LQI=max(0, min(255, dev.lqi + self.rng.randrange(-10, 10))),
-                    SecurityUse=0,
-                    TimeStamp=int(time.monotonic() * 1000) & 0xFFFFFFFF,
-                    TSN=0,
-                    Data=data,
-                    MacSrcAddr=dev.nwk,
-                    MsgResultRadius=29,
+                incoming_msg(
+                    dev.nwk,
+                    cluster,
+                    data,
+                    src_ep=src_ep,
+                    dst_ep=ep,
+                    broadcast=broadcast,
+                    lqi=max(0, min(255, dev.lqi + self.rng.randrange(-10, 10))),
+                    stamp=int(time.monotonic() * 1000) & 0xFFFFFFFF,
                 )
             )
 
