@@ -626,16 +626,7 @@ class ZStackSimulator:
             return  # no host attached (EIO) or a spurious wake-up
         if self.reset_ind_on_open and not self._greeted and not self.mute:
             self._greeted = True
-            self._send(
-                c.SYS_RESET_IND.rsp(
-                    Reason=t.ResetReason.POWER_UP,
-                    TransportRev=2,
-                    ProductId=self.product,
-                    MajorRel=2,
-                    MinorRel=7,
-                    MaintRel=1,
-                )
-            )
+            self._send(c.SYS_RESET_IND.rsp(Reason=t.ResetReason.POWER_UP, **self._release()))
         for frame in self._framer.feed(data):
             self.counters["frames_in"] += 1
             if self.mute:
@@ -719,14 +710,21 @@ class ZStackSimulator:
         caps = t.MTCapabilities(0x0159 | (0x0400 if self.product else 0))
         self._srsp(c.SYS_PING, Capabilities=caps)
 
+    def _release(self) -> dict[str, Any]:
+        """The stick's transport revision, product and Z-Stack release, as SYS_VERSION and
+        SYS_RESET_IND report them."""
+        return {
+            "TransportRev": 2,
+            "ProductId": self.product,
+            "MajorRel": 2,
+            "MinorRel": 7,
+            "MaintRel": 1,
+        }
+
     def _h_sys_version(self, f: dict[str, Any]) -> None:
         self._srsp(
             c.SYS_VERSION,
-            TransportRev=2,
-            ProductId=self.product,
-            MajorRel=2,
-            MinorRel=7,
-            MaintRel=1,
+            **self._release(),
             CodeRevision=20240710,
             BootloaderBuildType=t.BootloaderBuildType(0),
             BootloaderRevision=None,
@@ -760,14 +758,7 @@ class ZStackSimulator:
         self.state = t.DeviceState.HOLD
         self.endpoints = {}
         self._callback(
-            c.SYS_RESET_IND,
-            delay=0.02,
-            Reason=t.ResetReason.EXTERNAL,
-            TransportRev=2,
-            ProductId=self.product,
-            MajorRel=2,
-            MinorRel=7,
-            MaintRel=1,
+            c.SYS_RESET_IND, delay=0.02, Reason=t.ResetReason.EXTERNAL, **self._release()
         )
 
     # NV ---------------------------------------------------------------------------------
