@@ -128,6 +128,25 @@ async def joined_network(
     await until(lambda: sum(1 for d in rec.devices.values() if d.model) == len(models))
 
 
+@contextlib.asynccontextmanager
+async def joined(
+    tmp_path: Path,
+    models: tuple[str, ...],
+    *,
+    seed: int,
+    motion_clear_s: float | None = None,
+    timing: ZigbeeTiming = FAST,
+) -> AsyncIterator[tuple[ZStackSimulator, Coordinator, Recorder]]:
+    """A running coordinator on a simulated stick with ``models``, every one joined and
+    interviewed."""
+    rec = Recorder()
+    async with ZStackSimulator(devices=models, seed=seed) as sim:
+        coord = Coordinator(config(sim, tmp_path, motion_clear_s, timing), rec)
+        async with running(coord):
+            await joined_network(sim, coord, rec, models)
+            yield sim, coord, rec
+
+
 async def test_form_join_every_model_and_report(tmp_path: Path) -> None:
     rec = Recorder()
     async with ZStackSimulator(devices=MODELS, seed=7) as sim:
@@ -189,118 +208,104 @@ async def test_form_join_every_model_and_report(tmp_path: Path) -> None:
 
 async def test_exact_values_from_vector_frames(tmp_path: Path) -> None:
     """Known frames (public vectors) delivered over the pty become exact readings."""
-    rec = Recorder()
     models = ("lumi.weather", "lumi.sensor_wleak.aq1", "lumi.sensor_motion.aq2")
-    async with ZStackSimulator(devices=models, seed=3) as sim:
-        coord = Coordinator(config(sim, tmp_path, motion_clear_s=0.2), rec)
-        async with running(coord):
-            await joined_network(sim, coord, rec, models)
-            weather = sim.device("lumi.weather")
-            rec.readings.clear()
-            hb = bytes.fromhex(
-                "18200a01ff412501214f0b0421a84305214e020624010000000064299b096521be1b662b138d"
-                "01000a21900d"
-            )
-            sim.deliver(weather, 0x0000, 1, hb)
-            sim.deliver(weather, 0x0402, 1, bytes.fromhex("18a80a000029f0d8"))  # -100 °C junk
-            sim.deliver(weather, 0x0402, 1, bytes.fromhex("181c0a000029b002"))
-            await until(lambda: len(rec.readings) >= 6)
-            assert rec.of(weather.ieee) == [
-                ("voltage", 2.895),
-                ("temperature", 24.59),
-                ("humidity", 71.02),
-                ("pressure", 1016.51),
-                ("battery", 30.0),
-                ("temperature", 6.88),
-            ]
-            assert coord.health_counters()["junk_dropped"] == 1
-            # a broadcast delivered on two endpoints counts once
-            motion = sim.device("lumi.sensor_motion.aq2")
-            sim.endpoints[2] = ()
-            rec.readings.clear()
-            sim.deliver(motion, 0x0400, 1, bytes.fromhex("18d50a0000212a00"), broadcast=True)
-            sim.deliver(motion, 0x0406, 1, bytes.fromhex("18640a00001801"))
-            await until(lambda: ("motion", False) in rec.of(motion.ieee))
-            assert rec.of(motion.ieee) == [
-                ("illuminance", 42.0),
-                ("motion", True),
-                ("motion", False),  # cleared by the host after motion_clear_s
-            ]
-            assert coord.health_counters()["duplicates_dropped"] == 1
-            # lumi.sensor_wleak.aq1: wrong length byte and IAS zone status
-            leak = sim.device("lumi.sensor_wleak.aq1")
-            rec.readings.clear()
-            sim.deliver(leak, 0x0500, 1, bytes.fromhex("092100010000000000"))
-            await until(lambda: len(rec.of(leak.ieee)) >= 3)
-            assert rec.of(leak.ieee) == [
-                ("water_leak", True),
-                ("tamper", False),
-                ("battery_low", False),
-            ]
+    async with joined(tmp_path, models, seed=3, motion_clear_s=0.2) as (sim, coord, rec):
+        weather = sim.device("lumi.weather")
+        rec.readings.clear()
+        hb = bytes.fromhex(
+            "18200a01ff412501214f0b0421a84305214e020624010000000064299b096521be1b662b138d"
+            "01000a21900d"
+        )
+        sim.deliver(weather, 0x0000, 1, hb)
+        sim.deliver(weather, 0x0402, 1, bytes.fromhex("18a80a000029f0d8"))  # -100 °C junk
+        sim.deliver(weather, 0x0402, 1, bytes.fromhex("181c0a000029b002"))
+        await until(lambda: len(rec.readings) >= 6)
+        assert rec.of(weather.ieee) == [
+            ("voltage", 2.895),
+            ("temperature", 24.59),
+            ("humidity", 71.02),
+            ("pressure", 1016.51),
+            ("battery", 30.0),
+            ("temperature", 6.88),
+        ]
+        assert coord.health_counters()["junk_dropped"] == 1
+        # a broadcast delivered on two endpoints counts once
+        motion = sim.device("lumi.sensor_motion.aq2")
+        sim.endpoints[2] = ()
+        rec.readings.clear()
+        sim.deliver(motion, 0x0400, 1, bytes.fromhex("18d50a0000212a00"), broadcast=True)
+        sim.deliver(motion, 0x0406, 1, bytes.fromhex("18640a00001801"))
+        await until(lambda: ("motion", False) in rec.of(motion.ieee))
+        assert rec.of(motion.ieee) == [
+            ("illuminance", 42.0),
+            ("motion", True),
+            ("motion", False),  # cleared by the host after motion_clear_s
+        ]
+        assert coord.health_counters()["duplicates_dropped"] == 1
+        # lumi.sensor_wleak.aq1: wrong length byte and IAS zone status
+        leak = sim.device("lumi.sensor_wleak.aq1")
+        rec.readings.clear()
+        sim.deliver(leak, 0x0500, 1, bytes.fromhex("092100010000000000"))
+        await until(lambda: len(rec.of(leak.ieee)) >= 3)
+        assert rec.of(leak.ieee) == [
+            ("water_leak", True),
+            ("tamper", False),
+            ("battery_low", False),
+        ]
 
 
 async def test_on_off_round_trip_and_soft_failures(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sim_mod, "AWAKE_S", 0.0)
-    rec = Recorder()
     models = ("lumi.plug", "lumi.ctrl_neutral1", "lumi.sensor_ht")
-    async with ZStackSimulator(devices=models, seed=5) as sim:
-        coord = Coordinator(config(sim, tmp_path), rec)
-        async with running(coord):
-            await joined_network(sim, coord, rec, models)
-            plug = sim.device("lumi.plug")
-            relay = sim.device("lumi.ctrl_neutral1")
-            out = await coord.switch(plug.ieee, "on")
-            assert out == co.CommandOutcome(Delivery.OK, "", {"switch": True})
-            assert _is_on(plug)
-            await until(lambda: (plug.ieee, "switch", True) in rec.readings)
-            assert (await coord.switch(plug.ieee, "toggle")).delivery is Delivery.OK
-            assert not _is_on(plug)
-            await until(lambda: (plug.ieee, "switch", False) in rec.readings)
-            # the wall switch's relay is endpoint 2
-            assert (await coord.switch(relay.ieee, "on")).delivery is Delivery.OK
-            assert relay.on
-            assert relay.received[-1][:2] == (0x0006, 2)
-            # soft failures: no ack, sleeping device, unknown device, no switch
-            plug.reachable = False
-            out = await coord.switch(plug.ieee, "off")
-            assert out.delivery is Delivery.UNREACHABLE
-            assert "MAC_NO_ACK" in out.detail
-            ht = sim.device("lumi.sensor_ht")
-            coord.table.update(ht.ieee, model=None)  # as if not identified yet
-            out = await coord.switch(ht.ieee, "on")
-            assert out.delivery is Delivery.UNREACHABLE
-            assert "MAC_TRANSACTION_EXPIRED" in out.detail
-            assert (
-                await coord.switch("0011223344556677", "on")
-            ).delivery is Delivery.UNKNOWN_DEVICE
-            coord.table.update(ht.ieee, model="lumi.sensor_ht")
-            assert (await coord.switch(ht.ieee, "on")).delivery is Delivery.UNSUPPORTED
-            counters = coord.health_counters()
-            assert counters["commands_ok"] == 3
-            assert counters["commands_failed"] == 2
+    async with joined(tmp_path, models, seed=5) as (sim, coord, rec):
+        plug = sim.device("lumi.plug")
+        relay = sim.device("lumi.ctrl_neutral1")
+        out = await coord.switch(plug.ieee, "on")
+        assert out == co.CommandOutcome(Delivery.OK, "", {"switch": True})
+        assert _is_on(plug)
+        await until(lambda: (plug.ieee, "switch", True) in rec.readings)
+        assert (await coord.switch(plug.ieee, "toggle")).delivery is Delivery.OK
+        assert not _is_on(plug)
+        await until(lambda: (plug.ieee, "switch", False) in rec.readings)
+        # the wall switch's relay is endpoint 2
+        assert (await coord.switch(relay.ieee, "on")).delivery is Delivery.OK
+        assert relay.on
+        assert relay.received[-1][:2] == (0x0006, 2)
+        # soft failures: no ack, sleeping device, unknown device, no switch
+        plug.reachable = False
+        out = await coord.switch(plug.ieee, "off")
+        assert out.delivery is Delivery.UNREACHABLE
+        assert "MAC_NO_ACK" in out.detail
+        ht = sim.device("lumi.sensor_ht")
+        coord.table.update(ht.ieee, model=None)  # as if not identified yet
+        out = await coord.switch(ht.ieee, "on")
+        assert out.delivery is Delivery.UNREACHABLE
+        assert "MAC_TRANSACTION_EXPIRED" in out.detail
+        assert (await coord.switch("0011223344556677", "on")).delivery is Delivery.UNKNOWN_DEVICE
+        coord.table.update(ht.ieee, model="lumi.sensor_ht")
+        assert (await coord.switch(ht.ieee, "on")).delivery is Delivery.UNSUPPORTED
+        counters = coord.health_counters()
+        assert counters["commands_ok"] == 3
+        assert counters["commands_failed"] == 2
 
 
 async def test_leave_and_nwk_change(tmp_path: Path) -> None:
-    rec = Recorder()
     models = ("lumi.sensor_magnet.aq2", "lumi.sensor_ht")
-    async with ZStackSimulator(devices=models, seed=11) as sim:
-        coord = Coordinator(config(sim, tmp_path), rec)
-        async with running(coord):
-            await joined_network(sim, coord, rec, models)
-            magnet = sim.device("lumi.sensor_magnet.aq2")
-            sim.announce(magnet, new_nwk=0x1234)
-            await until(lambda: record(coord, magnet.ieee).nwk == 0x1234)
-            rec.readings.clear()
-            sim.deliver(magnet, 0x0006, 1, bytes.fromhex("185d0a00001001"))
-            await until(lambda: bool(rec.readings))
-            assert rec.readings == [(magnet.ieee, "opening", True)]
-            ht = sim.device("lumi.sensor_ht")
-            sim.leave(ht)
-            await until(lambda: rec.left == [ht.ieee])
-            assert coord.table.get(ht.ieee) is None
-            assert coord.health_counters()["devices"] == 1
+    async with joined(tmp_path, models, seed=11) as (sim, coord, rec):
+        magnet = sim.device("lumi.sensor_magnet.aq2")
+        sim.announce(magnet, new_nwk=0x1234)
+        await until(lambda: record(coord, magnet.ieee).nwk == 0x1234)
+        rec.readings.clear()
+        sim.deliver(magnet, 0x0006, 1, bytes.fromhex("185d0a00001001"))
+        await until(lambda: bool(rec.readings))
+        assert rec.readings == [(magnet.ieee, "opening", True)]
+        ht = sim.device("lumi.sensor_ht")
+        sim.leave(ht)
+        await until(lambda: rec.left == [ht.ieee])
+        assert coord.table.get(ht.ieee) is None
+        assert coord.health_counters()["devices"] == 1
 
 
 async def test_unplug_replug_and_restart_resume_the_network(tmp_path: Path) -> None:
@@ -343,39 +348,35 @@ async def test_unplug_replug_and_restart_resume_the_network(tmp_path: Path) -> N
 
 
 async def test_corrupt_bytes_resync(tmp_path: Path) -> None:
-    rec = Recorder()
-    async with ZStackSimulator(devices=("lumi.sensor_ht",), seed=17) as sim:
-        coord = Coordinator(config(sim, tmp_path), rec)
-        async with running(coord):
-            await joined_network(sim, coord, rec, ("lumi.sensor_ht",))
-            ht = sim.device("lumi.sensor_ht")
-            delivered: list[bytes] = []
+    async with joined(tmp_path, ("lumi.sensor_ht",), seed=17) as (sim, coord, rec):
+        ht = sim.device("lumi.sensor_ht")
+        delivered: list[bytes] = []
 
-            def count(msg: Message) -> None:
-                if msg.command is AF_INCOMING_MSG:
-                    delivered.append(bytes(msg["Data"]))
+        def count(msg: Message) -> None:
+            if msg.command is AF_INCOMING_MSG:
+                delivered.append(bytes(msg["Data"]))
 
-            assert coord._api is not None
-            coord._api.subscribe(count)
-            rec.readings.clear()
-            sim.corruption_rate = 0.3
-            for _ in range(40):
-                sim.deliver(ht, 0x0405, 1, bytes.fromhex("181d0a0000210b0f"))
-                await asyncio.sleep(0.005)
-            sim.corruption_rate = 0.0
-            # a clean frame after the storm: everything before it has been read
-            sim.deliver(ht, 0x0405, 1, bytes.fromhex("181e0a0000210c0f"))
-            await until(lambda: len(rec.readings) == 2)
-            assert sim.counters["corrupted"] > 0
-            assert coord.health_counters()["bad_frames"] > 0
-            # every copy that got through is the clean frame (a corrupted one never passes
-            # the FCS); the duplicates are dropped: one reading each, the rest counted
-            copies = [d for d in delivered if d == bytes.fromhex("181d0a0000210b0f")]
-            assert delivered == [*copies, bytes.fromhex("181e0a0000210c0f")]
-            assert 1 <= len(copies) < 40
-            assert rec.readings == [(ht.ieee, "humidity", 38.51), (ht.ieee, "humidity", 38.52)]
-            assert coord.health_counters()["duplicates_dropped"] == len(copies) - 1
-            assert coord.connected
+        assert coord._api is not None
+        coord._api.subscribe(count)
+        rec.readings.clear()
+        sim.corruption_rate = 0.3
+        for _ in range(40):
+            sim.deliver(ht, 0x0405, 1, bytes.fromhex("181d0a0000210b0f"))
+            await asyncio.sleep(0.005)
+        sim.corruption_rate = 0.0
+        # a clean frame after the storm: everything before it has been read
+        sim.deliver(ht, 0x0405, 1, bytes.fromhex("181e0a0000210c0f"))
+        await until(lambda: len(rec.readings) == 2)
+        assert sim.counters["corrupted"] > 0
+        assert coord.health_counters()["bad_frames"] > 0
+        # every copy that got through is the clean frame (a corrupted one never passes
+        # the FCS); the duplicates are dropped: one reading each, the rest counted
+        copies = [d for d in delivered if d == bytes.fromhex("181d0a0000210b0f")]
+        assert delivered == [*copies, bytes.fromhex("181e0a0000210c0f")]
+        assert 1 <= len(copies) < 40
+        assert rec.readings == [(ht.ieee, "humidity", 38.51), (ht.ieee, "humidity", 38.52)]
+        assert coord.health_counters()["duplicates_dropped"] == len(copies) - 1
+        assert coord.connected
 
 
 async def test_watchdog_restarts_a_mute_stick(tmp_path: Path) -> None:
@@ -511,21 +512,17 @@ async def test_zstack_12(tmp_path: Path) -> None:
 
 async def test_unknown_sender_is_looked_up(tmp_path: Path) -> None:
     """A device missing from the table (table lost) is found again by its NWK address."""
-    rec = Recorder()
-    async with ZStackSimulator(devices=("lumi.sensor_ht",), seed=43) as sim:
-        coord = Coordinator(config(sim, tmp_path), rec)
-        async with running(coord):
-            await joined_network(sim, coord, rec, ("lumi.sensor_ht",))
-            ht = sim.device("lumi.sensor_ht")
-            coord.table.remove(ht.ieee)
-            rec.readings.clear()
-            sim.deliver(ht, 0x0405, 1, bytes.fromhex("181d0a0000210b0f"))
-            await until(lambda: coord.table.get(ht.ieee) is not None)
-            assert coord.counters["unknown_source"] == 1
-            assert rec.readings == []  # the frame from an unknown sender was not guessed at
-            sim.deliver(ht, 0x0405, 1, bytes.fromhex("181e0a0000210c0f"))
-            await until(lambda: bool(rec.readings))
-            assert rec.readings == [(ht.ieee, "humidity", 38.52)]
+    async with joined(tmp_path, ("lumi.sensor_ht",), seed=43) as (sim, coord, rec):
+        ht = sim.device("lumi.sensor_ht")
+        coord.table.remove(ht.ieee)
+        rec.readings.clear()
+        sim.deliver(ht, 0x0405, 1, bytes.fromhex("181d0a0000210b0f"))
+        await until(lambda: coord.table.get(ht.ieee) is not None)
+        assert coord.counters["unknown_source"] == 1
+        assert rec.readings == []  # the frame from an unknown sender was not guessed at
+        sim.deliver(ht, 0x0405, 1, bytes.fromhex("181e0a0000210c0f"))
+        await until(lambda: bool(rec.readings))
+        assert rec.readings == [(ht.ieee, "humidity", 38.52)]
 
 
 async def test_slow_answers(tmp_path: Path) -> None:
@@ -817,27 +814,23 @@ async def test_large_payload_comes_through_af_incoming_msg_ext(tmp_path: Path) -
     """A payload too large for AF_INCOMING_MSG: the stick sends AF_INCOMING_MSG_EXT with the
     length only and keeps the bytes; the driver fetches them with AF_DATA_RETRIEVE in chunks
     and releases the buffer (a zero-length retrieve), as TI's MT_AF.c expects."""
-    rec = Recorder()
-    async with ZStackSimulator(devices=("lumi.weather",), seed=21) as sim:
-        coord = Coordinator(config(sim, tmp_path), rec)
-        async with running(coord):
-            await joined_network(sim, coord, rec, ("lumi.weather",))
-            weather = sim.device("lumi.weather")
-            rec.readings.clear()
-            # Report Attributes on Temperature Measurement: 22.33 °C, then a 240-character
-            # string attribute (synthetic, from the ZCL specification): 254 bytes in all
-            data = (
-                bytes.fromhex("18770a")
-                + bytes.fromhex("0000")
-                + b"\x29"
-                + (2233).to_bytes(2, "little")
-                + b"\x00\x40\x42\xf0"
-                + b"1" * 240
-            )
-            sim.deliver(weather, 0x0402, 1, data)
-            await until(lambda: ("temperature", 22.33) in rec.of(weather.ieee))
-            # two chunks, then the zero-length retrieve that releases the buffer
-            assert sim.commands_seen.count("AF_DATA_RETRIEVE") == 3
-            assert sim.held == {}
-            assert coord.health_counters()["retrieve_failed"] == 0
-            assert coord.interpreter.zcl_errors == 0
+    async with joined(tmp_path, ("lumi.weather",), seed=21) as (sim, coord, rec):
+        weather = sim.device("lumi.weather")
+        rec.readings.clear()
+        # Report Attributes on Temperature Measurement: 22.33 °C, then a 240-character
+        # string attribute (synthetic, from the ZCL specification): 254 bytes in all
+        data = (
+            bytes.fromhex("18770a")
+            + bytes.fromhex("0000")
+            + b"\x29"
+            + (2233).to_bytes(2, "little")
+            + b"\x00\x40\x42\xf0"
+            + b"1" * 240
+        )
+        sim.deliver(weather, 0x0402, 1, data)
+        await until(lambda: ("temperature", 22.33) in rec.of(weather.ieee))
+        # two chunks, then the zero-length retrieve that releases the buffer
+        assert sim.commands_seen.count("AF_DATA_RETRIEVE") == 3
+        assert sim.held == {}
+        assert coord.health_counters()["retrieve_failed"] == 0
+        assert coord.interpreter.zcl_errors == 0
