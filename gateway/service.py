@@ -137,6 +137,8 @@ class Service:
         self.automations: Automations | None = None
         #: One supervisor per running part, by part name.
         self.supervisors: dict[str, Supervisor] = {}
+        #: A part's own parts supervised apart (the sync agent's broker links), by part.
+        self._children: dict[str, list[str]] = {}
         self.store: Store | None = None
         self.ingest: Ingest | None = None
         self.commands = CommandRouter([])
@@ -223,7 +225,10 @@ class Service:
         for driver in self.drivers:
             self._supervise(driver.name, _driver_target(driver, self.ingest))
         for component in self.components:
-            self._supervise(component.name, component.run)
+            if self.sync is not None and component is self.sync:
+                self._supervise_sync(self.sync)
+            else:
+                self._supervise(component.name, component.run)
         try:
             await self._api_bound()
         except BaseException:
@@ -251,7 +256,17 @@ class Service:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _supervise(self, name: str, target: Callable[[], Awaitable[None]]) -> None:
+    def _supervise(
+        self,
+        name: str,
+        target: Callable[[], Awaitable[None]],
+        *,
+        timing: Timing | None = None,
+        attach: Callable[[Supervisor], None] | None = None,
+    ) -> None:
+        """Run ``target`` (one session of a part) under the part's one supervisor.
+        ``attach`` gets the supervisor before it starts; a part given it marks itself
+        running (else the session counts as running from its start)."""
         if self._stopping:
             return  # a reload racing a stop: nothing new starts
 
@@ -263,13 +278,23 @@ class Service:
 
         sup = Supervisor(
             name,
-            session,
-            timing=self.timing.supervisor,
+            target if attach is not None else session,
+            timing=timing or self.timing.supervisor,
             on_state=lambda _status: self._notify(),
             logger=logging.getLogger(f"gateway.{name}"),
         )
+        if attach is not None:
+            attach(sup)
         self.supervisors[name] = sup
         sup.start()
+
+    def _supervise_sync(self, sync: SyncAgent) -> None:
+        """The agent, and each of its broker links as a part of its own: one supervisor
+        deep, so a Home Assistant broker that is down never drops the upstream link."""
+        self._supervise(sync.name, sync.run)
+        self._children[sync.name] = [link.name for link in sync.links]
+        for link in sync.links:
+            self._supervise(link.name, link.run, timing=link.supervisor_timing, attach=link.attach)
 
     async def wait(self) -> None:
         """Until :meth:`request_stop` (a signal) or :meth:`stop`."""
@@ -288,25 +313,31 @@ class Service:
         self._stopping = True
         self._stopped.set()
         sups = dict(self.supervisors)
-        if sups:
-            stops = {name: asyncio.ensure_future(sup.stop()) for name, sup in sups.items()}
-            bound = self.timing.supervisor.stop_timeout + self.timing.stop_grace_s
-            await asyncio.wait(stops.values(), timeout=bound)
-            stuck = sorted(name for name, t in stops.items() if not t.done() or t.result() is False)
-            for t in stops.values():
-                if not t.done():
-                    t.cancel()
-            if stuck:
-                _LOGGER.error(
-                    "parts did not stop in %.0f s, abandoned: %s", bound, ", ".join(stuck)
-                )
-                self.clean_stop = False
+        # a part's own parts first (the broker links end, collecting their PUBACKs, before
+        # the sync agent flushes the acknowledgements), then the rest at once
+        children = {c for names in self._children.values() for c in names}
+        for wave in (children, set(sups) - children):
+            await self._stop_wave({n: sup for n, sup in sups.items() if n in wave})
         if self.store is not None:
             await self.store.close()
             self.store = None
         _unlock(self._lock_fd)
         self._lock_fd = None
         return self.clean_stop
+
+    async def _stop_wave(self, sups: dict[str, Supervisor]) -> None:
+        if not sups:
+            return
+        stops = {name: asyncio.ensure_future(sup.stop()) for name, sup in sups.items()}
+        bound = self.timing.supervisor.stop_timeout + self.timing.stop_grace_s
+        await asyncio.wait(stops.values(), timeout=bound)
+        stuck = sorted(name for name, t in stops.items() if not t.done() or t.result() is False)
+        for t in stops.values():
+            if not t.done():
+                t.cancel()
+        if stuck:
+            _LOGGER.error("parts did not stop in %.0f s, abandoned: %s", bound, ", ".join(stuck))
+            self.clean_stop = False
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -464,7 +495,9 @@ class Service:
         self, changed: frozenset[str], out: list[str], bad: list[str]
     ) -> None:
         self.api = await self._reload_component(self.api, self._build_api, "api", changed, out, bad)
-        sync = await self._reload_component(self.sync, self._build_sync, "sync", changed, out, bad)
+        sync = await self._reload_component(
+            self.sync, self._build_sync, "sync", changed, out, bad, start=self._supervise_sync
+        )
         self.sync = sync
 
     async def _reload_component(
@@ -475,6 +508,8 @@ class Service:
         changed: frozenset[str],
         out: list[str],
         bad: list[str],
+        *,
+        start: Callable[[_C], None] | None = None,
     ) -> _C | None:
         """``old`` kept, or stopped and replaced by a new one built from the new config."""
         if old is not None and not changed & frozenset(_sections_of(old.name, old)):
@@ -491,11 +526,16 @@ class Service:
             if old is not None:
                 out.append(f"{name} (disabled)")
             return None
-        self._supervise(new.name, new.run)
+        if start is not None:
+            start(new)
+        else:
+            self._supervise(new.name, new.run)
         out.append(new.name)
         return new
 
     async def _stop_part(self, name: str) -> None:
+        for child in self._children.pop(name, []):  # its own parts first
+            await self._stop_part(child)
         sup = self.supervisors.pop(name, None)
         if sup is not None and not await sup.stop():
             _LOGGER.error(

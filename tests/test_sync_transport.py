@@ -13,6 +13,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from drivers.supervisor import State
 from gateway.config import Config
 from gateway.service import Service
 from gateway.sync import SyncAgent
@@ -108,6 +109,12 @@ async def test_plaintext_to_a_remote_host_is_refused(tmp_path: Path) -> None:
         agent = _agent(svc)
         await _wait(lambda: agent.stats()["upstream"]["state"] == "failed")
         assert "refusing plaintext MQTT to mqtt://192.0.2.10:1883" in agent.health().reason
+        # the link is a part of its own under the service's one supervisor, which holds the
+        # state the agent reports
+        link = svc.supervisors["sync-upstream"]
+        assert link.state is State.FAILED
+        assert "refusing plaintext MQTT" in link.status.reason
+        assert svc.supervisors["sync"].state is State.RUNNING
 
 
 def test_client_key_without_tls_url_is_refused() -> None:

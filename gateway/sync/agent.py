@@ -3,10 +3,11 @@
 A component of the service (``Service.sync``), built from its explicit dependencies
 ``(config, store, clock, router)``. It only composes the parts of ``gateway/sync/``:
 
-* :mod:`~gateway.sync.session` — one :class:`~gateway.sync.session.LinkSession` per broker,
-  each under its own supervisor: ``sync-upstream`` (status, commands, the telemetry pump, and
-  Home Assistant when it shares the broker) and ``sync-ha`` (a separate Home Assistant
-  broker, when configured);
+* :mod:`~gateway.sync.session` — one :class:`~gateway.sync.session.LinkSession` per broker
+  (:attr:`SyncAgent.links`), each a part the service supervises on its own (one supervisor
+  deep): ``sync-upstream`` (status, commands, the telemetry pump, and Home Assistant when it
+  shares the broker) and ``sync-ha`` (a separate Home Assistant broker, when configured);
+  :meth:`SyncAgent.run` itself keeps the outbox (upkeep, acknowledgements);
 * :mod:`~gateway.sync.pump` — live and backlog scheduling, send, acknowledge (``sync-acks``
   deletes acknowledged rows in small transactions), split or dead-letter;
 * :mod:`~gateway.sync.poison` — the pure state machine that finds a message a broker drops
@@ -29,7 +30,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from drivers.supervisor import State, Supervisor
+from drivers.supervisor import State, SupervisorStatus
 from gateway.clock import Clock
 from gateway.config import Config, HomeAssistantSection, UpstreamSection
 from gateway.driver import DriverHealth, Health
@@ -140,6 +141,8 @@ class SyncAgent:
             else None
         )
         on_ha_online = self._publisher.republish if self._publisher else _nothing
+        #: Set once run() has loaded the outbox: the links wait for it.
+        self._loaded = asyncio.Event()
         inbound = Inbound(
             self.topics, router, self.counters, self.timing, on_ha_online=on_ha_online
         )
@@ -154,6 +157,7 @@ class SyncAgent:
                 pump=self.pump,
                 publisher=self._publisher if self._ha_shared else None,
                 on_late=self.counters.late,
+                ready=self._loaded,
             )
             if self.upstream is not None
             else None
@@ -169,6 +173,7 @@ class SyncAgent:
                 pump=None,
                 publisher=self._publisher,
                 on_late=self.counters.late,
+                ready=self._loaded,
             )
             if self.ha_link is not None
             else None
@@ -180,27 +185,31 @@ class SyncAgent:
     def store(self) -> Store:
         return self._store
 
+    @property
+    def links(self) -> list[LinkSession]:
+        """The broker links: parts of their own, each run by one supervisor of the
+        service's (:meth:`LinkSession.run` is one session), stopped before this agent."""
+        return [s for s in (self._up_session, self._ha_session) if s is not None]
+
     async def run(self) -> None:
+        """The outbox's side (upkeep, acknowledgements); the links are run apart."""
         store = self._store
         await self._outbox.load()
         await self._upkeep.recount()
+        self._loaded.set()
         unsubscribe = store.subscribe(self._on_commit)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._upkeep.run(), name="sync-maintain")
                 tg.create_task(self.pump.ack_loop(), name="sync-acks")
-                for session in (self._up_session, self._ha_session):
-                    if session is not None:
-                        sup = session.supervisor
-                        tg.create_task(sup.run(), name=sup.name)
         finally:
             unsubscribe()
             with contextlib.suppress(Exception):  # the store may be closed already
                 await run_to_end(self.pump.flush_acks(), "sync: flushing acks", self.counters.late)
 
     @staticmethod
-    def _sup(session: LinkSession | None) -> Supervisor | None:
-        return session.supervisor if session is not None else None
+    def _status(session: LinkSession | None) -> SupervisorStatus | None:
+        return session.status if session is not None else None
 
     def late_failures(self) -> int:
         return self.counters.late_failures + self._outbox.late_failures
@@ -218,12 +227,12 @@ class SyncAgent:
     def health(self) -> DriverHealth:
         reasons: list[str] = []
         for label, link, sup in (
-            ("upstream", self.upstream, self._sup(self._up_session)),
-            ("home assistant broker", self.ha_link, self._sup(self._ha_session)),
+            ("upstream", self.upstream, self._status(self._up_session)),
+            ("home assistant broker", self.ha_link, self._status(self._ha_session)),
         ):
             if link is None or link.connected:
                 continue
-            why = link.last_error or (sup.status.reason if sup is not None else "") or "connecting"
+            why = link.last_error or (sup.reason if sup is not None else "") or "connecting"
             reasons.append(f"{label} {link.settings.display()} disconnected: {why}")
         counters = {
             "outbox_rows": self._figures.rows,
@@ -253,14 +262,16 @@ class SyncAgent:
         if self._figures.oldest_ts is not None:
             oldest_age = max(0.0, now - self._figures.oldest_ts)
 
-        def link_stats(link: LinkState | None, sup: Supervisor | None) -> dict[str, Any] | None:
+        def link_stats(
+            link: LinkState | None, sup: SupervisorStatus | None
+        ) -> dict[str, Any] | None:
             if link is None:
                 return None
             if link.connected:
                 state = "connected"
-            elif sup is not None and sup.status.state is State.FAILED:
+            elif sup is not None and sup.state is State.FAILED:
                 state = "failed"
-            elif sup is not None and sup.status.state is State.BACKOFF:
+            elif sup is not None and sup.state is State.BACKOFF:
                 state = "backoff"
             else:
                 state = "connecting"
@@ -270,21 +281,21 @@ class SyncAgent:
                 "connected": link.connected,
                 "connected_since": link.connected_since,
                 "connects": link.connects,
-                "last_error": link.last_error or (sup.status.reason if sup else ""),
+                "last_error": link.last_error or (sup.reason if sup else ""),
                 "max_packet_size": link.max_packet_size,
             }
 
         return {
             "enabled": self.upstream is not None,
             "state": (
-                link_stats(self.upstream, self._sup(self._up_session)) or {"state": "disabled"}
+                link_stats(self.upstream, self._status(self._up_session)) or {"state": "disabled"}
             )["state"],
-            "upstream": link_stats(self.upstream, self._sup(self._up_session)),
+            "upstream": link_stats(self.upstream, self._status(self._up_session)),
             "homeassistant": {
                 "enabled": self._ha_cfg.enabled,
                 "broker": "upstream"
                 if self._ha_shared
-                else link_stats(self.ha_link, self._sup(self._ha_session)),
+                else link_stats(self.ha_link, self._status(self._ha_session)),
             },
             "outbox": {
                 "rows": self._figures.rows,

@@ -1,7 +1,9 @@
-"""One broker connection's session, under its own supervisor: connect, serve, goodbye.
+"""One broker connection's session: connect, serve, goodbye.
 
-:class:`LinkSession` is the target of a :class:`~drivers.supervisor.Supervisor` (capped
-exponential backoff with full jitter, reset after a stable period; see its lifecycle there).
+:class:`LinkSession` keeps no supervisor of its own: :meth:`LinkSession.run` is one session
+and the service runs it under its one :class:`~drivers.supervisor.Supervisor` for the link
+(``sync-upstream``, ``sync-ha``; backoff from ``upstream.reconnect_*``:
+:attr:`LinkSession.supervisor_timing`), which it hands over with :meth:`LinkSession.attach`.
 One session: connect (Last Will ``offline``, retained), publish ``online``, subscribe to the
 commands (and Home Assistant's status), then serve — inbound commands, the telemetry pump
 (upstream only), the Home Assistant publisher (where Home Assistant is) — until the
@@ -9,7 +11,7 @@ connection ends. Then, bounded and best effort, also on errors: collect in-fligh
 publish ``offline`` and disconnect cleanly (the broker only sends the Last Will after an
 unclean loss).
 
-Whether the session is being stopped is the supervisor's :attr:`stopping` flag.
+Whether the session is being stopped is that supervisor's :attr:`stopping` flag.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from drivers.errors import NeedsHumanError
-from drivers.supervisor import Supervisor, Timing, describe, leaves
+from drivers.supervisor import Supervisor, SupervisorStatus, Timing, describe, leaves
 from gateway.config import UpstreamSection
 from gateway.sync.figures import LinkState
 from gateway.sync.inbound import Inbound
@@ -36,7 +38,7 @@ _LOGGER = logging.getLogger(__name__)
 
 
 class LinkSession:
-    """A broker connection, kept up by :attr:`supervisor` (``name`` is its task name)."""
+    """A broker connection; :meth:`run` is one session (``name``: its supervisor's)."""
 
     def __init__(
         self,
@@ -50,31 +52,47 @@ class LinkSession:
         pump: Pump | None,
         publisher: HaPublisher | None,
         on_late: Callable[[], None],
+        ready: asyncio.Event,
     ) -> None:
+        self.name = name
         self.state = state
+        self._ready = ready
         self._topics = topics
         self._timing = timing
         self._inbound = inbound
         self._pump = pump
         self._publisher = publisher
         self._late = on_late
-        self.supervisor = Supervisor(
-            name,
-            self._run_once,
-            timing=Timing(
-                cfg.reconnect_min_s,
-                cfg.reconnect_max_s,
-                cfg.reconnect_stable_s,
-                timing.stop_timeout_s,
-            ),
-            logger=_LOGGER,
+        #: The backoff of the supervisor that runs this link's sessions.
+        self.supervisor_timing = Timing(
+            cfg.reconnect_min_s,
+            cfg.reconnect_max_s,
+            cfg.reconnect_stable_s,
+            timing.stop_timeout_s,
         )
+        self._sup: Supervisor | None = None
 
-    async def _run_once(self) -> None:
+    def attach(self, supervisor: Supervisor) -> None:
+        """The supervisor running :meth:`run`: its ``stopping`` flag, its status."""
+        self._sup = supervisor
+
+    @property
+    def stopping(self) -> bool:
+        return self._sup is not None and self._sup.stopping
+
+    @property
+    def status(self) -> SupervisorStatus | None:
+        """The supervisor's status (state, reason), None before one is attached."""
+        return self._sup.status if self._sup is not None else None
+
+    async def run(self) -> None:
+        """One session; raises why it ended (the supervisor classifies it). Waits first
+        until the agent has loaded the outbox."""
+        await self._ready.wait()
         try:
             await self._connect_and_serve()
         except Exception as exc:  # recorded and re-raised: the supervisor classifies it
-            if not self.supervisor.stopping:
+            if not self.stopping:
                 self.state.last_error = describe(exc)
             raise
 
@@ -92,7 +110,8 @@ class LinkSession:
             state.connects += 1
             state.last_error = ""
             state.max_packet_size = link.max_packet_size
-            self.supervisor.mark_running()
+            if self._sup is not None:
+                self._sup.mark_running()
             _LOGGER.info("connected to %s (MQTT %s)", s.display(), s.protocol)
             try:
                 await self._serve(link)
@@ -101,11 +120,7 @@ class LinkSession:
             except BaseException as exc:
                 # only a connection that broke with messages in flight is a strike: a
                 # refusal, a quota or a missing PUBACK says nothing about the message
-                if (
-                    self._pump is not None
-                    and not self.supervisor.stopping
-                    and connection_broke(link, exc)
-                ):
+                if self._pump is not None and not self.stopping and connection_broke(link, exc):
                     await run_to_end(self._pump.connection_lost(), "sync: strike", self._late)
                 raise
             finally:
