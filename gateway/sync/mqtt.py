@@ -244,14 +244,20 @@ class Link:
                 try:
                     rc = await asyncio.shield(connecting)
                 except asyncio.CancelledError:
-                    # the thread runs on (bounded by connect_timeout): close what it opens
-                    connecting.add_done_callback(lambda _f: self._loop.call_soon(self.close))
+                    # the thread runs on (bounded by connect_timeout): close what it opens,
+                    # and take its outcome (a failed handshake is nobody's error any more)
+                    connecting.add_done_callback(self._connect_abandoned)
                     raise
                 _check_rc(rc, s.display())
                 await asyncio.shield(self._connected)
         except BaseException:
             self.close()
             raise
+
+    def _connect_abandoned(self, connecting: asyncio.Future[Any]) -> None:
+        if not connecting.cancelled() and connecting.exception() is not None:
+            _LOGGER.debug("abandoned connect to %s failed", self.settings.display())
+        self._loop.call_soon(self.close)
 
     def send(
         self,
