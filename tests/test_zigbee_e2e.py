@@ -682,8 +682,10 @@ async def test_backup_restore_on_every_stack_version(
         assert sim_a.frame_counter >= 5
     async with ZStackSimulator(product=product, seed=83, ieee="00124b0009999999") as sim_b:
         coord_b = Coordinator(config(sim_b, tmp_path / "b"))
+        # a 3.x seed in the file (another stick's backup) is not written over 1.2's 0x0101
+        seeded = {**doc, "stack_specific": {"zstack": {"tclk_seed": "11" * 16}}}
         async with coord_b.session(start=False) as session:
-            await session.restore(doc)
+            await session.restore(seeded)
             again = await session.backup()
         assert sim_b.frame_counter == doc["network_key"]["frame_counter"] + 10_000
         assert again["network_key"] == {
@@ -699,7 +701,12 @@ async def test_backup_restore_on_every_stack_version(
         plug = doc["devices"][0]
         if product == 0:
             assert "link_key" not in plug
+            # 1.2 has no TCLK seed: its 0x0101 is the default TC link key entry, kept as is
+            assert doc["stack_specific"] == {}
+            assert sim_b.nv[0x0101][8:24] == b"ZigBeeAlliance09"
         else:
+            # written: the plug's key no longer derives from it, so it goes to the APS tables
+            assert sim_b.nv[0x0101][:16] == bytes([0x11] * 16)
             plug_key = sim_a.link_key(sim_a.device("lumi.plug"))
             assert plug_key is not None
             assert plug["link_key"]["key"] == plug_key.hex()

@@ -40,7 +40,8 @@ async def read_network(network: Network, devices: Iterable[DeviceRecord]) -> bk.
     ext = str(nwk["ExtendedPanId"])
     children = set(dev["AssociatedDevices"])
     counter = await nv.read_frame_counter(ext)
-    seed = await nv.read_secret(NvId.TCLK_SEED)
+    # Z-Stack 3's TCLK seed (on 1.2 the id holds the default TC link key entry, no seed)
+    seed = await nv.read_secret(NvId.TCLK_SEED) if network.zstack3 else None
     seed16 = bytes(seed[:16]) if seed is not None and len(seed) >= 16 else None
     # the stick's address manager and link key tables (Z-Stack 3; 1.2 keeps no unique keys)
     stick = {d.ieee: d for d in await LinkKeyStore(nv).read(seed16)}

@@ -184,7 +184,8 @@ class Network:
         await self.reset()
         if params is not None:
             await nv.write(NvId.EXTADDR, bytes.fromhex(params.coordinator_ieee)[::-1])
-            if params.tclk_seed is not None:
+            # 3.x only: on 1.2 the id is the TC link key table's default entry, not a seed
+            if params.tclk_seed is not None and self.zstack3:
                 await nv.write(NvId.TCLK_SEED, params.tclk_seed)
         await nv.write(NvId.LOGICAL_TYPE, b"\x00")
         await nv.write(NvId.ZDO_DIRECT_CB, b"\x01")
