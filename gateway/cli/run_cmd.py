@@ -29,9 +29,12 @@ _LOGGER = logging.getLogger("gateway")
 @click.option(
     "--ble-devices",
     type=click.IntRange(0, 10000),
-    default=6,
+    default=10,
     show_default=True,
-    help="Demo: simulated BLE sensors.",
+    help=(
+        "Demo: simulated BLE sensors (10 gives one of each simulated kind: thermometers,"
+        " a door, a button, a dimmer, a cube and a double switch)."
+    ),
 )
 @click.option(
     "--rate",
