@@ -447,6 +447,9 @@ async def test_run_degraded_while_the_adapter_fails() -> None:
     task = asyncio.create_task(sup.run())
     await wait_for(lambda: driver.health().health is Health.DEGRADED)
     await wait_for(lambda: sup.status.restarts >= 2)
+    # the supervisor counts a restart before the next session's task has run; the driver
+    # counts a session when it starts, so wait for that too (not a race on which runs first)
+    await wait_for(lambda: driver.health().counters["scanner_restarts"] >= 2)
     health = driver.health()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
