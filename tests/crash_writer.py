@@ -7,6 +7,8 @@ transaction holding that reading has committed (synchronous=FULL): it is "report
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +17,27 @@ from gateway.config import StoreSection
 from gateway.model import Event, Reading
 from gateway.store import Store
 from tests.helpers import event, reading
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def spawn(db: Path) -> subprocess.Popen[bytes]:
+    """Start this writer on ``db`` and wait for its ``ready`` line (killed if it never comes)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.crash_writer", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line != b"ready\n":
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise AssertionError((line, err))
+    return proc
 
 
 async def main(path: Path) -> None:

@@ -16,8 +16,6 @@ import shutil
 import signal
 import sqlite3
 import struct
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,9 +23,8 @@ import pytest
 
 from gateway.store import Store
 from gateway.store.writer import META_DAMAGE
+from tests.crash_writer import spawn
 from tests.helpers import reading
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _committed_frames(db: Path) -> int:
@@ -38,19 +35,10 @@ def _committed_frames(db: Path) -> int:
 
 def _run_and_kill(db: Path, at_least: int) -> list[int]:
     """Run the writer until it reported ``at_least`` stored items, SIGKILL it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.crash_writer", str(db)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-        env=env,
-    )
+    proc = spawn(db)
     assert proc.stdout is not None
     seqs: list[int] = []
     try:
-        line = proc.stdout.readline()
-        assert line == b"ready\n", line
         while len(seqs) < at_least:
             line = proc.stdout.readline()
             assert line.startswith(b"stored "), line
