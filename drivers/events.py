@@ -1,4 +1,5 @@
-"""What a device model can send as events, declared per driver family.
+"""Events: one as a driver reports it (:class:`DeviceEvent`), and what a device model can send,
+declared per driver family.
 
 Each family (``drivers/ble/events.py``, ``drivers/zigbee/events.py``,
 ``drivers/gpio/events.py``) declares, per model, the event kinds its decoder emits for that
@@ -12,6 +13,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    """A button/dimmer/... event a device sent: ``event`` kind, ``action`` and optional button
+    number. Every family reports this one type (BLE decoders as ``BleEvent``; the gateway's
+    drivers hand it to their sink)."""
+
+    event: str  # "button", "dimmer", "cube", "motion", "fingerprint", "lock", "door"
+    action: str  # single|double|triple|long|hold|release|rotate_left|...
+    button: int | None = None
+    #: Extra integers the event carries (dimmer ``steps``, ``presses``, ``duration``).
+    properties: tuple[tuple[str, int], ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"event": self.event, "action": self.action}
+        if self.button is not None:
+            out["button"] = self.button
+        out.update(dict(self.properties))
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from drivers.events import DeviceEvent
 from gateway.model import Command, CommandResult, DeviceUpdate, Value
 
 
@@ -40,14 +41,9 @@ class Sink(Protocol):
 
     def reading(self, device_id: str, metric: str, value: Value) -> None: ...
 
-    def event(
-        self,
-        device_id: str,
-        event: str,
-        action: str,
-        button: int | None = None,
-        properties: tuple[tuple[str, int], ...] = (),
-    ) -> None: ...
+    def event(self, device_id: str, event: DeviceEvent) -> None:
+        """A button/dimmer/... event (``drivers.events.DeviceEvent``, as the drivers report
+        it); ingest stamps it."""
 
 
 class Driver(Protocol):

@@ -6,6 +6,7 @@ import logging
 import math
 from collections import Counter
 
+from drivers.events import DeviceEvent
 from gateway.clock import Clock
 from gateway.devices import DeviceDirectory, merge_update
 from gateway.metrics import MetricDef, metric_def
@@ -116,25 +117,18 @@ class DriverSink:
         else:
             ing.counters[self._n_dropped] += 1
 
-    def event(
-        self,
-        device_id: str,
-        event: str,
-        action: str,
-        button: int | None = None,
-        properties: tuple[tuple[str, int], ...] = (),
-    ) -> None:
+    def event(self, device_id: str, event: DeviceEvent) -> None:
         ing = self._ingest
         if not ing._admits(device_id, self._source):
             return
         ev = Event(
             device_id=device_id,
-            event=event,
-            action=action,
-            button=button,
+            event=event.event,
+            action=event.action,
+            button=event.button,
             stamp=ing.stamp(),
             source=self._source,
-            properties=properties,
+            properties=event.properties,
         )
         if ing._store.add_event(ev):
             ing.counters[self._n_events] += 1

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 import aiomqtt
 import pytest
 
+from drivers.events import DeviceEvent
 from gateway.sync.payload import Batch, decode_batch
 
 if TYPE_CHECKING:
@@ -551,7 +552,7 @@ class SynthDriver:
                 self.produced += 1
                 sink.reading(f"synth-{i % self.devices}", "temperature", float(i % 1000) / 10)
                 if self.event_every and i % self.event_every == 0:
-                    sink.event("synth-btn", "button", "single")
+                    sink.event("synth-btn", DeviceEvent("button", "single"))
 
 
 class UpstreamOverrides(TypedDict, total=False):

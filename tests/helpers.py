@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drivers.events import DeviceEvent
 from gateway.driver import DriverHealth, Sink
 from gateway.model import (
     Command,
@@ -74,15 +75,8 @@ class RecordingSink:
     def reading(self, device_id: str, metric: str, value: Value) -> None:
         self.readings.append((device_id, metric, value))
 
-    def event(
-        self,
-        device_id: str,
-        event: str,
-        action: str,
-        button: int | None = None,
-        properties: tuple[tuple[str, int], ...] = (),
-    ) -> None:
-        self.events.append((device_id, event, action, button))
+    def event(self, device_id: str, event: DeviceEvent) -> None:
+        self.events.append((device_id, event.event, event.action, event.button))
 
 
 def vectors(name: str, *kinds: str) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+from drivers.events import DeviceEvent
 from gateway.config import Config, loads
 from gateway.driver import DriverHealth, Sink
 from gateway.model import Command, CommandResult, CommandStatus
@@ -80,7 +81,7 @@ async def test_delay_survives_a_reload_and_a_restart(tmp_path: Path) -> None:
         auto = svc.automations
         assert auto is not None and panel.sink is not None
         await _until(lambda: auto.engine is not None)
-        panel.sink.event("panel-button", "button", "single")
+        panel.sink.event("panel-button", DeviceEvent("button", "single"))
         await _until(lambda: panel.commands == ["panel-relay on"])
         # a reload that adds another automation keeps the running delay
         extra = """
@@ -96,7 +97,7 @@ async def test_delay_survives_a_reload_and_a_restart(tmp_path: Path) -> None:
         await _until(lambda: "other" in {a["id"] for a in auto.listing()})
         await _until(lambda: panel.commands == ["panel-relay on", "panel-relay off"])
         # again, and stop the service while the delay runs
-        panel.sink.event("panel-button", "button", "single")
+        panel.sink.event("panel-button", DeviceEvent("button", "single"))
         await _until(lambda: len(panel.commands) == 3)
         await _until(lambda: auto.engine is not None and auto.engine.running() == 1)
         await asyncio.sleep(0.3)  # the pending delay is saved with the next engine turn
@@ -133,9 +134,9 @@ async def test_a_slow_device_delays_only_its_own_run(tmp_path: Path) -> None:
         auto = svc.automations
         assert auto is not None and panel.sink is not None
         await _until(lambda: auto.engine is not None)
-        panel.sink.event("panel-button", "button", "long")
+        panel.sink.event("panel-button", DeviceEvent("button", "long"))
         await _until(lambda: auto.engine is not None and "slow" in auto.engine.last_fired)
-        panel.sink.event("panel-button", "button", "single")
+        panel.sink.event("panel-button", DeviceEvent("button", "single"))
         # the stairs light goes on while the slow device has not answered yet
         await _until(lambda: panel.commands == ["panel-relay on"], timeout=2.5)
         # its delay runs out (1 s) before the slow device answers (3 s); then the slow

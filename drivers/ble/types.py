@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from drivers.events import DeviceEvent
+
 #: A decoded value as the air carries it, scaled to the unit of its metric.
 Value = float | int | bool | str
 
@@ -102,22 +104,8 @@ class FailReason(enum.StrEnum):
     UNSUPPORTED = "unsupported"
 
 
-@dataclass(frozen=True, slots=True)
-class BleEvent:
-    """A button/dimmer/... event: ``event`` kind, ``action`` and optional button number."""
-
-    event: str  # "button", "dimmer", "cube", "motion", "fingerprint", "lock", "door"
-    action: str  # single|double|triple|long|hold|release|rotate_left|...
-    button: int | None = None
-    #: Extra integers the event carries (dimmer ``steps``, ``presses``, ``duration``).
-    properties: tuple[tuple[str, int], ...] = ()
-
-    def as_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"event": self.event, "action": self.action}
-        if self.button is not None:
-            out["button"] = self.button
-        out.update(dict(self.properties))
-        return out
+#: A button/dimmer/... event: the one event type of every driver family.
+BleEvent = DeviceEvent
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from drivers.ble.scanner import ScannerFactory
 from gateway.config import Config
 from gateway.driver import Driver
+from gateway.model import DeviceStatus, DeviceUpdate, Transport
 
 
 class ZigbeeLink(Protocol):
@@ -110,6 +111,36 @@ class AdapterContext:
     config: Config
     state_dir: Path
     transports: Transports = field(default_factory=Transports)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIds:
+    """How one adapter names its devices (``<prefix><native id>``: ``zb-00158d...``) on its
+    transport, and the short device updates every adapter sends."""
+
+    prefix: str
+    transport: Transport
+
+    def of(self, native: str) -> str:
+        return self.prefix + native
+
+    def owns(self, device_id: str) -> bool:
+        return device_id.startswith(self.prefix)
+
+    def native(self, device_id: str) -> str:
+        return device_id[len(self.prefix) :]
+
+    def update(
+        self, device_id: str, status: DeviceStatus | None = None, *, rssi: int | None = None
+    ) -> DeviceUpdate:
+        """A status change (unavailable, back) or a new signal strength, nothing else."""
+        return DeviceUpdate(id=device_id, transport=self.transport, status=status, rssi=rssi)
+
+
+#: Each adapter's device ids.
+GPIO_IDS = DeviceIds("gpio-", Transport.GPIO)
+BLE_IDS = DeviceIds("ble-", Transport.BLE)
+ZIGBEE_IDS = DeviceIds("zb-", Transport.ZIGBEE)
 
 
 #: Driver names, in start order.

@@ -23,22 +23,14 @@ from drivers.ble.keys import BindKey, parse_key
 from drivers.ble.scanner import BleScanner, ScannerFactory, bleak_factory
 from drivers.ble.types import Advertisement, Decoded, Failed, FailReason, normalize_mac
 from drivers.supervisor import describe
-from gateway.adapters import AdapterContext
+from gateway.adapters import BLE_IDS, AdapterContext
 from gateway.config import BleSection, read_secret
 from gateway.driver import DriverHealth, Health, Sink
 from gateway.errors import ConfigError
-from gateway.model import (
-    Command,
-    CommandResult,
-    CommandStatus,
-    DeviceStatus,
-    DeviceUpdate,
-    Transport,
-)
+from gateway.model import Command, CommandResult, CommandStatus, DeviceStatus, DeviceUpdate
 
 _LOGGER = logging.getLogger(__name__)
 
-PREFIX = "ble-"
 #: Seconds between availability checks, and between RSSI-only device updates.
 AVAILABILITY_INTERVAL = 30.0
 RSSI_INTERVAL = 60.0
@@ -51,7 +43,7 @@ IDS_MAX = 4096
 
 def device_id(mac: str) -> str:
     """``A4:C1:38:1A:2B:3C`` -> ``ble-a4c1381a2b3c``."""
-    return PREFIX + mac.replace(":", "").lower()
+    return BLE_IDS.of(mac.replace(":", "").lower())
 
 
 _STATUS = {
@@ -183,7 +175,7 @@ class BleDriver:
 
     # Driver protocol --------------------------------------------------------------------
     def owns(self, device_id: str) -> bool:
-        return device_id.startswith(PREFIX)
+        return BLE_IDS.owns(device_id)
 
     async def command(self, device_id: str, command: Command) -> CommandResult:
         return CommandResult(CommandStatus.UNSUPPORTED, "BLE sensors take no commands")
@@ -304,7 +296,7 @@ class BleDriver:
             sink.reading(dev, metric, value)
             self.counters["readings"] += 1
         for ev in result.events:
-            sink.event(dev, ev.event, ev.action, ev.button, ev.properties)
+            sink.event(dev, ev)
             self.counters["events"] += 1
 
     def _failed(self, failed: Failed, adv: Advertisement, now: float) -> None:
@@ -368,7 +360,7 @@ class BleDriver:
             sink.device(
                 DeviceUpdate(
                     id=dev,
-                    transport=Transport.BLE,
+                    transport=BLE_IDS.transport,
                     model=model,
                     name=_display_name(adv, name or model, dev) if known is None else None,
                     manufacturer=manufacturer or None,
@@ -384,7 +376,7 @@ class BleDriver:
         known.last_seen = now
         if adv.rssi is not None and now - known.rssi_sent_at >= RSSI_INTERVAL:
             known.rssi_sent_at = now
-            sink.device(DeviceUpdate(id=dev, transport=Transport.BLE, rssi=adv.rssi))
+            sink.device(BLE_IDS.update(dev, rssi=adv.rssi))
 
     def check_availability(self, now: float) -> list[str]:
         """Mark silent non-sleepy devices unavailable; returns their ids."""
@@ -397,11 +389,7 @@ class BleDriver:
                 known.status = DeviceStatus.UNAVAILABLE
                 gone.append(dev)
                 if sink is not None:
-                    sink.device(
-                        DeviceUpdate(
-                            id=dev, transport=Transport.BLE, status=DeviceStatus.UNAVAILABLE
-                        )
-                    )
+                    sink.device(BLE_IDS.update(dev, DeviceStatus.UNAVAILABLE))
         return gone
 
     async def _availability_loop(self) -> None:

@@ -7,24 +7,16 @@ import asyncio
 import contextlib
 from typing import Any
 
+from drivers.events import DeviceEvent
 from drivers.gpio import ButtonAction, GpioBank, GpioSignal, PinKind, PinSpec, StateChange
-from gateway.adapters import AdapterContext, GpioStimulus
+from gateway.adapters import GPIO_IDS, AdapterContext, GpioStimulus
 from gateway.config import GpioDevice
 from gateway.driver import DriverHealth, Health, Sink
-from gateway.model import (
-    Command,
-    CommandResult,
-    CommandStatus,
-    DeviceStatus,
-    DeviceUpdate,
-    Transport,
-)
-
-PREFIX = "gpio-"
+from gateway.model import Command, CommandResult, CommandStatus, DeviceStatus, DeviceUpdate
 
 
 def device_id(name: str) -> str:
-    return PREFIX + name
+    return GPIO_IDS.of(name)
 
 
 def spec_of(dev: GpioDevice) -> PinSpec:
@@ -59,8 +51,8 @@ class GpioDriver:
         self._health = DriverHealth(info={"devices": str(len(self._specs))})
 
     def owns(self, device_id: str) -> bool:
-        return device_id.startswith(PREFIX) and any(
-            s.name == device_id[len(PREFIX) :] for s in self._specs
+        return GPIO_IDS.owns(device_id) and any(
+            s.name == GPIO_IDS.native(device_id) for s in self._specs
         )
 
     def health(self) -> DriverHealth:
@@ -76,7 +68,7 @@ class GpioDriver:
             if isinstance(signal, StateChange):
                 sink.reading(dev, signal.metric, signal.value)
             elif isinstance(signal, ButtonAction):
-                sink.event(dev, "button", signal.action)
+                sink.event(dev, DeviceEvent("button", signal.action))
 
         bank = GpioBank(self._specs, on_signal, loop=loop, pin_factory=self._factory)
         try:
@@ -93,7 +85,7 @@ class GpioDriver:
                 sink.device(
                     DeviceUpdate(
                         id=device_id(spec.name),
-                        transport=Transport.GPIO,
+                        transport=GPIO_IDS.transport,
                         model=f"gpio-{spec.kind.value}",
                         name=spec.name,
                         manufacturer="GPIO",
@@ -114,7 +106,7 @@ class GpioDriver:
                 bank.close()
 
     async def command(self, device_id: str, command: Command) -> CommandResult:
-        name = device_id[len(PREFIX) :]
+        name = GPIO_IDS.native(device_id)
         spec = next((s for s in self._specs if s.name == name), None)
         if spec is None:
             return CommandResult(CommandStatus.UNKNOWN_DEVICE, f"no device {device_id!r}")

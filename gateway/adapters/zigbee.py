@@ -18,23 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from drivers.events import DeviceEvent
 from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery, write_secret_json
 from drivers.zigbee.devices import DeviceRecord
 from drivers.zigbee.zcl import xiaomi
-from gateway.adapters import AdapterContext, ZigbeeLink
+from gateway.adapters import ZIGBEE_IDS, AdapterContext, ZigbeeLink
 from gateway.driver import DriverHealth, Health, Sink
-from gateway.model import (
-    Command,
-    CommandResult,
-    CommandStatus,
-    DeviceStatus,
-    DeviceUpdate,
-    Transport,
-)
+from gateway.model import Command, CommandResult, CommandStatus, DeviceStatus, DeviceUpdate
 
 _LOGGER = logging.getLogger(__name__)
 
-PREFIX = "zb-"
 #: Seconds between availability checks of mains-powered devices.
 AVAILABILITY_INTERVAL = 60.0
 #: How long a driver told to open the network at start waits for the stick.
@@ -51,7 +44,7 @@ _DELIVERY = {
 
 
 def device_id(ieee: str) -> str:
-    return PREFIX + ieee.lower()
+    return ZIGBEE_IDS.of(ieee.lower())
 
 
 class _SinkListener:
@@ -66,11 +59,7 @@ class _SinkListener:
 
     def device_left(self, ieee: str) -> None:
         self._driver.known.pop(ieee, None)
-        self._sink.device(
-            DeviceUpdate(
-                id=device_id(ieee), transport=Transport.ZIGBEE, status=DeviceStatus.UNAVAILABLE
-            )
-        )
+        self._sink.device(ZIGBEE_IDS.update(device_id(ieee), DeviceStatus.UNAVAILABLE))
 
     def reading(self, ieee: str, metric: str, value: object) -> None:
         if isinstance(value, bool | int | float | str):
@@ -80,7 +69,7 @@ class _SinkListener:
 
     def event(self, ieee: str, action: str, button: int | None) -> None:
         self._driver.seen(ieee)
-        self._sink.event(device_id(ieee), "button", action, button)
+        self._sink.event(device_id(ieee), DeviceEvent("button", action, button))
         self._driver.counters["events"] += 1
 
 
@@ -110,7 +99,7 @@ class ZigbeeDriver:
 
     # Driver protocol --------------------------------------------------------------------
     def owns(self, device_id: str) -> bool:
-        return device_id.startswith(PREFIX)
+        return ZIGBEE_IDS.owns(device_id)
 
     async def run(self, sink: Sink) -> None:
         """One session (the coordinator's: until the stick is lost, then raise why); the
@@ -139,7 +128,7 @@ class ZigbeeDriver:
                 CommandStatus.UNSUPPORTED,
                 f"zigbee devices take on/off/toggle, not {command.action}",
             )
-        outcome = await self.coordinator.switch(device_id[len(PREFIX) :], command.action)
+        outcome = await self.coordinator.switch(ZIGBEE_IDS.native(device_id), command.action)
         return CommandResult(_DELIVERY[outcome.delivery], outcome.detail, dict(outcome.state))
 
     def health(self) -> DriverHealth:
@@ -204,7 +193,7 @@ class ZigbeeDriver:
         sink.device(
             DeviceUpdate(
                 id=device_id(rec.ieee),
-                transport=Transport.ZIGBEE,
+                transport=ZIGBEE_IDS.transport,
                 model=rec.model,
                 name=name,
                 manufacturer=ident.manufacturer if ident is not None else rec.manufacturer,
@@ -219,9 +208,7 @@ class ZigbeeDriver:
         old = self.known.get(ieee)
         if old is not None and old[2] and self._sink is not None:
             self.known[ieee] = (old[0], old[1], False)
-            self._sink.device(
-                DeviceUpdate(id=device_id(ieee), transport=Transport.ZIGBEE, status=DeviceStatus.OK)
-            )
+            self._sink.device(ZIGBEE_IDS.update(device_id(ieee), DeviceStatus.OK))
 
     def check_availability(self, now: float) -> list[str]:
         """Mains-powered devices silent for ``unavailable_after_s`` become unavailable."""
@@ -235,11 +222,7 @@ class ZigbeeDriver:
                 gone.append(rec.ieee)
                 if self._sink is not None:
                     self._sink.device(
-                        DeviceUpdate(
-                            id=device_id(rec.ieee),
-                            transport=Transport.ZIGBEE,
-                            status=DeviceStatus.UNAVAILABLE,
-                        )
+                        ZIGBEE_IDS.update(device_id(rec.ieee), DeviceStatus.UNAVAILABLE)
                     )
         return gone
 
