@@ -1,100 +1,65 @@
-"""The gateway service and its composition root.
+"""The gateway service: its one typed composition root.
 
 :class:`Service` builds every part with explicit dependencies: the store, the ingest path
 (stamps and commits readings), the drivers (from :mod:`gateway.adapters` with the
 :class:`~gateway.adapters.Transports` of real or simulated hardware), the command router, the
-sync agent and the LAN API. Each part runs under ONE :class:`~drivers.supervisor.Supervisor`
-(started and stopped explicitly), so a part that keeps failing degrades the service and never
-kills it. SIGTERM/SIGINT stop every part (bounded in time), flush the store and return.
+sync agent, the LAN API and the automations. Each part runs under ONE
+:class:`~drivers.supervisor.Supervisor` (:mod:`gateway.parts`: started and stopped
+explicitly), so a part that keeps failing degrades the service and never kills it.
+SIGTERM/SIGINT stop every part (bounded in time), flush the store and return. What the
+service reports is :mod:`gateway.status`; what a reload changes is :mod:`gateway.reload`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import logging
-import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from dataclasses import replace as dataclass_replace
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from drivers import TRACE
-from drivers.supervisor import State, Supervisor, Timing
-from drivers.timing import check_timing
-from gateway import adapters
+from gateway import adapters, status
 from gateway.adapters import AdapterContext, DemoOptions, Transports, build_drivers
 from gateway.adapters.zigbee import ZigbeeDriver
-from gateway.api.timing import ApiTiming
 from gateway.clock import Clock, SystemClock
 from gateway.commands import CommandRouter
 from gateway.config import Config
 from gateway.devices import DeviceDirectory
-from gateway.driver import Driver, DriverHealth, Health, ZigbeeAdmin
+from gateway.driver import Driver, ZigbeeAdmin
 from gateway.errors import NeedsHumanError, StoreError
 from gateway.ingest import Ingest
 from gateway.model import Command, CommandResult
+from gateway.parts import Component, Parts, ServiceTiming
+from gateway.reload import LOG_LEVEL, ReloadPlan, ReloadResult, plan
+from gateway.statedir import StateDirBusyError, lock_state_dir, unlock
+from gateway.status import RadioStatus
 from gateway.store import Store
-from gateway.sync.timing import SyncTiming
 
 if TYPE_CHECKING:
+    from drivers.supervisor import Supervisor
     from gateway.api.server import ApiServer
     from gateway.automations import Automations
     from gateway.sync import SyncAgent
 
+__all__ = [
+    "DB_NAME",
+    "Component",
+    "RadioStatus",
+    "ReloadResult",
+    "Service",
+    "ServiceTiming",
+    "StartupError",
+    "StateDirBusyError",
+]
+
 _LOGGER = logging.getLogger(__name__)
 
-LOCK_NAME = "lock"
 DB_NAME = "state.db"
 
-
-@dataclass(frozen=True, slots=True)
-class ServiceTiming:
-    """The service's timing (seconds); tests shorten it through the constructor."""
-
-    #: Each part's supervisor: backoff (1 s doubling to 60 s, reset after a part ran 30 s)
-    #: and the bound on the part's stop (3 s) ...
-    supervisor: Timing = field(default_factory=Timing)
-    #: ... and the service this much longer before it abandons what is left (the store is
-    #: flushed and closed either way).
-    stop_grace_s: float = 1.0
-    #: At start, the LAN API gets this long to bind its port (else: a startup error).
-    api_bind_timeout_s: float = 10.0
-    api: ApiTiming = field(default_factory=ApiTiming)
-    #: The sync agent's own timing (connect, PUBACK, goodbye, upkeep, Home Assistant).
-    sync: SyncTiming = field(default_factory=SyncTiming)
-
-    def __post_init__(self) -> None:
-        check_timing(self)
-
-
-class Component(Protocol):
-    """A long-running part of the service other than a driver (sync agent, LAN API)."""
-
-    name: str
-
-    async def run(self) -> None:
-        """Run until cancelled; raise to be restarted by the supervisor."""
-
-    def health(self) -> DriverHealth: ...
-
-
 _C = TypeVar("_C", bound=Component)
-
-
-@dataclass(slots=True)
-class RadioStatus:
-    name: str
-    state: str
-    health: Health
-    reason: str
-    restarts: int
-    counters: dict[str, int] = field(default_factory=dict)
-    info: dict[str, str] = field(default_factory=dict)
 
 
 class StartupError(NeedsHumanError):
@@ -135,10 +100,8 @@ class Service:
         self.sync: SyncAgent | None = None
         #: Local automations and BLE presence (docs/automations.md), when configured.
         self.automations: Automations | None = None
-        #: One supervisor per running part, by part name.
-        self.supervisors: dict[str, Supervisor] = {}
-        #: A part's own parts supervised apart (the sync agent's broker links), by part.
-        self._children: dict[str, list[str]] = {}
+        #: One supervisor per running part (:attr:`supervisors`), stopped explicitly.
+        self.parts = Parts(self.timing, self._notify)
         self.store: Store | None = None
         self.ingest: Ingest | None = None
         self.commands = CommandRouter([])
@@ -146,7 +109,6 @@ class Service:
         #: False after a stop that had to abandon a hung part.
         self.clean_stop = True
         self._lock_fd: int | None = None
-        self._stopping = False
         self._stopped = asyncio.Event()
         self._state_listeners: list[Callable[[], None]] = []
         self._reload_lock = asyncio.Lock()
@@ -156,6 +118,11 @@ class Service:
         """The running parts that are not drivers: the LAN API and the sync agent."""
         parts: list[Component | None] = [self.api, self.sync, self.automations]
         return [p for p in parts if p is not None]
+
+    @property
+    def supervisors(self) -> dict[str, Supervisor]:
+        """One supervisor per running part, by part name."""
+        return self.parts.supervisors
 
     # ----------------------------------------------------------------- composition
 
@@ -187,6 +154,17 @@ class Service:
             self.config, self.store, self.clock, self.commands, timing=self.timing.sync
         )
 
+    def _build_automations(self) -> Automations | None:
+        from gateway.automations import create
+
+        return create(self)
+
+    def _start_sync(self, sync: SyncAgent) -> None:
+        self.parts.start_with_children(sync, sync.links)
+
+    def _start_component(self, component: Component) -> None:
+        self.parts.start(component.name, component.run)
+
     # ----------------------------------------------------------------- lifecycle
 
     async def __aenter__(self) -> Service:
@@ -194,7 +172,7 @@ class Service:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot use state directory {self.state_dir}: {exc}") from exc
-        self._lock_fd = _lock_state_dir(self.state_dir)
+        self._lock_fd = lock_state_dir(self.state_dir)
         try:
             self.store = await Store.open(
                 self.state_dir / DB_NAME,
@@ -203,7 +181,7 @@ class Service:
                 uplink=lambda: bool(self.config.upstream.url),
             )
         except BaseException:
-            _unlock(self._lock_fd)
+            unlock(self._lock_fd)
             raise
         try:
             directory = DeviceDirectory(lambda: self.config, self.state_dir)
@@ -217,18 +195,18 @@ class Service:
             self.api = self._build_api()
             self.sync = self._build_sync()
             # follows self.config on reload itself (keeps its timers): never rebuilt
-            self.automations = _build_automations(self)
+            self.automations = self._build_automations()
         except BaseException:
             await self.store.close()
-            _unlock(self._lock_fd)
+            unlock(self._lock_fd)
             raise
         for driver in self.drivers:
-            self._supervise(driver.name, _driver_target(driver, self.ingest))
+            self.parts.start_driver(driver, self.ingest)
         for component in self.components:
             if self.sync is not None and component is self.sync:
-                self._supervise_sync(self.sync)
+                self._start_sync(self.sync)
             else:
-                self._supervise(component.name, component.run)
+                self._start_component(component)
         try:
             await self._api_bound()
         except BaseException:
@@ -256,46 +234,6 @@ class Service:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _supervise(
-        self,
-        name: str,
-        target: Callable[[], Awaitable[None]],
-        *,
-        timing: Timing | None = None,
-        attach: Callable[[Supervisor], None] | None = None,
-    ) -> None:
-        """Run ``target`` (one session of a part) under the part's one supervisor.
-        ``attach`` gets the supervisor before it starts; a part given it marks itself
-        running (else the session counts as running from its start)."""
-        if self._stopping:
-            return  # a reload racing a stop: nothing new starts
-
-        async def session() -> None:
-            # "running" is the supervisor's view (its session is up); whether the radio is
-            # connected is the part's own health()
-            sup.mark_running()
-            await target()
-
-        sup = Supervisor(
-            name,
-            target if attach is not None else session,
-            timing=timing or self.timing.supervisor,
-            on_state=lambda _status: self._notify(),
-            logger=logging.getLogger(f"gateway.{name}"),
-        )
-        if attach is not None:
-            attach(sup)
-        self.supervisors[name] = sup
-        sup.start()
-
-    def _supervise_sync(self, sync: SyncAgent) -> None:
-        """The agent, and each of its broker links as a part of its own: one supervisor
-        deep, so a Home Assistant broker that is down never drops the upstream link."""
-        self._supervise(sync.name, sync.run)
-        self._children[sync.name] = [link.name for link in sync.links]
-        for link in sync.links:
-            self._supervise(link.name, link.run, timing=link.supervisor_timing, attach=link.attach)
-
     async def wait(self) -> None:
         """Until :meth:`request_stop` (a signal) or :meth:`stop`."""
         await self._stopped.wait()
@@ -306,38 +244,19 @@ class Service:
     async def stop(self) -> bool:
         """Stop every part, flush the store and close it (idempotent).
 
-        Bounded in time: each part's supervisor gets its ``stop_timeout``; what has not stopped
-        after that plus ``stop_grace_s`` is abandoned (its name is logged) and the store is
-        still flushed and closed. Returns False when something had to be abandoned.
+        Bounded in time (:meth:`gateway.parts.Parts.stop_all`): what has not stopped is
+        abandoned (its name is logged) and the store is still flushed and closed. Returns
+        False when something had to be abandoned.
         """
-        self._stopping = True
         self._stopped.set()
-        sups = dict(self.supervisors)
-        # a part's own parts first (the broker links end, collecting their PUBACKs, before
-        # the sync agent flushes the acknowledgements), then the rest at once
-        children = {c for names in self._children.values() for c in names}
-        for wave in (children, set(sups) - children):
-            await self._stop_wave({n: sup for n, sup in sups.items() if n in wave})
+        if not await self.parts.stop_all():
+            self.clean_stop = False
         if self.store is not None:
             await self.store.close()
             self.store = None
-        _unlock(self._lock_fd)
+        unlock(self._lock_fd)
         self._lock_fd = None
         return self.clean_stop
-
-    async def _stop_wave(self, sups: dict[str, Supervisor]) -> None:
-        if not sups:
-            return
-        stops = {name: asyncio.ensure_future(sup.stop()) for name, sup in sups.items()}
-        bound = self.timing.supervisor.stop_timeout + self.timing.stop_grace_s
-        await asyncio.wait(stops.values(), timeout=bound)
-        stuck = sorted(name for name, t in stops.items() if not t.done() or t.result() is False)
-        for t in stops.values():
-            if not t.done():
-                t.cancel()
-        if stuck:
-            _LOGGER.error("parts did not stop in %.0f s, abandoned: %s", bound, ", ".join(stuck))
-            self.clean_stop = False
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -363,60 +282,20 @@ class Service:
                 _LOGGER.exception("state listener failed")
 
     def radios(self) -> list[RadioStatus]:
-        out: list[RadioStatus] = []
-        parts: list[Driver | Component] = [*self.drivers, *self.components]
-        for part in parts:
-            h = part.health()
-            sup = self.supervisors.get(part.name)
-            state = sup.status.state if sup is not None else State.STARTING
-            health = h.health
-            reason = h.reason
-            if sup is not None and state in (State.BACKOFF, State.FAILED):
-                health = Health.DEGRADED
-                reason = reason or sup.status.reason
-            out.append(
-                RadioStatus(
-                    name=part.name,
-                    state=str(state),
-                    health=health,
-                    reason=reason,
-                    restarts=sup.status.restarts if sup is not None else 0,
-                    counters=dict(h.counters),
-                    info=dict(h.info),
-                )
-            )
-        return out
+        return status.radios([*self.drivers, *self.components], self.supervisors)
 
     def health(self) -> dict[str, Any]:
         """``{"status": "ok"|"degraded", "reasons": [...]}`` for API, CLI and watchdog."""
-        reasons = [
-            f"{r.name}: {r.reason or r.state}" for r in self.radios() if r.health is Health.DEGRADED
-        ]
-        store = self.store
-        if store is None:
-            reasons.append("store: closed")
-        else:
-            # failing writes, drops at the memory bound, files moved aside or found damaged
-            reasons.extend(f"store: {problem}" for problem in store.problems())
-        return {"status": "degraded" if reasons else "ok", "reasons": reasons}
+        return status.health(self.radios(), self.store)
 
     def liveness(self) -> list[str]:
-        """Why the service is not making progress (empty: alive). The systemd watchdog
-        withholds its pings while this is non-empty; a degraded radio is still alive."""
-        problems: list[str] = []
-        if self._stopping:
-            problems.append("service: stopping")
-        problems.extend(
-            f"{name}: supervisor task ended"
-            for name, sup in self.supervisors.items()
-            if sup.state is State.STOPPED
-        )
-        store = self.store
-        if store is None:
-            problems.append("store: closed")
-        elif store.last_error:
-            problems.append(f"store: writes failing ({store.last_error})")
-        return problems
+        """Why the service is not making progress (empty: alive); see
+        :func:`gateway.status.liveness`."""
+        return status.liveness(self.parts.stopping, self.parts.ended(), self.store)
+
+    def status_line(self) -> str:
+        """A one-line summary (systemd STATUS=, logs)."""
+        return status.status_line(self.radios(), self.store)
 
     # ----------------------------------------------------------------- reload
 
@@ -424,46 +303,36 @@ class Service:
         """Apply a new, already validated config without stopping the service.
 
         The log level applies at once. Drivers and components whose config sections changed
-        (:data:`RELOAD_SECTIONS`) are stopped and built again from the new config; the others
-        keep running. Keys in :data:`NOT_RELOADABLE` keep their running values and are
-        reported as needing a restart.
+        (:data:`gateway.reload.RELOAD_SECTIONS`) are stopped and built again from the new
+        config; the others keep running. Keys in :data:`gateway.reload.NOT_RELOADABLE` keep
+        their running values and are reported as needing a restart.
         """
         async with self._reload_lock:
-            old = self.config
-            needs_restart = tuple(
-                k for k in NOT_RELOADABLE if _config_value(old, k) != _config_value(new, k)
-            )
-            for key in needs_restart:
-                new = _with_config_value(new, key, _config_value(old, key))
-            changed = frozenset(
-                k for k in RELOADABLE if _config_value(old, k) != _config_value(new, k)
-            )
-            self.config = new
-            if "gateway.log_level" in changed:
-                level = new.gateway.log_level
+            todo = plan(self.config, new)
+            self.config = todo.config
+            if LOG_LEVEL in todo.changed:
+                level = todo.config.gateway.log_level
                 logging.getLogger().setLevel(TRACE if level == "TRACE" else level)
             restarted: list[str] = []
             failed: list[str] = []
-            running = self.ready.is_set() and not self._stopping
-            if running and changed - {"gateway.log_level"}:
-                await self._reload_drivers(changed, restarted, failed)
-                await self._reload_components(changed, restarted, failed)
+            running = self.ready.is_set() and not self.parts.stopping
+            if running and todo.restarts_parts:
+                await self._reload_drivers(todo, restarted, failed)
+                await self._reload_components(todo, restarted, failed)
             result = ReloadResult(
-                changed=tuple(sorted(changed)),
+                changed=tuple(sorted(todo.changed)),
                 restarted=tuple(restarted),
                 failed=tuple(failed),
-                needs_restart=needs_restart,
+                needs_restart=todo.needs_restart,
             )
-            if needs_restart:
+            if todo.needs_restart:
                 _LOGGER.warning(
-                    "%s changed: takes effect after a restart", ", ".join(needs_restart)
+                    "%s changed: takes effect after a restart", ", ".join(todo.needs_restart)
                 )
             self._notify()
             return result
 
-    async def _reload_drivers(
-        self, changed: frozenset[str], out: list[str], bad: list[str]
-    ) -> None:
+    async def _reload_drivers(self, todo: ReloadPlan, out: list[str], bad: list[str]) -> None:
         if self._given_drivers is not None:
             return  # injected drivers (tests) are not rebuilt from config
         assert self.ingest is not None
@@ -471,9 +340,9 @@ class Service:
         drivers = list(self.drivers)
         for name in adapters.ADAPTERS:
             old = next((d for d in drivers if d.name == name), None)
-            if not changed & frozenset(_sections_of(name, old)):
+            if not todo.affects(name, old):
                 continue
-            await self._stop_part(name)
+            await self.parts.stop(name)
             index = drivers.index(old) if old is not None else len(drivers)
             if old is not None:
                 drivers.remove(old)
@@ -487,32 +356,30 @@ class Service:
                 out.append(f"{name} (disabled)" if old is not None else name)
                 continue
             drivers.insert(index, driver)
-            self._supervise(driver.name, _driver_target(driver, self.ingest))
+            self.parts.start_driver(driver, self.ingest)
             out.append(driver.name)
         self._set_drivers(drivers)
 
-    async def _reload_components(
-        self, changed: frozenset[str], out: list[str], bad: list[str]
-    ) -> None:
-        self.api = await self._reload_component(self.api, self._build_api, "api", changed, out, bad)
-        sync = await self._reload_component(
-            self.sync, self._build_sync, "sync", changed, out, bad, start=self._supervise_sync
+    async def _reload_components(self, todo: ReloadPlan, out: list[str], bad: list[str]) -> None:
+        self.api = await self._reload_component(
+            self.api, self._build_api, "api", todo, out, bad, self._start_component
         )
-        self.sync = sync
+        self.sync = await self._reload_component(
+            self.sync, self._build_sync, "sync", todo, out, bad, self._start_sync
+        )
 
     async def _reload_component(
         self,
         old: _C | None,
         build: Callable[[], _C | None],
         name: str,
-        changed: frozenset[str],
+        todo: ReloadPlan,
         out: list[str],
         bad: list[str],
-        *,
-        start: Callable[[_C], None] | None = None,
+        start: Callable[[_C], None],
     ) -> _C | None:
         """``old`` kept, or stopped and replaced by a new one built from the new config."""
-        if old is not None and not changed & frozenset(_sections_of(old.name, old)):
+        if old is not None and not todo.affects(old.name, old):
             return old
         try:
             new = build()
@@ -521,149 +388,11 @@ class Service:
             bad.append(name)
             return old
         if old is not None:
-            await self._stop_part(old.name)
+            await self.parts.stop(old.name)
         if new is None:
             if old is not None:
                 out.append(f"{name} (disabled)")
             return None
-        if start is not None:
-            start(new)
-        else:
-            self._supervise(new.name, new.run)
+        start(new)
         out.append(new.name)
         return new
-
-    async def _stop_part(self, name: str) -> None:
-        for child in self._children.pop(name, []):  # its own parts first
-            await self._stop_part(child)
-        sup = self.supervisors.pop(name, None)
-        if sup is not None and not await sup.stop():
-            _LOGGER.error(
-                "%s did not stop within %.0f s of a reload",
-                name,
-                self.timing.supervisor.stop_timeout,
-            )
-
-    def status_line(self) -> str:
-        """A one-line summary (systemd STATUS=, logs)."""
-        parts = [
-            f"{r.name}={r.health.value if r.health is not Health.OK else r.state}"
-            for r in self.radios()
-        ]
-        if self.store is not None:
-            parts.append(f"seq={self.store.last_seq}")
-        return " ".join(parts) or "no radios"
-
-
-#: Config sections (or ``section.key``) each part depends on, by part name; a reload restarts
-#: the parts whose sections changed. A part may declare its own ``config_sections`` tuple; a
-#: part known to neither is restarted on any reloadable change except the log level.
-RELOAD_SECTIONS: dict[str, tuple[str, ...]] = {
-    "gpio": ("gpio",),
-    "ble": ("ble",),
-    "zigbee": ("zigbee",),
-    "api": ("api", "gateway.id"),
-    "sync": ("upstream", "homeassistant", "gateway.id"),
-    "homeassistant": ("homeassistant", "upstream", "gateway.id"),
-}
-#: Reloadable config keys (a whole section or ``section.key``).
-RELOADABLE: tuple[str, ...] = (
-    "gateway.id",
-    "gateway.log_level",
-    "api",
-    "upstream",
-    "homeassistant",
-    "ble",
-    "zigbee",
-    "gpio",
-    # applied by the running automations component itself (it keeps its timers)
-    "automations",
-    "presence",
-    "location",
-)
-#: Keys a reload keeps at their running values: they need a restart.
-NOT_RELOADABLE: tuple[str, ...] = ("gateway.state_dir", "store")
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadResult:
-    changed: tuple[str, ...]
-    restarted: tuple[str, ...]
-    failed: tuple[str, ...]
-    needs_restart: tuple[str, ...]
-
-    def summary(self) -> str:
-        parts = [f"changed: {', '.join(self.changed) or 'nothing'}"]
-        if self.restarted:
-            parts.append(f"restarted: {', '.join(self.restarted)}")
-        if self.failed:
-            parts.append(f"failed to restart: {', '.join(self.failed)}")
-        if self.needs_restart:
-            parts.append(f"needs a service restart: {', '.join(self.needs_restart)}")
-        return "; ".join(parts)
-
-
-def _config_value(cfg: Config, key: str) -> object:
-    section, _, attr = key.partition(".")
-    value = getattr(cfg, section)
-    return getattr(value, attr) if attr else value
-
-
-def _with_config_value(cfg: Config, key: str, value: object) -> Config:
-    section, _, attr = key.partition(".")
-    if attr:
-        value = dataclass_replace(getattr(cfg, section), **{attr: value})
-    return cfg.replace(**{section: value})
-
-
-def _sections_of(name: str, part: object | None) -> tuple[str, ...]:
-    declared = getattr(part, "config_sections", None)
-    if isinstance(declared, tuple):
-        return tuple(str(s) for s in declared)
-    return RELOAD_SECTIONS.get(name) or tuple(k for k in RELOADABLE if k != "gateway.log_level")
-
-
-class StateDirBusyError(NeedsHumanError):
-    """Another service holds the state directory."""
-
-
-def _lock_state_dir(state_dir: Path) -> int:
-    """Take ``<state_dir>/lock`` (flock): one service per state directory."""
-    path = state_dir / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StoreError(f"cannot create {path}: {exc}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        raise StateDirBusyError(
-            f"another migw (pid {holder}) is using {state_dir}: stop it, or give this one"
-            " its own --state-dir"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-    return fd
-
-
-def _unlock(fd: int | None) -> None:
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            os.close(fd)  # closing releases the flock
-
-
-def _driver_target(driver: Driver, ingest: Ingest) -> Callable[[], Awaitable[None]]:
-    sink = ingest.sink_for(driver.name)
-
-    async def target() -> None:
-        await driver.run(sink)
-
-    return target
-
-
-def _build_automations(service: Service) -> Automations | None:
-    from gateway.automations import create
-
-    return create(service)
