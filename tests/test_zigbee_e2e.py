@@ -37,6 +37,7 @@ FAST = ZigbeeTiming(
     bootloader_toggle_s=0.001,
     bootloader_wait_s=0.01,
     sreq_timeout=2.0,
+    frame_stall_s=0.1,
     watchdog_interval=0.2,
     reconnect=Timing(backoff_initial=0.05, backoff_max=0.2, stable_after=0.5),
     confirm_timeout=2.0,

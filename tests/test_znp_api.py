@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from drivers.errors import NeedsHumanError
-from drivers.zigbee import api as znp_api
 from drivers.zigbee import backup as bk
 from drivers.zigbee.api import CommandNotRecognized, LinkLost, ZnpApi
 from drivers.zigbee.devices import DeviceRecord, DeviceTable, load_table
+from drivers.zigbee.timing import ZigbeeTiming
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import frames
 from drivers.zigbee.znp import types as t
@@ -141,11 +141,9 @@ async def test_request_then_matches_the_confirm(api: tuple[ZnpApi, FakeLink]) ->
     assert confirm.fields == {"Status": t.Status.NWK_NO_ROUTE, "Endpoint": 1, "TSN": 149}
 
 
-async def test_link_lost_fails_waiters(
-    api: tuple[ZnpApi, FakeLink], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(znp_api, "SREQ_TIMEOUT", 5.0)
-    a, _ = api
+async def test_link_lost_fails_waiters() -> None:
+    a = ZnpApi("test", ZigbeeTiming(sreq_timeout=5.0))
+    a.attach(FakeLink())
     pending = asyncio.create_task(a.request(c.SYS_PING))
     await asyncio.sleep(0.01)
     a.connection_lost(OSError("device disconnected"))
@@ -155,6 +153,20 @@ async def test_link_lost_fails_waiters(
         await a.wait_closed()
     with pytest.raises(LinkLost):
         await a.request(c.SYS_PING)
+
+
+async def test_a_stalled_frame_does_not_hold_the_answer_behind_it() -> None:
+    """A corrupted length byte claims more bytes than the stick sends: the incomplete frame
+    is expired after frame_stall_s, counted as bad, and the SRSP in its bytes still read."""
+    a = ZnpApi("test", ZigbeeTiming(sreq_timeout=5.0, frame_stall_s=0.05))
+    link = FakeLink()
+    a.attach(link)
+    srsp = bytes.fromhex("fe026101110073")
+    # SYS_PING's SRSP with LEN 0x02 flipped to 0x42, then the good SRSP: 71 bytes claimed
+    link.on_write = lambda data: a.data_received(bytes.fromhex("fe426101110073") + srsp)
+    rsp = await a.request(c.SYS_PING)
+    assert rsp == Message(c.SYS_PING, c.Kind.RESPONSE, {"Capabilities": t.MTCapabilities(0x11)})
+    assert (a.framer.bad_frames, a.framer.garbage_bytes, a.framer.waiting_at) == (1, 6, None)
 
 
 # --- device table ------------------------------------------------------------------------

@@ -215,6 +215,23 @@ def test_framer_oversized_length_resyncs() -> None:
     assert framer.bad_frames == 1
 
 
+def test_framer_expires_a_frame_that_stays_incomplete() -> None:
+    """A corrupted LEN (0x02 -> 0x42) claims 71 bytes: the frames behind it wait inside it
+    until the owner of the clock expires it; then they are found, the bad one counted."""
+    framer = frames.Framer()
+    good = bytes.fromhex("fe026101110073")
+    assert framer.feed(bytes.fromhex("fe426101110073") + good) == []
+    waits = [framer.waiting_at]
+    assert framer.expire() == [frames.decode(good)]
+    assert (framer.bad_frames, framer.garbage_bytes) == (1, 6)
+    waits.append(framer.waiting_at)
+    assert framer.expire() == []  # nothing waits: nothing to expire
+    assert framer.feed(good[:3]) == []
+    waits.append(framer.waiting_at)
+    # stream offsets: the stalled frame, nothing, a new incomplete frame further down
+    assert waits == [0, None, 14]
+
+
 def test_encode_rejects_oversized_payload() -> None:
     with pytest.raises(ValueError, match="exceeds"):
         frames.encode(frames.Frame(1, 1, 1, bytes(251)))

@@ -2,7 +2,8 @@
 
 * one synchronous request (SREQ) at a time: an asyncio lock;
 * the listener for a response or callback is registered before the request is written;
-* every wait has a timeout (module-level constants, shortened by tests);
+* every wait has a timeout (:class:`~drivers.zigbee.timing.ZigbeeTiming`, shortened by tests);
+* an incomplete frame that stalls is expired after ``frame_stall_s`` (the framer resyncs);
 * callbacks run on the loop, their exceptions are logged and counted, never reach the
   byte stream.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 from drivers import TRACE
 from drivers.errors import ParseError, ProtocolError, TransientError
+from drivers.zigbee.timing import ZigbeeTiming
 from drivers.zigbee.transport import ByteLink
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import frames
@@ -23,11 +25,6 @@ from drivers.zigbee.znp import types as t
 from drivers.zigbee.znp.commands import CommandDef, Kind, Message
 
 _LOGGER = logging.getLogger(__name__)
-
-#: Seconds to wait for an SRSP (herdsman uses 6 s).
-SREQ_TIMEOUT = 6.0
-#: Seconds to wait for a callback that a request triggers.
-AREQ_TIMEOUT = 30.0
 
 
 class CommandNotRecognized(ProtocolError):
@@ -71,11 +68,14 @@ class ApiCounters:
 class ZnpApi:
     """One MT link: feed it bytes (``data_received``), ask it requests."""
 
-    def __init__(self, name: str = "znp", *, sreq_timeout: float | None = None) -> None:
+    def __init__(self, name: str = "znp", timing: ZigbeeTiming | None = None) -> None:
         self.name = name
-        #: An SRSP must come within this (None: the module's SREQ_TIMEOUT at request time).
-        self.sreq_timeout = sreq_timeout
+        #: ``sreq_timeout``, ``callback_timeout`` and ``frame_stall_s`` are used here.
+        self.timing = timing or ZigbeeTiming()
         self.framer = frames.Framer()
+        self._stall: asyncio.TimerHandle | None = None
+        #: The stream offset of the incomplete frame ``_stall`` expires.
+        self._stall_at: int | None = None
         self.counters = ApiCounters()
         self._link: ByteLink | None = None
         self._lock = asyncio.Lock()
@@ -98,9 +98,32 @@ class ZnpApi:
         if _LOGGER.isEnabledFor(TRACE):
             shown = f"<{len(data)} bytes redacted>" if self._secret else data.hex()
             _LOGGER.log(TRACE, "%s <- %s", self.name, shown)
-        for frame in self.framer.feed(data):
+        self._frames_received(self.framer.feed(data))
+
+    def _frames_received(self, received: list[frames.Frame]) -> None:
+        for frame in received:
             self.counters.frames_in += 1
             self._frame_received(frame)
+        waiting_at = self.framer.waiting_at
+        if waiting_at == self._stall_at:
+            return  # nothing waits, or the same incomplete frame: its deadline stands
+        self._stop_stall_timer()
+        if waiting_at is not None:
+            self._stall_at = waiting_at
+            self._stall = asyncio.get_running_loop().call_later(
+                self.timing.frame_stall_s, self._stalled
+            )
+
+    def _stalled(self) -> None:
+        """The incomplete frame got no more bytes in time: malformed, resync past it."""
+        self._stall = self._stall_at = None
+        _LOGGER.debug("%s: incomplete MT frame stalled, resyncing", self.name)
+        self._frames_received(self.framer.expire())
+
+    def _stop_stall_timer(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+        self._stall = self._stall_at = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         err = LinkLost(f"serial link lost: {exc}" if exc else "serial link closed")
@@ -113,12 +136,14 @@ class ZnpApi:
                 w.future.exception()
         self._waiters.clear()
         self._link = None
+        self._stop_stall_timer()
 
     async def wait_closed(self) -> None:
         """Returns never; raises :class:`LinkLost` when the port goes away."""
         await asyncio.shield(self._closed)
 
     async def aclose(self) -> None:
+        self._stop_stall_timer()
         link, self._link = self._link, None
         if link is not None:
             await link.aclose()
@@ -227,7 +252,7 @@ class ZnpApi:
             try:
                 self._write(frame)
                 if wait_s is None:
-                    wait_s = SREQ_TIMEOUT if self.sreq_timeout is None else self.sreq_timeout
+                    wait_s = self.timing.sreq_timeout
                 return await self.wait(waiter, wait_s)
             finally:
                 self.cancel(waiter)
@@ -252,7 +277,7 @@ class ZnpApi:
                 self.cancel(cb)
                 return rsp, None
             return rsp, await self.wait(
-                cb, AREQ_TIMEOUT if callback_wait_s is None else callback_wait_s
+                cb, self.timing.callback_timeout if callback_wait_s is None else callback_wait_s
             )
         finally:
             self.cancel(cb)

@@ -258,7 +258,7 @@ class Coordinator:
 
     @contextlib.asynccontextmanager
     async def _connect(self) -> AsyncIterator[Network]:
-        api = ZnpApi("zigbee", sreq_timeout=self.timing.sreq_timeout)
+        api = ZnpApi("zigbee", self.timing)
         link = await self._open_link(
             self.config.port,
             baudrate=self.config.baudrate,

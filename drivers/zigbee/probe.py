@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -95,7 +96,7 @@ async def ping_stick(
     gives ``StickVersion(-1)``.
     """
     timing = timing or ZigbeeTiming()
-    api = ZnpApi("probe", sreq_timeout=timing.ping_timeout)
+    api = ZnpApi("probe", dataclasses.replace(timing, sreq_timeout=timing.ping_timeout))
     link = await open_link(
         port,
         baudrate=baudrate,

@@ -126,16 +126,21 @@ class Framer:
     * bytes before a SOF are dropped (counted in ``garbage_bytes``);
     * a frame that is not complete yet stays buffered ("incomplete, wait");
     * a malformed frame (length > 250 or FCS mismatch) is dropped up to the next SOF after
-      its own SOF and counted in ``bad_frames`` ("malformed, resync").
+      its own SOF and counted in ``bad_frames`` ("malformed, resync");
+    * an incomplete frame that stays incomplete (a corrupted length byte claims more bytes
+      than the stick sends) holds the frames behind it hostage: whoever owns the clock calls
+      :meth:`expire` once it waited too long, and it is dropped as malformed the same way.
     """
 
-    __slots__ = ("_buf", "bad_frames", "frames", "garbage_bytes")
+    __slots__ = ("_buf", "_offset", "bad_frames", "frames", "garbage_bytes")
 
     #: Bytes kept at most while waiting (a whole frame is 255): guards against a flood.
     MAX_BUFFER = 4096
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        #: Stream offset of ``_buf[0]`` (tells one incomplete frame from the next).
+        self._offset = 0
         self.frames = 0
         self.bad_frames = 0
         self.garbage_bytes = 0
@@ -144,8 +149,24 @@ class Framer:
     def pending(self) -> int:
         return len(self._buf)
 
+    @property
+    def waiting_at(self) -> int | None:
+        """Stream offset of the incomplete frame kept waiting (None: nothing buffered)."""
+        return self._offset if self._buf else None
+
     def reset(self) -> None:
+        self._offset += len(self._buf)
         self._buf.clear()
+
+    def expire(self) -> list[Frame]:
+        """The buffered incomplete frame will not complete: drop its SOF as malformed
+        (counted in ``bad_frames``) and return the frames found in the bytes after it."""
+        if not self._buf:
+            return []
+        self.bad_frames += 1
+        del self._buf[:1]
+        self._offset += 1
+        return self.feed(b"")
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[Frame]:
         buf = self._buf
@@ -187,8 +208,9 @@ class Framer:
             pos += total
         if pos:
             del buf[:pos]
+            self._offset += pos
         if len(buf) > self.MAX_BUFFER:  # cannot happen with valid lengths; belt and braces
             self.garbage_bytes += len(buf)
-            buf.clear()
+            self.reset()
         self.frames += len(out)
         return out
