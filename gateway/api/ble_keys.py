@@ -16,14 +16,13 @@ from drivers.ble.decoder import FORMATS, decode_payload
 from drivers.ble.errors import KeyFormatError
 from drivers.ble.keys import BindKey, parse_key
 from drivers.ble.types import Advertisement, Decoded, Failed, FailReason
-from gateway.api.app import SERVICE, read_json
 from gateway.api.errors import ApiError, json_response
+from gateway.api.request import SERVICE, read_json
 from gateway.api.serialize import key_status
 from gateway.config import ble_device_id, key_dir
 
 _LOGGER = logging.getLogger(__name__)
 
-PREFIX = "/api/v1"
 DEFAULT_WAIT_S = 60.0
 MAX_WAIT_S = 600.0
 
@@ -191,8 +190,3 @@ async def list_keys(request: web.Request) -> web.Response:
         if s["encrypted"] and s["id"] not in listed
     )
     return json_response({"keys": rows})
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_post(f"{PREFIX}/ble/keys", add_key)
-    app.router.add_get(f"{PREFIX}/ble/keys", list_keys)

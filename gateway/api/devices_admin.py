@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.api.app import SERVICE, read_json
-from gateway.api.app import _device_id as device_id_of
 from gateway.api.errors import ApiError, json_response
+from gateway.api.request import SERVICE, device_id_of, read_json
 from gateway.api.serialize import device_json, event_json, keyed_devices
 from gateway.config import ble_device_id
 from gateway.errors import ConfigError, StoreError
@@ -23,8 +22,6 @@ if TYPE_CHECKING:
     from gateway.ingest import Ingest
     from gateway.service import Service
     from gateway.store import Store
-
-PREFIX = "/api/v1"
 
 
 def _parts(request: web.Request) -> tuple[Service, Store, Ingest, DeviceDirectory]:
@@ -192,12 +189,8 @@ async def _follow_commits(app: web.Application) -> AsyncIterator[None]:
         unsubscribe()
 
 
-def add_routes(app: web.Application) -> None:
+def setup(app: web.Application) -> None:
+    """The recent events the device endpoints answer from, following the store's commits
+    while the app runs (the routes are in :data:`gateway.api.app.ROUTES`)."""
     app[RECENT] = RecentEvents()
     app.cleanup_ctx.append(_follow_commits)
-    r = app.router
-    r.add_get(f"{PREFIX}/devices/{{device_id}}/events", device_events)
-    r.add_post(f"{PREFIX}/devices/{{device_id}}/name", name)
-    r.add_delete(f"{PREFIX}/devices/{{device_id}}", forget)
-    r.add_get(f"{PREFIX}/ble/seen", seen)
-    r.add_post(f"{PREFIX}/ble/allow", allow)

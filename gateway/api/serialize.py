@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from gateway.config import BleSection
@@ -95,30 +98,37 @@ def device_detail_json(
     return out
 
 
+def _stored_json(kind: str, item: Reading | Event, what: dict[str, Any]) -> dict[str, Any]:
+    """A stored reading or event: its ``seq``, device, ``what`` it says, when and from where."""
+    head = {"type": kind, "seq": item.seq, "device": item.device_id}
+    return {**head, **what, "ts": item.stamp.wall, "source": item.source}
+
+
 def reading_json(r: Reading) -> dict[str, Any]:
-    return {
-        "type": "reading",
-        "seq": r.seq,
-        "device": r.device_id,
-        "metric": r.metric,
-        "value": r.value,
-        "unit": r.unit,
-        "ts": r.stamp.wall,
-        "source": r.source,
-    }
+    return _stored_json("reading", r, {"metric": r.metric, "value": r.value, "unit": r.unit})
 
 
 def event_json(e: Event) -> dict[str, Any]:
+    return _stored_json("event", e, {"event": e.event, "action": e.action, "button": e.button})
+
+
+def devices_summary_json(devices: Sequence[Device], now: float) -> dict[str, Any]:
+    """How many devices, how many of them stale, how many in each status."""
+    by_status = Counter(d.status.value for d in devices)
     return {
-        "type": "event",
-        "seq": e.seq,
-        "device": e.device_id,
-        "event": e.event,
-        "action": e.action,
-        "button": e.button,
-        "ts": e.stamp.wall,
-        "source": e.source,
+        "total": len(devices),
+        "stale": sum(is_stale(d, now) for d in devices),
+        "by_status": dict(sorted(by_status.items())),
     }
+
+
+def disk_json(path: Path) -> dict[str, Any]:
+    """Free and total bytes of the file system holding ``path`` (blocking: a statvfs)."""
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError as exc:
+        return {"path": str(path), "error": exc.strerror or str(exc)}
+    return {"path": str(path), "free_bytes": usage.free, "total_bytes": usage.total}
 
 
 def outbox_row_json(row: OutboxRow) -> dict[str, Any]:

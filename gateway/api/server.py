@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.api.app import build_app, health_json
+from gateway.api.app import build_app
 from gateway.api.events import EventHub
 from gateway.api.guard import ConnectionLimits, GuardedSite
 from gateway.api.token import TokenChecker, TokenError
+from gateway.api.views import health_json
 from gateway.driver import DriverHealth, Health
 from gateway.errors import NeedsHumanError
 

@@ -17,6 +17,7 @@ from typing import Final
 from aiohttp import web
 
 from gateway.api.errors import ApiError, json_response
+from gateway.api.request import SERVICE, read_json
 from gateway.api.token import read_token
 
 #: The subprotocol the dashboard's WebSocket speaks; it offers the token as a second one.
@@ -143,8 +144,6 @@ def add_routes(app: web.Application) -> None:
         return json_response({"code": codes.issue(), "expires_in_s": LOGIN_CODE_TTL_S, "uses": 1})
 
     async def login(request: web.Request) -> web.Response:
-        from gateway.api.app import SERVICE, read_json
-
         body = await read_json(request)
         code = body.get("code") if isinstance(body, dict) else None
         if not isinstance(code, str) or not codes.redeem(code):

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import socket
 import time
 import urllib.parse
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -22,7 +20,8 @@ from aiohttp import WSCloseCode
 from gateway.api.serialize import (
     device_detail_json,
     device_json,
-    is_stale,
+    devices_summary_json,
+    disk_json,
     keyed_devices,
     outbox_json,
 )
@@ -155,15 +154,6 @@ async def _status_offline(target: Target) -> dict[str, Any]:
     finally:
         await reader.close()
     now = time.time()
-    try:
-        usage = shutil.disk_usage(target.state_dir)
-        disk: dict[str, Any] = {
-            "path": str(target.state_dir),
-            "free_bytes": usage.free,
-            "total_bytes": usage.total,
-        }
-    except OSError as exc:
-        disk = {"path": str(target.state_dir), "error": exc.strerror or str(exc)}
     outbox = outbox_json(stats, oldest[0] if oldest else None, None, now)
     outbox["upstream"] = "unknown (service not running)"
     return {
@@ -172,13 +162,9 @@ async def _status_offline(target: Target) -> dict[str, Any]:
         "upstream": outbox["upstream"],
         "outbox": outbox,
         "clock": {"synchronized": clock_synchronized()},
-        "disk": disk,
+        "disk": disk_json(target.state_dir),
         "store": {"last_seq": int(last_seq) if last_seq else 0},
-        "devices": {
-            "total": len(devices),
-            "stale": sum(is_stale(d, now) for d in devices),
-            "by_status": dict(sorted(Counter(d.status.value for d in devices).items())),
-        },
+        "devices": devices_summary_json(devices, now),
     }
 
 
