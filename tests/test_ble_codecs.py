@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -586,6 +587,55 @@ def test_random_service_data_only_raises_parse_error(
 ) -> None:
     with contextlib.suppress(ParseError):
         _DECODERS[which](data, mac, key)
+
+
+def _outcome(fn: Callable[[], Decoded]) -> Decoded | tuple[type[ParseError], str]:
+    try:
+        return fn()
+    except ParseError as exc:
+        return type(exc), str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    objects=st.lists(
+        st.tuples(
+            st.sampled_from([*sorted(mibeacon.OBJECTS), 0x0000, 0xFFFF]),
+            st.binary(min_size=0, max_size=10),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    counter=st.integers(0, 0xFFFFFFFF),
+    key=st.sampled_from([KEY16, OTHER16, KEY12]),
+    mac=st.sampled_from([MAC, MAC.lower(), "A4:C1:38:00:00:01", None]),
+    tail=st.binary(max_size=2),
+)
+def test_mibeacon_fast_path_equals_the_full_path(
+    objects: list[tuple[int, bytes]],
+    counter: int,
+    key: BindKey,
+    mac: str | None,
+    tail: bytes,
+) -> None:
+    """The per-advert fast path of an encrypted v5 frame gives exactly what the full path
+    gives (the same Decoded, or the same error) for any objects, key, advertiser address
+    and trailing garbage, wrong ones included."""
+    frame = mibeacon.encode(
+        product_id=0x055B,
+        frame_counter=counter & 0xFF,
+        ext_counter=counter >> 8,
+        mac=MAC,
+        objects=objects,
+        key=KEY16,
+    )
+    mibeacon.decode(frame, MAC, KEY16)  # the header is known now: the fast path is open
+    frame = frame[:-7] + tail + frame[-7:] if tail else frame
+    head, frame_counter = mibeacon._HEAD(frame)
+    assert head in mibeacon._FAST
+    fast = _outcome(lambda: mibeacon.decode(frame, mac, key))
+    full = _outcome(lambda: mibeacon._decode(frame, mac, key, head, frame_counter))
+    assert fast == full
 
 
 @settings(max_examples=300, deadline=None)

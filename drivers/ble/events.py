@@ -6,7 +6,7 @@ through every input of the objects involved and checks both ways that this table
 from __future__ import annotations
 
 from drivers.ble import bthome
-from drivers.ble.mibeacon import LOCK_ACTIONS
+from drivers.ble.mibeacon_events import LOCK_ACTIONS
 from drivers.events import EventSpec, EventTable, buttons, merged
 
 #: 0x1001 press types of most models, and 0x4A0C-0x4A0E (single/double/long objects).

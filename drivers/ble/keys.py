@@ -15,40 +15,44 @@ LEGACY_KEY_FILL = bytes.fromhex("8d3d3c97")
 
 
 class BindKey:
-    """A 12-byte (legacy MiBeacon v2/v3) or 16-byte AES key. repr/str never show it."""
+    """A 12-byte (legacy MiBeacon v2/v3) or 16-byte AES key. repr/str never show it.
 
-    __slots__ = ("_raw",)
+    Immutable. ``raw`` and ``is_legacy`` are plain slots (set once here), not properties:
+    every encrypted advert reads them, and a slot read is a fraction of a property call.
+    """
+
+    __slots__ = ("is_legacy", "raw")
+
+    #: The key bytes (12 or 16).
+    raw: bytes
+    #: True for a 12-byte key (24 hex characters): MiBeacon v2/v3 only.
+    is_legacy: bool
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) not in (12, 16):
             raise KeyFormatError(f"a bind key is 12 or 16 bytes, not {len(raw)}")
-        self._raw = bytes(raw)
+        object.__setattr__(self, "raw", bytes(raw))
+        object.__setattr__(self, "is_legacy", len(raw) == 12)
 
-    @property
-    def raw(self) -> bytes:
-        return self._raw
-
-    @property
-    def is_legacy(self) -> bool:
-        """True for a 12-byte key (24 hex characters): MiBeacon v2/v3 only."""
-        return len(self._raw) == 12
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"BindKey is immutable (cannot set {name!r})")
 
     def aes_key(self) -> bytes:
         """The 16-byte AES key: the key itself, or the legacy 12-byte key expanded."""
         if self.is_legacy:
-            return self._raw[:6] + LEGACY_KEY_FILL + self._raw[6:]
-        return self._raw
+            return self.raw[:6] + LEGACY_KEY_FILL + self.raw[6:]
+        return self.raw
 
     def __repr__(self) -> str:
-        return f"BindKey(<{len(self._raw) * 2} hex chars>)"
+        return f"BindKey(<{len(self.raw) * 2} hex chars>)"
 
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, BindKey) and other._raw == self._raw
+        return isinstance(other, BindKey) and other.raw == self.raw
 
     def __hash__(self) -> int:
-        return hash(self._raw)
+        return hash(self.raw)
 
 
 def parse_key(text: str, *, what: str = "bind key") -> BindKey:
