@@ -16,7 +16,12 @@ from gateway.cli.base import cli
 # Command modules: importing one registers its commands on the groups of gateway.cli.base.
 from gateway.cli import run_cmd as _run_cmd  # noqa: F401  # isort: skip
 from gateway.cli import config_cmd as _config_cmd  # noqa: F401  # isort: skip
-from gateway.cli import ops as _ops  # noqa: F401  # isort: skip
+from gateway.cli import status as _status  # noqa: F401  # isort: skip
+from gateway.cli import devices as _devices  # noqa: F401  # isort: skip
+from gateway.cli import queue as _queue  # noqa: F401  # isort: skip
+from gateway.cli import tail as _tail  # noqa: F401  # isort: skip
+from gateway.cli import control as _control  # noqa: F401  # isort: skip
+from gateway.cli import token_cmd as _token_cmd  # noqa: F401  # isort: skip
 from gateway.cli import names as _names  # noqa: F401  # isort: skip
 from gateway.cli import ble_keys as _ble_keys  # noqa: F401  # isort: skip
 from gateway.cli import doctor as _doctor  # noqa: F401  # isort: skip

@@ -9,8 +9,9 @@ from typing import Any
 import click
 
 from gateway.cli.base import CliContext, ble_group, json_option, pass_ctx
+from gateway.cli.calls import EXIT_OK, EXIT_USAGE, call_service, get_for_table, target_of
 from gateway.cli.client import REQUEST_TIMEOUT_S, console, fmt_time, notice, print_json
-from gateway.cli.ops import EXIT_OK, EXIT_USAGE, _target, call_service, get_for_table
+from gateway.cli.tables import id_table
 
 
 @ble_group.command("key")
@@ -38,7 +39,7 @@ def key_cmd(
     KEY is 32 hex digits (24 for legacy MiBeacon v2/v3); `-` reads it from stdin (keeps it
     out of the shell history).
     """
-    target = _target(ctx)
+    target = target_of(ctx)
     if target is None:
         return EXIT_USAGE
     if key == "-":
@@ -65,23 +66,18 @@ def key_cmd(
 @pass_ctx
 def keys_cmd(ctx: CliContext, as_json: bool) -> int:
     """BLE devices with a key or needing one: where the key is kept and whether it decrypts."""
-    target = _target(ctx)
+    target = target_of(ctx)
     if target is None:
         return EXIT_USAGE
     code, result = get_for_table(target, "listing keys", "/api/v1/ble/keys", as_json)
     if result is None:
         return code
-    from rich.table import Table
-
     rows = result["keys"]
     con = console()
     if not rows:
         con.print("no BLE key configured and no device needing one")
         return EXIT_OK
-    table = Table(box=None, pad_edge=False)
-    table.add_column("DEVICE", no_wrap=True, min_width=16)
-    for col in ("NAME", "MODEL", "KEY STATUS", "KEPT IN", "LAST SEEN"):
-        table.add_column(col, overflow="fold")
+    table = id_table("DEVICE", ("NAME", "MODEL", "KEY STATUS", "KEPT IN", "LAST SEEN"))
     for r in rows:
         table.add_row(
             r["device"],

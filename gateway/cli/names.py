@@ -4,21 +4,13 @@ devices the gateway keeps and what they are called (through the running service)
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
 
-from gateway.cli.base import CliContext, cli, json_option, pass_ctx
-from gateway.cli.client import ApiClient, notice, print_json
-from gateway.cli.ops import EXIT_OK, EXIT_USAGE, _target, call_service
-
-
-def _call(ctx: CliContext, what: str, go: Callable[[ApiClient], Awaitable[Any]]) -> tuple[int, Any]:
-    target = _target(ctx)
-    if target is None:
-        return EXIT_USAGE, None
-    return call_service(target, what, go)
+from gateway.cli.base import cli, json_option
+from gateway.cli.calls import EXIT_OK, call_service, pass_target
+from gateway.cli.client import Target, notice, print_json
 
 
 def _quoted(device_id: str) -> str:
@@ -30,15 +22,15 @@ def _quoted(device_id: str) -> str:
 @click.argument("new_name", metavar="NAME")
 @click.option("--room", help="The room it is in (kept until changed).")
 @json_option
-@pass_ctx
-def name(ctx: CliContext, device_id: str, new_name: str, room: str | None, as_json: bool) -> int:
+@pass_target
+def name(target: Target, device_id: str, new_name: str, room: str | None, as_json: bool) -> int:
     """Give a device a name (and a room): shown by the CLI, the API, the logs and Home
     Assistant. Naming a BLE device that is only seen (`migw devices --seen`) adds it."""
     body: dict[str, Any] = {"name": new_name}
     if room is not None:
         body["room"] = room
-    code, result = _call(
-        ctx, "naming", lambda api: api.post(f"/api/v1/devices/{_quoted(device_id)}/name", body)
+    code, result = call_service(
+        target, "naming", lambda api: api.post(f"/api/v1/devices/{_quoted(device_id)}/name", body)
     )
     if code != EXIT_OK:
         return code
@@ -53,11 +45,11 @@ def name(ctx: CliContext, device_id: str, new_name: str, room: str | None, as_js
 @cli.command()
 @click.argument("device_id", metavar="ID")
 @json_option
-@pass_ctx
-def allow(ctx: CliContext, device_id: str, as_json: bool) -> int:
+@pass_target
+def allow(target: Target, device_id: str, as_json: bool) -> int:
     """Add a BLE device that is only seen (`migw devices --seen`): ID or MAC."""
-    code, result = _call(
-        ctx, "allowing", lambda api: api.post("/api/v1/ble/allow", {"id": device_id})
+    code, result = call_service(
+        target, "allowing", lambda api: api.post("/api/v1/ble/allow", {"id": device_id})
     )
     if code != EXIT_OK:
         return code
@@ -72,12 +64,12 @@ def allow(ctx: CliContext, device_id: str, as_json: bool) -> int:
 @click.argument("device_id", metavar="ID")
 @click.option("--ignore", is_flag=True, help="Also keep it out from now on ([ble] ignore).")
 @json_option
-@pass_ctx
-def forget(ctx: CliContext, device_id: str, ignore: bool, as_json: bool) -> int:
+@pass_target
+def forget(target: Target, device_id: str, ignore: bool, as_json: bool) -> int:
     """Remove a device: its record, current values, history, name and allowance."""
     query = "?ignore=true" if ignore else ""
-    code, result = _call(
-        ctx,
+    code, result = call_service(
+        target,
         "forget",
         lambda api: api.request("DELETE", f"/api/v1/devices/{_quoted(device_id)}{query}"),
     )

@@ -9,30 +9,24 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from drivers.errors import NeedsHumanError
-from gateway.config import Secret, read_secret
+from gateway.config import BrokerFields, read_secret
 from gateway.errors import NeedsHumanError as GatewayNeedsHuman
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 
 @dataclass(frozen=True, slots=True)
-class BrokerSettings:
-    """Everything needed to open one connection (no secret in repr)."""
+class BrokerSettings(BrokerFields):
+    """Everything needed to open one connection (no secret in repr): a broker section's
+    :class:`~gateway.config.BrokerFields` (URL, credentials, TLS files; keyword-only after
+    the URL) with the client's identity and protocol."""
 
     url: str
     client_id: str
     protocol: str = "5"  # "5" or "3.1.1"
-    username: str = ""
-    password: Secret | None = None
-    password_file: Path | None = None
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    allow_insecure: bool = False
     keepalive: int = 60
 
     @property

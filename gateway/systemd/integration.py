@@ -1,41 +1,21 @@
-"""systemd integration: the notify protocol, a health-gated watchdog and reload on SIGHUP.
-
-Standard library only (no python-systemd, no libsystemd): the protocol is one datagram per
-message to the AF_UNIX socket named by ``NOTIFY_SOCKET`` (``@name`` is an abstract socket).
-Everything is a no-op when ``NOTIFY_SOCKET`` is unset, so ``migw run`` behaves the same in a
-terminal.
-
-* ``READY=1`` once the store is open, every task is started and every part that exposes an
-  ``asyncio.Event`` named ``ready`` or ``listening`` (the LAN API) has set it, or after
-  :data:`READY_TIMEOUT_S` with the late parts reported as degraded.
-* ``STATUS=`` one line (health, radios, sequence, backlog), sent when it changes.
-* ``WATCHDOG=1`` every half ``WATCHDOG_USEC``, only while the process makes progress: the
-  event loop lagged less than :data:`LAG_THRESHOLD_S` during the whole interval, store writes
-  succeed (no failing commit, no rows stuck without a commit for :data:`STORE_STALL_S`) and
-  the supervised radio/component tasks are alive. A degraded radio (adapter unplugged) is
-  alive: it is reported, not restarted. A withheld ping is explained in ``STATUS=``.
-* ``STOPPING=1`` as soon as SIGTERM/SIGINT arrives.
-* SIGHUP: ``RELOADING=1``, load and validate the config again, hand it to
-  :meth:`gateway.service.Service.reload`, then ``READY=1``. An invalid config is rejected
-  with the old one kept (logged and shown in ``STATUS=``).
-"""
+"""The task that runs beside a started service for systemd: ``READY=1`` once it is up,
+health-gated ``WATCHDOG=1`` pings, ``STATUS=`` lines, ``STOPPING=1`` on SIGTERM/SIGINT and a
+config reload on SIGHUP."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from drivers.supervisor import State
-from gateway.driver import Health
 from gateway.errors import GatewayError
+from gateway.systemd.health import LAG_THRESHOLD_S, Progress, status_line
+from gateway.systemd.notify import Notifier, watchdog_interval
 
 if TYPE_CHECKING:
     from gateway.config import Config
@@ -44,12 +24,8 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Event-loop lag above this (seconds) withholds the next watchdog ping.
-LAG_THRESHOLD_S = 2.0
 #: How often the loop lag is probed (capped at half the ping interval).
 PROBE_INTERVAL_S = 0.5
-#: Rows pending without any commit for this long count as a hung store.
-STORE_STALL_S = 60.0
 #: The longest READY=1 waits for parts that report readiness.
 READY_TIMEOUT_S = 30.0
 #: A changed STATUS= line is re-sent at most this often (problems are sent at once).
@@ -57,85 +33,8 @@ STATUS_INTERVAL_S = 10.0
 #: How often the outbox backlog shown in STATUS= is counted.
 BACKLOG_INTERVAL_S = 30.0
 BACKLOG_TIMEOUT_S = 5.0
-#: systemd shows the whole line; keep it readable.
-STATUS_MAX_CHARS = 400
 #: Attribute names of an ``asyncio.Event`` a part sets once it is up.
 READY_EVENTS = ("ready", "listening")
-
-
-def _socket_address(value: str) -> str | None:
-    if value.startswith("@"):
-        return "\0" + value[1:]
-    if value.startswith("/"):
-        return value
-    return None  # vsock and other forms are not used on a Pi
-
-
-class Notifier:
-    """Sends ``sd_notify`` messages; silent no-op without ``NOTIFY_SOCKET``."""
-
-    def __init__(self, address: str | None) -> None:
-        self._address = _socket_address(address) if address else None
-        if address and self._address is None:
-            _LOGGER.warning("NOTIFY_SOCKET %r is not supported; not notifying systemd", address)
-        self._sock: socket.socket | None = None
-        self._warned = False
-        #: Messages that could not be sent (systemd gone, socket full).
-        self.failures = 0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Notifier:
-        env = os.environ if env is None else env
-        return cls(env.get("NOTIFY_SOCKET") or None)
-
-    @property
-    def enabled(self) -> bool:
-        return self._address is not None
-
-    def notify(self, *fields: str) -> bool:
-        """Send ``fields`` (``"READY=1"``, ``"STATUS=..."``) as one message."""
-        if self._address is None:
-            return False
-        data = "\n".join(f.replace("\n", " ") for f in fields).encode("utf-8", "replace")
-        try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-                self._sock.setblocking(False)
-            self._sock.sendto(data, self._address)
-        except OSError as exc:
-            self.failures += 1
-            if not self._warned:
-                self._warned = True
-                _LOGGER.warning("cannot notify systemd (%s): %s", self._address.lstrip("\0"), exc)
-            else:
-                _LOGGER.debug("cannot notify systemd: %s", exc)
-            return False
-        return True
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-
-def watchdog_interval(env: Mapping[str, str] | None = None, pid: int | None = None) -> float | None:
-    """Seconds between pings (half of ``WATCHDOG_USEC``), or None when there is no watchdog
-    for this process (unset, zero, malformed, or meant for another ``WATCHDOG_PID``)."""
-    env = os.environ if env is None else env
-    try:
-        usec = int(env.get("WATCHDOG_USEC", "0"))
-    except ValueError:
-        return None
-    if usec <= 0:
-        return None
-    owner = env.get("WATCHDOG_PID")
-    if owner:
-        try:
-            if int(owner) != (os.getpid() if pid is None else pid):
-                return None
-        except ValueError:
-            return None
-    return usec / 2_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +65,7 @@ class SystemdIntegration:
         self.notifier = notifier if notifier is not None else Notifier.from_env(env)
         self.watchdog_s = watchdog_s if watchdog_s is not None else watchdog_interval(env)
         self.lag_threshold_s = LAG_THRESHOLD_S if lag_threshold_s is None else lag_threshold_s
+        self._progress = Progress(service, self.lag_threshold_s)
         self._reload_config = reload_config
         self._task: asyncio.Task[None] | None = None
         self._reload_task: asyncio.Task[ReloadOutcome] | None = None
@@ -177,8 +77,6 @@ class SystemdIntegration:
         self._last_status = ""
         self._last_status_at = 0.0
         self._last_problems: list[str] = []
-        self._store_commits = -1
-        self._store_progress = time.monotonic()
         self._reload_note = ""
         self._ready_sent = asyncio.Event()
         #: Pings sent and withheld (for diagnostics and tests).
@@ -271,7 +169,9 @@ class SystemdIntegration:
     async def _watchdog_loop(self) -> None:
         loop = asyncio.get_running_loop()
         interval = self.watchdog_s
-        probe = PROBE_INTERVAL_S if interval is None else min(PROBE_INTERVAL_S, interval / 2)
+        probe = PROBE_INTERVAL_S
+        if interval is not None:
+            probe = min(probe, interval / 2)
         next_ping = loop.time()  # the first ping right after READY=1
         window_lag = 0.0
         while True:
@@ -299,21 +199,7 @@ class SystemdIntegration:
 
     def problems(self, lag: float) -> list[str]:
         """Why the process is not making progress (empty: healthy enough to ping)."""
-        problems = list(self.service.liveness())
-        if lag > self.lag_threshold_s:
-            problems.append(f"event loop lag {lag:.1f} s")
-        store = self.service.store
-        if store is not None:
-            now = time.monotonic()
-            if store.counters.commits != self._store_commits or store.pending() == 0:
-                self._store_commits = store.counters.commits
-                self._store_progress = now
-            elif now - self._store_progress > STORE_STALL_S:
-                problems.append(
-                    f"store: {store.pending()} rows waiting, no commit for "
-                    f"{now - self._store_progress:.0f} s"
-                )
-        return problems
+        return self._progress.problems(lag)
 
     def _refresh_status(self, problems: list[str]) -> None:
         now = time.monotonic()
@@ -334,39 +220,7 @@ class SystemdIntegration:
         self._last_status_at = time.monotonic()
 
     def _status_line(self, problems: list[str], late: list[str]) -> str:
-        health = self.service.health()
-        if problems:
-            head = f"watchdog withheld ({'; '.join(problems)})"
-        elif health["status"] != "ok" or late:
-            reasons = [*health["reasons"], *(f"{name}: not up yet" for name in late)]
-            head = f"degraded ({'; '.join(reasons)})"
-        else:
-            head = "ok"
-        parts = [head, self._parts_line()]
-        if self._backlog is not None:
-            parts.append(f"backlog={self._backlog}")
-        if self._reload_note:
-            parts.append(self._reload_note)
-        line = " | ".join(parts)
-        if len(line) > STATUS_MAX_CHARS:
-            line = line[: STATUS_MAX_CHARS - 3] + "..."
-        return line
-
-    def _parts_line(self) -> str:
-        """``gpio=ok ble=degraded sync=backoff api=ok seq=N``: health first, then the
-        supervisor state when it is not simply starting/running."""
-        items = []
-        for r in self.service.radios():
-            if r.health is not Health.OK:
-                items.append(f"{r.name}={r.health.value}")
-            elif r.state in (State.STARTING, State.RUNNING):
-                items.append(f"{r.name}=ok")
-            else:
-                items.append(f"{r.name}={r.state}")
-        store = self.service.store
-        if store is not None:
-            items.append(f"seq={store.last_seq}")
-        return " ".join(items) or "no radios"
+        return status_line(self.service, problems, late, self._backlog, self._reload_note)
 
     async def _backlog_loop(self) -> None:
         while True:
