@@ -33,10 +33,7 @@ class FlakyRadio(IdleDriver):
 
 
 async def test_a_failing_radio_is_reported_everywhere(
-    tmp_path: Path,
-    mock_pins: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, mock_pins: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     flaky = FlakyRadio()
     slow = ServiceTiming(supervisor=Timing(backoff_initial=5.0, backoff_max=5.0))
@@ -73,7 +70,7 @@ async def test_a_failing_radio_is_reported_everywhere(
 
 
 async def test_an_unwritable_token_degrades_the_api_not_the_service(
-    tmp_path: Path, mock_pins: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, mock_pins: Any
 ) -> None:
     from gateway.adapters.gpio import GpioDriver
     from gateway.api.server import ApiServer

@@ -12,7 +12,6 @@ import aiohttp
 import pytest
 
 from gateway.api.events import EventFilter, EventHub
-from gateway.api.guard import GuardPolicy
 from gateway.api.timing import ApiTiming
 from gateway.api.token import rotate_token, token_path
 from gateway.service import ServiceTiming
@@ -36,9 +35,17 @@ PROTECTED = [
 
 
 @pytest.fixture
-async def api(tmp_path: Path, mock_pins: Any) -> Any:
-    async with running(tmp_path / "state", mock_pins) as r:
+async def api(tmp_path: Path, mock_pins: Any, request: pytest.FixtureRequest) -> Any:
+    """The service with its API; a test parametrizes it (indirect) with other API limits."""
+    limits: ApiTiming | None = getattr(request, "param", None)
+    timing = ServiceTiming(api=limits) if limits is not None else None
+    async with running(tmp_path / "state", mock_pins, timing=timing) as r:
         yield r
+
+
+def with_limits(**limits: Any) -> pytest.MarkDecorator:
+    """Run the test's ``api`` with these :class:`ApiTiming` numbers."""
+    return pytest.mark.parametrize("api", [ApiTiming(**limits)], indirect=True, ids=["limits"])
 
 
 @pytest.fixture
@@ -485,10 +492,10 @@ async def answer_then_closed(port: int, request: bytes) -> bytes:
         writer.close()
 
 
+@with_limits(header_timeout_s=0.3)
 async def test_a_trickled_request_head_is_cut_off(
     api: Running, http: aiohttp.ClientSession
 ) -> None:
-    api.server.limits.policy = GuardPolicy(header_timeout_s=0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
     try:
         writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
@@ -511,8 +518,8 @@ async def test_a_trickled_request_head_is_cut_off(
     await assert_healthy(http, api)
 
 
+@with_limits(max_per_peer=3)
 async def test_connections_are_capped_per_peer(api: Running, http: aiohttp.ClientSession) -> None:
-    api.server.limits.policy = GuardPolicy(max_per_peer=3)
     idle = [await asyncio.open_connection("127.0.0.1", api.port) for _ in range(3)]
     for _ in range(100):  # the server has accepted all three
         if api.server.limits.active >= 3:
@@ -552,6 +559,7 @@ async def _health_from(api: Running, local_addr: str) -> bytes:
         writer.close()
 
 
+@with_limits(max_connections=24, max_per_peer=4, local_reserved=4)
 async def test_health_and_the_cli_stay_reachable_under_a_connection_flood(
     api: Running, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -560,7 +568,6 @@ async def test_health_and_the_cli_stay_reachable_under_a_connection_flood(
     # 127.0.0.1. Small numbers, same shape as the defaults (docs/api.md).
     from gateway.cli import main
 
-    api.server.limits.policy = GuardPolicy(max_connections=24, max_per_peer=4, local_reserved=4)
     flooders = [f"127.0.0.{i}" for i in range(2, 10)]
     flood: list[asyncio.StreamWriter] = []
     try:
@@ -613,10 +620,10 @@ async def read_response(reader: asyncio.StreamReader) -> bytes:
     return head + await asyncio.wait_for(reader.readexactly(length), 10)
 
 
+@with_limits(header_timeout_s=0.3)
 async def test_every_request_head_on_a_kept_alive_connection_is_timed(
     api: Running, http: aiohttp.ClientSession
 ) -> None:
-    api.server.limits.policy = GuardPolicy(header_timeout_s=0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
     try:
         # a POST with a body, then a GET: both heads in time, the body is not a head
@@ -662,9 +669,7 @@ async def test_pipelined_requests_are_answered(api: Running) -> None:
     assert api.server.limits.header_timeouts == 0
 
 
-async def test_an_idle_kept_alive_connection_is_closed(
-    tmp_path: Path, mock_pins: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_an_idle_kept_alive_connection_is_closed(tmp_path: Path, mock_pins: Any) -> None:
     assert ApiTiming().keepalive_timeout_s <= 30
     timing = ServiceTiming(api=ApiTiming(keepalive_timeout_s=0.3))
     async with running(tmp_path / "state", mock_pins, timing=timing) as api:

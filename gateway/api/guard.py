@@ -32,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.errors import JsonErrorRequestHandler
+from gateway.api.timing import ApiTiming
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,26 +42,13 @@ MAX_HEAD_BYTES = 64 * 1024
 LOCAL_PEERS = frozenset({"127.0.0.1", "::1"})
 
 
-@dataclass(frozen=True, slots=True)
-class GuardPolicy:
-    """The guard's numbers (documented in docs/api.md, "Slow and hostile clients")."""
-
-    #: Connections served at once, in total ...
-    max_connections: int = 512
-    #: ... from one peer address ...
-    max_per_peer: int = 32
-    #: ... and of the total, places only the local CLI's addresses may take.
-    local_reserved: int = 32
-    #: A connection must deliver each request head within this many seconds.
-    header_timeout_s: float = 10.0
-
-
 @dataclass(slots=True)
 class ConnectionLimits:
-    """Shared by every connection of one server; ``policy`` is read at each connection, so
-    a new policy applies to connections accepted from then on."""
+    """Shared by every connection of one server. ``policy`` gives the numbers
+    (``max_connections``, ``max_per_peer``, ``local_reserved``, ``header_timeout_s``): the
+    API's one :class:`~gateway.api.timing.ApiTiming`."""
 
-    policy: GuardPolicy = field(default_factory=GuardPolicy)
+    policy: ApiTiming = field(default_factory=ApiTiming)
     active: int = 0
     per_peer: Counter[str] = field(default_factory=Counter)
     refused: int = 0

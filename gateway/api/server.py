@@ -41,7 +41,7 @@ class ApiServer:
         self._config = service.config.api
         self.checker: TokenChecker | None = None
         self.hub = EventHub()
-        self.limits = ConnectionLimits()
+        self.limits = ConnectionLimits(service.timing.api)
         self.port: int | None = None
         self.listening = asyncio.Event()
         #: Set after the first attempt to bind, with its error when it failed.

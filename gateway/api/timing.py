@@ -1,4 +1,5 @@
-"""The LAN API's timing: one frozen dataclass the service passes in (tests shorten it)."""
+"""The LAN API's timing and limits: one frozen dataclass the service passes in (tests shorten
+it through ``ServiceTiming(api=ApiTiming(...))``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from drivers.timing import check_timing
 
 @dataclass(frozen=True, slots=True)
 class ApiTiming:
-    """Seconds (docs/api.md, "Slow and hostile clients")."""
+    """Seconds and connection counts (docs/api.md, "Slow and hostile clients")."""
 
-    #: A request body must arrive within this (slow clients get 408).
+    #: A connection must deliver each request head within this (else closed unanswered) ...
+    header_timeout_s: float = 10.0
+    #: ... and a request body within this (slow clients get 408).
     body_timeout_s: float = 10.0
     #: Sending one WebSocket message may take this long before the client is dropped.
     ws_send_timeout_s: float = 10.0
@@ -24,6 +27,13 @@ class ApiTiming:
     shutdown_timeout_s: float = 1.0
     #: Idle keep-alive connections are closed after this.
     keepalive_timeout_s: float = 30.0
+    #: Connections served at once, in total, from one peer address, and the places of the
+    #: total that only the local CLI's addresses may take (see :mod:`gateway.api.guard`).
+    max_connections: int = 512
+    max_per_peer: int = 32
+    local_reserved: int = 32
 
     def __post_init__(self) -> None:
         check_timing(self)
+        if self.local_reserved >= self.max_connections:
+            raise ValueError("need local_reserved < max_connections")
