@@ -46,17 +46,17 @@ class _Timex(ctypes.Structure):
     _fields_ = [("modes", ctypes.c_uint), ("_rest", ctypes.c_byte * 512)]
 
 
-def clock_synchronized() -> bool:
+def clock_synchronized(timesync_flag: Path = TIMESYNC_FLAG) -> bool:
     """Whether the wall clock has been synchronised (NTP), as ``timedatectl`` tells.
 
-    1. systemd-timesyncd's flag file (readable inside the hardened unit);
+    1. systemd-timesyncd's flag file ``timesync_flag`` (readable inside the hardened unit);
     2. the kernel's view: ``adjtimex`` returns TIME_ERROR while unsynchronised (chrony and
        timesyncd both clear it once they discipline the clock);
     3. when neither answers (adjtimex refused, as ``ProtectClock=yes`` does, and no
        timesyncd) the clock counts as NOT synchronised: readings then carry boot id and
        monotonic time and can still be re-stamped, while a wrong "synced" cannot be undone.
     """
-    if TIMESYNC_FLAG.exists():
+    if timesync_flag.exists():
         return True
     return adjtimex_state() is True
 
@@ -87,6 +87,7 @@ class SystemClock:
     """The real clocks; the sync check is cached for ``sync_check_s`` seconds."""
 
     sync_check_s: float = 10.0
+    timesync_flag: Path = TIMESYNC_FLAG
     _boot: str = ""
     _synced: bool = False
     _checked: float = -1e9
@@ -107,6 +108,6 @@ class SystemClock:
     def synchronized(self) -> bool:
         now = time.monotonic()
         if now - self._checked >= self.sync_check_s:
-            self._synced = clock_synchronized()
+            self._synced = clock_synchronized(self.timesync_flag)
             self._checked = now
         return self._synced

@@ -225,17 +225,17 @@ async def test_doctor_bluez_check_trusts_dbus_when_no_binary_is_installed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A container has no bluetoothd/bluetoothctl but reaches the host's BlueZ over D-Bus."""
-    from gateway.cli.doctor import ble as doctor_ble
+    from gateway.cli.doctor import DoctorHost
     from tests.test_cli_doctor import doctor, write_config
 
-    monkeypatch.setattr(doctor_ble, "BLUEZ_DAEMONS", ())
+    host = DoctorHost(bluez_daemons=())
     cfg = write_config(tmp_path, "[ble]\nenabled = true\n")
     async with FakeBluez(tmp_path):
         monkeypatch.setenv("PATH", str(tmp_path / "no-binaries"))
-        _code, checks = await doctor(capsys, "--config", str(cfg))
+        _code, checks = await doctor(capsys, "--config", str(cfg), host=host)
     assert checks["bluez"]["level"] == "pass", checks["bluez"]
     assert "answers on the D-Bus system bus" in checks["bluez"]["detail"]
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
-    _code, checks = await doctor(capsys, "--config", str(cfg))
+    _code, checks = await doctor(capsys, "--config", str(cfg), host=host)
     assert checks["bluez"]["level"] == "fail"
     assert checks["bluez"]["hint"] == "sudo apt-get install bluez"

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from drivers.zigbee.timing import ZigbeeTiming
 from gateway.cli import doctor as doctor_mod
 from gateway.cli import main
-from gateway.cli.doctor import ble as doctor_ble
-from gateway.cli.doctor import gpio as doctor_gpio
-from gateway.cli.doctor import zigbee as doctor_zigbee
+from gateway.cli.base import CliContext, cli
+from gateway.cli.doctor import DoctorHost, report
 from hw_mocks.znp import ZStackSimulator
 from tests.api_support import running
 from tests.broker import Mosquitto
@@ -39,18 +39,28 @@ def write_config(tmp_path: Path, extra: str = "") -> Path:
     return path
 
 
-async def doctor(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+def cli_context(argv: tuple[str, ...]) -> CliContext:
+    """What ``migw`` makes of the global options in ``argv``."""
+    return CliContext(**cli.make_context("migw", [*argv, "doctor"]).params)
+
+
+async def doctor(
+    capsys: pytest.CaptureFixture[str], *argv: str, host: DoctorHost | None = None
+) -> tuple[int, dict[str, Any]]:
+    """``migw ARGV doctor --json`` through main(argv), or with ``host`` through the command's
+    seam (``report``) looking at that host."""
     capsys.readouterr()
-    code = await asyncio.to_thread(main, [*argv, "doctor", "--json"])
+    if host is None:
+        code = await asyncio.to_thread(main, [*argv, "doctor", "--json"])
+    else:
+        code = await asyncio.to_thread(report, cli_context(argv), True, host)
     out, _ = capsys.readouterr()
     data = json.loads(out)
     return code, {c["name"]: c for c in data["checks"]} | {"_summary": data["summary"]}
 
 
-@pytest.fixture
-def fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor_zigbee, "PING_TIMEOUT_S", 0.3)
-    monkeypatch.setattr(doctor_zigbee, "BOOTLOADER_WAIT_S", 0.05)
+#: The stick's ping shortened: the simulator answers at once, or never.
+FAST = DoctorHost(stick=ZigbeeTiming(ping_timeout=0.3, bootloader_wait_s=0.05))
 
 
 async def test_a_missing_serial_port_fails_with_a_fix(
@@ -73,11 +83,11 @@ async def test_a_missing_serial_port_fails_with_a_fix(
 
 
 async def test_the_simulated_coordinator_answers_the_ping(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], fast: None
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with ZStackSimulator() as sim:
         cfg = write_config(tmp_path, f'[zigbee]\nenabled = true\nport = "{sim.path}"\n')
-        code, checks = await doctor(capsys, "--config", str(cfg))
+        code, checks = await doctor(capsys, "--config", str(cfg), host=FAST)
         assert "SYS_PING" in sim.commands_seen
     assert checks["zigbee serial port"]["level"] == "pass", checks["zigbee serial port"]
     assert checks["zigbee serial port"]["detail"] == f"{sim.path} answers a ping (Z-Stack 3.x.0)"
@@ -85,12 +95,12 @@ async def test_the_simulated_coordinator_answers_the_ping(
 
 
 async def test_a_mute_stick_fails_the_ping(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], fast: None
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with ZStackSimulator() as sim:
         sim.mute = True
         cfg = write_config(tmp_path, f'[zigbee]\nenabled = true\nport = "{sim.path}"\n')
-        code, checks = await doctor(capsys, "--config", str(cfg))
+        code, checks = await doctor(capsys, "--config", str(cfg), host=FAST)
     assert code == 1
     check = checks["zigbee serial port"]
     assert check["level"] == "fail"
@@ -194,16 +204,15 @@ async def test_broker_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 async def test_ble_adapter_missing_and_blocked(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sys_bt = tmp_path / "sys" / "bluetooth"
     sys_rf = tmp_path / "sys" / "rfkill"
     sys_bt.mkdir(parents=True)
     sys_rf.mkdir(parents=True)
-    monkeypatch.setattr(doctor_ble, "SYS_BLUETOOTH", sys_bt)
-    monkeypatch.setattr(doctor_ble, "SYS_RFKILL", sys_rf)
+    host = DoctorHost(sys_bluetooth=sys_bt, sys_rfkill=sys_rf)
     cfg = write_config(tmp_path, "[ble]\nenabled = true\n")
-    code, checks = await doctor(capsys, "--config", str(cfg))
+    code, checks = await doctor(capsys, "--config", str(cfg), host=host)
     assert code == 1
     assert checks["ble adapter"]["level"] == "fail"
     assert checks["ble adapter"]["detail"] == "no Bluetooth adapter hci0"
@@ -214,7 +223,7 @@ async def test_ble_adapter_missing_and_blocked(
     (rf / "type").write_text("bluetooth\n")
     (rf / "soft").write_text("1\n")
     (rf / "hard").write_text("0\n")
-    code, checks = await doctor(capsys, "--config", str(cfg))
+    code, checks = await doctor(capsys, "--config", str(cfg), host=host)
     assert checks["ble adapter"] == {
         "name": "ble adapter",
         "level": "fail",
@@ -223,18 +232,16 @@ async def test_ble_adapter_missing_and_blocked(
     }
 
 
-async def test_gpiochip_presence(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_gpiochip_presence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dev = tmp_path / "dev"
     dev.mkdir()
-    monkeypatch.setattr(doctor_gpio, "DEV", dev)
+    host = DoctorHost(dev=dev)
     cfg = write_config(tmp_path, '[[gpio.devices]]\nname = "relay"\nkind = "relay"\npin = 23\n')
-    code, checks = await doctor(capsys, "--config", str(cfg))
+    code, checks = await doctor(capsys, "--config", str(cfg), host=host)
     assert code == 1
     assert checks["gpiochip"]["level"] == "fail"
     (dev / "gpiochip0").write_bytes(b"")
-    code, checks = await doctor(capsys, "--config", str(cfg))
+    code, checks = await doctor(capsys, "--config", str(cfg), host=host)
     assert checks["gpiochip"] == {
         "name": "gpiochip",
         "level": "pass",

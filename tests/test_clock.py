@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from gateway import clock
 
 
@@ -16,15 +14,14 @@ def test_adjtimex_answers_are_read_as_the_kernel_means_them() -> None:
     assert clock.decide(-1) is None  # refused (ProtectClock=yes seccomp): unknown
 
 
-def test_timesyncd_flag_means_synchronised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timesyncd_flag_means_synchronised(tmp_path: Path) -> None:
     flag = tmp_path / "synchronized"
-    monkeypatch.setattr(clock, "TIMESYNC_FLAG", flag)
     flag.touch()
-    assert clock.clock_synchronized() is True
+    assert clock.clock_synchronized(flag) is True
+    assert clock.SystemClock(timesync_flag=flag).synchronized() is True
 
 
-def test_the_real_kernel_is_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(clock, "TIMESYNC_FLAG", tmp_path / "absent")
+def test_the_real_kernel_is_asked(tmp_path: Path) -> None:
     state = clock.adjtimex_state()
     assert state in (True, False)  # this machine lets us ask
-    assert clock.clock_synchronized() is state
+    assert clock.clock_synchronized(tmp_path / "absent") is state

@@ -11,7 +11,7 @@ results stream as each check finishes).
 
 from __future__ import annotations
 
-from gateway.cli.doctor.base import Check, Doctor, Level
-from gateway.cli.doctor.command import CHECKS, doctor, run_checks
+from gateway.cli.doctor.base import Check, Doctor, DoctorHost, Level
+from gateway.cli.doctor.command import CHECKS, doctor, report, run_checks
 
-__all__ = ["CHECKS", "Check", "Doctor", "Level", "doctor", "run_checks"]
+__all__ = ["CHECKS", "Check", "Doctor", "DoctorHost", "Level", "doctor", "report", "run_checks"]

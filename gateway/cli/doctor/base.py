@@ -12,18 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drivers.zigbee.timing import ZigbeeTiming
 from gateway.cli.base import CliContext
 from gateway.cli.client import (
     Target,
 )
 from gateway.config import Config
-
-#: Every check must finish within this many seconds.
-CHECK_TIMEOUT_S = 20.0
-
-
-COMMAND_TIMEOUT_S = 5.0
-
 
 UNIT = "migw.service"
 
@@ -51,11 +45,43 @@ class Check:
         }
 
 
+def _stick_timing() -> ZigbeeTiming:
+    # SYS_PING within a second per attempt, the second after the bootloader's "run the
+    # application" byte and a second's wait
+    return ZigbeeTiming(ping_timeout=1.0, bootloader_wait_s=1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorHost:
+    """Where the checks look on this host and how long they wait: tests point the paths into
+    a temporary tree and shorten the waits."""
+
+    #: Bluetooth adapters and radio kill switches (sysfs), BlueZ's config file.
+    sys_bluetooth: Path = Path("/sys/class/bluetooth")
+    sys_rfkill: Path = Path("/sys/class/rfkill")
+    bluez_main_conf: Path = Path("/etc/bluetooth/main.conf")
+    #: bluetoothd outside the PATH (Debian, older distributions).
+    bluez_daemons: tuple[Path, ...] = (
+        Path("/usr/libexec/bluetooth/bluetoothd"),
+        Path("/usr/lib/bluetooth/bluetoothd"),
+    )
+    #: gpiochip devices; Zigbee sticks listed by id.
+    dev: Path = Path("/dev")
+    serial_by_id: Path = Path("/dev/serial/by-id")
+    #: The stick's ping (``ping_timeout``, ``bootloader_wait_s``), tried this many times.
+    stick: ZigbeeTiming = field(default_factory=_stick_timing)
+    ping_attempts: int = 2
+    #: Every check must finish within this many seconds, a helper command within this.
+    check_timeout_s: float = 20.0
+    command_timeout_s: float = 5.0
+
+
 @dataclass(slots=True)
 class Doctor:
     """What the checks share: the config, and what the running service says (if it runs)."""
 
     ctx: CliContext
+    host: DoctorHost = field(default_factory=DoctorHost)
     config: Config | None = None
     config_error: str = ""
     target: Target | None = None
@@ -107,8 +133,8 @@ def user_name() -> str:
         return "$USER"
 
 
-async def command_output(*argv: str) -> str | None:
-    """stdout of a short command, or None when it fails or hangs."""
+async def command_output(*argv: str, timeout_s: float = 5.0) -> str | None:
+    """stdout of a short command, or None when it fails or hangs (``timeout_s``)."""
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -119,7 +145,7 @@ async def command_output(*argv: str) -> str | None:
     except OSError:
         return None
     try:
-        async with asyncio.timeout(COMMAND_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             out, _ = await proc.communicate()
     except TimeoutError:
         proc.kill()

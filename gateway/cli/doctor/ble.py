@@ -8,24 +8,18 @@ import re
 import shutil
 from pathlib import Path
 
-from gateway.cli.doctor.base import Check, Doctor, Level, command_output, exists, listdir
+from gateway.cli.doctor.base import (
+    Check,
+    Doctor,
+    DoctorHost,
+    Level,
+    command_output,
+    exists,
+    listdir,
+)
 
 #: Passive BLE scanning (advertisement monitor) needs BlueZ >= 5.56 with experimental on.
 BLUEZ_PASSIVE = (5, 56)
-
-
-# Where the system is looked at (tests point these into a temporary tree).
-SYS_BLUETOOTH = Path("/sys/class/bluetooth")
-
-
-SYS_RFKILL = Path("/sys/class/rfkill")
-
-
-BLUEZ_MAIN_CONF = Path("/etc/bluetooth/main.conf")
-
-
-#: bluetoothd outside the PATH (Debian, older distributions).
-BLUEZ_DAEMONS = (Path("/usr/libexec/bluetooth/bluetoothd"), Path("/usr/lib/bluetooth/bluetoothd"))
 
 
 async def check_ble(d: Doctor) -> Check:
@@ -39,8 +33,8 @@ async def check_ble(d: Doctor) -> Check:
     if not cfg.ble.enabled and radio is None:
         return Check("ble adapter", Level.SKIP, "ble is disabled in the config")
     adapter = cfg.ble.adapter
-    if not (SYS_BLUETOOTH / adapter).exists():
-        present = sorted(p.name for p in listdir(SYS_BLUETOOTH))
+    if not (d.host.sys_bluetooth / adapter).exists():
+        present = sorted(p.name for p in listdir(d.host.sys_bluetooth))
         return Check(
             "ble adapter",
             Level.FAIL,
@@ -49,7 +43,7 @@ async def check_ble(d: Doctor) -> Check:
             "check `bluetoothctl list`; on a Pi enable Bluetooth (no dtoverlay=disable-bt "
             "in /boot/firmware/config.txt) and `sudo systemctl enable --now bluetooth`",
         )
-    blocked = _rfkill_blocked()
+    blocked = _rfkill_blocked(d.host.sys_rfkill)
     if blocked:
         return Check(
             "ble adapter",
@@ -57,13 +51,13 @@ async def check_ble(d: Doctor) -> Check:
             f"{adapter} is blocked by rfkill ({blocked})",
             "sudo rfkill unblock bluetooth",
         )
-    powered = await _powered(adapter)
+    powered = await _powered(adapter, d.host.command_timeout_s)
     if powered is False:
         return Check(
             "ble adapter",
             Level.FAIL,
             f"{adapter} is powered off",
-            f"bluetoothctl power on (and AutoEnable=true in {BLUEZ_MAIN_CONF})",
+            f"bluetoothctl power on (and AutoEnable=true in {d.host.bluez_main_conf})",
         )
     if radio is not None:
         return Check(
@@ -86,7 +80,7 @@ async def check_bluez(d: Doctor) -> Check:
         return Check("bluez", Level.SKIP, "the running service scans a simulated adapter (demo)")
     if not cfg.ble.enabled and radio is None:
         return Check("bluez", Level.SKIP, "ble is disabled in the config")
-    version = await _bluez_version()
+    version = await _bluez_version(d.host)
     if version is None:
         # no binary to ask (a container): BlueZ may still answer on the system bus
         if Doctor.radio_ok(radio) or await _bluez_on_dbus():
@@ -111,20 +105,20 @@ async def check_bluez(d: Doctor) -> Check:
                 f"BlueZ {text}: too old for passive scanning (needs 5.56): scans actively",
                 "upgrade BlueZ (Raspberry Pi OS Bookworm ships 5.66)",
             )
-        if not _bluez_experimental():
+        if not _bluez_experimental(d.host.bluez_main_conf):
             return Check(
                 "bluez",
                 Level.WARN,
                 f"BlueZ {text}: passive scanning needs its experimental features: scans actively",
-                f"set Experimental = true in [General] of {BLUEZ_MAIN_CONF} and "
+                f"set Experimental = true in [General] of {d.host.bluez_main_conf} and "
                 "sudo systemctl restart bluetooth (or ble.passive = false)",
             )
         return Check("bluez", Level.PASS, f"BlueZ {text}, passive scanning available")
     return Check("bluez", Level.PASS, f"BlueZ {text} (active scanning configured)")
 
 
-def _rfkill_blocked() -> str:
-    for dev in listdir(SYS_RFKILL):
+def _rfkill_blocked(sys_rfkill: Path) -> str:
+    for dev in listdir(sys_rfkill):
         try:
             if (dev / "type").read_text().strip() != "bluetooth":
                 continue
@@ -137,7 +131,7 @@ def _rfkill_blocked() -> str:
     return ""
 
 
-async def _powered(adapter: str) -> bool | None:
+async def _powered(adapter: str, timeout_s: float) -> bool | None:
     busctl = shutil.which("busctl")
     if busctl is not None:
         out = await command_output(
@@ -147,27 +141,28 @@ async def _powered(adapter: str) -> bool | None:
             f"/org/bluez/{adapter}",
             "org.bluez.Adapter1",
             "Powered",
+            timeout_s=timeout_s,
         )
         if out is not None:
             return out.strip() == "b true"
     btctl = shutil.which("bluetoothctl")
     if btctl is not None:
-        out = await command_output(btctl, "show")
+        out = await command_output(btctl, "show", timeout_s=timeout_s)
         if out is not None and (m := re.search(r"Powered:\s*(yes|no)", out)):
             return m.group(1) == "yes"
     return None
 
 
-async def _bluez_version() -> tuple[int, ...] | None:
+async def _bluez_version(host: DoctorHost) -> tuple[int, ...] | None:
     candidates = [
         shutil.which("bluetoothd"),
-        *map(str, BLUEZ_DAEMONS),
+        *map(str, host.bluez_daemons),
         shutil.which("bluetoothctl"),
     ]
     for exe in candidates:
         if exe is None or not exists(Path(exe)):
             continue
-        out = await command_output(exe, "--version")
+        out = await command_output(exe, "--version", timeout_s=host.command_timeout_s)
         if out and (m := re.search(r"(\d+)\.(\d+)", out)):
             return (int(m.group(1)), int(m.group(2)))
     return None
@@ -199,9 +194,9 @@ async def _bluez_on_dbus() -> bool:
     return reply.message_type == MessageType.METHOD_RETURN and bool(reply.body[0])
 
 
-def _bluez_experimental() -> bool:
+def _bluez_experimental(main_conf: Path) -> bool:
     try:
-        conf = BLUEZ_MAIN_CONF.read_text()
+        conf = main_conf.read_text()
     except OSError:
         conf = ""
     if re.search(r"^\s*Experimental\s*=\s*true", conf, re.MULTILINE | re.IGNORECASE):

@@ -11,7 +11,7 @@ from gateway.cli.client import (
     console,
     print_json,
 )
-from gateway.cli.doctor.base import CHECK_TIMEOUT_S, Check, Doctor, Level
+from gateway.cli.doctor.base import Check, Doctor, DoctorHost, Level
 from gateway.cli.doctor.ble import check_ble, check_bluez
 from gateway.cli.doctor.broker import check_broker
 from gateway.cli.doctor.gpio import check_gpio
@@ -42,17 +42,21 @@ _STYLE = {Level.PASS: "green", Level.WARN: "yellow", Level.FAIL: "bold red", Lev
 
 
 async def run_checks(
-    ctx: CliContext, on_start: Callable[[int, str], None], on_done: Callable[[int, Check], None]
+    ctx: CliContext,
+    on_start: Callable[[int, str], None],
+    on_done: Callable[[int, Check], None],
+    host: DoctorHost | None = None,
 ) -> list[Check]:
-    doctor = Doctor(ctx)
+    doctor = Doctor(ctx, host or DoctorHost())
+    limit = doctor.host.check_timeout_s
     results: list[Check] = []
     for i, (name, fn) in enumerate(CHECKS, 1):
         on_start(i, name)
         try:
-            async with asyncio.timeout(CHECK_TIMEOUT_S):
+            async with asyncio.timeout(limit):
                 check = await fn(doctor)
         except TimeoutError:
-            check = Check(name, Level.FAIL, f"the check did not finish in {CHECK_TIMEOUT_S:g} s")
+            check = Check(name, Level.FAIL, f"the check did not finish in {limit:g} s")
         except Exception as exc:  # noqa: BLE001 - a broken check is reported, never a crash
             check = Check(name, Level.FAIL, f"the check itself failed: {type(exc).__name__}: {exc}")
         results.append(check)
@@ -68,6 +72,11 @@ def doctor(ctx: CliContext, as_json: bool) -> int:
 
     Exit code 1 when any check fails.
     """
+    return report(ctx, as_json)
+
+
+def report(ctx: CliContext, as_json: bool, host: DoctorHost | None = None) -> int:
+    """``migw doctor`` looking at ``host`` (default: this machine's paths and waits)."""
     con = console()
     err = console(stderr=True)
     total = len(CHECKS)
@@ -93,7 +102,7 @@ def doctor(ctx: CliContext, as_json: bool) -> int:
         if check.hint and check.level in (Level.WARN, Level.FAIL):
             con.print(f"{'':>8} fix: {check.hint}", markup=False)
 
-    results = asyncio.run(run_checks(ctx, on_start, on_done))
+    results = asyncio.run(run_checks(ctx, on_start, on_done, host))
     counts = {lvl.value: sum(c.level is lvl for c in results) for lvl in Level}
     failed = counts["fail"] > 0
     if as_json:

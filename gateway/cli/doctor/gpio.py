@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from gateway.cli.doctor.base import Check, Doctor, Level, group_of, listdir, user_name
-
-#: Where gpiochip devices are looked for (tests point it into a temporary tree).
-DEV = Path("/dev")
 
 
 async def check_gpio(d: Doctor) -> Check:
@@ -28,12 +24,12 @@ async def check_gpio(d: Doctor) -> Check:
         )
     if not cfg.gpio.devices:
         return Check("gpiochip", Level.SKIP, "no GPIO devices configured")
-    chips = sorted(p for p in listdir(DEV) if p.name.startswith("gpiochip"))
+    chips = sorted(p for p in listdir(d.host.dev) if p.name.startswith("gpiochip"))
     if not chips:
         return Check(
             "gpiochip",
             Level.FAIL,
-            f"no {DEV}/gpiochip* device: not a Raspberry Pi, or the GPIO driver is missing",
+            f"no {d.host.dev}/gpiochip* device: not a Raspberry Pi, or the GPIO driver is missing",
             "run on the Pi; or remove the [[gpio.devices]] entries",
         )
     denied = [p for p in chips if not os.access(p, os.R_OK | os.W_OK)]

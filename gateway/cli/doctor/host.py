@@ -127,7 +127,14 @@ async def check_systemd(d: Doctor) -> Check:
     systemctl = shutil.which("systemctl")
     if systemctl is None or not exists(SYSTEMD_RUN):
         return Check("systemd unit", Level.SKIP, "no systemd on this machine")
-    out = await command_output(systemctl, "show", "-p", "LoadState,ActiveState,SubState", UNIT)
+    out = await command_output(
+        systemctl,
+        "show",
+        "-p",
+        "LoadState,ActiveState,SubState",
+        UNIT,
+        timeout_s=d.host.command_timeout_s,
+    )
     props = dict(line.split("=", 1) for line in (out or "").splitlines() if "=" in line)
     if props.get("LoadState") in (None, "not-found"):
         return Check(

@@ -9,6 +9,7 @@ from typing import Any
 from gateway.cli.doctor.base import (
     Check,
     Doctor,
+    DoctorHost,
     Level,
     exists,
     group_of,
@@ -17,14 +18,6 @@ from gateway.cli.doctor.base import (
     user_name,
 )
 from gateway.errors import GatewayError
-
-#: The stick must answer a SYS_PING within this many seconds (per attempt), twice at most,
-#: the second after the bootloader's "run the application" byte and this wait.
-PING_TIMEOUT_S = 1.0
-PING_ATTEMPTS = 2
-BOOTLOADER_WAIT_S = 1.0
-#: Where sticks are listed by id (tests point it into a temporary tree).
-SERIAL_BY_ID = Path("/dev/serial/by-id")
 
 _STICK_HINT = (
     "check zigbee.port (prefer /dev/serial/by-id/...) and zigbee.baud; stop any other "
@@ -60,7 +53,7 @@ async def check_serial(d: Doctor) -> Check:
         )
     path = Path(port)
     if not exists(path):
-        found = _by_id()
+        found = sorted(str(p) for p in listdir(d.host.serial_by_id))
         detail = f"{port} does not exist"
         if found:
             detail += "; sticks present: " + ", ".join(found)
@@ -92,7 +85,7 @@ async def check_serial(d: Doctor) -> Check:
         )
     try:
         answer = await _ping_stick(
-            port, cfg.zigbee.baud, cfg.zigbee.rtscts, cfg.zigbee.skip_bootloader
+            port, cfg.zigbee.baud, cfg.zigbee.rtscts, cfg.zigbee.skip_bootloader, d.host
         )
     except GatewayError as exc:
         return Check("zigbee serial port", Level.FAIL, str(exc), _STICK_HINT)
@@ -113,22 +106,22 @@ async def check_serial(d: Doctor) -> Check:
     return Check("zigbee serial port", Level.PASS, f"{port} answers a ping ({answer})")
 
 
-async def _ping_stick(port: str, baud: int, rtscts: bool, skip_bootloader: bool) -> str | None:
+async def _ping_stick(
+    port: str, baud: int, rtscts: bool, skip_bootloader: bool, host: DoctorHost
+) -> str | None:
     """The driver's own probe (``drivers.zigbee.probe.ping_stick``): what answers, or None
     when the stick does not. Errors opening the port are raised as :class:`GatewayError`."""
     from drivers.errors import DriverError
     from drivers.zigbee.probe import PRODUCTS, ping_stick
-    from drivers.zigbee.timing import ZigbeeTiming
 
-    timing = ZigbeeTiming(ping_timeout=PING_TIMEOUT_S, bootloader_wait_s=BOOTLOADER_WAIT_S)
     try:
         version = await ping_stick(
             port,
             baudrate=baud,
             rtscts=rtscts,
             skip=skip_bootloader,
-            timing=timing,
-            attempts=PING_ATTEMPTS,
+            timing=host.stick,
+            attempts=host.ping_attempts,
         )
     except DriverError as exc:
         raise GatewayError(str(exc)) from None
@@ -141,7 +134,3 @@ async def _ping_stick(port: str, baud: int, rtscts: bool, skip_bootloader: bool)
 
 def radio_port(radio: dict[str, Any] | None) -> str:
     return str(radio.get("info", {}).get("port", "")) if radio is not None else ""
-
-
-def _by_id() -> list[str]:
-    return sorted(str(p) for p in listdir(SERIAL_BY_ID))
