@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from drivers.zigbee.znp import types as t
+from drivers.zigbee.znp import codecs as cd
 from drivers.zigbee.znp.commands import CommandDef, Kind
 from drivers.zigbee.znp.frames import CommandType
 from tests import znp_peers as peers
@@ -163,25 +163,25 @@ def test_deviations_are_documented() -> None:
 
 
 def _sample(codec: Any, i: int) -> Any:
-    if isinstance(codec, t.Optional):
+    if isinstance(codec, cd.Optional):
         return _sample(codec.inner, i)
-    if isinstance(codec, t.Enum):
+    if isinstance(codec, cd.Enum):
         # an address mode with a full 8-byte address; otherwise the first real code
         members = [m for m in codec.enum_cls if 0 < int(m) < 256**codec.size]
         return next((m for m in members if m.name == "IEEE"), members[0] if members else 1)
-    if isinstance(codec, t.UInt):
+    if isinstance(codec, cd.UInt):
         return (0x21 + i) if not codec.signed else -(1 + i)
-    if isinstance(codec, t.Ieee):
+    if isinstance(codec, cd.Ieee):
         return "00124b00" + f"{i:08x}"
-    if isinstance(codec, t.FixedBytes):
+    if isinstance(codec, cd.FixedBytes):
         return bytes(range(i, i + codec.size))
-    if isinstance(codec, t.LenBytes):
+    if isinstance(codec, cd.LenBytes):
         return bytes([0x18, i, 0x0A])
-    if isinstance(codec, t.IntList):
+    if isinstance(codec, cd.IntList):
         return [1, 6] if codec.size == 1 else [0x0006, 0x0402]
-    if isinstance(codec, t.Rest):
+    if isinstance(codec, cd.Rest):
         return bytes([0xAA, i])
-    if isinstance(codec, t.SimpleDescriptor):
+    if isinstance(codec, cd.SimpleDescriptor):
         return None
     raise TypeError(codec)
 

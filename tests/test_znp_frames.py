@@ -12,6 +12,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from drivers.errors import ParseError
+from drivers.zigbee.znp import codecs as cd
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import frames
 from drivers.zigbee.znp import types as t
@@ -122,22 +123,22 @@ def test_unknown_status_maps_to_unknown_and_keeps_value() -> None:
 # --- the command table -------------------------------------------------------------------
 
 
-def _sample(codec: t.Codec) -> Any:
-    if isinstance(codec, t.Optional):
+def _sample(codec: cd.Codec) -> Any:
+    if isinstance(codec, cd.Optional):
         return _sample(codec.inner)
-    if isinstance(codec, t.UInt):
+    if isinstance(codec, cd.UInt):
         return -5 if codec.signed else (1 << (8 * codec.size)) - 2
-    if isinstance(codec, t.Enum):
+    if isinstance(codec, cd.Enum):
         return codec.enum_cls(1)
-    if isinstance(codec, t.Ieee):
+    if isinstance(codec, cd.Ieee):
         return "00124b0012345678"
-    if isinstance(codec, t.FixedBytes):
+    if isinstance(codec, cd.FixedBytes):
         return bytes(range(codec.size))
-    if isinstance(codec, t.LenBytes | t.Rest):
+    if isinstance(codec, cd.LenBytes | cd.Rest):
         return b"\x01\x02\x03"
-    if isinstance(codec, t.IntList):
+    if isinstance(codec, cd.IntList):
         return [1, 2, 3]
-    if isinstance(codec, t.SimpleDescriptor):
+    if isinstance(codec, cd.SimpleDescriptor):
         return {
             "endpoint": 1,
             "profile": 0x0104,

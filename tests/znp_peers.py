@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers.zigbee.znp import types as t
+from drivers.zigbee.znp import codecs as cd
 from drivers.zigbee.znp.commands import COMMANDS, CommandDef, Kind, Layout
 from drivers.zigbee.znp.frames import CommandType
 
@@ -46,24 +46,24 @@ class PeerCommand:
 
 
 def _codec_shape(codec: Any) -> Shape:
-    if isinstance(codec, t.Optional):
+    if isinstance(codec, cd.Optional):
         inner = _codec_shape(codec.inner)
         return (*inner[:-1], inner[-1] + "?")
-    if isinstance(codec, t.UInt):
+    if isinstance(codec, cd.UInt):
         return (("i" if codec.signed else "u") + str(8 * codec.size),)
-    if isinstance(codec, t.Enum):
+    if isinstance(codec, cd.Enum):
         return (f"u{8 * codec.size}",)
-    if isinstance(codec, t.Ieee):
+    if isinstance(codec, cd.Ieee):
         return ("b8",)
-    if isinstance(codec, t.FixedBytes):
+    if isinstance(codec, cd.FixedBytes):
         return (f"b{codec.size}",)
-    if isinstance(codec, t.LenBytes):
+    if isinstance(codec, cd.LenBytes):
         return (f"lv{8 * codec.len_size}",)
-    if isinstance(codec, t.IntList):
+    if isinstance(codec, cd.IntList):
         return (f"list8:u{8 * codec.size}",)
-    if isinstance(codec, t.Rest):
+    if isinstance(codec, cd.Rest):
         return ("rest",)
-    if isinstance(codec, t.SimpleDescriptor):
+    if isinstance(codec, cd.SimpleDescriptor):
         return ("simpledesc",)
     raise TypeError(f"no shape for {codec!r}")
 

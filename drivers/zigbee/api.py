@@ -19,6 +19,7 @@ from drivers import TRACE
 from drivers.errors import ParseError, ProtocolError, TransientError
 from drivers.zigbee.timing import ZigbeeTiming
 from drivers.zigbee.transport import ByteLink
+from drivers.zigbee.znp import codecs as cd
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import frames
 from drivers.zigbee.znp import types as t
@@ -35,7 +36,7 @@ class LinkLost(TransientError):
     """The serial port went away (unplugged) or closed."""
 
 
-Matcher = Mapping[str, t.FieldValue] | Callable[[Message], bool] | None
+Matcher = Mapping[str, cd.FieldValue] | Callable[[Message], bool] | None
 
 
 def _matches(msg: Message, match: Matcher) -> bool:
@@ -242,7 +243,7 @@ class ZnpApi:
         waiter.future.cancel()
 
     async def request(
-        self, command: CommandDef, wait_s: float | None = None, **fields: t.FieldValue
+        self, command: CommandDef, wait_s: float | None = None, **fields: cd.FieldValue
     ) -> Message:
         """Send an SREQ and return its SRSP (one at a time)."""
         frame = command.req(**fields)
@@ -266,7 +267,7 @@ class ZnpApi:
         *,
         wait_s: float | None = None,
         callback_wait_s: float | None = None,
-        **fields: t.FieldValue,
+        **fields: cd.FieldValue,
     ) -> tuple[Message, Message | None]:
         """SREQ, then the callback it triggers. The callback is not awaited on a failed SRSP."""
         cb = self.listen(callback, match)
@@ -282,5 +283,5 @@ class ZnpApi:
         finally:
             self.cancel(cb)
 
-    def send_areq(self, command: CommandDef, **fields: t.FieldValue) -> None:
+    def send_areq(self, command: CommandDef, **fields: cd.FieldValue) -> None:
         self._write(command.req(**fields))

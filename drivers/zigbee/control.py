@@ -11,14 +11,11 @@ import enum
 import logging
 import secrets
 import time
-from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
 from drivers.errors import DriverError
-from drivers.zigbee.api import ZnpApi
 from drivers.zigbee.base import COORDINATOR_ENDPOINT, check
-from drivers.zigbee.devices import DeviceTable
-from drivers.zigbee.timing import ZigbeeTiming
+from drivers.zigbee.context import CoordinatorContext
 from drivers.zigbee.zcl import clusters as cl
 from drivers.zigbee.zcl import frame as zf
 from drivers.zigbee.zcl import xiaomi
@@ -45,19 +42,11 @@ class CommandOutcome:
 
 
 class Control:
-    """Commands on the network of the current session (``require_api`` raises without one)."""
+    """Commands on the network of the current session (``ctx.require_api`` raises without
+    one)."""
 
-    def __init__(
-        self,
-        require_api: Callable[[], ZnpApi],
-        table: DeviceTable,
-        counters: MutableMapping[str, int],
-        timing: ZigbeeTiming,
-    ) -> None:
-        self._require_api = require_api
-        self.table = table
-        self.counters = counters
-        self.timing = timing
+    def __init__(self, ctx: CoordinatorContext) -> None:
+        self.ctx = ctx
         self.permit_join_until = 0.0
         self._tsn = secrets.randbelow(256)
         self._trans_id = secrets.randbelow(256)
@@ -68,7 +57,7 @@ class Control:
 
     async def permit_join(self, seconds: int = 60) -> None:
         """Open the network for ``seconds`` (0 closes it) on the coordinator and routers."""
-        api = self._require_api()
+        api = self.ctx.require_api()
         s = max(0, min(int(seconds), 254))
         for mode, dst, what in (
             (t.AddrMode.NWK, 0x0000, "coordinator"),
@@ -83,7 +72,7 @@ class Control:
 
     async def switch(self, ieee: str, action: str) -> CommandOutcome:
         """On/off/toggle to a plug or relay; delivery failures are outcomes, not raises."""
-        rec = self.table.get(ieee)
+        rec = self.ctx.table.get(ieee)
         if rec is None:
             return CommandOutcome(Delivery.UNKNOWN_DEVICE, f"no zigbee device {ieee}")
         cmd_id = {"off": 0x00, "on": 0x01, "toggle": 0x02}.get(action)
@@ -97,16 +86,16 @@ class Control:
         try:
             status = await self.send_zcl(rec.nwk, endpoint, cl.ON_OFF, data)
         except TimeoutError:
-            self.counters["commands_failed"] += 1
+            self.ctx.counters["commands_failed"] += 1
             return CommandOutcome(Delivery.TIMEOUT, "no delivery confirmation from the stick")
         except DriverError as exc:
-            self.counters["commands_failed"] += 1
+            self.ctx.counters["commands_failed"] += 1
             return CommandOutcome(Delivery.ERROR, str(exc))
         if status == t.Status.SUCCESS:
-            self.counters["commands_ok"] += 1
+            self.ctx.counters["commands_ok"] += 1
             state = {} if action == "toggle" else {"switch": action == "on"}
             return CommandOutcome(Delivery.OK, "", state)
-        self.counters["commands_failed"] += 1
+        self.ctx.counters["commands_failed"] += 1
         name = t.Status(status).name
         if status in t.SOFT_DELIVERY_FAILURES:
             return CommandOutcome(
@@ -118,14 +107,14 @@ class Control:
         self, nwk: int, endpoint: int, cluster: int, data: bytes, *, ack: bool = True
     ) -> int:
         """AF_DATA_REQUEST, then its AF_DATA_CONFIRM status (soft failures are returned)."""
-        api = self._require_api()
+        api = self.ctx.require_api()
         self._trans_id = (self._trans_id + 1) & 0xFF
         trans_id = self._trans_id
         rsp, confirm = await api.request_then(
             c.AF_DATA_REQUEST,
             c.AF_DATA_CONFIRM,
             {"TSN": trans_id},
-            callback_wait_s=self.timing.confirm_timeout,
+            callback_wait_s=self.ctx.timing.confirm_timeout,
             DstAddr=nwk,
             DstEndpoint=endpoint,
             SrcEndpoint=COORDINATOR_ENDPOINT,

@@ -31,6 +31,7 @@ from drivers.zigbee.backup_ops import (
     write_secret_json,
 )
 from drivers.zigbee.base import BACKUP_FILE, CoordinatorConfig, StickInfo
+from drivers.zigbee.context import CoordinatorContext
 from drivers.zigbee.control import CommandOutcome, Control, Delivery
 from drivers.zigbee.devices import DeviceRecord, DeviceTable
 from drivers.zigbee.dispatch import Dispatcher, NullListener, Spawn, ZigbeeListener
@@ -93,16 +94,12 @@ class Coordinator:
         #: Why the last session failed, until a new one is up ("" while healthy).
         self._fault = ""
         self._unexpected_reset: asyncio.Event | None = None
-        self.control = Control(self._require_api, self.table, self.counters, self.timing)
+        ctx = CoordinatorContext(
+            self.table, self.counters, self.timing, self._require_api, self._save_table
+        )
+        self.control = Control(ctx)
         self.dispatcher = Dispatcher(
-            table=self.table,
-            listener=listener or NullListener(),
-            control=self.control,
-            counters=self.counters,
-            timing=self.timing,
-            require_api=self._require_api,
-            save_table=self._save_table,
-            motion_clear_s=config.motion_clear_s,
+            ctx, self.control, listener or NullListener(), config.motion_clear_s
         )
         self.connected = False
         self._up = asyncio.Event()

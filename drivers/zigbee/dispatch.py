@@ -11,18 +11,18 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine, MutableMapping
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from drivers.errors import DriverError
-from drivers.zigbee.api import ZnpApi
+from drivers.zigbee.context import CoordinatorContext
 from drivers.zigbee.control import Control
-from drivers.zigbee.devices import DeviceRecord, DeviceTable
-from drivers.zigbee.timing import ZigbeeTiming
+from drivers.zigbee.devices import DeviceRecord
 from drivers.zigbee.zcl import clusters as cl
 from drivers.zigbee.zcl import frame as zf
 from drivers.zigbee.zcl import xiaomi
 from drivers.zigbee.zcl.interpret import Interpreter
+from drivers.zigbee.znp import codecs as cd
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import types as t
 from drivers.zigbee.znp.commands import Message
@@ -68,25 +68,16 @@ class NullListener:
 class Dispatcher:
     def __init__(
         self,
-        *,
-        table: DeviceTable,
-        listener: ZigbeeListener,
+        ctx: CoordinatorContext,
         control: Control,
-        counters: MutableMapping[str, int],
-        timing: ZigbeeTiming,
-        require_api: Callable[[], ZnpApi],
-        save_table: Callable[[], None],
+        listener: ZigbeeListener,
         motion_clear_s: float | None = None,
     ) -> None:
-        self.table = table
-        self.listener = listener
+        self.ctx = ctx
         self.control = control
-        self.counters = counters
-        self.timing = timing
+        self.listener = listener
         self.interpreter = Interpreter()
         self.motion_clear_s = motion_clear_s
-        self._require_api = require_api
-        self._save_table = save_table
         self._spawn: Spawn | None = None
         #: Spawned work whose task has not started yet (closed when the session ends, so a
         #: task cancelled before its first step leaves no never-awaited coroutine).
@@ -160,32 +151,32 @@ class Dispatcher:
             self._seen_device(str(f["IEEE"]), int(f["NWK"]), announce=False)
 
     def _seen_device(self, ieee: str, nwk: int, *, announce: bool) -> None:
-        rec = self.table.get(ieee)
+        rec = self.ctx.table.get(ieee)
         now = time.time()
         if rec is None:
-            rec = self.table.put(DeviceRecord(ieee=ieee, nwk=nwk, joined=now, last_seen=now))
-            self.counters["joins"] += 1
+            rec = self.ctx.table.put(DeviceRecord(ieee=ieee, nwk=nwk, joined=now, last_seen=now))
+            self.ctx.counters["joins"] += 1
             _LOGGER.info("zigbee device %s joined as 0x%04X", ieee, nwk)
-            self._save_table()
+            self.ctx.save_table()
             self.listener.device_changed(rec)
         elif rec.nwk != nwk:
             _LOGGER.info("zigbee device %s moved from 0x%04X to 0x%04X", ieee, rec.nwk, nwk)
-            rec = self.table.put(dataclasses.replace(rec, nwk=nwk, last_seen=now))
-            self._save_table()
+            rec = self.ctx.table.put(dataclasses.replace(rec, nwk=nwk, last_seen=now))
+            self.ctx.save_table()
             self.listener.device_changed(rec)
         if announce and rec.model is None:
             self.spawn(self._interview(rec.ieee), f"zigbee-interview-{ieee}")
 
     def _left(self, ieee: str) -> None:
-        rec = self.table.remove(ieee)
+        rec = self.ctx.table.remove(ieee)
         if rec is None:
             return
-        self.counters["leaves"] += 1
+        self.ctx.counters["leaves"] += 1
         self.interpreter.forget(ieee)
         handle = self._motion_timers.pop(ieee, None)
         if handle is not None:
             handle.cancel()
-        self._save_table()
+        self.ctx.save_table()
         _LOGGER.info("zigbee device %s left", ieee)
         self.listener.device_left(ieee)
 
@@ -195,7 +186,7 @@ class Dispatcher:
         Xiaomi devices usually send their model in a Basic report right after joining; the
         read covers the ones that do not. Whatever arrives first identifies the device.
         """
-        rec = self.table.get(ieee)
+        rec = self.ctx.table.get(ieee)
         if rec is None:
             return
         seen = self._model_seen.setdefault(ieee, asyncio.Event())
@@ -204,7 +195,7 @@ class Dispatcher:
             with contextlib.suppress(DriverError, TimeoutError):
                 await self.control.send_zcl(rec.nwk, 1, cl.BASIC, data, ack=False)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.timing.interview_timeout):
+            async with asyncio.timeout(self.ctx.timing.interview_timeout):
                 await seen.wait()
         self._model_seen.pop(ieee, None)
 
@@ -215,15 +206,15 @@ class Dispatcher:
         src = bytes(f["SrcAddr"])
         if f["SrcAddrMode"] == t.AddrMode.NWK:
             nwk = int.from_bytes(src[:2], "little")
-        elif f["SrcAddrMode"] == t.AddrMode.IEEE and (rec := self.table.get(src[::-1].hex())):
+        elif f["SrcAddrMode"] == t.AddrMode.IEEE and (rec := self.ctx.table.get(src[::-1].hex())):
             nwk = rec.nwk
         else:  # group, broadcast or inter-PAN source, or a stranger's IEEE: not ours
-            self.counters["unknown_source"] += 1
+            self.ctx.counters["unknown_source"] += 1
             return
         args = (nwk, int(f["ClusterId"]), int(f["SrcEndpoint"]))
         lqi, broadcast = int(f["LQI"]), bool(f["WasBroadcast"])
         data = f["Data"]
-        if isinstance(data, t.Held):
+        if isinstance(data, cd.Held):
             self.spawn(
                 self._retrieve(int(f["TimeStamp"]), data.length, args, lqi, broadcast),
                 f"zigbee-retrieve-{nwk:04x}",
@@ -239,7 +230,7 @@ class Dispatcher:
         lqi: int,
         broadcast: bool,
     ) -> None:
-        api = self._require_api()
+        api = self.ctx.require_api()
         data = b""
         try:
             while len(data) < length:
@@ -249,7 +240,7 @@ class Dispatcher:
                 )
                 chunk = bytes(rsp["Data"])
                 if rsp["Status"] != t.Status.SUCCESS or not chunk:
-                    self.counters["retrieve_failed"] += 1
+                    self.ctx.counters["retrieve_failed"] += 1
                     _LOGGER.debug("AF_DATA_RETRIEVE of %d bytes failed at %d", length, len(data))
                     return
                 data += chunk
@@ -261,9 +252,9 @@ class Dispatcher:
     def _incoming(
         self, nwk: int, cluster: int, src_ep: int, data: bytes, lqi: int, *, broadcast: bool
     ) -> None:
-        rec = self.table.by_nwk(nwk)
+        rec = self.ctx.table.by_nwk(nwk)
         if rec is None:
-            self.counters["unknown_source"] += 1
+            self.ctx.counters["unknown_source"] += 1
             if (
                 nwk not in self._ieee_lookups
                 and len(self._ieee_lookups) < MAX_IEEE_LOOKUPS
@@ -289,9 +280,9 @@ class Dispatcher:
         if res.manufacturer is not None and res.manufacturer != rec.manufacturer:
             changes["manufacturer"] = res.manufacturer
             notify = True
-        rec = self.table.update(rec.ieee, **changes) or rec
+        rec = self.ctx.table.update(rec.ieee, **changes) or rec
         if "model" in changes:
-            self._save_table()
+            self.ctx.save_table()
             ev = self._model_seen.get(rec.ieee)
             if ev is not None:
                 ev.set()
@@ -323,13 +314,13 @@ class Dispatcher:
 
     def _motion_clear(self, ieee: str) -> None:
         self._motion_timers.pop(ieee, None)
-        if self.table.get(ieee) is not None:
+        if self.ctx.table.get(ieee) is not None:
             self.listener.reading(ieee, "motion", False)
 
     async def _lookup_ieee(self, nwk: int) -> None:
         try:
-            api = self._require_api()
+            api = self.ctx.require_api()
             await api.request(c.BY_NAME["ZDO_IEEE_ADDR_REQ"], NWK=nwk, RequestType=0, StartIndex=0)
-            await asyncio.sleep(self.timing.interview_timeout)
+            await asyncio.sleep(self.ctx.timing.interview_timeout)
         finally:  # a failed or cancelled lookup must not block the next one for this sender
             self._ieee_lookups.discard(nwk)

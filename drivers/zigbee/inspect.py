@@ -17,9 +17,9 @@ from drivers.zigbee.zcl import clusters as cl
 from drivers.zigbee.zcl import frame as zf
 from drivers.zigbee.zcl import xiaomi
 from drivers.zigbee.zcl.interpret import Interpreter
+from drivers.zigbee.znp import codecs as cd
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import frames
-from drivers.zigbee.znp import types as t
 
 #: Printed instead of key material (network key, TCLK seed) found in a capture.
 REDACTED = "<redacted>"
@@ -33,7 +33,7 @@ def jsonable(value: Any) -> Any:
         return value.name if value.name != "UNKNOWN" else f"UNKNOWN(0x{int(value):02X})"
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()
-    if isinstance(value, t.Held):  # a payload the stick kept back (AF_DATA_RETRIEVE)
+    if isinstance(value, cd.Held):  # a payload the stick kept back (AF_DATA_RETRIEVE)
         return {"held_bytes": value.length}
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)

@@ -27,6 +27,7 @@ from drivers.zigbee.backup import BackupDevice, LinkKey
 from drivers.zigbee.base import NVRAM_CORRUPTED
 from drivers.zigbee.nv import NVINTF_SYSID_ZSTACK, Nv
 from drivers.zigbee.probe import PRODUCT_ZSTACK_3X0, PRODUCT_ZSTACK_30X
+from drivers.zigbee.znp import codecs as cd
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import types as t
 from drivers.zigbee.znp.commands import Message
@@ -153,7 +154,7 @@ class LinkKeyStore:
     def supported(self) -> bool:
         return self.product in (PRODUCT_ZSTACK_3X0, PRODUCT_ZSTACK_30X)
 
-    async def _ex(self, name: str, item: int, sub: int, **fields: t.FieldValue) -> Message:
+    async def _ex(self, name: str, item: int, sub: int, **fields: cd.FieldValue) -> Message:
         """SYS_NV_READ/WRITE of one extended NV entry; NV_OPER_FAILED needs a human."""
         rsp = await self.nv.api.request(
             c.BY_NAME[name], SysId=NVINTF_SYSID_ZSTACK, ItemId=item, SubId=sub, Offset=0, **fields

@@ -31,6 +31,7 @@ from typing import Any
 from drivers.aio import cancel_and_wait
 from drivers.errors import ParseError
 from drivers.zigbee.zcl import frame as zf
+from drivers.zigbee.znp import codecs as cd
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import frames
 from drivers.zigbee.znp import types as t
@@ -591,7 +592,7 @@ class ZStackSimulator:
                 SecurityUse=0,
                 TimeStamp=self._held_stamp,
                 TSN=0,
-                Data=t.Held(len(data)),
+                Data=cd.Held(len(data)),
             )
         )
 

@@ -10,10 +10,10 @@ Wire layout (TI Z-Stack Monitor and Test API)::
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 from drivers.errors import ParseError
+from drivers.wire import WireEnum
 
 SOF = 0xFE
 MAX_DATA_LEN = 250
@@ -21,19 +21,14 @@ MAX_DATA_LEN = 250
 OVERHEAD = 5
 
 
-class CommandType(enum.IntEnum):
+class CommandType(WireEnum):
     POLL = 0
     SREQ = 1
     AREQ = 2
     SRSP = 3
-    UNKNOWN = -1
-
-    @classmethod
-    def _missing_(cls, value: object) -> CommandType:
-        return cls.UNKNOWN
 
 
-class Subsystem(enum.IntEnum):
+class Subsystem(WireEnum):
     RPC_ERROR = 0x00
     SYS = 0x01
     MAC = 0x02
@@ -49,11 +44,6 @@ class Subsystem(enum.IntEnum):
     UBL_FUNC = 0x0D
     APP_CNF = 0x0F
     ZGP = 0x15
-    UNKNOWN = -1
-
-    @classmethod
-    def _missing_(cls, value: object) -> Subsystem:
-        return cls.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
