@@ -14,7 +14,6 @@ import dataclasses
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,8 @@ from gateway.config import (
     GpioSection,
     TriggerDef,
 )
-from gateway.model import Event, Reading
 from gateway.service import Service
+from gateway.store import Commit
 
 DOOR_PIN = 27
 RELAY = "gpio-hall-relay"
@@ -72,9 +71,9 @@ async def _measure(n: int) -> list[float]:
             auto.engine.limits = dataclasses.replace(auto.engine.limits, rate_max=1_000_000)
             commits: list[float] = []
 
-            def on_commit(readings: Sequence[Reading], _events: Sequence[Event]) -> None:
+            def on_commit(commit: Commit) -> None:
                 now = time.perf_counter()
-                commits.extend(now for r in readings if r.device_id == "gpio-front-door")
+                commits.extend(now for r in commit.readings if r.device_id == "gpio-front-door")
 
             store.subscribe(on_commit)
             done = auto.effects.command_times

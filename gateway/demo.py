@@ -25,10 +25,10 @@ from gateway.config import (
     GpioDevice,
     GpioSection,
 )
-from gateway.model import Event, Reading
 
 if TYPE_CHECKING:
     from gateway.devices import DeviceDirectory
+    from gateway.store import Commit
 
 _LOGGER = logging.getLogger("gateway.demo")
 
@@ -190,7 +190,8 @@ class ReadingLogger:
         self._count = 0
         self._skipped = 0
 
-    def __call__(self, readings: Sequence[Reading], events: Sequence[Event]) -> None:
+    def __call__(self, commit: Commit) -> None:
+        readings, events = commit.readings, commit.events
         now = time.monotonic()
         if now - self._window >= 1.0:
             if self._skipped:

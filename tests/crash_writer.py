@@ -10,12 +10,10 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.config import StoreSection
-from gateway.model import Event, Reading
-from gateway.store import Store
+from gateway.store import Commit, Store
 from tests.helpers import event, reading
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,8 +42,8 @@ async def main(path: Path) -> None:
     store = await Store.open(path, StoreSection(batch_max_rows=50, batch_max_ms=5))
     out = sys.stdout
 
-    def listener(readings: Sequence[Reading], events: Sequence[Event]) -> None:
-        for seq in [*(r.seq for r in readings), *(e.seq for e in events)]:
+    def listener(commit: Commit) -> None:
+        for seq in [*(r.seq for r in commit.readings), *(e.seq for e in commit.events)]:
             out.write(f"stored {seq}\n")
         out.flush()
 

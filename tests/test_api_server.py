@@ -15,6 +15,7 @@ from gateway.api.events import EventFilter, EventHub
 from gateway.api.timing import ApiTiming
 from gateway.api.token import rotate_token, token_path
 from gateway.service import ServiceTiming
+from gateway.store import Commit
 from tests.api_support import Running, running
 from tests.helpers import event, reading
 
@@ -443,7 +444,7 @@ async def test_a_slow_event_client_loses_messages_and_is_dropped() -> None:
     hub = EventHub(queue_size=3, lag_limit=5)
     slow = hub.add(EventFilter())
     other = hub.add(EventFilter(devices=frozenset({"gpio-b"})))
-    hub.on_commit([reading(device="gpio-a") for _ in range(7)], [event(device="gpio-b")])
+    hub.on_commit(Commit([reading(device="gpio-a") for _ in range(7)], [event(device="gpio-b")], 0))
     assert slow.queue.qsize() == 3
     assert slow.dropped == 5
     assert slow.too_slow.is_set()

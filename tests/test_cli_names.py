@@ -170,6 +170,7 @@ def test_the_demo_log_shows_names(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     from gateway.demo import ReadingLogger
     from gateway.devices import DeviceDirectory
     from gateway.model import Reading, Stamp
+    from gateway.store import Commit
 
     cfg = Config(devices={"gpio-hall-relay": DeviceEntry(name="Hall light")})
     directory = DeviceDirectory(lambda: cfg, tmp_path)
@@ -179,7 +180,7 @@ def test_the_demo_log_shows_names(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         Reading("gpio-hall-pir", "motion", False, None, stamp, "gpio", seq=8),
     ]
     with caplog.at_level(logging.INFO, logger="gateway.demo"):
-        ReadingLogger(directory)(readings, [])
+        ReadingLogger(directory)(Commit(readings, [], 0))
     assert [r.getMessage() for r in caplog.records] == [
         "#7 gpio-hall-relay (Hall light) switch = True",
         "#8 gpio-hall-pir motion = False",

@@ -12,8 +12,12 @@ import pytest
 from gateway.config import StoreSection
 from gateway.errors import StoreCorruptError, StoreError
 from gateway.model import DeviceStatus, DeviceUpdate, Event, Reading, Transport
-from gateway.store import APPLICATION_ID, SCHEMA_VERSION, Store, open_readonly
+from gateway.store import APPLICATION_ID, SCHEMA_VERSION, Commit, Store, open_readonly
 from tests.helpers import event, reading
+
+
+def _seqs(c: Commit) -> list[int]:
+    return [r.seq for r in c.readings] + [e.seq for e in c.events]
 
 
 async def test_new_database_has_schema_wal_and_app_id(tmp_path: Path) -> None:
@@ -53,10 +57,27 @@ async def test_database_from_newer_migw_is_refused_and_kept(tmp_path: Path) -> N
     assert path.exists()
 
 
+async def test_a_commit_says_what_it_adds_to_the_outbox_bound(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db", StoreSection(batch_max_rows=7)) as store:
+        added: list[int] = []
+        store.subscribe(lambda c: added.append(c.outbox_bytes))
+        for i in range(30):
+            store.add_reading(reading(value=float(i) / 3))
+            store.add_reading(reading("gpio-b", "label", f"élan {i}", None))
+            store.add_reading(reading("gpio-c", "opening", i % 2 == 0, None))
+            if i % 4 == 0:
+                store.add_event(event(action=f"double {i}"))
+        await store.flush()
+        rows = await store.outbox_fetch(1000)
+        stats = await store.outbox_stats()
+    assert len(added) > 1
+    assert sum(added) == stats.bytes == sum(len(r.body) + 48 for r in rows)
+
+
 async def test_commit_batches_hold_at_most_batch_max_rows(tmp_path: Path) -> None:
     async with await Store.open(tmp_path / "s.db", StoreSection(batch_max_rows=500)) as store:
         batches: list[int] = []
-        store.subscribe(lambda rs, es: batches.append(len(rs) + len(es)))
+        store.subscribe(lambda c: batches.append(len(c.readings) + len(c.events)))
         for i in range(1200):
             store.add_reading(reading(value=float(i)))
         await store.flush()
@@ -68,7 +89,7 @@ async def test_sequence_numbers_strictly_increase_and_survive_restart(tmp_path: 
     path = tmp_path / "s.db"
     seen: list[int] = []
     async with await Store.open(path) as store:
-        store.subscribe(lambda rs, es: seen.extend([*(r.seq for r in rs), *(e.seq for e in es)]))
+        store.subscribe(lambda c: seen.extend(_seqs(c)))
         for i in range(10):
             store.add_reading(reading(value=float(i)))
         store.add_event(event())
@@ -76,7 +97,7 @@ async def test_sequence_numbers_strictly_increase_and_survive_restart(tmp_path: 
         # delivered rows leave the outbox: the numbers must still not be reused
         await store.outbox_delete(seen)
     async with await Store.open(path) as store:
-        store.subscribe(lambda rs, es: seen.extend([*(r.seq for r in rs), *(e.seq for e in es)]))
+        store.subscribe(lambda c: seen.extend(_seqs(c)))
         store.add_reading(reading())
         await store.flush()
     assert seen == list(range(1, 13))
@@ -212,7 +233,7 @@ async def test_failed_commit_keeps_the_batch_and_retries(
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         got: list[Reading | Event] = []
-        store.subscribe(lambda rs, es: got.extend(rs))
+        store.subscribe(lambda c: got.extend(c.readings))
         for i in range(5):
             store.add_reading(reading(value=float(i)))
         while store.counters.commit_failures == 0:
@@ -316,7 +337,7 @@ async def test_sequence_numbers_continue_after_the_database_is_lost(
                 side.write_bytes(b"\x00garbage" * 512)
     got: list[int] = []
     async with await Store.open(path) as store:
-        store.subscribe(lambda rs, es: got.extend(r.seq for r in rs))
+        store.subscribe(lambda c: got.extend(r.seq for r in c.readings))
         store.add_reading(reading())
         await store.flush()
     assert got[0] > 10, "a sequence number was handed out twice"
@@ -336,7 +357,7 @@ async def test_a_permanently_refused_item_is_dropped_and_the_rest_committed(
         con.commit()
         con.close()
         got: list[str] = []
-        store.subscribe(lambda rs, es: got.extend(r.device_id for r in rs))
+        store.subscribe(lambda c: got.extend(r.device_id for r in c.readings))
         for i in range(11):
             store.add_reading(reading("gpio-poison" if i == 5 else f"gpio-{i}", value=float(i)))
         await asyncio.wait_for(store.flush(), 10)
@@ -361,7 +382,7 @@ async def test_someone_else_using_our_numbers_is_survived(tmp_path: Path) -> Non
         con.commit()
         con.close()
         got: list[int] = []
-        store.subscribe(lambda rs, es: got.extend(r.seq for r in rs))
+        store.subscribe(lambda c: got.extend(r.seq for r in c.readings))
         store.add_reading(reading())
         await asyncio.wait_for(store.flush(), 10)
     assert got == [3]
@@ -409,7 +430,7 @@ async def test_a_failed_reservation_write_is_retried_before_any_number_is_used(
     blocker.mkdir()  # the reservation's temporary file cannot be created
     async with await Store.open(path) as store:
         got: list[int] = []
-        store.subscribe(lambda rs, es: got.extend(r.seq for r in rs))
+        store.subscribe(lambda c: got.extend(r.seq for r in c.readings))
         store.add_reading(reading())
         async with asyncio.timeout(10):
             while store.counters.commit_failures < 3:
@@ -460,7 +481,7 @@ async def test_memory_is_bounded_while_writes_fail_and_events_are_kept(
         assert any("pending queue is full" in p for p in store.problems())
         await store._db.execute("PRAGMA query_only=OFF")
         got: list[str] = []
-        store.subscribe(lambda rs, es: got.extend(e.action for e in es))
+        store.subscribe(lambda c: got.extend(e.action for e in c.events))
         async with asyncio.timeout(30):
             await store.flush()
         assert got == ["single"]

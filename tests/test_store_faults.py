@@ -106,7 +106,7 @@ async def test_a_damaged_wal_after_kill_never_reuses_a_number(
     got: list[int] = []
     with caplog.at_level(logging.ERROR, logger="gateway.store"):
         async with await Store.open(db) as store:
-            store.subscribe(lambda rs, es: got.extend(r.seq for r in rs))
+            store.subscribe(lambda c: got.extend(r.seq for r in c.readings))
             store.add_reading(reading())
             await store.flush()
             assert any(words in d for d in store.damage), store.damage
@@ -136,7 +136,7 @@ async def test_an_older_main_file_restored_never_reuses_a_number(
     got: list[int] = []
     with caplog.at_level(logging.ERROR, logger="gateway.store"):
         async with await Store.open(db) as store:
-            store.subscribe(lambda rs, es: got.extend(r.seq for r in rs))
+            store.subscribe(lambda c: got.extend(r.seq for r in c.readings))
             store.add_reading(reading())
             await store.flush()
             assert any("an older copy restored" in d for d in store.damage), store.damage

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -15,13 +15,13 @@ from gateway.api.request import SERVICE, device_id_of, read_json
 from gateway.api.serialize import device_json, event_json, keyed_devices
 from gateway.config import ble_device_id
 from gateway.errors import ConfigError, StoreError
-from gateway.model import DeviceUpdate, Event, Reading, Transport
+from gateway.model import DeviceUpdate, Transport
 
 if TYPE_CHECKING:
     from gateway.devices import DeviceDirectory
     from gateway.ingest import Ingest
     from gateway.service import Service
-    from gateway.store import Store
+    from gateway.store import Commit, Store
 
 
 def _parts(request: web.Request) -> tuple[Service, Store, Ingest, DeviceDirectory]:
@@ -154,8 +154,8 @@ class RecentEvents:
     def __init__(self) -> None:
         self._by_device: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
 
-    def __call__(self, readings: Sequence[Reading], events: Sequence[Event]) -> None:
-        for e in events:
+    def __call__(self, commit: Commit) -> None:
+        for e in commit.events:
             kept = self._by_device.pop(e.device_id, None) or deque(maxlen=RECENT_EVENTS)
             kept.append(event_json(e))
             self._by_device[e.device_id] = kept

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.api.serialize import event_json, reading_json
-from gateway.model import Event, Reading
+
+if TYPE_CHECKING:
+    from gateway.store import Commit
 
 #: Messages buffered per client before it starts losing them.
 QUEUE_SIZE = 1000
@@ -105,9 +107,10 @@ class EventHub:
             else:
                 self.dropped += 1
 
-    def on_commit(self, readings: Sequence[Reading], events: Sequence[Event]) -> None:
+    def on_commit(self, commit: Commit) -> None:
         if not self.clients:
             return
+        readings, events = commit.readings, commit.events
         for r in readings:
             self._offer("reading", r.device_id, r.metric, reading_json(r))
         for e in events:

@@ -20,7 +20,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from drivers.ble.presence import (
@@ -48,12 +48,12 @@ from gateway.model import (
     CommandResult,
     DeviceUpdate,
     Event,
-    Reading,
     Transport,
 )
 
 if TYPE_CHECKING:
     from gateway.service import Service
+    from gateway.store import Commit
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -266,7 +266,8 @@ class Automations:
             except Exception as exc:  # noqa: BLE001 - replay data only; keep reacting
                 self.reason = f"cannot write automations.db: {exc}"
 
-    def _on_commit(self, readings: Sequence[Reading], events: Sequence[Event]) -> None:
+    def _on_commit(self, commit: Commit) -> None:
+        readings, events = commit.readings, commit.events
         for r in readings:
             self._queue.put_nowait(
                 Input(r.stamp.wall, "reading", r.device_id, r.metric, r.value, seq=r.seq)

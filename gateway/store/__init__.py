@@ -20,19 +20,18 @@ from gateway.store.outbox import (
     OutboxRow,
     OutboxStats,
     event_body,
-    event_size,
     reading_body,
-    reading_size,
 )
 from gateway.store.reader import StateReader, open_readonly
 from gateway.store.schema import APPLICATION_ID, SCHEMA_VERSION
-from gateway.store.writer import CommitListener, Store, StoreCounters
+from gateway.store.writer import Commit, CommitListener, Store, StoreCounters
 
 __all__ = [
     "APPLICATION_ID",
     "OUTBOX_EVENT",
     "OUTBOX_READING",
     "SCHEMA_VERSION",
+    "Commit",
     "CommitListener",
     "OutboxRow",
     "OutboxStats",
@@ -40,8 +39,6 @@ __all__ = [
     "Store",
     "StoreCounters",
     "event_body",
-    "event_size",
     "open_readonly",
     "reading_body",
-    "reading_size",
 ]

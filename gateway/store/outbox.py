@@ -89,14 +89,6 @@ def row_size(body: str) -> int:
     return len(body) + ROW_OVERHEAD
 
 
-def reading_size(r: Reading) -> int:
-    return row_size(reading_body(r))
-
-
-def event_size(e: Event) -> int:
-    return row_size(event_body(e))
-
-
 #: ``series.unit`` of a reading without a unit, and of a device's own series (events).
 NO_UNIT = "\x00"
 
@@ -112,22 +104,21 @@ def event_series(e: Event) -> SeriesKey:
     return (e.device_id, "", NO_UNIT)
 
 
-def reading_row(seq: int, r: Reading, series: int, boot: int) -> tuple[Any, ...]:
+def reading_fixed_size(key: SeriesKey) -> int:
+    """The row size of a reading of this series without its value's JSON text (a reading's
+    size is this plus the length of that text)."""
+    device_id, metric, unit = key
+    return row_size(_body(OUTBOX_READING, "", device_id, metric, unit))
+
+
+def reading_row(
+    seq: int, r: Reading, series: int, boot: int, value: str, size: int
+) -> tuple[Any, ...]:
     """The parameters of :data:`INSERT` for a reading: ``series`` and ``boot`` are the
-    numbers of its (device, metric, unit) and boot id. The body stored is the value's JSON."""
-    size = row_size(reading_body(r))
+    numbers of its (device, metric, unit) and boot id, ``value`` its value's JSON text (the
+    body stored), ``size`` its row size."""
     s = r.stamp
-    return (
-        seq,
-        OUTBOX_READING,
-        series,
-        encode_value(r.value),
-        s.wall,
-        boot,
-        s.mono,
-        int(s.synced),
-        size,
-    )
+    return (seq, OUTBOX_READING, series, value, s.wall, boot, s.mono, int(s.synced), size)
 
 
 def event_row(seq: int, e: Event, series: int, boot: int) -> tuple[Any, ...]:
@@ -165,6 +156,8 @@ def _body(kind: int, stored: str, device_id: str, metric: str, unit: str) -> str
     return _device_key(device_id) + ("," if len(stored) > 2 else "") + stored[1:]
 
 
+#: The index of ``size`` in a row of :data:`INSERT`'s parameters.
+SIZE_COLUMN = 8
 INSERT = (
     "INSERT INTO outbox (seq, kind, series, body, ts, boot, mono, synced, size)"
     " VALUES (?,?,?,?,?,?,?,?,?)"

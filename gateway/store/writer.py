@@ -89,13 +89,26 @@ class _Pending:
         return not (self.readings or self.events or self.devices or self.seen)
 
 
-CommitListener = Callable[[Sequence[Reading], Sequence[Event]], None]
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """What one commit stored, as commit listeners see it."""
+
+    readings: Sequence[Reading]
+    events: Sequence[Event]
+    #: What these rows add to the outbox's byte bound (the sum of their row sizes).
+    outbox_bytes: int
 
 
-def _cost(item: Reading | Event) -> int:
-    if isinstance(item, Reading):
-        return ITEM_COST + (len(item.value) if isinstance(item.value, str) else 0)
-    return ITEM_COST + sum(len(str(v)) for _, v in item.properties)
+CommitListener = Callable[[Commit], None]
+
+
+def _reading_cost(r: Reading) -> int:
+    value = r.value
+    return ITEM_COST + len(value) if type(value) is str else ITEM_COST
+
+
+def _event_cost(e: Event) -> int:
+    return ITEM_COST + sum(len(str(v)) for _, v in e.properties)
 
 
 class Store(StateReader):
@@ -138,6 +151,8 @@ class Store(StateReader):
         self._new_boots: dict[str, int] = {}
         self._new_series: dict[outbox.SeriesKey, int] = {}
         self._next_series = 1
+        #: Series number -> a reading's outbox row size without its value's JSON text.
+        self._fixed_size: dict[int, int] = {}
         #: Whether an uplink is configured (else the outbox is kept small).
         self._uplink: Callable[[], bool] = lambda: True
         self._uplink_stored: bool | None = None
@@ -327,15 +342,14 @@ class Store(StateReader):
         return len(self._pending)
 
     def subscribe(self, listener: CommitListener) -> Callable[[], None]:
-        """Call ``listener(readings, events)`` after each commit. Returns an unsubscribe."""
+        """Call ``listener(commit)`` after each commit. Returns an unsubscribe."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _admit(self, item: Reading | Event) -> int:
+    def _admit(self, item: Reading | Event, cost: int) -> int:
         """The item's cost when it may be queued, 0 when it is dropped (counted)."""
         if self._closed:
             raise StoreError("store is closed")
-        cost = _cost(item)
         p = self._pending
         if len(p) < MAX_PENDING and p.bytes + cost <= MAX_PENDING_BYTES:
             return cost
@@ -345,7 +359,7 @@ class Store(StateReader):
             _LOGGER.error("pending queue full (writes failing?): dropping readings")
         if isinstance(item, Event) and p.readings:
             # events are rare and urgent: one takes the place of the oldest reading
-            p.bytes -= _cost(p.readings.pop(0))
+            p.bytes -= _reading_cost(p.readings.pop(0))
             return cost
         return 0
 
@@ -354,7 +368,7 @@ class Store(StateReader):
         if not storable(reading):
             self.counters.dropped_invalid += 1
             return False
-        cost = self._admit(reading)
+        cost = self._admit(reading, _reading_cost(reading))
         if not cost:
             return False
         self._pending.readings.append(reading)
@@ -364,7 +378,7 @@ class Store(StateReader):
         return True
 
     def add_event(self, event: Event) -> bool:
-        cost = self._admit(event)
+        cost = self._admit(event, _event_cost(event))
         if not cost:
             return False
         self._pending.events.append(event)
@@ -438,7 +452,7 @@ class Store(StateReader):
             batch = self._take(1 if isolate > 0 else max_rows)
             isolate = max(0, isolate - len(batch))
             try:
-                readings, events = await self._commit(batch)
+                commit = await self._commit(batch)
             except Exception as exc:  # the writer must outlive any failure
                 self.counters.commit_failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -479,7 +493,7 @@ class Store(StateReader):
             self.last_error = ""
             for listener in list(self._listeners):
                 try:
-                    listener(readings, events)
+                    listener(commit)
                 except Exception:
                     _LOGGER.exception("commit listener failed")
 
@@ -496,7 +510,7 @@ class Store(StateReader):
         batch.readings, p.readings = p.readings[:n_readings], p.readings[n_readings:]
         batch.devices, p.devices = p.devices, {}
         batch.seen, p.seen = p.seen, {}
-        batch.bytes = sum(map(_cost, batch.readings)) + sum(map(_cost, batch.events))
+        batch.bytes = sum(map(_reading_cost, batch.readings)) + sum(map(_event_cost, batch.events))
         p.bytes -= batch.bytes
         return batch
 
@@ -510,7 +524,7 @@ class Store(StateReader):
         for key, seen in batch.seen.items():
             p.seen[key] = max(seen, p.seen.get(key, seen))
 
-    async def _commit(self, batch: _Pending) -> tuple[list[Reading], list[Event]]:
+    async def _commit(self, batch: _Pending) -> Commit:
         seq = self._last_seq
         readings: list[Reading] = []
         events: list[Event] = []
@@ -518,6 +532,7 @@ class Store(StateReader):
         state_rows: dict[tuple[str, str], tuple[Any, ...]] = {}
         outbox_rows: list[tuple[Any, ...]] = []
         battery: dict[str, float] = {}
+        outbox_bytes = 0
         queue = self._uplink()
         # Numbers follow arrival order per kind; within one batch readings come before
         # events (a consumer orders by seq, and a batch spans at most batch_max_ms).
@@ -525,7 +540,13 @@ class Store(StateReader):
             seq += 1
             value = encode_value(r.value)
             readings.append(_with_seq(r, seq))
-            series = self._series_id(outbox.reading_series(r))
+            key = outbox.reading_series(r)
+            series = self._series_id(key)
+            fixed = self._fixed_size.get(series)
+            if fixed is None:
+                fixed = self._fixed_size[series] = outbox.reading_fixed_size(key)
+            size = fixed + len(value)
+            outbox_bytes += size
             history_rows.append((seq, series, value, r.stamp.wall))
             state_rows[(r.device_id, r.metric)] = (
                 r.device_id,
@@ -535,17 +556,19 @@ class Store(StateReader):
                 r.stamp.wall,
                 seq,
             )
-            outbox_rows.append(outbox.reading_row(seq, r, series, self._boot_id(r.stamp.boot)))
+            outbox_rows.append(
+                outbox.reading_row(seq, r, series, self._boot_id(r.stamp.boot), value, size)
+            )
             if r.metric == "battery" and isinstance(r.value, int | float):
                 battery[r.device_id] = float(r.value)
         for e in batch.events:
             seq += 1
             events.append(_with_seq(e, seq))
-            outbox_rows.append(
-                outbox.event_row(
-                    seq, e, self._series_id(outbox.event_series(e)), self._boot_id(e.stamp.boot)
-                )
+            row = outbox.event_row(
+                seq, e, self._series_id(outbox.event_series(e)), self._boot_id(e.stamp.boot)
             )
+            outbox_bytes += row[outbox.SIZE_COLUMN]
+            outbox_rows.append(row)
         if seq >= self._reserved:
             # the reservation is on disk before any number under it is used; a failure
             # fails this commit, which is retried (the batch stays pending)
@@ -603,7 +626,7 @@ class Store(StateReader):
         self.counters.commits += 1
         self.counters.rows_committed += len(readings) + len(events)
         self.last_commit_wall = time.time()
-        return readings, events
+        return Commit(readings, events, outbox_bytes)
 
     def _boot_id(self, boot: str) -> int:
         n = self._boots.get(boot)

@@ -27,15 +27,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from drivers.supervisor import State, SupervisorStatus
 from gateway.clock import Clock
 from gateway.config import Config, HomeAssistantSection, UpstreamSection
 from gateway.driver import DriverHealth, Health
-from gateway.model import Event, Reading
-from gateway.store import Store, event_size, reading_size
+from gateway.store import Commit, Store
 from gateway.sync.figures import LinkState, OutboxFigures, SyncCounters
 from gateway.sync.inbound import CommandRouting, Inbound
 from gateway.sync.mqtt import BrokerSettings
@@ -325,12 +323,13 @@ class SyncAgent:
 
     # ------------------------------------------------------------------ commit listener
 
-    def _on_commit(self, readings: Sequence[Reading], events: Sequence[Event]) -> None:
+    def _on_commit(self, commit: Commit) -> None:
         """Called by the store writer after each commit: cheap, never raises."""
         f = self._figures
+        readings, events = commit.readings, commit.events
         n = len(readings) + len(events)
         f.rows += n
-        f.bytes += sum(reading_size(r) for r in readings) + sum(event_size(e) for e in events)
+        f.bytes += commit.outbox_bytes
         f.events += len(events)
         if any(not r.stamp.synced for r in readings) or any(not e.stamp.synced for e in events):
             self._upkeep.unsynced_seen = True
