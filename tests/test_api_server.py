@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import stat
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -404,16 +407,10 @@ async def test_stopping_the_service_closes_event_streams(
 async def test_a_half_sent_request_does_not_block_others(
     api: Running, http: aiohttp.ClientSession
 ) -> None:
-    _reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
-    try:
-        writer.write(b"GET /api/v1/devices HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        await writer.drain()
+    async with raw_connection(api.port, b"GET /api/v1/devices HTTP/1.1\r\nHost: x\r\nX-Slow: "):
         for _ in range(3):
             await assert_healthy(http, api)
             await get_json(http, api, "/api/v1/devices")
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 async def test_a_slow_body_gets_408(tmp_path: Path, mock_pins: Any) -> None:
@@ -423,19 +420,9 @@ async def test_a_slow_body_gets_408(tmp_path: Path, mock_pins: Any) -> None:
 
 
 async def _slow_body_gets_408(api: Running) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
-    try:
-        writer.write(
-            b"POST /api/v1/devices/gpio-hall-relay/commands HTTP/1.1\r\nHost: x\r\n"
-            + f"Authorization: Bearer {api.token}\r\n".encode()
-            + b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"sw'
-        )
-        await writer.drain()
-        status_line = await asyncio.wait_for(reader.readline(), 10)
+    async with raw_connection(api.port, command_head(api, 100) + b'{"sw') as conn:
+        status_line = await asyncio.wait_for(conn.reader.readline(), 10)
         assert status_line.startswith(b"HTTP/1.1 408"), status_line
-    finally:
-        writer.close()
-        await writer.wait_closed()
     async with aiohttp.ClientSession() as http:
         await assert_healthy(http, api)
 
@@ -472,6 +459,50 @@ def test_a_root_rotation_keeps_the_service_users_ownership(tmp_path: Path) -> No
     assert stat.S_IMODE(after.st_mode) == 0o600
 
 
+HEALTH_THEN_CLOSE = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class RawConnection:
+    """A TCP connection to the API, bytes as a hostile or slow client sends them."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+
+@contextlib.asynccontextmanager
+async def raw_connection(
+    port: int, first: bytes = b"", *, local_addr: str | None = None
+) -> AsyncIterator[RawConnection]:
+    """A new connection (from ``local_addr``, a loopback address) with ``first`` sent on it;
+    closed when the block ends."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, local_addr=(local_addr, 0) if local_addr else None
+    )
+    try:
+        conn = RawConnection(reader, writer)
+        if first:
+            await conn.send(first)
+        yield conn
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+def command_head(api: Running, content_length: int) -> bytes:
+    """The head of an authorized JSON command to the demo relay."""
+    return (
+        b"POST /api/v1/devices/gpio-hall-relay/commands HTTP/1.1\r\nHost: x\r\n"
+        + f"Authorization: Bearer {api.token}\r\n".encode()
+        + f"Content-Type: application/json\r\nContent-Length: {content_length}\r\n\r\n".encode()
+    )
+
+
 async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
     try:
         return await asyncio.wait_for(reader.read(), 10)
@@ -482,39 +513,24 @@ async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
 async def answer_then_closed(port: int, request: bytes) -> bytes:
     """Sends ``request`` on a new connection; returns the answer's head and body after
     asserting that the server then closes the connection."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        answer = await read_response(reader)
-        assert await read_until_closed(reader) == b""
+    async with raw_connection(port, request) as conn:
+        answer = await read_response(conn.reader)
+        assert await read_until_closed(conn.reader) == b""
         return answer
-    finally:
-        writer.close()
 
 
 @with_limits(header_timeout_s=0.3)
 async def test_a_trickled_request_head_is_cut_off(
     api: Running, http: aiohttp.ClientSession
 ) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
-    try:
-        writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
-        await writer.drain()
-        assert await read_until_closed(reader) == b""  # closed without an answer
-    finally:
-        writer.close()
+    async with raw_connection(api.port, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n") as conn:
+        assert await read_until_closed(conn.reader) == b""  # closed without an answer
     assert api.server.limits.header_timeouts == 1
     assert api.server.health().counters["header_timeouts"] == 1
     # a client that sends its head in time is not affected by the deadline
-    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
-    try:
-        writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        await writer.drain()
+    async with raw_connection(api.port, HEALTH_THEN_CLOSE) as conn:
         await asyncio.sleep(0.5)
-        answer = await read_until_closed(reader)
-    finally:
-        writer.close()
+        answer = await read_until_closed(conn.reader)
     assert answer.startswith(b"HTTP/1.1 200")
     await assert_healthy(http, api)
 
@@ -549,15 +565,8 @@ async def _wait_active(api: Running, n: int) -> None:
 
 
 async def _health_from(api: Running, local_addr: str) -> bytes:
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", api.port, local_addr=(local_addr, 0)
-    )
-    try:
-        writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        await writer.drain()
-        return await read_until_closed(reader)
-    finally:
-        writer.close()
+    async with raw_connection(api.port, HEALTH_THEN_CLOSE, local_addr=local_addr) as conn:
+        return await read_until_closed(conn.reader)
 
 
 @with_limits(max_connections=24, max_per_peer=4, local_reserved=4)
@@ -625,48 +634,32 @@ async def read_response(reader: asyncio.StreamReader) -> bytes:
 async def test_every_request_head_on_a_kept_alive_connection_is_timed(
     api: Running, http: aiohttp.ClientSession
 ) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
-    try:
-        # a POST with a body, then a GET: both heads in time, the body is not a head
-        body = b'{"nothing": 1}'
-        writer.write(
-            b"POST /api/v1/devices/gpio-hall-relay/commands HTTP/1.1\r\nHost: x\r\n"
-            + f"Authorization: Bearer {api.token}\r\n".encode()
-            + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        await writer.drain()
-        assert (await read_response(reader)).startswith(b"HTTP/1.1 4")
+    # a POST with a body, then a GET: both heads in time, the body is not a head
+    body = b'{"nothing": 1}'
+    async with raw_connection(api.port, command_head(api, len(body)) + body) as conn:
+        assert (await read_response(conn.reader)).startswith(b"HTTP/1.1 4")
         await asyncio.sleep(0.5)  # idle between requests is not head time
-        writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
-        await writer.drain()
-        assert (await read_response(reader)).startswith(b"HTTP/1.1 200")
+        await conn.send(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_response(conn.reader)).startswith(b"HTTP/1.1 200")
         assert api.server.limits.header_timeouts == 0
         # the third head trickles in: cut off without an answer
-        writer.write(b"GET /api/v1/health HTTP/1.1\r\n")
-        await writer.drain()
-        assert await read_until_closed(reader) == b""
-    finally:
-        writer.close()
+        await conn.send(b"GET /api/v1/health HTTP/1.1\r\n")
+        assert await read_until_closed(conn.reader) == b""
     assert api.server.limits.header_timeouts == 1
     await assert_healthy(http, api)
 
 
 async def test_pipelined_requests_are_answered(api: Running) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
-    try:
-        body = b"{}"
-        writer.write(
-            b"POST /api/v1/zigbee/permit-join HTTP/1.1\r\nHost: x\r\n"
-            + f"Authorization: Bearer {api.token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body
-            + b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
-        )
-        await writer.drain()
-        assert (await read_response(reader)).startswith(b"HTTP/1.1 409")
-        assert (await read_response(reader)).startswith(b"HTTP/1.1 200")
-    finally:
-        writer.close()
+    body = b"{}"
+    pipelined = (
+        b"POST /api/v1/zigbee/permit-join HTTP/1.1\r\nHost: x\r\n"
+        + f"Authorization: Bearer {api.token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+        + b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    async with raw_connection(api.port, pipelined) as conn:
+        assert (await read_response(conn.reader)).startswith(b"HTTP/1.1 409")
+        assert (await read_response(conn.reader)).startswith(b"HTTP/1.1 200")
     assert api.server.limits.header_timeouts == 0
 
 

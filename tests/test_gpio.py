@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, TypedDict
 
 import pytest
@@ -27,19 +29,25 @@ async def _until(signals: list[GpioSignal], n: int, timeout: float = 5.0) -> Non
             await asyncio.sleep(0.01)
 
 
-async def _open(mock_pins: Any, *specs: PinSpec) -> tuple[GpioBank, list[GpioSignal]]:
+@contextlib.asynccontextmanager
+async def opened(
+    mock_pins: Any, *specs: PinSpec
+) -> AsyncIterator[tuple[GpioBank, list[GpioSignal]]]:
+    """An open bank of ``specs`` and the signals it reports; closed when the block ends."""
     signals: list[GpioSignal] = []
     bank = GpioBank(
         list(specs), signals.append, loop=asyncio.get_running_loop(), pin_factory=mock_pins
     )
     bank.open()
-    return bank, signals
+    try:
+        yield bank, signals
+    finally:
+        bank.close()
 
 
 async def test_contact_reports_opening_both_ways(mock_pins: Any) -> None:
     spec = PinSpec("door", PinKind.CONTACT, 27, active_high=True, pull_up=True, bounce_s=0.0)
-    bank, signals = await _open(mock_pins, spec)
-    try:
+    async with opened(mock_pins, spec) as (bank, signals):
         pin = mock_pins.pin(27)
         pin.drive_low()  # magnet at the reed switch: door closed
         await _until(signals, 1)
@@ -50,8 +58,6 @@ async def test_contact_reports_opening_both_ways(mock_pins: Any) -> None:
             StateChange("door", "opening", True),
         ]
         assert bank.state("door") is True
-    finally:
-        bank.close()
 
 
 @pytest.mark.parametrize(
@@ -67,8 +73,7 @@ async def test_button_actions(
     mock_pins: Any, presses: int, hold: float, expected: list[str]
 ) -> None:
     spec = PinSpec("btn", PinKind.BUTTON, 17, active_high=False, pull_up=True, **FAST)
-    bank, signals = await _open(mock_pins, spec)
-    try:
+    async with opened(mock_pins, spec) as (_bank, signals):
         pin = mock_pins.pin(17)
         for _ in range(presses):
             pin.drive_low()
@@ -78,14 +83,11 @@ async def test_button_actions(
         await _until(signals, len(expected))
         await asyncio.sleep(0.3)  # nothing more may follow
         assert signals == [ButtonAction("btn", a) for a in expected]
-    finally:
-        bank.close()
 
 
 async def test_motion_clears_after_quiet_period_and_retriggers(mock_pins: Any) -> None:
     spec = PinSpec("pir", PinKind.MOTION, 22, **FAST)
-    bank, signals = await _open(mock_pins, spec)
-    try:
+    async with opened(mock_pins, spec) as (_bank, signals):
         pin = mock_pins.pin(22)
         pin.drive_high()
         await _until(signals, 1)
@@ -96,14 +98,11 @@ async def test_motion_clears_after_quiet_period_and_retriggers(mock_pins: Any) -
         pin.drive_low()
         await _until(signals, 2)
         assert signals == [StateChange("pir", "motion", True), StateChange("pir", "motion", False)]
-    finally:
-        bank.close()
 
 
 async def test_relay_on_off_toggle_pulse_and_active_low(mock_pins: Any) -> None:
     spec = PinSpec("relay", PinKind.RELAY, 23, active_high=False, initial=False)
-    bank, signals = await _open(mock_pins, spec)
-    try:
+    async with opened(mock_pins, spec) as (bank, signals):
         pin = mock_pins.pin(23)
         assert pin.state == 1  # active-low relay, off: pin high
         assert bank.set("relay", True) is True
@@ -114,8 +113,6 @@ async def test_relay_on_off_toggle_pulse_and_active_low(mock_pins: Any) -> None:
         assert signals == [StateChange("relay", "switch", v) for v in (True, False, True, False)]
         assert bank.set("relay", False) is False  # already off: no new signal
         assert len(signals) == 4
-    finally:
-        bank.close()
 
 
 ON_THEN_OFF = [StateChange("strike", "switch", True), StateChange("strike", "switch", False)]
@@ -125,25 +122,21 @@ ON_THEN_OFF = [StateChange("strike", "switch", True), StateChange("strike", "swi
 async def test_pulse_is_on_then_off_whatever_the_state_before(mock_pins: Any, before: bool) -> None:
     # issue 14: pulse used to invert an output that was already on, leaving it on afterwards
     spec = PinSpec("strike", PinKind.RELAY, 23, initial=before)
-    bank, signals = await _open(mock_pins, spec)
-    try:
+    async with opened(mock_pins, spec) as (bank, signals):
         assert bank.pulse("strike", 0.05) is True
         assert bank.state("strike") is True  # on for the pulse, also when it was on
         await _until(signals, 1 if before else 2)
         assert signals == (ON_THEN_OFF[1:] if before else ON_THEN_OFF)
         assert bank.state("strike") is False
         assert bank.pulse_ends("strike") is None
-    finally:
-        bank.close()
 
 
 async def test_second_pulse_extends_the_first(mock_pins: Any) -> None:
     # issue 14: `off; pulse 2; pulse 2` left the relay on for good (the second pulse
     # cancelled the first one's off-timer and inverted the output)
     spec = PinSpec("heater", PinKind.RELAY, 23)
-    bank, signals = await _open(mock_pins, spec)
     loop = asyncio.get_running_loop()
-    try:
+    async with opened(mock_pins, spec) as (bank, signals):
         bank.set("heater", False)
         bank.pulse("heater", 0.1)
         first_end = bank.pulse_ends("heater")
@@ -158,27 +151,21 @@ async def test_second_pulse_extends_the_first(mock_pins: Any) -> None:
         await _until(signals, 2)
         assert signals == [StateChange("heater", "switch", v) for v in (True, False)]
         assert bank.pulse_ends("heater") is None
-    finally:
-        bank.close()
 
 
 async def test_shorter_second_pulse_does_not_cut_the_first(mock_pins: Any) -> None:
     spec = PinSpec("strike", PinKind.RELAY, 23)
-    bank, signals = await _open(mock_pins, spec)
-    try:
+    async with opened(mock_pins, spec) as (bank, signals):
         bank.pulse("strike", 30.0)
         long_end = bank.pulse_ends("strike")
         bank.pulse("strike", 0.01)
         assert bank.pulse_ends("strike") == long_end
         assert signals == [StateChange("strike", "switch", True)]
-    finally:
-        bank.close()
 
 
 async def test_switching_off_cancels_a_pulse(mock_pins: Any) -> None:
     spec = PinSpec("strike", PinKind.RELAY, 23)
-    bank, signals = await _open(mock_pins, spec)
-    try:
+    async with opened(mock_pins, spec) as (bank, signals):
         bank.pulse("strike", 0.05)
         assert bank.set("strike", False) is False
         assert bank.pulse_ends("strike") is None
@@ -186,21 +173,23 @@ async def test_switching_off_cancels_a_pulse(mock_pins: Any) -> None:
         await asyncio.sleep(0.2)  # the cancelled pulse must not switch it off
         assert bank.state("strike") is True
         assert signals == [StateChange("strike", "switch", v) for v in (True, False, True)]
-    finally:
-        bank.close()
 
 
 async def test_invalid_pin_is_a_config_error(mock_pins: Any) -> None:
     with pytest.raises(GpioConfigError, match="'ghost' on pin 999"):
-        await _open(mock_pins, PinSpec("ghost", PinKind.CONTACT, 999))
+        async with opened(mock_pins, PinSpec("ghost", PinKind.CONTACT, 999)):
+            pass
 
 
 async def test_pin_used_twice_is_a_config_error(mock_pins: Any) -> None:
     with pytest.raises(GpioConfigError, match="'b' on pin 5"):
-        await _open(mock_pins, PinSpec("a", PinKind.RELAY, 5), PinSpec("b", PinKind.CONTACT, 5))
+        async with opened(
+            mock_pins, PinSpec("a", PinKind.RELAY, 5), PinSpec("b", PinKind.CONTACT, 5)
+        ):
+            pass
     # the bank released what it had opened: the pin is free again
-    bank, _ = await _open(mock_pins, PinSpec("c", PinKind.RELAY, 5))
-    bank.close()
+    async with opened(mock_pins, PinSpec("c", PinKind.RELAY, 5)):
+        pass
 
 
 async def test_callbacks_from_foreign_threads_land_on_the_loop(mock_pins: Any) -> None:
