@@ -87,22 +87,19 @@ ZIGBEE_DEMO_DIR = "zigbee-demo"
 DEMO_ZIGBEE_SEED = 4447
 
 
+@dataclasses.dataclass(slots=True)
 class SimulatedStick:
     """A :class:`~gateway.adapters.ZigbeeLink` to ``hw_mocks.znp.ZStackSimulator`` on a pty
     in ``state_dir``, with the Aqara models of ``hw_mocks.aqara``. One simulated stick per
     link: its network survives a restart of the driver, like a real stick's."""
 
-    def __init__(
-        self,
-        state_dir: Path,
-        *,
-        open_network_s: int | None = DEMO_PERMIT_JOIN_S,
-        report_interval: float = DEMO_REPORT_INTERVAL,
-    ) -> None:
-        self.state_dir = state_dir
-        self.open_network_s = open_network_s
-        self._report_interval = report_interval
-        self._sim: Any = None
+    state_dir: Path
+    _: dataclasses.KW_ONLY
+    #: The driver opens the network this long once the stick is up (the demo's devices join).
+    open_network_s: int | None = DEMO_PERMIT_JOIN_S
+    #: Seconds between the simulated devices' reports.
+    report_interval: float = DEMO_REPORT_INTERVAL
+    _sim: Any = dataclasses.field(default=None, init=False, repr=False)
 
     @property
     def path(self) -> str:
@@ -128,7 +125,7 @@ class SimulatedStick:
             self._sim = ZStackSimulator(
                 link_path=self.path,
                 devices=MODELS,
-                report_interval=self._report_interval,
+                report_interval=self.report_interval,
                 seed=DEMO_ZIGBEE_SEED,
                 nv_path=self.state_dir / "stick-nv.json",
             )
