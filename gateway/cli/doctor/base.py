@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import grp
 import os
 import pwd
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,6 @@ from gateway.cli.base import CliContext
 from gateway.cli.client import (
     Target,
 )
-from gateway.config import Config
 
 UNIT = "migw.service"
 
@@ -78,15 +79,13 @@ class DoctorHost:
 
 @dataclass(slots=True)
 class Doctor:
-    """What the checks share: the config, and what the running service says (if it runs)."""
+    """What the checks share: the host, the valid config's target (None when the config
+    check failed), and what the running service says (if it runs)."""
 
     ctx: CliContext
     host: DoctorHost = field(default_factory=DoctorHost)
-    config: Config | None = None
-    config_error: str = ""
     target: Target | None = None
     status: dict[str, Any] | None = None
-    service_error: str = ""
     radios: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -101,6 +100,26 @@ class Doctor:
     @staticmethod
     def radio_ok(radio: dict[str, Any] | None) -> bool:
         return radio is not None and radio.get("health") == "ok"
+
+
+def needs_config(
+    name: str,
+) -> Callable[[Callable[[Doctor, Target], Awaitable[Check]]], Callable[[Doctor], Awaitable[Check]]]:
+    """A check that looks at the config and the service it names: skipped (``name``) when
+    the config check found no valid config, else given the resolved :class:`Target`."""
+
+    def wrap(
+        fn: Callable[[Doctor, Target], Awaitable[Check]],
+    ) -> Callable[[Doctor], Awaitable[Check]]:
+        @functools.wraps(fn)
+        async def check(d: Doctor) -> Check:
+            if d.target is None:
+                return Check(name, Level.SKIP, "no valid config")
+            return await fn(d, d.target)
+
+        return check
+
+    return wrap
 
 
 def exists(path: Path) -> bool:

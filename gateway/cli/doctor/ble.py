@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+from gateway.cli.client import Target
 from gateway.cli.doctor.base import (
     Check,
     Doctor,
@@ -16,16 +17,16 @@ from gateway.cli.doctor.base import (
     command_output,
     exists,
     listdir,
+    needs_config,
 )
 
 #: Passive BLE scanning (advertisement monitor) needs BlueZ >= 5.56 with experimental on.
 BLUEZ_PASSIVE = (5, 56)
 
 
-async def check_ble(d: Doctor) -> Check:
-    cfg = d.config
-    if cfg is None:
-        return Check("ble adapter", Level.SKIP, "no valid config")
+@needs_config("ble adapter")
+async def check_ble(d: Doctor, target: Target) -> Check:
+    cfg = target.config
     radio = d.radio("ble")
     if radio is not None and Doctor.radio_ok(radio):
         where = radio.get("info", {}).get("adapter", "") or cfg.ble.adapter
@@ -71,10 +72,9 @@ async def check_ble(d: Doctor) -> Check:
     return Check("ble adapter", Level.PASS, f"{adapter} {state}")
 
 
-async def check_bluez(d: Doctor) -> Check:
-    cfg = d.config
-    if cfg is None:
-        return Check("bluez", Level.SKIP, "no valid config")
+@needs_config("bluez")
+async def check_bluez(d: Doctor, target: Target) -> Check:
+    cfg = target.config
     radio = d.radio("ble")
     if radio is not None and radio.get("info", {}).get("adapter") == "simulated":
         return Check("bluez", Level.SKIP, "the running service scans a simulated adapter (demo)")

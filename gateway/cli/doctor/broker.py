@@ -13,7 +13,8 @@ import dataclasses
 import os
 import time
 
-from gateway.cli.doctor.base import Check, Doctor, Level
+from gateway.cli.client import Target
+from gateway.cli.doctor.base import Check, Doctor, Level, needs_config
 
 BROKER_TIMEOUT_S = 5.0
 
@@ -44,7 +45,8 @@ def running_uplink(d: Doctor) -> Check | None:
     )
 
 
-async def check_broker(d: Doctor) -> Check:
+@needs_config(_NAME)
+async def check_broker(d: Doctor, target: Target) -> Check:
     from gateway.sync.agent import upstream_settings
     from gateway.sync.broker_check import CheckStage
     from gateway.sync.broker_check import check_broker as login
@@ -52,9 +54,7 @@ async def check_broker(d: Doctor) -> Check:
     running = running_uplink(d)
     if running is not None:
         return running
-    cfg = d.config
-    if cfg is None:
-        return Check(_NAME, Level.SKIP, "no valid config")
+    cfg = target.config
     settings = upstream_settings(cfg.upstream, cfg.gateway.id)
     if settings is None:
         return Check(_NAME, Level.SKIP, "upstream disabled (no upstream.url)")

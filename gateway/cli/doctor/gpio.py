@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
-from gateway.cli.doctor.base import Check, Doctor, Level, group_of, listdir, user_name
+from gateway.cli.client import Target
+from gateway.cli.doctor.base import Check, Doctor, Level, group_of, listdir, needs_config, user_name
 
 
-async def check_gpio(d: Doctor) -> Check:
-    cfg = d.config
-    if cfg is None:
-        return Check("gpiochip", Level.SKIP, "no valid config")
+@needs_config("gpiochip")
+async def check_gpio(d: Doctor, target: Target) -> Check:
+    cfg = target.config
     radio = d.radio("gpio")
     if radio is not None and Doctor.radio_ok(radio):
         count = radio.get("info", {}).get("devices", "?")

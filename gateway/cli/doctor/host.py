@@ -8,10 +8,16 @@ import shutil
 import time
 from pathlib import Path
 
-from gateway.cli.client import (
-    human_bytes,
+from gateway.cli.client import Target, human_bytes
+from gateway.cli.doctor.base import (
+    UNIT,
+    Check,
+    Doctor,
+    Level,
+    command_output,
+    exists,
+    needs_config,
 )
-from gateway.cli.doctor.base import UNIT, Check, Doctor, Level, command_output, exists
 from gateway.clock import clock_synchronized
 from gateway.errors import GatewayError
 from gateway.store import open_readonly
@@ -45,23 +51,22 @@ async def check_clock(d: Doctor) -> Check:
     return Check("clock", Level.PASS, f"synchronised ({time.strftime('%Y-%m-%d %H:%M:%S %Z')})")
 
 
-async def check_disk(d: Doctor) -> Check:
-    if d.config is None or d.target is None:
-        return Check("disk space", Level.SKIP, "no valid config")
-    where = d.target.state_dir
+@needs_config("disk space")
+async def check_disk(_d: Doctor, target: Target) -> Check:
+    where = target.state_dir
     while not where.exists() and where != where.parent:
         where = where.parent
     try:
         usage = shutil.disk_usage(where)
     except OSError as exc:
         return Check("disk space", Level.FAIL, f"{where}: {exc}", "check the mount")
-    limit = d.config.upstream.outbox_max_bytes
+    limit = target.config.upstream.outbox_max_bytes
     free = human_bytes(usage.free)
     if usage.free < DISK_MIN_BYTES:
         return Check(
             "disk space",
             Level.FAIL,
-            f"only {free} free for {d.target.state_dir}",
+            f"only {free} free for {target.state_dir}",
             "free space (sudo journalctl --vacuum-size=50M; apt-get clean)",
         )
     if usage.free < limit:
@@ -71,13 +76,12 @@ async def check_disk(d: Doctor) -> Check:
             f"{free} free, less than the outbox limit {human_bytes(limit)}",
             "free space or lower upstream.outbox_max_bytes so an outage cannot fill the disk",
         )
-    return Check("disk space", Level.PASS, f"{free} free for {d.target.state_dir}")
+    return Check("disk space", Level.PASS, f"{free} free for {target.state_dir}")
 
 
-async def check_database(d: Doctor) -> Check:
-    if d.target is None:
-        return Check("state database", Level.SKIP, "no valid config")
-    path = d.target.db_path
+@needs_config("state database")
+async def check_database(_d: Doctor, target: Target) -> Check:
+    path = target.db_path
     if not path.exists():
         return Check(
             "state database",

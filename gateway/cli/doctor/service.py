@@ -7,9 +7,10 @@ from gateway.cli.client import (
     ApiClient,
     ApiFailure,
     ServiceDown,
+    Target,
     resolve,
 )
-from gateway.cli.doctor.base import UNIT, Check, Doctor, Level
+from gateway.cli.doctor.base import UNIT, Check, Doctor, Level, needs_config
 from gateway.config import DEFAULT_CONFIG_PATH, read_secret
 from gateway.errors import GatewayError
 
@@ -20,13 +21,11 @@ async def check_config(d: Doctor) -> Check:
         path = DEFAULT_CONFIG_PATH
     try:
         d.target = resolve(d.ctx)
-        d.config = d.target.config
-        cfg = d.config
+        cfg = d.target.config
         read_secret(cfg.upstream.password, cfg.upstream.password_file, "upstream.password")
         for mac, key_file in cfg.ble.key_files.items():
             read_secret(None, key_file, f"ble.key_files.{mac}")
     except GatewayError as exc:
-        d.config_error = str(exc)
         return Check(
             "config",
             Level.FAIL,
@@ -44,26 +43,23 @@ async def check_config(d: Doctor) -> Check:
     return Check("config", Level.PASS, f"{path} is valid")
 
 
-async def check_service(d: Doctor) -> Check:
-    if d.target is None:
-        return Check("service", Level.SKIP, "no valid config")
-    async with ApiClient(d.target) as api:
+@needs_config("service")
+async def check_service(d: Doctor, target: Target) -> Check:
+    async with ApiClient(target) as api:
         try:
             d.status = await api.get("/api/v1/status")
-        except ServiceDown as exc:
-            d.service_error = str(exc)
+        except ServiceDown:
             return Check(
                 "service",
                 Level.WARN,
-                f"not running (nothing answers at {d.target.base_url})",
+                f"not running (nothing answers at {target.base_url})",
                 f"sudo systemctl start {UNIT}; `journalctl -u migw -n 50` shows why it stopped",
             )
         except ApiFailure as exc:
-            d.service_error = str(exc)
             return Check(
                 "service",
                 Level.FAIL,
-                f"the API at {d.target.base_url} answered: {exc}",
+                f"the API at {target.base_url} answered: {exc}",
                 "run doctor as the service user or with sudo so it can read the API token",
             )
     assert d.status is not None
@@ -83,12 +79,11 @@ async def check_service(d: Doctor) -> Check:
     )
 
 
-async def check_token(d: Doctor) -> Check:
-    if d.target is None:
-        return Check("api token", Level.SKIP, "no valid config")
-    path = token_path(d.target.state_dir)
+@needs_config("api token")
+async def check_token(_d: Doctor, target: Target) -> Check:
+    path = token_path(target.state_dir)
     try:
-        token = read_token(d.target.state_dir)
+        token = read_token(target.state_dir)
     except TokenError as exc:
         return Check("api token", Level.WARN, str(exc), "run `sudo migw doctor`")
     if token is None:
@@ -99,7 +94,7 @@ async def check_token(d: Doctor) -> Check:
             "the service creates it at its first start and logs where "
             "(`migw token --create` makes one here before that)",
         )
-    mode = file_mode(d.target.state_dir)
+    mode = file_mode(target.state_dir)
     if mode is not None and mode & 0o077:
         return Check(
             "api token",

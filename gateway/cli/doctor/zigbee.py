@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.client import Target
 from gateway.cli.doctor.base import (
     Check,
     Doctor,
@@ -14,6 +15,7 @@ from gateway.cli.doctor.base import (
     exists,
     group_of,
     listdir,
+    needs_config,
     resolve_path,
     user_name,
 )
@@ -26,10 +28,9 @@ _STICK_HINT = (
 )
 
 
-async def check_serial(d: Doctor) -> Check:
-    cfg = d.config
-    if cfg is None:
-        return Check("zigbee serial port", Level.SKIP, "no valid config")
+@needs_config("zigbee serial port")
+async def check_serial(d: Doctor, target: Target) -> Check:
+    cfg = target.config
     radio = d.radio("zigbee")
     if radio is not None and Doctor.radio_ok(radio):
         # the running service owns the port: never open it under its feet
