@@ -18,7 +18,14 @@ from dbus_fast.errors import DBusError
 from drivers.ble import bthome, mibeacon
 from drivers.ble import scanner as scanner_mod
 from drivers.ble.keys import parse_key
-from drivers.ble.scanner import BleakBackend, BleScanner, DetectionCallback, Scanner, supervise
+from drivers.ble.scanner import (
+    BleakBackend,
+    BleScanner,
+    DetectionCallback,
+    Scanner,
+    ScannerTiming,
+    supervise,
+)
 from drivers.ble.types import UUID_BTHOME_V2, UUID_MIBEACON, Advertisement, normalize_uuid
 from drivers.supervisor import Backoff, State, Supervisor
 from gateway.adapters import AdapterContext, BleTransport, DemoOptions, Transports
@@ -48,6 +55,9 @@ async def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
 
 
 FAST = Backoff(initial=0.001, maximum=0.002)
+#: Watch every millisecond; a sensor silent for 10 ms is a wedged adapter.
+QUICK_WATCH = ScannerTiming(silence_restart=0.01, watch_interval=0.001)
+NO_SILENCE = ScannerTiming(silence_restart=None)
 
 
 # --- the scanner owner ---------------------------------------------------------------------
@@ -73,7 +83,7 @@ async def test_scanner_restarts_after_bleak_and_dbus_faults_and_warns_once(
             return FailingScanner([faults.pop(0)])
         return ReplayScanner(callback, adverts, rate=1000.0, loop=True)
 
-    owner = BleScanner(factory, silence_restart=None)
+    owner = BleScanner(factory, timing=NO_SILENCE)
     holder["s"] = owner
     owner.subscribe(got.append)
     sup = supervise(owner, backoff=FAST)
@@ -95,8 +105,7 @@ async def test_scanner_restarts_after_bleak_and_dbus_faults_and_warns_once(
     assert any("adapter missing" in m for m in repeats)
 
 
-async def test_silent_adapter_is_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scanner_mod, "WATCH_INTERVAL", 0.001)
+async def test_silent_adapter_is_restarted() -> None:
     scanners: list[ReplayScanner] = []
     one = [Advertisement(MAC, -60, {UUID_BTHOME_V2: b"\x40"}, {}, None)]
 
@@ -105,7 +114,7 @@ async def test_silent_adapter_is_restarted(monkeypatch: pytest.MonkeyPatch) -> N
         scanners.append(ReplayScanner(callback, one if not scanners else [], rate=1000.0))
         return scanners[-1]
 
-    owner = BleScanner(factory, silence_restart=0.01)
+    owner = BleScanner(factory, timing=QUICK_WATCH)
     sup = supervise(owner, backoff=FAST)
     task = asyncio.create_task(sup.run())
     await wait_for(lambda: sup.status.restarts >= 2)
@@ -116,9 +125,8 @@ async def test_silent_adapter_is_restarted(monkeypatch: pytest.MonkeyPatch) -> N
     assert all(not s.running for s in scanners)  # every scanner was stopped
 
 
-async def test_an_empty_neighbourhood_is_not_a_fault(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scanner_mod, "WATCH_INTERVAL", 0.001)
-    owner = BleScanner(lambda cb: ReplayScanner(cb, [], rate=1.0), silence_restart=0.01)
+async def test_an_empty_neighbourhood_is_not_a_fault() -> None:
+    owner = BleScanner(lambda cb: ReplayScanner(cb, [], rate=1.0), timing=QUICK_WATCH)
     sup = supervise(owner)
     task = asyncio.create_task(sup.run())
     await wait_for(lambda: sup.status.state is State.RUNNING)
@@ -135,7 +143,7 @@ async def test_a_failing_subscriber_does_not_stop_scanning(
 ) -> None:
     adverts = [Advertisement(MAC, -60, {UUID_BTHOME_V2: b"\x40"}, {}, None)]
     owner = BleScanner(
-        lambda cb: ReplayScanner(cb, adverts, rate=1000.0, loop=True), silence_restart=None
+        lambda cb: ReplayScanner(cb, adverts, rate=1000.0, loop=True), timing=NO_SILENCE
     )
     good: list[Advertisement] = []
 
@@ -218,24 +226,19 @@ async def test_passive_not_supported_falls_back_to_active_with_a_logged_reason(
 
 
 async def test_the_fallback_is_remembered_across_restarts(
-    stub_bleak: type[StubBleakScanner], monkeypatch: pytest.MonkeyPatch
+    stub_bleak: type[StubBleakScanner],
 ) -> None:
     stub_bleak.passive_error = BleakError("org.bluez.Error.NotSupported")
-    created: list[BleakBackend] = []
-    real = scanner_mod.BleakBackend
-
-    def backend(*args: Any, **kwargs: Any) -> BleakBackend:
-        created.append(real(*args, scanner_cls=stub_bleak, platform="linux", **kwargs))
-        return created[-1]
-
-    monkeypatch.setattr(scanner_mod, "BleakBackend", backend)
-    factory = scanner_mod.bleak_factory("hci0", passive=True)
+    factory = scanner_mod.bleak_factory(
+        "hci0", passive=True, scanner_cls=stub_bleak, platform="linux"
+    )
     first = factory(lambda d, a: None)
     await first.start()
     second = factory(lambda d, a: None)
     await second.start()
+    assert isinstance(first, BleakBackend) and isinstance(second, BleakBackend)
     assert [s.mode for s in stub_bleak.made] == ["passive", "active", "active"]
-    assert [b.mode for b in created] == ["active", "active"]
+    assert [b.mode for b in (first, second)] == ["active", "active"]
 
 
 async def test_a_busy_adapter_in_passive_mode_is_a_fault_not_a_fallback(

@@ -191,15 +191,12 @@ def test_pvvx_plain_formats_from_a_keyed_mac_are_rejected() -> None:
     assert driver.health().counters["downgrade_rejected"] == 2
 
 
-def test_guard_alone_learns_families_and_forgets_the_oldest(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_guard_alone_learns_families_and_forgets_the_oldest() -> None:
     from drivers.ble import downgrade
     from drivers.ble.decoder import decode_payload
     from drivers.ble.types import Decoded
 
-    monkeypatch.setattr(downgrade, "MAX_LEARNED", 2)
-    guard = DowngradeGuard()
+    guard = DowngradeGuard(max_learned=2)
     enc = decode_payload(UUID_BTHOME_V2, V2_ENCRYPTED, BT_MAC, parse_key(BT_KEY))
     plain = decode_payload(UUID_BTHOME_V2, V2_PLAIN, BT_MAC, None)
     assert isinstance(enc, Decoded) and isinstance(plain, Decoded)

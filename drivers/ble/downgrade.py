@@ -64,6 +64,8 @@ class DowngradeGuard:
     rejected: int = 0
     #: The MAC and family of the last rejected frame (for health/diagnostics).
     last: str = ""
+    #: The bound on MACs learned from encrypted frames (see :data:`MAX_LEARNED`).
+    max_learned: int = MAX_LEARNED
     _learned: OrderedDict[str, set[Family]] = field(default_factory=OrderedDict)
 
     def learn(self, mac: str, fmt: Format | None) -> None:
@@ -74,7 +76,7 @@ class DowngradeGuard:
         families = self._learned.get(mac)
         if families is None:
             families = self._learned[mac] = set()
-            if len(self._learned) > MAX_LEARNED:
+            if len(self._learned) > self.max_learned:
                 self._learned.popitem(last=False)
         families.add(family)
 

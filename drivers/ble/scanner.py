@@ -18,6 +18,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from drivers.ble.bluez import AdapterWatch
@@ -27,13 +28,19 @@ from drivers.supervisor import Backoff, Supervisor, SupervisorStatus, Timing
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Timing; module level so tests can shorten them.
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
-#: No advert at all for this long, after adverts were seen before, means a wedged adapter:
-#: restart scanning (None: off).
-SILENCE_RESTART = 600.0
-WATCH_INTERVAL = 5.0
+
+@dataclass(frozen=True, slots=True)
+class ScannerTiming:
+    """The owner's timings (seconds), passed to :class:`BleScanner`; tests shorten them."""
+
+    start_timeout: float = 20.0
+    stop_timeout: float = 10.0
+    #: No advert at all for this long, after adverts were seen before, means a wedged
+    #: adapter: restart scanning (None: off).
+    silence_restart: float | None = 600.0
+    #: How often a session checks for a lost adapter and for silence.
+    watch_interval: float = 5.0
+
 
 #: 16-bit UUIDs we listen for (passive scanning needs BlueZ or-patterns on them).
 WATCHED_UUID16 = (0xFE95, 0x181A, 0x181C, 0x181E, 0xFCD2, 0x181D, 0x181B, 0xFD50)
@@ -218,11 +225,19 @@ class BleakBackend:
                 watch.close()
 
 
-def bleak_factory(adapter: str = "hci0", *, passive: bool = True) -> ScannerFactory:
+def bleak_factory(
+    adapter: str = "hci0",
+    *,
+    passive: bool = True,
+    scanner_cls: Any = None,
+    platform: str = sys.platform,
+) -> ScannerFactory:
     """The real scanner factory for the gateway and ``migw sniff ble``.
 
     Once passive scanning proved unavailable, later scanners (after a restart) go straight
     to active scanning, so the fallback is logged once, not at every restart.
+    ``scanner_cls`` and ``platform`` are :class:`BleakBackend`'s (a stand-in for bleak's
+    ``BleakScanner`` in tests).
     """
     use_passive = [passive]
 
@@ -231,7 +246,12 @@ def bleak_factory(adapter: str = "hci0", *, passive: bool = True) -> ScannerFact
 
     def factory(callback: DetectionCallback) -> Scanner:
         return BleakBackend(
-            callback, adapter=adapter, passive=use_passive[0], on_fallback=fell_back
+            callback,
+            adapter=adapter,
+            passive=use_passive[0],
+            scanner_cls=scanner_cls,
+            platform=platform,
+            on_fallback=fell_back,
         )
 
     return factory
@@ -270,13 +290,14 @@ class BleScanner:
         self,
         factory: ScannerFactory,
         *,
-        silence_restart: float | None = SILENCE_RESTART,
+        timing: ScannerTiming = ScannerTiming(),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._factory = factory
         self._subscribers: list[Subscriber] = []
         self._clock = clock
-        self._silence = silence_restart
+        self._timing = timing
+        self._silence = timing.silence_restart
         self._last_advert = 0.0
         self._scanner: Scanner | None = None
         self.adverts = 0
@@ -317,14 +338,17 @@ class BleScanner:
         :class:`ScannerError` (the scanner is stopped first). ``on_running`` is called once
         scanning has started (a supervisor's ``mark_running``)."""
         scanner = self._factory(self._on_detection)
+        timing = self._timing
         try:
-            async with asyncio.timeout(START_TIMEOUT):
+            async with asyncio.timeout(timing.start_timeout):
                 await scanner.start()
         except BaseException as exc:
             # a start that failed or was cancelled half-way may have left scanning on
             await self._stop_scanner(scanner)
             if isinstance(exc, TimeoutError):
-                raise ScannerError(f"scanner did not start within {START_TIMEOUT:g} s") from None
+                raise ScannerError(
+                    f"scanner did not start within {timing.start_timeout:g} s"
+                ) from None
             if isinstance(exc, Exception):  # classify every adapter fault
                 raise ScannerError(describe_fault(exc)) from exc
             raise
@@ -336,10 +360,10 @@ class BleScanner:
         try:
             while True:
                 if lost is None:
-                    await asyncio.sleep(WATCH_INTERVAL)
+                    await asyncio.sleep(timing.watch_interval)
                 else:
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(WATCH_INTERVAL):
+                        async with asyncio.timeout(timing.watch_interval):
                             await lost.wait()
                     if lost.is_set():
                         reason = getattr(scanner, "lost_reason", "") or "adapter lost"
@@ -354,10 +378,9 @@ class BleScanner:
             self._scanner = None
             await self._stop_scanner(scanner)
 
-    @staticmethod
-    async def _stop_scanner(scanner: Any) -> None:
+    async def _stop_scanner(self, scanner: Any) -> None:
         try:
-            async with asyncio.timeout(STOP_TIMEOUT):
+            async with asyncio.timeout(self._timing.stop_timeout):
                 await scanner.stop()
         except asyncio.CancelledError:
             raise
