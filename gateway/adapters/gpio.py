@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from typing import Any
 
 from drivers.events import DeviceEvent
@@ -20,18 +21,11 @@ def device_id(name: str) -> str:
 
 
 def spec_of(dev: GpioDevice) -> PinSpec:
-    return PinSpec(
-        name=dev.name,
-        kind=PinKind(dev.kind),
-        pin=dev.pin,
-        active_high=dev.active_high,
-        pull_up=dev.pull_up,
-        bounce_s=dev.bounce_s,
-        hold_s=dev.hold_s,
-        multi_press_s=dev.multi_press_s,
-        clear_s=dev.clear_s,
-        initial=dev.initial,
-    )
+    """The driver's pin spec of a configured device: every :class:`PinSpec` field is the
+    config field of the same name (``[[gpio.devices]]`` keys are the driver's words), the
+    kind as the driver's enum."""
+    same = {f.name: getattr(dev, f.name) for f in dataclasses.fields(PinSpec) if f.name != "kind"}
+    return PinSpec(kind=PinKind(dev.kind), **same)
 
 
 class GpioDriver:
