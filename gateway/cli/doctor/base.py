@@ -102,11 +102,25 @@ class Doctor:
         return radio is not None and radio.get("health") == "ok"
 
 
+@dataclass(frozen=True, slots=True)
+class Named:
+    """One check's name, once: ``GPIOCHIP(Level.FAIL, detail, hint)`` is its result."""
+
+    name: str
+
+    def __call__(self, level: Level, detail: str, hint: str = "") -> Check:
+        return Check(self.name, level, detail, hint)
+
+
+#: Checks in the order they run, each with its name.
+Checks = tuple[tuple[Named, Callable[["Doctor"], Awaitable[Check]]], ...]
+
+
 def needs_config(
-    name: str,
+    named: Named,
 ) -> Callable[[Callable[[Doctor, Target], Awaitable[Check]]], Callable[[Doctor], Awaitable[Check]]]:
-    """A check that looks at the config and the service it names: skipped (``name``) when
-    the config check found no valid config, else given the resolved :class:`Target`."""
+    """A check that looks at the config or the service: skipped when the config check found
+    no valid config, else given the resolved :class:`Target`."""
 
     def wrap(
         fn: Callable[[Doctor, Target], Awaitable[Check]],
@@ -114,7 +128,7 @@ def needs_config(
         @functools.wraps(fn)
         async def check(d: Doctor) -> Check:
             if d.target is None:
-                return Check(name, Level.SKIP, "no valid config")
+                return named(Level.SKIP, "no valid config")
             return await fn(d, d.target)
 
         return check

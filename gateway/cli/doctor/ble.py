@@ -11,9 +11,11 @@ from pathlib import Path
 from gateway.cli.client import Target
 from gateway.cli.doctor.base import (
     Check,
+    Checks,
     Doctor,
     DoctorHost,
     Level,
+    Named,
     command_output,
     exists,
     listdir,
@@ -24,20 +26,23 @@ from gateway.cli.doctor.base import (
 BLUEZ_PASSIVE = (5, 56)
 
 
-@needs_config("ble adapter")
+ADAPTER = Named("ble adapter")
+BLUEZ = Named("bluez")
+
+
+@needs_config(ADAPTER)
 async def check_ble(d: Doctor, target: Target) -> Check:
     cfg = target.config
     radio = d.radio("ble")
     if radio is not None and Doctor.radio_ok(radio):
         where = radio.get("info", {}).get("adapter", "") or cfg.ble.adapter
-        return Check("ble adapter", Level.PASS, f"{where}: the running service scans")
+        return ADAPTER(Level.PASS, f"{where}: the running service scans")
     if not cfg.ble.enabled and radio is None:
-        return Check("ble adapter", Level.SKIP, "ble is disabled in the config")
+        return ADAPTER(Level.SKIP, "ble is disabled in the config")
     adapter = cfg.ble.adapter
     if not (d.host.sys_bluetooth / adapter).exists():
         present = sorted(p.name for p in listdir(d.host.sys_bluetooth))
-        return Check(
-            "ble adapter",
+        return ADAPTER(
             Level.FAIL,
             f"no Bluetooth adapter {adapter}"
             + (f" (present: {', '.join(present)})" if present else ""),
@@ -46,52 +51,47 @@ async def check_ble(d: Doctor, target: Target) -> Check:
         )
     blocked = _rfkill_blocked(d.host.sys_rfkill)
     if blocked:
-        return Check(
-            "ble adapter",
+        return ADAPTER(
             Level.FAIL,
             f"{adapter} is blocked by rfkill ({blocked})",
             "sudo rfkill unblock bluetooth",
         )
     powered = await _powered(adapter, d.host.command_timeout_s)
     if powered is False:
-        return Check(
-            "ble adapter",
+        return ADAPTER(
             Level.FAIL,
             f"{adapter} is powered off",
             f"bluetoothctl power on (and AutoEnable=true in {d.host.bluez_main_conf})",
         )
     if radio is not None:
-        return Check(
-            "ble adapter",
+        return ADAPTER(
             Level.WARN,
             f"{adapter} present, but the service's scanner is degraded: {radio['reason']}",
             radio.get("info", {}).get("hint")
             or "sudo systemctl restart bluetooth; `journalctl -u migw` for details",
         )
     state = "powered" if powered else "present (power state unknown: no busctl/bluetoothctl)"
-    return Check("ble adapter", Level.PASS, f"{adapter} {state}")
+    return ADAPTER(Level.PASS, f"{adapter} {state}")
 
 
-@needs_config("bluez")
+@needs_config(BLUEZ)
 async def check_bluez(d: Doctor, target: Target) -> Check:
     cfg = target.config
     radio = d.radio("ble")
     if radio is not None and radio.get("info", {}).get("adapter") == "simulated":
-        return Check("bluez", Level.SKIP, "the running service scans a simulated adapter (demo)")
+        return BLUEZ(Level.SKIP, "the running service scans a simulated adapter (demo)")
     if not cfg.ble.enabled and radio is None:
-        return Check("bluez", Level.SKIP, "ble is disabled in the config")
+        return BLUEZ(Level.SKIP, "ble is disabled in the config")
     version = await _bluez_version(d.host)
     if version is None:
         # no binary to ask (a container): BlueZ may still answer on the system bus
         if Doctor.radio_ok(radio) or await _bluez_on_dbus():
-            return Check(
-                "bluez",
+            return BLUEZ(
                 Level.PASS,
                 "BlueZ answers on the D-Bus system bus (version unknown: no "
                 "bluetoothd/bluetoothctl here); passive scanning falls back to active if needed",
             )
-        return Check(
-            "bluez",
+        return BLUEZ(
             Level.FAIL,
             "BlueZ not found (no bluetoothd/bluetoothctl, no org.bluez on the system bus)",
             "sudo apt-get install bluez",
@@ -99,22 +99,20 @@ async def check_bluez(d: Doctor, target: Target) -> Check:
     text = ".".join(map(str, version))
     if cfg.ble.passive:
         if version < BLUEZ_PASSIVE:
-            return Check(
-                "bluez",
+            return BLUEZ(
                 Level.WARN,
                 f"BlueZ {text}: too old for passive scanning (needs 5.56): scans actively",
                 "upgrade BlueZ (Raspberry Pi OS Bookworm ships 5.66)",
             )
         if not _bluez_experimental(d.host.bluez_main_conf):
-            return Check(
-                "bluez",
+            return BLUEZ(
                 Level.WARN,
                 f"BlueZ {text}: passive scanning needs its experimental features: scans actively",
                 f"set Experimental = true in [General] of {d.host.bluez_main_conf} and "
                 "sudo systemctl restart bluetooth (or ble.passive = false)",
             )
-        return Check("bluez", Level.PASS, f"BlueZ {text}, passive scanning available")
-    return Check("bluez", Level.PASS, f"BlueZ {text} (active scanning configured)")
+        return BLUEZ(Level.PASS, f"BlueZ {text}, passive scanning available")
+    return BLUEZ(Level.PASS, f"BlueZ {text} (active scanning configured)")
 
 
 def _rfkill_blocked(sys_rfkill: Path) -> str:
@@ -211,3 +209,10 @@ def _bluez_experimental(main_conf: Path) -> bool:
         if cmdline and cmdline[0].endswith(b"bluetoothd"):
             return any(a in (b"-E", b"--experimental") for a in cmdline)
     return False
+
+
+#: This module's checks in the order they run, each with its name.
+CHECKS: Checks = (
+    (ADAPTER, check_ble),
+    (BLUEZ, check_bluez),
+)

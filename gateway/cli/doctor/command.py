@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from gateway.cli.base import CliContext, cli, json_option, pass_ctx
-from gateway.cli.client import (
-    console,
-    print_json,
-)
-from gateway.cli.doctor.base import Check, Doctor, DoctorHost, Level
-from gateway.cli.doctor.ble import check_ble, check_bluez
-from gateway.cli.doctor.broker import check_broker
-from gateway.cli.doctor.gpio import check_gpio
-from gateway.cli.doctor.host import check_clock, check_database, check_disk, check_systemd
-from gateway.cli.doctor.service import check_config, check_service, check_token
-from gateway.cli.doctor.zigbee import check_serial
+from gateway.cli.client import console, print_json
+from gateway.cli.doctor import ble, broker, gpio, host, service, zigbee
+from gateway.cli.doctor.base import Check, Checks, Doctor, DoctorHost, Level
 
-CHECKS: tuple[tuple[str, Callable[[Doctor], Awaitable[Check]]], ...] = (
-    ("config", check_config),
-    ("service", check_service),
-    ("api token", check_token),
-    ("zigbee serial port", check_serial),
-    ("ble adapter", check_ble),
-    ("bluez", check_bluez),
-    ("gpiochip", check_gpio),
-    ("mqtt broker", check_broker),
-    ("clock", check_clock),
-    ("disk space", check_disk),
-    ("state database", check_database),
-    ("systemd unit", check_systemd),
+#: Every check in the order they run, each with its name.
+CHECKS: Checks = (
+    *service.CHECKS,
+    *zigbee.CHECKS,
+    *ble.CHECKS,
+    *gpio.CHECKS,
+    *broker.CHECKS,
+    *host.CHECKS,
 )
 
 
@@ -50,15 +37,15 @@ async def run_checks(
     doctor = Doctor(ctx, host or DoctorHost())
     limit = doctor.host.check_timeout_s
     results: list[Check] = []
-    for i, (name, fn) in enumerate(CHECKS, 1):
-        on_start(i, name)
+    for i, (named, fn) in enumerate(CHECKS, 1):
+        on_start(i, named.name)
         try:
             async with asyncio.timeout(limit):
                 check = await fn(doctor)
         except TimeoutError:
-            check = Check(name, Level.FAIL, f"the check did not finish in {limit:g} s")
+            check = named(Level.FAIL, f"the check did not finish in {limit:g} s")
         except Exception as exc:  # noqa: BLE001 - a broken check is reported, never a crash
-            check = Check(name, Level.FAIL, f"the check itself failed: {type(exc).__name__}: {exc}")
+            check = named(Level.FAIL, f"the check itself failed: {type(exc).__name__}: {exc}")
         results.append(check)
         on_done(i, check)
     return results

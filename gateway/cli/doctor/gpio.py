@@ -5,29 +5,39 @@ from __future__ import annotations
 import os
 
 from gateway.cli.client import Target
-from gateway.cli.doctor.base import Check, Doctor, Level, group_of, listdir, needs_config, user_name
+from gateway.cli.doctor.base import (
+    Check,
+    Checks,
+    Doctor,
+    Level,
+    Named,
+    group_of,
+    listdir,
+    needs_config,
+    user_name,
+)
+
+GPIOCHIP = Named("gpiochip")
 
 
-@needs_config("gpiochip")
+@needs_config(GPIOCHIP)
 async def check_gpio(d: Doctor, target: Target) -> Check:
     cfg = target.config
     radio = d.radio("gpio")
     if radio is not None and Doctor.radio_ok(radio):
         count = radio.get("info", {}).get("devices", "?")
-        return Check("gpiochip", Level.PASS, f"the running service drives {count} GPIO devices")
+        return GPIOCHIP(Level.PASS, f"the running service drives {count} GPIO devices")
     if radio is not None:
-        return Check(
-            "gpiochip",
+        return GPIOCHIP(
             Level.FAIL,
             f"the service cannot drive its GPIO devices: {radio['reason'] or radio['state']}",
             "`journalctl -u migw` for details; check the pins in [[gpio.devices]]",
         )
     if not cfg.gpio.devices:
-        return Check("gpiochip", Level.SKIP, "no GPIO devices configured")
+        return GPIOCHIP(Level.SKIP, "no GPIO devices configured")
     chips = sorted(p for p in listdir(d.host.dev) if p.name.startswith("gpiochip"))
     if not chips:
-        return Check(
-            "gpiochip",
+        return GPIOCHIP(
             Level.FAIL,
             f"no {d.host.dev}/gpiochip* device: not a Raspberry Pi, or the GPIO driver is missing",
             "run on the Pi; or remove the [[gpio.devices]] entries",
@@ -35,12 +45,13 @@ async def check_gpio(d: Doctor, target: Target) -> Check:
     denied = [p for p in chips if not os.access(p, os.R_OK | os.W_OK)]
     if len(denied) == len(chips):
         group = group_of(chips[0])
-        return Check(
-            "gpiochip",
+        return GPIOCHIP(
             Level.FAIL,
             f"no permission on {', '.join(p.name for p in chips)} (group {group})",
             f"sudo usermod -aG {group} {user_name()} and log in again",
         )
-    return Check(
-        "gpiochip", Level.PASS, f"{', '.join(p.name for p in chips if p not in denied)} usable"
-    )
+    return GPIOCHIP(Level.PASS, f"{', '.join(p.name for p in chips if p not in denied)} usable")
+
+
+#: This module's checks in the order they run, each with its name.
+CHECKS: Checks = ((GPIOCHIP, check_gpio),)

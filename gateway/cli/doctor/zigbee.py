@@ -9,9 +9,11 @@ from typing import Any
 from gateway.cli.client import Target
 from gateway.cli.doctor.base import (
     Check,
+    Checks,
     Doctor,
     DoctorHost,
     Level,
+    Named,
     exists,
     group_of,
     listdir,
@@ -28,7 +30,10 @@ _STICK_HINT = (
 )
 
 
-@needs_config("zigbee serial port")
+STICK = Named("zigbee serial port")
+
+
+@needs_config(STICK)
 async def check_serial(d: Doctor, target: Target) -> Check:
     cfg = target.config
     radio = d.radio("zigbee")
@@ -36,18 +41,16 @@ async def check_serial(d: Doctor, target: Target) -> Check:
         # the running service owns the port: never open it under its feet
         firmware = radio.get("info", {}).get("firmware", "")
         where = radio.get("info", {}).get("port", "") or cfg.zigbee.port
-        return Check(
-            "zigbee serial port",
+        return STICK(
             Level.PASS,
             f"{where}: the running service talks to the stick"
             + (f" ({firmware})" if firmware else ""),
         )
     if not cfg.zigbee.enabled and not cfg.zigbee.port and radio is None:
-        return Check("zigbee serial port", Level.SKIP, "zigbee is disabled in the config")
+        return STICK(Level.SKIP, "zigbee is disabled in the config")
     port = cfg.zigbee.port or radio_port(radio)
     if radio is not None and not port:
-        return Check(
-            "zigbee serial port",
+        return STICK(
             Level.FAIL,
             f"the service cannot use the stick: {radio['reason'] or radio['state']}",
             "`journalctl -u migw` for details",
@@ -58,8 +61,7 @@ async def check_serial(d: Doctor, target: Target) -> Check:
         detail = f"{port} does not exist"
         if found:
             detail += "; sticks present: " + ", ".join(found)
-        return Check(
-            "zigbee serial port",
+        return STICK(
             Level.FAIL,
             detail,
             "plug the stick in; `ls -l /dev/serial/by-id/` lists it; set zigbee.port "
@@ -68,8 +70,7 @@ async def check_serial(d: Doctor, target: Target) -> Check:
     real = resolve_path(path)
     if not os.access(real, os.R_OK | os.W_OK):
         group = group_of(real)
-        return Check(
-            "zigbee serial port",
+        return STICK(
             Level.FAIL,
             f"no permission to open {port} ({real}, group {group})",
             f"sudo usermod -aG {group} {user_name()} and log in again (the migw service "
@@ -77,8 +78,7 @@ async def check_serial(d: Doctor, target: Target) -> Check:
         )
     if radio is not None:
         # the running service owns the port: never open it under its feet
-        return Check(
-            "zigbee serial port",
+        return STICK(
             Level.FAIL,
             f"{port}: the service cannot use the stick: {radio['reason'] or radio['state']}",
             "replug the stick; check that no other program (zigbee2mqtt, ZHA) uses it; "
@@ -89,22 +89,20 @@ async def check_serial(d: Doctor, target: Target) -> Check:
             port, cfg.zigbee.baud, cfg.zigbee.rtscts, cfg.zigbee.skip_bootloader, d.host
         )
     except GatewayError as exc:
-        return Check("zigbee serial port", Level.FAIL, str(exc), _STICK_HINT)
+        return STICK(Level.FAIL, str(exc), _STICK_HINT)
     except Exception as exc:  # noqa: BLE001 - any driver error is a finding, not a crash
-        return Check(
-            "zigbee serial port",
+        return STICK(
             Level.FAIL,
             f"{port}: {type(exc).__name__}: {exc}",
             _STICK_HINT,
         )
     if answer is None:
-        return Check(
-            "zigbee serial port",
+        return STICK(
             Level.FAIL,
             f"no answer from the stick at {port} ({cfg.zigbee.baud} baud)",
             _STICK_HINT,
         )
-    return Check("zigbee serial port", Level.PASS, f"{port} answers a ping ({answer})")
+    return STICK(Level.PASS, f"{port} answers a ping ({answer})")
 
 
 async def _ping_stick(
@@ -135,3 +133,7 @@ async def _ping_stick(
 
 def radio_port(radio: dict[str, Any] | None) -> str:
     return str(radio.get("info", {}).get("port", "")) if radio is not None else ""
+
+
+#: This module's checks in the order they run, each with its name.
+CHECKS: Checks = ((STICK, check_serial),)
