@@ -16,9 +16,8 @@ from typing import Any
 
 from drivers.zigbee.timing import ZigbeeTiming
 from gateway.cli.base import CliContext
-from gateway.cli.client import (
-    Target,
-)
+from gateway.cli.client import Target
+from gateway.config import Config
 
 UNIT = "migw.service"
 
@@ -130,6 +129,33 @@ def needs_config(
             if d.target is None:
                 return named(Level.SKIP, "no valid config")
             return await fn(d, d.target)
+
+        return check
+
+    return wrap
+
+
+def radio_check(
+    named: Named, radio: str, healthy: Callable[[dict[str, Any], Config], str]
+) -> Callable[
+    [Callable[[Doctor, Config, dict[str, Any] | None], Awaitable[Check]]],
+    Callable[[Doctor], Awaitable[Check]],
+]:
+    """A check of the hardware behind ``radio``: while the running service reports that radio
+    healthy it passes with ``healthy(info, config)`` (the service owns the hardware: never
+    touch it under its feet); otherwise the check runs, given the service's view of the radio
+    (None when the service does not run it)."""
+
+    def wrap(
+        fn: Callable[[Doctor, Config, dict[str, Any] | None], Awaitable[Check]],
+    ) -> Callable[[Doctor], Awaitable[Check]]:
+        @needs_config(named)
+        @functools.wraps(fn)
+        async def check(d: Doctor, target: Target) -> Check:
+            view = d.radio(radio)
+            if view is not None and Doctor.radio_ok(view):
+                return named(Level.PASS, healthy(view.get("info", {}), target.config))
+            return await fn(d, target.config, view)
 
         return check
 

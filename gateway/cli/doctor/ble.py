@@ -7,6 +7,7 @@ import asyncio
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from gateway.cli.client import Target
 from gateway.cli.doctor.base import (
@@ -20,7 +21,9 @@ from gateway.cli.doctor.base import (
     exists,
     listdir,
     needs_config,
+    radio_check,
 )
+from gateway.config import Config
 
 #: Passive BLE scanning (advertisement monitor) needs BlueZ >= 5.56 with experimental on.
 BLUEZ_PASSIVE = (5, 56)
@@ -30,13 +33,12 @@ ADAPTER = Named("ble adapter")
 BLUEZ = Named("bluez")
 
 
-@needs_config(ADAPTER)
-async def check_ble(d: Doctor, target: Target) -> Check:
-    cfg = target.config
-    radio = d.radio("ble")
-    if radio is not None and Doctor.radio_ok(radio):
-        where = radio.get("info", {}).get("adapter", "") or cfg.ble.adapter
-        return ADAPTER(Level.PASS, f"{where}: the running service scans")
+def _scanning(info: dict[str, Any], cfg: Config) -> str:
+    return f"{info.get('adapter', '') or cfg.ble.adapter}: the running service scans"
+
+
+@radio_check(ADAPTER, "ble", _scanning)
+async def check_ble(d: Doctor, cfg: Config, radio: dict[str, Any] | None) -> Check:
     if not cfg.ble.enabled and radio is None:
         return ADAPTER(Level.SKIP, "ble is disabled in the config")
     adapter = cfg.ble.adapter

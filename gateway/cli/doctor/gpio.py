@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from gateway.cli.client import Target
 from gateway.cli.doctor.base import (
     Check,
     Checks,
@@ -13,20 +13,20 @@ from gateway.cli.doctor.base import (
     Named,
     group_of,
     listdir,
-    needs_config,
+    radio_check,
     user_name,
 )
+from gateway.config import Config
 
 GPIOCHIP = Named("gpiochip")
 
 
-@needs_config(GPIOCHIP)
-async def check_gpio(d: Doctor, target: Target) -> Check:
-    cfg = target.config
-    radio = d.radio("gpio")
-    if radio is not None and Doctor.radio_ok(radio):
-        count = radio.get("info", {}).get("devices", "?")
-        return GPIOCHIP(Level.PASS, f"the running service drives {count} GPIO devices")
+def _driving(info: dict[str, Any], _cfg: Config) -> str:
+    return f"the running service drives {info.get('devices', '?')} GPIO devices"
+
+
+@radio_check(GPIOCHIP, "gpio", _driving)
+async def check_gpio(d: Doctor, cfg: Config, radio: dict[str, Any] | None) -> Check:
     if radio is not None:
         return GPIOCHIP(
             Level.FAIL,

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.client import Target
 from gateway.cli.doctor.base import (
     Check,
     Checks,
@@ -17,10 +16,11 @@ from gateway.cli.doctor.base import (
     exists,
     group_of,
     listdir,
-    needs_config,
+    radio_check,
     resolve_path,
     user_name,
 )
+from gateway.config import Config
 from gateway.errors import GatewayError
 
 _STICK_HINT = (
@@ -33,19 +33,16 @@ _STICK_HINT = (
 STICK = Named("zigbee serial port")
 
 
-@needs_config(STICK)
-async def check_serial(d: Doctor, target: Target) -> Check:
-    cfg = target.config
-    radio = d.radio("zigbee")
-    if radio is not None and Doctor.radio_ok(radio):
-        # the running service owns the port: never open it under its feet
-        firmware = radio.get("info", {}).get("firmware", "")
-        where = radio.get("info", {}).get("port", "") or cfg.zigbee.port
-        return STICK(
-            Level.PASS,
-            f"{where}: the running service talks to the stick"
-            + (f" ({firmware})" if firmware else ""),
-        )
+def _talking(info: dict[str, Any], cfg: Config) -> str:
+    firmware = info.get("firmware", "")
+    where = info.get("port", "") or cfg.zigbee.port
+    return f"{where}: the running service talks to the stick" + (
+        f" ({firmware})" if firmware else ""
+    )
+
+
+@radio_check(STICK, "zigbee", _talking)
+async def check_serial(d: Doctor, cfg: Config, radio: dict[str, Any] | None) -> Check:
     if not cfg.zigbee.enabled and not cfg.zigbee.port and radio is None:
         return STICK(Level.SKIP, "zigbee is disabled in the config")
     port = cfg.zigbee.port or radio_port(radio)
