@@ -59,6 +59,11 @@ async def doctor(
     return code, {c["name"]: c for c in data["checks"]} | {"_summary": data["summary"]}
 
 
+def result(name: str, level: str, detail: str, hint: str = "") -> dict[str, str]:
+    """One check as ``doctor --json`` prints it."""
+    return {"name": name, "level": level, "detail": detail, "hint": hint}
+
+
 #: The stick's ping shortened: the simulator answers at once, or never.
 FAST = DoctorHost(stick=ZigbeeTiming(ping_timeout=0.3, bootloader_wait_s=0.05))
 
@@ -70,13 +75,13 @@ async def test_a_missing_serial_port_fails_with_a_fix(
     cfg = write_config(tmp_path, f'[zigbee]\nenabled = true\nport = "{missing}"\n')
     code, checks = await doctor(capsys, "--config", str(cfg))
     assert code == 1
-    assert checks["zigbee serial port"] == {
-        "name": "zigbee serial port",
-        "level": "fail",
-        "detail": f"{missing} does not exist",
-        "hint": "plug the stick in; `ls -l /dev/serial/by-id/` lists it; set zigbee.port to "
+    assert checks["zigbee serial port"] == result(
+        "zigbee serial port",
+        "fail",
+        f"{missing} does not exist",
+        "plug the stick in; `ls -l /dev/serial/by-id/` lists it; set zigbee.port to "
         "that /dev/serial/by-id/... path",
-    }
+    )
     assert checks["config"]["level"] == "pass"
     assert checks["service"]["level"] == "warn"
     assert checks["state database"]["level"] == "warn"
@@ -124,12 +129,9 @@ async def test_broker_login_on_a_real_mosquitto(
 ) -> None:
     cfg = write_config(tmp_path, f'[upstream]\nurl = "{mosquitto.url}"\n')
     _, checks = await doctor(capsys, "--config", str(cfg))
-    assert checks["mqtt broker"] == {
-        "name": "mqtt broker",
-        "level": "pass",
-        "detail": f"{mosquitto.url} reachable, MQTT login ok",
-        "hint": "",
-    }
+    assert checks["mqtt broker"] == result(
+        "mqtt broker", "pass", f"{mosquitto.url} reachable, MQTT login ok"
+    )
 
 
 async def test_broker_tls_handshake_and_untrusted_ca(
@@ -224,12 +226,9 @@ async def test_ble_adapter_missing_and_blocked(
     (rf / "soft").write_text("1\n")
     (rf / "hard").write_text("0\n")
     code, checks = await doctor(capsys, "--config", str(cfg), host=host)
-    assert checks["ble adapter"] == {
-        "name": "ble adapter",
-        "level": "fail",
-        "detail": "hci0 is blocked by rfkill (soft)",
-        "hint": "sudo rfkill unblock bluetooth",
-    }
+    assert checks["ble adapter"] == result(
+        "ble adapter", "fail", "hci0 is blocked by rfkill (soft)", "sudo rfkill unblock bluetooth"
+    )
 
 
 async def test_gpiochip_presence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -242,12 +241,7 @@ async def test_gpiochip_presence(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert checks["gpiochip"]["level"] == "fail"
     (dev / "gpiochip0").write_bytes(b"")
     code, checks = await doctor(capsys, "--config", str(cfg), host=host)
-    assert checks["gpiochip"] == {
-        "name": "gpiochip",
-        "level": "pass",
-        "detail": "gpiochip0 usable",
-        "hint": "",
-    }
+    assert checks["gpiochip"] == result("gpiochip", "pass", "gpiochip0 usable")
 
 
 async def test_a_corrupt_state_database_fails(
@@ -299,12 +293,9 @@ async def test_doctor_against_the_running_service(
     async with running(tmp_path / "state", mock_pins) as api:
         code, checks = await doctor(capsys, *api.cli_args())
         assert checks["service"]["level"] == "pass", checks["service"]
-        assert checks["api token"] == {
-            "name": "api token",
-            "level": "pass",
-            "detail": f"{tmp_path / 'state' / 'api-token'} (mode 0600)",
-            "hint": "",
-        }
+        assert checks["api token"] == result(
+            "api token", "pass", f"{tmp_path / 'state' / 'api-token'} (mode 0600)"
+        )
         assert checks["state database"]["level"] == "pass"
         assert checks["_summary"]["fail"] == 0
         assert code == 0
@@ -345,22 +336,13 @@ async def test_doctor_judges_radios_from_the_running_demo_service(
         _code, checks = await doctor(capsys, *args)
     assert checks["zigbee serial port"]["level"] == "pass", checks["zigbee serial port"]
     assert "the running service talks to the stick" in checks["zigbee serial port"]["detail"]
-    assert checks["ble adapter"] == {
-        "name": "ble adapter",
-        "level": "pass",
-        "detail": "simulated: the running service scans",
-        "hint": "",
-    }
-    assert checks["bluez"] == {
-        "name": "bluez",
-        "level": "skip",
-        "detail": "the running service scans a simulated adapter (demo)",
-        "hint": "",
-    }
-    assert checks["gpiochip"] == {
-        "name": "gpiochip",
-        "level": "pass",
-        "detail": "the running service drives 5 GPIO devices",
-        "hint": "",
-    }
+    assert checks["ble adapter"] == result(
+        "ble adapter", "pass", "simulated: the running service scans"
+    )
+    assert checks["bluez"] == result(
+        "bluez", "skip", "the running service scans a simulated adapter (demo)"
+    )
+    assert checks["gpiochip"] == result(
+        "gpiochip", "pass", "the running service drives 5 GPIO devices"
+    )
     assert not any("disabled in the config" in c.get("detail", "") for c in checks.values())

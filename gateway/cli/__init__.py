@@ -18,7 +18,6 @@ from gateway.cli import run_cmd as _run_cmd  # noqa: F401  # isort: skip
 from gateway.cli import config_cmd as _config_cmd  # noqa: F401  # isort: skip
 from gateway.cli import status as _status  # noqa: F401  # isort: skip
 from gateway.cli import devices as _devices  # noqa: F401  # isort: skip
-from gateway.cli import queue as _queue  # noqa: F401  # isort: skip
 from gateway.cli import tail as _tail  # noqa: F401  # isort: skip
 from gateway.cli import control as _control  # noqa: F401  # isort: skip
 from gateway.cli import token_cmd as _token_cmd  # noqa: F401  # isort: skip
