@@ -25,6 +25,7 @@ from gateway.config import (
     Config,
     GatewaySection,
     GpioDevice,
+    GpioKind,
     GpioSection,
     TriggerDef,
 )
@@ -41,8 +42,8 @@ def _config(state: Path) -> Config:
         api=ApiSection(enabled=False),
         gpio=GpioSection(
             devices=(
-                GpioDevice(name="front-door", kind="contact", pin=DOOR_PIN, bounce_s=0.0),
-                GpioDevice(name="hall-relay", kind="relay", pin=23),
+                GpioDevice(name="front-door", kind=GpioKind.CONTACT, pin=DOOR_PIN, bounce_s=0.0),
+                GpioDevice(name="hall-relay", kind=GpioKind.RELAY, pin=23),
             )
         ),
         automations=(

@@ -23,6 +23,7 @@ from gateway.config import (
     Config,
     GatewaySection,
     GpioDevice,
+    GpioKind,
     GpioSection,
 )
 
@@ -42,11 +43,11 @@ def default_state_dir() -> Path:
 
 
 DEMO_GPIO = (
-    GpioDevice(name="hall-button", kind="button", pin=17, pull_up=True, active_high=False),
-    GpioDevice(name="front-door", kind="contact", pin=27, pull_up=True, active_high=True),
-    GpioDevice(name="hall-pir", kind="motion", pin=22, clear_s=5.0),
-    GpioDevice(name="hall-relay", kind="relay", pin=23),
-    GpioDevice(name="status-led", kind="led", pin=24, initial=True),
+    GpioDevice(name="hall-button", kind=GpioKind.BUTTON, pin=17, pull_up=True, active_high=False),
+    GpioDevice(name="front-door", kind=GpioKind.CONTACT, pin=27, pull_up=True, active_high=True),
+    GpioDevice(name="hall-pir", kind=GpioKind.MOTION, pin=22, clear_s=5.0),
+    GpioDevice(name="hall-relay", kind=GpioKind.RELAY, pin=23),
+    GpioDevice(name="status-led", kind=GpioKind.LED, pin=24, initial=True),
 )
 
 

@@ -13,13 +13,13 @@ import aiomqtt
 
 from gateway.adapters.gpio import GpioDriver
 from gateway.commands import parse_command
-from gateway.config import GpioDevice
+from gateway.config import GpioDevice, GpioKind
 from gateway.model import Command, CommandAction
 from gateway.service import Service
 from gateway.sync.payload import split_command_body
 from tests.broker import Collector, Mosquitto, gateway_config
 
-RELAY = GpioDevice(name="relay", kind="relay", pin=23)
+RELAY = GpioDevice(name="relay", kind=GpioKind.RELAY, pin=23)
 CMD = "migw/testgw/cmd/gpio-relay/set"
 RESULT = "migw/testgw/result/gpio-relay"
 

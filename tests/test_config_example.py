@@ -7,7 +7,7 @@ import re
 import typing
 from pathlib import Path
 
-from gateway.config import Config, GpioDevice, GpioSection, load, loads
+from gateway.config import Config, GpioDevice, GpioKind, GpioSection, load, loads
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 
@@ -80,7 +80,7 @@ def test_commented_gpio_sample_is_valid() -> None:
         devices=(
             GpioDevice(
                 name="hall-button",
-                kind="button",
+                kind=GpioKind.BUTTON,
                 pin=17,
                 pull_up=True,
                 active_high=False,
@@ -88,9 +88,9 @@ def test_commented_gpio_sample_is_valid() -> None:
                 hold_s=1.0,
                 multi_press_s=0.4,
             ),
-            GpioDevice(name="front-door", kind="contact", pin=27, pull_up=True),
-            GpioDevice(name="hall-pir", kind="motion", pin=22, clear_s=60.0),
-            GpioDevice(name="hall-relay", kind="relay", pin=23, initial=False),
-            GpioDevice(name="status-led", kind="led", pin=24),
+            GpioDevice(name="front-door", kind=GpioKind.CONTACT, pin=27, pull_up=True),
+            GpioDevice(name="hall-pir", kind=GpioKind.MOTION, pin=22, clear_s=60.0),
+            GpioDevice(name="hall-relay", kind=GpioKind.RELAY, pin=23, initial=False),
+            GpioDevice(name="status-led", kind=GpioKind.LED, pin=24),
         )
     )

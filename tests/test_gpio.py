@@ -12,7 +12,7 @@ import pytest
 from drivers.gpio import ButtonAction, GpioBank, GpioSignal, PinKind, PinSpec, StateChange
 from drivers.gpio.bank import GpioConfigError
 from gateway.adapters.gpio import spec_of
-from gateway.config import GpioDevice
+from gateway.config import GpioDevice, GpioKind
 
 
 class _Timings(TypedDict):
@@ -228,5 +228,5 @@ def test_a_configured_device_becomes_the_same_pin_spec() -> None:
         "clear_s": 30.0,
         "initial": True,
     }
-    device = GpioDevice("gate", "relay", 23, **settings)
+    device = GpioDevice("gate", GpioKind.RELAY, 23, **settings)
     assert spec_of(device) == PinSpec("gate", PinKind.RELAY, 23, **settings)

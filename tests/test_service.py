@@ -253,12 +253,12 @@ async def test_a_busy_api_port_fails_the_start_and_releases_the_state_dir(tmp_pa
 
 async def test_a_reload_racing_a_stop_starts_nothing(tmp_path: Path) -> None:
     from drivers.supervisor import State
-    from gateway.config import GpioDevice, GpioSection
+    from gateway.config import GpioDevice, GpioKind, GpioSection
 
     cfg = _cfg(tmp_path)
     svc = Service(cfg, demo=GPIO_ONLY)
     await svc.__aenter__()
-    relay = GpioDevice(name="porch-relay", kind="relay", pin=5)
+    relay = GpioDevice(name="porch-relay", kind=GpioKind.RELAY, pin=5)
     new = cfg.replace(gpio=GpioSection(devices=(*cfg.gpio.devices, relay)))
     reload = asyncio.create_task(svc.reload(new))
     await asyncio.sleep(0)  # the reload is stopping the old GPIO driver ...

@@ -19,7 +19,7 @@ from paho.mqtt.properties import Properties
 from drivers.ble import events as ble_events
 from gateway import config as config_mod
 from gateway.adapters.gpio import GpioDriver
-from gateway.config import GpioDevice, HomeAssistantSection
+from gateway.config import GpioDevice, GpioKind, HomeAssistantSection
 from gateway.errors import ConfigError
 from gateway.model import Device, DeviceStatus, Event, Stamp, Transport
 from gateway.service import Service
@@ -27,8 +27,8 @@ from gateway.sync import ha
 from gateway.sync.payload import Topics
 from tests.broker import Collector, Mosquitto, gateway_config, start_broker
 
-RELAY = GpioDevice(name="relay", kind="relay", pin=23)
-BUTTON = GpioDevice(name="button", kind="button", pin=17, pull_up=True, active_high=False)
+RELAY = GpioDevice(name="relay", kind=GpioKind.RELAY, pin=23)
+BUTTON = GpioDevice(name="button", kind=GpioKind.BUTTON, pin=17, pull_up=True, active_high=False)
 SWITCH_CONFIG = "homeassistant/switch/migw_testgw/gpio-relay_switch/config"
 AVAILABILITY = [
     {

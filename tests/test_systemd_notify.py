@@ -19,7 +19,15 @@ import pytest
 from drivers.supervisor import State
 from gateway import systemd
 from gateway.adapters import DemoOptions
-from gateway.config import ApiSection, Config, GpioDevice, GpioSection, Secret, StoreSection
+from gateway.config import (
+    ApiSection,
+    Config,
+    GpioDevice,
+    GpioKind,
+    GpioSection,
+    Secret,
+    StoreSection,
+)
 from gateway.demo import demo_config
 from gateway.errors import ConfigError
 from gateway.service import Service
@@ -281,7 +289,7 @@ async def test_a_hung_supervised_task_withholds_pings(
 # ---------------------------------------------------------------------------------- reload
 
 
-RELAY = GpioDevice(name="porch-relay", kind="relay", pin=5)
+RELAY = GpioDevice(name="porch-relay", kind=GpioKind.RELAY, pin=5)
 
 
 async def test_reload_restarts_changed_parts_applies_log_level_and_keeps_the_rest(

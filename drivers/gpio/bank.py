@@ -40,15 +40,21 @@ STATE_METRIC: dict[PinKind, str] = {
 class PinSpec:
     name: str
     kind: PinKind
+    #: BCM pin number (GPIO17 is 17), or a gpiozero pin name like "BOARD11".
     pin: int | str
     #: Inputs: the pin reads high while active (contact open, PIR triggered, button pressed).
     #: Outputs: drive the pin high for "on".
     active_high: bool = True
+    #: Inputs: use the internal pull-up (buttons to ground). None: floating.
     pull_up: bool | None = None
     bounce_s: float = 0.05
+    #: Button: held this long is a long press.
     hold_s: float = 1.0
+    #: Button: a second press within this window is a double press.
     multi_press_s: float = 0.4
+    #: Motion: "no motion" is reported after this many quiet seconds.
     clear_s: float = 60.0
+    #: Relay/led: state at start.
     initial: bool = False
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import math
 import re
 import tomllib
@@ -133,6 +134,9 @@ class _Loader:
                     errors.append(exc)
             names = " or ".join(_hname(a) for a in args if a is not type(None))
             raise self.error(path, f"must be {names}, not {_tname(value)}")
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):
+            # an enumeration of strings (the GPIO kinds): chosen by value, like a Literal
+            return tp(self.convert(Literal[tuple(m.value for m in tp)], value, path))
         if origin is Literal:
             if value not in args:
                 choices = ", ".join(repr(a) for a in args)

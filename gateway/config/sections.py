@@ -10,6 +10,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from drivers.gpio import PinKind, PinSpec
 from gateway.config.fields import (
     FieldError,
     Secret,
@@ -219,28 +220,14 @@ class ZigbeeSection:
             raise FieldError("port", "is required when zigbee is enabled")
 
 
-GpioKind = Literal["button", "contact", "motion", "relay", "led"]
+#: What a ``[[gpio.devices]]`` entry is: button, contact, motion, relay or led.
+GpioKind = PinKind
 
 
 @dataclass(frozen=True, slots=True)
-class GpioDevice:
-    name: str
-    kind: GpioKind
-    #: BCM pin number (GPIO17 is 17), or a gpiozero pin name like "BOARD11".
-    pin: int | str
-    #: Inputs: True when the pin reads high while active. Outputs: drive high for "on".
-    active_high: bool = True
-    #: Inputs: use the internal pull-up (buttons to ground). None: floating.
-    pull_up: bool | None = None
-    bounce_s: float = 0.05
-    #: Button: held this long is a long press.
-    hold_s: float = 1.0
-    #: Button: a second press within this window is a double press.
-    multi_press_s: float = 0.4
-    #: Motion: "no motion" is reported after this many quiet seconds.
-    clear_s: float = 60.0
-    #: Relay/led: state at start.
-    initial: bool = False
+class GpioDevice(PinSpec):
+    """One ``[[gpio.devices]]`` entry: the GPIO driver's :class:`~drivers.gpio.PinSpec` (its
+    fields are the keys, documented there), checked here."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9_-]{1,48}", self.name):
