@@ -27,9 +27,10 @@ from drivers.zigbee.znp import frames
 from drivers.zigbee.znp import types as t
 from drivers.zigbee.znp.commands import AF_INCOMING_MSG, Message
 from drivers.zigbee.znp.types import NvId
-from hw_mocks import znp as sim_mod
 from hw_mocks.aqara import MODELS, SimDevice
+from hw_mocks.znp import AWAKE_S as sim_awake_s
 from hw_mocks.znp import ZStackSimulator
+from hw_mocks.znp_layout import default_nv
 
 #: Short timings: tests pass them in the config (no module constants are patched).
 FAST = ZigbeeTiming(
@@ -137,11 +138,12 @@ async def joined(
     seed: int,
     motion_clear_s: float | None = None,
     timing: ZigbeeTiming = FAST,
+    awake_s: float = sim_awake_s,
 ) -> AsyncIterator[tuple[ZStackSimulator, Coordinator, Recorder]]:
     """A running coordinator on a simulated stick with ``models``, every one joined and
     interviewed."""
     rec = Recorder()
-    async with ZStackSimulator(devices=models, seed=seed) as sim:
+    async with ZStackSimulator(devices=models, seed=seed, awake_s=awake_s) as sim:
         coord = Coordinator(config(sim, tmp_path, motion_clear_s, timing), rec)
         async with running(coord):
             await joined_network(sim, coord, rec, models)
@@ -255,12 +257,10 @@ async def test_exact_values_from_vector_frames(tmp_path: Path) -> None:
         ]
 
 
-async def test_on_off_round_trip_and_soft_failures(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sim_mod, "AWAKE_S", 0.0)
+async def test_on_off_round_trip_and_soft_failures(tmp_path: Path) -> None:
     models = ("lumi.plug", "lumi.ctrl_neutral1", "lumi.sensor_ht")
-    async with joined(tmp_path, models, seed=5) as (sim, coord, rec):
+    # a sleepy device is never awake: a command to it always expires
+    async with joined(tmp_path, models, seed=5, awake_s=0.0) as (sim, coord, rec):
         plug = sim.device("lumi.plug")
         relay = sim.device("lumi.ctrl_neutral1")
         out = await coord.switch(plug.ieee, "on")
@@ -611,7 +611,7 @@ async def test_reflashed_stick_with_a_backup_needs_a_human_not_a_new_network(
             await until(backup.exists)
         saved = backup.read_bytes()
         sim.unplug()
-        sim.nv = sim_mod._default_nv(sim.ieee)  # factory-fresh NV: the marker is gone
+        sim.nv = default_nv(sim.ieee)  # factory-fresh NV: the marker is gone
         sim.ex_nv = {}
         sim.plug()
         coord2 = Coordinator(config(sim, tmp_path))
