@@ -102,7 +102,7 @@ def test_tracker_home_away_with_hysteresis_and_rotating_address() -> None:
     irk = bytes(range(16))
     people = [Person("alice", (identity("irk", irk.hex()),))]
     tracker = PresenceTracker(
-        people, PresenceTimings(home_rssi=-80, hysteresis_db=10, away_after_s=60, alpha=0.5)
+        people, PresenceTimings(home_rssi=-80, hysteresis_db=10, away_after_s=60, rssi_alpha=0.5)
     )
     a1 = make_rpa(irk, b"\x01\x02\x03")
     a2 = make_rpa(irk, b"\x09\x08\x07")  # rotated

@@ -216,8 +216,8 @@ class PresenceTimings:
     hysteresis_db: float = 6.0
     #: Leave after this many seconds without a sighting strong enough to stay.
     away_after_s: float = 180.0
-    #: Weight of a new RSSI sample in the exponential average (0 < alpha <= 1).
-    alpha: float = 0.3
+    #: Weight of a new RSSI sample in the exponential average (0 < rssi_alpha <= 1).
+    rssi_alpha: float = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +302,7 @@ class PresenceTracker:
             st.rssi = (
                 float(adv.rssi)
                 if st.rssi is None
-                else st.rssi + t.alpha * (float(adv.rssi) - st.rssi)
+                else st.rssi + t.rssi_alpha * (float(adv.rssi) - st.rssi)
             )
         rssi = st.rssi if st.rssi is not None else t.home_rssi
         changes: list[PresenceChange] = []

@@ -82,7 +82,7 @@ def timings_of(section: PresenceSection) -> PresenceTimings:
         home_rssi=section.home_rssi,
         hysteresis_db=section.hysteresis_db,
         away_after_s=section.away_after_s,
-        alpha=section.rssi_alpha,
+        rssi_alpha=section.rssi_alpha,
     )
 
 

@@ -8,6 +8,7 @@ import typing
 from dataclasses import dataclass
 from typing import Literal
 
+from drivers.ble.presence import PresenceTimings
 from gateway.config.fields import FieldError, Secret, non_negative, positive
 from gateway.errors import ConfigError
 
@@ -73,15 +74,10 @@ class PresencePerson:
 
 
 @dataclass(frozen=True, slots=True)
-class PresenceSection:
-    #: Arrive when the smoothed RSSI reaches this (dBm) ...
-    home_rssi: float = -90.0
-    #: ... and stay while it is at least home_rssi - hysteresis_db.
-    hysteresis_db: float = 6.0
-    #: Away after this many seconds without a sighting strong enough to stay.
-    away_after_s: float = 180.0
-    #: Weight of a new RSSI sample in the running average (0 < rssi_alpha <= 1).
-    rssi_alpha: float = 0.3
+class PresenceSection(PresenceTimings):
+    """[presence]: the tracker's :class:`~drivers.ble.presence.PresenceTimings` (home_rssi,
+    hysteresis_db, away_after_s, rssi_alpha: documented there) and the people to track."""
+
     people: tuple[PresencePerson, ...] = ()
 
     def __post_init__(self) -> None:
