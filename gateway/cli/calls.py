@@ -120,14 +120,39 @@ def fail(exc: Exception) -> int:
 
 
 def read(
-    target: Target, path: str, offline: Callable[[Target], Awaitable[Any]]
+    target: Target,
+    online: str | Callable[[ApiClient], Awaitable[Any]],
+    offline: Callable[[Target], Awaitable[Any]],
+    *,
+    unknown: str = "",
 ) -> tuple[Any, bool]:
-    """``(data, live)`` for a read-only command; :class:`Exit` when neither the API nor the
-    saved state could answer."""
+    """``(data, live)`` for a read-only command: ``online`` (a path to GET, or calls) from
+    the running service, else ``offline`` from the saved state. :class:`Exit` when neither
+    could answer; an unknown device is said as ``unknown`` when given."""
+    go = (lambda api: api.get(online)) if isinstance(online, str) else online
     try:
-        return run(api_or_state(target, lambda api: api.get(path), offline))
+        return run(api_or_state(target, go, offline))
     except ServiceDown as exc:
         notice(str(exc))
         raise Exit(EXIT_NOT_RUNNING) from None
-    except (ApiFailure, StoreError) as exc:
+    except ApiFailure as exc:
+        if unknown and exc.code == "unknown_device":
+            notice(unknown)
+            raise Exit(EXIT_FAILED) from None
         raise Exit(fail(exc)) from None
+    except StoreError as exc:
+        raise Exit(fail(exc)) from None
+
+
+def ask(target: Target, path: str) -> Any | None:
+    """``GET path`` from the running service, or None when it cannot answer (for hints
+    that are worth a line only when the service is up)."""
+
+    async def get() -> Any:
+        async with ApiClient(target) as api:
+            return await api.get(path)
+
+    try:
+        return run(get())
+    except (ServiceDown, ApiFailure):
+        return None

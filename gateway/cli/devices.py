@@ -12,20 +12,15 @@ import click
 from gateway.api.serialize import device_detail_json, device_json, keyed_devices
 from gateway.cli.base import cli, json_option
 from gateway.cli.calls import (
-    EXIT_FAILED,
-    EXIT_NOT_RUNNING,
     EXIT_OK,
-    api_or_state,
-    fail,
+    ask,
     get_for_table,
     pass_target,
     read,
-    run,
 )
 from gateway.cli.client import (
     ApiClient,
     ApiFailure,
-    ServiceDown,
     Target,
     console,
     fmt_time,
@@ -36,7 +31,6 @@ from gateway.cli.client import (
     print_json,
 )
 from gateway.cli.tables import fit_columns, id_table
-from gateway.errors import StoreError
 from gateway.model import Transport
 
 
@@ -170,14 +164,8 @@ def devices(
 def _mention_strangers(target: Target) -> None:
     """One line on stderr when BLE devices in range are not added (they are easily missed)."""
 
-    async def go() -> Any:
-        async with ApiClient(target) as api:
-            return await api.get("/api/v1/ble/seen")
-
-    try:
-        n = len(run(go())["seen"])
-    except (ServiceDown, ApiFailure):
-        return
+    seen = ask(target, "/api/v1/ble/seen")
+    n = len(seen["seen"]) if seen is not None else 0
     if n:
         what = "1 BLE device in range is" if n == 1 else f"{n} BLE devices in range are"
         notice(f"{what} not added: `migw devices --seen`")
@@ -288,24 +276,12 @@ def _render_device(d: dict[str, Any], now: float) -> None:
 def device_cmd(target: Target, device_id: str, as_json: bool) -> int:
     """One device: current values with units and age, last seen, battery, RSSI/LQI, key
     status, its last events (since the service started) and its last readings."""
-    try:
-        data, _live = run(
-            api_or_state(
-                target,
-                lambda api: _device_online(api, device_id),
-                lambda t: _device_offline(t, device_id),
-            )
-        )
-    except ServiceDown as exc:
-        notice(str(exc))
-        return EXIT_NOT_RUNNING
-    except ApiFailure as exc:
-        if exc.code == "unknown_device":
-            notice(f"no device {device_id!r} (`migw devices` lists them)")
-            return EXIT_FAILED
-        return fail(exc)
-    except StoreError as exc:
-        return fail(exc)
+    data, _live = read(
+        target,
+        lambda api: _device_online(api, device_id),
+        lambda t: _device_offline(t, device_id),
+        unknown=f"no device {device_id!r} (`migw devices` lists them)",
+    )
     if as_json:
         print_json(data)
     else:

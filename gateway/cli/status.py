@@ -13,11 +13,16 @@ import click
 
 from gateway.api.serialize import devices_summary_json, disk_json, outbox_json
 from gateway.cli.base import cli, json_option
-from gateway.cli.calls import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK, fail, pass_target, read, run
+from gateway.cli.calls import (
+    EXIT_FAILED,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    call_service,
+    pass_target,
+    read,
+)
 from gateway.cli.client import (
     ApiClient,
-    ApiFailure,
-    ServiceDown,
     Target,
     console,
     fmt_time,
@@ -138,7 +143,7 @@ async def _queue_offline(target: Target) -> dict[str, Any]:
     return out
 
 
-async def _watch_queue(target: Target, interval: float, as_json: bool) -> int:
+async def _watch_queue(api: ApiClient, interval: float, as_json: bool) -> int:
     """Poll the outbox until it is empty, showing the drain's progress, rate and ETA."""
     from rich.progress import (
         BarColumn,
@@ -149,60 +154,59 @@ async def _watch_queue(target: Target, interval: float, as_json: bool) -> int:
     )
 
     con = console()
-    async with ApiClient(target) as api:
-        data = await api.get("/api/v1/outbox")
-        if data.get("uplink") is False:
-            notice(f"upstream: {NO_UPLINK}: there is no drain to follow")
-            return EXIT_OK
-        total = int(data["depth"])
-        prev_depth, prev_t = total, time.monotonic()
-        bar = None
-        if con.is_terminal and not as_json:
-            bar = Progress(
-                TextColumn("draining the outbox"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeRemainingColumn(),
-                console=con,
-                transient=False,
-            )
-            bar.start()
-            task = bar.add_task("drain", total=max(total, 1), rate="")
-        try:
-            while True:
-                depth = int(data["depth"])
-                now = time.monotonic()
-                rate = (prev_depth - depth) / (now - prev_t) if now > prev_t else 0.0
-                prev_depth, prev_t = depth, now
-                total = max(total, depth)
-                eta = depth / rate if rate > 0 else None
-                if bar is not None:
-                    shown = f"{rate:,.0f}/s" if rate > 0 else ""
-                    bar.update(task, total=max(total, 1), completed=total - depth, rate=shown)
-                elif as_json:
-                    line = {
-                        "ts": time.time(),
-                        "depth": depth,
-                        "bytes": data["bytes"],
-                        "upstream": data["upstream"],
-                        "rate": round(rate, 1),
-                    }
-                    click.echo(json.dumps(line))
-                else:
-                    click.echo(
-                        f"{time.strftime('%H:%M:%S')} waiting {depth} "
-                        f"({human_bytes(data['bytes'])}), upstream {data['upstream']}"
-                        + (f", draining {rate:,.0f}/s" if rate > 0 else "")
-                        + (f", empty in ~{human_duration(eta)}" if eta is not None else "")
-                    )
-                if depth == 0:
-                    break
-                await asyncio.sleep(interval)
-                data = await api.get("/api/v1/outbox")
-        finally:
+    data = await api.get("/api/v1/outbox")
+    if data.get("uplink") is False:
+        notice(f"upstream: {NO_UPLINK}: there is no drain to follow")
+        return EXIT_OK
+    total = int(data["depth"])
+    prev_depth, prev_t = total, time.monotonic()
+    bar = None
+    if con.is_terminal and not as_json:
+        bar = Progress(
+            TextColumn("draining the outbox"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=con,
+            transient=False,
+        )
+        bar.start()
+        task = bar.add_task("drain", total=max(total, 1), rate="")
+    try:
+        while True:
+            depth = int(data["depth"])
+            now = time.monotonic()
+            rate = (prev_depth - depth) / (now - prev_t) if now > prev_t else 0.0
+            prev_depth, prev_t = depth, now
+            total = max(total, depth)
+            eta = depth / rate if rate > 0 else None
             if bar is not None:
-                bar.stop()
+                shown = f"{rate:,.0f}/s" if rate > 0 else ""
+                bar.update(task, total=max(total, 1), completed=total - depth, rate=shown)
+            elif as_json:
+                line = {
+                    "ts": time.time(),
+                    "depth": depth,
+                    "bytes": data["bytes"],
+                    "upstream": data["upstream"],
+                    "rate": round(rate, 1),
+                }
+                click.echo(json.dumps(line))
+            else:
+                click.echo(
+                    f"{time.strftime('%H:%M:%S')} waiting {depth} "
+                    f"({human_bytes(data['bytes'])}), upstream {data['upstream']}"
+                    + (f", draining {rate:,.0f}/s" if rate > 0 else "")
+                    + (f", empty in ~{human_duration(eta)}" if eta is not None else "")
+                )
+            if depth == 0:
+                break
+            await asyncio.sleep(interval)
+            data = await api.get("/api/v1/outbox")
+    finally:
+        if bar is not None:
+            bar.stop()
     if not as_json:
         notice("the outbox is empty: everything reached the broker")
     return EXIT_OK
@@ -226,13 +230,10 @@ async def _watch_queue(target: Target, interval: float, as_json: bool) -> int:
 def queue(target: Target, watch: bool, interval: float, as_json: bool) -> int:
     """The outbox: depth, bytes, oldest age, dropped, expired, and the oldest waiting item."""
     if watch:
-        try:
-            return run(_watch_queue(target, interval, as_json))
-        except ServiceDown as exc:
-            notice(f"{exc}; --watch needs the running service")
-            return EXIT_NOT_RUNNING
-        except ApiFailure as exc:
-            return fail(exc)
+        code, done = call_service(
+            target, "--watch", lambda api: _watch_queue(api, interval, as_json)
+        )
+        return int(done) if code == EXIT_OK else code
     data, _live = read(target, "/api/v1/outbox", _queue_offline)
     if as_json:
         print_json(data)
