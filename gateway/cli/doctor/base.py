@@ -75,6 +75,26 @@ class DoctorHost:
     check_timeout_s: float = 20.0
     command_timeout_s: float = 5.0
 
+    async def output(self, *argv: str) -> str | None:
+        """stdout of a short command, or None when it fails or hangs (command_timeout_s)."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        except OSError:
+            return None
+        try:
+            async with asyncio.timeout(self.command_timeout_s):
+                out, _ = await proc.communicate()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return None
+        return out.decode(errors="replace") if proc.returncode == 0 else None
+
 
 @dataclass(slots=True)
 class Doctor:
@@ -190,24 +210,3 @@ def user_name() -> str:
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         return "$USER"
-
-
-async def command_output(*argv: str, timeout_s: float = 5.0) -> str | None:
-    """stdout of a short command, or None when it fails or hangs (``timeout_s``)."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            stdin=asyncio.subprocess.DEVNULL,
-        )
-    except OSError:
-        return None
-    try:
-        async with asyncio.timeout(timeout_s):
-            out, _ = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return None
-    return out.decode(errors="replace") if proc.returncode == 0 else None

@@ -17,7 +17,6 @@ from gateway.cli.doctor.base import (
     DoctorHost,
     Level,
     Named,
-    command_output,
     exists,
     listdir,
     needs_config,
@@ -58,7 +57,7 @@ async def check_ble(d: Doctor, cfg: Config, radio: dict[str, Any] | None) -> Che
             f"{adapter} is blocked by rfkill ({blocked})",
             "sudo rfkill unblock bluetooth",
         )
-    powered = await _powered(adapter, d.host.command_timeout_s)
+    powered = await _powered(adapter, d.host)
     if powered is False:
         return ADAPTER(
             Level.FAIL,
@@ -131,23 +130,22 @@ def _rfkill_blocked(sys_rfkill: Path) -> str:
     return ""
 
 
-async def _powered(adapter: str, timeout_s: float) -> bool | None:
+async def _powered(adapter: str, host: DoctorHost) -> bool | None:
     busctl = shutil.which("busctl")
     if busctl is not None:
-        out = await command_output(
+        out = await host.output(
             busctl,
             "get-property",
             "org.bluez",
             f"/org/bluez/{adapter}",
             "org.bluez.Adapter1",
             "Powered",
-            timeout_s=timeout_s,
         )
         if out is not None:
             return out.strip() == "b true"
     btctl = shutil.which("bluetoothctl")
     if btctl is not None:
-        out = await command_output(btctl, "show", timeout_s=timeout_s)
+        out = await host.output(btctl, "show")
         if out is not None and (m := re.search(r"Powered:\s*(yes|no)", out)):
             return m.group(1) == "yes"
     return None
@@ -162,7 +160,7 @@ async def _bluez_version(host: DoctorHost) -> tuple[int, ...] | None:
     for exe in candidates:
         if exe is None or not exists(Path(exe)):
             continue
-        out = await command_output(exe, "--version", timeout_s=host.command_timeout_s)
+        out = await host.output(exe, "--version")
         if out and (m := re.search(r"(\d+)\.(\d+)", out)):
             return (int(m.group(1)), int(m.group(2)))
     return None

@@ -16,7 +16,6 @@ from gateway.cli.doctor.base import (
     Doctor,
     Level,
     Named,
-    command_output,
     exists,
     needs_config,
 )
@@ -134,14 +133,7 @@ async def check_systemd(d: Doctor) -> Check:
     systemctl = shutil.which("systemctl")
     if systemctl is None or not exists(SYSTEMD_RUN):
         return SYSTEMD(Level.SKIP, "no systemd on this machine")
-    out = await command_output(
-        systemctl,
-        "show",
-        "-p",
-        "LoadState,ActiveState,SubState",
-        UNIT,
-        timeout_s=d.host.command_timeout_s,
-    )
+    out = await d.host.output(systemctl, "show", "-p", "LoadState,ActiveState,SubState", UNIT)
     props = dict(line.split("=", 1) for line in (out or "").splitlines() if "=" in line)
     if props.get("LoadState") in (None, "not-found"):
         return SYSTEMD(
