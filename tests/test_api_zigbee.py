@@ -7,7 +7,6 @@ import asyncio
 import json
 import socket
 import stat
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from gateway.api.token import read_token
 from gateway.cli import main
 from gateway.service import Service
 from hw_mocks.znp import ZStackSimulator
+from tests.zigbee_support import until
 
 
 def free_port() -> int:
@@ -43,12 +43,6 @@ def write_config(tmp_path: Path, sim: ZStackSimulator) -> tuple[Path, int]:
 
 def read_backup(path: Path) -> tuple[int, dict[str, Any]]:
     return stat.S_IMODE(path.stat().st_mode), json.loads(path.read_text())
-
-
-async def until(pred: Callable[[], bool], timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():
-            await asyncio.sleep(0.02)
 
 
 async def test_permit_join_and_a_zigbee_plug_through_api_and_cli(

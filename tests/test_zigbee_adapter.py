@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable
 from pathlib import Path
 
 from drivers.supervisor import Supervisor, Timing
@@ -26,6 +25,7 @@ from gateway.model import (
 )
 from hw_mocks.znp import ZStackSimulator
 from tests.helpers import RecordingSink
+from tests.zigbee_support import until
 
 #: Quick restarts of a failed session (the unplug test).
 FAST_RESTART = Timing(backoff_initial=0.05, backoff_max=0.2)
@@ -47,12 +47,6 @@ def _has_readings(sink: RecordingSink) -> bool:
 def _settled(driver: ZigbeeDriver) -> bool:
     """The coordinator is connected or has given up with a reason."""
     return driver.coordinator.connected or driver.coordinator.reason != ""
-
-
-async def until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():
-            await asyncio.sleep(0.01)
 
 
 def test_disabled_is_none(tmp_path: Path) -> None:

@@ -75,19 +75,7 @@ def test_decode_stream_with_garbage_and_xiaomi(
         "a8430521a70006240000000000082104020a210000641001"
     )
     msg = incoming_msg(0x1234, 0, hb, lqi=80, stamp=1)
-    leak = c.AF_INCOMING_MSG.rsp(
-        GroupId=0,
-        ClusterId=0x0500,
-        SrcAddr=0x1234,
-        SrcEndpoint=1,
-        DstEndpoint=1,
-        WasBroadcast=0,
-        LQI=80,
-        SecurityUse=0,
-        TimeStamp=2,
-        TSN=0,
-        Data=bytes.fromhex("092100010000000000"),
-    )
+    leak = incoming_msg(0x1234, 0x0500, bytes.fromhex("092100010000000000"), lqi=80, stamp=2)
     good = [bytes.fromhex(znp_frame_hex(v)) for v in ZNP if v["expected"].get("valid") is not False]
     raw = (
         b"\x00\x13"

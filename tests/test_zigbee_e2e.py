@@ -10,16 +10,15 @@ import json
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from drivers.errors import NeedsHumanError, TransientError
-from drivers.supervisor import State, Supervisor, Timing
+from drivers.supervisor import State, Timing
 from drivers.zigbee import coordinator as co
-from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery, supervise
+from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery
 from drivers.zigbee.devices import DeviceRecord
 from drivers.zigbee.timing import ZigbeeTiming
 from drivers.zigbee.znp import commands as c
@@ -31,6 +30,7 @@ from hw_mocks.aqara import MODELS, SimDevice
 from hw_mocks.znp import AWAKE_S as sim_awake_s
 from hw_mocks.znp import ZStackSimulator
 from hw_mocks.znp_layout import default_nv
+from tests.zigbee_support import Recorder, running, until
 
 #: Short timings: tests pass them in the config (no module constants are patched).
 FAST = ZigbeeTiming(
@@ -49,55 +49,10 @@ FAST = ZigbeeTiming(
 SLOW_SREQ = dataclasses.replace(FAST, sreq_timeout=0.2)
 
 
-@dataclass
-class Recorder:
-    """A listener that keeps everything (the drivers-level sink)."""
-
-    devices: dict[str, DeviceRecord] = field(default_factory=dict)
-    left: list[str] = field(default_factory=list)
-    readings: list[tuple[str, str, object]] = field(default_factory=list)
-    events: list[tuple[str, str, int | None]] = field(default_factory=list)
-
-    def device_changed(self, device: DeviceRecord) -> None:
-        self.devices[device.ieee] = device
-
-    def device_left(self, ieee: str) -> None:
-        self.left.append(ieee)
-
-    def reading(self, ieee: str, metric: str, value: object) -> None:
-        self.readings.append((ieee, metric, value))
-
-    def event(self, ieee: str, action: str, button: int | None) -> None:
-        self.events.append((ieee, action, button))
-
-    def of(self, ieee: str) -> list[tuple[str, object]]:
-        return [(m, v) for i, m, v in self.readings if i == ieee]
-
-
 def _is_on(device: SimDevice) -> bool:
     """The relay state, read through a call: mypy would keep ``device.on`` narrowed across
     the awaited command that changes it."""
     return device.on
-
-
-async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():
-            await asyncio.sleep(0.01)
-
-
-@contextlib.asynccontextmanager
-async def running(coord: Coordinator) -> AsyncIterator[Supervisor]:
-    """The coordinator's sessions under a supervisor: run() is one session, so recovery
-    (reconnects, "needs a human") is asserted through the supervisor around it."""
-    sup = supervise(coord)
-    task = asyncio.create_task(sup.run(), name="coordinator-under-test")
-    try:
-        yield sup
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def config(

@@ -23,7 +23,8 @@ from drivers.errors import NeedsHumanError
 from drivers.zigbee import backup as bk
 from drivers.zigbee import linkkeys as lk
 from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig
-from tests.test_zstack_emulated import FAST, SENSOR_IEEE, Recorder, running, until, weather_sensor
+from tests.test_zstack_emulated import FAST, SENSOR_IEEE, weather_sensor
+from tests.zigbee_support import Recorder, running, until
 from tests.zstack_emulator import FAMILIES, HANDLERS, EmulatedDevice, ZStackEmulator
 
 VERSIONS = {"1.2": 1.2, "3.0": 3.0, "3.30": 3.30}

@@ -2,14 +2,16 @@
 
 Every command of ours is looked up in both peers by subsystem, id and direction (request,
 SRSP, callback) and its field layout compared as wire shapes (tests/znp_peers.py). Every
-difference is either fixed or listed in DEVIATIONS with its reason, and docs/zigbee.md names
-it: a new difference, or a listed one that went away, fails. Byte level too: a frame built by
-our table must decode with zigpy-znp's and serialise back to the same bytes.
+difference is either fixed or listed in tests/znp_deviations.toml with its reason, and
+docs/zigbee.md names it: a new difference, or a listed one that went away, fails. Byte level
+too: a frame built by our table must decode with zigpy-znp's and serialise back to the same
+bytes.
 """
 
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,86 +19,25 @@ import pytest
 
 from drivers.zigbee.znp import codecs as cd
 from drivers.zigbee.znp.commands import CommandDef, Kind
-from drivers.zigbee.znp.frames import CommandType
+from drivers.zigbee.znp.types import CommandType
 from tests import znp_peers as peers
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "zigbee.md"
+TABLE = Path(__file__).resolve().parent / "znp_deviations.toml"
 
-#: (peer, our command, direction) -> why our layout differs and stays as it is.
-DEVIATIONS: dict[tuple[str, str, str], str] = {
-    ("zigpy-znp", "ZDO_EXT_NWK_INFO", "response"): (
-        "zigpy-znp omits DevState and types the channel as a u32 mask; TI MT_ZDO.c "
-        "MT_ZdoExtNwkInfo and herdsman send 24 bytes with a u8 channel (zigpy-znp never uses it)"
-    ),
-    ("zigpy-znp", "AF_INCOMING_MSG", "callback"): (
-        "MacSrcAddr and MsgResultRadius are optional for us (herdsman stops at Data): frames "
-        "with and without the undocumented tail decode"
-    ),
-    ("zigbee-herdsman", "AF_INCOMING_MSG", "callback"): (
-        "herdsman ignores the 3 undocumented trailing bytes; we read them when present"
-    ),
-    ("zigpy-znp", "AF_INCOMING_MSG_EXT", "callback"): "as AF_INCOMING_MSG",
-    ("zigbee-herdsman", "AF_INCOMING_MSG_EXT", "callback"): "as AF_INCOMING_MSG",
-    ("zigpy-znp", "ZDO_NWK_ADDR_RSP", "callback"): (
-        "same bytes: TI sends StartIndex, NumAssocDev, list; zigpy-znp names the two bytes the "
-        "other way round and reads the list to the end, we read it counted (herdsman: as we do)"
-    ),
-    ("zigpy-znp", "ZDO_IEEE_ADDR_RSP", "callback"): "as ZDO_NWK_ADDR_RSP",
-    ("zigpy-znp", "ZDO_NODE_DESC_RSP", "callback"): (
-        "we keep the node descriptor as raw bytes (we never read it); zigpy-znp decodes it"
-    ),
-    ("zigbee-herdsman", "SYS_VERSION", "response"): (
-        "herdsman requires CodeRevision and ignores the bootloader fields; older firmware "
-        "sends only 5 bytes, so all three are optional for us (as zigpy-znp)"
-    ),
-    ("zigbee-herdsman", "SYS_SET_TX_POWER", "request"): (
-        "herdsman types the dBm value unsigned; it is signed (TI, zigpy-znp)"
-    ),
-    ("zigbee-herdsman", "SYS_SET_TX_POWER", "response"): "as the request",
-    ("zigpy-znp", "SYS_STACK_TUNE", "request"): (
-        "zigpy-znp types the TX power unsigned; it is signed dBm (TI, herdsman)"
-    ),
-    ("zigbee-herdsman", "ZDO_MSG_CB_INCOMING", "callback"): (
-        "herdsman's table marks this FIXME: its BUFFER would take MacDst as the length; "
-        "TI sends the ZDO payload to the end of the frame (zigpy-znp as we do)"
-    ),
-    ("zigbee-herdsman", "APP_CNF_BDB_COMMISSIONING_NOTIFICATION", "callback"): (
-        "herdsman reads only the status; TI sends status, mode and remaining modes "
-        "(zigpy-znp as we do)"
-    ),
-    ("zigbee-herdsman", "SYS_NV_LENGTH", "response"): (
-        "herdsman reads one byte; TI MT_SYS.c sends the length as a uint32 (zigpy-znp too)"
-    ),
-    ("zigbee-herdsman", "ZDO_EXT_FIND_GROUP", "response"): (
-        "herdsman reads a name of namelen bytes; TI sends the whole aps_Group_t (16 name "
-        "bytes, 19 in all): we keep the group as raw bytes"
-    ),
-    ("zigpy-znp", "ZDO_EXT_FIND_GROUP", "response"): (
-        "zigpy-znp reads it all as raw bytes, the status included"
-    ),
-    ("zigbee-herdsman", "UTIL_ASSOC_GET_WITH_ADDRESS", "response"): (
-        "herdsman reads the first 5 bytes of the associated_devices_t entry; we keep the "
-        "entry (28 bytes packed, 36 aligned) as raw bytes"
-    ),
-    ("zigpy-znp", "UTIL_ASSOC_GET_WITH_ADDRESS", "response"): (
-        "as for herdsman (zigpy-znp decodes the struct)"
-    ),
-    ("zigbee-herdsman", "UTIL_ASSOC_FIND_DEVICE", "response"): (
-        "herdsman reads 18 bytes; the entry is 28 bytes packed, 36 aligned (zigpy-znp tells "
-        "the struct alignment from that length)"
-    ),
-    ("zigpy-znp", "ZB_WRITE_CONFIGURATION", "request"): (
-        "zigpy-znp's request starts with a Status byte; TI MT_SAPI.c and herdsman send "
-        "ConfigId, Len, Value"
-    ),
-}
+#: (peer, our command, direction) -> why: the table of tests/znp_deviations.toml.
+Entry = tuple[str, str, str]
 
-#: (peer, our command, direction) -> why the peer does not define it.
-MISSING: dict[tuple[str, str, str], str] = {
-    ("zigbee-herdsman", "RPC_ERROR_COMMAND_NOT_RECOGNIZED", "response"): (
-        "herdsman has no RPC error subsystem in its table (it times out instead)"
-    ),
-}
+
+def _table(kind: str) -> dict[Entry, str]:
+    doc = tomllib.loads(TABLE.read_text(encoding="utf-8"))
+    return {(d["peer"], d["command"], d["direction"]): d["why"] for d in doc[kind]}
+
+
+#: Where our layout differs from the peer's and stays as it is.
+DEVIATIONS = _table("deviation")
+#: Commands the peer does not define.
+MISSING = _table("missing")
 
 
 @pytest.fixture(scope="module")

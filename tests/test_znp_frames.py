@@ -154,12 +154,12 @@ def test_table_walk() -> None:
     """Every command, every layout: encode a sample, frame it, parse it back, same fields."""
     seen: set[tuple[int, int]] = set()
     for cmd in c.COMMANDS:
-        assert cmd.type in (frames.CommandType.SREQ, frames.CommandType.AREQ)
+        assert cmd.type in (t.CommandType.SREQ, t.CommandType.AREQ)
         kinds = []
         if cmd.request is not None:
             kinds.append(Kind.REQUEST)
         if cmd.response is not None:
-            kinds.append(Kind.RESPONSE if cmd.type is frames.CommandType.SREQ else Kind.CALLBACK)
+            kinds.append(Kind.RESPONSE if cmd.type is t.CommandType.SREQ else Kind.CALLBACK)
         assert kinds, cmd.name
         for kind in kinds:
             fields = {f.name: _sample(f.codec) for f in cmd.layout(kind)}

@@ -11,13 +11,12 @@ and takes an Aqara weather sensor's frames from the public vectors.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import socket
 import subprocess
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +25,10 @@ import pytest
 from drivers.supervisor import Timing
 from drivers.zigbee import backup as bk
 from drivers.zigbee import coordinator as co
-from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, supervise
+from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig
 from drivers.zigbee.timing import ZigbeeTiming
 from tests.helpers import migw_command
+from tests.zigbee_support import Recorder, running, until
 from tests.zstack_emulator import FAMILIES, EmulatedDevice, ZStackEmulator
 
 VECTORS = Path(__file__).parent / "vectors" / "zigbee.jsonl"
@@ -75,41 +75,6 @@ FAST = ZigbeeTiming(
 )
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.readings: list[tuple[str, str, object]] = []
-        self.models: dict[str, str | None] = {}
-
-    def device_changed(self, device: Any) -> None:
-        self.models[device.ieee] = device.model
-
-    def device_left(self, ieee: str) -> None:
-        pass
-
-    def reading(self, ieee: str, metric: str, value: object) -> None:
-        self.readings.append((ieee, metric, value))
-
-    def event(self, ieee: str, action: str, button: int | None) -> None:
-        pass
-
-
-async def until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():
-            await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def running(coord: Coordinator) -> AsyncIterator[None]:
-    task = asyncio.create_task(supervise(coord).run(), name="coordinator-on-emulator")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 @pytest.mark.parametrize("family", list(FAMILIES))
 async def test_driver_forms_backs_up_and_joins_on_emulated_firmware(
     tmp_path: Path, family: str
@@ -140,7 +105,7 @@ async def test_driver_forms_backs_up_and_joins_on_emulated_firmware(
             # join, identify and decode a public-vector weather report
             await coord.permit_join(60)
             await until(lambda: len(rec.readings) >= len(EXPECTED))
-            assert rec.models[SENSOR_IEEE] == "lumi.weather"
+            assert rec.devices[SENSOR_IEEE].model == "lumi.weather"
             assert [(m, v) for _, m, v in rec.readings] == EXPECTED
             # a backup on demand now lists the device
             doc = await coord.backup()

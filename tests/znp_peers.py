@@ -24,7 +24,7 @@ from typing import Any
 
 from drivers.zigbee.znp import codecs as cd
 from drivers.zigbee.znp.commands import COMMANDS, CommandDef, Kind, Layout
-from drivers.zigbee.znp.frames import CommandType
+from drivers.zigbee.znp.types import CommandType
 
 ROOT = Path(__file__).resolve().parent.parent
 HERDSMAN_VERSION = "10.9.5"

@@ -219,7 +219,7 @@ class ZnpApi:
         self, command: CommandDef, match: Matcher = None, kind: Kind | None = None
     ) -> _Waiter:
         """Register interest in a frame now; await it later with :meth:`wait`."""
-        k = kind or (Kind.RESPONSE if command.type is frames.CommandType.SREQ else Kind.CALLBACK)
+        k = kind or (Kind.RESPONSE if command.type is t.CommandType.SREQ else Kind.CALLBACK)
         w = _Waiter(command, k, match, asyncio.get_running_loop().create_future())
         self._waiters.append(w)
         return w

@@ -20,6 +20,7 @@ from drivers.zigbee.zcl.interpret import Interpreter
 from drivers.zigbee.znp import codecs as cd
 from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import frames
+from drivers.zigbee.znp import types as t
 
 #: Printed instead of key material (network key, TCLK seed) found in a capture.
 REDACTED = "<redacted>"
@@ -107,8 +108,8 @@ class FrameDescriber:
 
     def describe(self, frame: frames.Frame) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "type": frames.CommandType(frame.type).name,
-            "subsystem": frames.Subsystem(frame.subsystem).name,
+            "type": t.CommandType(frame.type).name,
+            "subsystem": t.Subsystem(frame.subsystem).name,
             "cmd0": f"0x{frame.cmd0:02X}",
             "cmd1": f"0x{frame.cmd_id:02X}",
         }

@@ -21,7 +21,8 @@ from typing import Any
 from drivers.errors import ParseError
 from drivers.zigbee.znp import codecs as cd
 from drivers.zigbee.znp import types as t
-from drivers.zigbee.znp.frames import CommandType, Frame, Subsystem
+from drivers.zigbee.znp.frames import Frame
+from drivers.zigbee.znp.types import CommandType, Subsystem
 
 
 class Kind(enum.StrEnum):

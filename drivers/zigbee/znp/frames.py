@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from drivers.errors import ParseError
-from drivers.wire import WireEnum
 
 SOF = 0xFE
 MAX_DATA_LEN = 250
@@ -21,37 +20,12 @@ MAX_DATA_LEN = 250
 OVERHEAD = 5
 
 
-class CommandType(WireEnum):
-    POLL = 0
-    SREQ = 1
-    AREQ = 2
-    SRSP = 3
-
-
-class Subsystem(WireEnum):
-    RPC_ERROR = 0x00
-    SYS = 0x01
-    MAC = 0x02
-    NWK = 0x03
-    AF = 0x04
-    ZDO = 0x05
-    SAPI = 0x06
-    UTIL = 0x07
-    DEBUG = 0x08
-    APP = 0x09
-    OTA = 0x0A
-    ZNP = 0x0B
-    UBL_FUNC = 0x0D
-    APP_CNF = 0x0F
-    ZGP = 0x15
-
-
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One MT frame: the header split into its parts, and the raw payload."""
 
-    type: int  # CommandType value (raw 3 bits; unknown values kept as numbers)
-    subsystem: int  # Subsystem value (raw 5 bits)
+    type: int  # types.CommandType value (raw 3 bits; unknown values kept as numbers)
+    subsystem: int  # types.Subsystem value (raw 5 bits)
     cmd_id: int
     data: bytes = b""
 

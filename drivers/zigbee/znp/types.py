@@ -1,5 +1,5 @@
-"""Wire enums and NV item ids of the MT/ZNP command tables (pure); the field codecs that
-read them are :mod:`drivers.zigbee.znp.codecs`.
+"""Wire enums (the MT header's command type and subsystem too) and NV item ids of the MT/ZNP
+command tables (pure); the field codecs that read them are :mod:`drivers.zigbee.znp.codecs`.
 
 Every enum is a :class:`drivers.wire.WireEnum`: an unknown wire value becomes a pseudo-member
 named ``UNKNOWN`` that keeps the raw number, so decoding never raises on a new firmware's
@@ -11,6 +11,31 @@ from __future__ import annotations
 import enum
 
 from drivers.wire import WireEnum
+
+
+class CommandType(WireEnum):
+    POLL = 0
+    SREQ = 1
+    AREQ = 2
+    SRSP = 3
+
+
+class Subsystem(WireEnum):
+    RPC_ERROR = 0x00
+    SYS = 0x01
+    MAC = 0x02
+    NWK = 0x03
+    AF = 0x04
+    ZDO = 0x05
+    SAPI = 0x06
+    UTIL = 0x07
+    DEBUG = 0x08
+    APP = 0x09
+    OTA = 0x0A
+    ZNP = 0x0B
+    UBL_FUNC = 0x0D
+    APP_CNF = 0x0F
+    ZGP = 0x15
 
 
 class Status(WireEnum):
