@@ -8,10 +8,12 @@ Adapters in ``gateway.adapters`` implement this over the ``drivers`` library.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from drivers.ble.types import Advertisement
 from drivers.events import DeviceEvent
 from gateway.model import Command, CommandResult, DeviceUpdate, Value
 
@@ -74,3 +76,14 @@ class ZigbeeAdmin(Protocol):
 
     def write_backup(self, path: Path, doc: dict[str, Any]) -> None:
         """Write ``doc`` (from :meth:`backup`) to ``path``, mode 0600. Blocking."""
+
+
+class BleAdverts(Protocol):
+    """What the API may ask of the BLE driver beyond :class:`Driver`: the adverts it hears
+    (``migw ble key`` checks a key on the next encrypted one)."""
+
+    def subscribe_adverts(
+        self, callback: Callable[[Advertisement], None]
+    ) -> Callable[[], None] | None:
+        """Every advert of the running scanner also to ``callback``; returns the
+        unsubscribe, or None before the driver first ran."""

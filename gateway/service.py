@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from drivers import TRACE
 from gateway import adapters, status
 from gateway.adapters import AdapterContext, DemoOptions, Transports, build_drivers
+from gateway.adapters.ble import BleDriver
 from gateway.adapters.zigbee import ZigbeeDriver
 from gateway.clock import Clock, SystemClock
 from gateway.commands import CommandRouter
 from gateway.config import Config
 from gateway.devices import DeviceDirectory
-from gateway.driver import Driver, ZigbeeAdmin
+from gateway.driver import BleAdverts, Driver, ZigbeeAdmin
 from gateway.errors import NeedsHumanError, StoreError
 from gateway.ingest import Ingest
 from gateway.model import Command, CommandResult
@@ -96,6 +97,8 @@ class Service:
         self.drivers: list[Driver] = []
         #: The Zigbee coordinator's admin side (permit join, backup), when Zigbee runs.
         self.zigbee: ZigbeeAdmin | None = None
+        #: The BLE driver's adverts (a key check), when BLE runs.
+        self.ble: BleAdverts | None = None
         self.api: ApiServer | None = None
         self.sync: SyncAgent | None = None
         #: Local automations and BLE presence (docs/automations.md), when configured.
@@ -138,6 +141,7 @@ class Service:
         self.drivers = drivers
         self.commands.set_drivers(drivers)
         self.zigbee = next((d for d in drivers if isinstance(d, ZigbeeDriver)), None)
+        self.ble = next((d for d in drivers if isinstance(d, BleDriver)), None)
 
     def _build_api(self) -> ApiServer | None:
         from gateway.api.server import ApiServer

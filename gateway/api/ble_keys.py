@@ -8,7 +8,6 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -20,6 +19,7 @@ from gateway.api.errors import ApiError, json_response
 from gateway.api.request import SERVICE, read_json
 from gateway.api.serialize import key_status
 from gateway.config import ble_device_id, key_dir
+from gateway.driver import BleAdverts
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def _mac(device_id: str) -> str:
     return ":".join(h[i : i + 2] for i in range(0, 12, 2))
 
 
-async def next_verdict(driver: Any, mac: str, key: BindKey, wait_s: float) -> str:
+async def next_verdict(ble: BleAdverts, mac: str, key: BindKey, wait_s: float) -> str:
     """``ok`` when the next encrypted advert of ``mac`` decrypts with ``key``, ``key_invalid``
     when it does not; TimeoutError when none came within ``wait_s``."""
     loop = asyncio.get_running_loop()
@@ -51,8 +51,7 @@ async def next_verdict(driver: Any, mac: str, key: BindKey, wait_s: float) -> st
             elif isinstance(outcome, Failed) and outcome.reason is FailReason.KEY_INVALID:
                 verdict.set_result("key_invalid")
 
-    subscribe = getattr(driver, "subscribe_adverts", None)
-    unsubscribe = subscribe(on_advert) if subscribe is not None else None
+    unsubscribe = ble.subscribe_adverts(on_advert)
     if unsubscribe is None:
         raise ApiError(409, "ble_unavailable", "the BLE scanner is not running")
     try:
@@ -106,11 +105,10 @@ async def add_key(request: web.Request) -> web.Response:
         raise ApiError(409, "key_in_config", f"{mac} has a key in the config file: change it there")
     verdict = "unchecked"
     if body.get("check", True):
-        driver = svc.driver("ble")
-        if driver is None:
+        if svc.ble is None:
             raise ApiError(409, "ble_unavailable", "BLE is not enabled in this service")
         try:
-            verdict = await next_verdict(driver, mac, key, wait_s)
+            verdict = await next_verdict(svc.ble, mac, key, wait_s)
         except TimeoutError:
             raise ApiError(
                 504,
