@@ -11,8 +11,6 @@ import pytest
 
 from drivers.gpio import ButtonAction, GpioBank, GpioSignal, PinKind, PinSpec, StateChange
 from drivers.gpio.bank import GpioConfigError
-from gateway.adapters.gpio import spec_of
-from gateway.config import GpioDevice, GpioKind
 
 
 class _Timings(TypedDict):
@@ -215,18 +213,3 @@ async def test_callbacks_from_foreign_threads_land_on_the_loop(mock_pins: Any) -
         assert loop_thread == [True]
     finally:
         bank.close()
-
-
-def test_a_configured_device_becomes_the_same_pin_spec() -> None:
-    """Every setting of a ``[[gpio.devices]]`` entry reaches the driver (whole object)."""
-    settings: dict[str, Any] = {
-        "active_high": False,
-        "pull_up": True,
-        "bounce_s": 0.1,
-        "hold_s": 2.0,
-        "multi_press_s": 0.5,
-        "clear_s": 30.0,
-        "initial": True,
-    }
-    device = GpioDevice("gate", GpioKind.RELAY, 23, **settings)
-    assert spec_of(device) == PinSpec("gate", PinKind.RELAY, 23, **settings)

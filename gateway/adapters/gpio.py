@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from typing import Any
 
 from drivers.events import DeviceEvent
-from drivers.gpio import ButtonAction, GpioBank, GpioSignal, PinKind, PinSpec, StateChange
+from drivers.gpio import ButtonAction, GpioBank, GpioSignal, PinSpec, StateChange
 from gateway.adapters import GPIO_IDS, AdapterContext, GpioStimulus
 from gateway.config import GpioDevice
 from gateway.driver import DriverHealth, Health, Sink
@@ -18,14 +17,6 @@ from gateway.model import Command, CommandResult, CommandStatus, DeviceStatus, D
 
 def device_id(name: str) -> str:
     return GPIO_IDS.of(name)
-
-
-def spec_of(dev: GpioDevice) -> PinSpec:
-    """The driver's pin spec of a configured device: every :class:`PinSpec` field is the
-    config field of the same name (``[[gpio.devices]]`` keys are the driver's words), the
-    kind as the driver's enum."""
-    same = {f.name: getattr(dev, f.name) for f in dataclasses.fields(PinSpec) if f.name != "kind"}
-    return PinSpec(kind=PinKind(dev.kind), **same)
 
 
 class GpioDriver:
@@ -38,7 +29,7 @@ class GpioDriver:
         pin_factory: Any = None,
         stimulus: GpioStimulus | None = None,
     ) -> None:
-        self._specs = [spec_of(d) for d in devices]
+        self._specs: list[PinSpec] = list(devices)  # a configured device is a PinSpec
         self._factory = pin_factory
         self._stimulus = stimulus
         self._bank: GpioBank | None = None
