@@ -45,16 +45,7 @@ if TYPE_CHECKING:
     from gateway.automations import Automations
     from gateway.sync import SyncAgent
 
-__all__ = [
-    "DB_NAME",
-    "Component",
-    "RadioStatus",
-    "ReloadResult",
-    "Service",
-    "ServiceTiming",
-    "StartupError",
-    "StateDirBusyError",
-]
+__all__ = ["DB_NAME", "Component", "Service", "ServiceTiming", "StartupError", "StateDirBusyError"]
 
 _LOGGER = logging.getLogger(__name__)
 
