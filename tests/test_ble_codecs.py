@@ -47,6 +47,24 @@ OTHER16 = parse_key("00112233445566778899aabbccddeeff")
 VECTORS = Path(__file__).parent / "vectors"
 
 
+def _plain_frame(*, product_id: int = 0x055B, extra_flags: int = 0) -> bytes:
+    """A plain MiBeacon v5 frame of ``MAC`` with one temperature object (22.6 °C)."""
+    return mibeacon.encode(
+        product_id=product_id,
+        frame_counter=1,
+        mac=MAC,
+        objects=[(0x1004, b"\xe2\x00")],
+        extra_flags=extra_flags,
+    )
+
+
+def _mi_failure(frame: bytes, mac: str, key: BindKey | None) -> Failed:
+    """The outcome of a MiBeacon payload that must not decode."""
+    out = decode_payload(UUID_MIBEACON, frame, mac, key)
+    assert isinstance(out, Failed), out
+    return out
+
+
 # --- keys ------------------------------------------------------------------------------------
 
 
@@ -121,11 +139,10 @@ def test_mibeacon_v45_round_trip(version: int) -> None:
         info={},
     )
     assert out.key_status is KeyStatus.OK
-    wrong = decode_payload(UUID_MIBEACON, frame, MAC, OTHER16)
-    assert isinstance(wrong, Failed) and wrong.reason is FailReason.KEY_INVALID
+    wrong = _mi_failure(frame, MAC, OTHER16)
+    assert wrong.reason is FailReason.KEY_INVALID
     assert wrong.model == "LYWSD03MMC"
-    none = decode_payload(UUID_MIBEACON, frame, MAC, None)
-    assert isinstance(none, Failed) and none.reason is FailReason.NO_KEY
+    assert _mi_failure(frame, MAC, None).reason is FailReason.NO_KEY
 
 
 def test_mibeacon_legacy_round_trip_and_wrong_key() -> None:
@@ -141,8 +158,8 @@ def test_mibeacon_legacy_round_trip_and_wrong_key() -> None:
     assert isinstance(out, Decoded)
     assert out.events == (BleEvent("dimmer", "single", None, (("presses", 1),)),)
     assert out.key_status is KeyStatus.OK
-    wrong = decode_payload(UUID_MIBEACON, frame, "F8:24:41:C5:98:8B", parse_key("11" * 12))
-    assert isinstance(wrong, Failed) and wrong.reason is FailReason.KEY_INVALID
+    wrong = _mi_failure(frame, "F8:24:41:C5:98:8B", parse_key("11" * 12))
+    assert wrong.reason is FailReason.KEY_INVALID
 
 
 def test_mibeacon_legacy_vector_matches_our_encryption() -> None:
@@ -298,29 +315,16 @@ def test_product_table_is_complete_and_consistent() -> None:
 
 
 def test_unknown_product_id_is_unsupported_with_the_id() -> None:
-    frame = mibeacon.encode(
-        product_id=0xBEEF, frame_counter=1, mac=MAC, objects=[(0x1004, b"\xe2\x00")]
-    )
-    out = decode_payload(UUID_MIBEACON, frame, MAC, None)
-    assert isinstance(out, Failed)
+    frame = _plain_frame(product_id=0xBEEF)
+    out = _mi_failure(frame, MAC, None)
     assert (out.reason, out.product_id, out.payload) == (FailReason.UNSUPPORTED, 0xBEEF, frame)
 
 
 def test_mibeacon_mac_mismatch_and_mesh_are_rejected() -> None:
-    frame = mibeacon.encode(
-        product_id=0x055B, frame_counter=1, mac=MAC, objects=[(0x1004, b"\xe2\x00")]
-    )
-    out = decode_payload(UUID_MIBEACON, frame, "11:22:33:44:55:66", None)
-    assert isinstance(out, Failed) and out.reason is FailReason.MALFORMED
-    mesh = mibeacon.encode(
-        product_id=0x055B,
-        frame_counter=1,
-        mac=MAC,
-        objects=[(0x1004, b"\xe2\x00")],
-        extra_flags=0x80,
-    )
-    out = decode_payload(UUID_MIBEACON, mesh, MAC, None)
-    assert isinstance(out, Failed) and out.reason is FailReason.UNSUPPORTED
+    frame = _plain_frame()
+    assert _mi_failure(frame, "11:22:33:44:55:66", None).reason is FailReason.MALFORMED
+    mesh = _plain_frame(extra_flags=0x80)
+    assert _mi_failure(mesh, MAC, None).reason is FailReason.UNSUPPORTED
 
 
 def test_capability_and_io_capability_fields_are_skipped() -> None:
@@ -798,8 +802,7 @@ def test_mibeacon_encrypted_round_trip_property(
     assert out.counter == counter
     flipped = bytearray(frame)
     flipped[-5] ^= 0x01  # one bit of ciphertext/counter: the tag no longer matches
-    bad = decode_payload(UUID_MIBEACON, bytes(flipped), MAC, KEY16)
-    assert isinstance(bad, Failed) and bad.reason is FailReason.KEY_INVALID
+    assert _mi_failure(bytes(flipped), MAC, KEY16).reason is FailReason.KEY_INVALID
 
 
 # --- gaps found by the peer suites (issue 12) ---------------------------------------------
