@@ -119,21 +119,26 @@ def _failed(fdef: FormatDef, data: bytes, mac: str | None, exc: ParseError) -> F
     )
 
 
+#: Service-data UUID -> its decoder (the per-advert lookup; FORMATS for the rest).
+_DECODERS: dict[str, PayloadDecoder] = {uuid: fdef.decode for uuid, fdef in FORMATS.items()}
+
+
 def decode_advertisement(adv: Advertisement, keys: Mapping[str, BindKey]) -> list[Outcome]:
     """Every supported service-data payload of ``adv``, decoded, in priority order."""
     mac = adv.address.upper() if adv.address else None
     key = keys.get(mac) if mac else None
     sd = adv.service_data
     if len(sd) == 1:  # the common case, one payload: _decode inlined (this runs per advert)
-        ((uuid, data),) = sd.items()
-        fdef = FORMATS.get(uuid)
-        if fdef is None:
-            return []
-        data = bytes(data)
-        try:
-            return [fdef.decode(data, mac, key)]
-        except ParseError as exc:
-            return [_failed(fdef, data, mac, exc)]
+        for uuid, payload in sd.items():
+            decode = _DECODERS.get(uuid)
+            if decode is None:
+                return []
+            # bleak gives bytes; anything else (a bytearray) is copied once
+            data = payload if type(payload) is bytes else bytes(payload)
+            try:
+                return [decode(data, mac, key)]
+            except ParseError as exc:
+                return [_failed(FORMATS[uuid], data, mac, exc)]
     uuids = [u for u in sd if u in FORMATS]
     uuids.sort(key=_PRIORITY.__getitem__)
     return [_decode(FORMATS[u], bytes(sd[u]), mac, key) for u in uuids]
