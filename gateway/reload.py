@@ -13,8 +13,8 @@ from dataclasses import replace as dataclass_replace
 from gateway.config import Config
 
 #: Config sections (or ``section.key``) each part depends on, by part name; a reload restarts
-#: the parts whose sections changed. A part may declare its own ``config_sections`` tuple; a
-#: part known to neither is restarted on any reloadable change except the log level.
+#: the parts whose sections changed. A part not named here is restarted on any reloadable
+#: change except the log level.
 RELOAD_SECTIONS: dict[str, tuple[str, ...]] = {
     "gpio": ("gpio",),
     "ble": ("ble",),
@@ -22,6 +22,8 @@ RELOAD_SECTIONS: dict[str, tuple[str, ...]] = {
     "api": ("api", "gateway.id"),
     "sync": ("upstream", "homeassistant", "gateway.id"),
     "homeassistant": ("homeassistant", "upstream", "gateway.id"),
+    # follows the service's config itself (a reload keeps its timers): never restarted
+    "automations": (),
 }
 #: Reloadable config keys (a whole section or ``section.key``).
 RELOADABLE: tuple[str, ...] = (
@@ -55,9 +57,9 @@ class ReloadPlan:
         """Whether anything beyond the log level changed."""
         return bool(self.changed - {LOG_LEVEL})
 
-    def affects(self, name: str, part: object | None) -> bool:
-        """Whether the part named ``name`` (``part``, when it runs) depends on a change."""
-        return bool(self.changed & frozenset(sections_of(name, part)))
+    def affects(self, name: str) -> bool:
+        """Whether the part named ``name`` depends on a change."""
+        return bool(self.changed & frozenset(sections_of(name)))
 
 
 def plan(old: Config, new: Config) -> ReloadPlan:
@@ -86,11 +88,10 @@ class ReloadResult:
         return "; ".join(parts)
 
 
-def sections_of(name: str, part: object | None) -> tuple[str, ...]:
-    declared = getattr(part, "config_sections", None)
-    if isinstance(declared, tuple):
-        return tuple(str(s) for s in declared)
-    return RELOAD_SECTIONS.get(name) or tuple(k for k in RELOADABLE if k != LOG_LEVEL)
+def sections_of(name: str) -> tuple[str, ...]:
+    if name in RELOAD_SECTIONS:
+        return RELOAD_SECTIONS[name]
+    return tuple(k for k in RELOADABLE if k != LOG_LEVEL)
 
 
 def _value(cfg: Config, key: str) -> object:

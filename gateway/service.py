@@ -335,7 +335,7 @@ class Service:
         drivers = list(self.drivers)
         for name in adapters.ADAPTERS:
             old = next((d for d in drivers if d.name == name), None)
-            if not todo.affects(name, old):
+            if not todo.affects(name):
                 continue
             await self.parts.stop(name)
             index = drivers.index(old) if old is not None else len(drivers)
@@ -374,7 +374,7 @@ class Service:
         start: Callable[[_C], None],
     ) -> _C | None:
         """``old`` kept, or stopped and replaced by a new one built from the new config."""
-        if old is not None and not todo.affects(old.name, old):
+        if old is not None and not todo.affects(old.name):
             return old
         try:
             new = build()

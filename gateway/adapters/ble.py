@@ -118,7 +118,6 @@ def fault_hint(reason: str) -> str:
 
 class BleDriver:
     name = "ble"
-    config_sections = ("ble",)
 
     def __init__(
         self,

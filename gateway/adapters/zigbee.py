@@ -75,7 +75,6 @@ class _SinkListener:
 
 class ZigbeeDriver:
     name = "zigbee"
-    config_sections = ("zigbee",)
 
     def __init__(
         self,

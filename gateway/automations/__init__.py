@@ -122,8 +122,6 @@ class Automations:
     """The live automation engine and presence tracker of a service."""
 
     name = "automations"
-    #: Follows service.config itself (reload keeps timers): never restarted by a reload.
-    config_sections: tuple[str, ...] = ()
 
     def __init__(self, service: Service) -> None:
         self.service = service
