@@ -37,6 +37,8 @@ APPLE_COMPANY_ID = 0x004C
 UUID_EDDYSTONE = uuid16(0xFEAA)
 _IBEACON_PREFIX = b"\x02\x15"
 _EDDYSTONE_UID = 0x00
+#: Addresses whose digits and IRK owner are kept (cleared when full: RPAs are unbounded).
+_ADDRESSES_MAX = 4096
 
 
 class PresenceConfigError(ValueError):
@@ -256,8 +258,16 @@ class PresenceTracker:
         self.people = tuple(people)
         self.timings = timings or PresenceTimings()
         self._state = {p.name: _PersonState() for p in self.people}
-        #: RPA -> person already resolved (an RPA rotates about every 15 minutes).
-        self._rpa_cache: dict[str, str | None] = {}
+        #: The identities recognised from an advert's content or its fixed address, in order.
+        self._plain = tuple(
+            (p.name, i) for p in self.people for i in p.identities if i.kind is not IdentityKind.IRK
+        )
+        self._irks = tuple(
+            (p.name, i) for p in self.people for i in p.identities if i.kind is IdentityKind.IRK
+        )
+        #: Address as heard -> (its 12 hex digits or None, the person whose IRK resolves it
+        #: or None): worked out once per address (an RPA rotates about every 15 minutes).
+        self._addresses: dict[str, tuple[str | None, str | None]] = {}
         self._started: float | None = None
 
     def is_home(self, person: str) -> bool:
@@ -267,27 +277,28 @@ class PresenceTracker:
         return self._state[person].rssi
 
     def _who(self, adv: Advertisement) -> tuple[str, str] | None:
-        for person in self.people:
-            for ident in person.identities:
-                if ident.kind is IdentityKind.IRK:
-                    continue
-                if matches(ident, adv):
-                    return person.name, str(ident.kind)
-        digits = mac_digits(adv.address)
-        if digits is None or not is_resolvable(bytes.fromhex(digits)):
-            return None
-        if digits in self._rpa_cache:
-            name = self._rpa_cache[digits]
-            return (name, "irk") if name is not None else None
-        found: str | None = None
-        for person in self.people:
-            if any(i.kind is IdentityKind.IRK and matches(i, adv) for i in person.identities):
-                found = person.name
-                break
-        if len(self._rpa_cache) > 4096:
-            self._rpa_cache.clear()
-        self._rpa_cache[digits] = found
-        return (found, "irk") if found is not None else None
+        known = self._addresses.get(adv.address)
+        if known is None:
+            known = self._address(adv.address)
+        digits, owner = known
+        for name, ident in self._plain:
+            if ident.kind is IdentityKind.ADDRESS:
+                hit = digits == ident.value
+            else:
+                hit = matches(ident, adv)
+            if hit:
+                return name, str(ident.kind)
+        return (owner, "irk") if owner is not None else None
+
+    def _address(self, address: str) -> tuple[str | None, str | None]:
+        digits = mac_digits(address)
+        owner: str | None = None
+        if digits is not None and self._irks and is_resolvable(raw := bytes.fromhex(digits)):
+            owner = next((name for name, i in self._irks if resolves(i.irk, raw)), None)
+        if len(self._addresses) >= _ADDRESSES_MAX:
+            self._addresses.clear()
+        known = self._addresses[address] = (digits, owner)
+        return known
 
     def observe(self, adv: Advertisement, now: float) -> list[PresenceChange]:
         if self._started is None:

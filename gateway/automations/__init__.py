@@ -233,15 +233,20 @@ class Automations:
 
     async def _loop(self, engine: Engine) -> None:
         next_poll = 0.0
+        saved_version = engine.version
+        queue = self._queue
         while True:
-            deadline = engine.next_deadline()
-            wait = POLL_S if deadline is None else deadline + LIVE_LAG_S - time.time()
             inp: Input | None = None
-            try:
-                async with asyncio.timeout(max(0.0, min(wait, POLL_S))):
-                    inp = await self._queue.get()
-            except TimeoutError:
-                pass
+            if not queue.empty():  # a burst of commits: no timeout to arm per input
+                inp = queue.get_nowait()
+            else:
+                deadline = engine.next_deadline()
+                wait = POLL_S if deadline is None else deadline + LIVE_LAG_S - time.time()
+                try:
+                    async with asyncio.timeout(max(0.0, min(wait, POLL_S))):
+                        inp = await queue.get()
+                except TimeoutError:
+                    pass
             if inp is not None:
                 self.counters["inputs"] += 1
                 if inp.kind != "reading":
@@ -252,10 +257,12 @@ class Automations:
                 next_poll = time.monotonic() + POLL_S
                 self._poll_uplink()
                 self._follow_config(engine)
-            timers = engine.timers()
-            if timers != self._saved_timers and self._journal is not None:
-                self._saved_timers = timers
-                self._journal.save_timers(timers)
+            if engine.version != saved_version:  # timers or runs changed: save if they differ
+                saved_version = engine.version
+                timers = engine.timers()
+                if timers != self._saved_timers and self._journal is not None:
+                    self._saved_timers = timers
+                    self._journal.save_timers(timers)
 
     def _journal_input(self, inp: Input) -> None:
         if self._journal is not None:

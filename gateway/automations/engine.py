@@ -187,6 +187,13 @@ class Engine:
         self._causes: dict[str, tuple[tuple[str, ...], float]] = {}
         self._rate: dict[str, deque[float]] = {}
         self._busy: set[str] = set()
+        #: Device id -> the automations (in definition order) with a trigger on that device:
+        #: a reading or event from any other device cannot match a trigger, so it costs one
+        #: dict lookup instead of a pass over every trigger.
+        self._by_device: dict[str, tuple[str, ...]] = {}
+        #: Counts changes of what :meth:`timers` returns (timers set or dropped, runs
+        #: stepped), so the live loop saves them only when they changed.
+        self.version = 0
         self.load(automations)
 
     # ------------------------------------------------------------------ definitions
@@ -197,6 +204,7 @@ class Engine:
         unchanged. Returns the ids whose pending work was dropped."""
         new = {a.id: a for a in automations}
         dropped: list[str] = []
+        self.version += 1
         for key in list(self._timers):
             owner = self._runs[key[1]].automation if key[0] == "run" else str(key[1])
             if key[0] == "run":
@@ -224,6 +232,7 @@ class Engine:
                 self.enabled[aid] = auto.enabled  # the config wins when it changed
             self.traces.setdefault(aid, deque(maxlen=TRACES_KEPT))
         self.defs = new
+        self._by_device = _index_by_device(new.values())
         for aid in list(self.enabled):
             if aid not in new:
                 del self.enabled[aid]
@@ -255,16 +264,19 @@ class Engine:
         while (when := self.next_deadline()) is not None and when <= now:
             _, _, key = heapq.heappop(self._heap)
             del self._timers[key]
+            self.version += 1
             self.now = max(self.now, when)
             await self._on_timer(key)
         self.now = max(self.now, now)
 
     def _schedule(self, key: tuple[Any, ...], when: float) -> None:
+        self.version += 1
         self._timers[key] = when
         heapq.heappush(self._heap, (when, next(self._tie), key))
 
     def _cancel(self, key: tuple[Any, ...]) -> None:
-        self._timers.pop(key, None)
+        if self._timers.pop(key, None) is not None:
+            self.version += 1
 
     def _tz(self) -> dt.tzinfo:
         if self.location.timezone:
@@ -356,7 +368,9 @@ class Engine:
             if was is None or was == self.uplink:
                 return  # the first state seen is not a change
         fired: list[tuple[AutomationDef, str]] = []
-        for aid, auto in self.defs.items():
+        concerned = self.defs if inp.kind == "uplink" else self._by_device.get(inp.device, ())
+        for aid in concerned:
+            auto = self.defs[aid]
             # every trigger sees the input (stale timers restart, "for" timers cancel); the
             # automation fires once, for its first matching trigger
             descs = [self._match(aid, i, trig, inp, prev) for i, trig in enumerate(auto.triggers)]
@@ -517,6 +531,7 @@ class Engine:
         self.effects.trace_done(trace)
 
     def _finish(self, run: _Run, outcome: Outcome | None = None) -> None:
+        self.version += 1
         self._runs.pop(run.id, None)
         if outcome is not None:
             run.trace.outcome = outcome
@@ -526,6 +541,7 @@ class Engine:
     async def _step(self, run: _Run) -> None:
         """Carry out actions until the run ends or waits in a delay."""
         trace = run.trace
+        self.version += 1  # its stack and trace change
         while run.stack:
             aid, path, idx = run.stack[-1]
             try:
@@ -743,6 +759,18 @@ class Engine:
 
     def running(self) -> int:
         return len(self._runs)
+
+
+def _index_by_device(automations: Iterable[AutomationDef]) -> dict[str, tuple[str, ...]]:
+    """Device id -> ids of the automations with a trigger that an input from it can match."""
+    out: dict[str, list[str]] = {}
+    for auto in automations:
+        devices = {
+            PERSON_PREFIX + t.person if t.type == "presence" else t.device for t in auto.triggers
+        }
+        for device in devices:
+            out.setdefault(device, []).append(auto.id)
+    return {device: tuple(ids) for device, ids in out.items()}
 
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
