@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from drivers.ble.decoder import FORMATS, decode_payload
-from drivers.ble.dedup import Deduplicator, ReplayGuard, window_for
+from drivers.ble.dedup import Deduplicator, ReplayGuard, dedup_key, sender_key, window_for
 from drivers.ble.downgrade import DowngradeGuard
 from drivers.ble.errors import KeyFormatError
 from drivers.ble.keys import BindKey, parse_key
@@ -45,6 +45,9 @@ def device_id(mac: str) -> str:
     """``A4:C1:38:1A:2B:3C`` -> ``ble-a4c1381a2b3c``."""
     return BLE_IDS.of(mac.replace(":", "").lower())
 
+
+#: An advertiser's (MAC, device id, dedup sender key).
+_Ids = tuple[str, str, bytes]
 
 _STATUS = {
     FailReason.NO_KEY: DeviceStatus.NEEDS_KEY,
@@ -137,9 +140,9 @@ class BleDriver:
         self._unavailable_after = unavailable_after_s
         self._clock = clock
         self._known: dict[str, _Known] = {}
-        #: Advertiser address -> (MAC, device id), made once per address: one string each,
-        #: shared by the dedup table's entries, instead of new ones per advert.
-        self._ids: dict[str, tuple[str, str]] = {}
+        #: Advertiser address -> (MAC, device id, dedup sender key), made once per address:
+        #: one object each, shared by every advert's readings, instead of new ones per advert.
+        self._ids: dict[str, _Ids] = {}
         self._warned_keys: set[str] = set()
         self._unknown_products: deque[str] = deque(maxlen=DIAG_MAX)
         self._sink: Sink | None = None
@@ -242,27 +245,27 @@ class BleDriver:
         for uuid, data in adv.service_data.items():
             if uuid not in FORMATS:
                 continue
-            raw = (mac, uuid, bytes(data))
+            raw = dedup_key(ids[2], uuid, data)
             if dedup.check(raw, now):
                 known = self._known.get(ids[1])
                 if known is not None:  # a repeat still proves the device is alive
                     known.last_seen = now
                 continue
-            outcome = decode_payload(uuid, raw[2], mac, key)
+            outcome = decode_payload(uuid, bytes(data), mac, key)
             if isinstance(outcome, Failed):
                 self._failed(outcome, adv, now)
             elif outcome is not None:
                 dedup.remember(raw, now, window_for(outcome, dedup.window_s))
-                self._decoded(outcome, adv, now)
+                self._decoded(outcome, adv, now, ids)
 
-    def _new_ids(self, address: str) -> tuple[str, str]:
+    def _new_ids(self, address: str) -> _Ids:
         if len(self._ids) >= IDS_MAX:
             self._ids.clear()
         mac = address.upper()
-        ids = self._ids[address] = (mac, device_id(mac))
+        ids = self._ids[address] = (mac, device_id(mac), sender_key(mac))
         return ids
 
-    def _decoded(self, result: Decoded, adv: Advertisement, now: float) -> None:
+    def _decoded(self, result: Decoded, adv: Advertisement, now: float, ids: _Ids) -> None:
         if not self._downgrade.accept(result, keyed=result.mac in self._keys):
             if result.mac not in self._warned_downgrade:
                 self._warned_downgrade.add(result.mac)
@@ -279,7 +282,7 @@ class BleDriver:
         sink = self._sink
         if sink is None or not result.mac:
             return
-        dev = device_id(result.mac)
+        dev = ids[1] if result.mac == ids[0] else device_id(result.mac)
         self._device(
             dev,
             result.model,

@@ -3,6 +3,10 @@
 A private :class:`~prometheus_client.CollectorRegistry` per application (no global state, so
 tests and several services in one process never collide). Collectors read the service at
 scrape time; figures that need the database are gathered by the handler just before.
+
+``prometheus_client`` (with the http.server, wsgiref, urllib and email modules it imports,
+about 1 MB of a Pi's memory) is imported when ``/metrics`` is first served, not at start:
+most gateways are never scraped.
 """
 
 from __future__ import annotations
@@ -13,13 +17,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from gateway.driver import Health
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
     from gateway.api.events import EventHub
     from gateway.service import Service
 
@@ -38,7 +41,9 @@ def _label(name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_]", "_", name)
 
 
-class ServiceCollector(Collector):
+class ServiceCollector:
+    """The service's figures as metric families (a ``prometheus_client`` collector)."""
+
     def __init__(self, service: Service, hub: EventHub, counters: Mapping[str, int]) -> None:
         self._service = service
         self._hub = hub
@@ -46,6 +51,8 @@ class ServiceCollector(Collector):
         self.snapshot = Snapshot()
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         svc = self._service
         health = svc.health()
         yield _gauge("migw_up", "1 while the service answers.", 1)
@@ -203,23 +210,56 @@ def _is_gauge(name: str) -> bool:
 
 
 def _gauge(name: str, help_: str, value: float) -> GaugeMetricFamily:
+    from prometheus_client.core import GaugeMetricFamily
+
     return GaugeMetricFamily(name, help_, value=value)
 
 
 def _counter(name: str, help_: str, value: float) -> CounterMetricFamily:
+    from prometheus_client.core import CounterMetricFamily
+
     return CounterMetricFamily(name, help_, value=value)
+
+
+class Registry:
+    """The application's registry, made (and ``prometheus_client`` imported) at the first
+    scrape."""
+
+    def __init__(self, collector: ServiceCollector) -> None:
+        self.collector = collector
+        self._registry: CollectorRegistry | None = None
+
+    def _made(self) -> CollectorRegistry:
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry, ProcessCollector
+            from prometheus_client.registry import Collector
+
+            class _Adapter(Collector):
+                def __init__(self, inner: ServiceCollector) -> None:
+                    self._inner = inner
+
+                def collect(self) -> Iterator[Metric]:
+                    return self._inner.collect()
+
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(_Adapter(self.collector))
+            # process_resident_memory_bytes, cpu seconds, open fds (Linux /proc)
+            ProcessCollector(registry=registry)
+            self._registry = registry
+        return self._registry
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self._made())
 
 
 def make_registry(
     service: Service, hub: EventHub, counters: Mapping[str, int]
-) -> tuple[CollectorRegistry, ServiceCollector]:
-    registry = CollectorRegistry(auto_describe=False)
+) -> tuple[Registry, ServiceCollector]:
     collector = ServiceCollector(service, hub, counters)
-    registry.register(collector)
-    # process_resident_memory_bytes, cpu seconds, open fds (Linux /proc)
-    ProcessCollector(registry=registry)
-    return registry, collector
+    return Registry(collector), collector
 
 
-def render(registry: CollectorRegistry) -> bytes:
-    return generate_latest(registry)
+def render(registry: Registry) -> bytes:
+    return registry.render()
