@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 
@@ -19,3 +20,13 @@ async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
     await asyncio.wait({task})
     if not task.cancelled():
         task.exception()  # retrieved: no "exception was never retrieved"
+
+
+async def wait_event(event: asyncio.Event, timeout_s: float | None) -> None:
+    """Until ``event`` is set or ``timeout_s`` passes (None: no limit)."""
+    if timeout_s is None:
+        await event.wait()
+    else:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await event.wait()

@@ -10,7 +10,7 @@ import pytest
 from gateway.service import Service, ServiceTiming
 from gateway.store import Store
 from gateway.sync import SyncAgent, SyncTiming
-from gateway.sync.pump import INFLIGHT
+from gateway.sync.send import INFLIGHT
 from tests.broker import Collector, Mosquitto, SynthDriver, faulty_proxy, gateway_config
 
 

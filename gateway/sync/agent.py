@@ -1,15 +1,17 @@
 """The sync agent: drains the store's outbox to MQTT in batches, loses nothing.
 
 A component of the service (``Service.sync``), built from its explicit dependencies
-``(config, store, clock, router)``. It only composes the parts of ``gateway/sync/``:
+``(config, store, clock, router)``. It builds what its parts share once
+(:class:`~gateway.sync.deps.SyncDeps`) and only composes the parts of ``gateway/sync/``:
 
 * :mod:`~gateway.sync.session` — one :class:`~gateway.sync.session.LinkSession` per broker
   (:attr:`SyncAgent.links`), each a part the service supervises on its own (one supervisor
   deep): ``sync-upstream`` (status, commands, the telemetry pump, and Home Assistant when it
   shares the broker) and ``sync-ha`` (a separate Home Assistant broker, when configured);
   :meth:`SyncAgent.run` itself keeps the outbox (upkeep, acknowledgements);
-* :mod:`~gateway.sync.pump` — live and backlog scheduling, send, acknowledge (``sync-acks``
-  deletes acknowledged rows in small transactions), split or dead-letter;
+* :mod:`~gateway.sync.pump` — live and backlog scheduling; :mod:`~gateway.sync.send` —
+  send, PUBACKs, split or dead-letter; :mod:`~gateway.sync.acks` — messages in flight, and
+  ``sync-acks`` deleting acknowledged rows in small transactions;
 * :mod:`~gateway.sync.poison` — the pure state machine that finds a message a broker drops
   the connection for;
 * :mod:`~gateway.sync.inbound` — commands to devices; :mod:`~gateway.sync.publisher` — Home
@@ -34,12 +36,12 @@ from gateway.clock import Clock
 from gateway.config import Config, HomeAssistantSection, UpstreamSection
 from gateway.driver import DriverHealth, Health
 from gateway.store import Commit, Store
-from gateway.sync.figures import LinkState, OutboxFigures, SyncCounters
-from gateway.sync.inbound import CommandRouting, Inbound
+from gateway.sync.deps import CommandRouting, SyncDeps
+from gateway.sync.figures import LinkState
+from gateway.sync.inbound import Inbound
 from gateway.sync.mqtt import BrokerSettings
 from gateway.sync.outbox import Outbox, run_to_end
-from gateway.sync.payload import ClockFix, Topics
-from gateway.sync.poison import PoisonTracker
+from gateway.sync.payload import Topics
 from gateway.sync.publisher import HaPublisher
 from gateway.sync.pump import Pump
 from gateway.sync.session import LinkSession
@@ -99,62 +101,38 @@ class SyncAgent:
         timing: SyncTiming | None = None,
     ) -> None:
         cfg = config.upstream
-        self._cfg = cfg
         self._ha_cfg = config.homeassistant
-        self._store = store
-        self._clock = clock
         self.timing = timing or SyncTiming()
-        self.gateway_id = config.gateway.id
         self.topics = Topics(
             cfg.topic_prefix, config.gateway.id, config.homeassistant.discovery_prefix
         )
+        #: What every part shares (built once).
+        self._deps = deps = SyncDeps(
+            cfg, self.topics, store, Outbox(store), clock, router, self.timing
+        )
+        self.counters = deps.counters
         up = upstream_settings(cfg, config.gateway.id)
         ha_sep = ha_settings(config.homeassistant, cfg, config.gateway.id)
         self.upstream = LinkState(up) if up is not None else None
         self.ha_link = LinkState(ha_sep) if ha_sep is not None else None
         #: Home Assistant rides on the upstream connection.
         self._ha_shared = config.homeassistant.enabled and ha_sep is None and up is not None
-        self.counters = SyncCounters()
-        self._figures = OutboxFigures()
-        self._outbox = Outbox(store)
-        self._upkeep = Upkeep(cfg, self._outbox, self._figures, clock, self._clock_fix, self.timing)
-        self.pump = Pump(
-            cfg,
-            self.gateway_id,
-            self.topics,
-            self._outbox,
-            figures=self._figures,
-            counters=self.counters,
-            poison=PoisonTracker(),
-            clock_fix=self._clock_fix,
-            last_seq=lambda: store.last_seq,
-            timing=self.timing,
-        )
+        self._upkeep = Upkeep(deps)
+        self.pump = Pump(deps)
         ha_wanted = config.homeassistant.enabled and (self._ha_shared or ha_sep is not None)
-        self._publisher = (
-            HaPublisher(
-                config.homeassistant, self.topics, store, router, self.counters, self.timing
-            )
-            if ha_wanted
-            else None
-        )
+        self._publisher = HaPublisher(deps, config.homeassistant) if ha_wanted else None
         on_ha_online = self._publisher.republish if self._publisher else _nothing
         #: Set once run() has loaded the outbox: the links wait for it.
         self._loaded = asyncio.Event()
-        inbound = Inbound(
-            self.topics, router, self.counters, self.timing, on_ha_online=on_ha_online
-        )
+        inbound = Inbound(deps, on_ha_online=on_ha_online)
         self._up_session = (
             LinkSession(
                 "sync-upstream",
                 self.upstream,
-                self.topics,
-                cfg,
-                self.timing,
+                deps,
                 inbound=inbound,
                 pump=self.pump,
                 publisher=self._publisher if self._ha_shared else None,
-                on_late=self.counters.late,
                 ready=self._loaded,
             )
             if self.upstream is not None
@@ -164,13 +142,10 @@ class SyncAgent:
             LinkSession(
                 "sync-ha",
                 self.ha_link,
-                self.topics,
-                cfg,
-                self.timing,
+                deps,
                 inbound=inbound,
                 pump=None,
                 publisher=self._publisher,
-                on_late=self.counters.late,
                 ready=self._loaded,
             )
             if self.ha_link is not None
@@ -181,7 +156,7 @@ class SyncAgent:
 
     @property
     def store(self) -> Store:
-        return self._store
+        return self._deps.store
 
     @property
     def links(self) -> list[LinkSession]:
@@ -191,26 +166,26 @@ class SyncAgent:
 
     async def run(self) -> None:
         """The outbox's side (upkeep, acknowledgements); the links are run apart."""
-        store = self._store
-        await self._outbox.load()
+        store = self._deps.store
+        await self._deps.outbox.load()
         await self._upkeep.recount()
         self._loaded.set()
         unsubscribe = store.subscribe(self._on_commit)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._upkeep.run(), name="sync-maintain")
-                tg.create_task(self.pump.ack_loop(), name="sync-acks")
+                tg.create_task(self.pump.acks.loop(), name="sync-acks")
         finally:
             unsubscribe()
             with contextlib.suppress(Exception):  # the store may be closed already
-                await run_to_end(self.pump.flush_acks(), "sync: flushing acks", self.counters.late)
+                await run_to_end(self.pump.acks.flush(), "sync: flushing acks", self.counters.late)
 
     @staticmethod
     def _status(session: LinkSession | None) -> SupervisorStatus | None:
         return session.status if session is not None else None
 
     def late_failures(self) -> int:
-        return self.counters.late_failures + self._outbox.late_failures
+        return self.counters.late_failures + self._deps.outbox.late_failures
 
     @property
     def pumping(self) -> bool:
@@ -232,12 +207,13 @@ class SyncAgent:
                 continue
             why = link.last_error or (sup.reason if sup is not None else "") or "connecting"
             reasons.append(f"{label} {link.settings.display()} disconnected: {why}")
+        figures, oc = self._deps.figures, self._deps.outbox.counters
         counters = {
-            "outbox_rows": self._figures.rows,
-            "outbox_bytes": self._figures.bytes,
-            "dropped": self._outbox.counters.dropped,
-            "expired": self._outbox.counters.expired,
-            "dead_letters": self._outbox.counters.dead_letters,
+            "outbox_rows": figures.rows,
+            "outbox_bytes": figures.bytes,
+            "dropped": oc.dropped,
+            "expired": oc.expired,
+            "dead_letters": oc.dead_letters,
             "batches_sent": self.counters.batches_sent,
             "readings_sent": self.counters.readings_sent,
             "late_failures": self.late_failures(),
@@ -255,10 +231,12 @@ class SyncAgent:
     def stats(self) -> dict[str, Any]:
         """A plain, JSON-ready snapshot for the LAN API and CLI (docs/mqtt.md, "stats")."""
         now = time.time()
-        oc = self._outbox.counters
+        oc = self._deps.outbox.counters
+        f = self._deps.figures
+        cfg = self._deps.cfg
         oldest_age = None
-        if self._figures.oldest_ts is not None:
-            oldest_age = max(0.0, now - self._figures.oldest_ts)
+        if f.oldest_ts is not None:
+            oldest_age = max(0.0, now - f.oldest_ts)
 
         def link_stats(
             link: LinkState | None, sup: SupervisorStatus | None
@@ -296,15 +274,15 @@ class SyncAgent:
                 else link_stats(self.ha_link, self._status(self._ha_session)),
             },
             "outbox": {
-                "rows": self._figures.rows,
-                "bytes": self._figures.bytes,
-                "events": self._figures.events,
-                "oldest_seq": self._figures.oldest_seq,
+                "rows": f.rows,
+                "bytes": f.bytes,
+                "events": f.events,
+                "oldest_seq": f.oldest_seq,
                 "oldest_age_s": oldest_age,
-                "backlog_rows": self._figures.backlog_left,
-                "max_bytes": self._cfg.outbox_max_bytes,
-                "ttl_days": self._cfg.outbox_ttl_days,
-                "full_strategy": self._cfg.outbox_full,
+                "backlog_rows": f.backlog_left,
+                "max_bytes": cfg.outbox_max_bytes,
+                "ttl_days": cfg.outbox_ttl_days,
+                "full_strategy": cfg.outbox_full,
             },
             "dropped": oc.dropped,
             "expired": oc.expired,
@@ -325,7 +303,7 @@ class SyncAgent:
 
     def _on_commit(self, commit: Commit) -> None:
         """Called by the store writer after each commit: cheap, never raises."""
-        f = self._figures
+        f = self._deps.figures
         readings, events = commit.readings, commit.events
         n = len(readings) + len(events)
         f.rows += n
@@ -337,22 +315,16 @@ class SyncAgent:
             first = readings[0] if readings else events[0]
             f.oldest_seq, f.oldest_ts = first.seq, first.stamp.wall
         self.pump.note_commit(readings, events)
-        if f.bytes > self._cfg.outbox_max_bytes:
+        if f.bytes > self._deps.cfg.outbox_max_bytes:
             self._upkeep.wake()
         if self._publisher is not None:
             self._publisher.note(readings, events)
-
-    def _clock_fix(self) -> ClockFix:
-        clock = self._clock
-        if clock.synchronized():
-            return ClockFix(clock.boot_id, clock.wall() - clock.mono())
-        return ClockFix(clock.boot_id, None)
 
     # ------------------------------------------------------------------ queries
 
     async def dead_letters(self, limit: int = 20) -> list[dict[str, Any]]:
         """The newest dead-letter entries (for the API and CLI)."""
-        return await self._outbox.dead_letters(limit)
+        return await self._deps.outbox.dead_letters(limit)
 
 
 def _nothing() -> None:

@@ -1,8 +1,8 @@
 """Inbound messages of a connection: commands to devices, and Home Assistant's status.
 
 Commands arrive on ``<prefix>/<gateway>/cmd/<device>``; each is parsed, routed to the driver
-that owns the device (:class:`CommandRouting`) and answered on the result topic (or the MQTT 5
-Response Topic with its Correlation Data). See docs/mqtt.md.
+that owns the device (:class:`~gateway.sync.deps.CommandRouting`) and answered on the result
+topic (or the MQTT 5 Response Topic with its Correlation Data). See docs/mqtt.md.
 """
 
 from __future__ import annotations
@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
 from gateway.commands import parse_command
-from gateway.model import Command, CommandResult, CommandStatus
-from gateway.sync.figures import SyncCounters
+from gateway.model import CommandResult, CommandStatus
+from gateway.sync.deps import SyncDeps
 from gateway.sync.mqtt import Link, LinkError, Message, response_properties
-from gateway.sync.payload import Topics, result_payload, split_command_body
-from gateway.sync.timing import SyncTiming
+from gateway.sync.payload import result_payload, split_command_body
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -25,34 +23,15 @@ _LOGGER = logging.getLogger(__name__)
 COMMAND_CONCURRENCY = 8
 
 
-class CommandRouting(Protocol):
-    """Where commands go (``gateway.commands.CommandRouter``)."""
-
-    async def execute(self, device_id: str, command: Command) -> CommandResult: ...
-
-    def owns(self, device_id: str) -> bool: ...
-
-
 class Inbound:
-    def __init__(
-        self,
-        topics: Topics,
-        router: CommandRouting,
-        counters: SyncCounters,
-        timing: SyncTiming,
-        *,
-        on_ha_online: Callable[[], None],
-    ) -> None:
-        self._topics = topics
-        self._router = router
-        self._counters = counters
-        self._timing = timing
+    def __init__(self, deps: SyncDeps, *, on_ha_online: Callable[[], None]) -> None:
+        self._deps = deps
         self._on_ha_online = on_ha_online
 
     async def receive(self, link: Link, tg: asyncio.TaskGroup, *, ha_here: bool) -> None:
         """Until the connection ends: each command in a task of ``tg`` (at most
         :data:`COMMAND_CONCURRENCY` at once)."""
-        t = self._topics
+        t = self._deps.topics
         limit = asyncio.Semaphore(COMMAND_CONCURRENCY)
         async for msg in link.messages():
             topic = msg.topic
@@ -71,8 +50,9 @@ class Inbound:
     async def _command(
         self, link: Link, msg: Message, device: str, limit: asyncio.Semaphore
     ) -> None:
+        deps = self._deps
         try:
-            self._counters.commands += 1
+            deps.counters.commands += 1
             props = msg.properties
             response_topic = getattr(props, "ResponseTopic", None) if props else None
             correlation = getattr(props, "CorrelationData", None) if props else None
@@ -91,20 +71,20 @@ class Inbound:
                 except ValueError as exc:
                     result = CommandResult(CommandStatus.INVALID, str(exc))
                 else:
-                    result = await self._router.execute(device, command)
+                    result = await deps.router.execute(device, command)
             if not result.ok:
-                self._counters.command_errors += 1
+                deps.counters.command_errors += 1
             out = result_payload(
                 device, result.status.value, result.detail, dict(result.state), request_id
             )
-            topic = response_topic or self._topics.result(device)
+            topic = response_topic or deps.topics.result(device)
             try:
                 await link.publish(
                     topic,
                     out,
                     qos=1,
                     properties=response_properties(link.v5, correlation),
-                    limit_s=self._timing.connect_timeout_s,
+                    limit_s=deps.timing.connect_timeout_s,
                 )
             except ValueError as exc:
                 _LOGGER.warning("cannot answer a command on %r: %s", topic, exc)
@@ -112,6 +92,6 @@ class Inbound:
             raise
         except Exception:
             _LOGGER.exception("command to %s failed in the sync agent", device)
-            self._counters.command_errors += 1
+            deps.counters.command_errors += 1
         finally:
             limit.release()

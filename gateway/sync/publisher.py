@@ -14,16 +14,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from drivers.aio import wait_event
 from gateway.config import HomeAssistantSection
 from gateway.model import Event, Reading, Value
-from gateway.store import Store
 from gateway.sync import ha
-from gateway.sync.figures import SyncCounters
-from gateway.sync.inbound import CommandRouting
+from gateway.sync.deps import SyncDeps
 from gateway.sync.mqtt import Link
-from gateway.sync.payload import Topics
-from gateway.sync.pump import wait_event
-from gateway.sync.timing import SyncTiming
 
 #: Events kept for Home Assistant between two ticks (more are dropped, never queued).
 MAX_PENDING_EVENTS = 1000
@@ -43,21 +39,11 @@ class _HaCache:
 
 
 class HaPublisher:
-    def __init__(
-        self,
-        cfg: HomeAssistantSection,
-        topics: Topics,
-        store: Store,
-        router: CommandRouting,
-        counters: SyncCounters,
-        timing: SyncTiming,
-    ) -> None:
+    def __init__(self, deps: SyncDeps, cfg: HomeAssistantSection) -> None:
+        self._deps = deps
         self._cfg = cfg
-        self._topics = topics
-        self._store = store
-        self._router = router
-        self._counters = counters
-        self._timing = timing
+        self._topics = deps.topics
+        self._store = deps.store
         self._cache = _HaCache()
         self._wake = asyncio.Event()
         self._republish = asyncio.Event()
@@ -83,23 +69,19 @@ class HaPublisher:
         """Until the connection ends: everything once, then changes as they come."""
         await self._publish_all(link)
         # a first refresh soon after connecting picks up devices registered meanwhile
-        last_avail = (
-            time.monotonic() - self._timing.ha_availability_s + self._timing.ha_first_refresh_s
-        )
+        timing = self._deps.timing
+        last_avail = time.monotonic() - timing.ha_availability_s + timing.ha_first_refresh_s
         while True:
-            await wait_event(self._wake, self._timing.ha_tick_s)
+            await wait_event(self._wake, timing.ha_tick_s)
             self._wake.clear()
             if self._republish.is_set():
                 self._republish.clear()
                 await self._publish_all(link)
                 continue
             await self._publish_changes(link)
-            if time.monotonic() - last_avail >= self._timing.ha_availability_s:
+            if time.monotonic() - last_avail >= timing.ha_availability_s:
                 last_avail = time.monotonic()
                 await self._availability(link)
-
-    def _commandable(self, device_id: str) -> bool:
-        return self._router.owns(device_id)
 
     async def _publish_all(self, link: Link) -> None:
         t = self._topics
@@ -138,7 +120,7 @@ class HaPublisher:
             self._topics,
             dev,
             new,
-            commandable=self._commandable(device_id),
+            commandable=self._deps.router.owns(device_id),
             values=cache.values.get(device_id),
             min_version=self._cfg.min_version,
         )
@@ -149,7 +131,7 @@ class HaPublisher:
             )
         for ent in entities:
             await link.publish(ent.topic, ent.payload(), qos=1, retain=True)
-            self._counters.discovery_published += 1
+            self._deps.counters.discovery_published += 1
         if not entities and known is not None:
             return 0
         seen = cache.announced.setdefault(device_id, set())

@@ -20,19 +20,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 
 from drivers.errors import NeedsHumanError
 from drivers.supervisor import Supervisor, SupervisorStatus, Timing, describe, leaves
-from gateway.config import UpstreamSection
+from gateway.sync.deps import SyncDeps
 from gateway.sync.figures import LinkState
 from gateway.sync.inbound import Inbound
 from gateway.sync.mqtt import Link, LinkError, open_link
 from gateway.sync.outbox import run_to_end
-from gateway.sync.payload import Topics
 from gateway.sync.publisher import HaPublisher
-from gateway.sync.pump import Pump, TransientRefusal
-from gateway.sync.timing import SyncTiming
+from gateway.sync.pump import Pump
+from gateway.sync.send import TransientRefusal
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,31 +42,30 @@ class LinkSession:
         self,
         name: str,
         state: LinkState,
-        topics: Topics,
-        cfg: UpstreamSection,
-        timing: SyncTiming,
+        deps: SyncDeps,
         *,
         inbound: Inbound,
         pump: Pump | None,
         publisher: HaPublisher | None,
-        on_late: Callable[[], None],
         ready: asyncio.Event,
     ) -> None:
         self.name = name
         self.state = state
-        self._ready = ready
-        self._topics = topics
-        self._timing = timing
+        self._deps = deps
+        #: What this link serves: commands always, telemetry (upstream), Home Assistant.
         self._inbound = inbound
         self._pump = pump
         self._publisher = publisher
-        self._late = on_late
+        #: Set once the agent has loaded the outbox.
+        self._ready = ready
+        self._late = deps.counters.late
+        cfg = deps.cfg
         #: The backoff of the supervisor that runs this link's sessions.
         self.supervisor_timing = Timing(
             cfg.reconnect_min_s,
             cfg.reconnect_max_s,
             cfg.reconnect_stable_s,
-            timing.stop_timeout_s,
+            deps.timing.stop_timeout_s,
         )
         self._sup: Supervisor | None = None
 
@@ -99,9 +96,9 @@ class LinkSession:
     async def _connect_and_serve(self) -> None:
         state = self.state
         s = state.settings
-        timing = self._timing
+        timing = self._deps.timing
         link = await open_link(
-            s, will_topic=self._topics.status, timeout_s=timing.connect_timeout_s
+            s, will_topic=self._deps.topics.status, timeout_s=timing.connect_timeout_s
         )
         await link.connect()
         try:
@@ -135,10 +132,10 @@ class LinkSession:
             link.close()
             if self._pump is not None:
                 # the goodbye returns at once when the link is lost: never struck later
-                self._pump.end_connection()
+                self._pump.acks.end_connection()
 
     async def _serve(self, link: Link) -> None:
-        t = self._topics
+        t = self._deps.topics
         ha_here = self._publisher is not None
         await link.publish(t.status, b"online", qos=1, retain=True)
         await link.subscribe(t.commands, qos=1)
@@ -157,10 +154,10 @@ class LinkSession:
             return
         if self._pump is not None:
             with contextlib.suppress(Exception):
-                await self._pump.drain_inflight()
+                await self._pump.acks.drain_inflight()
         with contextlib.suppress(Exception):
-            fut = link.send(self._topics.status, b"offline", qos=1, retain=True)
-            await link.wait_ack(fut, self._timing.goodbye_s)
+            fut = link.send(self._deps.topics.status, b"offline", qos=1, retain=True)
+            await link.wait_ack(fut, self._deps.timing.goodbye_s)
 
 
 def connection_broke(link: Link, exc: BaseException) -> bool:

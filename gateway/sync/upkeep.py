@@ -9,33 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
-from gateway.clock import Clock
-from gateway.config import UpstreamSection
-from gateway.sync.figures import OutboxFigures
-from gateway.sync.outbox import Outbox
-from gateway.sync.payload import ClockFix
-from gateway.sync.pump import wait_event
-from gateway.sync.timing import SyncTiming
+from drivers.aio import wait_event
+from gateway.sync.deps import SyncDeps
 
 
 class Upkeep:
-    def __init__(
-        self,
-        cfg: UpstreamSection,
-        outbox: Outbox,
-        figures: OutboxFigures,
-        clock: Clock,
-        clock_fix: Callable[[], ClockFix],
-        timing: SyncTiming,
-    ) -> None:
-        self._cfg = cfg
-        self._outbox = outbox
-        self._figures = figures
-        self._clock = clock
-        self._clock_fix = clock_fix
-        self._timing = timing
+    def __init__(self, deps: SyncDeps) -> None:
+        self._deps = deps
         self._wake = asyncio.Event()
         #: A row stamped before the clock was synchronised may be in the outbox.
         self.unsynced_seen = True
@@ -45,27 +26,25 @@ class Upkeep:
         self._wake.set()
 
     async def recount(self) -> None:
-        d = await self._outbox.depth()
-        f = self._figures
+        d = await self._deps.outbox.depth()
+        f = self._deps.figures
         f.rows, f.bytes, f.events = d.depth, d.bytes, d.events
         f.oldest_seq, f.oldest_ts = d.oldest_seq, d.oldest_ts
 
     async def run(self) -> None:
-        outbox = self._outbox
-        cfg = self._cfg
-        figures = self._figures
-        timing = self._timing
+        deps = self._deps
+        outbox, cfg, figures, timing = deps.outbox, deps.cfg, deps.figures, deps.timing
         last_ttl = -1e9
         last_recount = time.monotonic()
         while True:
-            fix = self._clock_fix()
+            fix = deps.clock_fix()
             if fix.offset is not None and self.unsynced_seen:
                 self.unsynced_seen = False
                 await outbox.restamp(fix.boot, fix.offset)
             now = time.monotonic()
             if fix.offset is not None and now - last_ttl >= timing.ttl_check_s:
                 last_ttl = now
-                cutoff = self._clock.wall() - cfg.outbox_ttl_days * 86400
+                cutoff = deps.clock.wall() - cfg.outbox_ttl_days * 86400
                 rows, _ = await outbox.expire(cutoff)
                 if rows:
                     await self.recount()
