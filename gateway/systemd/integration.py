@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from gateway.driver import Driver
     from gateway.service import Component, Service
 
-_LOGGER = logging.getLogger(__name__)
+#: The package's logger, as before it was split (log filters name "gateway.systemd").
+_LOGGER = logging.getLogger(__package__)
 
 #: How often the loop lag is probed (capped at half the ping interval).
 PROBE_INTERVAL_S = 0.5

@@ -9,7 +9,8 @@ import os
 import socket
 from collections.abc import Mapping
 
-_LOGGER = logging.getLogger(__name__)
+#: The package's logger, as before it was split (log filters name "gateway.systemd").
+_LOGGER = logging.getLogger(__package__)
 
 
 def _socket_address(value: str) -> str | None:
