@@ -483,11 +483,14 @@ async def test_unknown_sender_is_looked_up(tmp_path: Path) -> None:
 
 async def test_slow_answers(tmp_path: Path) -> None:
     rec = Recorder()
-    async with ZStackSimulator(devices=("lumi.plug",), seed=47, answer_delay=0.05) as sim:
+    async with ZStackSimulator(devices=("lumi.plug",), seed=47) as sim:
         coord = Coordinator(config(sim, tmp_path, timing=SLOW_SREQ), rec)
         async with running(coord):
+            # the stick answers at once while the network forms and the plug joins (dozens
+            # of SREQs, each of which a loaded machine could make later than 0.2 s)
             await joined_network(sim, coord, rec, ("lumi.plug",))
             plug = sim.device("lumi.plug")
+            sim.answer_delay = 0.05
             assert (await coord.switch(plug.ieee, "on")).delivery is Delivery.OK
             # slower than the SREQ timeout: a timeout result, not an exception
             sim.answer_delay = 0.3

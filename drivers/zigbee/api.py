@@ -11,9 +11,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from drivers import TRACE
 from drivers.errors import ParseError, ProtocolError, TransientError
@@ -55,21 +56,15 @@ class _Waiter:
     future: asyncio.Future[Message]
 
 
-@dataclass(slots=True)
-class ApiCounters:
-    frames_in: int = 0
-    frames_out: int = 0
-    decode_errors: int = 0
-    unknown_frames: int = 0
-    callback_errors: int = 0
-    timeouts: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
-
-
 class ZnpApi:
     """One MT link: feed it bytes (``data_received``), ask it requests."""
 
-    def __init__(self, name: str = "znp", timing: ZigbeeTiming | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "znp",
+        timing: ZigbeeTiming | None = None,
+        counters: collections.Counter[str] | None = None,
+    ) -> None:
         self.name = name
         #: ``sreq_timeout``, ``callback_timeout`` and ``frame_stall_s`` are used here.
         self.timing = timing or ZigbeeTiming()
@@ -77,7 +72,11 @@ class ZnpApi:
         self._stall: asyncio.TimerHandle | None = None
         #: The stream offset of the incomplete frame ``_stall`` expires.
         self._stall_at: int | None = None
-        self.counters = ApiCounters()
+        #: frames_in, frames_out, decode_errors, unknown_frames, callback_errors, timeouts
+        #: (pass one Counter to several links to add them up).
+        self.counters: collections.Counter[str] = (
+            counters if counters is not None else collections.Counter()
+        )
         self._link: ByteLink | None = None
         self._lock = asyncio.Lock()
         self._waiters: list[_Waiter] = []
@@ -103,7 +102,7 @@ class ZnpApi:
 
     def _frames_received(self, received: list[frames.Frame]) -> None:
         for frame in received:
-            self.counters.frames_in += 1
+            self.counters["frames_in"] += 1
             self._frame_received(frame)
         waiting_at = self.framer.waiting_at
         if waiting_at == self._stall_at:
@@ -156,10 +155,10 @@ class ZnpApi:
             msg = c.decode(frame)
         except ParseError as exc:
             if c.lookup(frame) is None:
-                self.counters.unknown_frames += 1
+                self.counters["unknown_frames"] += 1
                 _LOGGER.debug("unknown MT frame %s %s", frame.header, frame.data.hex())
             else:
-                self.counters.decode_errors += 1
+                self.counters["decode_errors"] += 1
                 _LOGGER.debug("undecodable MT frame %s: %s", frame.header, exc)
             return
         for w in list(self._waiters):
@@ -182,10 +181,10 @@ class ZnpApi:
                 try:
                     sub(msg)
                 except Exception:  # a subscriber's bug must not stop the link
-                    self.counters.callback_errors += 1
+                    self.counters["callback_errors"] += 1
                     # the first with its traceback; a bug that fires on every frame must
                     # not flood the log (the counter keeps the tally)
-                    if self.counters.callback_errors == 1:
+                    if self.counters["callback_errors"] == 1:
                         _LOGGER.exception(
                             "%s callback for %s failed (later failures are logged at DEBUG)",
                             self.name,
@@ -208,7 +207,7 @@ class ZnpApi:
             shown = f"<{len(raw)} bytes redacted>" if self._secret else raw.hex()
             _LOGGER.log(TRACE, "%s -> %s", self.name, shown)
         self._link.write(raw)
-        self.counters.frames_out += 1
+        self.counters["frames_out"] += 1
 
     def write_raw(self, data: bytes) -> None:
         if self._link is None:
@@ -229,7 +228,7 @@ class ZnpApi:
             async with asyncio.timeout(wait_s):
                 return await waiter.future
         except TimeoutError:
-            self.counters.timeouts += 1
+            self.counters["timeouts"] += 1
             raise TimeoutError(
                 f"{self.name}: no {waiter.command.name} {waiter.kind} within {wait_s} s"
             ) from None

@@ -14,6 +14,7 @@ Nothing is read from disk before :meth:`load` (which :meth:`run` and :meth:`sess
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -103,7 +104,9 @@ class Coordinator:
         )
         self.connected = False
         self._up = asyncio.Event()
-        self._old_frames = {"frames_in": 0, "frames_out": 0, "bad_frames": 0, "garbage_bytes": 0}
+        #: What the sessions' links counted, all sessions added up (the framer's counts of
+        #: a session are added when it ends).
+        self._link_counts: collections.Counter[str] = collections.Counter()
 
     # --- public -------------------------------------------------------------------------
 
@@ -166,13 +169,11 @@ class Coordinator:
 
     def health_counters(self) -> dict[str, int]:
         out = dict(self.counters)
-        out.update(self._old_frames)
-        api = self._api
-        if api is not None:
-            out["frames_in"] += api.counters.frames_in
-            out["frames_out"] += api.counters.frames_out
-            out["bad_frames"] += api.framer.bad_frames
-            out["garbage_bytes"] += api.framer.garbage_bytes
+        framing = self._link_counts.copy()
+        if self._api is not None:
+            framing.update(self._framer_counts(self._api))
+        for key in ("frames_in", "frames_out", "bad_frames", "garbage_bytes"):
+            out[key] = framing[key]
         out["junk_dropped"] = self.interpreter.junk_dropped
         out["duplicates_dropped"] = self.interpreter.duplicates_dropped
         out["zcl_errors"] = self.interpreter.zcl_errors
@@ -255,7 +256,7 @@ class Coordinator:
 
     @contextlib.asynccontextmanager
     async def _connect(self) -> AsyncIterator[Network]:
-        api = ZnpApi("zigbee", self.timing)
+        api = ZnpApi("zigbee", self.timing, self._link_counts)
         link = await self._open_link(
             self.config.port,
             baudrate=self.config.baudrate,
@@ -287,14 +288,12 @@ class Coordinator:
             unsubscribe()
             self._api = None
             self._network = None
-            for k in self._old_frames:
-                self._old_frames[k] += {
-                    "frames_in": api.counters.frames_in,
-                    "frames_out": api.counters.frames_out,
-                    "bad_frames": api.framer.bad_frames,
-                    "garbage_bytes": api.framer.garbage_bytes,
-                }[k]
+            self._link_counts.update(self._framer_counts(api))
             await api.aclose()
+
+    @staticmethod
+    def _framer_counts(api: ZnpApi) -> dict[str, int]:
+        return {"bad_frames": api.framer.bad_frames, "garbage_bytes": api.framer.garbage_bytes}
 
     def _on_callback(self, msg: Message) -> None:
         if msg.command is c.SYS_RESET_IND:
