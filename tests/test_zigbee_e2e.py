@@ -94,11 +94,13 @@ async def joined(
     motion_clear_s: float | None = None,
     timing: ZigbeeTiming = FAST,
     awake_s: float = sim_awake_s,
+    product: int = 1,
 ) -> AsyncIterator[tuple[ZStackSimulator, Coordinator, Recorder]]:
-    """A running coordinator on a simulated stick with ``models``, every one joined and
-    interviewed."""
+    """A running coordinator on a simulated stick (``product``: 0 = Z-Stack 1.2, 1 = 3.x.0,
+    2 = 3.0.x) with ``models``, every one joined and interviewed."""
     rec = Recorder()
-    async with ZStackSimulator(devices=models, seed=seed, awake_s=awake_s) as sim:
+    sim = ZStackSimulator(devices=models, seed=seed, awake_s=awake_s, product=product)
+    async with sim:
         coord = Coordinator(config(sim, tmp_path, motion_clear_s, timing), rec)
         async with running(coord):
             await joined_network(sim, coord, rec, models)
@@ -454,16 +456,13 @@ async def test_restore_rejects_a_foreign_file(tmp_path: Path) -> None:
 
 
 async def test_zstack_12(tmp_path: Path) -> None:
-    rec = Recorder()
-    async with ZStackSimulator(devices=("lumi.sensor_magnet.aq2",), product=0, seed=41) as sim:
-        coord = Coordinator(config(sim, tmp_path), rec)
-        async with running(coord):
-            await joined_network(sim, coord, rec, ("lumi.sensor_magnet.aq2",))
-            assert coord.info.firmware == "Z-Stack 1.2 20240710"
-            assert "APP_CNF_BDB_START_COMMISSIONING" not in sim.commands_seen
-            assert sim.nv[0x0F00] == b"\x55"
-            doc = await coord.backup()
-            assert doc["network_key"]["key"] == sim.network_key.hex()
+    models = ("lumi.sensor_magnet.aq2",)
+    async with joined(tmp_path, models, seed=41, product=0) as (sim, coord, _):
+        assert coord.info.firmware == "Z-Stack 1.2 20240710"
+        assert "APP_CNF_BDB_START_COMMISSIONING" not in sim.commands_seen
+        assert sim.nv[0x0F00] == b"\x55"
+        doc = await coord.backup()
+        assert doc["network_key"]["key"] == sim.network_key.hex()
 
 
 async def test_unknown_sender_is_looked_up(tmp_path: Path) -> None:
@@ -482,21 +481,17 @@ async def test_unknown_sender_is_looked_up(tmp_path: Path) -> None:
 
 
 async def test_slow_answers(tmp_path: Path) -> None:
-    rec = Recorder()
-    async with ZStackSimulator(devices=("lumi.plug",), seed=47) as sim:
-        coord = Coordinator(config(sim, tmp_path, timing=SLOW_SREQ), rec)
-        async with running(coord):
-            # the stick answers at once while the network forms and the plug joins (dozens
-            # of SREQs, each of which a loaded machine could make later than 0.2 s)
-            await joined_network(sim, coord, rec, ("lumi.plug",))
-            plug = sim.device("lumi.plug")
-            sim.answer_delay = 0.05
-            assert (await coord.switch(plug.ieee, "on")).delivery is Delivery.OK
-            # slower than the SREQ timeout: a timeout result, not an exception
-            sim.answer_delay = 0.3
-            out = await coord.switch(plug.ieee, "off")
-            assert out.delivery is Delivery.TIMEOUT
-            assert coord.health_counters()["commands_failed"] == 1
+    # the stick answers at once while the network forms and the plug joins (dozens of
+    # SREQs, each of which a loaded machine could make later than 0.2 s)
+    async with joined(tmp_path, ("lumi.plug",), seed=47, timing=SLOW_SREQ) as (sim, coord, _):
+        plug = sim.device("lumi.plug")
+        sim.answer_delay = 0.05
+        assert (await coord.switch(plug.ieee, "on")).delivery is Delivery.OK
+        # slower than the SREQ timeout: a timeout result, not an exception
+        sim.answer_delay = 0.3
+        out = await coord.switch(plug.ieee, "off")
+        assert out.delivery is Delivery.TIMEOUT
+        assert coord.health_counters()["commands_failed"] == 1
 
 
 async def test_fast_interview_reads_the_model(tmp_path: Path) -> None:
@@ -676,22 +671,19 @@ async def test_backup_restore_on_every_stack_version(
 
 async def test_failed_ieee_lookup_is_retried(tmp_path: Path) -> None:
     """A lookup whose request times out must not block every later lookup of that sender."""
-    rec = Recorder()
-    async with ZStackSimulator(devices=("lumi.sensor_ht",), seed=89) as sim:
-        coord = Coordinator(config(sim, tmp_path, timing=SLOW_SREQ), rec)
-        async with running(coord):
-            await joined_network(sim, coord, rec, ("lumi.sensor_ht",))
-            ht = sim.device("lumi.sensor_ht")
-            coord.table.remove(ht.ieee)
-            sim.ignore_commands = {"ZDO_IEEE_ADDR_REQ"}  # the IEEE request times out
-            sim.deliver(ht, 0x0405, 1, bytes.fromhex("181d0a0000210b0f"))
-            await until(lambda: coord.counters["unknown_source"] == 1)
-            await until(lambda: not coord.dispatcher.pending_lookups, timeout=3.0)
-            sim.ignore_commands = set()
-            sim.deliver(ht, 0x0405, 1, bytes.fromhex("181e0a0000210c0f"))
-            await until(lambda: coord.table.get(ht.ieee) is not None)
-            assert coord.counters["unknown_source"] == 2
-        assert coord.dispatcher.pending_lookups == frozenset()
+    models = ("lumi.sensor_ht",)
+    async with joined(tmp_path, models, seed=89, timing=SLOW_SREQ) as (sim, coord, _):
+        ht = sim.device("lumi.sensor_ht")
+        coord.table.remove(ht.ieee)
+        sim.ignore_commands = {"ZDO_IEEE_ADDR_REQ"}  # the IEEE request times out
+        sim.deliver(ht, 0x0405, 1, bytes.fromhex("181d0a0000210b0f"))
+        await until(lambda: coord.counters["unknown_source"] == 1)
+        await until(lambda: not coord.dispatcher.pending_lookups, timeout=3.0)
+        sim.ignore_commands = set()
+        sim.deliver(ht, 0x0405, 1, bytes.fromhex("181e0a0000210c0f"))
+        await until(lambda: coord.table.get(ht.ieee) is not None)
+        assert coord.counters["unknown_source"] == 2
+    assert coord.dispatcher.pending_lookups == frozenset()
 
 
 async def test_simulator_never_logs_key_material(caplog: pytest.LogCaptureFixture) -> None:
