@@ -1,20 +1,20 @@
-"""One MQTT connection: settings, a thin asyncio adapter over paho-mqtt, a broker check.
+"""One MQTT connection: a thin asyncio adapter over paho-mqtt.
 
 :class:`Link` drives a ``paho.mqtt.client.Client`` from the asyncio loop through paho's
 public API only (callbacks, ``loop_read``/``loop_write``/``loop_misc``, ``socket()``; the
-external-loop pattern paho documents). It exists because aiomqtt's ``publish`` waits for the
-PUBACK but drops its MQTT 5 reason code and keeps one call per message in flight:
-:meth:`Link.send` returns a future resolved with the PUBACK reason code, so the sync agent
-keeps a window of batches in flight and tells "the broker refused this message" (0x87 not
-authorized, 0x97 quota exceeded, ...) from "delivered". The paho behaviour relied on is
-pinned in pyproject.toml and checked by tests/test_sync_mqtt.py against a real Mosquitto.
+external-loop pattern paho documents, in :mod:`gateway.sync.mqtt_io`). It exists because
+aiomqtt's ``publish`` waits for the PUBACK but drops its MQTT 5 reason code and keeps one
+call per message in flight: :meth:`Link.send` returns a future resolved with the PUBACK
+reason code, so the sync agent keeps a window of batches in flight and tells "the broker
+refused this message" (0x87 not authorized, 0x97 quota exceeded, ...) from "delivered". The
+paho behaviour relied on is pinned in pyproject.toml and checked by tests/test_sync_mqtt.py
+against a real Mosquitto.
 
-Errors are raised on the roots of :mod:`drivers.errors`: :class:`LinkError` (transient: the
-connection failed or was lost), :class:`BrokerRefusedError` (needs a human: a CONNACK
-refusal no retry fixes), :class:`~drivers.errors.NeedsHumanError` for unusable settings.
-
-:func:`gateway.sync.broker_check.check_broker` is the reusable "can we log in to this
-broker" probe (the doctor's), on this code path. Settings: :mod:`gateway.sync.settings`.
+Errors (:class:`LinkError`, :class:`BrokerRefusedError`, ...), messages, the CONNACK's
+properties and the PUBLISH properties are :mod:`gateway.sync.mqtt_codes`';
+:class:`~drivers.errors.NeedsHumanError` is raised for unusable settings
+(:mod:`gateway.sync.settings`). :func:`gateway.sync.broker_check.check_broker` is the
+reusable "can we log in to this broker" probe (the doctor's), on this code path.
 """
 
 from __future__ import annotations
@@ -22,14 +22,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
-import threading
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from drivers.errors import NeedsHumanError, TransientError
+from gateway.sync.mqtt_codes import (
+    BrokerRefusedError,
+    Connack,
+    ConnectRefusedError,
+    LinkError,
+    Message,
+    check_rc,
+    code_of,
+    connect_refusal,
+    name_of,
+    publish_properties,
+    response_properties,
+)
+from gateway.sync.mqtt_io import HandshakeClosingSocket, PahoIO
 from gateway.sync.settings import (
     BrokerSettings,
     check_transport,
@@ -64,84 +74,6 @@ _LOGGER = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-#: CONNACK refusals no retry fixes (MQTT 5 reason codes; paho maps MQTT 3.1.1 return codes
-#: 1, 2, 4, 5 onto 0x84, 0x85, 0x86, 0x87).
-CONNECT_NEEDS_HUMAN = frozenset({1, 2, 4, 5, 0x84, 0x85, 0x86, 0x87, 0x8C})
-#: Seconds between paho's keep-alive / retry housekeeping calls.
-_MISC_INTERVAL_S = 1.0
-
-
-class LinkError(TransientError):
-    """The connection could not be made, was lost, or cannot carry a request now."""
-
-
-class ConnectRefusedError(LinkError):
-    """The broker answered CONNECT with a refusal that may pass (server unavailable, busy)."""
-
-    def __init__(self, url: str, code: int, name: str) -> None:
-        super().__init__(f"{url} refused the connection: {name} (0x{code:02X})")
-        self.code = code
-        self.reason = name
-
-
-class BrokerRefusedError(NeedsHumanError):
-    """The broker refused the login for a reason no retry fixes (credentials, ACL, id)."""
-
-    def __init__(self, url: str, code: int, name: str) -> None:
-        super().__init__(f"{url} refused the connection: {name} (0x{code:02X})")
-        self.code = code
-        self.reason = name
-
-
-def _code(rc: ReasonCode | int) -> int:
-    from paho.mqtt.reasoncodes import ReasonCode
-
-    return int(rc.value) if isinstance(rc, ReasonCode) else int(rc)
-
-
-def _refusal(url: str, rc: ReasonCode | int) -> LinkError | BrokerRefusedError:
-    code = _code(rc)
-    from paho.mqtt.reasoncodes import ReasonCode
-
-    name = rc.getName() if isinstance(rc, ReasonCode) else f"code {code}"
-    if code in CONNECT_NEEDS_HUMAN:
-        return BrokerRefusedError(url, code, name)
-    return ConnectRefusedError(url, code, name)
-
-
-class _HandshakeClosingSocket(ssl.SSLSocket):
-    """An ``SSLSocket`` that closes itself when its handshake fails (paho-mqtt 2.x's
-    ``connect`` raises from ``do_handshake`` and leaves the socket to the garbage
-    collector: a ResourceWarning, and a file descriptor held until then)."""
-
-    def do_handshake(self, block: bool = False) -> None:
-        try:
-            super().do_handshake(block)
-        except BaseException:
-            self.close()
-            raise
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """An incoming PUBLISH."""
-
-    topic: str
-    payload: bytes
-    qos: int = 0
-    retain: bool = False
-    properties: Properties | None = None
-
-
-@dataclass(slots=True)
-class Connack:
-    """What the broker said in its CONNACK (MQTT 5 properties; empty for 3.1.1)."""
-
-    max_packet_size: int | None = None
-    receive_maximum: int | None = None
-    maximum_qos: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
 
 class Link:
     """One MQTT connection: paho's client driven by the running asyncio loop.
@@ -165,7 +97,6 @@ class Link:
         self.timeout_s = timeout_s
         self.connack = Connack()
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.get_ident()
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -183,30 +114,26 @@ class Link:
             # paho wraps the TCP socket with this context and does not close it when the
             # handshake fails: SSLContext.sslsocket_class (a documented hook) makes the
             # socket close itself then
-            tls_context.sslsocket_class = _HandshakeClosingSocket
+            tls_context.sslsocket_class = HandshakeClosingSocket
             client.tls_set_context(tls_context)
         client.will_set(will_topic, b"offline", qos=1, retain=True)
-        # paho calls back from the connect thread too: every callback hops onto the loop
-        # (call_soon_threadsafe keeps their order)
-        client.on_connect = self._hop(self._on_connect)
-        client.on_disconnect = self._hop(self._on_disconnect)
-        client.on_publish = self._hop(self._on_publish)
-        client.on_subscribe = self._hop(self._on_subscribe)
-        client.on_message = self._hop(self._on_message)
-        client.on_socket_open = self._hop(self._watch)
-        client.on_socket_close = self._hop(self._unwatch)
-        client.on_socket_register_write = self._hop(self._want_write)
-        client.on_socket_unregister_write = self._hop(self._no_write)
         self._client = client
         self._connected: asyncio.Future[None] = self._loop.create_future()
         #: Resolved when the connection ends: a result after our DISCONNECT, an exception
         #: (:class:`LinkError`) after a loss.
         self.lost: asyncio.Future[None] = self._loop.create_future()
+        #: The socket's reads, writes and housekeeping on this loop.
+        self._io = PahoIO(client, self.lost)
+        # paho calls back from the connect thread too: every callback hops onto the loop
+        # (call_soon_threadsafe keeps their order)
+        client.on_connect = self._io.hop(self._on_connect)
+        client.on_disconnect = self._io.hop(self._on_disconnect)
+        client.on_publish = self._io.hop(self._on_publish)
+        client.on_subscribe = self._io.hop(self._on_subscribe)
+        client.on_message = self._io.hop(self._on_message)
         self._acks: dict[int, asyncio.Future[int]] = {}
         self._subacks: dict[int, asyncio.Future[list[int]]] = {}
         self._messages: asyncio.Queue[Message] = asyncio.Queue()
-        self._sock: socket.socket | None = None
-        self._misc: asyncio.Task[None] | None = None
         self._closing = False
 
     # ------------------------------------------------------------------ public
@@ -222,8 +149,7 @@ class Link:
     @property
     def tls_version(self) -> str | None:
         """The negotiated TLS version once the handshake passed (None: plaintext)."""
-        sock = self._client.socket()
-        return sock.version() if isinstance(sock, ssl.SSLSocket) else None
+        return self._io.tls_version
 
     async def __aenter__(self) -> Link:
         await self.connect()
@@ -248,7 +174,7 @@ class Link:
                     # and take its outcome (a failed handshake is nobody's error any more)
                     connecting.add_done_callback(self._connect_abandoned)
                     raise
-                _check_rc(rc, s.display())
+                check_rc(rc, s.display())
                 await asyncio.shield(self._connected)
         except BaseException:
             self.close()
@@ -274,10 +200,7 @@ class Link:
         if self.lost.done() or not self._connected.done():
             raise LinkError("not connected")
         info = self._client.publish(topic, payload, qos, retain, properties)
-        import paho.mqtt.client as paho
-
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise LinkError(f"could not publish: {paho.error_string(info.rc)}")
+        check_rc(info.rc, "could not publish")
         fut: asyncio.Future[int] = self._loop.create_future()
         if qos == 0:
             fut.set_result(0)
@@ -318,10 +241,9 @@ class Link:
         if self.lost.done():
             raise LinkError("not connected")
         rc, mid = self._client.subscribe(topic, qos)
-        import paho.mqtt.client as paho
-
-        if rc != paho.MQTT_ERR_SUCCESS or mid is None:
-            raise LinkError(f"could not subscribe: {paho.error_string(rc)}")
+        check_rc(rc, "could not subscribe")
+        if mid is None:
+            raise LinkError("could not subscribe: no message id")
         fut: asyncio.Future[list[int]] = self._loop.create_future()
         self._subacks[mid] = fut
         try:
@@ -351,7 +273,7 @@ class Link:
         """A clean DISCONNECT (the broker then drops the Last Will), bounded by
         ``timeout_s``; the socket is closed in any case."""
         try:
-            if self._sock is not None and not self.lost.done():
+            if self._io.open and not self.lost.done():
                 self._closing = True
                 self._client.disconnect()
                 with contextlib.suppress(TimeoutError, LinkError):
@@ -362,24 +284,9 @@ class Link:
 
     def close(self) -> None:
         """Close the socket whatever state the connection is in; settle every waiter."""
-        sock: Any = self._sock
-        self._sock = None
-        if sock is None:
-            sock = self._client.socket()  # opened by a connect thread we no longer wait for
-        if sock is not None:
-            with contextlib.suppress(ValueError, OSError):
-                self._loop.remove_reader(sock)
-                self._loop.remove_writer(sock)
-            with contextlib.suppress(OSError):
-                sock.close()
-        if self._misc is not None:
-            self._misc.cancel()
-            self._misc = None
-        if sock is not None:
+        if self._io.close():
             # this client is done: paho's own cleanup (at garbage collection) calls nobody
             client = self._client
-            client.on_socket_open = client.on_socket_close = None
-            client.on_socket_register_write = client.on_socket_unregister_write = None
             client.on_connect = client.on_disconnect = client.on_publish = None
             client.on_subscribe = client.on_message = None
         self._settle_lost(None)
@@ -399,66 +306,6 @@ class Link:
 
     # ------------------------------------------------------------------ paho callbacks
 
-    def _hop(self, fn: Callable[..., None]) -> Callable[..., None]:
-        """A paho callback ``(client, userdata, *args)`` that runs ``fn(*args)`` on the loop:
-        at once when paho calls from the loop's thread (inside ``loop_read``/``loop_write``:
-        paho calls ``on_socket_close`` before it closes the socket, so the reader goes before
-        the file descriptor number can be reused), else through ``call_soon_threadsafe``
-        (the connect thread; the order of the calls is kept)."""
-
-        def callback(_client: paho.Client, _userdata: Any, *args: Any) -> None:
-            if threading.get_ident() == self._thread:
-                fn(*args)
-            elif not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(fn, *args)
-
-        return callback
-
-    def _watch(self, sock: socket.socket) -> None:
-        if sock.fileno() == -1 or self.lost.done():
-            return
-        self._sock = sock
-        self._loop.add_reader(sock, self._read)
-        if self._misc is None:
-            self._misc = self._loop.create_task(self._housekeeping(), name="mqtt-misc")
-
-    def _unwatch(self, sock: socket.socket) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            self._loop.remove_reader(sock)
-            self._loop.remove_writer(sock)
-        if sock is self._sock:
-            self._sock = None
-
-    def _want_write(self, sock: socket.socket) -> None:
-        if sock.fileno() != -1 and not self.lost.done():
-            self._loop.add_writer(sock, self._write)
-
-    def _no_write(self, sock: socket.socket) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            self._loop.remove_writer(sock)
-
-    def _read(self) -> None:
-        import paho.mqtt.client as paho
-
-        self._client.loop_read()
-        # TLS: records already decrypted into the SSL object do not wake the reader again
-        sock = self._sock
-        while isinstance(sock, ssl.SSLSocket) and sock.fileno() != -1 and sock.pending():
-            if self._client.loop_read() != paho.MQTT_ERR_SUCCESS:
-                break
-
-    def _write(self) -> None:
-        self._client.loop_write()
-
-    async def _housekeeping(self) -> None:
-        """paho's keep-alive PINGs and retries; ends when the connection does."""
-        import paho.mqtt.client as paho
-
-        while self._client.loop_misc() == paho.MQTT_ERR_SUCCESS:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_MISC_INTERVAL_S):
-                    await asyncio.shield(self.lost)
-
     def _on_connect(
         self,
         _flags: paho.ConnectFlags,
@@ -466,25 +313,13 @@ class Link:
         properties: Properties | None = None,
     ) -> None:
         if properties is not None:
-            got = {
-                n: getattr(properties, n)
-                for n in ("MaximumPacketSize", "ReceiveMaximum", "MaximumQoS")
-                if hasattr(properties, n)
-            }
-            self.connack = Connack(
-                max_packet_size=int(got["MaximumPacketSize"])
-                if got.get("MaximumPacketSize")
-                else None,
-                receive_maximum=int(got["ReceiveMaximum"]) if got.get("ReceiveMaximum") else None,
-                maximum_qos=int(got["MaximumQoS"]) if "MaximumQoS" in got else None,
-                extra=got,
-            )
+            self.connack = Connack.of(properties)
         if self._connected.done():
             return
         if int(reason_code.value) == 0:
             self._connected.set_result(None)
         else:
-            self._connected.set_exception(_refusal(self.settings.display(), reason_code))
+            self._connected.set_exception(connect_refusal(self.settings.display(), reason_code))
 
     def _on_disconnect(
         self,
@@ -492,7 +327,7 @@ class Link:
         reason_code: ReasonCode,
         _properties: Properties | None = None,
     ) -> None:
-        code = _code(reason_code)
+        code = code_of(reason_code)
         if not self._connected.done():
             self._connected.set_exception(
                 LinkError(f"{self.settings.display()}: connection closed before CONNACK")
@@ -500,10 +335,7 @@ class Link:
         if code == 0 and self._closing:
             self._settle_lost(None)
         else:
-            from paho.mqtt.reasoncodes import ReasonCode
-
-            name = reason_code.getName() if isinstance(reason_code, ReasonCode) else str(code)
-            self._settle_lost(LinkError(f"unexpected disconnection: {name}"))
+            self._settle_lost(LinkError(f"unexpected disconnection: {name_of(reason_code)}"))
 
     def _settle_lost(self, exc: LinkError | None) -> None:
         if self.lost.done():
@@ -528,7 +360,7 @@ class Link:
     ) -> None:
         fut = self._acks.pop(mid, None)
         if fut is not None and not fut.done():
-            fut.set_result(_code(reason_code))
+            fut.set_result(code_of(reason_code))
 
     def _on_subscribe(
         self,
@@ -538,7 +370,7 @@ class Link:
     ) -> None:
         fut = self._subacks.pop(mid, None)
         if fut is not None and not fut.done():
-            fut.set_result([_code(rc) for rc in reason_codes])
+            fut.set_result([code_of(rc) for rc in reason_codes])
 
     def _on_message(self, msg: paho.MQTTMessage) -> None:
         self._messages.put_nowait(
@@ -550,33 +382,6 @@ class Link:
                 getattr(msg, "properties", None),
             )
         )
-
-
-def publish_properties(v5: bool, content_type: str | None) -> Properties | None:
-    if not v5 or content_type is None:
-        return None
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    props.ContentType = content_type
-    if content_type == "application/json":
-        props.PayloadFormatIndicator = 1
-    return props
-
-
-def response_properties(v5: bool, correlation: bytes | None) -> Properties | None:
-    if not v5:
-        return None
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    props.ContentType = "application/json"
-    props.PayloadFormatIndicator = 1
-    if correlation is not None:
-        props.CorrelationData = correlation
-    return props
 
 
 async def open_link(
@@ -598,10 +403,3 @@ async def open_link(
         timeout_s=timeout_s,
         logger=logging.getLogger("gateway.sync.paho"),
     )
-
-
-def _check_rc(rc: int, where: str) -> None:
-    import paho.mqtt.client as paho
-
-    if rc != paho.MQTT_ERR_SUCCESS:
-        raise LinkError(f"{where}: {paho.error_string(rc)}")
