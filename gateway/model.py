@@ -6,8 +6,21 @@ import enum
 from dataclasses import dataclass, field
 from typing import Literal
 
-#: A metric value as the device sent it, scaled to the unit of gateway.metrics.
-Value = float | int | bool | str
+from drivers.results import CommandResult, CommandStatus, Value
+
+__all__ = [
+    "Command",
+    "CommandResult",
+    "CommandStatus",
+    "Device",
+    "DeviceStatus",
+    "DeviceUpdate",
+    "Event",
+    "Reading",
+    "Stamp",
+    "Transport",
+    "Value",
+]
 
 
 class Transport(enum.StrEnum):
@@ -115,24 +128,3 @@ class Command:
     action: CommandAction
     seconds: float | None = None  # pulse length
     values: dict[str, Value] = field(default_factory=dict)  # for "set"
-
-
-class CommandStatus(enum.StrEnum):
-    OK = "ok"
-    UNKNOWN_DEVICE = "unknown_device"
-    UNSUPPORTED = "unsupported"  # the device cannot do that
-    INVALID = "invalid"  # malformed command
-    UNREACHABLE = "unreachable"  # sleepy/no route/no ack: soft failure
-    TIMEOUT = "timeout"
-    ERROR = "error"
-
-
-@dataclass(frozen=True, slots=True)
-class CommandResult:
-    status: CommandStatus
-    detail: str = ""
-    state: dict[str, Value] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.status is CommandStatus.OK

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from drivers.errors import NeedsHumanError, TransientError
+from drivers.results import CommandResult, CommandStatus
 from drivers.supervisor import State, Timing
 from drivers.zigbee import coordinator as co
-from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery
+from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig
 from drivers.zigbee.devices import DeviceRecord
 from drivers.zigbee.timing import ZigbeeTiming
 from drivers.zigbee.znp import commands as c
@@ -221,29 +222,29 @@ async def test_on_off_round_trip_and_soft_failures(tmp_path: Path) -> None:
         plug = sim.device("lumi.plug")
         relay = sim.device("lumi.ctrl_neutral1")
         out = await coord.switch(plug.ieee, "on")
-        assert out == co.CommandOutcome(Delivery.OK, "", {"switch": True})
+        assert out == CommandResult(CommandStatus.OK, "", {"switch": True})
         assert _is_on(plug)
         await until(lambda: (plug.ieee, "switch", True) in rec.readings)
-        assert (await coord.switch(plug.ieee, "toggle")).delivery is Delivery.OK
+        assert (await coord.switch(plug.ieee, "toggle")).status is CommandStatus.OK
         assert not _is_on(plug)
         await until(lambda: (plug.ieee, "switch", False) in rec.readings)
         # the wall switch's relay is endpoint 2
-        assert (await coord.switch(relay.ieee, "on")).delivery is Delivery.OK
+        assert (await coord.switch(relay.ieee, "on")).status is CommandStatus.OK
         assert relay.on
         assert relay.received[-1][:2] == (0x0006, 2)
         # soft failures: no ack, sleeping device, unknown device, no switch
         plug.reachable = False
         out = await coord.switch(plug.ieee, "off")
-        assert out.delivery is Delivery.UNREACHABLE
+        assert out.status is CommandStatus.UNREACHABLE
         assert "MAC_NO_ACK" in out.detail
         ht = sim.device("lumi.sensor_ht")
         coord.table.update(ht.ieee, model=None)  # as if not identified yet
         out = await coord.switch(ht.ieee, "on")
-        assert out.delivery is Delivery.UNREACHABLE
+        assert out.status is CommandStatus.UNREACHABLE
         assert "MAC_TRANSACTION_EXPIRED" in out.detail
-        assert (await coord.switch("0011223344556677", "on")).delivery is Delivery.UNKNOWN_DEVICE
+        assert (await coord.switch("0011223344556677", "on")).status is CommandStatus.UNKNOWN_DEVICE
         coord.table.update(ht.ieee, model="lumi.sensor_ht")
-        assert (await coord.switch(ht.ieee, "on")).delivery is Delivery.UNSUPPORTED
+        assert (await coord.switch(ht.ieee, "on")).status is CommandStatus.UNSUPPORTED
         counters = coord.health_counters()
         assert counters["commands_ok"] == 3
         assert counters["commands_failed"] == 2
@@ -486,11 +487,11 @@ async def test_slow_answers(tmp_path: Path) -> None:
     async with joined(tmp_path, ("lumi.plug",), seed=47, timing=SLOW_SREQ) as (sim, coord, _):
         plug = sim.device("lumi.plug")
         sim.answer_delay = 0.05
-        assert (await coord.switch(plug.ieee, "on")).delivery is Delivery.OK
+        assert (await coord.switch(plug.ieee, "on")).status is CommandStatus.OK
         # slower than the SREQ timeout: a timeout result, not an exception
         sim.answer_delay = 0.3
         out = await coord.switch(plug.ieee, "off")
-        assert out.delivery is Delivery.TIMEOUT
+        assert out.status is CommandStatus.TIMEOUT
         assert coord.health_counters()["commands_failed"] == 1
 
 

@@ -1,19 +1,18 @@
 """What the host asks of the network: permit joining, on/off to a device, any ZCL frame.
 
-Delivery failures of a command are outcomes (:class:`CommandOutcome`), never raises.
+Delivery failures of a command are results (:class:`~drivers.results.CommandResult`),
+never raises.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import enum
 import logging
 import secrets
 import time
-from dataclasses import dataclass
 
 from drivers.errors import DriverError
+from drivers.results import CommandResult, CommandStatus, Value
 from drivers.zigbee.base import COORDINATOR_ENDPOINT, check
 from drivers.zigbee.context import CoordinatorContext
 from drivers.zigbee.zcl import clusters as cl
@@ -23,22 +22,6 @@ from drivers.zigbee.znp import commands as c
 from drivers.zigbee.znp import types as t
 
 _LOGGER = logging.getLogger(__name__)
-
-
-class Delivery(enum.StrEnum):
-    OK = "ok"
-    UNKNOWN_DEVICE = "unknown_device"
-    UNSUPPORTED = "unsupported"
-    UNREACHABLE = "unreachable"  # sleepy or out of range: a soft failure
-    TIMEOUT = "timeout"
-    ERROR = "error"
-
-
-@dataclass(frozen=True, slots=True)
-class CommandOutcome:
-    delivery: Delivery
-    detail: str = ""
-    state: dict[str, bool] = dataclasses.field(default_factory=dict)
 
 
 class Control:
@@ -70,38 +53,41 @@ class Control:
         self.permit_join_until = time.monotonic() + s
         _LOGGER.info("permit join for %d s", s)
 
-    async def switch(self, ieee: str, action: str) -> CommandOutcome:
+    async def switch(self, ieee: str, action: str) -> CommandResult:
         """On/off/toggle to a plug or relay; delivery failures are outcomes, not raises."""
         rec = self.ctx.table.get(ieee)
         if rec is None:
-            return CommandOutcome(Delivery.UNKNOWN_DEVICE, f"no zigbee device {ieee}")
+            return CommandResult(CommandStatus.UNKNOWN_DEVICE, f"no zigbee device {ieee}")
         cmd_id = {"off": 0x00, "on": 0x01, "toggle": 0x02}.get(action)
         if cmd_id is None:
-            return CommandOutcome(Delivery.UNSUPPORTED, f"action {action!r} is not on/off/toggle")
+            return CommandResult(
+                CommandStatus.UNSUPPORTED, f"action {action!r} is not on/off/toggle"
+            )
         spec = xiaomi.spec_for(rec.model)
         if spec is not None and spec.switch_endpoint is None:
-            return CommandOutcome(Delivery.UNSUPPORTED, f"{rec.model} has no switch")
+            return CommandResult(CommandStatus.UNSUPPORTED, f"{rec.model} has no switch")
         endpoint = spec.switch_endpoint if spec is not None and spec.switch_endpoint else 1
         data = zf.cluster_command(self.next_tsn(), cmd_id)
         try:
             status = await self.send_zcl(rec.nwk, endpoint, cl.ON_OFF, data)
         except TimeoutError:
             self.ctx.counters["commands_failed"] += 1
-            return CommandOutcome(Delivery.TIMEOUT, "no delivery confirmation from the stick")
+            return CommandResult(CommandStatus.TIMEOUT, "no delivery confirmation from the stick")
         except DriverError as exc:
             self.ctx.counters["commands_failed"] += 1
-            return CommandOutcome(Delivery.ERROR, str(exc))
+            return CommandResult(CommandStatus.ERROR, str(exc))
         if status == t.Status.SUCCESS:
             self.ctx.counters["commands_ok"] += 1
-            state = {} if action == "toggle" else {"switch": action == "on"}
-            return CommandOutcome(Delivery.OK, "", state)
+            state: dict[str, Value] = {} if action == "toggle" else {"switch": action == "on"}
+            return CommandResult(CommandStatus.OK, "", state)
         self.ctx.counters["commands_failed"] += 1
         name = t.Status(status).name
         if status in t.SOFT_DELIVERY_FAILURES:
-            return CommandOutcome(
-                Delivery.UNREACHABLE, f"device did not take it ({name}): asleep or out of range"
+            return CommandResult(
+                CommandStatus.UNREACHABLE,
+                f"device did not take it ({name}): asleep or out of range",
             )
-        return CommandOutcome(Delivery.ERROR, f"stick reported {name} (0x{int(status):02X})")
+        return CommandResult(CommandStatus.ERROR, f"stick reported {name} (0x{int(status):02X})")
 
     async def send_zcl(
         self, nwk: int, endpoint: int, cluster: int, data: bytes, *, ack: bool = True

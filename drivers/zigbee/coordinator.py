@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from drivers.errors import DriverError, TransientError
+from drivers.results import CommandResult
 from drivers.supervisor import Supervisor, describe
 from drivers.zigbee import backup as bk
 from drivers.zigbee.api import LinkLost, ZnpApi
@@ -33,7 +34,7 @@ from drivers.zigbee.backup_ops import (
 )
 from drivers.zigbee.base import BACKUP_FILE, CoordinatorConfig, StickInfo
 from drivers.zigbee.context import CoordinatorContext
-from drivers.zigbee.control import CommandOutcome, Control, Delivery
+from drivers.zigbee.control import Control
 from drivers.zigbee.devices import DeviceRecord, DeviceTable
 from drivers.zigbee.dispatch import Dispatcher, NullListener, Spawn, ZigbeeListener
 from drivers.zigbee.network import Network
@@ -46,10 +47,8 @@ from drivers.zigbee.znp.commands import Message
 __all__ = [
     "BACKUP_FILE",
     "PRODUCTS",
-    "CommandOutcome",
     "Coordinator",
     "CoordinatorConfig",
-    "Delivery",
     "NullListener",
     "StickInfo",
     "ZigbeeListener",
@@ -185,7 +184,7 @@ class Coordinator:
         """Open the network for ``seconds`` (0 closes it) on the coordinator and routers."""
         await self.control.permit_join(seconds)
 
-    async def switch(self, ieee: str, action: str) -> CommandOutcome:
+    async def switch(self, ieee: str, action: str) -> CommandResult:
         """On/off/toggle to a plug or relay; delivery failures are outcomes, not raises."""
         return await self.control.switch(ieee, action)
 

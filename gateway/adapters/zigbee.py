@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.events import DeviceEvent
-from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, Delivery, write_secret_json
+from drivers.zigbee.coordinator import Coordinator, CoordinatorConfig, write_secret_json
 from drivers.zigbee.devices import DeviceRecord
 from drivers.zigbee.zcl import xiaomi
 from gateway.adapters import ZIGBEE_IDS, AdapterContext, ZigbeeLink
@@ -32,15 +32,6 @@ _LOGGER = logging.getLogger(__name__)
 AVAILABILITY_INTERVAL = 60.0
 #: How long a driver told to open the network at start waits for the stick.
 OPEN_AT_START_TIMEOUT_S = 30.0
-
-_DELIVERY = {
-    Delivery.OK: CommandStatus.OK,
-    Delivery.UNKNOWN_DEVICE: CommandStatus.UNKNOWN_DEVICE,
-    Delivery.UNSUPPORTED: CommandStatus.UNSUPPORTED,
-    Delivery.UNREACHABLE: CommandStatus.UNREACHABLE,
-    Delivery.TIMEOUT: CommandStatus.TIMEOUT,
-    Delivery.ERROR: CommandStatus.ERROR,
-}
 
 
 def device_id(ieee: str) -> str:
@@ -127,8 +118,7 @@ class ZigbeeDriver:
                 CommandStatus.UNSUPPORTED,
                 f"zigbee devices take on/off/toggle, not {command.action}",
             )
-        outcome = await self.coordinator.switch(ZIGBEE_IDS.native(device_id), command.action)
-        return CommandResult(_DELIVERY[outcome.delivery], outcome.detail, dict(outcome.state))
+        return await self.coordinator.switch(ZIGBEE_IDS.native(device_id), command.action)
 
     def health(self) -> DriverHealth:
         coord = self.coordinator
