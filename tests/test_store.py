@@ -350,7 +350,7 @@ async def test_a_permanently_refused_item_is_dropped_and_the_rest_committed(
     async with await Store.open(path, StoreSection(batch_max_rows=50)) as store:
         con = sqlite3.connect(path)
         con.execute(
-            "CREATE TRIGGER poison BEFORE INSERT ON outbox WHEN"
+            "CREATE TRIGGER poison BEFORE INSERT ON readings WHEN"
             " (SELECT device_id FROM series WHERE id = NEW.series) = 'gpio-poison'"
             " BEGIN SELECT RAISE(ABORT, 'poison'); END"
         )

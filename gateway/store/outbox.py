@@ -10,6 +10,8 @@ plain functions run on a caller's connection (the read-only views of the API and
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +22,14 @@ import aiosqlite
 
 from gateway.model import Event, Reading
 from gateway.store.codec import encode_value, json_str
-from gateway.store.schema import meta_put
+from gateway.store.schema import (
+    DELIVERED,
+    META_DELIVERED,
+    META_HISTORY_AFTER,
+    PENDING_READING,
+    meta_put,
+)
+from gateway.store.sql import where
 
 OUTBOX_READING = 0
 OUTBOX_EVENT = 1
@@ -104,21 +113,13 @@ def event_series(e: Event) -> SeriesKey:
     return (e.device_id, "", NO_UNIT)
 
 
-def reading_fixed_size(key: SeriesKey) -> int:
-    """The row size of a reading of this series without its value's JSON text (a reading's
-    size is this plus the length of that text)."""
+def series_size(key: SeriesKey) -> int:
+    """``series.size``: the outbox row size of a reading of this series without its value's
+    JSON text (a reading's size is this plus the length of that text)."""
     device_id, metric, unit = key
+    if not metric:
+        return ROW_OVERHEAD  # a device's own series (events): their rows carry their size
     return row_size(_body(OUTBOX_READING, "", device_id, metric, unit))
-
-
-def reading_row(
-    seq: int, r: Reading, series: int, boot: int, value: str, size: int
-) -> tuple[Any, ...]:
-    """The parameters of :data:`INSERT` for a reading: ``series`` and ``boot`` are the
-    numbers of its (device, metric, unit) and boot id, ``value`` its value's JSON text (the
-    body stored), ``size`` its row size."""
-    s = r.stamp
-    return (seq, OUTBOX_READING, series, value, s.wall, boot, s.mono, int(s.synced), size)
 
 
 def event_row(seq: int, e: Event, series: int, boot: int) -> tuple[Any, ...]:
@@ -158,13 +159,19 @@ def _body(kind: int, stored: str, device_id: str, metric: str, unit: str) -> str
 
 #: The index of ``size`` in a row of :data:`INSERT`'s parameters.
 SIZE_COLUMN = 8
+#: An event's row (a reading is a row of ``readings``, see :mod:`gateway.store.schema`).
 INSERT = (
-    "INSERT INTO outbox (seq, kind, series, body, ts, boot, mono, synced, size)"
+    "INSERT INTO outbox_items (seq, kind, series, body, ts, boot, mono, synced, size)"
     " VALUES (?,?,?,?,?,?,?,?,?)"
+)
+INSERT_READING = (
+    "INSERT INTO readings (seq, series, value, ts, boot, mono, synced) VALUES (?,?,?,?,?,?,?)"
 )
 
 #: Records a series' or a boot id's number (inside the commit that first uses it).
-INSERT_SERIES = "INSERT OR IGNORE INTO series (id, device_id, metric, unit) VALUES (?, ?, ?, ?)"
+INSERT_SERIES = (
+    "INSERT OR IGNORE INTO series (id, device_id, metric, unit, size) VALUES (?, ?, ?, ?, ?)"
+)
 INSERT_BOOT = "INSERT OR IGNORE INTO boots (id, boot) VALUES (?, ?)"
 
 
@@ -180,16 +187,63 @@ async def boot_ids(db: aiosqlite.Connection) -> dict[str, int]:
 
 # LEFT JOINs: a row whose series is missing (a file edited by hand) is still read, and its
 # body (not a JSON object then) gets it dead-lettered instead of waiting forever unseen
-_COLS = (
-    "o.seq, o.kind, coalesce(s.device_id, ''), o.body, o.ts, coalesce(b.boot, ''), o.mono,"
-    " o.synced, o.size, coalesce(s.metric, ''), coalesce(s.unit, char(0))"
-    " FROM outbox o LEFT JOIN series s ON s.id = o.series LEFT JOIN boots b ON b.id = o.boot"
+_NAMES = (
+    "coalesce(s.device_id, ''), {t}.{body}, {t}.ts, coalesce(b.boot, ''), {t}.mono, {t}.synced,"
+    " {size}, coalesce(s.metric, ''), coalesce(s.unit, char(0)) FROM {table} {t}"
+    " LEFT JOIN series s ON s.id = {t}.series LEFT JOIN boots b ON b.id = {t}.boot"
+)
+#: The outbox's two parts: (alias, columns and tables, condition of a row in the outbox).
+_ITEMS = (
+    "o",
+    "o.seq, o.kind, " + _NAMES.format(t="o", body="body", size="o.size", table="outbox_items"),
+    None,
+)
+_READINGS = (
+    "r",
+    f"r.seq, {OUTBOX_READING}, "
+    + _NAMES.format(
+        t="r", body="value", size="length(r.value) + coalesce(s.size, 48)", table="readings"
+    ),
+    PENDING_READING,
 )
 
 
 def _row(r: Sequence[Any]) -> OutboxRow:
     body = _body(r[1], r[3], r[2], r[9], r[10])
     return OutboxRow(r[0], r[1], r[2], body, r[4], r[5], r[6], bool(r[7]), r[8])
+
+
+async def _select(
+    db: aiosqlite.Connection,
+    limit: int,
+    *,
+    after: int | None = None,
+    before: int | None = None,
+    upto: int | None = None,
+    kind: int | None = None,
+    newest_first: bool = False,
+    columns: bool = True,
+) -> list[Sequence[Any]]:
+    """Up to ``limit`` outbox rows (``after < seq < before``, ``seq <= upto``, of one kind),
+    in seq order or newest first: each part of the outbox is read in its own seq order
+    and the two are merged (a query over the view would sort the whole outbox)."""
+    parts = [_ITEMS] if kind == OUTBOX_EVENT else [_ITEMS, _READINGS]
+    order = "DESC" if newest_first else "ASC"
+    got: list[list[Sequence[Any]]] = []
+    for t, cols, pending in parts:
+        clause, args = where(
+            (f"{t}.seq > ?", after),
+            (f"{t}.seq < ?", before),
+            (f"{t}.seq <= ?", upto),
+            (f"{t}.kind = ?", kind if t == "o" else None),
+            *((pending,) if pending else ()),
+        )
+        what = cols if columns else f"{t}.seq FROM {'outbox_items' if t == 'o' else 'readings'} {t}"
+        sql = f"SELECT {what}{clause} ORDER BY {t}.seq {order} LIMIT ?"
+        async with db.execute(sql, [*args, limit]) as cur:
+            got.append(list(await cur.fetchall()))
+    merged = heapq.merge(*got, key=lambda r: int(r[0]), reverse=newest_first)
+    return list(itertools.islice(merged, limit))
 
 
 async def fetch(
@@ -201,19 +255,7 @@ async def fetch(
     kind: int | None = None,
 ) -> list[OutboxRow]:
     """The oldest rows with ``after < seq <= upto`` (of one kind), in sequence order."""
-    sql = f"SELECT {_COLS} WHERE o.seq > ?"
-    args: list[Any] = [after]
-    if upto is not None:
-        sql += " AND o.seq <= ?"
-        args.append(upto)
-    if kind is not None:
-        sql += " AND o.kind = ?"
-        args.append(kind)
-    sql += " ORDER BY o.seq LIMIT ?"
-    args.append(limit)
-    async with db.execute(sql, args) as cur:
-        rows = await cur.fetchall()
-    return [_row(r) for r in rows]
+    return [_row(r) for r in await _select(db, limit, after=after, upto=upto, kind=kind)]
 
 
 async def stats(db: aiosqlite.Connection) -> OutboxStats:
@@ -237,18 +279,116 @@ async def stats(db: aiosqlite.Connection) -> OutboxStats:
 
 
 async def oldest(db: aiosqlite.Connection) -> tuple[int | None, float | None]:
-    async with db.execute("SELECT seq, ts FROM outbox ORDER BY seq LIMIT 1") as cur:
+    rows = await _select(db, 1)
+    return (int(rows[0][0]), float(rows[0][4])) if rows else (None, None)
+
+
+async def _delivered(db: aiosqlite.Connection) -> int:
+    async with db.execute(f"SELECT {DELIVERED}") as cur:
         row = await cur.fetchone()
-    return (int(row[0]), float(row[1])) if row else (None, None)
+    return int(row[0]) if row else 0
+
+
+async def remove(db: aiosqlite.Connection, ranges: Iterable[tuple[int, int]]) -> int:
+    """Take the rows of inclusive (first, last) seq ranges out of the outbox (inside the
+    caller's transaction). Returns how many rows were in it."""
+    delivered = await _delivered(db)
+    removed = 0
+    for start, last in sorted(ranges):
+        cur = await db.execute("DELETE FROM outbox_items WHERE seq BETWEEN ? AND ?", (start, last))
+        removed += max(cur.rowcount, 0)
+        first = max(start, delivered + 1)
+        if first > last:
+            continue
+        async with db.execute(
+            f"SELECT count(*) FROM readings r WHERE r.seq BETWEEN ? AND ? AND {PENDING_READING}",  # noqa: S608 - constant text
+            (first, last),
+        ) as cur:
+            row = await cur.fetchone()
+        removed += int(row[0]) if row else 0
+        await _add_gone(db, first, last)
+    await _advance(db, delivered)
+    return removed
+
+
+async def _add_gone(db: aiosqlite.Connection, first: int, last: int) -> None:
+    """Record a range in ``outbox_gone``, merged with the ranges it touches (they never
+    overlap)."""
+    async with db.execute(
+        "SELECT first, last FROM outbox_gone WHERE first <= ? ORDER BY first DESC LIMIT 1",
+        (first,),
+    ) as cur:
+        prev = await cur.fetchone()
+    if prev is not None and int(prev[1]) >= first - 1:
+        first, last = int(prev[0]), max(last, int(prev[1]))
+    async with db.execute(
+        "SELECT max(last) FROM outbox_gone WHERE first BETWEEN ? AND ?", (first, last + 1)
+    ) as cur:
+        row = await cur.fetchone()
+    if row is not None and row[0] is not None:
+        last = max(last, int(row[0]))
+    await db.execute("DELETE FROM outbox_gone WHERE first BETWEEN ? AND ?", (first, last + 1))
+    await db.execute("INSERT INTO outbox_gone (first, last) VALUES (?, ?)", (first, last))
+
+
+async def _advance(db: aiosqlite.Connection, delivered: int) -> None:
+    """Move the delivered watermark over the ranges of ``outbox_gone`` that no reading in
+    the outbox precedes."""
+    mark = delivered
+    while True:
+        async with db.execute("SELECT first, last FROM outbox_gone ORDER BY first LIMIT 1") as cur:
+            gone = await cur.fetchone()
+        if gone is None:
+            break
+        async with db.execute(
+            "SELECT seq FROM readings WHERE seq > ? ORDER BY seq LIMIT 1", (mark,)
+        ) as cur:
+            nxt = await cur.fetchone()
+        if nxt is not None and int(nxt[0]) < int(gone[0]):
+            break  # a reading still in the outbox
+        mark = max(mark, int(gone[1]))
+        await db.execute("DELETE FROM outbox_gone WHERE first = ?", (gone[0],))
+    if mark != delivered:
+        await meta_put(db, META_DELIVERED, str(mark))
 
 
 async def keep_newest(db: aiosqlite.Connection, rows: int) -> None:
-    """Delete all but the newest ``rows`` rows (inside the caller's transaction)."""
-    await db.execute(
-        "DELETE FROM outbox WHERE seq <= (SELECT seq FROM outbox ORDER BY seq DESC"
-        " LIMIT 1 OFFSET ?)",
-        (rows,),
-    )
+    """Take all but the newest ``rows`` rows out of the outbox (inside the caller's
+    transaction)."""
+    newest = await _select(db, rows + 1, newest_first=True, columns=False)
+    if len(newest) <= rows:
+        return
+    cutoff = int(newest[-1][0])
+    await db.execute("DELETE FROM outbox_items WHERE seq <= ?", (cutoff,))
+    if cutoff > await _delivered(db):
+        await db.execute("DELETE FROM outbox_gone WHERE last <= ?", (cutoff,))
+        await db.execute("UPDATE outbox_gone SET first = ? WHERE first <= ?", (cutoff + 1, cutoff))
+        await meta_put(db, META_DELIVERED, str(cutoff))
+
+
+async def prune_history(db: aiosqlite.Connection, keep: int) -> None:
+    """Keep the newest ``keep`` readings in the history (inside the caller's transaction);
+    older ones stay in ``readings`` (hidden from it) until they leave the outbox."""
+    async with db.execute(
+        "SELECT seq FROM readings ORDER BY seq DESC LIMIT 1 OFFSET ?", (keep,)
+    ) as cur:
+        row = await cur.fetchone()
+    if row is None:
+        return
+    cutoff = int(row[0])
+    await db.execute("DELETE FROM readings WHERE seq <= min(?, ?)", (cutoff, await _delivered(db)))
+    await meta_put(db, META_HISTORY_AFTER, str(cutoff))
+
+
+def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Inclusive (first, last) runs of consecutive sequence numbers."""
+    out: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if out and out[-1][1] == seq - 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return out
 
 
 Transaction = Callable[[], contextlib.AbstractAsyncContextManager[aiosqlite.Connection]]
@@ -289,57 +429,50 @@ class OutboxTable:
     async def delete_ranges(self, ranges: Sequence[tuple[int, int]], count: MetaCount) -> int:
         """Delete the rows of inclusive (first, last) seq ranges. Returns rows deleted."""
         async with self._transaction() as db:
-            cur = await db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
-            deleted = cur.rowcount
+            deleted = await remove(db, ranges)
             await _put(db, count)
-        return max(deleted, 0)
+        return deleted
 
     async def delete(self, seqs: Iterable[int], count: MetaCount = None) -> int:
         """Delete rows by seq. Returns how many were named."""
-        params = [(s,) for s in seqs]
-        if not params and count is None:
+        seqs = list(seqs)
+        if not seqs and count is None:
             return 0
         async with self._transaction() as db:
-            await db.executemany("DELETE FROM outbox WHERE seq = ?", params)
+            await remove(db, seq_ranges(seqs))
             await _put(db, count)
-        return len(params)
+        return len(seqs)
 
     async def scan(
         self, cursor: int | None, newest_first: bool, limit: int
     ) -> list[tuple[int, int, int, str]]:
         """(seq, kind, size, body) of up to ``limit`` rows past ``cursor``, in seq order
         or newest first."""
-        if newest_first:
-            where, order = ("WHERE o.seq < ?", "DESC") if cursor is not None else ("", "DESC")
-        else:
-            where, order = ("WHERE o.seq > ?", "ASC") if cursor is not None else ("", "ASC")
-        sql = f"SELECT {_COLS} {where} ORDER BY o.seq {order} LIMIT ?"
-        args: tuple[Any, ...] = (cursor, limit) if cursor is not None else (limit,)
-        async with self._transaction() as db, db.execute(sql, args) as cur:
-            rows = [_row(r) for r in await cur.fetchall()]
+        after, before = (None, cursor) if newest_first else (cursor, None)
+        async with self._transaction() as db:
+            got = await _select(db, limit, after=after, before=before, newest_first=newest_first)
+        rows = [_row(r) for r in got]
         return [(r.seq, r.kind, r.size, r.body) for r in rows]
 
     async def scan_stamps(self, after: int, limit: int) -> list[tuple[int, float, int, bool]]:
         """(seq, ts, size, synced) of up to ``limit`` rows with ``seq > after``, in order."""
-        async with (
-            self._transaction() as db,
-            db.execute(
-                "SELECT seq, ts, size, synced FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after, limit),
-            ) as cur,
-        ):
-            rows = await cur.fetchall()
-        return [(int(r[0]), float(r[1]), int(r[2]), bool(r[3])) for r in rows]
+        async with self._transaction() as db:
+            rows = await _select(db, limit, after=after)
+        return [(int(r[0]), float(r[4]), int(r[8]), bool(r[7])) for r in rows]
 
     async def restamp(self, boot: str, offset: float) -> int:
         """``ts = offset + mono, synced = 1`` for the unsynchronised rows of a boot."""
+        changed = 0
         async with self._transaction() as db:
-            cur = await db.execute(
-                "UPDATE outbox SET ts = ? + mono, synced = 1"
-                " WHERE synced = 0 AND boot = (SELECT id FROM boots WHERE boot = ?)",
-                (offset, boot),
-            )
-            return max(cur.rowcount, 0)
+            for table, pending in (("outbox_items AS r", "1"), ("readings AS r", PENDING_READING)):
+                cur = await db.execute(
+                    f"UPDATE {table} SET ts = ? + mono, synced = 1"  # noqa: S608 - constant text
+                    f" WHERE synced = 0 AND boot = (SELECT id FROM boots WHERE boot = ?)"
+                    f" AND {pending}",
+                    (offset, boot),
+                )
+                changed += max(cur.rowcount, 0)
+        return changed
 
     async def dead_letter(self, rows: Sequence[OutboxRow], reason: str, payload: bytes) -> None:
         """Move rows to the dead-letter table with the reason and the refused payload."""
@@ -349,7 +482,7 @@ class OutboxTable:
                 " VALUES (?,?,?,?,?)",
                 (time.time(), reason, rows[0].seq, rows[-1].seq, payload),
             )
-            await db.executemany("DELETE FROM outbox WHERE seq = ?", [(r.seq,) for r in rows])
+            await remove(db, seq_ranges(r.seq for r in rows))
 
     async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         async with (

@@ -1,10 +1,13 @@
 """The state database's schema, its migrations and the connection settings.
 
 Tables (schema version :data:`SCHEMA_VERSION`, migrated by ``PRAGMA user_version``):
-``devices``; ``state`` (latest value per device and metric); ``readings`` (bounded recent
-readings, also seen through the view ``history``); ``outbox`` (what the sync agent has not
-yet delivered); ``series`` and ``boots`` (the (device, metric, unit) and the kernel boot ids
-that rows refer to by number); ``dead_letter``; ``meta``.
+``devices``; ``state`` (latest value per device and metric); ``readings`` (one row per
+reading: the bounded recent history, seen through the view ``history``, and the outbox's
+readings until they are delivered); ``outbox_items`` (events, and rows from before schema 4)
+and ``outbox_gone`` (ranges of readings out of the outbox above its delivered watermark):
+the view ``outbox`` is what the sync agent has not yet delivered; ``series`` and ``boots``
+(the (device, metric, unit) and the kernel boot ids that rows refer to by number);
+``dead_letter``; ``meta``.
 """
 
 from __future__ import annotations
@@ -22,8 +25,29 @@ _LOGGER = logging.getLogger(__name__)
 
 #: ``PRAGMA application_id``: tells our database from a foreign SQLite file ("MiGW").
 APPLICATION_ID = 0x4D694757
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 PAGE_SIZE = 1024
+
+#: ``meta`` keys: readings up to this seq are out of the outbox (with ``outbox_gone``)...
+META_DELIVERED = "outbox.delivered"
+#: ... and readings up to this one out of the history (kept only while undelivered).
+META_HISTORY_AFTER = "history.after"
+
+
+def _meta_int(key: str) -> str:
+    return f"coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = '{key}'), 0)"  # noqa: S608 - constant keys
+
+
+HISTORY_AFTER = _meta_int(META_HISTORY_AFTER)
+DELIVERED = _meta_int(META_DELIVERED)
+#: A row ``r`` of ``readings`` that is in the outbox: above the delivered watermark, and in
+#: no range of ``outbox_gone`` (ranges never overlap: the one starting last at or before a
+#: seq is the only one that can hold it).
+PENDING_READING = (
+    f"r.seq > {DELIVERED} AND"  # noqa: S608 - constant text
+    f" coalesce((SELECT g.last FROM outbox_gone g"
+    " WHERE g.first <= r.seq ORDER BY g.first DESC LIMIT 1), 0) < r.seq"
+)
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 0 -> 1: the initial schema
@@ -171,6 +195,67 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             FROM readings r JOIN series s ON s.id = r.series""",
         """CREATE TRIGGER history_delete INSTEAD OF DELETE ON history
             BEGIN DELETE FROM readings WHERE seq = OLD.seq; END""",
+    ),
+    # 3 -> 4: one row per reading (SD card wear, see docs/architecture.md). A reading is
+    # written once, to ``readings``, with the stamps the outbox needs; the outbox's readings
+    # are the rows of ``readings`` above the delivered watermark (meta ``outbox.delivered``)
+    # that no range of ``outbox_gone`` covers (acknowledged, dropped, expired or
+    # dead-lettered out of order). Events, and every row the outbox held before, stay rows
+    # of their own in ``outbox_items``. ``outbox`` and ``history`` are views over them.
+    (
+        "ALTER TABLE outbox RENAME TO outbox_items",
+        "ALTER TABLE readings ADD COLUMN boot INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE readings ADD COLUMN mono REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE readings ADD COLUMN synced INTEGER NOT NULL DEFAULT 1",
+        # a reading's outbox row size is its series' size plus its value's JSON text
+        "ALTER TABLE series ADD COLUMN size INTEGER NOT NULL DEFAULT 48",
+        """UPDATE series SET size = 48 + length('{"device":' || json_quote(device_id)
+            || ',"metric":' || json_quote(metric) || ',"value":}'
+            || CASE WHEN unit = char(0) THEN '' ELSE ',"unit":' || json_quote(unit) END)
+            WHERE metric != ''""",
+        "CREATE TABLE outbox_gone (first INTEGER PRIMARY KEY, last INTEGER NOT NULL)",
+        # every reading stored so far is delivered or (when not) has its row in outbox_items
+        """INSERT INTO meta (key, value)
+            SELECT 'outbox.delivered', coalesce(max(seq), 0) FROM readings""",
+        "DROP VIEW history",
+        *(
+            (
+                "CREATE VIEW history (seq, device_id, metric, value, ts) AS"  # noqa: S608 - constant text
+                " SELECT r.seq, s.device_id, s.metric, r.value, r.ts"
+                f" FROM readings r JOIN series s ON s.id = r.series WHERE r.seq > {HISTORY_AFTER}"
+            ),
+            # a forgotten device's readings leave the history, not the outbox: an undelivered
+            # one becomes a row of its own first
+            """CREATE TRIGGER history_delete INSTEAD OF DELETE ON history BEGIN
+                INSERT INTO outbox_items SELECT * FROM outbox WHERE seq = OLD.seq
+                    AND NOT EXISTS (SELECT 1 FROM outbox_items WHERE seq = OLD.seq);
+                DELETE FROM readings WHERE seq = OLD.seq;
+            END""",
+            f"""CREATE VIEW outbox (seq, kind, series, body, ts, boot, mono, synced, size) AS
+                SELECT seq, kind, series, body, ts, boot, mono, synced, size FROM outbox_items
+                UNION ALL
+                SELECT r.seq, 0, r.series, r.value, r.ts, r.boot, r.mono, r.synced,
+                    length(r.value) + coalesce((SELECT size FROM series WHERE id = r.series), 48)
+                FROM readings r WHERE {PENDING_READING}""",  # noqa: S608 - constant text
+            # a sequence number is used once across both tables (someone else's rows make
+            # the writer's commit fail as a constraint, and it continues above them)
+            """CREATE TRIGGER readings_seq BEFORE INSERT ON readings
+                WHEN EXISTS (SELECT 1 FROM outbox_items WHERE seq = NEW.seq)
+                BEGIN SELECT RAISE(ABORT, 'sequence number already used'); END""",
+            """CREATE TRIGGER events_seq BEFORE INSERT ON outbox_items
+                WHEN NEW.kind = 1 AND EXISTS (SELECT 1 FROM readings WHERE seq = NEW.seq)
+                BEGIN SELECT RAISE(ABORT, 'sequence number already used'); END""",
+            # SQL written for the table the outbox was keeps working on the view
+            """CREATE TRIGGER outbox_insert INSTEAD OF INSERT ON outbox BEGIN
+                INSERT INTO outbox_items VALUES (NEW.seq, NEW.kind, NEW.series, NEW.body,
+                    NEW.ts, NEW.boot, NEW.mono, NEW.synced, NEW.size);
+            END""",
+            """CREATE TRIGGER outbox_delete INSTEAD OF DELETE ON outbox BEGIN
+                DELETE FROM outbox_items WHERE seq = OLD.seq;
+                INSERT OR IGNORE INTO outbox_gone (first, last) SELECT OLD.seq, OLD.seq
+                    WHERE EXISTS (SELECT 1 FROM readings WHERE seq = OLD.seq);
+            END""",
+        ),
     ),
 )
 

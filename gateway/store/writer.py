@@ -326,7 +326,7 @@ class Store(StateReader):
         meta_seq = int(row[0]) if row else 0
         # belt and braces: never below what the tables hold
         async with self._db.execute(
-            "SELECT max(coalesce((SELECT max(seq) FROM outbox),0),"
+            "SELECT max(coalesce((SELECT max(seq) FROM outbox_items),0),"
             " coalesce((SELECT max(seq) FROM readings),0))"
         ) as cur:
             row = await cur.fetchone()
@@ -544,10 +544,12 @@ class Store(StateReader):
             series = self._series_id(key)
             fixed = self._fixed_size.get(series)
             if fixed is None:
-                fixed = self._fixed_size[series] = outbox.reading_fixed_size(key)
-            size = fixed + len(value)
-            outbox_bytes += size
-            history_rows.append((seq, series, value, r.stamp.wall))
+                fixed = self._fixed_size[series] = outbox.series_size(key)
+            outbox_bytes += fixed + len(value)
+            st = r.stamp
+            history_rows.append(
+                (seq, series, value, st.wall, self._boot_id(st.boot), st.mono, int(st.synced))
+            )
             state_rows[(r.device_id, r.metric)] = (
                 r.device_id,
                 r.metric,
@@ -555,9 +557,6 @@ class Store(StateReader):
                 r.unit,
                 r.stamp.wall,
                 seq,
-            )
-            outbox_rows.append(
-                outbox.reading_row(seq, r, series, self._boot_id(r.stamp.boot), value, size)
             )
             if r.metric == "battery" and isinstance(r.value, int | float):
                 battery[r.device_id] = float(r.value)
@@ -583,7 +582,8 @@ class Store(StateReader):
         async with self._transaction() as db:
             if self._new_series:
                 await db.executemany(
-                    outbox.INSERT_SERIES, [(n, *key) for key, n in self._new_series.items()]
+                    outbox.INSERT_SERIES,
+                    [(n, *key, outbox.series_size(key)) for key, n in self._new_series.items()],
                 )
             if self._new_boots:
                 await db.executemany(
@@ -592,10 +592,7 @@ class Store(StateReader):
             for upd in batch.devices.values():
                 await db.execute(devices.UPSERT_DEVICE, devices.device_params(upd))
             if history_rows:
-                await db.executemany(
-                    "INSERT INTO readings (seq, series, value, ts) VALUES (?,?,?,?)",
-                    history_rows,
-                )
+                await db.executemany(outbox.INSERT_READING, history_rows)
                 await db.executemany(
                     "INSERT INTO state (device_id, metric, value, unit, ts, seq)"
                     " VALUES (?,?,?,?,?,?) ON CONFLICT (device_id, metric) DO UPDATE SET"
@@ -618,7 +615,7 @@ class Store(StateReader):
             if not queue:
                 await outbox.keep_newest(db, NO_UPLINK_MAX_ROWS)
             if (self.counters.commits + 1) % PRUNE_EVERY == 0:
-                await self._prune_history()
+                await outbox.prune_history(db, self.config.history_max_rows)
         self._last_seq = seq
         self._uplink_stored = queue
         self._new_series.clear()
@@ -641,14 +638,6 @@ class Store(StateReader):
             n = self._series[key] = self._new_series[key] = self._next_series
             self._next_series += 1
         return n
-
-    async def _prune_history(self) -> None:
-        keep = self.config.history_max_rows
-        await self._db.execute(
-            "DELETE FROM readings WHERE seq <= (SELECT seq FROM readings ORDER BY seq DESC"
-            " LIMIT 1 OFFSET ?)",
-            (keep,),
-        )
 
     # ------------------------------------------------------------------ transactions
 

@@ -1,0 +1,140 @@
+"""A database of schema 3 (the outbox as a table of its own) upgrades in place to schema 4
+(one row per reading) with nothing lost: its undelivered rows are delivered afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from gateway.service import Service, ServiceTiming
+from gateway.store import APPLICATION_ID, SCHEMA_VERSION, Store
+from gateway.store.schema import _MIGRATIONS
+from gateway.sync import SyncTiming
+from tests.broker import Collector, Mosquitto, gateway_config
+from tests.helpers import reading
+
+BOOT = "00000000-0000-0000-0000-0000000000aa"
+#: The undelivered rows' bodies as published.
+BODIES = {
+    4: '{"device":"gpio-a","metric":"temperature","value":21.0,"unit":"°C"}',
+    5: '{"device":"gpio-a","metric":"open","value":true}',
+    6: '{"device":"gpio-b","event":"button","action":"single"}',
+    7: '{"device":"gpio-a","metric":"temperature","value":21.5,"unit":"°C"}',
+}
+TELEMETRY = "migw/testgw/telemetry"
+_FAST = ServiceTiming(sync=SyncTiming(maintain_s=0.05, ttl_check_s=0.05, connect_timeout_s=2.0))
+
+
+def _schema_3_file(path: Path) -> None:
+    """A schema-3 database as migw wrote it: seq 1-3 delivered (history only), seq 4-7 in
+    the outbox (readings 4, 5 and 7 also in the history, event 6)."""
+    con = sqlite3.connect(path)
+    for step in _MIGRATIONS[:3]:
+        for sql in step:
+            con.execute(sql)
+    con.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    con.execute("PRAGMA user_version=3")
+    con.executemany(
+        "INSERT INTO series (id, device_id, metric, unit) VALUES (?,?,?,?)",
+        [
+            (1, "gpio-a", "temperature", "°C"),
+            (2, "gpio-b", "", "\x00"),
+            (3, "gpio-a", "open", "\x00"),
+        ],
+    )
+    con.execute("INSERT INTO boots (id, boot) VALUES (1, ?)", (BOOT,))
+    con.executemany(
+        "INSERT INTO readings (seq, series, value, ts) VALUES (?,?,?,?)",
+        [
+            (1, 1, "20.0", 1000.0),
+            (2, 1, "20.5", 1001.0),
+            (3, 3, "false", 1002.0),
+            (4, 1, "21.0", 1003.0),
+            (5, 3, "true", 1004.0),
+            (7, 1, "21.5", 1006.0),
+        ],
+    )
+    body = '{"event":"button","action":"single"}'
+    con.executemany(
+        "INSERT INTO outbox (seq, kind, series, body, ts, boot, mono, synced, size)"
+        " VALUES (?,?,?,?,?,1,?,1,?)",
+        [
+            (seq, kind, series, stored, 999.0 + seq, seq - 1.0, len(BODIES[seq]) + 48)
+            for seq, kind, series, stored in [
+                (4, 0, 1, "21.0"),
+                (5, 0, 3, "true"),
+                (6, 1, 2, body),
+                (7, 0, 1, "21.5"),
+            ]
+        ],
+    )
+    con.execute("INSERT INTO meta (key, value) VALUES ('last_seq', '7')")
+    con.commit()
+    con.close()
+
+
+async def test_a_schema_3_outbox_survives_the_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    _schema_3_file(path)
+    async with await Store.open(path) as store:
+        rows = await store.outbox_fetch(10)
+        stats = await store.outbox_stats()
+        history = await store.history("gpio-a")
+        store.add_reading(reading("gpio-a", "temperature", 22.0, "°C"))
+        await store.flush()
+        after = [r.seq for r in await store.outbox_fetch(10)]
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    con.close()
+    assert [(r.seq, r.kind, r.device_id, r.body, r.ts, r.boot, r.mono, r.size) for r in rows] == [
+        (
+            seq,
+            int(seq == 6),
+            "gpio-b" if seq == 6 else "gpio-a",
+            body,
+            999.0 + seq,
+            BOOT,
+            seq - 1.0,
+            len(body) + 48,
+        )
+        for seq, body in BODIES.items()
+    ]
+    assert (stats.depth, stats.events, stats.oldest_seq) == (4, 1, 4)
+    assert stats.bytes == sum(len(b) + 48 for b in BODIES.values())
+    assert [h[0] for h in history] == [1, 2, 3, 4, 5, 7]
+    assert after == [4, 5, 6, 7, 8]
+
+
+async def test_a_schema_3_outbox_is_delivered_after_the_upgrade(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    _schema_3_file(state / "state.db")
+    cfg = gateway_config(state, mosquitto.url)
+    async with (
+        Collector(mosquitto.port, [TELEMETRY]) as col,
+        Service(cfg, drivers=[], timing=_FAST) as svc,
+    ):
+        store = svc.store
+        assert store is not None
+        await col.wait_for(lambda: {4, 5, 6, 7} <= set(col.seqs(TELEMETRY)))
+        store.add_reading(reading("gpio-a", "temperature", 22.0, "°C"))
+        await col.wait_for(lambda: 8 in col.seqs(TELEMETRY))
+        async with asyncio.timeout(30):
+            while (await store.outbox_stats()).depth:
+                await asyncio.sleep(0.05)
+    got = {i["seq"]: i for b in col.batches(TELEMETRY) for i in (*b.readings, *b.events)}
+    assert sorted(got) == [4, 5, 6, 7, 8]
+    assert {k: got[4][k] for k in ("device", "metric", "value", "unit", "ts", "boot", "mono")} == {
+        "device": "gpio-a",
+        "metric": "temperature",
+        "value": 21.0,
+        "unit": "°C",
+        "ts": 1003.0,
+        "boot": BOOT,
+        "mono": 3.0,
+    }
+    assert (got[6]["device"], got[6]["action"]) == ("gpio-b", "single")
+    assert got[5]["value"] is True
