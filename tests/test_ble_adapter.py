@@ -29,7 +29,8 @@ from drivers.ble.scanner import (
 from drivers.ble.types import UUID_BTHOME_V2, UUID_MIBEACON, Advertisement, normalize_uuid
 from drivers.supervisor import Backoff, State, Supervisor
 from gateway.adapters import AdapterContext, BleTransport, DemoOptions, Transports
-from gateway.adapters.ble import BleDriver, create, device_id, load_keys
+from gateway.adapters.ble import BleDriver, create, device_id
+from gateway.adapters.ble_setup import load_keys
 from gateway.config import BleSection, Config, Secret
 from gateway.demo import demo_context
 from gateway.driver import Health

@@ -37,7 +37,7 @@ from drivers.ble.scanner import BleScanner, ScannerFactory, bleak_factory, super
 from drivers.ble.types import Advertisement, Decoded, Failed, FailReason, normalize_mac
 from drivers.errors import ParseError
 from drivers.supervisor import State, SupervisorStatus
-from gateway.adapters.ble import load_keys
+from gateway.adapters.ble_setup import load_keys
 from gateway.cli.base import CliContext, decode, pass_ctx, sniff
 from gateway.errors import ConfigError
 

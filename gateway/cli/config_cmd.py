@@ -48,7 +48,7 @@ def check_config(file: Path) -> tuple[config_mod.Config | None, list[str]]:
         )
     except ConfigError as exc:
         return None, [str(exc)]
-    from gateway.adapters.ble import load_keys
+    from gateway.adapters.ble_setup import load_keys
 
     _keys, key_problems = load_keys(cfg.ble)
     problems = [f"ble: {p}" for p in key_problems]
