@@ -19,18 +19,29 @@ than :attr:`Limits.rate_max` times within :attr:`Limits.rate_window_s`.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import heapq
 import itertools
 import logging
-import zoneinfo
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any
 
-from gateway.automations.sun import sun_times_local
+from gateway.automations.daytime import hm, in_window, local_tz, next_clock
+from gateway.automations.model import (
+    PERSON_PREFIX,
+    PRESENCE_METRIC,
+    SOURCE,
+    TRACES_KEPT,
+    Effects,
+    Input,
+    Limits,
+    Outcome,
+    Trace,
+    describe,
+    same_value,
+    show,
+)
 from gateway.config import (
     ActionDef,
     AutomationDef,
@@ -40,89 +51,20 @@ from gateway.config import (
 )
 from gateway.model import Command, CommandResult, Value
 
+__all__ = [
+    "PERSON_PREFIX",
+    "PRESENCE_METRIC",
+    "SOURCE",
+    "TRACES_KEPT",
+    "Effects",
+    "Engine",
+    "Input",
+    "Limits",
+    "Outcome",
+    "Trace",
+]
+
 _LOGGER = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    #: An input from a device within this many seconds of an automation's command to it is
-    #: taken as caused by that automation (its chain is inherited).
-    cause_window_s: float = 5.0
-    #: Longest chain of automations triggering each other.
-    max_chain: int = 8
-    #: An automation firing more often than rate_max times within rate_window_s is stopped.
-    rate_max: int = 20
-    rate_window_s: float = 10.0
-    #: A delay whose deadline passed more than this long before a restart is not resumed.
-    resume_grace_s: float = 60.0
-
-
-#: Traces kept in memory per automation.
-TRACES_KEPT = 20
-#: Device id prefix of people's presence (``person-alice``) and their metric.
-PERSON_PREFIX = "person-"
-PRESENCE_METRIC = "presence"
-#: ``source`` of the events the engine records; inputs from it are ignored.
-SOURCE = "automations"
-
-Outcome = Literal["fired", "not_met", "skipped", "loop_stopped", "rate_limited", "abandoned"]
-
-
-@dataclass(frozen=True, slots=True)
-class Input:
-    """A reading (``name`` is the metric), an event (``name`` the event, ``value`` the action)
-    or an uplink change (``kind`` "uplink", ``value`` True when up)."""
-
-    ts: float
-    kind: Literal["reading", "event", "uplink"]
-    device: str = ""
-    name: str = ""
-    value: Value | None = None
-    button: int | None = None
-    seq: int = 0
-
-    def describe(self) -> str:
-        if self.kind == "uplink":
-            return f"uplink {'up' if self.value else 'down'}"
-        button = f" button {self.button}" if self.button is not None else ""
-        sep = " = " if self.kind == "reading" else ": "
-        return f"{self.device} {self.name}{sep}{_show(self.value)}{button}"
-
-
-@dataclass(slots=True)
-class Trace:
-    """What one firing did: trigger, conditions evaluated, actions and their results."""
-
-    run: int
-    automation: str
-    at: float
-    trigger: str
-    seq: int = 0
-    chain: list[str] = field(default_factory=list)
-    conditions: list[dict[str, Any]] = field(default_factory=list)
-    actions: list[dict[str, Any]] = field(default_factory=list)
-    outcome: Outcome = "fired"
-    finished: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Trace:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-class Effects(Protocol):
-    """What the engine does to the world: live (router, store) or a replay's dry run."""
-
-    async def command(self, device: str, command: Command) -> CommandResult: ...
-
-    def record(self, trace: Trace, action: str, message: str = "") -> None:
-        """Record an event for the trace (``action`` fired/loop_stopped/message...)."""
-
-    def trace_done(self, trace: Trace) -> None:
-        """A trace changed (fired, an action ran, finished)."""
 
 
 @dataclass(slots=True)
@@ -278,43 +220,12 @@ class Engine:
         if self._timers.pop(key, None) is not None:
             self.version += 1
 
-    def _tz(self) -> dt.tzinfo:
-        if self.location.timezone:
-            return zoneinfo.ZoneInfo(self.location.timezone)
-        local = dt.datetime.now().astimezone().tzinfo
-        return local if local is not None else dt.UTC
-
-    def _clock_point(self, spec: str, day: dt.date, offset_min: float = 0.0) -> float | None:
-        """Unix time of "HH:MM[:SS]" or "sunrise"/"sunset[+-min]" on a local day."""
-        tz = self._tz()
-        if spec[0].isdigit():
-            parts = [int(p) for p in spec.split(":")]
-            second = parts[2] if len(parts) > 2 else 0
-            local = dt.datetime(day.year, day.month, day.day, parts[0], parts[1], second)
-            return local.replace(tzinfo=tz).timestamp() + offset_min * 60
-        loc = self.location
-        if loc.latitude is None or loc.longitude is None:
-            return None
-        name, sign, num = spec.partition("+") if "+" in spec else spec.partition("-")
-        offset = offset_min + (float(num) * (1 if sign == "+" else -1) if num else 0.0)
-        rise, set_ = sun_times_local(day, loc.latitude, loc.longitude, tz)
-        t = rise if name == "sunrise" else set_
-        return None if t is None else t + offset * 60
-
-    def _next_clock(self, trig: TriggerDef, after: float) -> float | None:
-        day = dt.datetime.fromtimestamp(after, self._tz()).date()
-        for d in range(3):
-            t = self._clock_point(trig.at, day + dt.timedelta(days=d), trig.offset_min)
-            if t is not None and t > after:
-                return t
-        return None
-
     def _schedule_clock_triggers(self) -> None:
         for aid, auto in self.defs.items():
             for i, trig in enumerate(auto.triggers):
                 key = ("clock", aid, i)
                 if trig.type in ("time", "sun") and key not in self._timers:
-                    when = self._next_clock(trig, self.now)
+                    when = next_clock(self.location, trig, self.now)
                     if when is not None:
                         self._schedule(key, when)
                 if trig.type == "stale" and ("stale", aid, i) not in self._timers:
@@ -335,10 +246,10 @@ class Engine:
             return
         trig = auto.triggers[i]
         if kind == "clock":
-            nxt = self._next_clock(trig, self.now)
+            nxt = next_clock(self.location, trig, self.now)
             if nxt is not None:
                 self._schedule(key, nxt)
-            await self._fire(auto, f"{trig.at} at {_hm(self.now, self._tz())}", 0, ())
+            await self._fire(auto, f"{trig.at} at {hm(self.now, local_tz(self.location))}", 0, ())
         elif kind == "stale":
             self._trig.setdefault((aid, i), _TrigState()).stale = True
             if trig.to == "stale":
@@ -421,17 +332,17 @@ class Engine:
         if t == "threshold":
             return self._threshold(aid, i, trig, inp, value)
         # state and presence
-        if prev is None or _same(prev, value):
+        if prev is None or same_value(prev, value):
             return ""
         for_key = ("for", aid, i)
         pending = [k for k in self._timers if k[:3] == for_key]
-        if want is not None and not _same(value, want):
+        if want is not None and not same_value(value, want):
             for k in pending:
                 self._cancel(k)
             return ""
         for k in pending:
             self._cancel(k)
-        desc = f"{inp.describe()} (was {_show(prev)})"
+        desc = f"{inp.describe()} (was {show(prev)})"
         if trig.for_s:
             chain = self._chain_of(inp)
             self._schedule((*for_key, desc, inp.seq, chain), inp.ts + trig.for_s)
@@ -557,7 +468,7 @@ class Engine:
             run.stack[-1] = (aid, path, idx + 1)
             act = actions[idx]
             here = (*path, idx)
-            step: dict[str, Any] = {"at": self.now, "action": _describe(act)}
+            step: dict[str, Any] = {"at": self.now, "action": describe(act)}
             trace.actions.append(step)
             if act.type == "command":
                 cmd = Command(act.command, seconds=act.seconds if act.command == "pulse" else None)  # type: ignore[arg-type]
@@ -569,7 +480,7 @@ class Engine:
                 self._command_result(step, await self.effects.command(act.device, cmd))
             elif act.type == "delay":
                 run.wake = self.now + act.seconds
-                step["result"] = f"until {_hm(run.wake, self._tz())}"
+                step["result"] = f"until {hm(run.wake, local_tz(self.location))}"
                 self._schedule(("run", run.id), run.wake)
                 self.effects.trace_done(trace)
                 return
@@ -632,19 +543,19 @@ class Engine:
     def _conditions(self, conds: Iterable[ConditionDef], aid: str, trace: Trace) -> bool:
         for cond in conds:
             ok = self._condition(cond, aid)
-            trace.conditions.append({"at": self.now, "condition": _describe(cond), "result": ok})
+            trace.conditions.append({"at": self.now, "condition": describe(cond), "result": ok})
             if not ok:
                 return False
         return True
 
     def _condition(self, c: ConditionDef, aid: str) -> bool:
         if c.type == "time":
-            return self._in_window(c)
+            return in_window(self.location, c, self.now)
         if c.type == "state":
             value = self.values.get((c.device, c.metric))
             if value is None:
                 return False
-            if c.state is not None and not _same(value, c.state):
+            if c.state is not None and not same_value(value, c.state):
                 return False
             if c.above is not None or c.below is not None:
                 if isinstance(value, bool) or not isinstance(value, int | float):
@@ -661,20 +572,6 @@ class Engine:
             return self.uplink is not None and self.uplink == (c.state == "up")
         last = self.last_fired.get(c.automation or aid)
         return last is None or self.now - last >= c.seconds
-
-    def _in_window(self, c: ConditionDef) -> bool:
-        tz = self._tz()
-        local = dt.datetime.fromtimestamp(self.now, tz)
-        if c.weekdays and _WEEKDAYS[local.weekday()] not in c.weekdays:
-            return False
-        day = local.date()
-        start = self._clock_point(c.after, day) if c.after else None
-        end = self._clock_point(c.before, day) if c.before else None
-        if (c.after and start is None) or (c.before and end is None):
-            return False  # sun times unknown (no location, or polar day/night)
-        if start is not None and end is not None and start > end:  # spans midnight
-            return self.now >= start or self.now < end
-        return (start is None or self.now >= start) and (end is None or self.now < end)
 
     # ------------------------------------------------------------------ persistence
 
@@ -755,7 +652,7 @@ class Engine:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return False
             return value > trig.above if trig.above is not None else value < (trig.below or 0)
-        return trig.to is None or _same(value, trig.to)
+        return trig.to is None or same_value(value, trig.to)
 
     def running(self) -> int:
         return len(self._runs)
@@ -773,44 +670,9 @@ def _index_by_device(automations: Iterable[AutomationDef]) -> dict[str, tuple[st
     return {device: tuple(ids) for device, ids in out.items()}
 
 
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
 def _resolve(auto: AutomationDef, path: tuple[str | int, ...]) -> tuple[ActionDef, ...]:
     node: Any = auto
     for part in path:
         node = node[part] if isinstance(part, int) else getattr(node, part)
     assert isinstance(node, tuple)
     return node
-
-
-def _same(a: Value | None, b: Value | None) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    return a == b
-
-
-def _show(value: Value | None) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _hm(t: float, tz: dt.tzinfo) -> str:
-    return dt.datetime.fromtimestamp(t, tz).strftime("%H:%M:%S")
-
-
-def _describe(d: ActionDef | ConditionDef) -> str:
-    """A short text of an action or condition: its type and the fields that are set."""
-    parts: list[str] = [d.type]
-    for f in dataclasses.fields(d):
-        if f.name == "type":
-            continue
-        value = getattr(d, f.name)
-        if value in ((), "", None, 0.0) and value is not False:
-            continue
-        if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
-            parts.append(f"{f.name}=[{len(value)}]")
-        else:
-            parts.append(f"{f.name}={_show(value)}")
-    return " ".join(parts)
