@@ -145,8 +145,9 @@ def test_mibeacon_v45_round_trip(version: int) -> None:
     assert _mi_failure(frame, MAC, None).reason is FailReason.NO_KEY
 
 
-def test_mibeacon_legacy_round_trip_and_wrong_key() -> None:
-    frame = mibeacon.encode(
+def _legacy_dimmer_frame() -> bytes:
+    """A legacy (v3, 12-byte key) YLKG07YL dimmer frame: one 0x1001 "single, 1 press"."""
+    return mibeacon.encode(
         product_id=0x03B6,
         frame_counter=0xD2,
         mac="F8:24:41:C5:98:8B",
@@ -154,6 +155,10 @@ def test_mibeacon_legacy_round_trip_and_wrong_key() -> None:
         key=KEY12,
         version=3,
     )
+
+
+def test_mibeacon_legacy_round_trip_and_wrong_key() -> None:
+    frame = _legacy_dimmer_frame()
     out = decode_payload(UUID_MIBEACON, frame, "F8:24:41:C5:98:8B", KEY12)
     assert isinstance(out, Decoded)
     assert out.events == (BleEvent("dimmer", "single", None, (("presses", 1),)),)
@@ -166,14 +171,7 @@ def test_mibeacon_legacy_vector_matches_our_encryption() -> None:
     """Our legacy encoder reproduces the captured YLKG07YL frame byte for byte (but the
     trailing byte, whose meaning is unknown)."""
     captured = bytes.fromhex("5830b603d28b98c54124f8c3491476757e00000099")
-    ours = mibeacon.encode(
-        product_id=0x03B6,
-        frame_counter=0xD2,
-        mac="F8:24:41:C5:98:8B",
-        objects=[(0x1001, bytes.fromhex("000103"))],
-        key=KEY12,
-        version=3,
-    )
+    ours = _legacy_dimmer_frame()
     assert ours[:-1] == captured[:-1]
 
 

@@ -9,8 +9,8 @@ Output: ``{"mac", "format", "model", "values", "events"}`` or ``{"mac", "error"}
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from drivers.ble.errors import MalformedError
 from drivers.ble.types import (
@@ -21,6 +21,25 @@ from drivers.ble.types import (
     normalize_mac,
     normalize_uuid,
 )
+
+K = TypeVar("K")
+
+
+def _hex_map(
+    obj: Mapping[str, Any], name: str, key_kind: str, key: Callable[[str], K], valid: str
+) -> dict[K, bytes]:
+    """``obj[name]``, an object of ``key_kind`` -> hex data, parsed; MalformedError names
+    the field (and the entry) that is not ``valid``."""
+    raw = obj.get(name, {})
+    if not isinstance(raw, Mapping):
+        raise MalformedError(f"{name} must be an object of {key_kind} -> hex")
+    out: dict[K, bytes] = {}
+    for k, hexdata in raw.items():
+        try:
+            out[key(str(k))] = bytes.fromhex(str(hexdata))
+        except ValueError:
+            raise MalformedError(f"{name}[{k!r}] is not {valid}") from None
+    return out
 
 
 def advertisement_from_json(obj: Any) -> Advertisement:
@@ -36,24 +55,8 @@ def advertisement_from_json(obj: Any) -> Advertisement:
             mac = normalize_mac(mac_raw)
         except ValueError:
             raise MalformedError(f"mac {mac_raw!r} is not a MAC address") from None
-    sd_raw = obj.get("service_data", {})
-    if not isinstance(sd_raw, Mapping):
-        raise MalformedError("service_data must be an object of uuid -> hex")
-    service_data: dict[str, bytes] = {}
-    for uuid, hexdata in sd_raw.items():
-        try:
-            service_data[normalize_uuid(str(uuid))] = bytes.fromhex(str(hexdata))
-        except ValueError:
-            raise MalformedError(f"service_data[{uuid!r}] is not a UUID with hex data") from None
-    md_raw = obj.get("manufacturer_data", {})
-    if not isinstance(md_raw, Mapping):
-        raise MalformedError("manufacturer_data must be an object of company id -> hex")
-    manufacturer: dict[int, bytes] = {}
-    for company, hexdata in md_raw.items():
-        try:
-            manufacturer[int(str(company), 0)] = bytes.fromhex(str(hexdata))
-        except ValueError:
-            raise MalformedError(f"manufacturer_data[{company!r}] is not valid") from None
+    service_data = _hex_map(obj, "service_data", "uuid", normalize_uuid, "a UUID with hex data")
+    manufacturer = _hex_map(obj, "manufacturer_data", "company id", lambda c: int(c, 0), "valid")
     rssi = obj.get("rssi")
     if rssi is not None and (isinstance(rssi, bool) or not isinstance(rssi, int)):
         raise MalformedError("rssi must be an integer")

@@ -26,8 +26,7 @@ from drivers.ble.errors import (
     UnsupportedError,
 )
 from drivers.ble.keys import LEGACY_KEY_FOR_V45, LONG_KEY_FOR_LEGACY, BindKey
-from drivers.ble.mibeacon_events import LOCK_ACTIONS, LOCK_METHODS
-from drivers.ble.mibeacon_objects import DISPATCH, OBJECTS, ObjDef
+from drivers.ble.mibeacon_objects import DISPATCH, OBJECTS
 from drivers.ble.products import Product, product
 from drivers.ble.types import (
     UUID_MIBEACON,
@@ -40,11 +39,8 @@ from drivers.ble.types import (
 )
 
 __all__ = [
-    "LOCK_ACTIONS",
-    "LOCK_METHODS",
     "OBJECTS",
     "FrameControl",
-    "ObjDef",
     "decode",
     "encode",
     "encode_objects",
@@ -90,6 +86,8 @@ _KINDS: dict[int, FrameKind] = {}
 #: take the fast path in :func:`decode`; everything else (and any failure there) the full path.
 _FAST: dict[int, FrameKind] = {}
 _FAST_FLAGS = _ENCRYPTED | _MAC_INCLUDED | _OBJECT_INCLUDED
+#: The frame-control bits that decide it: those three set, capability and mesh clear.
+_FAST_BITS = _FAST_FLAGS | _CAPABILITY_INCLUDED | _MESH
 _CACHE_MAX = 1024
 #: Header, MAC, ciphertext of at least one object (3), ext counter (3) and tag (4).
 _FAST_MIN = 11 + 3 + 7
@@ -207,6 +205,8 @@ def _decode(
     if fc & _MESH:
         raise UnsupportedError("MiBeacon mesh frames are not supported")
     kind = _KINDS.get(head & _KIND_BITS) or _new_kind(head)
+    if fc & _FAST_BITS == _FAST_FLAGS and version >= 4 and head not in _FAST:
+        _open_fast_path(head, kind)
     if mac_field is not None:
         mac_text = _mac_text(mac_field)
         if mac and mac != mac_text and mac.upper() != mac_text:
@@ -295,6 +295,13 @@ def _nonce_mac(mac: str | None, kind: FrameKind) -> bytes:
         raise _fail(MalformedError, str(exc), kind) from None
 
 
+def _open_fast_path(head: int, kind: FrameKind) -> None:
+    """Later frames with this header take the fast path in :func:`decode` (bounded)."""
+    if len(_FAST) >= _CACHE_MAX:
+        _FAST.clear()
+    _FAST[head] = kind
+
+
 def _new_kind(head: int) -> FrameKind:
     """The kind of a header not seen yet (cached in :data:`_KINDS`); unknown product: raise."""
     pid = head >> 16
@@ -303,13 +310,7 @@ def _new_kind(head: int) -> FrameKind:
         raise UnsupportedError(f"unknown MiBeacon product id 0x{pid:04X}", product_id=pid)
     if len(_KINDS) >= _CACHE_MAX:
         _KINDS.clear()
-        _FAST.clear()
     _KINDS[head & _KIND_BITS] = kind
-    if (
-        head & (_FAST_FLAGS | _CAPABILITY_INCLUDED | _MESH) == _FAST_FLAGS
-        and (head >> 12) & 0xF >= 4
-    ):
-        _FAST[head] = kind
     return kind
 
 
