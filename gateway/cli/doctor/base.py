@@ -4,6 +4,7 @@ config, the running service's view) and small host helpers."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import functools
 import grp
@@ -37,12 +38,8 @@ class Check:
     hint: str = ""
 
     def to_json(self) -> dict[str, str]:
-        return {
-            "name": self.name,
-            "level": self.level.value,
-            "detail": self.detail,
-            "hint": self.hint,
-        }
+        """Every field by name, the level as its word."""
+        return {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 def _stick_timing() -> ZigbeeTiming:
