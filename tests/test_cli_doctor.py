@@ -1,6 +1,7 @@
-"""``migw doctor`` through main(argv): a missing port, the simulated Z-Stack coordinator on a
-pty (answering and mute), a broker socket, BLE/GPIO system trees, the state database, and
-against a running service."""
+"""``migw doctor`` through main(argv), or through its ``report()`` seam with a ``DoctorHost``
+(BLE/GPIO system trees in a temporary directory, a shortened stick ping): a missing port, the
+simulated Z-Stack coordinator on a pty (answering and mute), a broker socket, the state
+database, and against a running service."""
 
 from __future__ import annotations
 
