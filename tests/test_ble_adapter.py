@@ -261,9 +261,15 @@ def test_passive_is_not_tried_off_linux(stub_bleak: type[StubBleakScanner]) -> N
 # --- the adapter -----------------------------------------------------------------------------
 
 
-def fleet_driver(fleet: SyntheticFleet, keys: dict[str, str] | None = None) -> BleDriver:
+def fleet_driver(
+    fleet: SyntheticFleet, keys: dict[str, str] | None = None, unavailable_after_s: float = 900.0
+) -> BleDriver:
     keyset = fleet.keys if keys is None else keys
-    return BleDriver(fleet.factory(), {m: parse_key(k) for m, k in keyset.items()})
+    return BleDriver(
+        fleet.factory(),
+        {m: parse_key(k) for m, k in keyset.items()},
+        unavailable_after_s=unavailable_after_s,
+    )
 
 
 def test_fleet_devices_appear_with_models_status_and_sleepy_flag() -> None:
@@ -380,8 +386,7 @@ def test_unknown_product_ids_show_in_diagnostics() -> None:
 
 def test_availability_honours_the_sleepy_flag() -> None:
     fleet = SyntheticFleet(7, repeats=1)
-    driver = fleet_driver(fleet)
-    driver._unavailable_after = 100.0
+    driver = fleet_driver(fleet, unavailable_after_s=100.0)
     sink = RecordingSink()
     driver._sink = sink
     for adv in fleet.adverts(7):
