@@ -15,7 +15,7 @@ import pytest
 from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason, BleakError
 from dbus_fast.errors import DBusError
 
-from drivers.ble import bthome, mibeacon
+from drivers.ble import bthome, mibeacon_encode
 from drivers.ble import scanner as scanner_mod
 from drivers.ble.keys import parse_key
 from drivers.ble.scanner import (
@@ -374,7 +374,7 @@ def test_unknown_product_ids_show_in_diagnostics() -> None:
     driver = BleDriver(lambda cb: ReplayScanner(cb, []), {})
     sink = RecordingSink()
     driver._sink = sink
-    frame = mibeacon.encode(
+    frame = mibeacon_encode.encode(
         product_id=0xBEEF, frame_counter=1, mac=MAC, objects=[(0x1004, b"\xe2\x00")]
     )
     driver.handle(Advertisement(MAC, -60, {UUID_MIBEACON: frame}, {}, None))
@@ -564,7 +564,7 @@ def test_devices_without_a_local_name_get_product_name_and_mac_suffix() -> None:
     driver = BleDriver(lambda cb: ReplayScanner(cb, []), {})
     sink = RecordingSink()
     driver._sink = sink
-    frame = mibeacon.encode(
+    frame = mibeacon_encode.encode(
         product_id=0x055B, frame_counter=1, mac=MAC, objects=[(0x1004, b"\xe2\x00")], version=3
     )
     driver.handle(Advertisement(MAC, -60, {UUID_MIBEACON: frame}, {}, None))

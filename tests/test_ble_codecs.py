@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.ble import atc, bthome, mibeacon, xiaomi_other
+from drivers.ble import atc, bthome, mibeacon, mibeacon_encode, xiaomi_other
 from drivers.ble.decoder import FORMATS, decode_advertisement, decode_payload
 from drivers.ble.dedup import RESET_BELOW, RESET_FROM, Deduplicator, ReplayGuard
 from drivers.ble.errors import KeyFormatError
@@ -49,7 +49,7 @@ VECTORS = Path(__file__).parent / "vectors"
 
 def _plain_frame(*, product_id: int = 0x055B, extra_flags: int = 0) -> bytes:
     """A plain MiBeacon v5 frame of ``MAC`` with one temperature object (22.6 °C)."""
-    return mibeacon.encode(
+    return mibeacon_encode.encode(
         product_id=product_id,
         frame_counter=1,
         mac=MAC,
@@ -91,7 +91,7 @@ def test_parse_keys_normalizes_macs() -> None:
 
 
 def test_24_char_token_where_a_bindkey_is_needed_gets_a_helpful_error() -> None:
-    frame = mibeacon.encode(
+    frame = mibeacon_encode.encode(
         product_id=0x055B, frame_counter=1, mac=MAC, objects=[(0x1004, b"\xe2\x00")], key=KEY16
     )
     outcome = decode_payload(UUID_MIBEACON, frame, MAC, KEY12)
@@ -110,7 +110,7 @@ def test_24_char_token_where_a_bindkey_is_needed_gets_a_helpful_error() -> None:
 @pytest.mark.parametrize("version", [4, 5])
 def test_mibeacon_v45_round_trip(version: int) -> None:
     objects = [(0x100D, bytes.fromhex("1001ea01")), (0x100A, b"\x5d")]
-    frame = mibeacon.encode(
+    frame = mibeacon_encode.encode(
         product_id=0x055B,
         frame_counter=7,
         mac=MAC,
@@ -147,7 +147,7 @@ def test_mibeacon_v45_round_trip(version: int) -> None:
 
 def _legacy_dimmer_frame() -> bytes:
     """A legacy (v3, 12-byte key) YLKG07YL dimmer frame: one 0x1001 "single, 1 press"."""
-    return mibeacon.encode(
+    return mibeacon_encode.encode(
         product_id=0x03B6,
         frame_counter=0xD2,
         mac="F8:24:41:C5:98:8B",
@@ -250,7 +250,7 @@ def test_every_mibeacon_object_decodes_at_every_accepted_length(oid: int) -> Non
     for length in sorted(obj.lengths)[:12]:
         for model in ("LYWSD03MMC", "K9B-3BTN", "XMWS01XS", "YLKG07YL/YLKG08YL", "DSL-C08"):
             pid = next(p.product_id for p in PRODUCTS.values() if p.model == model)
-            frame = mibeacon.encode(
+            frame = mibeacon_encode.encode(
                 product_id=pid, frame_counter=1, mac=MAC, objects=[(oid, _sample(length))]
             )
             out = decode_payload(UUID_MIBEACON, frame, MAC, None)
@@ -261,7 +261,7 @@ def test_every_mibeacon_object_decodes_at_every_accepted_length(oid: int) -> Non
 
 
 def test_mibeacon_object_with_wrong_length_is_skipped_and_noted() -> None:
-    frame = mibeacon.encode(
+    frame = mibeacon_encode.encode(
         product_id=0x055B, frame_counter=1, mac=MAC, objects=[(0x1004, b"\x01"), (0x100A, b"\x50")]
     )
     out = decode_payload(UUID_MIBEACON, frame, MAC, None)
@@ -326,7 +326,7 @@ def test_mibeacon_mac_mismatch_and_mesh_are_rejected() -> None:
 
 
 def test_capability_and_io_capability_fields_are_skipped() -> None:
-    frame = mibeacon.encode(
+    frame = mibeacon_encode.encode(
         product_id=0x0098,
         frame_counter=1,
         mac=MAC,
@@ -409,7 +409,7 @@ NOT_MACS = [
 def test_plain_frames_decode_from_an_address_that_is_not_a_mac(address: str) -> None:
     v2 = bthome.encode_v2(bthome.encode_number(0x02, 25.06), mac=MAC)
     v1 = bytes.fromhex("2302ca09")
-    mi = mibeacon.encode(
+    mi = mibeacon_encode.encode(
         product_id=0x055B,
         frame_counter=7,
         mac=MAC,
@@ -464,7 +464,7 @@ def test_encrypted_frames_from_an_address_that_is_not_a_mac_fail_as_malformed(
         (UUID_ATC, atc.encode_atc_encrypted(MAC, KEY16, 21.5, 40.5, 77, counter=3), "ATC1441"),
         (
             UUID_MIBEACON,
-            mibeacon.encode(
+            mibeacon_encode.encode(
                 product_id=0x055B,
                 frame_counter=7,
                 mac=MAC,
@@ -623,7 +623,7 @@ def test_mibeacon_fast_path_equals_the_full_path(
     """The per-advert fast path of an encrypted v5 frame gives exactly what the full path
     gives (the same Decoded, or the same error) for any objects, key, advertiser address
     and trailing garbage, wrong ones included."""
-    frame = mibeacon.encode(
+    frame = mibeacon_encode.encode(
         product_id=0x055B,
         frame_counter=counter & 0xFF,
         ext_counter=counter >> 8,
@@ -747,7 +747,7 @@ def test_other_xiaomi_formats_reject_wrong_lengths() -> None:
 
 def test_non_finite_floats_are_not_values() -> None:
     nan = b"\x00\x00\xc0\x7f"
-    frame = mibeacon.encode(
+    frame = mibeacon_encode.encode(
         product_id=0x2AEB, frame_counter=1, mac=MAC, objects=[(0x4801, nan), (0x4A08, nan)]
     )
     out = decode_payload(UUID_MIBEACON, frame, MAC, None)
@@ -785,7 +785,7 @@ def test_mibeacon_encrypted_round_trip_property(
         (0x100D, temp.to_bytes(2, "little", signed=True) + hum.to_bytes(2, "little")),
         (0x100A, bytes([batt])),
     ]
-    frame = mibeacon.encode(
+    frame = mibeacon_encode.encode(
         product_id=0x055B,
         frame_counter=counter & 0xFF,
         mac=MAC,
@@ -839,7 +839,7 @@ def test_a_truncated_bthome_object_keeps_the_objects_before_it() -> None:
 def test_sjws02lm_two_probes(oid: int, value: int, expected: dict[str, bool]) -> None:
     key = parse_key("00112233445566778899aabbccddeeff")
     mac = "12:34:56:78:9A:BC"
-    frame = mibeacon.encode(
+    frame = mibeacon_encode.encode(
         product_id=0x6375, frame_counter=value + 1, mac=mac, objects=[(oid, bytes([value]))],
         key=key, ext_counter=value + 1,
     )  # fmt: skip
@@ -848,7 +848,7 @@ def test_sjws02lm_two_probes(oid: int, value: int, expected: dict[str, bool]) ->
     assert (out.model, out.sleepy, out.values) == ("SJWS02LM", True, expected)
     # another model sending 0x487B/0x4A68 gets nothing from them (as in xiaomi-ble)
     if oid != 0x4806:
-        other = mibeacon.encode(
+        other = mibeacon_encode.encode(
             product_id=0x0863, frame_counter=1, mac=mac, objects=[(oid, bytes([value]))]
         )
         out = decode_payload(UUID_MIBEACON, other, mac, None)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.ble import atc, mibeacon
+from drivers.ble import atc, mibeacon_encode
 from drivers.ble.downgrade import DowngradeGuard
 from drivers.ble.keys import BindKey, parse_key
 from drivers.ble.types import (
@@ -149,12 +149,12 @@ def test_mibeacon_keyed_device_keeps_its_real_plain_frames_but_refuses_spoofed_r
         (41, [(0x1004, (215).to_bytes(2, "little"))]),  # synthetic spoof: 21.5 °C
         (42, [(0x4A1A, b"\x01"), (0x4804, b"\x02")]),  # allowed object + a spoofed one
     ):
-        spoof = mibeacon.encode(
+        spoof = mibeacon_encode.encode(
             product_id=MS1BB_PID, frame_counter=counter, mac=MS1BB_MAC, objects=objects
         )
         driver.handle(_adv(MS1BB_MAC, UUID_MIBEACON, spoof))
     # a frame without objects carries no reading and passes (device still seen)
-    bare = mibeacon.encode(product_id=MS1BB_PID, frame_counter=43, mac=MS1BB_MAC, objects=[])
+    bare = mibeacon_encode.encode(product_id=MS1BB_PID, frame_counter=43, mac=MS1BB_MAC, objects=[])
     driver.handle(_adv(MS1BB_MAC, UUID_MIBEACON, bare))
     assert _readings(sink, MS1BB_MAC) == real
     counters = driver.health().counters
@@ -165,7 +165,7 @@ def test_mibeacon_learned_from_an_undecryptable_frame() -> None:
     enc = _vector("test_Xiaomi_MS1BB_MI_obj4804")
     driver, sink = _driver({})
     driver.handle(_adv(MS1BB_MAC, UUID_MIBEACON, bytes.fromhex(enc["service_data_hex"])))
-    spoof = mibeacon.encode(
+    spoof = mibeacon_encode.encode(
         product_id=MS1BB_PID, frame_counter=7, mac=MS1BB_MAC, objects=[(0x4804, b"\x01")]
     )
     driver.handle(_adv(MS1BB_MAC, UUID_MIBEACON, spoof))

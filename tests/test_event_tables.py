@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from drivers.ble import bthome, mibeacon
+from drivers.ble import bthome, mibeacon, mibeacon_encode
 from drivers.ble import events as ble_events
 from drivers.ble.products import PRODUCTS
 from drivers.events import EventSpec, EventTable
@@ -38,7 +38,7 @@ INPUTS_1001 = [bytes(x) for x in itertools.product(BYTES, (0, 1, 2, 127, 128, 25
 def _mibeacon(model: str, objects: Iterable[tuple[int, bytes]]) -> Seen:
     seen: Seen = set()
     for n, (oid, data) in enumerate(objects):
-        frame = mibeacon.encode(
+        frame = mibeacon_encode.encode(
             product_id=PID[model], frame_counter=n & 0xFF, mac=MAC, objects=[(oid, data)]
         )
         for ev in mibeacon.decode(frame, MAC, None).events:

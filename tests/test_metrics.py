@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.ble import bthome, mibeacon
+from drivers.ble import bthome, mibeacon, mibeacon_encode
 from drivers.ble.decoder import FORMATS
 from drivers.ble.errors import BleParseError
 from drivers.ble.products import PRODUCTS
@@ -62,7 +62,7 @@ def mibeacon_metrics() -> Seen:
                 payloads = [bytes(n), bytes([1] * n), bytes([0xFF] * n), bytes([2] + [0] * (n - 1))]
                 payloads += [bytes(rng.randrange(256) for _ in range(n)) for _ in range(3)]
                 for data in payloads:
-                    frame = mibeacon.encode(
+                    frame = mibeacon_encode.encode(
                         product_id=pid, frame_counter=1, mac=MAC, objects=[(oid, data)]
                     )
                     _add(seen, mibeacon.decode(frame, MAC, None).values.items())

@@ -1,8 +1,9 @@
 """Xiaomi MiBeacon (service data UUID 0xFE95), versions 2-5: pure codec.
 
 Frame layout, frame-control bits, nonces and object ids: docs/ble.md and the MiBeacon v5
-protocol and Object Definition documents. This module is the frame: header, MAC, crypto,
-the object walk and the encoder. The object table is :mod:`drivers.ble.mibeacon_objects`
+protocol and Object Definition documents. This module is the frame: header, MAC, crypto and
+the object walk (building frames, for tests and the simulated fleet:
+:mod:`drivers.ble.mibeacon_encode`). The object table is :mod:`drivers.ble.mibeacon_objects`
 (:data:`OBJECTS`, re-exported here), the objects that fire events
 :mod:`drivers.ble.mibeacon_events`.
 
@@ -42,8 +43,6 @@ __all__ = [
     "OBJECTS",
     "FrameControl",
     "decode",
-    "encode",
-    "encode_objects",
     "object_ids",
 ]
 
@@ -371,52 +370,3 @@ def _fail(cls: type[BleParseError], message: str, kind: FrameKind) -> BleParseEr
         sleepy=kind.sleepy,
         encrypted=kind.encrypted,
     )
-
-
-# --- encoding (tests and the simulated fleet) ----------------------------------------------
-
-
-def encode_objects(objects: list[tuple[int, bytes]]) -> bytes:
-    return b"".join(oid.to_bytes(2, "little") + bytes([len(d)]) + d for oid, d in objects)
-
-
-def encode(
-    *,
-    product_id: int,
-    frame_counter: int,
-    mac: str,
-    objects: list[tuple[int, bytes]],
-    version: int = 5,
-    key: BindKey | None = None,
-    ext_counter: int = 0,
-    include_mac: bool = True,
-    capability: int | None = None,
-    extra_flags: int = 0,
-) -> bytes:
-    """Build a MiBeacon frame (encrypted when ``key`` is given) for tests and simulation."""
-    fc = version << 12 | extra_flags
-    if include_mac:
-        fc |= FrameControl.MAC_INCLUDED
-    if capability is not None:
-        fc |= FrameControl.CAPABILITY_INCLUDED
-    if objects:
-        fc |= FrameControl.OBJECT_INCLUDED
-    if key is not None:
-        fc |= FrameControl.ENCRYPTED
-    mac_rev = bytes.fromhex(mac.replace(":", ""))[::-1]
-    header = (
-        fc.to_bytes(2, "little") + product_id.to_bytes(2, "little") + bytes([frame_counter & 0xFF])
-    )
-    out = header + (mac_rev if include_mac else b"")
-    if capability is not None:
-        out += bytes([capability])
-    plain = encode_objects(objects)
-    if key is None:
-        return out + plain
-    ext = (ext_counter & 0xFFFFFF).to_bytes(3, "little")
-    if version >= 4:
-        nonce = crypto.mibeacon_v45_nonce(mac_rev, header, ext)
-        ct, tag = crypto.ccm_encrypt(key.aes_key(), nonce, plain, crypto.AAD_11)
-        return out + ct + ext + tag
-    nonce = crypto.mibeacon_legacy_nonce(header, ext, mac_rev)
-    return out + crypto.ccm_ctr_only(key.aes_key(), nonce, plain) + ext + b"\x00"

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from drivers.ble import atc, bthome, mibeacon
+from drivers.ble import atc, bthome, mibeacon_encode
 from drivers.ble.keys import BindKey
 from drivers.ble.scanner import DetectionCallback
 from drivers.ble.types import (
@@ -84,7 +84,7 @@ class VirtualSensor:
                 objects = [(0x100A, bytes([self.battery]))]
             enc = k == "mibeacon_encrypted"
             self.uuid = UUID_MIBEACON
-            self.frame = mibeacon.encode(
+            self.frame = mibeacon_encode.encode(
                 product_id=0x055B,
                 frame_counter=self.counter,
                 mac=self.mac,
@@ -96,7 +96,7 @@ class VirtualSensor:
         elif k == "door":
             self.opened = not self.opened
             self.uuid = UUID_MIBEACON
-            self.frame = mibeacon.encode(
+            self.frame = mibeacon_encode.encode(
                 product_id=0x098B,
                 frame_counter=self.counter,
                 mac=self.mac,
@@ -130,7 +130,7 @@ class VirtualSensor:
         elif k in _BUTTON_1001:
             product_id, presses = _BUTTON_1001[k]
             self.uuid = UUID_MIBEACON
-            self.frame = mibeacon.encode(
+            self.frame = mibeacon_encode.encode(
                 product_id=product_id,
                 frame_counter=self.counter,
                 mac=self.mac,
