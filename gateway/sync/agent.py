@@ -33,7 +33,7 @@ from typing import Any
 
 from drivers.supervisor import State, SupervisorStatus
 from gateway.clock import Clock
-from gateway.config import Config, HomeAssistantSection, UpstreamSection
+from gateway.config import BrokerFields, Config, HomeAssistantSection, UpstreamSection
 from gateway.driver import DriverHealth, Health
 from gateway.store import Commit, Store
 from gateway.sync.deps import CommandRouting, SyncDeps
@@ -51,24 +51,10 @@ from gateway.sync.upkeep import Upkeep
 _LOGGER = logging.getLogger(__name__)
 
 
-def _settings(
-    cfg: UpstreamSection | HomeAssistantSection, client_id: str, up: UpstreamSection
-) -> BrokerSettings:
+def _settings(cfg: BrokerFields, client_id: str, up: UpstreamSection) -> BrokerSettings:
     """A broker section's URL, credentials and TLS files; protocol and keepalive are the
     upstream's (the Home Assistant section has none of its own)."""
-    return BrokerSettings(
-        url=cfg.url,
-        client_id=client_id,
-        protocol=up.protocol,
-        username=cfg.username,
-        password=cfg.password,
-        password_file=cfg.password_file,
-        ca_file=cfg.ca_file,
-        cert_file=cfg.cert_file,
-        key_file=cfg.key_file,
-        allow_insecure=cfg.allow_insecure,
-        keepalive=up.keepalive,
-    )
+    return BrokerSettings.of(cfg, client_id, protocol=up.protocol, keepalive=up.keepalive)
 
 
 def upstream_settings(cfg: UpstreamSection, gateway_id: str) -> BrokerSettings | None:

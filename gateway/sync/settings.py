@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
 from drivers.errors import NeedsHumanError
@@ -28,6 +28,15 @@ class BrokerSettings(BrokerFields):
     client_id: str
     protocol: str = "5"  # "5" or "3.1.1"
     keepalive: int = 60
+
+    @classmethod
+    def of(
+        cls, broker: BrokerFields, client_id: str, *, protocol: str, keepalive: int
+    ) -> BrokerSettings:
+        """A broker section's fields (URL, credentials, TLS files), each taken as it is,
+        with the client's identity and protocol."""
+        given = {f.name: getattr(broker, f.name) for f in fields(BrokerFields)}
+        return cls(**given, client_id=client_id, protocol=protocol, keepalive=keepalive)
 
     @property
     def host(self) -> str:
