@@ -5,7 +5,8 @@
 * the naive peer: one MQTT message per reading, from the same outbox (rows read 500 at a
   time, each published as its own QoS 1 message with up to 20 in flight, rows deleted
   after their PUBACKs), measured on a smaller backlog of the same readings;
-* drain rate while live ingest continues (a synthetic driver at LIVE_RATE readings/s);
+* drain rate while live ingest continues (the tests' synthetic driver, ``tests/synth.py``,
+  at LIVE_RATE readings/s over 20 devices);
 * RSS of a service whose broker is away while its outbox grows (disk-backed, not in RAM).
 
 A ``mosquitto_sub`` consumer subscribes to the telemetry at QoS 1 in every run.
@@ -26,14 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import ApiSection, Config, GatewaySection, HomeAssistantSection, UpstreamSection
-from gateway.driver import Driver, DriverHealth, Sink
-from gateway.model import Command, CommandResult, CommandStatus, Reading, Stamp
+from gateway.driver import Driver
+from gateway.model import Reading, Stamp
 from gateway.service import Service
 from gateway.store import OutboxRow, Store
 from gateway.sync import SyncAgent
 from gateway.sync.mqtt import BrokerSettings, open_link
 from gateway.sync.outbox import Outbox
 from gateway.sync.payload import ClockFix, encode_batch
+from tests.synth import SynthDriver
 
 ROOT = Path(__file__).resolve().parent.parent
 LIVE_RATE = 2000.0
@@ -128,37 +130,6 @@ async def _fill(path: Path, n: int) -> None:
         await store.close()
 
 
-class _Live:
-    """A driver producing ``rate`` readings/s."""
-
-    name = "live"
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.produced = 0
-
-    def owns(self, device_id: str) -> bool:
-        return False
-
-    def health(self) -> DriverHealth:
-        return DriverHealth()
-
-    async def command(self, device_id: str, command: Command) -> CommandResult:
-        return CommandResult(CommandStatus.UNKNOWN_DEVICE)
-
-    async def run(self, sink: Sink) -> None:
-        tick = 0.01
-        carry = 0.0
-        while True:
-            await asyncio.sleep(tick)
-            carry += self.rate * tick
-            n = int(carry)
-            carry -= n
-            for _ in range(n):
-                self.produced += 1
-                sink.reading(f"live-{self.produced % 20}", "temperature", 21.5)
-
-
 def _agent(svc: Service) -> SyncAgent:
     agent = next(c for c in svc.components if c.name == "sync")
     assert isinstance(agent, SyncAgent)
@@ -167,7 +138,7 @@ def _agent(svc: Service) -> SyncAgent:
 
 async def _drain(state: Path, url: str, n: int, live: float = 0.0, **upstream: Any) -> float:
     """Seconds from start until the ``n`` backlog readings are acknowledged and deleted."""
-    drivers: list[Driver] = [_Live(live)] if live else []
+    drivers: list[Driver] = [SynthDriver(devices=20, rate=live)] if live else []
     cfg = _config(state, url, drain_rate=10_000_000, **upstream)
     async with Service(cfg, drivers=drivers) as svc:
         store = svc.store
@@ -268,7 +239,7 @@ def _rss_figures(tmp: Path, target: int) -> list[dict[str, Any]]:
 
 
 async def _rss_child(state: Path, dead_port: int) -> None:
-    live = _Live(20_000)
+    live = SynthDriver(devices=20, rate=20_000)
     cfg = _config(state, f"mqtt://127.0.0.1:{dead_port}")
     async with Service(cfg, drivers=[live]) as svc:
         agent = _agent(svc)

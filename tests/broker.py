@@ -25,13 +25,10 @@ from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 import aiomqtt
 import pytest
 
-from drivers.events import DeviceEvent
 from gateway.sync.payload import Batch, decode_batch
 
 if TYPE_CHECKING:
     from gateway.config import Config, Secret
-    from gateway.driver import DriverHealth, Sink
-    from gateway.model import Command, CommandResult
 
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 START_TIMEOUT_S = 10.0
@@ -503,56 +500,6 @@ class Collector:
 
 
 # ------------------------------------------------------------------------------------ gateway
-
-
-class SynthDriver:
-    """A driver that emits ``temperature`` readings for ``devices`` devices at ``rate`` per
-    second (round robin) and a button event every ``event_every`` readings."""
-
-    name = "synth"
-
-    def __init__(self, devices: int = 4, rate: float = 200.0, event_every: int = 0) -> None:
-        self.devices = devices
-        self.rate = rate
-        self.event_every = event_every
-        self.produced = 0
-        self.running = asyncio.Event()
-        self.paused = False
-
-    def owns(self, device_id: str) -> bool:
-        return False
-
-    def health(self) -> DriverHealth:
-        from gateway.driver import DriverHealth
-
-        return DriverHealth()
-
-    async def command(self, device_id: str, command: Command) -> CommandResult:
-        from gateway.model import CommandResult, CommandStatus
-
-        return CommandResult(CommandStatus.UNKNOWN_DEVICE)
-
-    async def run(self, sink: Sink) -> None:
-        from gateway.model import DeviceUpdate, Transport
-
-        for i in range(self.devices):
-            sink.device(DeviceUpdate(id=f"synth-{i}", transport=Transport.BLE, model="synth"))
-        self.running.set()
-        tick = 0.01
-        carry = 0.0
-        while True:
-            await asyncio.sleep(tick)
-            if self.paused:
-                continue
-            carry += self.rate * tick
-            n = int(carry)
-            carry -= n
-            for _ in range(n):
-                i = self.produced
-                self.produced += 1
-                sink.reading(f"synth-{i % self.devices}", "temperature", float(i % 1000) / 10)
-                if self.event_every and i % self.event_every == 0:
-                    sink.event("synth-btn", DeviceEvent("button", "single"))
 
 
 class UpstreamOverrides(TypedDict, total=False):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from gateway.service import Service
 from gateway.sync import SyncAgent
-from tests.broker import SynthDriver, gateway_config
+from tests.broker import gateway_config
+from tests.synth import SynthDriver
 
 
 async def main(state_dir: Path, url: str, drain: bool) -> int:

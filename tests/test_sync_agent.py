@@ -11,7 +11,8 @@ from gateway.service import Service, ServiceTiming
 from gateway.store import Store
 from gateway.sync import SyncAgent, SyncTiming
 from gateway.sync.send import INFLIGHT
-from tests.broker import Collector, Mosquitto, SynthDriver, faulty_proxy, gateway_config
+from tests.broker import Collector, Mosquitto, faulty_proxy, gateway_config
+from tests.synth import SynthDriver
 
 
 def _agent(svc: Service) -> SyncAgent:

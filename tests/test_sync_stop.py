@@ -10,7 +10,8 @@ import pytest
 
 from gateway.service import Service, ServiceTiming
 from gateway.sync import SyncAgent, SyncTiming
-from tests.broker import SynthDriver, gateway_config
+from tests.broker import gateway_config
+from tests.synth import SynthDriver
 
 
 def _agent(svc: Service) -> SyncAgent:

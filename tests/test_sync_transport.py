@@ -21,11 +21,11 @@ from gateway.sync.payload import decode_batch
 from tests.broker import (
     Collector,
     Mosquitto,
-    SynthDriver,
     TlsFiles,
     gateway_config,
     start_broker,
 )
+from tests.synth import SynthDriver
 
 TELEMETRY = "migw/testgw/telemetry"
 
