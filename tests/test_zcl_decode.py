@@ -215,37 +215,26 @@ def test_broadcast_on_many_endpoints_counted_once() -> None:
     assert it.duplicates_dropped == 9
 
 
+#: In order, through one interpreter: (sender, model, cluster, endpoint, ZCL frame, which part
+#: of the result, what it must be).
+BUTTON_FRAMES: tuple[tuple[str, str, int, int, str, str, object], ...] = (
+    ("s", "lumi.sensor_switch.aq2", 0x0006, 1, "18010a00001001", "events", (("single", 1),)),
+    ("s", "lumi.sensor_switch.aq2", 0x0006, 1, "18020a00802002", "events", (("double", 1),)),
+    ("s", "lumi.sensor_switch.aq2", 0x0006, 1, "18030a00802003", "events", (("triple", 1),)),
+    ("s", "lumi.sensor_switch.aq2", 0x0012, 1, "18040a5500210000", "events", (("long", 1),)),
+    ("s", "lumi.sensor_switch.aq2", 0x0012, 1, "18050a550021ff00", "events", (("release", 1),)),
+    ("n", "lumi.ctrl_neutral1", 0x0006, 2, "18010a00001001", "readings", (("switch", True),)),
+    ("n", "lumi.ctrl_neutral1", 0x0006, 4, "18020a00001000", "events", (("hold", 1),)),
+    ("n", "lumi.ctrl_neutral1", 0x0006, 4, "18030a00001001", "events", (("release", 1),)),
+    ("n", "lumi.ctrl_neutral1", 0x0006, 4, "18040a00001001", "events", (("single", 1),)),
+)
+
+
 def test_button_actions() -> None:
     it = Interpreter()
-    sw = "lumi.sensor_switch.aq2"
-    assert it.interpret("s", sw, 0x0006, 1, bytes.fromhex("18010a00001001")).events == (
-        ("single", 1),
-    )
-    assert it.interpret("s", sw, 0x0006, 1, bytes.fromhex("18020a00802002")).events == (
-        ("double", 1),
-    )
-    assert it.interpret("s", sw, 0x0006, 1, bytes.fromhex("18030a00802003")).events == (
-        ("triple", 1),
-    )
-    assert it.interpret("s", sw, 0x0012, 1, bytes.fromhex("18040a5500210000")).events == (
-        ("long", 1),
-    )
-    assert it.interpret("s", sw, 0x0012, 1, bytes.fromhex("18050a550021ff00")).events == (
-        ("release", 1),
-    )
-    n1 = "lumi.ctrl_neutral1"
-    assert it.interpret("n", n1, 0x0006, 2, bytes.fromhex("18010a00001001")).readings == (
-        ("switch", True),
-    )
-    assert it.interpret("n", n1, 0x0006, 4, bytes.fromhex("18020a00001000")).events == (
-        ("hold", 1),
-    )
-    assert it.interpret("n", n1, 0x0006, 4, bytes.fromhex("18030a00001001")).events == (
-        ("release", 1),
-    )
-    assert it.interpret("n", n1, 0x0006, 4, bytes.fromhex("18040a00001001")).events == (
-        ("single", 1),
-    )
+    for sender, model, cluster, ep, frame, part, expected in BUTTON_FRAMES:
+        res = it.interpret(sender, model, cluster, ep, bytes.fromhex(frame))
+        assert getattr(res, part) == expected, frame
 
 
 def test_plug_power_and_heartbeat() -> None:
