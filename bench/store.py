@@ -45,19 +45,24 @@ def _written_bytes() -> int:
     return -1
 
 
+async def _ingest(store: Store, readings: list[Reading]) -> None:
+    """Ingest as fast as the store commits, until everything is committed."""
+    for i, r in enumerate(readings):
+        store.add_reading(r)
+        if i % 250 == 0:
+            # a radio delivers in bursts between loop turns; keep the queue bounded
+            await asyncio.sleep(0)
+            while store.pending() > 5000:
+                await asyncio.sleep(0.001)
+    await store.flush()
+
+
 async def _batched(path: Path, readings: list[Reading]) -> tuple[float, int]:
     store = await Store.open(path)
     try:
         io0 = _written_bytes()
         t0 = time.perf_counter()
-        for i, r in enumerate(readings):
-            store.add_reading(r)
-            if i % 250 == 0:
-                # a radio delivers in bursts between loop turns; keep the queue bounded
-                await asyncio.sleep(0)
-                while store.pending() > 5000:
-                    await asyncio.sleep(0.001)
-        await store.flush()
+        await _ingest(store, readings)
         dt = time.perf_counter() - t0
     finally:
         await store.close()
@@ -78,13 +83,7 @@ async def _breakdown(path: Path, readings: list[Reading]) -> dict[str, float]:
         # no automatic checkpoint during the run: what the WAL receives is measured alone
         await store._db.execute("PRAGMA wal_autocheckpoint=0")
         io0 = _written_bytes()
-        for i, r in enumerate(readings):
-            store.add_reading(r)
-            if i % 250 == 0:
-                await asyncio.sleep(0)
-                while store.pending() > 5000:
-                    await asyncio.sleep(0.001)
-        await store.flush()
+        await _ingest(store, readings)
         io1 = _written_bytes()
         await store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         io2 = _written_bytes()

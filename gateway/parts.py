@@ -20,6 +20,7 @@ from drivers.timing import check_timing
 from gateway.api.timing import ApiTiming
 from gateway.driver import Driver, DriverHealth
 from gateway.ingest import Ingest
+from gateway.store.limits import StoreLimits
 from gateway.sync.timing import SyncTiming
 
 _LOGGER = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class ServiceTiming:
     api: ApiTiming = field(default_factory=ApiTiming)
     #: The sync agent's own timing (connect, PUBACK, goodbye, upkeep, Home Assistant).
     sync: SyncTiming = field(default_factory=SyncTiming)
+    #: The store writer's bounds and retry timing.
+    store: StoreLimits = field(default_factory=StoreLimits)
 
     def __post_init__(self) -> None:
         check_timing(self)

@@ -174,6 +174,7 @@ class Service:
                 self.config.store,
                 # without an uplink the outbox is kept small (it would only grow)
                 uplink=lambda: bool(self.config.upstream.url),
+                limits=self.timing.store,
             )
         except BaseException:
             unlock(self._lock_fd)

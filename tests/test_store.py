@@ -12,8 +12,18 @@ import pytest
 from gateway.config import StoreSection
 from gateway.errors import StoreCorruptError, StoreError
 from gateway.model import DeviceStatus, DeviceUpdate, Event, Reading, Transport
-from gateway.store import APPLICATION_ID, SCHEMA_VERSION, Commit, Store, open_readonly
+from gateway.store import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    Commit,
+    Store,
+    StoreLimits,
+    open_readonly,
+)
 from tests.helpers import event, reading
+
+#: Retries after a failed commit come quickly.
+_QUICK_RETRY = StoreLimits(retry_initial_s=0.01, retry_max_s=0.05)
 
 
 def _seqs(c: Commit) -> list[int]:
@@ -159,10 +169,10 @@ async def test_non_finite_values_are_dropped_and_counted(tmp_path: Path) -> None
         assert store.counters.dropped_invalid == 1
 
 
-async def test_history_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gateway.store.writer.PRUNE_EVERY", 1)
+async def test_history_is_bounded(tmp_path: Path) -> None:
     cfg = StoreSection(history_max_rows=50, batch_max_rows=10)
-    async with await Store.open(tmp_path / "s.db", cfg) as store:
+    limits = StoreLimits(prune_every=1)
+    async with await Store.open(tmp_path / "s.db", cfg, limits=limits) as store:
         for i in range(200):
             store.add_reading(reading(value=float(i)))
         await store.flush()
@@ -222,12 +232,9 @@ async def test_readonly_missing_database_is_a_clear_error(tmp_path: Path) -> Non
         await open_readonly(tmp_path / "none.db")
 
 
-async def test_failed_commit_keeps_the_batch_and_retries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("gateway.store.writer.RETRY_INITIAL_S", 0.01)
+async def test_failed_commit_keeps_the_batch_and_retries(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    async with await Store.open(path) as store:
+    async with await Store.open(path, limits=StoreLimits(retry_initial_s=0.01)) as store:
         # Another connection holds the write lock: our commits fail with "database is locked".
         await store._db.execute("PRAGMA busy_timeout=0")
         blocker = sqlite3.connect(path, isolation_level=None)
@@ -419,16 +426,14 @@ async def test_readonly_view_refuses_a_foreign_or_corrupt_file(tmp_path: Path) -
 
 
 async def test_a_failed_reservation_write_is_retried_before_any_number_is_used(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """ENOSPC/EIO on the reservation file: the commit waits (nothing is lost, no number is
     used) and goes through once the file can be written."""
-    monkeypatch.setattr("gateway.store.writer.RETRY_INITIAL_S", 0.01)
-    monkeypatch.setattr("gateway.store.writer.RETRY_MAX_S", 0.05)
     path = tmp_path / "state.db"
     blocker = tmp_path / "state.db.seq.tmp"
     blocker.mkdir()  # the reservation's temporary file cannot be created
-    async with await Store.open(path) as store:
+    async with await Store.open(path, limits=_QUICK_RETRY) as store:
         got: list[int] = []
         store.subscribe(lambda c: got.extend(r.seq for r in c.readings))
         store.add_reading(reading())
@@ -455,29 +460,24 @@ async def test_a_clean_close_continues_numbering_without_a_jump(tmp_path: Path) 
             assert store.damage == []
 
 
-async def test_memory_is_bounded_while_writes_fail_and_events_are_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from gateway.store import writer
-
-    monkeypatch.setattr(writer, "RETRY_INITIAL_S", 0.01)
-    monkeypatch.setattr(writer, "RETRY_MAX_S", 0.05)
-    async with await Store.open(tmp_path / "s.db") as store:
+async def test_memory_is_bounded_while_writes_fail_and_events_are_kept(tmp_path: Path) -> None:
+    limits = _QUICK_RETRY
+    async with await Store.open(tmp_path / "s.db", limits=limits) as store:
         # the SD card turns read-only under SQLite: every commit fails with a real error
         await store._db.execute("PRAGMA query_only=ON")
-        offered = writer.MAX_PENDING * 3
+        offered = limits.max_pending * 3
         for i in range(offered):
             store.add_reading(reading(value=float(i)))
             if i % 1000 == 0:
                 await asyncio.sleep(0)
         # the batch being retried (at most batch_max_rows) is held besides the bound
         in_flight = store.config.batch_max_rows
-        assert store.pending() <= writer.MAX_PENDING + in_flight
-        assert store._pending.bytes <= writer.MAX_PENDING_BYTES + in_flight * writer.ITEM_COST
-        assert store.counters.dropped_backpressure >= offered - writer.MAX_PENDING - in_flight
+        assert store.pending() <= limits.max_pending + in_flight
+        assert store.pending_bytes <= limits.max_pending_bytes + in_flight * limits.item_cost
+        assert store.counters.dropped_backpressure >= offered - limits.max_pending - in_flight
         # at the bound an event still gets in, in place of the oldest reading
         assert store.add_event(event())
-        assert store.pending() <= writer.MAX_PENDING + in_flight
+        assert store.pending() <= limits.max_pending + in_flight
         assert any("pending queue is full" in p for p in store.problems())
         await store._db.execute("PRAGMA query_only=OFF")
         got: list[str] = []
@@ -488,27 +488,26 @@ async def test_memory_is_bounded_while_writes_fail_and_events_are_kept(
 
 
 async def test_big_values_count_against_the_byte_bound(tmp_path: Path) -> None:
-    from gateway.store import writer
-
+    limits = StoreLimits()
     async with await Store.open(tmp_path / "s.db") as store:
         await store._db.execute("PRAGMA query_only=ON")
         big = "x" * 100_000
         for _ in range(200):
             store.add_reading(reading("gpio-a", "label", big, None))
-        assert store._pending.bytes <= writer.MAX_PENDING_BYTES
+        assert store.pending_bytes <= limits.max_pending_bytes
         assert store.pending() < 100
         await store._db.execute("PRAGMA query_only=OFF")
         await store.flush()
 
 
-async def test_without_an_uplink_the_outbox_stays_small(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("gateway.store.writer.NO_UPLINK_MAX_ROWS", 3)
+async def test_without_an_uplink_the_outbox_stays_small(tmp_path: Path) -> None:
     uplink = False
     path = tmp_path / "s.db"
     async with await Store.open(
-        path, uplink=lambda: uplink, config=StoreSection(batch_max_rows=2)
+        path,
+        uplink=lambda: uplink,
+        config=StoreSection(batch_max_rows=2),
+        limits=StoreLimits(no_uplink_max_rows=3),
     ) as store:
         for i in range(10):
             store.add_reading(reading(value=float(i)))

@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,28 @@ FAULTS: dict[str, tuple[Callable[[Path], None], str, bool]] = {
 }
 
 
+@dataclass(frozen=True)
+class _Reopened:
+    """What the store said when opened after the damage, having committed one reading."""
+
+    seq: int
+    damage: list[str]
+    problems: list[str]
+    note: str | None
+
+
+async def _reopen_and_write(db: Path, caplog: pytest.LogCaptureFixture) -> _Reopened:
+    got: list[int] = []
+    with caplog.at_level(logging.ERROR, logger="gateway.store"):
+        async with await Store.open(db) as store:
+            store.subscribe(lambda c: got.extend(r.seq for r in c.readings))
+            store.add_reading(reading())
+            await store.flush()
+            problems = store.problems()
+            note = await store.meta_get(META_DAMAGE)
+            return _Reopened(got[0], list(store.damage), problems, note)
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 async def test_a_damaged_wal_after_kill_never_reuses_a_number(
     tmp_path: Path, fault: str, caplog: pytest.LogCaptureFixture
@@ -103,16 +126,11 @@ async def test_a_damaged_wal_after_kill_never_reuses_a_number(
     # a young database: the log has not wrapped, so every fault hits committed frames
     assert _committed_frames(db) >= 4
     damage(db)
-    got: list[int] = []
-    with caplog.at_level(logging.ERROR, logger="gateway.store"):
-        async with await Store.open(db) as store:
-            store.subscribe(lambda c: got.extend(r.seq for r in c.readings))
-            store.add_reading(reading())
-            await store.flush()
-            assert any(words in d for d in store.damage), store.damage
-            assert any(words in p for p in store.problems())
-            note = await store.meta_get(META_DAMAGE)
-    assert got[0] > max(reported), f"#{got[0]} was already handed out"
+    after = await _reopen_and_write(db, caplog)
+    assert any(words in d for d in after.damage), after.damage
+    assert any(words in p for p in after.problems)
+    note = after.note
+    assert after.seq > max(reported), f"#{after.seq} was already handed out"
     assert note is not None and words in note
     assert any(r.levelno == logging.ERROR and words in r.getMessage() for r in caplog.records)
     assert bool(list(tmp_path.glob("state.db-wal.damaged-*"))) is kept
@@ -133,14 +151,9 @@ async def test_an_older_main_file_restored_never_reuses_a_number(
     reported = _run_and_kill(db, 300)
     await _clean_cycle(db)  # stopped cleanly after the crash: nothing is wrong yet
     shutil.copy2(tmp_path / "backup.db", db)
-    got: list[int] = []
-    with caplog.at_level(logging.ERROR, logger="gateway.store"):
-        async with await Store.open(db) as store:
-            store.subscribe(lambda c: got.extend(r.seq for r in c.readings))
-            store.add_reading(reading())
-            await store.flush()
-            assert any("an older copy restored" in d for d in store.damage), store.damage
-    assert got[0] > max(reported)
+    after = await _reopen_and_write(db, caplog)
+    assert any("an older copy restored" in d for d in after.damage), after.damage
+    assert after.seq > max(reported)
     assert any("an older copy restored" in r.getMessage() for r in caplog.records)
 
 

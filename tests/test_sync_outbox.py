@@ -16,8 +16,7 @@ from gateway.model import Event, Reading, Stamp
 from gateway.service import Service, ServiceTiming
 from gateway.store import Store
 from gateway.sync import SyncAgent, SyncTiming
-from gateway.sync import outbox as outbox_mod
-from gateway.sync.outbox import Outbox, Strategy
+from gateway.sync.outbox import Outbox, OutboxLimits, Strategy
 from tests.broker import Collector, Mosquitto, free_port, gateway_config, start_broker
 
 BOOT = "00000000-0000-0000-0000-0000000000aa"
@@ -208,6 +207,32 @@ async def test_restamp_rewrites_the_outbox_once_synchronised(tmp_path: Path) -> 
         }
 
 
+async def _all_but_one_big(
+    svc: Service,
+    col: Collector,
+    clock: FakeClock,
+    n: int,
+    after: int,
+    big: str,
+    arrive_s: float,
+    empty_s: float,
+) -> tuple[SyncAgent, int]:
+    """``n`` periodic readings with one ``big`` label after the ``after``-th; waits until
+    every other reading arrived and the outbox is empty. Returns (agent, last seq)."""
+    store = svc.store
+    assert store is not None
+    agent = _agent(svc)
+    for i in range(n):
+        store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
+        if i == after:
+            store.add_reading(_reading("big", "label", big, _stamp(clock.wall())))
+    await store.flush()
+    last = store.last_seq
+    await col.wait_for(lambda: len(set(col.seqs(TELEMETRY))) == last - 1, arrive_s)
+    await _wait(lambda: agent.stats()["outbox"]["rows"] == 0, empty_s)
+    return agent, last
+
+
 async def test_oversized_reading_is_dead_lettered_and_the_rest_flows(tmp_path: Path) -> None:
     broker = start_broker(tmp_path / "broker", extra="max_packet_size 4096")
     try:
@@ -217,17 +242,7 @@ async def test_oversized_reading_is_dead_lettered_and_the_rest_flows(tmp_path: P
             Collector(broker.port, [TELEMETRY]) as col,
             Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc,
         ):
-            store = svc.store
-            assert store is not None
-            agent = _agent(svc)
-            for i in range(200):
-                store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
-                if i == 50:
-                    store.add_reading(_reading("big", "label", "x" * 6000, _stamp(clock.wall())))
-            await store.flush()
-            last = store.last_seq
-            await col.wait_for(lambda: len(set(col.seqs(TELEMETRY))) == last - 1)
-            await _wait(lambda: agent.stats()["outbox"]["rows"] == 0)
+            agent, last = await _all_but_one_big(svc, col, clock, 200, 50, "x" * 6000, 30, 20)
             stats = agent.stats()
             letters = await agent.dead_letters()
         assert stats["upstream"]["max_packet_size"] == 4096
@@ -251,17 +266,7 @@ async def test_message_the_broker_drops_the_connection_for_is_dead_lettered(tmp_
             Collector(broker.port, [TELEMETRY]) as col,
             Service(cfg, drivers=[], clock=clock, timing=_BYE) as svc,
         ):
-            store = svc.store
-            assert store is not None
-            agent = _agent(svc)
-            for i in range(60):
-                store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
-                if i == 20:
-                    store.add_reading(_reading("big", "label", "y" * 4000, _stamp(clock.wall())))
-            await store.flush()
-            last = store.last_seq
-            await col.wait_for(lambda: len(set(col.seqs(TELEMETRY))) == last - 1, 60)
-            await _wait(lambda: agent.stats()["outbox"]["rows"] == 0, 30)
+            agent, last = await _all_but_one_big(svc, col, clock, 60, 20, "y" * 4000, 60, 30)
             letters = await agent.dead_letters()
         assert [(d["first_seq"], d["last_seq"]) for d in letters] == [(22, 22)]
         assert "connection broke" in letters[0]["reason"]
@@ -491,17 +496,15 @@ async def test_numbered_state_change_readings_are_sent_at_once(
         ]
 
 
-async def test_ttl_scan_goes_past_rows_with_an_untrusted_stamp(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_ttl_scan_goes_past_rows_with_an_untrusted_stamp(tmp_path: Path) -> None:
     """Rows stamped before NTP in an earlier boot never expire; many of them at the head of
     the outbox must not hide the trusted rows behind them from the TTL (the scan is bounded
     per pass and resumes at the next)."""
-    monkeypatch.setattr(outbox_mod, "SCAN_CHUNK", 50)
-    monkeypatch.setattr(outbox_mod, "EXPIRE_SCAN_CHUNKS", 2)
+    small = OutboxLimits(scan_chunk=50, expire_scan_chunks=2)
+    timing = replace(_FAST, sync=replace(_FAST.sync, outbox=small))
     clock = FakeClock()
     cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{free_port()}", outbox_ttl_days=1.0)
-    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:
+    async with Service(cfg, drivers=[], clock=clock, timing=timing) as svc:
         store = svc.store
         assert store is not None
         agent = _agent(svc)

@@ -30,8 +30,8 @@ from gateway.config import (
 )
 from gateway.demo import demo_config
 from gateway.errors import ConfigError
-from gateway.service import Service
-from gateway.store import writer as store_mod
+from gateway.service import Service, ServiceTiming
+from gateway.store import StoreLimits
 from gateway.systemd import Notifier, SystemdIntegration, watchdog_interval
 
 GPIO_ONLY = DemoOptions(ble_devices=0, zigbee=False, gpio_interval=0.2)
@@ -249,10 +249,9 @@ async def test_pings_stop_while_store_writes_fail(
     tmp_path: Path,
     path_server: tuple[socket.socket, str],
     recorder: Recorder,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(store_mod, "RETRY_MAX_S", 0.3)
-    svc = Service(_config(tmp_path), drivers=[])
+    timing = ServiceTiming(store=StoreLimits(retry_max_s=0.3))
+    svc = Service(_config(tmp_path), drivers=[], timing=timing)
     async with svc, _integration(svc, path_server[1]) as sd:
         await recorder.until(is_ping)
         assert svc.store is not None

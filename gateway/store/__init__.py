@@ -3,13 +3,16 @@
 Modules by responsibility:
 
 - :mod:`~gateway.store.schema`: tables, migrations, connection settings, ``meta``;
-- :mod:`~gateway.store.writer`: :class:`Store`, the pending queue, batched durable commits
-  and sequence numbers (the durability contract is written there);
+- :mod:`~gateway.store.writer`: :class:`Store`, batched durable commits and sequence
+  numbers (the durability contract is written there), with :mod:`~gateway.store.pending`
+  (the pending queue and its bounds), :mod:`~gateway.store.rows` (what a commit writes,
+  the numbers of series and boot ids) and :mod:`~gateway.store.limits` (bounds, timings);
 - :mod:`~gateway.store.reader`: queries, and the read-only view for the CLI;
 - :mod:`~gateway.store.outbox`: every statement on the outbox and dead-letter tables, the
   row encoding and its size (the sync agent keeps only the policy);
 - :mod:`~gateway.store.devices`, :mod:`~gateway.store.codec`: the devices table, values;
-- :mod:`~gateway.store.files`: corrupt-file handling and the sequence reservation file.
+- :mod:`~gateway.store.files`: corrupt-file handling and the sequence reservation file;
+- :mod:`~gateway.store.sql`: the one WHERE-clause builder of the queries.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from gateway.store.outbox import (
 )
 from gateway.store.reader import StateReader, open_readonly
 from gateway.store.schema import APPLICATION_ID, SCHEMA_VERSION
-from gateway.store.writer import Commit, CommitListener, Store, StoreCounters
+from gateway.store.writer import Commit, CommitListener, Store, StoreCounters, StoreLimits
 
 __all__ = [
     "APPLICATION_ID",
@@ -38,6 +41,7 @@ __all__ = [
     "StateReader",
     "Store",
     "StoreCounters",
+    "StoreLimits",
     "event_body",
     "open_readonly",
     "reading_body",

@@ -4,6 +4,7 @@ moving a bad one aside (never deleting it), and the sequence reservation side fi
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import shutil
 import sqlite3
@@ -15,6 +16,8 @@ from typing import BinaryIO
 
 from gateway.errors import StoreError
 from gateway.store.schema import APPLICATION_ID
+
+_LOGGER = logging.getLogger(__name__)
 
 _CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 
@@ -264,3 +267,66 @@ def move_aside(path: Path) -> Path:
         if side.exists():
             os.replace(side, target.with_name(target.name + suffix))
     return target
+
+
+@dataclass(slots=True)
+class OpenCheck:
+    """What the files said before the database was opened."""
+
+    reservation: Reservation
+    #: Whether the database file held data.
+    existed: bool
+    #: Where an unusable database was moved (a new one is then created).
+    moved: Path | None
+    #: What was found wrong (logged at ERROR, kept for health and in ``meta``).
+    damage: list[str]
+
+    def numbers_used(self, path: Path, stored: int, reserve: int) -> int:
+        """Numbering continues above what this returns, given the database's own last
+        seq ``stored``; a database behind the numbers handed out is damage."""
+        reservation = self.reservation
+        used = reservation.used_up_to
+        if reservation.state is ReservationState.UNREADABLE:
+            used = stored + reserve  # whatever a lost reservation covered
+        if (
+            stored < used
+            and reservation.state is ReservationState.CLOSED
+            and self.existed
+            and self.moved is None
+        ):
+            self.damage.append(
+                f"the database ends at #{stored} but numbers up to #{used} were handed"
+                " out (an older copy restored, or writes lost)"
+            )
+        return max(stored, used)
+
+
+def check_at_open(path: Path) -> OpenCheck:
+    """Consult the reservation file, inspect a write-ahead log an unclean stop left (a
+    damaged one is copied aside first), and move an unusable database aside (blocking:
+    run it in a thread)."""
+    reservation = read_reservation(path)
+    existed = has_data(path)
+    damage: list[str] = []
+    if reservation.state is ReservationState.UNREADABLE:
+        damage.append(f"the sequence reservation file {reservation_path(path)} is unreadable")
+    elif reservation.state is ReservationState.RESERVED and existed:
+        # the last run did not close: was its write-ahead log lost or damaged?
+        wal = inspect_wal(path)
+        if wal is not None:
+            kept = keep_aside(path)
+            where = f" (copied to {', '.join(p.name for p in kept)})" if kept else ""
+            damage.append(f"{wal} after an unclean stop{where}")
+    moved: Path | None = None
+    problem = check_existing(path)
+    if problem is not None:
+        moved = move_aside(path)
+        _LOGGER.error(
+            "state database %s is unusable (%s): moved it to %s and started a new one",
+            path,
+            problem,
+            moved,
+        )
+    elif not existed and reservation.used_up_to > 0:
+        damage.append("the database file is missing")
+    return OpenCheck(reservation, existed, moved, damage)

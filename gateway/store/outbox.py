@@ -2,7 +2,8 @@
 
 The sync agent decides what to send, drop, expire or dead-letter
 (:mod:`gateway.sync.outbox`); this module is the only one that knows how the rows are laid
-out. Statements of :class:`OutboxTable` each run in their own write transaction of the
+out (which readings of ``readings`` are in it is :mod:`gateway.store.delivered`'s part).
+Statements of :class:`OutboxTable` each run in their own write transaction of the
 store (serialised with the ingest writer, so they never see its half-written batch); the
 plain functions run on a caller's connection (the read-only views of the API and the CLI).
 """
@@ -21,14 +22,9 @@ from typing import Any
 import aiosqlite
 
 from gateway.model import Event, Reading
+from gateway.store import delivered
 from gateway.store.codec import encode_value, json_str
-from gateway.store.schema import (
-    DELIVERED,
-    META_DELIVERED,
-    META_HISTORY_AFTER,
-    PENDING_READING,
-    meta_put,
-)
+from gateway.store.schema import PENDING_READING, meta_put
 from gateway.store.sql import where
 
 OUTBOX_READING = 0
@@ -164,27 +160,6 @@ INSERT = (
     "INSERT INTO outbox_items (seq, kind, series, body, ts, boot, mono, synced, size)"
     " VALUES (?,?,?,?,?,?,?,?,?)"
 )
-INSERT_READING = (
-    "INSERT INTO readings (seq, series, value, ts, boot, mono, synced) VALUES (?,?,?,?,?,?,?)"
-)
-
-#: Records a series' or a boot id's number (inside the commit that first uses it).
-INSERT_SERIES = (
-    "INSERT OR IGNORE INTO series (id, device_id, metric, unit, size) VALUES (?, ?, ?, ?, ?)"
-)
-INSERT_BOOT = "INSERT OR IGNORE INTO boots (id, boot) VALUES (?, ?)"
-
-
-async def series_ids(db: aiosqlite.Connection) -> dict[SeriesKey, int]:
-    async with db.execute("SELECT device_id, metric, unit, id FROM series") as cur:
-        return {(str(r[0]), str(r[1]), str(r[2])): int(r[3]) for r in await cur.fetchall()}
-
-
-async def boot_ids(db: aiosqlite.Connection) -> dict[str, int]:
-    async with db.execute("SELECT boot, id FROM boots") as cur:
-        return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
-
-
 # LEFT JOINs: a row whose series is missing (a file edited by hand) is still read, and its
 # body (not a JSON object then) gets it dead-lettered instead of waiting forever unseen
 _NAMES = (
@@ -283,75 +258,6 @@ async def oldest(db: aiosqlite.Connection) -> tuple[int | None, float | None]:
     return (int(rows[0][0]), float(rows[0][4])) if rows else (None, None)
 
 
-async def _delivered(db: aiosqlite.Connection) -> int:
-    async with db.execute(f"SELECT {DELIVERED}") as cur:
-        row = await cur.fetchone()
-    return int(row[0]) if row else 0
-
-
-async def remove(db: aiosqlite.Connection, ranges: Iterable[tuple[int, int]]) -> int:
-    """Take the rows of inclusive (first, last) seq ranges out of the outbox (inside the
-    caller's transaction). Returns how many rows were in it."""
-    delivered = await _delivered(db)
-    removed = 0
-    for start, last in sorted(ranges):
-        cur = await db.execute("DELETE FROM outbox_items WHERE seq BETWEEN ? AND ?", (start, last))
-        removed += max(cur.rowcount, 0)
-        first = max(start, delivered + 1)
-        if first > last:
-            continue
-        async with db.execute(
-            f"SELECT count(*) FROM readings r WHERE r.seq BETWEEN ? AND ? AND {PENDING_READING}",  # noqa: S608 - constant text
-            (first, last),
-        ) as cur:
-            row = await cur.fetchone()
-        removed += int(row[0]) if row else 0
-        await _add_gone(db, first, last)
-    await _advance(db, delivered)
-    return removed
-
-
-async def _add_gone(db: aiosqlite.Connection, first: int, last: int) -> None:
-    """Record a range in ``outbox_gone``, merged with the ranges it touches (they never
-    overlap)."""
-    async with db.execute(
-        "SELECT first, last FROM outbox_gone WHERE first <= ? ORDER BY first DESC LIMIT 1",
-        (first,),
-    ) as cur:
-        prev = await cur.fetchone()
-    if prev is not None and int(prev[1]) >= first - 1:
-        first, last = int(prev[0]), max(last, int(prev[1]))
-    async with db.execute(
-        "SELECT max(last) FROM outbox_gone WHERE first BETWEEN ? AND ?", (first, last + 1)
-    ) as cur:
-        row = await cur.fetchone()
-    if row is not None and row[0] is not None:
-        last = max(last, int(row[0]))
-    await db.execute("DELETE FROM outbox_gone WHERE first BETWEEN ? AND ?", (first, last + 1))
-    await db.execute("INSERT INTO outbox_gone (first, last) VALUES (?, ?)", (first, last))
-
-
-async def _advance(db: aiosqlite.Connection, delivered: int) -> None:
-    """Move the delivered watermark over the ranges of ``outbox_gone`` that no reading in
-    the outbox precedes."""
-    mark = delivered
-    while True:
-        async with db.execute("SELECT first, last FROM outbox_gone ORDER BY first LIMIT 1") as cur:
-            gone = await cur.fetchone()
-        if gone is None:
-            break
-        async with db.execute(
-            "SELECT seq FROM readings WHERE seq > ? ORDER BY seq LIMIT 1", (mark,)
-        ) as cur:
-            nxt = await cur.fetchone()
-        if nxt is not None and int(nxt[0]) < int(gone[0]):
-            break  # a reading still in the outbox
-        mark = max(mark, int(gone[1]))
-        await db.execute("DELETE FROM outbox_gone WHERE first = ?", (gone[0],))
-    if mark != delivered:
-        await meta_put(db, META_DELIVERED, str(mark))
-
-
 async def keep_newest(db: aiosqlite.Connection, rows: int) -> None:
     """Take all but the newest ``rows`` rows out of the outbox (inside the caller's
     transaction)."""
@@ -360,35 +266,7 @@ async def keep_newest(db: aiosqlite.Connection, rows: int) -> None:
         return
     cutoff = int(newest[-1][0])
     await db.execute("DELETE FROM outbox_items WHERE seq <= ?", (cutoff,))
-    if cutoff > await _delivered(db):
-        await db.execute("DELETE FROM outbox_gone WHERE last <= ?", (cutoff,))
-        await db.execute("UPDATE outbox_gone SET first = ? WHERE first <= ?", (cutoff + 1, cutoff))
-        await meta_put(db, META_DELIVERED, str(cutoff))
-
-
-async def prune_history(db: aiosqlite.Connection, keep: int) -> None:
-    """Keep the newest ``keep`` readings in the history (inside the caller's transaction);
-    older ones stay in ``readings`` (hidden from it) until they leave the outbox."""
-    async with db.execute(
-        "SELECT seq FROM readings ORDER BY seq DESC LIMIT 1 OFFSET ?", (keep,)
-    ) as cur:
-        row = await cur.fetchone()
-    if row is None:
-        return
-    cutoff = int(row[0])
-    await db.execute("DELETE FROM readings WHERE seq <= min(?, ?)", (cutoff, await _delivered(db)))
-    await meta_put(db, META_HISTORY_AFTER, str(cutoff))
-
-
-def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
-    """Inclusive (first, last) runs of consecutive sequence numbers."""
-    out: list[tuple[int, int]] = []
-    for seq in sorted(set(seqs)):
-        if out and out[-1][1] == seq - 1:
-            out[-1] = (out[-1][0], seq)
-        else:
-            out.append((seq, seq))
-    return out
+    await delivered.skip_to(db, cutoff)
 
 
 Transaction = Callable[[], contextlib.AbstractAsyncContextManager[aiosqlite.Connection]]
@@ -429,7 +307,7 @@ class OutboxTable:
     async def delete_ranges(self, ranges: Sequence[tuple[int, int]], count: MetaCount) -> int:
         """Delete the rows of inclusive (first, last) seq ranges. Returns rows deleted."""
         async with self._transaction() as db:
-            deleted = await remove(db, ranges)
+            deleted = await delivered.remove(db, ranges)
             await _put(db, count)
         return deleted
 
@@ -439,7 +317,7 @@ class OutboxTable:
         if not seqs and count is None:
             return 0
         async with self._transaction() as db:
-            await remove(db, seq_ranges(seqs))
+            await delivered.remove(db, delivered.seq_ranges(seqs))
             await _put(db, count)
         return len(seqs)
 
@@ -482,7 +360,7 @@ class OutboxTable:
                 " VALUES (?,?,?,?,?)",
                 (time.time(), reason, rows[0].seq, rows[-1].seq, payload),
             )
-            await remove(db, seq_ranges(r.seq for r in rows))
+            await delivered.remove(db, delivered.seq_ranges(r.seq for r in rows))
 
     async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         async with (

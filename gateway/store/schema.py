@@ -49,6 +49,16 @@ PENDING_READING = (
     " WHERE g.first <= r.seq ORDER BY g.first DESC LIMIT 1), 0) < r.seq"
 )
 
+
+def _outbox_table(name: str, names: str, boot: str) -> str:
+    """The outbox table of schemas 1 to 3, naming a row's device (or series) and boot so."""
+    return (
+        f"CREATE TABLE {name} (seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, {names},"
+        f" body TEXT NOT NULL, ts REAL NOT NULL, boot {boot} NOT NULL, mono REAL NOT NULL,"
+        " synced INTEGER NOT NULL, size INTEGER NOT NULL)"
+    )
+
+
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 0 -> 1: the initial schema
     (
@@ -86,17 +96,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         # no (device, metric) index on history: on every batch it would dirty leaf pages
         # all over the B-tree (SD card wear); per-device queries scan the bounded table.
-        """CREATE TABLE outbox (
-            seq INTEGER PRIMARY KEY,
-            kind INTEGER NOT NULL,
-            device_id TEXT NOT NULL,
-            body TEXT NOT NULL,
-            ts REAL NOT NULL,
-            boot TEXT NOT NULL,
-            mono REAL NOT NULL,
-            synced INTEGER NOT NULL,
-            size INTEGER NOT NULL
-        )""",
+        _outbox_table("outbox", "device_id TEXT NOT NULL", "TEXT"),
         "CREATE INDEX outbox_kind ON outbox (kind, seq)",
         """CREATE TABLE dead_letter (
             id INTEGER PRIMARY KEY,
@@ -114,17 +114,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX outbox_kind",
         "CREATE TABLE boots (id INTEGER PRIMARY KEY, boot TEXT NOT NULL UNIQUE)",
         "INSERT OR IGNORE INTO boots (boot) SELECT DISTINCT boot FROM outbox",
-        """CREATE TABLE outbox_v2 (
-            seq INTEGER PRIMARY KEY,
-            kind INTEGER NOT NULL,
-            device_id TEXT NOT NULL,
-            body TEXT NOT NULL,
-            ts REAL NOT NULL,
-            boot INTEGER NOT NULL,
-            mono REAL NOT NULL,
-            synced INTEGER NOT NULL,
-            size INTEGER NOT NULL
-        )""",
+        _outbox_table("outbox_v2", "device_id TEXT NOT NULL", "INTEGER"),
         (
             "INSERT INTO outbox_v2 SELECT o.seq, o.kind, o.device_id, o.body, o.ts, b.id,"
             " o.mono, o.synced, o.size FROM outbox o JOIN boots b ON b.boot = o.boot"
@@ -155,17 +145,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
                     ELSE char(0) END
             FROM old""",
         "DROP TABLE outbox",
-        """CREATE TABLE outbox (
-            seq INTEGER PRIMARY KEY,
-            kind INTEGER NOT NULL,
-            series INTEGER NOT NULL,
-            body TEXT NOT NULL,
-            ts REAL NOT NULL,
-            boot INTEGER NOT NULL,
-            mono REAL NOT NULL,
-            synced INTEGER NOT NULL,
-            size INTEGER NOT NULL
-        )""",
+        _outbox_table("outbox", "series INTEGER NOT NULL", "INTEGER"),
         """INSERT INTO outbox SELECT o.seq, o.kind, s.id,
             CASE WHEN o.parsed THEN o.body -> '$.value' ELSE o.body END,
             o.ts, o.boot, o.mono, o.synced, o.size

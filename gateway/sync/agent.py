@@ -94,7 +94,7 @@ class SyncAgent:
         )
         #: What every part shares (built once).
         self._deps = deps = SyncDeps(
-            cfg, self.topics, store, Outbox(store), clock, router, self.timing
+            cfg, self.topics, store, Outbox(store, self.timing.outbox), clock, router, self.timing
         )
         self.counters = deps.counters
         up = upstream_settings(cfg, config.gateway.id)

@@ -17,18 +17,30 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar
 
+from drivers.timing import check_timing
 from gateway.metrics import METRICS, base_name
 from gateway.store import OUTBOX_EVENT, OutboxRow, OutboxStats, Store
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Rows read per query while looking for rows to drop or expire.
-SCAN_CHUNK = 5000
-#: Chunks one TTL pass reads at most; the next pass resumes after the last one.
-EXPIRE_SCAN_CHUNKS = 20
-#: After the outbox overflows, free down to this fraction of the bound (hysteresis: the
-#: bound is not enforced on every commit).
-LOW_WATER = 0.95
+
+@dataclass(frozen=True, slots=True)
+class OutboxLimits:
+    """How the outbox policy scans (tests shrink the chunks through ``SyncTiming.outbox``)."""
+
+    #: Rows read per query while looking for rows to drop or expire.
+    scan_chunk: int = 5000
+    #: Chunks one TTL pass reads at most; the next pass resumes after the last one.
+    expire_scan_chunks: int = 20
+    #: After the outbox overflows, free down to this fraction of the bound (hysteresis:
+    #: the bound is not enforced on every commit).
+    low_water: float = 0.95
+
+    def __post_init__(self) -> None:
+        check_timing(self)
+        if self.low_water > 1:
+            raise ValueError(f"OutboxLimits.low_water must be at most 1, not {self.low_water!r}")
+
 
 #: Readings of these metrics are state changes (door opened, leak, smoke, relay switched):
 #: like button events they are the last to be dropped. All boolean metrics.
@@ -112,8 +124,9 @@ class Counters:
 
 
 class Outbox:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, limits: OutboxLimits | None = None) -> None:
         self.store = store
+        self.limits = limits or OutboxLimits()
         self.counters = Counters()
         #: Statements that failed after their caller was cancelled (logged at WARNING).
         self.late_failures = 0
@@ -183,20 +196,20 @@ class Outbox:
 
     @_atomic
     async def enforce_bytes(self, max_bytes: int, strategy: Strategy) -> tuple[int, int]:
-        """Bring the outbox under ``max_bytes`` (down to LOW_WATER of it). Periodic readings
+        """Bring the outbox under ``max_bytes`` (down to ``low_water`` of it). Periodic readings
         go first, events and state changes last; ``drop_oldest`` drops the oldest,
         ``reject_new`` the newest. Returns (rows dropped, bytes freed)."""
         depth = await self.depth()
         if depth.bytes <= max_bytes:
             return 0, 0
-        excess = depth.bytes - int(max_bytes * LOW_WATER)
+        excess = depth.bytes - int(max_bytes * self.limits.low_water)
         victims: list[int] = []
         freed = 0
         newest_first = strategy == "reject_new"
         for priority_pass in (False, True):
             cursor: int | None = None
             while freed < excess:
-                chunk = await self.store.outbox.scan(cursor, newest_first, SCAN_CHUNK)
+                chunk = await self.store.outbox.scan(cursor, newest_first, self.limits.scan_chunk)
                 if not chunk:
                     break
                 cursor = chunk[-1][0]
@@ -229,14 +242,14 @@ class Outbox:
         before NTP sync in an earlier boot (maybe "1970") is kept, bounded by bytes only.
         Rows are scanned oldest first, past untrusted rows, and the scan stops after the
         first chunk holding a trusted row within the TTL (the rows after it are newer). A
-        pass reads at most EXPIRE_SCAN_CHUNKS chunks; the next one resumes after them, so
+        pass reads at most ``expire_scan_chunks`` chunks; the next one resumes after them, so
         any number of untrusted rows at the head cannot hide expired rows behind them.
         Returns (rows, bytes)."""
         victims: list[int] = []
         freed = 0
         cursor = self._expire_cursor
-        for _ in range(EXPIRE_SCAN_CHUNKS):
-            chunk = await self.store.outbox.scan_stamps(cursor, SCAN_CHUNK)
+        for _ in range(self.limits.expire_scan_chunks):
+            chunk = await self.store.outbox.scan_stamps(cursor, self.limits.scan_chunk)
             if not chunk:
                 cursor = 0
                 break

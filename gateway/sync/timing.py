@@ -6,9 +6,10 @@ patching module constants.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drivers.timing import check_timing
+from gateway.sync.outbox import OutboxLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ class SyncTiming:
     ha_first_refresh_s: float = 1.0
     #: A link supervisor waits this long for its session to end at a stop.
     stop_timeout_s: float = 3.0
+    #: How the outbox policy scans for rows to drop or expire.
+    outbox: OutboxLimits = field(default_factory=OutboxLimits)
 
     def __post_init__(self) -> None:
         check_timing(self)

@@ -1,0 +1,181 @@
+"""What one commit writes: the rows of a batch, numbered, and the statements that store
+them. The :class:`Numbering` also hands out the numbers of series and boot ids, recorded by
+the first commit that uses them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from gateway.model import Event, Reading
+from gateway.store import devices, outbox
+from gateway.store.codec import encode_value
+from gateway.store.outbox import SeriesKey
+from gateway.store.pending import Batch
+
+INSERT_READING = (
+    "INSERT INTO readings (seq, series, value, ts, boot, mono, synced) VALUES (?,?,?,?,?,?,?)"
+)
+
+#: Records a series' or a boot id's number (inside the commit that first uses it).
+INSERT_SERIES = (
+    "INSERT OR IGNORE INTO series (id, device_id, metric, unit, size) VALUES (?, ?, ?, ?, ?)"
+)
+INSERT_BOOT = "INSERT OR IGNORE INTO boots (id, boot) VALUES (?, ?)"
+
+
+async def series_ids(db: aiosqlite.Connection) -> dict[SeriesKey, int]:
+    async with db.execute("SELECT device_id, metric, unit, id FROM series") as cur:
+        return {(str(r[0]), str(r[1]), str(r[2])): int(r[3]) for r in await cur.fetchall()}
+
+
+async def boot_ids(db: aiosqlite.Connection) -> dict[str, int]:
+    async with db.execute("SELECT boot, id FROM boots") as cur:
+        return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+
+
+UPSERT_STATE = (
+    "INSERT INTO state (device_id, metric, value, unit, ts, seq)"
+    " VALUES (?,?,?,?,?,?) ON CONFLICT (device_id, metric) DO UPDATE SET"
+    " value=excluded.value, unit=excluded.unit, ts=excluded.ts, seq=excluded.seq"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """What one commit stored, as commit listeners see it."""
+
+    readings: Sequence[Reading]
+    events: Sequence[Event]
+    #: What these rows add to the outbox's byte bound (the sum of their row sizes).
+    outbox_bytes: int
+
+
+CommitListener = Callable[[Commit], None]
+
+
+@dataclass(slots=True)
+class Rows:
+    """A batch's rows; ``seq`` is the last number they use."""
+
+    seq: int
+    readings: list[Reading] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    history: list[tuple[Any, ...]] = field(default_factory=list)
+    state: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    outbox: list[tuple[Any, ...]] = field(default_factory=list)
+    battery: dict[str, float] = field(default_factory=dict)
+    outbox_bytes: int = 0
+
+    def commit(self) -> Commit:
+        return Commit(self.readings, self.events, self.outbox_bytes)
+
+
+class Numbering:
+    """Series and boot-id numbers: the known ones, and those handed out that no commit has
+    recorded yet."""
+
+    def __init__(self, boots: dict[str, int], series: dict[SeriesKey, int]) -> None:
+        self._boots = boots
+        self._series = series
+        self._new_boots: dict[str, int] = {}
+        self._new_series: dict[SeriesKey, int] = {}
+        self._next_series = max(series.values(), default=0) + 1
+        #: Series number -> a reading's outbox row size without its value's JSON text.
+        self._fixed_size: dict[int, int] = {}
+
+    @classmethod
+    async def load(cls, db: aiosqlite.Connection) -> Numbering:
+        return cls(await boot_ids(db), await series_ids(db))
+
+    def boot_id(self, boot: str) -> int:
+        n = self._boots.get(boot)
+        if n is None:
+            # recorded in ``boots`` by the next commit that succeeds
+            n = self._boots[boot] = self._new_boots[boot] = max(self._boots.values(), default=0) + 1
+        return n
+
+    def series_id(self, key: SeriesKey) -> int:
+        n = self._series.get(key)
+        if n is None:
+            n = self._series[key] = self._new_series[key] = self._next_series
+            self._next_series += 1
+        return n
+
+    def rows(self, batch: Batch, last_seq: int) -> Rows:
+        """Number the batch's items after ``last_seq``: in arrival order per kind, readings
+        before events (a consumer orders by seq, and a batch spans at most batch_max_ms)."""
+        out = Rows(last_seq)
+        seq = last_seq
+        fixed_size = self._fixed_size
+        for r in batch.readings:
+            seq += 1
+            value = encode_value(r.value)
+            out.readings.append(_with_seq(r, seq))
+            key = outbox.reading_series(r)
+            series = self.series_id(key)
+            fixed = fixed_size.get(series)
+            if fixed is None:
+                fixed = fixed_size[series] = outbox.series_size(key)
+            out.outbox_bytes += fixed + len(value)
+            st = r.stamp
+            out.history.append(
+                (seq, series, value, st.wall, self.boot_id(st.boot), st.mono, int(st.synced))
+            )
+            state = (r.device_id, r.metric, value, r.unit, st.wall, seq)
+            out.state[(r.device_id, r.metric)] = state
+            if r.metric == "battery" and isinstance(r.value, int | float):
+                out.battery[r.device_id] = float(r.value)
+        for e in batch.events:
+            seq += 1
+            out.events.append(_with_seq(e, seq))
+            row = outbox.event_row(
+                seq, e, self.series_id(outbox.event_series(e)), self.boot_id(e.stamp.boot)
+            )
+            out.outbox_bytes += row[outbox.SIZE_COLUMN]
+            out.outbox.append(row)
+        out.seq = seq
+        return out
+
+    async def write(self, db: aiosqlite.Connection, batch: Batch, rows: Rows) -> None:
+        """Store the rows, the numbers they use first and the batch's device updates
+        (inside the caller's transaction)."""
+        if self._new_series:
+            await db.executemany(
+                INSERT_SERIES,
+                [(n, *key, outbox.series_size(key)) for key, n in self._new_series.items()],
+            )
+        if self._new_boots:
+            await db.executemany(INSERT_BOOT, [(n, b) for b, n in self._new_boots.items()])
+        for upd in batch.devices.values():
+            await db.execute(devices.UPSERT_DEVICE, devices.device_params(upd))
+        if rows.history:
+            await db.executemany(INSERT_READING, rows.history)
+            await db.executemany(UPSERT_STATE, list(rows.state.values()))
+        if rows.outbox:
+            await db.executemany(outbox.INSERT, rows.outbox)
+        if batch.seen:
+            await db.executemany(devices.SEEN, [(ts, ts, dev) for dev, ts in batch.seen.items()])
+        if rows.battery:
+            await db.executemany(devices.BATTERY, [(v, dev) for dev, v in rows.battery.items()])
+
+    def recorded(self) -> None:
+        """The commit that wrote the new numbers succeeded."""
+        self._new_series.clear()
+        self._new_boots.clear()
+
+
+_T = TypeVar("_T", Reading, Event)
+
+
+def _with_seq(item: _T, seq: int) -> _T:
+    if type(item) is Reading:
+        # the hot path: a direct constructor call is several times faster than replace()
+        return Reading(
+            item.device_id, item.metric, item.value, item.unit, item.stamp, item.source, seq
+        )
+    return dataclasses.replace(item, seq=seq)
