@@ -14,6 +14,8 @@ from gateway.model import DeviceUpdate, Event, Reading, Stamp, Value
 from gateway.store import Store
 
 _LOGGER = logging.getLogger(__name__)
+#: Metric names whose definition a driver's sink keeps.
+_DEFS_MAX = 1024
 
 
 class Ingest:
@@ -74,7 +76,7 @@ class Ingest:
 
     def stamp(self) -> Stamp:
         c = self._clock
-        return Stamp(wall=c.wall(), mono=c.mono(), boot=c.boot_id, synced=c.synchronized())
+        return Stamp(c.wall(), c.mono(), c.boot_id, c.synchronized())  # (positional: per reading)
 
     def sink_for(self, source: str) -> DriverSink:
         return DriverSink(self, source)
@@ -90,6 +92,8 @@ class DriverSink:
         self._n_readings = f"{source}.readings"
         self._n_events = f"{source}.events"
         self._n_dropped = f"{source}.dropped"
+        #: Metric name -> its definition, looked up once per name (not per reading).
+        self._defs: dict[str, MetricDef | None] = {}
 
     def device(self, update: DeviceUpdate) -> None:
         if self._ingest._admits(update.id, self._source, update):
@@ -99,19 +103,19 @@ class DriverSink:
         ing = self._ingest
         if not ing._admits(device_id, self._source):
             return
-        m = metric_def(metric)
+        defs = self._defs
+        if metric in defs:
+            m = defs[metric]
+        else:
+            m = metric_def(metric)
+            if len(defs) < _DEFS_MAX:  # names come from the decoders' tables: few
+                defs[metric] = m
         if not _valid(m, value):
             ing.counters[f"{self._source}.dropped_invalid"] += 1
             _LOGGER.debug("dropped invalid value %r for %s %s", value, device_id, metric)
             return
-        reading = Reading(
-            device_id=device_id,
-            metric=metric,
-            value=value,
-            unit=m.unit if m is not None else None,
-            stamp=ing.stamp(),
-            source=self._source,
-        )
+        unit = m.unit if m is not None else None
+        reading = Reading(device_id, metric, value, unit, ing.stamp(), self._source)
         if ing._store.add_reading(reading):
             ing.counters[self._n_readings] += 1
         else:

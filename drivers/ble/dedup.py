@@ -25,7 +25,7 @@ RESET_FROM = 1000
 #: instead of a tuple of three (about 120 B).
 DedupKey = bytes
 #: One byte per advert format (its service UUID); another UUID is spelled out.
-_FORMAT_TAGS = {uuid: bytes([i]) for i, uuid in enumerate(FORMATS)}
+FORMAT_TAGS = {uuid: bytes([i]) for i, uuid in enumerate(FORMATS)}
 
 
 def sender_key(mac: str) -> bytes:
@@ -37,7 +37,7 @@ def sender_key(mac: str) -> bytes:
 
 
 def dedup_key(sender: bytes, uuid: str, payload: bytes) -> DedupKey:
-    tag = _FORMAT_TAGS.get(uuid)
+    tag = FORMAT_TAGS.get(uuid)
     if tag is None:
         tag = b"\xff" + uuid.encode() + b"\x00"
     return b"".join((sender, tag, payload))

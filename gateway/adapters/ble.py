@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from drivers.ble.decoder import FORMATS, decode_payload
-from drivers.ble.dedup import Deduplicator, ReplayGuard, dedup_key, sender_key, window_for
+from drivers.ble.decoder import decode_payload
+from drivers.ble.dedup import FORMAT_TAGS, Deduplicator, ReplayGuard, sender_key, window_for
 from drivers.ble.downgrade import DowngradeGuard
 from drivers.ble.keys import BindKey, parse_key
 from drivers.ble.scanner import BleScanner, ScannerFactory, bleak_factory
@@ -193,9 +193,10 @@ class BleDriver:
         key = self._keys.get(mac)
         dedup = self._dedup
         for uuid, data in adv.service_data.items():
-            if uuid not in FORMATS:
+            tag = FORMAT_TAGS.get(uuid)
+            if tag is None:  # not a format we decode
                 continue
-            raw = dedup_key(ids[2], uuid, data)
+            raw = b"".join((ids[2], tag, data))  # dedup_key(), inline: per advert
             if dedup.check(raw, now):
                 known = self._known.get(ids[1])
                 if known is not None:  # a repeat still proves the device is alive

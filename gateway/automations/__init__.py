@@ -129,8 +129,9 @@ class Automations:
         self.effects = _LiveEffects(self)
         self.tracker: PresenceTracker | None = None
         self._journal: Journal | None = None
-        #: Committed inputs; None wakes the loop (a spawned run set a timer).
-        self._queue: asyncio.Queue[Input | None] = asyncio.Queue()
+        #: Commits (their readings and events are the inputs, taken in order) and other
+        #: inputs; None wakes the loop (a spawned run set a timer).
+        self._queue: asyncio.Queue[Commit | Input | None] = asyncio.Queue()
         self._instance = f"{time.time():.6f}"
         self._automations = service.config.automations
         self._presence = service.config.presence
@@ -236,22 +237,21 @@ class Automations:
         saved_version = engine.version
         queue = self._queue
         while True:
-            inp: Input | None = None
-            if not queue.empty():  # a burst of commits: no timeout to arm per input
-                inp = queue.get_nowait()
+            item: Commit | Input | None = None
+            if not queue.empty():  # a burst of commits: no timeout to arm per item
+                item = queue.get_nowait()
             else:
                 deadline = engine.next_deadline()
                 wait = POLL_S if deadline is None else deadline + LIVE_LAG_S - time.time()
                 try:
                     async with asyncio.timeout(max(0.0, min(wait, POLL_S))):
-                        inp = await queue.get()
+                        item = await queue.get()
                 except TimeoutError:
                     pass
-            if inp is not None:
-                self.counters["inputs"] += 1
-                if inp.kind != "reading":
-                    self._journal_input(inp)
-                await engine.handle(inp)
+            if isinstance(item, Input):
+                await self._input(engine, item)
+            elif item is not None:
+                await self._commit(engine, item)
             await engine.advance(time.time() - LIVE_LAG_S)
             if time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + POLL_S
@@ -264,6 +264,22 @@ class Automations:
                     self._saved_timers = timers
                     self._journal.save_timers(timers)
 
+    async def _input(self, engine: Engine, inp: Input) -> None:
+        self.counters["inputs"] += 1
+        if inp.kind != "reading":
+            self._journal_input(inp)
+        await engine.handle(inp)
+
+    async def _commit(self, engine: Engine, commit: Commit) -> None:
+        """A commit's readings, then its events (not the automations' own), as inputs."""
+        for r in commit.readings:
+            self.counters["inputs"] += 1
+            await engine.reading(r.stamp.wall, r.device_id, r.metric, r.value, r.seq)
+        for e in commit.events:
+            if e.source != SOURCE:
+                inp = Input(e.stamp.wall, "event", e.device_id, e.event, e.action, e.button, e.seq)
+                await self._input(engine, inp)
+
     def _journal_input(self, inp: Input) -> None:
         if self._journal is not None:
             try:
@@ -272,17 +288,8 @@ class Automations:
                 self.reason = f"cannot write automations.db: {exc}"
 
     def _on_commit(self, commit: Commit) -> None:
-        readings, events = commit.readings, commit.events
-        for r in readings:
-            self._queue.put_nowait(
-                Input(r.stamp.wall, "reading", r.device_id, r.metric, r.value, seq=r.seq)
-            )
-        for e in events:
-            if e.source == SOURCE:
-                continue
-            self._queue.put_nowait(
-                Input(e.stamp.wall, "event", e.device_id, e.event, e.action, e.button, e.seq)
-            )
+        if commit.readings or commit.events:
+            self._queue.put_nowait(commit)  # its inputs are made as the loop takes them
 
     def _poll_uplink(self) -> None:
         link = getattr(self.service.sync, "upstream", None)

@@ -260,6 +260,20 @@ class Engine:
 
     # ------------------------------------------------------------------ inputs
 
+    async def reading(
+        self, ts: float, device: str, metric: str, value: Value, seq: int = 0
+    ) -> None:
+        """``handle(Input(ts, "reading", device, metric, value, seq=seq))``, without making
+        the Input when no trigger concerns the device (most readings of a big home): only
+        the timers due, the device's value and when it was last seen change then."""
+        if device in self._by_device:
+            await self.handle(Input(ts, "reading", device, metric, value, seq=seq))
+            return
+        await self.advance(ts)
+        self.now = ts
+        self.values[(device, metric)] = value
+        self.last_seen[device] = ts
+
     async def handle(self, inp: Input) -> None:
         """One reading, event or uplink change, at ``inp.ts`` (timers due before it first)."""
         await self.advance(inp.ts)
