@@ -23,21 +23,34 @@ from drivers.ble.types import Advertisement, Decoded, Failed, FailReason, normal
 VECTORS = Path(__file__).parent / "vectors" / "ble.jsonl"
 LINES: list[dict[str, Any]] = [json.loads(line) for line in VECTORS.read_text().splitlines()]
 
+#: Why a vector's expectation differs from its source, once per reason: reason ->
+#: {vector index: values to set/replace in the translated expectation}.
+_DEVIATIONS: dict[str, dict[int, dict[str, Any]]] = {
+    "0x1006 carries 0.1 % (467); the source truncates to 46": {11: {"humidity": 46.7}},
+    "key id as sent (u32), not the source's label": {
+        49: {"key_id": 0xFFFFFFFF},
+        50: {"key_id": 0},
+        51: {"key_id": 0x80010002},
+        52: {"key_id": 0},
+        71: {"key_id": 0},
+    },
+    "0x4818 carries the no-motion time; we report it too": {
+        62: {"no_motion_time": 60.0},
+        73: {"no_motion_time": 60.0},
+    },
+    "0x07 is sent in lb; reported in kg (74.86 lb)": {
+        130: {"mass": 33.956},
+        205: {"mass": 33.956},
+    },
+    "0x40 is sent in mm; distance is reported in m": {152: {"distance": 0.012}},
+    "0x48 is sent in mL; volume is reported in L": {161: {"volume": 34.78}},
+    "S200 record of a finished weighing: stabilized (docs/ble.md)": {83: {"stabilized": True}},
+}
 #: Vector index -> (values to set/replace in the translated expectation, reason).
 OVERRIDES: dict[int, tuple[dict[str, Any], str]] = {
-    11: ({"humidity": 46.7}, "0x1006 carries 0.1 % (467); the source truncates to 46"),
-    49: ({"key_id": 0xFFFFFFFF}, "key id as sent (u32), not the source's label"),
-    50: ({"key_id": 0}, "key id as sent (u32), not the source's label"),
-    51: ({"key_id": 0x80010002}, "key id as sent (u32), not the source's label"),
-    52: ({"key_id": 0}, "key id as sent (u32), not the source's label"),
-    71: ({"key_id": 0}, "key id as sent (u32), not the source's label"),
-    62: ({"no_motion_time": 60.0}, "0x4818 carries the no-motion time; we report it too"),
-    73: ({"no_motion_time": 60.0}, "0x4818 carries the no-motion time; we report it too"),
-    130: ({"mass": 33.956}, "0x07 is sent in lb; reported in kg (74.86 lb)"),
-    205: ({"mass": 33.956}, "0x07 is sent in lb; reported in kg (74.86 lb)"),
-    152: ({"distance": 0.012}, "0x40 is sent in mm; distance is reported in m"),
-    161: ({"volume": 34.78}, "0x48 is sent in mL; volume is reported in L"),
-    83: ({"stabilized": True}, "S200 record of a finished weighing: stabilized (docs/ble.md)"),
+    index: (values, reason)
+    for reason, vectors in _DEVIATIONS.items()
+    for index, values in vectors.items()
 }
 
 _ACTIONS = {
