@@ -12,7 +12,8 @@ import zoneinfo
 
 import pytest
 
-from gateway.automations.engine import Engine, Input, Trace
+from gateway.automations.engine import Engine
+from gateway.automations.model import Input, Trace
 from gateway.config import loads
 from gateway.errors import ConfigError
 from gateway.model import Command, CommandResult, CommandStatus, Value

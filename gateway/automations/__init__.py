@@ -32,15 +32,9 @@ from drivers.ble.presence import (
     identity,
 )
 from drivers.ble.types import Advertisement
-from gateway.automations.engine import (
-    PERSON_PREFIX,
-    PRESENCE_METRIC,
-    SOURCE,
-    Engine,
-    Input,
-    Trace,
-)
+from gateway.automations.engine import Engine
 from gateway.automations.journal import FILE_NAME, Journal
+from gateway.automations.model import PERSON_PREFIX, PRESENCE_METRIC, SOURCE, Input, Trace
 from gateway.config import PresenceSection
 from gateway.driver import DriverHealth, Health
 from gateway.model import (

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gateway.automations.engine import Input, Trace
+from gateway.automations.model import Input, Trace
 from gateway.store.codec import decode_value, encode_value
 
 _LOGGER = logging.getLogger(__name__)

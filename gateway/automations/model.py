@@ -122,3 +122,16 @@ def describe(d: ActionDef | ConditionDef) -> str:
         else:
             parts.append(f"{f.name}={show(value)}")
     return " ".join(parts)
+
+
+@dataclass(slots=True)
+class Run:
+    """A running automation: where it is in its actions (a delay is a timer that resumes it)."""
+
+    id: int
+    automation: str
+    chain: tuple[str, ...]
+    trace: Trace
+    #: Positions: (automation id, path of an action list, next index).
+    stack: list[tuple[str, tuple[str | int, ...], int]]
+    wake: float | None = None

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from gateway.automations.engine import Engine, Input, Trace
+from gateway.automations.engine import Engine
 from gateway.automations.journal import FILE_NAME, Journal
+from gateway.automations.model import Input, Trace
 from gateway.config import Config
 from gateway.model import Command, CommandResult, CommandStatus
 from gateway.store.codec import decode_value
