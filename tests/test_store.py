@@ -156,6 +156,38 @@ async def test_latest_state_history_devices_and_outbox(tmp_path: Path) -> None:
         )
 
 
+async def test_state_between_writes_of_the_state_table(tmp_path: Path) -> None:
+    """The state table is written every few commits: the values since come from the
+    readings, for the service and the read-only view alike, and a device forgotten
+    meanwhile does not come back when the table is written."""
+    path = tmp_path / "s.db"
+    limits = StoreLimits(state_every=1000, prune_every=1000)
+    async with await Store.open(path, StoreSection(batch_max_rows=2), limits=limits) as store:
+        for i in range(5):
+            store.add_reading(reading("gpio-a", "temperature", 20.0 + i, wall=1000.0 + i))
+            store.add_reading(reading("gpio-b", "switch", i % 2 == 0, None, wall=1000.0 + i))
+        await store.flush()
+        assert await store.state("gpio-a") == {"temperature": (24.0, "°C", 1004.0, 9)}
+        ro = await open_readonly(path)
+        try:
+            assert await ro.state("gpio-b") == {"switch": (True, None, 1004.0, 10)}
+        finally:
+            await ro.close()
+        async with store.transaction() as db:
+            for table in ("state", "history"):
+                await db.execute(f"DELETE FROM {table} WHERE device_id = 'gpio-b'")
+        assert await store.state("gpio-b") == {}
+    con = sqlite3.connect(path)
+    try:
+        rows = con.execute("SELECT device_id, metric, value, seq FROM state").fetchall()
+    finally:
+        con.close()
+    assert rows == [("gpio-a", "temperature", "24.0", 9)]
+    async with await Store.open(path) as store:
+        assert await store.state("gpio-a") == {"temperature": (24.0, "°C", 1004.0, 9)}
+        assert await store.state("gpio-b") == {}
+
+
 async def test_booleans_round_trip_as_booleans(tmp_path: Path) -> None:
     async with await Store.open(tmp_path / "s.db") as store:
         store.add_reading(reading("gpio-door", "opening", True, None))

@@ -28,7 +28,10 @@ class StoreLimits:
     close_busy_timeout_ms: int = 500
     #: Sequence numbers are reserved in blocks of this size in a side file.
     seq_reserve: int = 1_000_000
-    #: Prune the history every this many commits.
+    #: Write the ``state`` table every this many commits (readings since are read from
+    #: ``readings``), and at every prune of the history ...
+    state_every: int = 10
+    #: ... which happens every this many commits.
     prune_every: int = 50
     #: Without an uplink the outbox keeps only its newest this many items: nothing would
     #: ever deliver more, and a newly configured uplink still gets the most recent ones.

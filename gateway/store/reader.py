@@ -16,7 +16,15 @@ from gateway.store import outbox
 from gateway.store.codec import decode_value
 from gateway.store.devices import DEVICE_COLS, device_from_row
 from gateway.store.outbox import OutboxRow, OutboxStats
-from gateway.store.schema import APPLICATION_ID, meta_get
+from gateway.store.schema import APPLICATION_ID, STATE_AFTER, meta_get
+
+#: The ``state`` table's rows of a device, and its readings since the table was written.
+_STATE = (
+    "SELECT metric, value, unit, ts, seq FROM state WHERE device_id = ? UNION ALL"  # noqa: S608 - constant text
+    " SELECT s.metric, r.value, nullif(s.unit, char(0)), r.ts, r.seq"
+    f" FROM readings r JOIN series s ON s.id = r.series WHERE r.seq > {STATE_AFTER}"
+    " AND s.device_id = ? AND s.metric != ''"
+)
 
 
 class StateReader:
@@ -57,12 +65,13 @@ class StateReader:
 
     async def state(self, device_id: str) -> dict[str, tuple[Value, str | None, float, int]]:
         """Latest value of every metric of a device: metric -> (value, unit, ts, seq)."""
-        async with self._rdb.execute(
-            "SELECT metric, value, unit, ts, seq FROM state WHERE device_id = ? ORDER BY metric",
-            (device_id,),
-        ) as cur:
+        async with self._rdb.execute(_STATE, (device_id, device_id)) as cur:
             rows = await cur.fetchall()
-        return {r[0]: (decode_value(r[1]), r[2], r[3], r[4]) for r in rows}
+        latest: dict[str, Any] = {}
+        for r in rows:
+            if r[0] not in latest or r[4] > latest[r[0]][4]:
+                latest[r[0]] = r
+        return {m: (decode_value(r[1]), r[2], r[3], r[4]) for m, r in sorted(latest.items())}
 
     async def history(
         self,

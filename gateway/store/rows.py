@@ -5,7 +5,7 @@ the first commit that uses them."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ from gateway.store import devices, outbox
 from gateway.store.codec import encode_value
 from gateway.store.outbox import SeriesKey
 from gateway.store.pending import Batch
+from gateway.store.schema import META_STATE, meta_put
 
 INSERT_READING = (
     "INSERT INTO readings (seq, series, value, ts, boot, mono, synced) VALUES (?,?,?,?,?,?,?)"
@@ -38,9 +39,11 @@ async def boot_ids(db: aiosqlite.Connection) -> dict[str, int]:
         return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
 
 
+#: A state row, unless its reading is gone (its device forgotten since it was committed).
 UPSERT_STATE = (
     "INSERT INTO state (device_id, metric, value, unit, ts, seq)"
-    " VALUES (?,?,?,?,?,?) ON CONFLICT (device_id, metric) DO UPDATE SET"
+    " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM readings WHERE seq = ?6)"
+    " ON CONFLICT (device_id, metric) DO UPDATE SET"
     " value=excluded.value, unit=excluded.unit, ts=excluded.ts, seq=excluded.seq"
 )
 
@@ -155,7 +158,6 @@ class Numbering:
             await db.execute(devices.UPSERT_DEVICE, devices.device_params(upd))
         if rows.history:
             await db.executemany(INSERT_READING, rows.history)
-            await db.executemany(UPSERT_STATE, list(rows.state.values()))
         if rows.outbox:
             await db.executemany(outbox.INSERT, rows.outbox)
         if batch.seen:
@@ -167,6 +169,13 @@ class Numbering:
         """The commit that wrote the new numbers succeeded."""
         self._new_series.clear()
         self._new_boots.clear()
+
+
+async def write_state(db: aiosqlite.Connection, rows: Iterable[tuple[Any, ...]], seq: int) -> None:
+    """Write state rows and that the table now holds every reading up to ``seq`` (inside
+    the caller's transaction)."""
+    await db.executemany(UPSERT_STATE, list(rows))
+    await meta_put(db, META_STATE, str(seq))
 
 
 _T = TypeVar("_T", Reading, Event)

@@ -32,6 +32,9 @@ PAGE_SIZE = 1024
 META_DELIVERED = "outbox.delivered"
 #: ... and readings up to this one out of the history (kept only while undelivered).
 META_HISTORY_AFTER = "history.after"
+#: ... and the ``state`` table holds every reading up to this one (the newer ones are
+#: read from ``readings``: the table is written every few commits, not at each).
+META_STATE = "state.seq"
 
 
 def _meta_int(key: str) -> str:
@@ -39,6 +42,7 @@ def _meta_int(key: str) -> str:
 
 
 HISTORY_AFTER = _meta_int(META_HISTORY_AFTER)
+STATE_AFTER = _meta_int(META_STATE)
 DELIVERED = _meta_int(META_DELIVERED)
 #: A row ``r`` of ``readings`` that is in the outbox: above the delivered watermark, and in
 #: no range of ``outbox_gone`` (ranges never overlap: the one starting last at or before a
@@ -197,6 +201,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # every reading stored so far is delivered or (when not) has its row in outbox_items
         """INSERT INTO meta (key, value)
             SELECT 'outbox.delivered', coalesce(max(seq), 0) FROM readings""",
+        # the state table holds every reading so far
+        """INSERT INTO meta (key, value)
+            SELECT 'state.seq', coalesce(max(seq), 0) FROM readings""",
         "DROP VIEW history",
         *(
             (

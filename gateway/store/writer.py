@@ -21,6 +21,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -31,7 +32,7 @@ from gateway.store import delivered, files, outbox, txn
 from gateway.store.limits import StoreLimits
 from gateway.store.pending import Batch, PendingQueue, StoreCounters
 from gateway.store.reader import StateReader
-from gateway.store.rows import Commit, CommitListener, Numbering
+from gateway.store.rows import Commit, CommitListener, Numbering, write_state
 from gateway.store.schema import configure, meta_put, migrate
 from gateway.store.txn import WriteTransactions
 
@@ -78,6 +79,8 @@ class Store(StateReader):
         self._reserved = 0
         self._on_disk = files.Reservation(files.ReservationState.NONE)
         self._numbers = Numbering({}, {})
+        #: State rows committed since the ``state`` table was last written.
+        self._state: dict[tuple[str, str], tuple[Any, ...]] = {}
         #: Whether an uplink is configured (else the outbox is kept small).
         self._uplink: Callable[[], bool] = lambda: True
         self._uplink_stored: bool | None = None
@@ -190,6 +193,12 @@ class Store(StateReader):
                 raise
             except Exception:
                 _LOGGER.exception("store writer ended with an error")
+        if self._state:
+            try:
+                async with self._transaction() as db:
+                    await write_state(db, self._state.values(), self._last_seq)
+            except (sqlite3.Error, OSError) as exc:  # the readings hold it: nothing is lost
+                _LOGGER.warning("cannot write the state table at close: %s", exc)
         closed = files.Reservation(files.ReservationState.CLOSED, self._last_seq)
         if self._on_disk != closed:
             # every number handed out is at most last_seq: the next open continues right
@@ -360,16 +369,27 @@ class Store(StateReader):
             )
             self._reserved = reserved
             self._on_disk = files.Reservation(files.ReservationState.RESERVED, reserved)
+        n = self.counters.commits + 1
+        prune = n % self.limits.prune_every == 0
+        # the state table is written every few commits (and before a prune, which deletes
+        # readings): until then the readings since its last write tell the newer values
+        state = {**self._state, **rows.state} if prune or n % self.limits.state_every == 0 else None
         async with self._transaction() as db:
             await self._numbers.write(db, batch, rows)
+            if state is not None:
+                await write_state(db, state.values(), seq)
             if seq != self._last_seq:
                 await meta_put(db, "last_seq", str(seq))
             if queue is not self._uplink_stored:
                 await meta_put(db, outbox.META_UPLINK, "1" if queue else "0")
             if not queue:
                 await outbox.keep_newest(db, self.limits.no_uplink_max_rows)
-            if (self.counters.commits + 1) % self.limits.prune_every == 0:
+            if prune:
                 await delivered.prune_history(db, self.config.history_max_rows)
+        if state is None:
+            self._state.update(rows.state)
+        else:
+            self._state = {}
         self._last_seq = seq
         self._uplink_stored = queue
         self._numbers.recorded()
