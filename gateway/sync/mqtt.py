@@ -39,7 +39,7 @@ from gateway.sync.mqtt_codes import (
     publish_properties,
     response_properties,
 )
-from gateway.sync.mqtt_io import HandshakeClosingSocket, PahoIO
+from gateway.sync.mqtt_io import PahoIO, paho_client
 from gateway.sync.settings import (
     BrokerSettings,
     check_transport,
@@ -97,25 +97,8 @@ class Link:
         self.timeout_s = timeout_s
         self.connack = Connack()
         self._loop = asyncio.get_running_loop()
-        import paho.mqtt.client as paho
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            protocol=paho.MQTTv5 if s.v5 else paho.MQTTv311,
-            clean_session=None if s.v5 else True,
-        )
+        client = paho_client(s, password, tls_context, timeout_s)
         client.enable_logger(logger or logging.getLogger("gateway.sync.paho"))
-        client.connect_timeout = timeout_s
-        if s.username:
-            client.username_pw_set(s.username, password)
-        if tls_context is not None:
-            # paho wraps the TCP socket with this context and does not close it when the
-            # handshake fails: SSLContext.sslsocket_class (a documented hook) makes the
-            # socket close itself then
-            tls_context.sslsocket_class = HandshakeClosingSocket
-            client.tls_set_context(tls_context)
         client.will_set(will_topic, b"offline", qos=1, retain=True)
         self._client = client
         self._connected: asyncio.Future[None] = self._loop.create_future()

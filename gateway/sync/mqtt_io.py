@@ -5,8 +5,9 @@ opens (``on_socket_open`` / ``on_socket_close``, ``on_socket_register_write`` /
 ``on_socket_unregister_write``), calls ``loop_read`` / ``loop_write`` when it is readable /
 writable and ``loop_misc`` about once a second (keep-alive PINGs, retries). Only paho's
 public API is used; :class:`PahoIO` does that for one client, and :meth:`PahoIO.hop` turns
-any paho callback into a call on the loop. :class:`HandshakeClosingSocket` closes a TLS
-socket whose handshake failed (paho leaves it open).
+any paho callback into a call on the loop. :func:`paho_client` makes the client for a
+connection's settings; :class:`HandshakeClosingSocket` closes a TLS socket whose handshake
+failed (paho leaves it open).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import ssl
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from gateway.sync.settings import BrokerSettings
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
@@ -37,6 +40,32 @@ class HandshakeClosingSocket(ssl.SSLSocket):
         except BaseException:
             self.close()
             raise
+
+
+def paho_client(
+    s: BrokerSettings, password: str | None, tls: ssl.SSLContext | None, timeout_s: float
+) -> paho.Client:
+    """A paho client for these settings (VERSION2 callbacks; MQTT 5 or 3.1.1 with a clean
+    session; credentials and TLS when given). Not connected."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=s.client_id,
+        protocol=paho.MQTTv5 if s.v5 else paho.MQTTv311,
+        clean_session=None if s.v5 else True,
+    )
+    client.connect_timeout = timeout_s
+    if s.username:
+        client.username_pw_set(s.username, password)
+    if tls is not None:
+        # paho wraps the TCP socket with this context and does not close it when the
+        # handshake fails: SSLContext.sslsocket_class (a documented hook) makes the socket
+        # close itself then
+        tls.sslsocket_class = HandshakeClosingSocket
+        client.tls_set_context(tls)
+    return client
 
 
 class PahoIO:
