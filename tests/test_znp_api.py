@@ -169,6 +169,27 @@ async def test_a_stalled_frame_does_not_hold_the_answer_behind_it() -> None:
     assert (a.framer.bad_frames, a.framer.garbage_bytes, a.framer.waiting_at) == (1, 6, None)
 
 
+async def test_a_frame_split_across_reads_is_not_expired() -> None:
+    """The stall timer looks at the frame that waits when it fires: one that completed in
+    time is delivered, a later one that never completes is expired."""
+    a = ZnpApi("test", ZigbeeTiming(frame_stall_s=0.2))
+    got: list[Message] = []
+    a.subscribe(got.append)
+    ind = bytes.fromhex("fe0145c0098d")  # ZDO_STATE_CHANGE_IND: coordinator started
+    a.data_received(ind[:3])
+    await asyncio.sleep(0.02)
+    a.data_received(ind[3:])
+    a.data_received(ind[:3])  # the next one starts and stops
+    await asyncio.wait_for(_expired(a), 2.0)
+    assert [m.fields for m in got] == [{"State": t.DeviceState.ZB_COORD}]
+    assert (a.framer.bad_frames, a.framer.garbage_bytes) == (1, 2)
+
+
+async def _expired(a: ZnpApi) -> None:
+    while a.framer.bad_frames == 0:
+        await asyncio.sleep(0.01)
+
+
 # --- device table ------------------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@
 * one synchronous request (SREQ) at a time: an asyncio lock;
 * the listener for a response or callback is registered before the request is written;
 * every wait has a timeout (:class:`~drivers.zigbee.timing.ZigbeeTiming`, shortened by tests);
-* an incomplete frame that stalls is expired after ``frame_stall_s`` (the framer resyncs);
+* an incomplete frame that stalls is expired after ``frame_stall_s`` (twice that at most when
+  other frames keep coming: one timer, checked then re-armed); the framer resyncs;
 * callbacks run on the loop, their exceptions are logged and counted, never reach the
   byte stream.
 """
@@ -70,7 +71,7 @@ class ZnpApi:
         self.timing = timing or ZigbeeTiming()
         self.framer = frames.Framer()
         self._stall: asyncio.TimerHandle | None = None
-        #: The stream offset of the incomplete frame ``_stall`` expires.
+        #: The stream offset of the incomplete frame waiting when ``_stall`` was armed.
         self._stall_at: int | None = None
         #: frames_in, frames_out, decode_errors, unknown_frames, callback_errors, timeouts
         #: (pass one Counter to several links to add them up).
@@ -104,21 +105,28 @@ class ZnpApi:
         for frame in received:
             self.counters["frames_in"] += 1
             self._frame_received(frame)
-        waiting_at = self.framer.waiting_at
-        if waiting_at == self._stall_at:
-            return  # nothing waits, or the same incomplete frame: its deadline stands
-        self._stop_stall_timer()
-        if waiting_at is not None:
-            self._stall_at = waiting_at
-            self._stall = asyncio.get_running_loop().call_later(
-                self.timing.frame_stall_s, self._stalled
-            )
+        if self._stall is None and self.framer.waiting_at is not None:
+            self._watch_stall()
 
-    def _stalled(self) -> None:
-        """The incomplete frame got no more bytes in time: malformed, resync past it."""
-        self._stall = self._stall_at = None
-        _LOGGER.debug("%s: incomplete MT frame stalled, resyncing", self.name)
-        self._frames_received(self.framer.expire())
+    def _watch_stall(self) -> None:
+        """One timer at a time (not one per read: a stream cut into reads ends most of them
+        inside a frame): it notes which incomplete frame waits and looks again later."""
+        self._stall_at = self.framer.waiting_at
+        self._stall = asyncio.get_running_loop().call_later(
+            self.timing.frame_stall_s, self._stall_check
+        )
+
+    def _stall_check(self) -> None:
+        self._stall = None
+        waiting_at = self.framer.waiting_at
+        if waiting_at is None:
+            self._stall_at = None
+        elif waiting_at != self._stall_at:
+            self._watch_stall()  # frames came meanwhile: the one waiting now gets its time
+        else:
+            # the same incomplete frame got no more bytes in time: malformed, resync past it
+            _LOGGER.debug("%s: incomplete MT frame stalled, resyncing", self.name)
+            self._frames_received(self.framer.expire())
 
     def _stop_stall_timer(self) -> None:
         if self._stall is not None:

@@ -23,9 +23,10 @@ class ZigbeeTiming:
     sreq_timeout: float = 6.0
     #: A callback that a request triggers (AF_DATA_CONFIRM has its own, below).
     callback_timeout: float = 30.0
-    #: An incomplete MT frame that gets no more bytes for this long is malformed (a
-    #: corrupted length byte): the framer resyncs, so the frames behind it are not held
-    #: until the stick happens to send enough bytes. A whole frame takes 22 ms at 115200 Bd.
+    #: An incomplete MT frame still incomplete after this long (twice this at most) is
+    #: malformed (a corrupted length byte): the framer resyncs, so the frames behind it are
+    #: not held until the stick happens to send enough bytes. A whole frame takes 22 ms at
+    #: 115200 Bd.
     frame_stall_s: float = 0.5
     reset_timeout: float = 15.0
     startup_timeout: float = 60.0
