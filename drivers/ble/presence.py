@@ -243,7 +243,6 @@ class _PersonState:
     home: bool | None = None
     rssi: float | None = None
     last_strong: float | None = None
-    counters: dict[str, int] = field(default_factory=dict)
 
 
 class PresenceTracker:

@@ -11,10 +11,8 @@ timer that resumes the stack, and a pending delay or "for" can be saved and rest
 restart (see :meth:`Engine.timers` / :meth:`Engine.restore`).
 
 Loop protection: a command an automation sends marks its device with the chain of
-automations that caused it for :attr:`Limits.cause_window_s`; an input from that device inherits the
-chain. An automation that would fire inside its own chain (A -> A, A -> B -> A, a ``run`` of
-an automation already running in the chain) is stopped and reported, as is one firing more
-than :attr:`Limits.rate_max` times within :attr:`Limits.rate_window_s`.
+automations that caused it for :attr:`Limits.cause_window_s`; an input from that device inherits
+the chain, and :mod:`.guard` stops what would loop or fire too often.
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ from gateway.automations.model import (
     Trace,
     describe,
 )
-from gateway.automations.persist import restore_timers, saved_timers
+from gateway.automations.persist import kept_on_reload, restore_timers, saved_timers
 from gateway.automations.timers import TimerQueue
 from gateway.automations.triggers import Causes, TriggerMatcher, index_by_device
 from gateway.config import (
@@ -116,17 +114,7 @@ class Engine:
         self._run_changes += 1
         for key in self._timers.all_keys():
             owner = self._runs[key[1]].automation if key[0] == "run" else str(key[1])
-            if key[0] == "run":
-                run = self._runs[key[1]]
-                # every automation whose actions the run is inside must keep its actions
-                inside = {a for a, _path, _i in run.stack} | {run.automation}
-                keep = all(
-                    a in new and a in self.defs and new[a].actions == self.defs[a].actions
-                    for a in inside
-                )
-            else:
-                keep = key[1] in new and self.defs.get(key[1]) == new[key[1]]
-            if not keep:
+            if not kept_on_reload(key, self._runs, self.defs, new):
                 self._timers.cancel(key)
                 if key[0] == "run":
                     self._finish(self._runs[key[1]], "abandoned")
@@ -144,7 +132,7 @@ class Engine:
         for aid in list(self.enabled):
             if aid not in new:
                 del self.enabled[aid]
-        self._schedule_clock_triggers()
+        self._triggers.schedule_clock(self.defs, self.location, self.now, self.last_seen)
         return sorted(set(dropped))
 
     def set_enabled(self, automation: str, enabled: bool) -> None:
@@ -169,18 +157,6 @@ class Engine:
             self.now = max(self.now, when)
             await self._on_timer(key)
         self.now = max(self.now, now)
-
-    def _schedule_clock_triggers(self) -> None:
-        for aid, auto in self.defs.items():
-            for i, trig in enumerate(auto.triggers):
-                key = ("clock", aid, i)
-                if trig.type in ("time", "sun") and key not in self._timers:
-                    when = next_clock(self.location, trig, self.now)
-                    if when is not None:
-                        self._timers.set(key, when)
-                if trig.type == "stale" and ("stale", aid, i) not in self._timers:
-                    seen = self.last_seen.get(trig.device, self.now)
-                    self._timers.set(("stale", aid, i), max(seen, self.now) + trig.after_s)
 
     async def _on_timer(self, key: tuple[Any, ...]) -> None:
         kind = key[0]

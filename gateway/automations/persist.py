@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.automations.conditions import trigger_holds
 from gateway.automations.model import Run, Trace
-from gateway.automations.timers import TimerQueue
+from gateway.automations.timers import TimerKey, TimerQueue
 from gateway.config import AutomationDef
 from gateway.model import Value
 
@@ -97,3 +97,19 @@ def restore_timers(
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             notes.append(f"{aid}: unreadable saved timer ({exc})")
     return notes
+
+
+def kept_on_reload(
+    key: TimerKey,
+    runs: Mapping[int, Run],
+    old: Mapping[str, AutomationDef],
+    new: Mapping[str, AutomationDef],
+) -> bool:
+    """Whether a timer survives a reload from ``old`` to ``new`` definitions: a delayed run
+    when every automation whose actions it is inside keeps its actions, another timer when
+    its automation is unchanged."""
+    if key[0] == "run":
+        run = runs[key[1]]
+        inside = {a for a, _path, _i in run.stack} | {run.automation}
+        return all(a in new and a in old and new[a].actions == old[a].actions for a in inside)
+    return key[1] in new and old.get(key[1]) == new[key[1]]

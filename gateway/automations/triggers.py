@@ -6,12 +6,13 @@ Split from :mod:`gateway.automations.engine`, which fires what matches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from gateway.automations.daytime import next_clock
 from gateway.automations.model import PERSON_PREFIX, PRESENCE_METRIC, Input, same_value, show
 from gateway.automations.timers import TimerQueue
-from gateway.config import AutomationDef, TriggerDef
+from gateway.config import AutomationDef, LocationSection, TriggerDef
 from gateway.model import Value
 
 #: Device id -> (chain of automations whose command went to it, until when it counts).
@@ -37,6 +38,25 @@ class TriggerMatcher:
         """Drop the state of an automation's ``count`` triggers (its definition changed)."""
         for i in range(count):
             self._states.pop((aid, i), None)
+
+    def schedule_clock(
+        self,
+        defs: Mapping[str, AutomationDef],
+        location: LocationSection,
+        now: float,
+        last_seen: Mapping[str, float],
+    ) -> None:
+        """Set the timers of time, sun and stale triggers that have none yet."""
+        for aid, auto in defs.items():
+            for i, trig in enumerate(auto.triggers):
+                key = ("clock", aid, i)
+                if trig.type in ("time", "sun") and key not in self.timers:
+                    when = next_clock(location, trig, now)
+                    if when is not None:
+                        self.timers.set(key, when)
+                if trig.type == "stale" and ("stale", aid, i) not in self.timers:
+                    seen = last_seen.get(trig.device, now)
+                    self.timers.set(("stale", aid, i), max(seen, now) + trig.after_s)
 
     def match(self, aid: str, i: int, trig: TriggerDef, inp: Input, prev: Value | None) -> str:
         """The trigger's description when ``inp`` fires it now, "" otherwise (starts or
