@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.config import Config
 from gateway.model import Event, Reading, Stamp
 from gateway.service import Service, ServiceTiming
 from gateway.store import Store
@@ -66,6 +68,17 @@ _FAST = ServiceTiming(sync=SyncTiming(maintain_s=0.05, ttl_check_s=0.05, connect
 _BYE = ServiceTiming(sync=replace(_FAST.sync, goodbye_s=0.1))
 
 
+@contextlib.asynccontextmanager
+async def _running(
+    cfg: Config, clock: FakeClock, timing: ServiceTiming
+) -> AsyncIterator[tuple[Store, SyncAgent]]:
+    """The service without drivers: its store and sync agent."""
+    async with Service(cfg, drivers=[], clock=clock, timing=timing) as svc:
+        store = svc.store
+        assert store is not None
+        yield store, _agent(svc)
+
+
 async def _wait(predicate: Callable[[], object], timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
@@ -100,10 +113,7 @@ async def test_outbox_full_keeps_events_and_drops_by_strategy(
         outbox_max_bytes=20_000,
         outbox_full=strategy,
     )
-    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:
-        store = svc.store
-        assert store is not None
-        agent = _agent(svc)
+    async with _running(cfg, clock, _FAST) as (store, agent):
         _fill(store, clock)
         await store.flush()
         all_rows = await _rows(store)
@@ -135,10 +145,7 @@ async def test_outbox_full_keeps_events_and_drops_by_strategy(
 async def test_ttl_expires_old_rows(tmp_path: Path) -> None:
     clock = FakeClock()
     cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{free_port()}", outbox_ttl_days=1.0)
-    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:
-        store = svc.store
-        assert store is not None
-        agent = _agent(svc)
+    async with _running(cfg, clock, _FAST) as (store, agent):
         now = clock.wall()
         for i in range(20):
             store.add_reading(_reading("old", "temperature", float(i), _stamp(now - 2 * 86400)))
@@ -157,10 +164,8 @@ async def test_rows_stamped_before_clock_sync_are_restamped(
     cfg = gateway_config(tmp_path / "state", mosquitto.url)
     async with (
         Collector(mosquitto.port, [TELEMETRY]) as col,
-        Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc,
+        _running(cfg, clock, _FAST) as (store, _),
     ):
-        store = svc.store
-        assert store is not None
         # a Pi without RTC: wall clock in 1970, mono since boot
         store.add_reading(_reading("a", "temperature", 1.0, _stamp(100.0, 50.0, False)))
         store.add_reading(_reading("b", "temperature", 2.0, _stamp(200.0, 60.0, False, OTHER_BOOT)))
@@ -187,9 +192,7 @@ async def test_rows_stamped_before_clock_sync_are_restamped(
 async def test_restamp_rewrites_the_outbox_once_synchronised(tmp_path: Path) -> None:
     clock = FakeClock(synced=False)
     cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{free_port()}")
-    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:
-        store = svc.store
-        assert store is not None
+    async with _running(cfg, clock, _FAST) as (store, _):
         store.add_reading(_reading("a", "temperature", 1.0, _stamp(100.0, 50.0, False)))
         store.add_reading(_reading("b", "temperature", 2.0, _stamp(200.0, 60.0, False, OTHER_BOOT)))
         await store.flush()
@@ -208,7 +211,8 @@ async def test_restamp_rewrites_the_outbox_once_synchronised(tmp_path: Path) -> 
 
 
 async def _all_but_one_big(
-    svc: Service,
+    store: Store,
+    agent: SyncAgent,
     col: Collector,
     clock: FakeClock,
     n: int,
@@ -216,12 +220,9 @@ async def _all_but_one_big(
     big: str,
     arrive_s: float,
     empty_s: float,
-) -> tuple[SyncAgent, int]:
+) -> int:
     """``n`` periodic readings with one ``big`` label after the ``after``-th; waits until
-    every other reading arrived and the outbox is empty. Returns (agent, last seq)."""
-    store = svc.store
-    assert store is not None
-    agent = _agent(svc)
+    every other reading arrived and the outbox is empty. Returns the last seq."""
     for i in range(n):
         store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
         if i == after:
@@ -230,7 +231,7 @@ async def _all_but_one_big(
     last = store.last_seq
     await col.wait_for(lambda: len(set(col.seqs(TELEMETRY))) == last - 1, arrive_s)
     await _wait(lambda: agent.stats()["outbox"]["rows"] == 0, empty_s)
-    return agent, last
+    return last
 
 
 async def test_oversized_reading_is_dead_lettered_and_the_rest_flows(tmp_path: Path) -> None:
@@ -240,9 +241,9 @@ async def test_oversized_reading_is_dead_lettered_and_the_rest_flows(tmp_path: P
         cfg = gateway_config(tmp_path / "state", broker.url)
         async with (
             Collector(broker.port, [TELEMETRY]) as col,
-            Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc,
+            _running(cfg, clock, _FAST) as (store, agent),
         ):
-            agent, last = await _all_but_one_big(svc, col, clock, 200, 50, "x" * 6000, 30, 20)
+            last = await _all_but_one_big(store, agent, col, clock, 200, 50, "x" * 6000, 30, 20)
             stats = agent.stats()
             letters = await agent.dead_letters()
         assert stats["upstream"]["max_packet_size"] == 4096
@@ -264,9 +265,9 @@ async def test_message_the_broker_drops_the_connection_for_is_dead_lettered(tmp_
         cfg = gateway_config(tmp_path / "state", broker.url, reconnect_max_s=0.2)
         async with (
             Collector(broker.port, [TELEMETRY]) as col,
-            Service(cfg, drivers=[], clock=clock, timing=_BYE) as svc,
+            _running(cfg, clock, _BYE) as (store, agent),
         ):
-            agent, last = await _all_but_one_big(svc, col, clock, 60, 20, "y" * 4000, 60, 30)
+            last = await _all_but_one_big(store, agent, col, clock, 60, 20, "y" * 4000, 60, 30)
             letters = await agent.dead_letters()
         assert [(d["first_seq"], d["last_seq"]) for d in letters] == [(22, 22)]
         assert "connection broke" in letters[0]["reason"]
@@ -283,10 +284,7 @@ async def test_broker_acl_refusal_keeps_the_data(tmp_path: Path) -> None:
     try:
         clock = FakeClock()
         cfg = gateway_config(tmp_path / "state", broker.url)
-        async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:
-            store = svc.store
-            assert store is not None
-            agent = _agent(svc)
+        async with _running(cfg, clock, _FAST) as (store, agent):
             for i in range(10):
                 store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
             await store.flush()
@@ -302,10 +300,7 @@ async def test_broker_acl_refusal_keeps_the_data(tmp_path: Path) -> None:
 async def test_without_an_upstream_the_outbox_is_still_bounded(tmp_path: Path) -> None:
     clock = FakeClock()
     cfg = gateway_config(tmp_path / "state", "", outbox_max_bytes=5_000)
-    async with Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc:
-        store = svc.store
-        assert store is not None
-        agent = _agent(svc)
+    async with _running(cfg, clock, _FAST) as (store, agent):
         for i in range(200):
             store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
         await store.flush()
@@ -428,10 +423,7 @@ async def test_acl_refusal_with_batches_in_flight_never_dead_letters(tmp_path: P
         cfg = gateway_config(
             tmp_path / "state", broker.url, batch_max_readings=5, reconnect_max_s=0.2
         )
-        async with Service(cfg, drivers=[], clock=clock, timing=_BYE) as svc:
-            store = svc.store
-            assert store is not None
-            agent = _agent(svc)
+        async with _running(cfg, clock, _BYE) as (store, agent):
             for i in range(100):
                 store.add_reading(_reading("t", "temperature", float(i), _stamp(clock.wall())))
             await store.flush()
@@ -453,10 +445,7 @@ async def test_an_ended_session_leaves_no_batch_in_flight(tmp_path: Path) -> Non
         cfg = gateway_config(
             tmp_path / "state", broker.url, reconnect_min_s=60.0, reconnect_max_s=120.0
         )
-        async with Service(cfg, drivers=[], clock=clock, timing=_BYE) as svc:
-            store = svc.store
-            assert store is not None
-            agent = _agent(svc)
+        async with _running(cfg, clock, _BYE) as (store, agent):
             store.add_reading(_reading("big", "label", "y" * 4000, _stamp(clock.wall())))
             await store.flush()
             await _wait(lambda: agent.stats()["upstream"]["state"] == "backoff")
@@ -479,11 +468,8 @@ async def test_numbered_state_change_readings_are_sent_at_once(
     )
     async with (
         Collector(mosquitto.port, [TELEMETRY]) as col,
-        Service(cfg, drivers=[], clock=clock, timing=_FAST) as svc,
+        _running(cfg, clock, _FAST) as (store, agent),
     ):
-        store = svc.store
-        assert store is not None
-        agent = _agent(svc)
         # the pump has started: rows from now on are live
         await _wait(lambda: agent.pumping)
         store.add_reading(_reading("door", metric, True, _stamp(clock.wall())))
@@ -504,10 +490,7 @@ async def test_ttl_scan_goes_past_rows_with_an_untrusted_stamp(tmp_path: Path) -
     timing = replace(_FAST, sync=replace(_FAST.sync, outbox=small))
     clock = FakeClock()
     cfg = gateway_config(tmp_path / "state", f"mqtt://127.0.0.1:{free_port()}", outbox_ttl_days=1.0)
-    async with Service(cfg, drivers=[], clock=clock, timing=timing) as svc:
-        store = svc.store
-        assert store is not None
-        agent = _agent(svc)
+    async with _running(cfg, clock, timing) as (store, agent):
         old = clock.wall() - 2 * 86400
         for i in range(230):
             stamp = _stamp(old, synced=False, boot=OTHER_BOOT)
