@@ -171,6 +171,20 @@ class Numbering:
         self._new_boots.clear()
 
 
+async def stored_last_seq(db: aiosqlite.Connection) -> int:
+    """The last sequence number the database has recorded (``meta``, and never below what
+    the tables hold)."""
+    async with db.execute("SELECT value FROM meta WHERE key='last_seq'") as cur:
+        row = await cur.fetchone()
+    meta_seq = int(row[0]) if row else 0
+    async with db.execute(
+        "SELECT max(coalesce((SELECT max(seq) FROM outbox_items),0),"
+        " coalesce((SELECT max(seq) FROM readings),0))"
+    ) as cur:
+        row = await cur.fetchone()
+    return max(meta_seq, int(row[0]) if row and row[0] is not None else 0)
+
+
 async def write_state(db: aiosqlite.Connection, rows: Iterable[tuple[Any, ...]], seq: int) -> None:
     """Write state rows and that the table now holds every reading up to ``seq`` (inside
     the caller's transaction)."""

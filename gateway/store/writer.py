@@ -32,7 +32,7 @@ from gateway.store import delivered, files, outbox, txn
 from gateway.store.limits import StoreLimits
 from gateway.store.pending import Batch, PendingQueue, StoreCounters
 from gateway.store.reader import StateReader
-from gateway.store.rows import Commit, CommitListener, Numbering, write_state
+from gateway.store.rows import Commit, CommitListener, Numbering, stored_last_seq, write_state
 from gateway.store.schema import configure, meta_put, migrate
 from gateway.store.txn import WriteTransactions
 
@@ -132,7 +132,7 @@ class Store(StateReader):
             store.recovered_from = check.moved
             if uplink is not None:
                 store._uplink = uplink
-            stored = await store._load_last_seq()
+            stored = await stored_last_seq(db)
             store._numbers = await Numbering.load(db)
             store._last_seq = check.numbers_used(path, stored, limits.seq_reserve)
             store._reserved = store._last_seq + 1
@@ -215,18 +215,6 @@ class Store(StateReader):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    async def _load_last_seq(self) -> int:
-        async with self._db.execute("SELECT value FROM meta WHERE key='last_seq'") as cur:
-            row = await cur.fetchone()
-        meta_seq = int(row[0]) if row else 0
-        # belt and braces: never below what the tables hold
-        async with self._db.execute(
-            "SELECT max(coalesce((SELECT max(seq) FROM outbox_items),0),"
-            " coalesce((SELECT max(seq) FROM readings),0))"
-        ) as cur:
-            row = await cur.fetchone()
-        return max(meta_seq, int(row[0]) if row and row[0] is not None else 0)
 
     # ------------------------------------------------------------------ ingest
 
@@ -320,7 +308,7 @@ class Store(StateReader):
                 if isinstance(exc, sqlite3.IntegrityError):
                     # someone else wrote our sequence numbers? then continue above theirs;
                     # otherwise a constraint refuses the data itself: a permanent failure
-                    stored = await self._load_last_seq()
+                    stored = await stored_last_seq(self._db)
                     transient = stored > self._last_seq
                     self._last_seq = max(stored, self._last_seq)
                 if self.counters.commit_failures == 1 or retry >= limits.retry_max_s:
