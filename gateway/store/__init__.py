@@ -6,10 +6,12 @@ Modules by responsibility:
 - :mod:`~gateway.store.writer`: :class:`Store`, batched durable commits and sequence
   numbers (the durability contract is written there), with :mod:`~gateway.store.pending`
   (the pending queue and its bounds), :mod:`~gateway.store.rows` (what a commit writes,
-  the numbers of series and boot ids) and :mod:`~gateway.store.limits` (bounds, timings);
+  the numbers of series and boot ids), :mod:`~gateway.store.limits` (bounds, timings) and
+  :mod:`~gateway.store.txn` (write transactions);
 - :mod:`~gateway.store.reader`: queries, and the read-only view for the CLI;
 - :mod:`~gateway.store.outbox`: every statement on the outbox and dead-letter tables, the
-  row encoding and its size (the sync agent keeps only the policy);
+  row encoding and its size (the sync agent keeps only the policy), with
+  :mod:`~gateway.store.delivered` (which readings are in the outbox: its watermark);
 - :mod:`~gateway.store.devices`, :mod:`~gateway.store.codec`: the devices table, values;
 - :mod:`~gateway.store.files`: corrupt-file handling and the sequence reservation file;
 - :mod:`~gateway.store.sql`: the one WHERE-clause builder of the queries.

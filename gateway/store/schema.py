@@ -1,7 +1,8 @@
 """The state database's schema, its migrations and the connection settings.
 
 Tables (schema version :data:`SCHEMA_VERSION`, migrated by ``PRAGMA user_version``):
-``devices``; ``state`` (latest value per device and metric); ``readings`` (one row per
+``devices``; ``state`` (latest value per device and metric, written every few commits: the
+readings after ``meta`` ``state.seq`` are newer); ``readings`` (one row per
 reading: the bounded recent history, seen through the view ``history``, and the outbox's
 readings until they are delivered); ``outbox_items`` (events, and rows from before schema 4)
 and ``outbox_gone`` (ranges of readings out of the outbox above its delivered watermark):
