@@ -39,6 +39,8 @@ _IBEACON_PREFIX = b"\x02\x15"
 _EDDYSTONE_UID = 0x00
 #: Addresses whose digits and IRK owner are kept (cleared when full: RPAs are unbounded).
 _ADDRESSES_MAX = 4096
+#: What is kept of an address that is nobody's (and no address identity is configured).
+_NOBODY: tuple[str | None, str | None] = (None, None)
 
 
 class PresenceConfigError(ValueError):
@@ -261,6 +263,8 @@ class PresenceTracker:
         self._plain = tuple(
             (p.name, i) for p in self.people for i in p.identities if i.kind is not IdentityKind.IRK
         )
+        #: Whether an address identity is configured (else an address's digits are not kept).
+        self._by_address = any(i.kind is IdentityKind.ADDRESS for _n, i in self._plain)
         self._irks = tuple(
             (p.name, i) for p in self.people for i in p.identities if i.kind is IdentityKind.IRK
         )
@@ -296,7 +300,9 @@ class PresenceTracker:
             owner = next((name for name, i in self._irks if resolves(i.irk, raw)), None)
         if len(self._addresses) >= _ADDRESSES_MAX:
             self._addresses.clear()
-        known = self._addresses[address] = (digits, owner)
+        # the many addresses of no one share one entry (their digits matter to no identity)
+        known = _NOBODY if owner is None and not self._by_address else (digits, owner)
+        self._addresses[address] = known
         return known
 
     def observe(self, adv: Advertisement, now: float) -> list[PresenceChange]:
