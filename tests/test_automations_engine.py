@@ -17,6 +17,7 @@ from gateway.automations.model import Input, Trace
 from gateway.config import loads
 from gateway.errors import ConfigError
 from gateway.model import Command, CommandResult, CommandStatus, Value
+from tests.automation_toml import on_wait_off
 
 T0 = 1_760_000_000.0  # a fixed wall time
 
@@ -142,18 +143,7 @@ async def test_delay_survives_restart_and_reload_keeps_timers() -> None:
         [[automations]]
         id = "pulse"
         triggers = [{type = "event", device = "b", action = "single"}]
-        [[automations.actions]]
-        type = "command"
-        device = "r"
-        command = "on"
-        [[automations.actions]]
-        type = "delay"
-        seconds = 60
-        [[automations.actions]]
-        type = "command"
-        device = "r"
-        command = "off"
-    """
+    """ + on_wait_off("r", 60)
     engine, rec = make(toml)
     await engine.handle(Input(T0, "event", "b", "button", "single"))
     saved = engine.timers()

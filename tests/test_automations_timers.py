@@ -12,6 +12,7 @@ from gateway.config import Config, loads
 from gateway.driver import DriverHealth, Sink
 from gateway.model import Command, CommandResult, CommandStatus
 from gateway.service import Service
+from tests.automation_toml import on_wait_off
 
 
 class Panel:
@@ -51,18 +52,8 @@ def _cfg(state: Path, extra: str = "", delay: float = 3.0) -> Config:
         [[automations]]
         id = "stairs"
         triggers = [{{type = "event", device = "panel-button", action = "single"}}]
-        [[automations.actions]]
-        type = "command"
-        device = "panel-relay"
-        command = "on"
-        [[automations.actions]]
-        type = "delay"
-        seconds = {delay}
-        [[automations.actions]]
-        type = "command"
-        device = "panel-relay"
-        command = "off"
     """)
+        + textwrap.dedent(on_wait_off("panel-relay", delay))
         + textwrap.dedent(extra)
     )
 
