@@ -4,7 +4,6 @@ replay protection and Hypothesis properties (untrusted bytes only ever raise Par
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -519,7 +518,7 @@ def test_replay_guard_reboot_boundary_mirrors_bthome_ble() -> None:
     assert run([5000, 4000, 5000, 5001]) == ([True, False, False, True], 2, 0)
     # Per MAC: another device's counters do not move this one's.
     g = ReplayGuard()
-    other = dataclasses.replace(_bthome(1, None), mac="11:22:33:44:55:66")
+    other = _bthome(1, None)._replace(mac="11:22:33:44:55:66")
     assert [g.accept(_bthome(5000, None)), g.accept(other), g.accept(_bthome(5000, None))] == [
         True,
         True,
