@@ -19,6 +19,7 @@ from drivers.ble.dedup import RESET_BELOW, RESET_FROM, Deduplicator, ReplayGuard
 from drivers.ble.errors import KeyFormatError
 from drivers.ble.jsonio import advertisement_from_json, outcome_to_json
 from drivers.ble.keys import BindKey, parse_key, parse_keys
+from drivers.ble.mibeacon_objects import DISPATCH
 from drivers.ble.products import PRODUCTS, product
 from drivers.ble.types import (
     UUID_ATC,
@@ -603,6 +604,10 @@ def _outcome(fn: Callable[[], Decoded]) -> Decoded | tuple[type[ParseError], str
         st.tuples(
             st.sampled_from([*sorted(mibeacon.OBJECTS), 0x0000, 0xFFFF]),
             st.binary(min_size=0, max_size=10),
+        )
+        # or an object of an accepted length (the single-object shortcut decodes it)
+        | st.sampled_from(sorted(DISPATCH)).flatmap(
+            lambda k: st.tuples(st.just(k >> 8), st.binary(min_size=k & 0xFF, max_size=k & 0xFF))
         ),
         min_size=1,
         max_size=3,

@@ -129,10 +129,11 @@ def decode_advertisement(adv: Advertisement, keys: Mapping[str, BindKey]) -> lis
     key = keys.get(mac) if mac else None
     sd = adv.service_data
     if len(sd) == 1:  # the common case, one payload: _decode inlined (this runs per advert)
-        for uuid, payload in sd.items():
+        for uuid in sd:  # (cheaper than .items() for one entry)
             decode = _DECODERS.get(uuid)
             if decode is None:
                 return []
+            payload = sd[uuid]
             # bleak gives bytes; anything else (a bytearray) is copied once
             data = payload if type(payload) is bytes else bytes(payload)
             try:

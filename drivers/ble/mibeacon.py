@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import struct
 from functools import lru_cache
+from typing import Any
 
 from drivers.ble import crypto
 from drivers.ble.errors import (
@@ -27,6 +28,7 @@ from drivers.ble.errors import (
     UnsupportedError,
 )
 from drivers.ble.keys import LEGACY_KEY_FOR_V45, LONG_KEY_FOR_LEGACY, BindKey
+from drivers.ble.mibeacon_objects import BY_HEADER as _BY_HEADER
 from drivers.ble.mibeacon_objects import DISPATCH, OBJECTS
 from drivers.ble.products import Product, product
 from drivers.ble.types import (
@@ -90,6 +92,8 @@ _FAST_BITS = _FAST_FLAGS | _CAPABILITY_INCLUDED | _MESH
 _CACHE_MAX = 1024
 #: Header, MAC, ciphertext of at least one object (3), ext counter (3) and tag (4).
 _FAST_MIN = 11 + 3 + 7
+#: ``tuple.__new__``: the fast path builds its Decoded as make_decoded does, without the call.
+_new_decoded: Any = tuple.__new__
 
 
 def _walk(
@@ -165,13 +169,22 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
             if plain is not None:
                 values: dict[str, Value] = {}
                 info: dict[str, str] = {}
+                # one object filling the plaintext (the usual frame): its decoder by its
+                # header, as _walk would find it; several objects, or odd ones: _walk
+                one = _BY_HEADER.get(plain[:3]) if len(plain) == 3 + plain[2] else None
                 try:
-                    events = _walk(plain, 0, values, kind.model, info)
+                    if one is not None:
+                        events = one(plain[3:], values, kind.model) or ()
+                    else:
+                        events = _walk(plain, 0, values, kind.model, info)
                 except MalformedError:
                     pass
                 else:
                     counter = frame_counter | int.from_bytes(ext, "little") << 8
-                    return make_decoded(mac_text, kind, values, events, counter, None, data, info)
+                    out: Decoded = _new_decoded(
+                        Decoded, (mac_text, kind, values, events, counter, None, data, info)
+                    )
+                    return out
     return _decode(data, mac, key, head, frame_counter)
 
 

@@ -394,3 +394,9 @@ OBJECTS: dict[int, ObjDef] = {
 DISPATCH: dict[int, Decoder] = {
     oid << 8 | n: obj.decode for oid, obj in OBJECTS.items() for n in obj.lengths
 }
+
+#: The object header as sent (id LE u16, length u8) -> decoder: the same table as
+#: :data:`DISPATCH`, looked up with one slice of the plaintext (the single-object fast path).
+BY_HEADER: dict[bytes, Decoder] = {
+    bytes((key >> 8 & 0xFF, key >> 16, key & 0xFF)): decoder for key, decoder in DISPATCH.items()
+}
