@@ -7,12 +7,14 @@ from ``--state-dir`` and ``--api-port`` for a demo started with the same options
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -211,9 +213,15 @@ class ApiClient:
             raise self._down(exc) from None
 
 
-async def open_state(target: Target) -> StateReader:
-    """The state database read-only (the service is down). StoreError when absent."""
-    return await open_readonly(target.db_path)
+@contextlib.asynccontextmanager
+async def open_state(target: Target) -> AsyncIterator[StateReader]:
+    """The state database read-only (the service is down), closed on leaving. StoreError when
+    absent."""
+    reader = await open_readonly(target.db_path)
+    try:
+        yield reader
+    finally:
+        await reader.close()
 
 
 # ------------------------------------------------------------------------------ output

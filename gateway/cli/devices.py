@@ -35,11 +35,8 @@ from gateway.model import Transport
 
 
 async def _devices_offline(target: Target) -> dict[str, Any]:
-    reader = await open_state(target)
-    try:
+    async with open_state(target) as reader:
         devices = await reader.devices()
-    finally:
-        await reader.close()
     now = time.time()
     keyed = keyed_devices(target.config.ble)
     return {"devices": [device_json(d, now, keyed) for d in devices], "count": len(devices)}
@@ -204,15 +201,12 @@ DEVICE_HISTORY = 10
 
 
 async def _device_offline(target: Target, device_id: str) -> dict[str, Any]:
-    reader = await open_state(target)
-    try:
+    async with open_state(target) as reader:
         dev = await reader.device(device_id)
         if dev is None:
             raise ApiFailure(404, "unknown_device", f"no device {device_id!r}")
         state = await reader.state(device_id)
         rows = await reader.history(device_id, limit=DEVICE_HISTORY)
-    finally:
-        await reader.close()
     out = device_detail_json(dev, state, keyed=keyed_devices(target.config.ble))
     out["history"] = [{"seq": q, "metric": m, "value": v, "ts": ts} for q, m, v, ts in rows]
     out["events"] = []  # kept by the running service only

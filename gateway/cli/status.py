@@ -37,14 +37,11 @@ from gateway.clock import clock_synchronized
 
 
 async def _status_offline(target: Target) -> dict[str, Any]:
-    reader = await open_state(target)
-    try:
+    async with open_state(target) as reader:
         devices = await reader.devices()
         stats = await reader.outbox_stats()
         oldest = await reader.outbox_fetch(1)
         last_seq = await reader.meta_get("last_seq")
-    finally:
-        await reader.close()
     now = time.time()
     outbox = outbox_json(stats, oldest[0] if oldest else None, None, now)
     outbox["upstream"] = "unknown (service not running)"
@@ -131,12 +128,9 @@ NO_UPLINK = "none configured (the outbox keeps only the newest items)"
 
 
 async def _queue_offline(target: Target) -> dict[str, Any]:
-    reader = await open_state(target)
-    try:
+    async with open_state(target) as reader:
         stats = await reader.outbox_stats()
         oldest = await reader.outbox_fetch(1)
-    finally:
-        await reader.close()
     out = outbox_json(stats, oldest[0] if oldest else None, None)
     if stats.uplink:
         out["upstream"] = "unknown (service not running)"
