@@ -92,11 +92,16 @@ def _peak_rss_mb() -> float:
 
 async def _child(state: Path, warmup: float, window: float, sensors: int, profile: bool) -> None:
     t_enter = time.perf_counter()
+    import click
+
     from gateway.adapters import DemoOptions
+    from gateway.cli.base import cli
     from gateway.config import Config
     from gateway.demo import demo_config, demo_transports
     from gateway.service import Service
 
+    # what `migw run` loads besides: the CLI and its run command
+    assert cli.get_command(click.Context(cli), "run") is not None
     cfg = demo_config(Config(), state, _port())
     options = DemoOptions(ble_devices=sensors, ble_rate=RATE, zigbee=True)
     t_service = time.perf_counter()

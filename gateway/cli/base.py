@@ -1,10 +1,20 @@
-"""Groups and shared options of the ``migw`` CLI."""
+"""Groups and shared options of the ``migw`` CLI.
+
+The groups are :class:`LazyGroup`: each names the module that registers each of its commands,
+imported when the command is first resolved, so ``migw run`` (the service) loads its own
+command and not the technician's tools (doctor, automations replay, tail...: about 2 MB of
+RSS). ``migw --help`` lists them all (and loads them). ``tests/test_cli_lazy.py`` checks the
+tables against what the modules register.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -32,10 +42,50 @@ class CliContext:
 
 pass_ctx = click.make_pass_decorator(CliContext)
 
+
+class LazyGroup(click.Group):
+    """A group whose commands are registered by other modules, imported on first use.
+
+    ``lazy`` maps a command's name to the module that registers it on this group (the
+    click documentation's "lazily loading subcommands" pattern).
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, str] = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = self.lazy.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(module)
+        return super().get_command(ctx, cmd_name)
+
+
+_CLI = "gateway.cli."
+#: The top level's commands, by the module that registers them.
+_TOP = {
+    "run_cmd": ("run",),
+    "status": ("status", "queue"),
+    "devices": ("devices", "device"),
+    "tail": ("tail",),
+    "control": ("send",),
+    "token_cmd": ("token",),
+    "names": ("name", "allow", "forget"),
+    "doctor": ("doctor",),
+    "automations": ("automations",),
+}
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    lazy={name: _CLI + module for module, names in _TOP.items() for name in names},
+)
 @click.option(
     "--config",
     "config_path",
@@ -59,26 +109,32 @@ def cli(
     ctx.obj = CliContext(config_path=config_path, state_dir=state_dir, api_port=api_port)
 
 
-@cli.group()
+@cli.group(cls=LazyGroup, lazy={"ble": _CLI + "ble", "znp": _CLI + "zigbee"})
 def decode() -> None:
     """Decode captured radio bytes offline (field tool; no service needed)."""
 
 
-@cli.group()
+@cli.group(cls=LazyGroup, lazy={"ble": _CLI + "ble"})
 def sniff() -> None:
     """Show live decoded radio traffic."""
 
 
-@cli.group()
+@cli.group(
+    cls=LazyGroup,
+    lazy={
+        "permit-join": _CLI + "control",
+        **dict.fromkeys(("backup", "restore", "devices"), _CLI + "zigbee"),
+    },
+)
 def zigbee() -> None:
     """Zigbee network: permit join, devices, backup and restore."""
 
 
-@cli.group(name="config")
+@cli.group(name="config", cls=LazyGroup, lazy={"check": _CLI + "config_cmd"})
 def config_group() -> None:
     """Configuration file tools."""
 
 
-@cli.group(name="ble")
+@cli.group(name="ble", cls=LazyGroup, lazy=dict.fromkeys(("key", "keys"), _CLI + "ble_keys"))
 def ble_group() -> None:
     """BLE bind keys: add one (checked against the device's next encrypted advert), list."""
