@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.config import StoreSection
 from gateway.model import Reading, Stamp
 from gateway.store import Store
 
@@ -76,6 +78,10 @@ async def _batched(path: Path, readings: list[Reading]) -> tuple[float, int]:
 #: This bench's figure with schema 3 (200,000 readings, final checkpoint included),
 #: measured at commit a2827da on the 2-core x86 development machine (schema 1, 495e46b: 503.2).
 PREVIOUS_BYTES_PER_READING = 163.5
+#: The store CPU figures (demo shape) before the issue-18 store pass, at da520bc (best of 6
+#: runs interleaved with the new code on the 2-core x86 development machine).
+LOOP_US_BEFORE = 13.0
+CPU_US_BEFORE = 29.2
 
 
 async def _breakdown(path: Path, readings: list[Reading]) -> dict[str, float]:
@@ -105,6 +111,54 @@ async def _breakdown(path: Path, readings: list[Reading]) -> dict[str, float]:
     finally:
         con.close()
     return out
+
+
+#: The demo's shape: 1,000 sensors, ~700 readings/s, a commit every ~100 ms (70 readings).
+DEMO_SENSORS = 1000
+DEMO_BATCH = 70
+
+
+def _demo_readings(n: int) -> list[Reading]:
+    """``n`` readings of the demo's 1,000 sensors, each with its own stamps."""
+    now = time.time()
+    return [
+        Reading(
+            device_id=f"ble-a4c13800{i % DEMO_SENSORS:04d}",
+            metric=("temperature", "humidity", "battery")[i // DEMO_SENSORS % 3],
+            value=20.0 + (i % 100) / 10 if i // DEMO_SENSORS % 3 != 2 else 90 + i % 10,
+            unit=("°C", "%", "%")[i // DEMO_SENSORS % 3],
+            stamp=Stamp(wall=now + i / 700, mono=100.0 + i / 700, boot="bench", synced=True),
+            source="bench",
+        )
+        for i in range(n)
+    ]
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+async def _demo_shaped(path: Path, readings: list[Reading]) -> tuple[float, float]:
+    """(µs of the event loop's thread, µs of the process) per reading, for the store alone
+    in the demo's shape: commits of DEMO_BATCH readings, no uplink (the outbox is kept at
+    its newest items at each commit). Each batch is queued, then committed (flush)."""
+    store = await Store.open(path, StoreSection(batch_max_rows=DEMO_BATCH), uplink=lambda: False)
+    try:
+        warm = 20 * DEMO_BATCH
+        for r in readings[:warm]:
+            store.add_reading(r)
+        await store.flush()
+        loop0, cpu0 = time.thread_time(), _cpu()
+        for i in range(warm, len(readings), DEMO_BATCH):
+            for r in readings[i : i + DEMO_BATCH]:
+                store.add_reading(r)
+            await store.flush()
+        loop1, cpu1 = time.thread_time(), _cpu()
+    finally:
+        await store.close()
+    n = len(readings) - warm
+    return 1e6 * (loop1 - loop0) / n, 1e6 * (cpu1 - cpu0) / n
 
 
 def _naive(path: Path, readings: list[Reading]) -> float:
@@ -172,6 +226,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         rate, written = asyncio.run(_batched(Path(tmp) / "a.db", readings))
         naive = _naive(Path(tmp) / "b.db", readings[:n_naive])
+    with tempfile.TemporaryDirectory() as tmp:
+        loop_us, cpu_us = asyncio.run(
+            _demo_shaped(Path(tmp) / "e.db", _demo_readings(21_000 if quick else 70_000))
+        )
     os.sched_yield()
     figures: list[dict[str, Any]] = [
         {
@@ -181,6 +239,22 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "peer": "one commit per reading",
             "peer_value": naive,
             "ratio": rate / naive,
+        },
+        {
+            "name": f"store CPU per reading, demo shape ({DEMO_BATCH}/commit, no uplink), loop",
+            "value": loop_us,
+            "unit": "µs/reading",
+            "peer": "before (da520bc)",
+            "peer_value": LOOP_US_BEFORE,
+            "ratio": loop_us / LOOP_US_BEFORE,
+        },
+        {
+            "name": "  the same, whole process (SQLite's thread included)",
+            "value": cpu_us,
+            "unit": "µs/reading",
+            "peer": "before (da520bc)",
+            "peer_value": CPU_US_BEFORE,
+            "ratio": cpu_us / CPU_US_BEFORE,
         },
     ]
     if written >= 0:
@@ -233,6 +307,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
 _BACKLOG_SCRIPT = """
 import asyncio, sys, time
 from pathlib import Path
+from gateway.config import StoreSection
 from gateway.model import Reading, Stamp
 from gateway.store import Store
 

@@ -197,7 +197,6 @@ async def _select(
     upto: int | None = None,
     kind: int | None = None,
     newest_first: bool = False,
-    columns: bool = True,
 ) -> list[Sequence[Any]]:
     """Up to ``limit`` outbox rows (``after < seq < before``, ``seq <= upto``, of one kind),
     in seq order or newest first: each part of the outbox is read in its own seq order
@@ -213,8 +212,7 @@ async def _select(
             (f"{t}.kind = ?", kind if t == "o" else None),
             *((pending,) if pending else ()),
         )
-        what = cols if columns else f"{t}.seq FROM {'outbox_items' if t == 'o' else 'readings'} {t}"
-        sql = f"SELECT {what}{clause} ORDER BY {t}.seq {order} LIMIT ?"
+        sql = f"SELECT {cols}{clause} ORDER BY {t}.seq {order} LIMIT ?"
         async with db.execute(sql, [*args, limit]) as cur:
             got.append(list(await cur.fetchall()))
     merged = heapq.merge(*got, key=lambda r: int(r[0]), reverse=newest_first)
@@ -258,13 +256,22 @@ async def oldest(db: aiosqlite.Connection) -> tuple[int | None, float | None]:
     return (int(rows[0][0]), float(rows[0][4])) if rows else (None, None)
 
 
+#: The seq of the outbox's row after its newest ``?`` rows: SQLite merges the two parts in
+#: their seq order (no sort, no rows brought to Python).
+_NTH_NEWEST = (
+    "SELECT seq FROM outbox_items UNION ALL"  # noqa: S608 - constant text
+    f" SELECT r.seq FROM readings r WHERE {PENDING_READING} ORDER BY 1 DESC LIMIT 1 OFFSET ?"
+)
+
+
 async def keep_newest(db: aiosqlite.Connection, rows: int) -> None:
     """Take all but the newest ``rows`` rows out of the outbox (inside the caller's
     transaction)."""
-    newest = await _select(db, rows + 1, newest_first=True, columns=False)
-    if len(newest) <= rows:
+    async with db.execute(_NTH_NEWEST, (rows,)) as cur:
+        row = await cur.fetchone()
+    if row is None:
         return
-    cutoff = int(newest[-1][0])
+    cutoff = int(row[0])
     await db.execute("DELETE FROM outbox_items WHERE seq <= ?", (cutoff,))
     await delivered.skip_to(db, cutoff)
 
