@@ -142,7 +142,8 @@ def _cpu() -> float:
 async def _demo_shaped(path: Path, readings: list[Reading]) -> tuple[float, float]:
     """(µs of the event loop's thread, µs of the process) per reading, for the store alone
     in the demo's shape: commits of DEMO_BATCH readings, no uplink (the outbox is kept at
-    its newest items at each commit). Each batch is queued, then committed (flush)."""
+    its newest items at each commit). A batch's readings arrive one per turn of the event
+    loop (as adverts do), then it is committed (flush)."""
     store = await Store.open(path, StoreSection(batch_max_rows=DEMO_BATCH), uplink=lambda: False)
     try:
         warm = 20 * DEMO_BATCH
@@ -153,6 +154,7 @@ async def _demo_shaped(path: Path, readings: list[Reading]) -> tuple[float, floa
         for i in range(warm, len(readings), DEMO_BATCH):
             for r in readings[i : i + DEMO_BATCH]:
                 store.add_reading(r)
+                await asyncio.sleep(0)
             await store.flush()
         loop1, cpu1 = time.thread_time(), _cpu()
     finally:

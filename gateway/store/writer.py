@@ -65,6 +65,8 @@ class Store(StateReader):
         self.counters = StoreCounters()
         self._queue = PendingQueue(limits, self.counters)
         self._wake = asyncio.Event()
+        #: The writer gathers a batch until its deadline: only a full batch wakes it early.
+        self._gathering = False
         self._idle = asyncio.Event()
         self._idle.set()
         self._listeners: list[CommitListener] = []
@@ -254,7 +256,10 @@ class Store(StateReader):
 
     def _kick(self) -> None:
         self._idle.clear()
-        self._wake.set()
+        # while a batch gathers, waking the writer for each item would only have it wait
+        # again (a timer and a future per item): it waits for its deadline or a full batch
+        if not self._gathering or len(self._queue) >= self.config.batch_max_rows:
+            self._wake.set()
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
@@ -288,6 +293,7 @@ class Store(StateReader):
                 continue
             # gather for up to max_wait after the first item, or until the batch is full
             deadline = time.monotonic() + max_wait
+            self._gathering = True
             while len(queue) < max_rows and not queue.closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -296,6 +302,7 @@ class Store(StateReader):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(left):
                         await self._wake.wait()
+            self._gathering = False
             # after a permanent failure, commit one item at a time to find the poison
             batch = queue.take(1 if isolate > 0 else max_rows)
             isolate = max(0, isolate - len(batch))
