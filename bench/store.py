@@ -80,8 +80,8 @@ async def _batched(path: Path, readings: list[Reading]) -> tuple[float, int]:
 PREVIOUS_BYTES_PER_READING = 163.5
 #: The store CPU figures (demo shape) before the issue-18 store pass, at da520bc (best of 6
 #: runs interleaved with the new code on the 2-core x86 development machine).
-LOOP_US_BEFORE = 13.0
-CPU_US_BEFORE = 29.2
+LOOP_US_BEFORE = 23.8
+CPU_US_BEFORE = 40.7
 
 
 async def _breakdown(path: Path, readings: list[Reading]) -> dict[str, float]:
