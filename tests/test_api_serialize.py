@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from gateway.api.serialize import device_json, is_stale, key_status, keyed_devices, outbox_json
+import pytest
+
+from gateway.api import devices_admin
+from gateway.api.devices_admin import RecentEvents
+from gateway.api.serialize import (
+    device_json,
+    event_json,
+    is_stale,
+    key_status,
+    keyed_devices,
+    outbox_json,
+    reading_json,
+)
 from gateway.config import BleSection, Secret
-from gateway.model import Device, DeviceStatus, Transport
-from gateway.store import OutboxRow, OutboxStats
+from gateway.model import Device, DeviceStatus, Event, Reading, Stamp, Transport
+from gateway.store import Commit, OutboxRow, OutboxStats
 
 NOW = 1_800_000_000.0
 
@@ -112,3 +124,63 @@ def test_outbox_json_overlays_the_sync_agent() -> None:
         },
     }
     assert outbox_json(stats, None, None, NOW)["upstream"] == "disabled"
+
+
+STAMP = Stamp(wall=NOW, mono=12.5, boot="b", synced=True)
+
+
+def press(device: str, seq: int, action: str = "single", button: int | None = 1) -> Event:
+    return Event(device, "button", action, STAMP, "zigbee", button=button, seq=seq)
+
+
+def test_reading_and_event_json_are_whole() -> None:
+    r = Reading("gpio-a", "switch", True, None, STAMP, "gpio", seq=7)
+    assert reading_json(r) == {
+        "type": "reading",
+        "seq": 7,
+        "device": "gpio-a",
+        "metric": "switch",
+        "value": True,
+        "unit": None,
+        "ts": NOW,
+        "source": "gpio",
+    }
+    e = Event("zigbee-1", "button", "double", STAMP, "zigbee", button=2, seq=8,
+              properties=(("presses", 2),))  # fmt: skip
+    assert event_json(e) == {
+        "type": "event",
+        "seq": 8,
+        "device": "zigbee-1",
+        "event": "button",
+        "action": "double",
+        "button": 2,
+        "ts": NOW,
+        "source": "zigbee",
+    }
+
+
+def test_recent_events_keep_the_last_of_each_device_as_event_json_shows_them() -> None:
+    recent = RecentEvents()
+    n = devices_admin.RECENT_EVENTS + 5
+    a = [press("zigbee-a", seq) for seq in range(1, n + 1)]
+    b = [press("zigbee-b", 100, "long", None)]
+    recent(Commit(readings=[], events=a[:3] + b, outbox_bytes=0))
+    recent(Commit(readings=[], events=a[3:], outbox_bytes=0))
+    assert recent.of("zigbee-a") == [event_json(e) for e in a[-devices_admin.RECENT_EVENTS :]]
+    assert recent.of("zigbee-b") == [event_json(b[0])]
+    assert recent.of("zigbee-c") == []
+    recent.forget("zigbee-a")
+    assert recent.of("zigbee-a") == []
+
+
+def test_recent_events_drop_the_least_recently_active_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(devices_admin, "RECENT_DEVICES", 2)
+    recent = RecentEvents()
+    for seq, device in enumerate(["zigbee-a", "zigbee-b", "zigbee-a", "zigbee-c"], 1):
+        recent(Commit(readings=[], events=[press(device, seq)], outbox_bytes=0))
+    # b was the least recently active when c came: a (active again after b) stays
+    assert [e["seq"] for e in recent.of("zigbee-a")] == [1, 3]
+    assert recent.of("zigbee-b") == []
+    assert [e["seq"] for e in recent.of("zigbee-c")] == [4]

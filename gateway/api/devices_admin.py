@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +11,7 @@ from aiohttp import web
 
 from gateway.api.errors import ApiError, json_response
 from gateway.api.request import SERVICE, device_id_of, read_json
-from gateway.api.serialize import device_json, event_json, keyed_devices
+from gateway.api.serialize import KeptEvent, device_json, keyed_devices
 from gateway.config import ble_device_id
 from gateway.errors import ConfigError, StoreError
 from gateway.model import DeviceUpdate, Transport
@@ -149,21 +148,27 @@ RECENT_DEVICES = 1024
 
 
 class RecentEvents:
-    """The last events of each device, from the store's commits."""
+    """The last events of each device, from the store's commits.
+
+    Kept compact (a :class:`~gateway.api.serialize.KeptEvent` tuple per event, a tuple of
+    them per device, in a plain dict ordered from the least to the most recently active
+    device) and serialised on request: a thousand devices' events cost a few hundred bytes
+    each instead of a dict per event and a deque per device."""
 
     def __init__(self) -> None:
-        self._by_device: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
+        self._by_device: dict[str, tuple[KeptEvent, ...]] = {}
 
     def __call__(self, commit: Commit) -> None:
+        by_device = self._by_device
         for e in commit.events:
-            kept = self._by_device.pop(e.device_id, None) or deque(maxlen=RECENT_EVENTS)
-            kept.append(event_json(e))
-            self._by_device[e.device_id] = kept
-            if len(self._by_device) > RECENT_DEVICES:
-                self._by_device.popitem(last=False)
+            kept = by_device.pop(e.device_id, ())  # re-inserted last: the most recent
+            by_device[e.device_id] = (*kept, KeptEvent.of(e))[-RECENT_EVENTS:]
+            if len(by_device) > RECENT_DEVICES:
+                del by_device[next(iter(by_device))]
 
     def of(self, device_id: str) -> list[dict[str, Any]]:
-        return list(self._by_device.get(device_id, ()))
+        """The device's events as :func:`~gateway.api.serialize.event_json` shows them."""
+        return [k.to_json(device_id) for k in self._by_device.get(device_id, ())]
 
     def forget(self, device_id: str) -> None:
         self._by_device.pop(device_id, None)

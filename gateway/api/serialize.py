@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.config import BleSection
 from gateway.model import Device, DeviceStatus, Event, Reading, Transport, Value
@@ -98,18 +98,51 @@ def device_detail_json(
     return out
 
 
-def _stored_json(kind: str, item: Reading | Event, what: dict[str, Any]) -> dict[str, Any]:
-    """A stored reading or event: its ``seq``, device, ``what`` it says, when and from where."""
-    head = {"type": kind, "seq": item.seq, "device": item.device_id}
-    return {**head, **what, "ts": item.stamp.wall, "source": item.source}
-
-
 def reading_json(r: Reading) -> dict[str, Any]:
-    return _stored_json("reading", r, {"metric": r.metric, "value": r.value, "unit": r.unit})
+    """A stored reading: its ``seq``, device, what it says, when and from where."""
+    return {
+        "type": "reading",
+        "seq": r.seq,
+        "device": r.device_id,
+        "metric": r.metric,
+        "value": r.value,
+        "unit": r.unit,
+        "ts": r.stamp.wall,
+        "source": r.source,
+    }
+
+
+class KeptEvent(NamedTuple):
+    """What :func:`event_json` shows of an event, but its device (kept apart, as a key): a
+    plain tuple, for events kept in numbers (:class:`gateway.api.devices_admin.RecentEvents`)."""
+
+    seq: int
+    event: str
+    action: str
+    button: int | None
+    ts: float
+    source: str
+
+    @classmethod
+    def of(cls, e: Event) -> KeptEvent:
+        return cls(e.seq, e.event, e.action, e.button, e.stamp.wall, e.source)
+
+    def to_json(self, device_id: str) -> dict[str, Any]:
+        return {
+            "type": "event",
+            "seq": self.seq,
+            "device": device_id,
+            "event": self.event,
+            "action": self.action,
+            "button": self.button,
+            "ts": self.ts,
+            "source": self.source,
+        }
 
 
 def event_json(e: Event) -> dict[str, Any]:
-    return _stored_json("event", e, {"event": e.event, "action": e.action, "button": e.button})
+    """A stored event, as :func:`reading_json` shows a reading."""
+    return KeptEvent.of(e).to_json(e.device_id)
 
 
 def devices_summary_json(devices: Sequence[Device], now: float) -> dict[str, Any]:
