@@ -21,6 +21,10 @@ A component of the service (``Service.sync``), built from its explicit dependenc
 
 Outbox rows are deleted only after the PUBACK of the message that carried them; a crash at
 any moment loses nothing and resends at most the batches that were in flight.
+
+Without a broker (no ``[upstream] url``, no separate Home Assistant broker) the agent only
+keeps the outbox within its bounds: the links' modules (session, pump, send, acks, poison,
+inbound, publisher, the MQTT client) are imported when a link is built, not before.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.supervisor import State, SupervisorStatus
 from gateway.clock import Clock
@@ -38,15 +42,16 @@ from gateway.driver import DriverHealth, Health
 from gateway.store import Commit, Store
 from gateway.sync.deps import CommandRouting, SyncDeps
 from gateway.sync.figures import LinkState
-from gateway.sync.inbound import Inbound
-from gateway.sync.mqtt import BrokerSettings
 from gateway.sync.outbox import Outbox, run_to_end
 from gateway.sync.payload import Topics
-from gateway.sync.publisher import HaPublisher
-from gateway.sync.pump import Pump
-from gateway.sync.session import LinkSession
 from gateway.sync.timing import SyncTiming
 from gateway.sync.upkeep import Upkeep
+
+if TYPE_CHECKING:
+    from gateway.sync.publisher import HaPublisher
+    from gateway.sync.pump import Pump
+    from gateway.sync.session import LinkSession
+    from gateway.sync.settings import BrokerSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,6 +59,8 @@ _LOGGER = logging.getLogger(__name__)
 def _settings(cfg: BrokerFields, client_id: str, up: UpstreamSection) -> BrokerSettings:
     """A broker section's URL, credentials and TLS files; protocol and keepalive are the
     upstream's (the Home Assistant section has none of its own)."""
+    from gateway.sync.settings import BrokerSettings
+
     return BrokerSettings.of(cfg, client_id, protocol=up.protocol, keepalive=up.keepalive)
 
 
@@ -104,15 +111,36 @@ class SyncAgent:
         #: Home Assistant rides on the upstream connection.
         self._ha_shared = config.homeassistant.enabled and ha_sep is None and up is not None
         self._upkeep = Upkeep(deps)
-        self.pump = Pump(deps)
-        ha_wanted = config.homeassistant.enabled and (self._ha_shared or ha_sep is not None)
-        self._publisher = HaPublisher(deps, config.homeassistant) if ha_wanted else None
-        on_ha_online = self._publisher.republish if self._publisher else _nothing
+        #: The upstream link's telemetry pump (with its book of PUBACKs), when there is one.
+        self.pump: Pump | None = None
+        self._publisher: HaPublisher | None = None
+        self._up_session: LinkSession | None = None
+        self._ha_session: LinkSession | None = None
         #: Set once run() has loaded the outbox: the links wait for it.
         self._loaded = asyncio.Event()
+        if self.upstream is not None or self.ha_link is not None:
+            ha_wanted = config.homeassistant.enabled and (self._ha_shared or ha_sep is not None)
+            self._build_links(config.homeassistant if ha_wanted else None)
+
+    def _build_links(self, ha_cfg: HomeAssistantSection | None) -> None:
+        """The broker links and the parts only they use (imported here, not with the
+        agent: a gateway without a broker never loads them). ``ha_cfg``: Home Assistant
+        is published (on the upstream link, or on its own)."""
+        from gateway.sync.inbound import Inbound
+        from gateway.sync.pump import Pump
+        from gateway.sync.session import LinkSession
+
+        deps = self._deps
+        if self.upstream is not None:
+            self.pump = Pump(deps)
+        if ha_cfg is not None:
+            from gateway.sync.publisher import HaPublisher
+
+            self._publisher = HaPublisher(deps, ha_cfg)
+        on_ha_online = self._publisher.republish if self._publisher else _nothing
         inbound = Inbound(deps, on_ha_online=on_ha_online)
-        self._up_session = (
-            LinkSession(
+        if self.upstream is not None:
+            self._up_session = LinkSession(
                 "sync-upstream",
                 self.upstream,
                 deps,
@@ -121,11 +149,8 @@ class SyncAgent:
                 publisher=self._publisher if self._ha_shared else None,
                 ready=self._loaded,
             )
-            if self.upstream is not None
-            else None
-        )
-        self._ha_session = (
-            LinkSession(
+        if self.ha_link is not None:
+            self._ha_session = LinkSession(
                 "sync-ha",
                 self.ha_link,
                 deps,
@@ -134,9 +159,6 @@ class SyncAgent:
                 publisher=self._publisher,
                 ready=self._loaded,
             )
-            if self.ha_link is not None
-            else None
-        )
 
     # ------------------------------------------------------------------ component
 
@@ -157,14 +179,17 @@ class SyncAgent:
         await self._upkeep.recount()
         self._loaded.set()
         unsubscribe = store.subscribe(self._on_commit)
+        pump = self.pump
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._upkeep.run(), name="sync-maintain")
-                tg.create_task(self.pump.acks.loop(), name="sync-acks")
+                if pump is not None:
+                    tg.create_task(pump.acks.loop(), name="sync-acks")
         finally:
             unsubscribe()
-            with contextlib.suppress(Exception):  # the store may be closed already
-                await run_to_end(self.pump.acks.flush(), "sync: flushing acks", self.counters.late)
+            if pump is not None:
+                with contextlib.suppress(Exception):  # the store may be closed already
+                    await run_to_end(pump.acks.flush(), "sync: flushing acks", self.counters.late)
 
     @staticmethod
     def _status(session: LinkSession | None) -> SupervisorStatus | None:
@@ -176,12 +201,12 @@ class SyncAgent:
     @property
     def pumping(self) -> bool:
         """The upstream connection is up and new rows are streamed as they are committed."""
-        return self.pump.live
+        return self.pump is not None and self.pump.live
 
     @property
     def in_flight(self) -> int:
         """Telemetry messages of the current connection awaiting their PUBACK."""
-        return self.pump.in_flight
+        return self.pump.in_flight if self.pump is not None else 0
 
     def health(self) -> DriverHealth:
         reasons: list[str] = []
@@ -300,7 +325,8 @@ class SyncAgent:
         if f.oldest_seq is None and n:
             first = readings[0] if readings else events[0]
             f.oldest_seq, f.oldest_ts = first.seq, first.stamp.wall
-        self.pump.note_commit(readings, events)
+        if self.pump is not None:
+            self.pump.note_commit(readings, events)
         if f.bytes > self._deps.cfg.outbox_max_bytes:
             self._upkeep.wake()
         if self._publisher is not None:

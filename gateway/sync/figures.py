@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.store import OutboxRow
-from gateway.sync.mqtt import BrokerSettings
+
+if TYPE_CHECKING:
+    from gateway.sync.settings import BrokerSettings
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from drivers.errors import NeedsHumanError
 from drivers.supervisor import Supervisor, SupervisorStatus, Timing, describe, leaves
@@ -28,9 +29,11 @@ from gateway.sync.figures import LinkState
 from gateway.sync.inbound import Inbound
 from gateway.sync.mqtt import Link, LinkError, open_link
 from gateway.sync.outbox import run_to_end
-from gateway.sync.publisher import HaPublisher
 from gateway.sync.pump import Pump
 from gateway.sync.send import TransientRefusal
+
+if TYPE_CHECKING:
+    from gateway.sync.publisher import HaPublisher  # only with Home Assistant
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -1,0 +1,74 @@
+"""Modules a run does not use are not loaded (issue 18: peak RSS of the demo): each check runs
+a service to READY in a fresh interpreter and looks at ``sys.modules``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: What only a broker link uses: the MQTT client side of the sync agent.
+SYNC_LINK_MODULES = frozenset(
+    {
+        "gateway.sync.acks",
+        "gateway.sync.ha",
+        "gateway.sync.inbound",
+        "gateway.sync.mqtt",
+        "gateway.sync.mqtt_codes",
+        "gateway.sync.mqtt_io",
+        "gateway.sync.poison",
+        "gateway.sync.publisher",
+        "gateway.sync.pump",
+        "gateway.sync.send",
+        "gateway.sync.session",
+        "gateway.sync.settings",
+    }
+)
+
+#: Runs the service (the GPIO demo, no API) to READY with ``[upstream] url`` = argv[2] (empty:
+#: no uplink), stops it, prints the modules loaded.
+_RUN = """
+import asyncio, json, sys
+from pathlib import Path
+from gateway.adapters import DemoOptions
+from gateway.config import ApiSection, Config, UpstreamSection
+from gateway.demo import demo_config
+from gateway.service import Service
+
+async def main() -> None:
+    cfg = demo_config(Config(), Path(sys.argv[1]), 0)
+    cfg = cfg.replace(api=ApiSection(enabled=False), upstream=UpstreamSection(url=sys.argv[2]))
+    async with Service(cfg, demo=DemoOptions(ble_devices=0, zigbee=False)) as svc:
+        await svc.ready.wait()
+    print(json.dumps(sorted(sys.modules)))
+
+asyncio.run(main())
+"""
+
+
+def _loaded(state: Path, upstream_url: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", _RUN, str(state), upstream_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_without_an_uplink_the_sync_agent_loads_no_mqtt_client(tmp_path: Path) -> None:
+    loaded = _loaded(tmp_path / "none", "")
+    assert "gateway.sync.agent" in loaded  # the agent still keeps the outbox bounded
+    assert not loaded & SYNC_LINK_MODULES, sorted(loaded & SYNC_LINK_MODULES)
+    assert not {m for m in loaded if m == "paho" or m.startswith("paho.")}
+
+
+def test_with_an_uplink_the_links_are_loaded(tmp_path: Path) -> None:
+    # nothing listens on port 1: the link only fails and backs off until the stop
+    loaded = _loaded(tmp_path / "up", "mqtt://127.0.0.1:1")
+    assert loaded >= SYNC_LINK_MODULES - {"gateway.sync.ha", "gateway.sync.publisher"}
