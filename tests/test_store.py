@@ -46,6 +46,17 @@ async def test_new_database_has_schema_wal_and_app_id(tmp_path: Path) -> None:
     con.close()
 
 
+async def test_both_connections_keep_a_small_page_cache(tmp_path: Path) -> None:
+    from gateway.store.schema import CACHE_KIB
+
+    async with await Store.open(tmp_path / "state.db") as store:
+        for db in (store._db, store._rdb):
+            async with db.execute("PRAGMA cache_size") as cur:
+                row = await cur.fetchone()
+            assert row is not None
+            assert row[0] == -CACHE_KIB
+
+
 async def test_reopen_does_not_migrate_again(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     async with await Store.open(path) as store:

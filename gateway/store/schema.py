@@ -28,6 +28,12 @@ _LOGGER = logging.getLogger(__name__)
 APPLICATION_ID = 0x4D694757
 SCHEMA_VERSION = 4
 PAGE_SIZE = 1024
+#: Page cache of each connection, KiB (SQLite's default is 2,000 KiB). The writer's work at
+#: each commit (the last pages of ``readings``, ``devices``, ``meta``; ``state`` every few
+#: commits) misses more pages at 256 KiB, read back from the OS's file cache at no
+#: measurable CPU; the reader's history scans outgrow any cache of a full history. Peak RSS
+#: of the 1,000-sensor demo: about 1 MB less (more as the history fills).
+CACHE_KIB = 256
 
 #: ``meta`` keys: readings up to this seq are out of the outbox (with ``outbox_gone``)...
 META_DELIVERED = "outbox.delivered"
@@ -257,6 +263,7 @@ async def configure(db: aiosqlite.Connection) -> None:
     if not mode or str(mode[0]).lower() != "wal":
         raise StoreError(f"cannot enable WAL mode (got {mode[0] if mode else None!r})")
     await db.execute("PRAGMA synchronous=FULL")
+    await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     await db.execute("PRAGMA foreign_keys=ON")
     await db.execute("PRAGMA busy_timeout=5000")
     # a smaller autocheckpoint keeps the WAL (and the SD card writes) bounded

@@ -33,7 +33,7 @@ from gateway.store.limits import StoreLimits
 from gateway.store.pending import Batch, PendingQueue, StoreCounters
 from gateway.store.reader import StateReader
 from gateway.store.rows import Commit, CommitListener, Numbering, stored_last_seq, write_state
-from gateway.store.schema import configure, meta_put, migrate
+from gateway.store.schema import CACHE_KIB, configure, meta_put, migrate
 from gateway.store.txn import WriteTransactions
 
 #: ``meta`` key: what was found wrong with the files at the last open that found something.
@@ -130,6 +130,7 @@ class Store(StateReader):
             reader = await aiosqlite.connect(path, isolation_level=None)
             await reader.execute("PRAGMA query_only=ON")
             await reader.execute("PRAGMA busy_timeout=5000")
+            await reader.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             store = cls(path, config, db, reader, limits)
             store.recovered_from = check.moved
             if uplink is not None:
