@@ -571,6 +571,28 @@ async def test_without_an_uplink_the_outbox_stays_small(tmp_path: Path) -> None:
         await ro.close()
 
 
+async def test_without_an_uplink_events_and_gone_ranges_are_trimmed_too(tmp_path: Path) -> None:
+    uplink = True
+    async with await Store.open(
+        tmp_path / "s.db", uplink=lambda: uplink, limits=StoreLimits(no_uplink_max_rows=3)
+    ) as store:
+        for i in range(4):
+            store.add_reading(reading(value=float(i)))  # 1, 3, 5, 7
+            store.add_event(event(action=f"single {i}"))  # 2, 4, 6, 8
+            await store.flush()
+        # a reading out of order: a range of outbox_gone above the watermark
+        await store.outbox_delete([3])
+        assert [r.seq for r in await store.outbox_fetch(100)] == [1, 2, 4, 5, 6, 7, 8]
+        uplink = False
+        store.add_reading(reading(value=9.0))
+        await store.flush()
+        assert [r.seq for r in await store.outbox_fetch(100)] == [7, 8, 9]
+        stats = await store.outbox_stats()
+        assert (stats.depth, stats.oldest_seq, stats.events) == (3, 7, 1)
+        async with store.transaction() as db:
+            assert list(await db.execute_fetchall("SELECT count(*) FROM outbox_gone")) == [(0,)]
+
+
 async def test_schema_1_rows_survive_the_migration(tmp_path: Path) -> None:
     from gateway.store import reading_body
     from gateway.store.schema import _MIGRATIONS

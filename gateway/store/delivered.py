@@ -115,8 +115,14 @@ def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
 
 async def skip_to(db: aiosqlite.Connection, seq: int) -> None:
     """Take every reading up to ``seq`` out of the outbox."""
-    if seq <= await watermark(db):
-        return
-    await db.execute("DELETE FROM outbox_gone WHERE last <= ?", (seq,))
-    await db.execute("UPDATE outbox_gone SET first = ? WHERE first <= ?", (seq + 1, seq))
+    if seq > await watermark(db):
+        await move_watermark(db, seq)
+
+
+async def move_watermark(db: aiosqlite.Connection, seq: int, *, gone: bool = True) -> None:
+    """Move the watermark up to ``seq`` (above it); ``gone``: whether a range of
+    ``outbox_gone`` may start at or below ``seq`` (False spares looking)."""
+    if gone:
+        await db.execute("DELETE FROM outbox_gone WHERE last <= ?", (seq,))
+        await db.execute("UPDATE outbox_gone SET first = ? WHERE first <= ?", (seq + 1, seq))
     await meta_put(db, META_DELIVERED, str(seq))

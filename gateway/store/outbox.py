@@ -24,7 +24,7 @@ import aiosqlite
 from gateway.model import Event, Reading
 from gateway.store import delivered
 from gateway.store.codec import encode_value, json_str
-from gateway.store.schema import PENDING_READING, meta_put
+from gateway.store.schema import DELIVERED, PENDING_READING, meta_put
 from gateway.store.sql import where
 
 OUTBOX_READING = 0
@@ -256,24 +256,30 @@ async def oldest(db: aiosqlite.Connection) -> tuple[int | None, float | None]:
     return (int(rows[0][0]), float(rows[0][4])) if rows else (None, None)
 
 
-#: The seq of the outbox's row after its newest ``?`` rows: SQLite merges the two parts in
-#: their seq order (no sort, no rows brought to Python).
-_NTH_NEWEST = (
-    "SELECT seq FROM outbox_items UNION ALL"  # noqa: S608 - constant text
-    f" SELECT r.seq FROM readings r WHERE {PENDING_READING} ORDER BY 1 DESC LIMIT 1 OFFSET ?"
+#: After the outbox's newest ``?`` rows: the next row's seq (SQLite merges the outbox's two
+#: parts in their seq order: no sort, no rows brought to Python), the delivered watermark,
+#: and whether any row of ``outbox_items`` and any range of ``outbox_gone`` lie at or below
+#: it (so that a trim with nothing to delete costs one round trip to SQLite's thread).
+_TRIM = (
+    f"SELECT n.seq, {DELIVERED},"  # noqa: S608 - constant text
+    " EXISTS (SELECT 1 FROM outbox_items WHERE seq <= n.seq),"
+    " EXISTS (SELECT 1 FROM outbox_gone WHERE first <= n.seq)"
+    " FROM (SELECT seq FROM outbox_items UNION ALL"
+    f" SELECT r.seq FROM readings r WHERE {PENDING_READING} ORDER BY 1 DESC LIMIT 1 OFFSET ?) n"
 )
 
 
 async def keep_newest(db: aiosqlite.Connection, rows: int) -> None:
     """Take all but the newest ``rows`` rows out of the outbox (inside the caller's
     transaction)."""
-    async with db.execute(_NTH_NEWEST, (rows,)) as cur:
-        row = await cur.fetchone()
-    if row is None:
+    found = list(await db.execute_fetchall(_TRIM, (rows,)))
+    if not found:
         return
-    cutoff = int(row[0])
-    await db.execute("DELETE FROM outbox_items WHERE seq <= ?", (cutoff,))
-    await delivered.skip_to(db, cutoff)
+    cutoff, mark, items, gone = (int(v) for v in found[0])
+    if items:
+        await db.execute("DELETE FROM outbox_items WHERE seq <= ?", (cutoff,))
+    if cutoff > mark:
+        await delivered.move_watermark(db, cutoff, gone=bool(gone))
 
 
 Transaction = Callable[[], contextlib.AbstractAsyncContextManager[aiosqlite.Connection]]
