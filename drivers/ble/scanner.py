@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from drivers.ble.bluez import AdapterWatch
 from drivers.ble.errors import ScannerError
-from drivers.ble.types import Advertisement
+from drivers.ble.types import Advertisement, make_advertisement
 from drivers.supervisor import Backoff, Supervisor, SupervisorStatus, Timing
 
 _LOGGER = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def to_advertisement(device: Any, data: Any, now: float) -> Advertisement:
     ``int`` -> ``bytes``, so they are taken as they are; the codecs treat every byte as
     untrusted and look payloads up by our own lowercase UUID constants.
     """
-    return Advertisement(
+    return make_advertisement(
         str(device.address).upper(),
         data.rssi,
         data.service_data,
@@ -295,6 +295,9 @@ class BleScanner:
     ) -> None:
         self._factory = factory
         self._subscribers: list[Subscriber] = []
+        #: The subscribers as they are, a snapshot remade on (un)subscribe: a subscriber
+        #: that (un)subscribes during delivery does not change the advert's round.
+        self._deliver: tuple[Subscriber, ...] = ()
         self._clock = clock
         self._timing = timing
         self._silence = timing.silence_restart
@@ -306,10 +309,12 @@ class BleScanner:
     # subscribers -----------------------------------------------------------------------
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         self._subscribers.append(callback)
+        self._deliver = tuple(self._subscribers)
 
         def unsubscribe() -> None:
             with contextlib.suppress(ValueError):
                 self._subscribers.remove(callback)
+            self._deliver = tuple(self._subscribers)
 
         return unsubscribe
 
@@ -322,7 +327,7 @@ class BleScanner:
         self._last_advert = now
         self.adverts += 1
         adv = to_advertisement(device, data, now)
-        for subscriber in list(self._subscribers):
+        for subscriber in self._deliver:
             try:
                 subscriber(adv)
             except Exception:  # one bad subscriber must not stop scanning

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from drivers.events import DeviceEvent
@@ -64,18 +64,74 @@ def normalize_mac(text: str) -> str:
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
 
 
-@dataclass(frozen=True, slots=True)
-class Advertisement:
-    """One BLE advertisement as received (what bleak's callback gives, typed)."""
+#: ``tuple.__new__``: builds the tuple-based values below in one call.
+_new_tuple: Any = tuple.__new__
+
+
+class _AdvertisementFields(NamedTuple):
+    """The fields of :class:`Advertisement` (an immutable tuple: built in one C call per
+    advert)."""
 
     address: str  # "A4:C1:38:02:83:F4"
-    rssi: int | None = None
+    rssi: int | None
     #: Bytes after the 16-bit UUID, keyed by bleak's lowercase 128-bit UUID string.
-    service_data: Mapping[str, bytes] = field(default_factory=dict)
-    manufacturer_data: Mapping[int, bytes] = field(default_factory=dict)
-    local_name: str | None = None
+    service_data: Mapping[str, bytes]
+    manufacturer_data: Mapping[int, bytes]
+    local_name: str | None
     #: Monotonic receive time (seconds); 0.0 when unknown (offline decoding).
-    time: float = 0.0
+    time: float
+
+
+class Advertisement(_AdvertisementFields):
+    """One BLE advertisement as received (what bleak's callback gives, typed).
+
+    Immutable and typed like a frozen dataclass (read-only attributes, field-wise equality),
+    but a tuple underneath, as :class:`Decoded`: the scanner makes one per advert heard,
+    repeats included, and a frozen dataclass's six ``object.__setattr__`` calls cost about
+    0.8 µs of the 2.2 µs a repeat cost in all (:func:`make_advertisement` builds it in
+    one call, about 0.15 µs).
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        address: str,
+        rssi: int | None = None,
+        service_data: Mapping[str, bytes] | None = None,
+        manufacturer_data: Mapping[int, bytes] | None = None,
+        local_name: str | None = None,
+        time: float = 0.0,
+    ) -> Advertisement:
+        # the mappings default to a new dict each (a shared default could be changed)
+        result: Advertisement = _new_tuple(
+            cls,
+            (
+                address,
+                rssi,
+                {} if service_data is None else service_data,
+                {} if manufacturer_data is None else manufacturer_data,
+                local_name,
+                time,
+            ),
+        )
+        return result
+
+
+def make_advertisement(
+    address: str,
+    rssi: int | None,
+    service_data: Mapping[str, bytes],
+    manufacturer_data: Mapping[int, bytes],
+    local_name: str | None,
+    time: float,
+) -> Advertisement:
+    """``Advertisement(...)`` with every field given, for the scanner's per-advert path:
+    the tuple is built directly, an ordinary, equal Advertisement."""
+    result: Advertisement = _new_tuple(
+        Advertisement, (address, rssi, service_data, manufacturer_data, local_name, time)
+    )
+    return result
 
 
 class Format(enum.StrEnum):
@@ -212,9 +268,6 @@ class Decoded(_DecodedFields):
     @property
     def uuid(self) -> str:
         return self.kind.uuid
-
-
-_new_tuple: Any = tuple.__new__
 
 
 def make_decoded(

@@ -137,7 +137,8 @@ class ReplayScanner(_TaskScanner):
     ) -> None:
         super().__init__("ble-replay")
         self._callback = callback
-        self._items = [a if isinstance(a, tuple) else bleak_shaped(a) for a in adverts]
+        # an Advertisement is a tuple too: test for it, not for the (device, data) pair
+        self._items = [bleak_shaped(a) if isinstance(a, Advertisement) else a for a in adverts]
         self._rate = rate
         self._loop = loop
         self.sent = 0
