@@ -192,31 +192,32 @@ def _adapter_handle(rounds: int) -> tuple[float, float]:
     keys = {mac: parse_key(k) for mac, k in fleet.keys.items()}
     n = HANDLE_SENSORS
     shaped = [bleak_shaped(a) for a in fleet.adverts(n * HANDLE_REPEATS * rounds)]
-    warm, rest = shaped[: n * HANDLE_REPEATS], shaped[n * HANDLE_REPEATS :]
-    new = [x for i, x in enumerate(rest) if (i // n) % HANDLE_REPEATS == 0]
-    repeats = [x for i, x in enumerate(rest) if (i // n) % HANDLE_REPEATS]
+    # rounds of n adverts, in the fleet's order: a round of first copies, then the repeats
+    rounds_of = [shaped[i : i + n] for i in range(0, len(shaped), n)]
+    warm = HANDLE_REPEATS  # the first frame of each sensor and its repeats
+    new_count = n * (len(rounds_of) - warm) // HANDLE_REPEATS
+    repeat_count = n * (len(rounds_of) - warm) - new_count
     best_new = best_repeat = float("inf")
+    clock = time.thread_time
     for _ in range(RUNS):
         driver = BleDriver(lambda callback: ReplayScanner(callback, []), keys)  # never started
         driver._sink = NullSink()
         scanner = BleScanner(lambda callback: ReplayScanner(callback, []))  # never started
         scanner.subscribe(driver.handle)
         callback = scanner._on_detection
-        for device, data in warm:
-            callback(device, data)
-        t0 = time.thread_time()
-        for device, data in new:
-            callback(device, data)
-        t1 = time.thread_time()
-        for device, data in repeats:
-            callback(device, data)
-        t2 = time.thread_time()
+        spent = [0.0, 0.0]  # new frames, repeats
+        for r, batch in enumerate(rounds_of):
+            t0 = clock()
+            for device, data in batch:
+                callback(device, data)
+            if r >= warm:
+                spent[r % HANDLE_REPEATS != 0] += clock() - t0
         counters = driver.health().counters
-        dropped = (HANDLE_REPEATS - 1) * n + len(repeats)  # the warm-up's repeats too
-        if counters["decoded"] != n + len(new) or counters["duplicates_dropped"] != dropped:
+        dropped = (HANDLE_REPEATS - 1) * n + repeat_count  # the warm-up's repeats too
+        if counters["decoded"] != n + new_count or counters["duplicates_dropped"] != dropped:
             raise RuntimeError(f"adapter handle: unexpected counters {counters}")
-        best_new = min(best_new, (t1 - t0) / len(new))
-        best_repeat = min(best_repeat, (t2 - t1) / len(repeats))
+        best_new = min(best_new, spent[0] / new_count)
+        best_repeat = min(best_repeat, spent[1] / repeat_count)
     return best_new * 1e6, best_repeat * 1e6
 
 
