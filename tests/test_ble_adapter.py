@@ -403,6 +403,33 @@ def test_availability_honours_the_sleepy_flag() -> None:
     assert driver.check_availability(2000.0) == []  # reported once
 
 
+def test_a_repeat_keeps_a_device_available_and_it_comes_back_in_place() -> None:
+    fleet = SyntheticFleet(1, repeats=3)  # a plain MiBeacon thermometer, not sleepy
+    driver = fleet_driver(fleet, unavailable_after_s=100.0)
+    sink = RecordingSink()
+    driver._sink = sink
+    first, repeat, _, second = fleet.adverts(4)
+    dev = device_id(first.address)
+
+    def at(adv: Advertisement, t: float) -> Advertisement:
+        return Advertisement(adv.address, adv.rssi, adv.service_data, {}, None, t)
+
+    driver.handle(at(first, 1.0))
+    known = driver._known[dev]
+    driver.handle(at(repeat, 50.0))  # dropped as a repeat (60 s window), a sign of life
+    assert driver.health().counters["duplicates_dropped"] == 1
+    assert driver.check_availability(120.0) == []
+    assert driver.check_availability(151.0) == [dev]
+    driver.handle(at(second, 200.0))  # a new frame: back, in the same state object
+    assert driver._known[dev] is known and known.status is DeviceStatus.OK
+    assert [u.status for u in sink.devices] == [
+        DeviceStatus.OK,
+        DeviceStatus.UNAVAILABLE,
+        DeviceStatus.OK,
+    ]
+    assert driver.check_availability(250.0) == []
+
+
 async def test_command_is_unsupported() -> None:
     driver = BleDriver(lambda cb: ReplayScanner(cb, []), {})
     result = await driver.command("ble-a4c1388d18b2", Command("on"))

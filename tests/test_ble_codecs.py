@@ -4,6 +4,7 @@ replay protection and Hypothesis properties (untrusted bytes only ever raise Par
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -378,6 +379,50 @@ def test_dedup_memory_is_bounded() -> None:
     for i in range(100):
         d.is_duplicate(_bthome(None, i), 0.0)
     assert len(d) == 10
+
+
+def test_dedup_keeps_the_last_frames_of_each_sender_and_interleaved_formats() -> None:
+    d = Deduplicator(window_s=60.0, per_sender=3)
+    other = _bthome(None, 1)._replace(mac="11:22:33:44:55:66")
+    assert not d.is_duplicate(other, 0.0)
+    frames = [_bthome(None, i) for i in range(4)]
+    pvvx = frames[0]._replace(kind=dataclasses.replace(frames[0].kind, uuid=UUID_ATC))
+    assert not d.is_duplicate(frames[0], 0.0)
+    assert not d.is_duplicate(pvvx, 0.0)  # the same bytes in another format: not a repeat
+    assert d.is_duplicate(frames[0], 0.5) and d.is_duplicate(pvvx, 0.5)  # interleaved
+    assert not d.is_duplicate(frames[1], 1.0)
+    assert d.is_duplicate(frames[0], 1.5)  # 3 frames kept: frames[0], pvvx, frames[1]
+    assert not d.is_duplicate(frames[2], 2.0)  # the sender's oldest, frames[0], goes
+    assert not d.is_duplicate(frames[0], 2.5)  # superseded by 3 newer ones: decoded again
+    assert (len(d), d.dropped) == (4, 3)  # 3 of this sender, 1 of the other
+    assert d.is_duplicate(other, 3.0)  # the other sender's frame is untouched
+
+
+def test_dedup_total_bound_forgets_the_least_recent_sender_first() -> None:
+    d = Deduplicator(window_s=60.0, max_entries=3)
+    a = [_bthome(None, i)._replace(mac="11:22:33:44:55:66") for i in range(2)]
+    b = [_bthome(None, i) for i in range(2)]
+    for frame in (a[0], a[1], b[0], b[1]):  # 4 frames: a's oldest goes
+        assert not d.is_duplicate(frame, 0.0)
+    assert len(d) == 3
+    assert [d.is_duplicate(f, 1.0) for f in (a[1], b[0], b[1])] == [True, True, True]
+    assert not d.is_duplicate(a[0], 1.0)  # forgotten, so decoded again: a is now the most
+    assert d.is_duplicate(a[1], 1.0)  # recent sender, so b's oldest went
+    assert not d.is_duplicate(b[0], 1.0)
+
+
+def test_dedup_expire_forgets_frames_whose_window_passed() -> None:
+    d = Deduplicator(window_s=60.0)
+    press = _bthome(None, None, b"\x3a\x01")  # no counter: a 2 s window
+    frame = _bthome(None, 7)
+    other = frame._replace(mac="11:22:33:44:55:66")
+    for f in (press, frame, other):
+        d.is_duplicate(f, 0.0)
+    assert d.expire(1.0) == 0 and len(d) == 3
+    assert d.expire(30.0) == 1 and len(d) == 2  # the press
+    assert d.is_duplicate(frame, 30.0) and d.is_duplicate(other, 30.0)
+    assert d.expire(61.0) == 2 and len(d) == 0
+    assert not d.is_duplicate(frame, 61.0)
 
 
 def test_replay_guard_rejects_counters_going_backwards() -> None:

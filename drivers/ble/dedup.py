@@ -8,9 +8,10 @@ use a short window, so a real second button press a few seconds later is not dro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from drivers.ble.decoder import FORMATS
-from drivers.ble.types import Decoded, mac_digits
+from drivers.ble.types import Decoded
 
 #: Repeats of a frame that carries no counter are only dropped within this many seconds.
 NO_COUNTER_WINDOW_S = 2.0
@@ -18,29 +19,16 @@ NO_COUNTER_WINDOW_S = 2.0
 RESET_BELOW = 100
 RESET_FROM = 1000
 
-#: (MAC, service UUID, payload) in one compact bytes object: the sender (:func:`sender_key`),
-#: a byte naming the format, the payload. The payload holds the frame/packet counter, so
-#: this is the (MAC, format, counter, payload) of the issue, and it can be checked before
-#: decoding. At 1,000 sensors the table is full: one bytes object per entry (about 60 B)
-#: instead of a tuple of three (about 120 B).
-DedupKey = bytes
-#: One byte per advert format (its service UUID); another UUID is spelled out.
-FORMAT_TAGS = {uuid: bytes([i]) for i, uuid in enumerate(FORMATS)}
+#: One small int per advert format (its service UUID; ints below 257 are shared objects, so
+#: a remembered frame's format costs one list slot). Another UUID is kept as its text.
+FORMAT_INDEX: dict[str, int] = {uuid: i for i, uuid in enumerate(FORMATS)}
+
+#: A format as remembered: its :data:`FORMAT_INDEX`, or the UUID text of another.
+FormatId = int | str
 
 
-def sender_key(mac: str) -> bytes:
-    """The sender's part of a key: a MAC's 6 bytes, or another address's text (a macOS
-    UUID), after its length (so no key can be read two ways)."""
-    digits = mac_digits(mac)
-    raw = bytes.fromhex(digits) if digits is not None else mac.encode()
-    return bytes([len(raw) & 0xFF]) + raw
-
-
-def dedup_key(sender: bytes, uuid: str, payload: bytes) -> DedupKey:
-    tag = FORMAT_TAGS.get(uuid)
-    if tag is None:
-        tag = b"\xff" + uuid.encode() + b"\x00"
-    return b"".join((sender, tag, payload))
+def format_id(uuid: str) -> FormatId:
+    return FORMAT_INDEX.get(uuid, uuid)
 
 
 def window_for(result: Decoded, window_s: float) -> float:
@@ -51,50 +39,111 @@ def window_for(result: Decoded, window_s: float) -> float:
     )
 
 
+#: One sender's remembered frames, flat and oldest first: ``[format, payload, until, ...]``
+#: (:data:`FormatId`, ``bytes``, ``float``; one list instead of a tuple or object per frame).
+Frames = list[Any]
+
+
 @dataclass(slots=True)
 class Deduplicator:
+    """Recent frames per sender: a repeat is a (sender, format, payload) remembered within
+    its window.
+
+    Each sender's frames are one flat list (:data:`Frames`): about 80 B a frame (its payload
+    bytes and the window's end) instead of a joined key, a float and a dict slot (about
+    160 B). A repeat usually follows its frame: it is found by comparing the sender's newest
+    frame first, without building a key.
+
+    Bounds: ``max_entries`` frames in all (the oldest frame of the sender that remembered
+    one least recently goes first), and, when set, ``per_sender`` frames per sender (its
+    oldest goes first: that sender has sent ``per_sender`` newer frames since). A frame
+    whose window passed matches nothing; :meth:`expire` forgets those.
+    """
+
     window_s: float = 60.0
     max_entries: int = 16384
+    per_sender: int | None = None
     dropped: int = 0
-    #: Key -> the end of its window, oldest first (one float per entry, in a plain dict: at
-    #: 1,000 sensors the table is full, and an OrderedDict's links cost 1 MB more).
-    _seen: dict[DedupKey, float] = field(default_factory=dict)
+    #: Sender -> its frames; the sender that remembered a frame least recently first.
+    _senders: dict[str, Frames] = field(default_factory=dict)
+    _count: int = 0
 
-    def check(self, key: DedupKey, now: float) -> bool:
-        """True (and counted) when ``key`` was remembered within its window."""
-        until = self._seen.get(key)
-        if until is not None and now <= until:
-            self.dropped += 1
-            return True
+    def check(self, sender: str, fmt: FormatId, payload: bytes, now: float) -> bool:
+        """True (and counted) when ``sender`` sent this payload of this format within its
+        window. (The newest matching frame decides: one remembered again after its window
+        passed is there twice, the older one stale.)"""
+        frames = self._senders.get(sender)
+        if frames is None:
+            return False
+        i = len(frames) - 2
+        while i > 0:  # newest first: a repeat usually follows its frame
+            if frames[i] == payload and frames[i - 1] == fmt:
+                if now <= frames[i + 1]:
+                    self.dropped += 1
+                    return True
+                return False
+            i -= 3
         return False
 
-    def remember(self, key: DedupKey, now: float, window: float) -> None:
-        self._expire(now)
-        seen = self._seen
-        seen.pop(key, None)  # again: it moves to the end
-        seen[key] = now + window
-        if len(seen) > self.max_entries:
-            del seen[next(iter(seen))]
+    def remember(
+        self, sender: str, fmt: FormatId, payload: bytes, now: float, window: float
+    ) -> None:
+        senders = self._senders
+        frames = senders.pop(sender, None)  # it moves to the end: the most recent sender
+        if frames is None:
+            frames = []
+        frames += (fmt, payload, now + window)
+        self._count += 1
+        per_sender = self.per_sender
+        if per_sender is not None and len(frames) > 3 * per_sender:
+            del frames[:3]
+            self._count -= 1
+        senders[sender] = frames
+        while self._count > self.max_entries:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        """Forget the oldest frame of the sender that remembered one least recently."""
+        senders = self._senders
+        sender = next(iter(senders))
+        frames = senders[sender]
+        del frames[:3]
+        if not frames:
+            del senders[sender]
+        self._count -= 1
+
+    def expire(self, now: float) -> int:
+        """Forget every frame whose window has passed (they can match nothing), and the
+        senders left with none; returns how many frames were forgotten."""
+        gone = 0
+        senders = self._senders
+        for sender, frames in list(senders.items()):
+            kept = [
+                x
+                for i in range(0, len(frames), 3)
+                if now <= frames[i + 2]
+                for x in frames[i : i + 3]
+            ]
+            if len(kept) != len(frames):
+                gone += (len(frames) - len(kept)) // 3
+                if kept:
+                    frames[:] = kept
+                else:
+                    del senders[sender]
+        self._count -= gone
+        return gone
 
     def is_duplicate(self, result: Decoded, now: float) -> bool:
         """Check and remember a decoded frame in one step."""
-        key = dedup_key(sender_key(result.mac), result.uuid, result.payload)
-        if self.check(key, now):
+        fmt = format_id(result.uuid)
+        if self.check(result.mac, fmt, result.payload, now):
             return True
-        self.remember(key, now, window_for(result, self.window_s))
+        self.remember(result.mac, fmt, result.payload, now, window_for(result, self.window_s))
         return False
 
-    def _expire(self, now: float) -> None:
-        """Forget the oldest entries whose window has passed (they can match nothing)."""
-        seen = self._seen
-        while seen:
-            key, until = next(iter(seen.items()))
-            if now <= until:
-                break
-            del seen[key]
-
     def __len__(self) -> int:
-        return len(self._seen)
+        """Frames remembered (those whose window passed too, until :meth:`expire`)."""
+        return self._count
 
 
 @dataclass(slots=True)

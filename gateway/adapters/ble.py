@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from drivers.ble.decoder import decode_payload
-from drivers.ble.dedup import FORMAT_TAGS, Deduplicator, ReplayGuard, sender_key, window_for
+from drivers.ble.dedup import FORMAT_INDEX, Deduplicator, ReplayGuard, window_for
 from drivers.ble.downgrade import DowngradeGuard
 from drivers.ble.keys import BindKey, parse_key
 from drivers.ble.scanner import BleScanner, ScannerFactory, bleak_factory
@@ -37,15 +37,18 @@ DIAG_MAX = 16
 #: Advertiser addresses whose (MAC, device id) pair is kept (cleared when full: phones
 #: rotate private addresses, so the set of addresses heard is unbounded).
 IDS_MAX = 4096
+#: Frames remembered per sender for de-duplication: a sensor's repeats follow their frame
+#: within seconds, and one sending several formats in turn (pvvx: BTHome, MiBeacon and
+#: 0x181A) interleaves a frame of each; a frame with this many newer ones from the same
+#: sender since has been superseded. At 1,000 sensors (a frame every 3 s each, a 60 s
+#: window) this keeps 8,000 frames instead of a full 16,384-entry table.
+DEDUP_PER_SENDER = 8
 
 
 def device_id(mac: str) -> str:
     """``A4:C1:38:1A:2B:3C`` -> ``ble-a4c1381a2b3c``."""
     return BLE_IDS.of(mac.replace(":", "").lower())
 
-
-#: An advertiser's (MAC, device id, dedup sender key).
-_Ids = tuple[str, str, bytes]
 
 _STATUS = {
     FailReason.NO_KEY: DeviceStatus.NEEDS_KEY,
@@ -61,6 +64,16 @@ class _Known:
     sleepy: bool
     last_seen: float
     rssi_sent_at: float = 0.0
+
+
+@dataclass(slots=True)
+class _Sender:
+    """An advertiser address, worked out once: its MAC (the dedup sender), its device id,
+    and that device's state once it has one (a repeat updates ``last_seen`` through it)."""
+
+    mac: str
+    dev: str
+    known: _Known | None = None
 
 
 def _display_name(adv: Advertisement, product_name: str, dev: str) -> str:
@@ -83,16 +96,16 @@ class BleDriver:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._keys = dict(keys)
-        self._dedup = Deduplicator(window_s=dedup_window_s)
+        self._dedup = Deduplicator(window_s=dedup_window_s, per_sender=DEDUP_PER_SENDER)
         self._replay = ReplayGuard()
         self._downgrade = DowngradeGuard()
         self._warned_downgrade: set[str] = set()
         self._unavailable_after = unavailable_after_s
         self._clock = clock
         self._known: dict[str, _Known] = {}
-        #: Advertiser address -> (MAC, device id, dedup sender key), made once per address:
+        #: Advertiser address -> its MAC, device id and device state, made once per address:
         #: one object each, shared by every advert's readings, instead of new ones per advert.
-        self._ids: dict[str, _Ids] = {}
+        self._ids: dict[str, _Sender] = {}
         self._warned_keys: set[str] = set()
         self._unknown_products: deque[str] = deque(maxlen=DIAG_MAX)
         self._sink: Sink | None = None
@@ -180,43 +193,46 @@ class BleDriver:
         """Decode one advert and report what it carries (called on the loop per advert).
 
         Repeats are recognised from their bytes before decoding (the payload holds the
-        frame counter), so the many copies a sensor sends cost a dict lookup each.
+        frame counter): a repeat costs a comparison with its sender's newest frame.
         """
         self.counters["adverts"] += 1
         for listener in self.advert_listeners:
             listener(adv)  # presence (gateway.automations): every advert, decodable or not
         now = adv.time or self._clock()
-        ids = self._ids.get(adv.address)
-        if ids is None:
-            ids = self._new_ids(adv.address)
-        mac = ids[0]
-        key = self._keys.get(mac)
+        sender = self._ids.get(adv.address)
+        if sender is None:
+            sender = self._new_sender(adv.address)
+        mac = sender.mac
         dedup = self._dedup
         for uuid, data in adv.service_data.items():
-            tag = FORMAT_TAGS.get(uuid)
-            if tag is None:  # not a format we decode
+            fmt = FORMAT_INDEX.get(uuid)
+            if fmt is None:  # not a format we decode
                 continue
-            raw = b"".join((ids[2], tag, data))  # dedup_key(), inline: per advert
-            if dedup.check(raw, now):
-                known = self._known.get(ids[1])
+            if dedup.check(mac, fmt, data, now):
+                known = sender.known
+                if known is None:
+                    known = sender.known = self._known.get(sender.dev)
                 if known is not None:  # a repeat still proves the device is alive
                     known.last_seen = now
                 continue
-            outcome = decode_payload(uuid, bytes(data), mac, key)
+            payload = data if type(data) is bytes else bytes(data)  # bleak gives bytes
+            outcome = decode_payload(uuid, payload, mac, self._keys.get(mac))
             if isinstance(outcome, Failed):
                 self._failed(outcome, adv, now)
             elif outcome is not None:
-                dedup.remember(raw, now, window_for(outcome, dedup.window_s))
-                self._decoded(outcome, adv, now, ids)
+                dedup.remember(mac, fmt, payload, now, window_for(outcome, dedup.window_s))
+                self._decoded(outcome, adv, now, sender)
 
-    def _new_ids(self, address: str) -> _Ids:
+    def _new_sender(self, address: str) -> _Sender:
         if len(self._ids) >= IDS_MAX:
             self._ids.clear()
         mac = address.upper()
-        ids = self._ids[address] = (mac, device_id(mac), sender_key(mac))
-        return ids
+        if mac == address:  # the scanner's addresses are upper case: one string, not two
+            mac = address
+        sender = self._ids[address] = _Sender(mac, device_id(mac))
+        return sender
 
-    def _decoded(self, result: Decoded, adv: Advertisement, now: float, ids: _Ids) -> None:
+    def _decoded(self, result: Decoded, adv: Advertisement, now: float, sender: _Sender) -> None:
         if not self._downgrade.accept(result, keyed=result.mac in self._keys):
             if result.mac not in self._warned_downgrade:
                 self._warned_downgrade.add(result.mac)
@@ -233,7 +249,7 @@ class BleDriver:
         sink = self._sink
         if sink is None or not result.mac:
             return
-        dev = ids[1] if result.mac == ids[0] else device_id(result.mac)
+        dev = sender.dev if result.mac == sender.mac else device_id(result.mac)
         self._device(
             dev,
             result.model,
@@ -324,7 +340,11 @@ class BleDriver:
                     attrs={"encrypted": "true" if encrypted else "false"},
                 )
             )
-            self._known[dev] = _Known(model, status, sleepy, now, now)
+            if known is None:
+                self._known[dev] = _Known(model, status, sleepy, now, now)
+            else:  # changed in place: a _Sender may hold it
+                known.model, known.status, known.sleepy = model, status, sleepy
+                known.last_seen = known.rssi_sent_at = now
             return
         known.last_seen = now
         if adv.rssi is not None and now - known.rssi_sent_at >= RSSI_INTERVAL:
@@ -348,7 +368,9 @@ class BleDriver:
     async def _availability_loop(self) -> None:
         while True:
             await asyncio.sleep(AVAILABILITY_INTERVAL)
-            self.check_availability(self._clock())
+            now = self._clock()
+            self.check_availability(now)
+            self._dedup.expire(now)  # frames whose window passed match nothing
 
 
 def create(ctx: AdapterContext) -> BleDriver | None:
