@@ -28,7 +28,6 @@ MiBeacon is finer grained because real keyed devices send some frames in plainte
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from drivers.ble import mibeacon
@@ -52,6 +51,16 @@ FAMILIES: dict[Format, Family] = {
 #: MiBeacon objects that keyed (encrypting) devices send in plaintext frames (see above).
 PLAINTEXT_OBJECTS: frozenset[int] = frozenset({0x4A1A})
 
+#: One shared set per combination of families (a handful), for :class:`DowngradeGuard`.
+_SETS: dict[frozenset[Family], frozenset[Family]] = {}
+
+
+def _shared(families: frozenset[Family]) -> frozenset[Family]:
+    return _SETS.setdefault(families, families)
+
+
+_ONE = {family: _shared(frozenset({family})) for family in Family}
+
 #: At most this many MACs learned from encrypted frames are remembered (oldest forgotten);
 #: MACs with a configured key are protected whatever this says.
 MAX_LEARNED = 4096
@@ -66,19 +75,23 @@ class DowngradeGuard:
     last: str = ""
     #: The bound on MACs learned from encrypted frames (see :data:`MAX_LEARNED`).
     max_learned: int = MAX_LEARNED
-    _learned: OrderedDict[str, set[Family]] = field(default_factory=OrderedDict)
+    #: MAC -> its families, oldest MAC first; the family sets are shared (frozen, one per
+    #: combination), not one set per MAC.
+    _learned: dict[str, frozenset[Family]] = field(default_factory=dict)
 
     def learn(self, mac: str, fmt: Format | None) -> None:
         """Remember that ``mac`` sends encrypted frames of ``fmt``'s family."""
         family = FAMILIES.get(fmt) if fmt is not None else None
         if family is None or not mac:
             return
-        families = self._learned.get(mac)
+        learned = self._learned
+        families = learned.get(mac)
         if families is None:
-            families = self._learned[mac] = set()
-            if len(self._learned) > self.max_learned:
-                self._learned.popitem(last=False)
-        families.add(family)
+            learned[mac] = _ONE[family]
+            if len(learned) > self.max_learned:
+                del learned[next(iter(learned))]
+        elif family not in families:  # (the usual case, a known family: nothing to do)
+            learned[mac] = _shared(families | {family})
 
     def learn_failed(self, failed: Failed) -> None:
         """An encrypted frame that did not decrypt (no key, wrong key) still proves the

@@ -249,21 +249,43 @@ class BleDriver:
         sink = self._sink
         if sink is None or not result.mac:
             return
-        dev = sender.dev if result.mac == sender.mac else device_id(result.mac)
-        self._device(
-            dev,
-            result.model,
-            DeviceStatus.OK,
-            result.sleepy,
-            adv,
-            now,
-            name=result.name,
-            manufacturer=result.manufacturer,
-            encrypted=result.encrypted,
-        )
-        for metric, value in result.values.items():
-            sink.reading(dev, metric, value)
-            self.counters["readings"] += 1
+        kind = result.kind
+        if result.mac == sender.mac:
+            dev = sender.dev
+            known = sender.known
+            if known is None:
+                known = sender.known = self._known.get(dev)
+        else:  # a MiBeacon frame naming another MAC
+            dev = device_id(result.mac)
+            known = self._known.get(dev)
+        if (
+            known is not None
+            and known.status is DeviceStatus.OK
+            and known.model == kind.model
+            and known.sleepy == kind.sleepy
+        ):  # the usual frame: a known device, nothing about it changed (_device, inline)
+            known.last_seen = now
+            if adv.rssi is not None and now - known.rssi_sent_at >= RSSI_INTERVAL:
+                known.rssi_sent_at = now
+                sink.device(BLE_IDS.update(dev, rssi=adv.rssi))
+        else:
+            self._device(
+                dev,
+                kind.model,
+                DeviceStatus.OK,
+                kind.sleepy,
+                adv,
+                now,
+                name=kind.name,
+                manufacturer=kind.manufacturer,
+                encrypted=kind.encrypted,
+            )
+        values = result.values
+        if values:
+            reading = sink.reading
+            for metric, value in values.items():
+                reading(dev, metric, value)
+            self.counters["readings"] += len(values)
         for ev in result.events:
             sink.event(dev, ev)
             self.counters["events"] += 1
