@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,8 +42,10 @@ from hw_mocks.ble import (
     FakeDevice,
     ReplayScanner,
     SyntheticFleet,
+    bleak_shaped,
     demo_key,
 )
+from hw_mocks.ble_fleet import VirtualSensor
 from tests.helpers import RecordingSink
 
 VECTORS = Path(__file__).parent / "vectors" / "ble.jsonl"
@@ -579,6 +582,24 @@ def test_load_keys_reports_problems_by_mac_without_the_key(tmp_path: Path) -> No
     text = " ".join(problems)
     assert "231d39" not in text and "30 hex characters" in text
     assert "missing.key" in text
+
+
+def test_fleet_scanner_sends_what_its_adverts_are_bleak_shaped() -> None:
+    """The fleet scanner's direct path (one device object per sensor, a frame's service
+    data shared by its repeats) gives the values of ``bleak_shaped(next_advert())``."""
+    direct, shaped = SyntheticFleet(20, repeats=3, seed=3), SyntheticFleet(20, repeats=3, seed=3)
+    for i in range(20 * 3 * 12):
+        got = direct.sensors[i % 20].next_detection(3)
+        assert got == bleak_shaped(shaped.sensors[i % 20].next_advert(3))
+    rng, peer = random.Random(5), random.Random(5)
+    sensor = VirtualSensor(0, "mibeacon", MAC, None, rng, "n")
+    assert [sensor._rssi() for _ in range(500)] == [-50 - peer.randrange(40) for _ in range(500)]
+
+
+def test_fake_advertisement_data_defaults_are_fresh() -> None:
+    a, b = FakeAdvertisementData("x", -60), FakeAdvertisementData("x", -60)
+    assert a == b and a.service_data == {} and a.service_data is not b.service_data
+    assert a.service_uuids == [] and a.tx_power is None
 
 
 def test_bleak_shaped_adverts_convert_to_advertisements() -> None:

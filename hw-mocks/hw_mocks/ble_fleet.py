@@ -23,7 +23,13 @@ from drivers.ble.types import (
     UUID_MIBEACON,
     Advertisement,
 )
-from hw_mocks.ble_replay import _Paced, _TaskScanner, bleak_shaped
+from hw_mocks.ble_replay import (
+    FakeAdvertisementData,
+    FakeDevice,
+    _Paced,
+    _TaskScanner,
+    advertisement_data,
+)
 
 KINDS = (
     "mibeacon",  # LYWSD03MMC, MiBeacon v3 plain (temperature + humidity, battery)
@@ -66,6 +72,12 @@ class VirtualSensor:
     repeats_left: int = 0
     frame: bytes = b""
     uuid: str = ""
+    #: The bleak-shaped device (one per sensor, as bleak keeps one BLEDevice per address)
+    #: and the current frame's service data and UUID list (made once per frame, shared by
+    #: its repeats: the callback treats them as read-only).
+    device: FakeDevice | None = None
+    service_data: dict[str, bytes] | None = None
+    service_uuids: list[str] | None = None
 
     def _new_frame(self) -> None:
         self.counter += 1
@@ -148,9 +160,37 @@ class VirtualSensor:
             self._new_frame()
             self.repeats_left = repeats
         self.repeats_left -= 1
-        return Advertisement(
-            self.mac, -50 - self.rng.randrange(40), {self.uuid: self.frame}, {}, self.name
+        return Advertisement(self.mac, self._rssi(), {self.uuid: self.frame}, {}, self.name)
+
+    def next_detection(self, repeats: int) -> tuple[FakeDevice, FakeAdvertisementData]:
+        """``bleak_shaped(self.next_advert(repeats))``, the same values, made directly
+        (what the fleet scanner sends per advert)."""
+        if self.repeats_left <= 0:
+            self._new_frame()
+            self.repeats_left = repeats
+            self.service_data = {self.uuid: self.frame}
+            self.service_uuids = [self.uuid]
+        self.repeats_left -= 1
+        service_data = self.service_data
+        if service_data is None:  # a frame made by next_advert
+            service_data = self.service_data = {self.uuid: self.frame}
+            self.service_uuids = [self.uuid]
+        device = self.device
+        if device is None:
+            device = self.device = FakeDevice(self.mac, self.name)
+        data = advertisement_data(
+            self.name, self._rssi(), service_data, {}, self.service_uuids or []
         )
+        return device, data
+
+    def _rssi(self) -> int:
+        """``-50 - rng.randrange(40)``: the same draw (randrange's rejection sampling on
+        6 random bits), without randrange's argument checks."""
+        bits = self.rng.getrandbits
+        r = bits(6)
+        while r >= 40:
+            r = bits(6)
+        return -50 - r
 
 
 class SyntheticFleet:
@@ -225,7 +265,7 @@ class FleetScanner(_TaskScanner):
             for _ in range(n):
                 sensor = sensors[self._pos % len(sensors)]
                 self._pos += 1
-                batch.append(bleak_shaped(sensor.next_advert(repeats)))
+                batch.append(sensor.next_detection(repeats))
             self.cpu_s += clock() - t0
             for device, data in batch:
                 self.sent += 1

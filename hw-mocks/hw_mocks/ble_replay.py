@@ -11,8 +11,9 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from drivers.aio import cancel_and_wait
 from drivers.ble.jsonio import advertisement_from_json
@@ -37,25 +38,67 @@ class FakeDevice:
     name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FakeAdvertisementData:
-    """bleak's ``AdvertisementData``: the fields a detection callback reads."""
-
+class _AdvertisementDataFields(NamedTuple):
     local_name: str | None
     rssi: int
-    service_data: dict[str, bytes] = field(default_factory=dict)
-    manufacturer_data: dict[int, bytes] = field(default_factory=dict)
-    service_uuids: list[str] = field(default_factory=list)
-    tx_power: int | None = None
+    service_data: dict[str, bytes]
+    manufacturer_data: dict[int, bytes]
+    service_uuids: list[str]
+    tx_power: int | None
+
+
+class FakeAdvertisementData(_AdvertisementDataFields):
+    """bleak's ``AdvertisementData``: the fields a detection callback reads. A tuple, as
+    bleak's is (a ``NamedTuple``): the simulators make one per advert."""
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        local_name: str | None,
+        rssi: int,
+        service_data: dict[str, bytes] | None = None,
+        manufacturer_data: dict[int, bytes] | None = None,
+        service_uuids: list[str] | None = None,
+        tx_power: int | None = None,
+    ) -> FakeAdvertisementData:
+        fields = (
+            local_name,
+            rssi,
+            {} if service_data is None else service_data,
+            {} if manufacturer_data is None else manufacturer_data,
+            [] if service_uuids is None else service_uuids,
+            tx_power,
+        )
+        data: FakeAdvertisementData = _new_tuple(cls, fields)
+        return data
+
+
+_new_tuple: Any = tuple.__new__
+
+
+def advertisement_data(
+    local_name: str | None,
+    rssi: int,
+    service_data: dict[str, bytes],
+    manufacturer_data: dict[int, bytes],
+    service_uuids: list[str],
+) -> FakeAdvertisementData:
+    """``FakeAdvertisementData(...)`` built in one call (per advert in the simulators)."""
+    data: FakeAdvertisementData = _new_tuple(
+        FakeAdvertisementData,
+        (local_name, rssi, service_data, manufacturer_data, service_uuids, None),
+    )
+    return data
 
 
 def bleak_shaped(adv: Advertisement) -> tuple[FakeDevice, FakeAdvertisementData]:
-    data = FakeAdvertisementData(
-        local_name=adv.local_name,
-        rssi=adv.rssi if adv.rssi is not None else -70,
-        service_data=dict(adv.service_data),
-        manufacturer_data=dict(adv.manufacturer_data),
-        service_uuids=list(adv.service_data),
+    data = advertisement_data(
+        adv.local_name,
+        adv.rssi if adv.rssi is not None else -70,
+        dict(adv.service_data),
+        dict(adv.manufacturer_data),
+        list(adv.service_data),
     )
     return FakeDevice(adv.address, adv.local_name), data
 
