@@ -585,8 +585,7 @@ def test_load_keys_reports_problems_by_mac_without_the_key(tmp_path: Path) -> No
 
 
 def test_fleet_scanner_sends_what_its_adverts_are_bleak_shaped() -> None:
-    """The fleet scanner's direct path (one device object per sensor, a frame's service
-    data shared by its repeats) gives the values of ``bleak_shaped(next_advert())``."""
+    """The fleet scanner's direct path gives the values of ``bleak_shaped(next_advert())``."""
     direct, shaped = SyntheticFleet(20, repeats=3, seed=3), SyntheticFleet(20, repeats=3, seed=3)
     for i in range(20 * 3 * 12):
         got = direct.sensors[i % 20].next_detection(3)

@@ -29,6 +29,7 @@ from hw_mocks.ble_replay import (
     _Paced,
     _TaskScanner,
     advertisement_data,
+    fake_device,
 )
 
 KINDS = (
@@ -72,12 +73,6 @@ class VirtualSensor:
     repeats_left: int = 0
     frame: bytes = b""
     uuid: str = ""
-    #: The bleak-shaped device (one per sensor, as bleak keeps one BLEDevice per address)
-    #: and the current frame's service data and UUID list (made once per frame, shared by
-    #: its repeats: the callback treats them as read-only).
-    device: FakeDevice | None = None
-    service_data: dict[str, bytes] | None = None
-    service_uuids: list[str] | None = None
 
     def _new_frame(self) -> None:
         self.counter += 1
@@ -164,24 +159,15 @@ class VirtualSensor:
 
     def next_detection(self, repeats: int) -> tuple[FakeDevice, FakeAdvertisementData]:
         """``bleak_shaped(self.next_advert(repeats))``, the same values, made directly
-        (what the fleet scanner sends per advert)."""
+        (what the fleet scanner sends per advert). Nothing is kept per sensor for it: the
+        fleet runs in the gateway's process, whose peak RSS the demo measures."""
         if self.repeats_left <= 0:
             self._new_frame()
             self.repeats_left = repeats
-            self.service_data = {self.uuid: self.frame}
-            self.service_uuids = [self.uuid]
         self.repeats_left -= 1
-        service_data = self.service_data
-        if service_data is None:  # a frame made by next_advert
-            service_data = self.service_data = {self.uuid: self.frame}
-            self.service_uuids = [self.uuid]
-        device = self.device
-        if device is None:
-            device = self.device = FakeDevice(self.mac, self.name)
-        data = advertisement_data(
-            self.name, self._rssi(), service_data, {}, self.service_uuids or []
-        )
-        return device, data
+        uuid = self.uuid
+        data = advertisement_data(self.name, self._rssi(), {uuid: self.frame}, {}, [uuid])
+        return fake_device(self.mac, self.name), data
 
     def _rssi(self) -> int:
         """``-50 - rng.randrange(40)``: the same draw (randrange's rejection sampling on

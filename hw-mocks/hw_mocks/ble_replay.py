@@ -11,7 +11,6 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,12 +29,18 @@ TICK = 0.05
 CHUNK = 256
 
 
-@dataclass(frozen=True, slots=True)
-class FakeDevice:
-    """bleak's ``BLEDevice``: the fields a detection callback reads."""
+class FakeDevice(NamedTuple):
+    """bleak's ``BLEDevice``: the fields a detection callback reads (a tuple: the
+    simulators make one per advert)."""
 
     address: str
     name: str | None = None
+
+
+def fake_device(address: str, name: str | None) -> FakeDevice:
+    """``FakeDevice(address, name)`` built in one call."""
+    device: FakeDevice = _new_tuple(FakeDevice, (address, name))
+    return device
 
 
 class _AdvertisementDataFields(NamedTuple):
@@ -100,7 +105,7 @@ def bleak_shaped(adv: Advertisement) -> tuple[FakeDevice, FakeAdvertisementData]
         dict(adv.manufacturer_data),
         list(adv.service_data),
     )
-    return FakeDevice(adv.address, adv.local_name), data
+    return fake_device(adv.address, adv.local_name), data
 
 
 def load_jsonl(path: Path) -> list[Advertisement]:
