@@ -441,8 +441,13 @@ async def test_someone_else_using_our_numbers_is_survived(tmp_path: Path) -> Non
 async def test_text_that_cannot_be_stored_is_dropped_at_the_door(tmp_path: Path) -> None:
     async with await Store.open(tmp_path / "s.db") as store:
         assert not store.add_reading(reading("gpio-a", "note", "bad\ud800", None))
+        assert not store.add_reading(reading("gpio-\ud800", "note", "ok", None))
+        assert not store.add_reading(reading("gpio-a", "n\udcffte", 1.0, None))
+        assert not store.add_reading(reading("gpio-a", "temperature", float("nan"), None))
+        # text beyond ASCII is fine
+        assert store.add_reading(reading("gpio-é", "note", "crème brûlée", None))
         store.update_device(DeviceUpdate(id="ble-1", transport=Transport.BLE, name="\udcff"))
-        assert store.counters.dropped_invalid == 2
+        assert store.counters.dropped_invalid == 5
         await store.flush()
 
 

@@ -34,7 +34,7 @@ def decode_value(text: str) -> Value:
 def encodable(*texts: str | None) -> bool:
     try:
         for text in texts:
-            if text is not None:
+            if text is not None and not text.isascii():  # ASCII (the usual) always encodes
                 text.encode("utf-8")
     except UnicodeEncodeError:
         return False
@@ -44,6 +44,10 @@ def encodable(*texts: str | None) -> bool:
 def storable(r: Reading) -> bool:
     """Values SQLite and JSON can hold: finite numbers, text that encodes as UTF-8."""
     value = r.value
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return False
+    elif isinstance(value, str) and not encodable(value):
         return False
-    return encodable(r.device_id, r.metric, value if isinstance(value, str) else None)
+    # the hot path: ids and metric names are ASCII (no encoding to try)
+    return (r.device_id.isascii() and r.metric.isascii()) or encodable(r.device_id, r.metric)

@@ -78,7 +78,8 @@ class PendingQueue:
         if self.closed:
             raise StoreError("store is closed")
         p, limits = self.items, self._limits
-        if len(p) < limits.max_pending and p.bytes + cost <= limits.max_pending_bytes:
+        n = len(p.readings) + len(p.events)  # (not len(p): one call less per reading)
+        if n < limits.max_pending and p.bytes + cost <= limits.max_pending_bytes:
             return cost
         self._counters.dropped_backpressure += 1
         self.last_drop = time.monotonic()

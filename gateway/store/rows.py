@@ -115,24 +115,31 @@ class Numbering:
         out = Rows(last_seq)
         seq = last_seq
         fixed_size = self._fixed_size
+        known = self._series
+        # the hot loop (once per reading): bound methods and the last boot id held locally
+        add_reading, add_history, state = out.readings.append, out.history.append, out.state
+        boot, boot_n = "", 0
+        outbox_bytes = 0
         for r in batch.readings:
             seq += 1
             value = encode_value(r.value)
-            out.readings.append(_with_seq(r, seq))
+            add_reading(_with_seq(r, seq))
             key = outbox.reading_series(r)
-            series = self.series_id(key)
+            series = known.get(key)
+            if series is None:
+                series = self.series_id(key)
             fixed = fixed_size.get(series)
             if fixed is None:
                 fixed = fixed_size[series] = outbox.series_size(key)
-            out.outbox_bytes += fixed + len(value)
+            outbox_bytes += fixed + len(value)
             st = r.stamp
-            out.history.append(
-                (seq, series, value, st.wall, self.boot_id(st.boot), st.mono, int(st.synced))
-            )
-            state = (r.device_id, r.metric, value, r.unit, st.wall, seq)
-            out.state[(r.device_id, r.metric)] = state
+            if st.boot != boot:
+                boot, boot_n = st.boot, self.boot_id(st.boot)
+            add_history((seq, series, value, st.wall, boot_n, st.mono, int(st.synced)))
+            state[(r.device_id, r.metric)] = (r.device_id, r.metric, value, r.unit, st.wall, seq)
             if r.metric == "battery" and isinstance(r.value, int | float):
                 out.battery[r.device_id] = float(r.value)
+        out.outbox_bytes = outbox_bytes
         for e in batch.events:
             seq += 1
             out.events.append(_with_seq(e, seq))

@@ -259,7 +259,11 @@ class Store(StateReader):
         self._idle.clear()
         # while a batch gathers, waking the writer for each item would only have it wait
         # again (a timer and a future per item): it waits for its deadline or a full batch
-        if not self._gathering or len(self._queue) >= self.config.batch_max_rows:
+        if not self._gathering:
+            self._wake.set()
+            return
+        items = self._queue.items
+        if len(items.readings) + len(items.events) >= self.config.batch_max_rows:
             self._wake.set()
 
     async def flush(self) -> None:
