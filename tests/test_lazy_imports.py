@@ -1,5 +1,5 @@
-"""Modules a run does not use are not loaded (issue 18: peak RSS of the demo): each check runs
-a service to READY in a fresh interpreter and looks at ``sys.modules``."""
+"""What a run does not use is not loaded (issue 18: peak RSS of the demo): each check runs in a
+fresh interpreter (a service to READY, or an import) and looks at what it loaded."""
 
 from __future__ import annotations
 
@@ -72,3 +72,17 @@ def test_with_an_uplink_the_links_are_loaded(tmp_path: Path) -> None:
     # nothing listens on port 1: the link only fails and backs off until the stop
     loaded = _loaded(tmp_path / "up", "mqtt://127.0.0.1:1")
     assert loaded >= SYNC_LINK_MODULES - {"gateway.sync.ha", "gateway.sync.publisher"}
+
+
+def test_the_api_leaves_the_system_mime_types_unread() -> None:
+    # aiohttp.web initialises mimetypes at import; the global table stays Python's own
+    code = (
+        "import mimetypes\n"
+        "import gateway.api.server\n"
+        "assert mimetypes.inited\n"
+        "print(mimetypes.types_map == mimetypes.MimeTypes().types_map[True])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["True"]
