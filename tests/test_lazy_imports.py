@@ -86,3 +86,39 @@ def test_the_api_leaves_the_system_mime_types_unread() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["True"]
+
+
+#: A service with the LAN API and no drivers (a gateway without GPIO: gpiozero, which loads
+#: importlib.metadata itself, is not loaded), to READY; prints the modules loaded.
+_RUN_API = """
+import asyncio, json, sys
+from pathlib import Path
+from gateway.config import ApiSection, Config, GatewaySection
+from gateway.service import Service
+
+async def main() -> None:
+    cfg = Config(
+        gateway=GatewaySection(state_dir=Path(sys.argv[1])),
+        api=ApiSection(listen="127.0.0.1", port=0),
+    )
+    async with Service(cfg, drivers=[]) as svc:
+        await svc.ready.wait()
+    print(json.dumps(sorted(sys.modules)))
+
+asyncio.run(main())
+"""
+
+
+def test_the_api_reads_the_package_version_only_when_asked(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _RUN_API, str(tmp_path / "state")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    loaded = set(json.loads(out.splitlines()[-1]))
+    assert "gateway.api.views" in loaded
+    assert "gpiozero" not in loaded
+    assert "importlib.metadata" not in loaded

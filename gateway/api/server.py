@@ -14,7 +14,6 @@ from gateway.api.app import build_app
 from gateway.api.events import EventHub
 from gateway.api.guard import ConnectionLimits, GuardedSite
 from gateway.api.token import TokenChecker, TokenError
-from gateway.api.views import health_json
 from gateway.driver import DriverHealth, Health
 from gateway.errors import NeedsHumanError
 
@@ -76,8 +75,8 @@ class ApiServer:
             self.hub.on_status(self._status())
 
     def _status(self) -> dict[str, object]:
-        h = health_json(self._service)
-        return {"status": h["status"], "reasons": h["reasons"]}
+        h = self._service.health()
+        return {"status": h["status"], "reasons": list(h["reasons"])}
 
     async def run(self) -> None:
         try:

@@ -4,7 +4,7 @@ outbox and ``/metrics`` (docs/api.md). Nothing here changes the service."""
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
+import functools
 import logging
 import os
 import time
@@ -47,7 +47,11 @@ _LOGGER = logging.getLogger(__name__)
 MAX_HISTORY_LIMIT = 10_000
 
 
+@functools.cache
 def version() -> str:
+    """The installed package's version, read once (the code running does not change)."""
+    import importlib.metadata  # ~0.7 MB: loaded when first asked, not with the API
+
     try:
         return importlib.metadata.version("mi-gateway")
     except importlib.metadata.PackageNotFoundError:
