@@ -122,3 +122,17 @@ def test_the_api_reads_the_package_version_only_when_asked(tmp_path: Path) -> No
     assert "gateway.api.views" in loaded
     assert "gpiozero" not in loaded
     assert "importlib.metadata" not in loaded
+
+
+def test_a_valid_config_loads_without_difflib() -> None:
+    # difflib only suggests a key for a config with a mistake
+    code = (
+        "import sys\n"
+        "from gateway.config import loads\n"
+        "loads('[gateway]\\nid = \"gw\"\\n')\n"
+        "print('difflib' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["False"]

@@ -5,7 +5,6 @@ schema's type hints, so an unknown key or a wrong type is an error naming the ke
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import math
 import re
@@ -100,6 +99,8 @@ class _Loader:
         for key, value in data.items():
             sub = f"{path}.{key}" if path else key
             if key not in fields:
+                import difflib  # ~0.14 MB: only for a config that has a mistake
+
                 close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.7)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 known = ", ".join(sorted(fields))
