@@ -136,3 +136,10 @@ def test_a_valid_config_loads_without_difflib() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["False"]
+
+
+def test_automations_in_local_time_run_without_zoneinfo(tmp_path: Path) -> None:
+    # the demo's automations, without [location] timezone: the system's local time
+    loaded = _loaded(tmp_path / "tz", "")
+    assert "gateway.automations.engine" in loaded
+    assert "zoneinfo" not in loaded

@@ -7,7 +7,6 @@ Split from :mod:`gateway.automations.engine`; the sun's times come from :mod:`.s
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 
 from gateway.automations.sun import sun_times_local
 from gateway.config import ConditionDef, LocationSection, TriggerDef
@@ -17,6 +16,8 @@ _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 def local_tz(location: LocationSection) -> dt.tzinfo:
     if location.timezone:
+        import zoneinfo  # ~0.2 MB with sysconfig: only for a time zone of its own
+
         return zoneinfo.ZoneInfo(location.timezone)
     local = dt.datetime.now().astimezone().tzinfo
     return local if local is not None else dt.UTC
