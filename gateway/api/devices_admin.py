@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from gateway.api.errors import ApiError, json_response
 from gateway.api.request import SERVICE, device_id_of, read_json
-from gateway.api.serialize import KeptEvent, device_json, keyed_devices
+from gateway.api.serialize import device_json, keyed_devices, stored_event_json
 from gateway.config import ble_device_id
 from gateway.errors import ConfigError, StoreError
 from gateway.model import DeviceUpdate, Transport
@@ -147,28 +148,61 @@ RECENT_EVENTS = 20
 RECENT_DEVICES = 1024
 
 
+#: One kept event, packed: seq, wall time, button (:data:`_NO_BUTTON`: none), and the numbers
+#: of its event, action and source names (:attr:`RecentEvents._names`).
+_PACKED = struct.Struct("<qdqIII")
+_NO_BUTTON = -(2**63)
+
+
 class RecentEvents:
     """The last events of each device, from the store's commits.
 
-    Kept compact (a :class:`~gateway.api.serialize.KeptEvent` tuple per event, a tuple of
-    them per device, in a plain dict ordered from the least to the most recently active
-    device) and serialised on request: a thousand devices' events cost a few hundred bytes
-    each instead of a dict per event and a deque per device."""
+    Kept packed (36 bytes an event, in one ``bytes`` per device, in a plain dict ordered
+    from the least to the most recently active device; the event, action and source names,
+    a few dozen from the drivers' tables, numbered once) and serialised on request: instead
+    of a dict per event (~0.4 kB) and a deque per device."""
 
     def __init__(self) -> None:
-        self._by_device: dict[str, tuple[KeptEvent, ...]] = {}
+        self._by_device: dict[str, bytes] = {}
+        self._numbers: dict[str, int] = {}
+        self._names: list[str] = []
+
+    def _number(self, name: str) -> int:
+        number = self._numbers.get(name)
+        if number is None:
+            number = self._numbers[name] = len(self._names)
+            self._names.append(name)
+        return number
 
     def __call__(self, commit: Commit) -> None:
-        by_device = self._by_device
+        by_device, number = self._by_device, self._number
         for e in commit.events:
-            kept = by_device.pop(e.device_id, ())  # re-inserted last: the most recent
-            by_device[e.device_id] = (*kept, KeptEvent.of(e))[-RECENT_EVENTS:]
+            button = _NO_BUTTON if e.button is None else e.button
+            packed = _PACKED.pack(
+                e.seq, e.stamp.wall, button, number(e.event), number(e.action), number(e.source)
+            )
+            kept = by_device.pop(e.device_id, b"")  # re-inserted last: the most recent
+            by_device[e.device_id] = (kept + packed)[-_PACKED.size * RECENT_EVENTS :]
             if len(by_device) > RECENT_DEVICES:
                 del by_device[next(iter(by_device))]
 
     def of(self, device_id: str) -> list[dict[str, Any]]:
         """The device's events as :func:`~gateway.api.serialize.event_json` shows them."""
-        return [k.to_json(device_id) for k in self._by_device.get(device_id, ())]
+        names = self._names
+        return [
+            stored_event_json(
+                device_id,
+                seq,
+                names[event],
+                names[action],
+                None if button == _NO_BUTTON else button,
+                ts,
+                names[source],
+            )
+            for seq, ts, button, event, action, source in _PACKED.iter_unpack(
+                self._by_device.get(device_id, b"")
+            )
+        ]
 
     def forget(self, device_id: str) -> None:
         self._by_device.pop(device_id, None)

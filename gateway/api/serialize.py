@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from gateway.config import BleSection
 from gateway.model import Device, DeviceStatus, Event, Reading, Transport, Value
@@ -112,37 +112,27 @@ def reading_json(r: Reading) -> dict[str, Any]:
     }
 
 
-class KeptEvent(NamedTuple):
-    """What :func:`event_json` shows of an event, but its device (kept apart, as a key): a
-    plain tuple, for events kept in numbers (:class:`gateway.api.devices_admin.RecentEvents`)."""
-
-    seq: int
-    event: str
-    action: str
-    button: int | None
-    ts: float
-    source: str
-
-    @classmethod
-    def of(cls, e: Event) -> KeptEvent:
-        return cls(e.seq, e.event, e.action, e.button, e.stamp.wall, e.source)
-
-    def to_json(self, device_id: str) -> dict[str, Any]:
-        return {
-            "type": "event",
-            "seq": self.seq,
-            "device": device_id,
-            "event": self.event,
-            "action": self.action,
-            "button": self.button,
-            "ts": self.ts,
-            "source": self.source,
-        }
-
-
 def event_json(e: Event) -> dict[str, Any]:
     """A stored event, as :func:`reading_json` shows a reading."""
-    return KeptEvent.of(e).to_json(e.device_id)
+    return stored_event_json(
+        e.device_id, e.seq, e.event, e.action, e.button, e.stamp.wall, e.source
+    )
+
+
+def stored_event_json(
+    device_id: str, seq: int, event: str, action: str, button: int | None, ts: float, source: str
+) -> dict[str, Any]:
+    """:func:`event_json` of an event kept as its fields (the API's recent events)."""
+    return {
+        "type": "event",
+        "seq": seq,
+        "device": device_id,
+        "event": event,
+        "action": action,
+        "button": button,
+        "ts": ts,
+        "source": source,
+    }
 
 
 def devices_summary_json(devices: Sequence[Device], now: float) -> dict[str, Any]:
