@@ -24,7 +24,6 @@ from drivers import TRACE
 from gateway import adapters, status
 from gateway.adapters import AdapterContext, DemoOptions, Transports, build_drivers
 from gateway.adapters.ble import BleDriver
-from gateway.adapters.zigbee import ZigbeeDriver
 from gateway.clock import Clock, SystemClock
 from gateway.commands import CommandRouter
 from gateway.config import Config
@@ -131,7 +130,11 @@ class Service:
     def _set_drivers(self, drivers: list[Driver]) -> None:
         self.drivers = drivers
         self.commands.set_drivers(drivers)
-        self.zigbee = next((d for d in drivers if isinstance(d, ZigbeeDriver)), None)
+        self.zigbee = None
+        if any(d.name == "zigbee" for d in drivers):  # else the Zigbee stack is not loaded
+            from gateway.adapters.zigbee import ZigbeeDriver
+
+            self.zigbee = next((d for d in drivers if isinstance(d, ZigbeeDriver)), None)
         self.ble = next((d for d in drivers if isinstance(d, BleDriver)), None)
 
     def _build_api(self) -> ApiServer | None:

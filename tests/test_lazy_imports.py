@@ -88,8 +88,8 @@ def test_the_api_leaves_the_system_mime_types_unread() -> None:
     assert out.split() == ["True"]
 
 
-#: A service with the LAN API and no drivers (a gateway without GPIO: gpiozero, which loads
-#: importlib.metadata itself, is not loaded), to READY; prints the modules loaded.
+#: A service with the LAN API and the drivers its config asks for: none (the defaults: no
+#: GPIO devices, BLE and Zigbee off), to READY; prints the modules loaded.
 _RUN_API = """
 import asyncio, json, sys
 from pathlib import Path
@@ -101,24 +101,30 @@ async def main() -> None:
         gateway=GatewaySection(state_dir=Path(sys.argv[1])),
         api=ApiSection(listen="127.0.0.1", port=0),
     )
-    async with Service(cfg, drivers=[]) as svc:
+    async with Service(cfg) as svc:
         await svc.ready.wait()
+        assert not svc.drivers
     print(json.dumps(sorted(sys.modules)))
 
 asyncio.run(main())
 """
 
 
-def test_the_api_reads_the_package_version_only_when_asked(tmp_path: Path) -> None:
+def _loaded_by_api_run(state: Path) -> set[str]:
     out = subprocess.run(
-        [sys.executable, "-c", _RUN_API, str(tmp_path / "state")],
+        [sys.executable, "-c", _RUN_API, str(state)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     ).stdout
-    loaded = set(json.loads(out.splitlines()[-1]))
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_the_api_reads_the_package_version_only_when_asked(tmp_path: Path) -> None:
+    # gpiozero (no GPIO devices here) would load importlib.metadata itself
+    loaded = _loaded_by_api_run(tmp_path / "state")
     assert "gateway.api.views" in loaded
     assert "gpiozero" not in loaded
     assert "importlib.metadata" not in loaded
@@ -143,3 +149,11 @@ def test_automations_in_local_time_run_without_zoneinfo(tmp_path: Path) -> None:
     loaded = _loaded(tmp_path / "tz", "")
     assert "gateway.automations.engine" in loaded
     assert "zoneinfo" not in loaded
+
+
+def test_without_zigbee_the_zigbee_stack_is_not_loaded(tmp_path: Path) -> None:
+    loaded = _loaded_by_api_run(tmp_path / "state")
+    assert "gateway.adapters" in loaded
+    zigbee = {m for m in loaded if m.startswith(("drivers.zigbee", "gateway.adapters.zigbee"))}
+    assert not zigbee, sorted(zigbee)
+    assert "serial" not in loaded
