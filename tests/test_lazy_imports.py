@@ -49,16 +49,26 @@ asyncio.run(main())
 """
 
 
-def _loaded(state: Path, upstream_url: str) -> set[str]:
-    out = subprocess.run(
-        [sys.executable, "-c", _RUN, str(state), upstream_url],
+def _python(code: str, *args: str) -> str:
+    """What ``code`` prints, run in a fresh interpreter from the project's root."""
+    run = subprocess.run(
+        [sys.executable, "-c", code, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
-    ).stdout
-    return set(json.loads(out.splitlines()[-1]))
+    )
+    return run.stdout
+
+
+def _modules(code: str, *args: str) -> set[str]:
+    """The modules loaded by ``code``, which prints them as its last line."""
+    return set(json.loads(_python(code, *args).splitlines()[-1]))
+
+
+def _loaded(state: Path, upstream_url: str) -> set[str]:
+    return _modules(_RUN, str(state), upstream_url)
 
 
 def test_without_an_uplink_the_sync_agent_loads_no_mqtt_client(tmp_path: Path) -> None:
@@ -82,10 +92,7 @@ def test_the_api_leaves_the_system_mime_types_unread() -> None:
         "assert mimetypes.inited\n"
         "print(mimetypes.types_map == mimetypes.MimeTypes().types_map[True])\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    assert out.split() == ["True"]
+    assert _python(code).split() == ["True"]
 
 
 #: A service with the LAN API and the drivers its config asks for: none (the defaults: no
@@ -111,15 +118,7 @@ asyncio.run(main())
 
 
 def _loaded_by_api_run(state: Path) -> set[str]:
-    out = subprocess.run(
-        [sys.executable, "-c", _RUN_API, str(state)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return set(json.loads(out.splitlines()[-1]))
+    return _modules(_RUN_API, str(state))
 
 
 def test_the_api_reads_the_package_version_only_when_asked(tmp_path: Path) -> None:
@@ -138,10 +137,7 @@ def test_a_valid_config_loads_without_difflib() -> None:
         "loads('[gateway]\\nid = \"gw\"\\n')\n"
         "print('difflib' in sys.modules)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    assert out.split() == ["False"]
+    assert _python(code).split() == ["False"]
 
 
 def test_automations_in_local_time_run_without_zoneinfo(tmp_path: Path) -> None:
