@@ -433,6 +433,17 @@ def test_a_repeat_keeps_a_device_available_and_it_comes_back_in_place() -> None:
     assert driver.check_availability(250.0) == []
 
 
+def test_advertisers_of_nothing_we_decode_leave_no_state() -> None:
+    driver = BleDriver(lambda cb: ReplayScanner(cb, []), {})
+    driver._sink = RecordingSink()
+    phone = Advertisement("4C:11:22:33:44:55", -70, {}, {0x004C: b"\x10\x05\x01"}, None, 1.0)
+    other = Advertisement("4C:11:22:33:44:66", -70, {"0000feaa" + UUID_BTHOME_V2[8:]: b"x"})
+    driver.handle(phone)
+    driver.handle(other)
+    assert driver.health().counters["adverts"] == 2
+    assert driver._ids == {} and len(driver._dedup) == 0
+
+
 async def test_command_is_unsupported() -> None:
     driver = BleDriver(lambda cb: ReplayScanner(cb, []), {})
     result = await driver.command("ble-a4c1388d18b2", Command("on"))

@@ -199,15 +199,17 @@ class BleDriver:
         for listener in self.advert_listeners:
             listener(adv)  # presence (gateway.automations): every advert, decodable or not
         now = adv.time or self._clock()
-        sender = self._ids.get(adv.address)
-        if sender is None:
-            sender = self._new_sender(adv.address)
-        mac = sender.mac
+        sender: _Sender | None = None
         dedup = self._dedup
         for uuid, data in adv.service_data.items():
             fmt = FORMAT_INDEX.get(uuid)
             if fmt is None:  # not a format we decode
                 continue
+            if sender is None:  # (an advertiser of nothing we decode, a phone, gets none)
+                sender = self._ids.get(adv.address)
+                if sender is None:
+                    sender = self._new_sender(adv.address)
+            mac = sender.mac
             if dedup.check(mac, fmt, data, now):
                 known = sender.known
                 if known is None:
