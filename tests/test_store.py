@@ -199,6 +199,37 @@ async def test_state_between_writes_of_the_state_table(tmp_path: Path) -> None:
         assert await store.state("gpio-b") == {}
 
 
+async def test_the_state_table_catches_up_on_every_reading_since_it_was_written(
+    tmp_path: Path,
+) -> None:
+    """Written from the readings after ``state.seq``: also those of a run that stopped
+    before writing it (here: its rows taken back), and the newest of a metric whose unit
+    changed."""
+    path = tmp_path / "s.db"
+    async with await Store.open(path) as store:
+        store.add_reading(reading("gpio-a", "temperature", 20.5, wall=1000.0))
+        await store.flush()
+    con = sqlite3.connect(path)
+    con.execute("DELETE FROM state")
+    con.execute("UPDATE meta SET value = '0' WHERE key = 'state.seq'")
+    con.commit()
+    con.close()
+    limits = StoreLimits(state_every=1)
+    async with await Store.open(path, StoreSection(batch_max_rows=1), limits=limits) as store:
+        store.add_reading(reading("gpio-b", "temperature", 70.0, "°F", wall=1001.0))
+        store.add_reading(reading("gpio-b", "temperature", 21.0, "°C", wall=1002.0))
+        await store.flush()
+        con = sqlite3.connect(path)
+        try:
+            rows = con.execute("SELECT device_id, metric, value, unit, ts, seq FROM state")
+            assert sorted(rows) == [
+                ("gpio-a", "temperature", "20.5", "°C", 1000.0, 1),
+                ("gpio-b", "temperature", "21.0", "°C", 1002.0, 3),
+            ]
+        finally:
+            con.close()
+
+
 async def test_booleans_round_trip_as_booleans(tmp_path: Path) -> None:
     async with await Store.open(tmp_path / "s.db") as store:
         store.add_reading(reading("gpio-door", "opening", True, None))

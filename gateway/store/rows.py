@@ -16,7 +16,7 @@ from gateway.store import devices, outbox
 from gateway.store.codec import encode_value
 from gateway.store.outbox import SeriesKey
 from gateway.store.pending import Batch
-from gateway.store.schema import META_STATE, meta_put
+from gateway.store.schema import META_STATE, STATE_AFTER, meta_put
 
 INSERT_READING = (
     "INSERT INTO readings (seq, series, value, ts, boot, mono, synced) VALUES (?,?,?,?,?,?,?)"
@@ -39,12 +39,15 @@ async def boot_ids(db: aiosqlite.Connection) -> dict[str, int]:
         return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
 
 
-#: A state row, unless its reading is gone (its device forgotten since it was committed).
+#: The state row of the reading numbered ``?`` (none when the reading is gone: its device
+#: forgotten since it was committed), unless the table holds a newer one.
 UPSERT_STATE = (
     "INSERT INTO state (device_id, metric, value, unit, ts, seq)"
-    " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM readings WHERE seq = ?6)"
+    " SELECT s.device_id, s.metric, r.value, nullif(s.unit, char(0)), r.ts, r.seq"
+    " FROM readings r JOIN series s ON s.id = r.series WHERE r.seq = ?"
     " ON CONFLICT (device_id, metric) DO UPDATE SET"
     " value=excluded.value, unit=excluded.unit, ts=excluded.ts, seq=excluded.seq"
+    " WHERE excluded.seq > state.seq"
 )
 
 
@@ -69,7 +72,8 @@ class Rows:
     readings: list[Reading] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     history: list[tuple[Any, ...]] = field(default_factory=list)
-    state: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    #: Series -> the seq of its newest reading in the batch.
+    state: dict[int, int] = field(default_factory=dict)
     outbox: list[tuple[Any, ...]] = field(default_factory=list)
     battery: dict[str, float] = field(default_factory=dict)
     outbox_bytes: int = 0
@@ -136,7 +140,7 @@ class Numbering:
             if st.boot != boot:
                 boot, boot_n = st.boot, self.boot_id(st.boot)
             add_history((seq, series, value, st.wall, boot_n, st.mono, int(st.synced)))
-            state[(r.device_id, r.metric)] = (r.device_id, r.metric, value, r.unit, st.wall, seq)
+            state[series] = seq
             if r.metric == "battery" and isinstance(r.value, int | float):
                 out.battery[r.device_id] = float(r.value)
         out.outbox_bytes = outbox_bytes
@@ -192,11 +196,19 @@ async def stored_last_seq(db: aiosqlite.Connection) -> int:
     return max(meta_seq, int(row[0]) if row and row[0] is not None else 0)
 
 
-async def write_state(db: aiosqlite.Connection, rows: Iterable[tuple[Any, ...]], seq: int) -> None:
-    """Write state rows and that the table now holds every reading up to ``seq`` (inside
-    the caller's transaction)."""
-    await db.executemany(UPSERT_STATE, list(rows))
+async def write_state(db: aiosqlite.Connection, seqs: Iterable[int], seq: int) -> None:
+    """Write the state rows of the readings numbered ``seqs`` (the newest of each series
+    since the table was last written) and that it now holds every reading up to ``seq``
+    (inside the caller's transaction)."""
+    await db.executemany(UPSERT_STATE, [(n,) for n in seqs])
     await meta_put(db, META_STATE, str(seq))
+
+
+async def state_behind(db: aiosqlite.Connection) -> dict[int, int]:
+    """Series -> its newest reading committed after the state table was last written (by
+    a run that stopped before writing it)."""
+    sql = f"SELECT series, max(seq) FROM readings WHERE seq > {STATE_AFTER} GROUP BY series"  # noqa: S608 - constant text
+    return {int(r[0]): int(r[1]) for r in await db.execute_fetchall(sql)}
 
 
 _T = TypeVar("_T", Reading, Event)

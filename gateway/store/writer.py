@@ -21,7 +21,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 
@@ -32,7 +31,14 @@ from gateway.store import delivered, files, outbox, txn
 from gateway.store.limits import StoreLimits
 from gateway.store.pending import Batch, PendingQueue, StoreCounters
 from gateway.store.reader import StateReader
-from gateway.store.rows import Commit, CommitListener, Numbering, stored_last_seq, write_state
+from gateway.store.rows import (
+    Commit,
+    CommitListener,
+    Numbering,
+    state_behind,
+    stored_last_seq,
+    write_state,
+)
 from gateway.store.schema import CACHE_KIB, configure, meta_put, migrate
 from gateway.store.txn import WriteTransactions
 
@@ -81,8 +87,9 @@ class Store(StateReader):
         self._reserved = 0
         self._on_disk = files.Reservation(files.ReservationState.NONE)
         self._numbers = Numbering({}, {})
-        #: State rows committed since the ``state`` table was last written.
-        self._state: dict[tuple[str, str], tuple[Any, ...]] = {}
+        #: Series -> the seq of its newest reading committed since the ``state`` table was
+        #: last written (the rows are read back from ``readings`` when it is written).
+        self._state: dict[int, int] = {}
         #: Whether an uplink is configured (else the outbox is kept small).
         self._uplink: Callable[[], bool] = lambda: True
         self._uplink_stored: bool | None = None
@@ -137,6 +144,7 @@ class Store(StateReader):
                 store._uplink = uplink
             stored = await stored_last_seq(db)
             store._numbers = await Numbering.load(db)
+            store._state = await state_behind(db)
             store._last_seq = check.numbers_used(path, stored, limits.seq_reserve)
             store._reserved = store._last_seq + 1
             store._on_disk = check.reservation
@@ -373,11 +381,11 @@ class Store(StateReader):
         prune = n % self.limits.prune_every == 0
         # the state table is written every few commits (and before a prune, which deletes
         # readings): until then the readings since its last write tell the newer values
-        state = {**self._state, **rows.state} if prune or n % self.limits.state_every == 0 else None
+        state = prune or n % self.limits.state_every == 0
         async with self._transaction() as db:
             await self._numbers.write(db, batch, rows)
-            if state is not None:
-                await write_state(db, state.values(), seq)
+            if state:
+                await write_state(db, {**self._state, **rows.state}.values(), seq)
             if seq != self._last_seq:
                 await meta_put(db, "last_seq", str(seq))
             if queue is not self._uplink_stored:
@@ -386,10 +394,10 @@ class Store(StateReader):
                 await outbox.keep_newest(db, self.limits.no_uplink_max_rows)
             if prune:
                 await delivered.prune_history(db, self.config.history_max_rows)
-        if state is None:
-            self._state.update(rows.state)
-        else:
+        if state:
             self._state = {}
+        else:
+            self._state.update(rows.state)
         self._last_seq = seq
         self._uplink_stored = queue
         self._numbers.recorded()
