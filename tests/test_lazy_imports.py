@@ -153,3 +153,10 @@ def test_without_zigbee_the_zigbee_stack_is_not_loaded(tmp_path: Path) -> None:
     zigbee = {m for m in loaded if m.startswith(("drivers.zigbee", "gateway.adapters.zigbee"))}
     assert not zigbee, sorted(zigbee)
     assert "serial" not in loaded
+
+
+def test_the_zigbee_simulator_loads_its_command_line_parser_only_for_its_command() -> None:
+    # the demo runs the simulated stick inside the service: argparse is its CLI's alone
+    loaded = _modules("import json, sys, hw_mocks.znp; print(json.dumps(sorted(sys.modules)))")
+    assert "hw_mocks.znp" in loaded
+    assert "argparse" not in loaded

@@ -12,7 +12,6 @@ Run ``python -m hw_mocks.znp`` to get a stick with one device of every model on 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import functools
@@ -354,6 +353,8 @@ class ZStackSimulator(QueryStick):
 
 
 async def _main(argv: list[str] | None = None) -> None:
+    import argparse  # the command line only: the demo's simulator in a service needs none
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--link", help="port path to create (default: a temporary one)")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between reports")
