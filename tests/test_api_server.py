@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -402,6 +403,42 @@ async def test_stopping_the_service_closes_event_streams(
         await api.service.stop()
         msg = await asyncio.wait_for(ws.receive(), 10)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+@with_limits(ws_send_timeout_s=0.3)
+async def test_an_event_client_that_does_not_read_is_dropped(api: Running) -> None:
+    # a small receive window and a client that never reads: the server's sends block
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", api.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(
+            b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {api.token}\r\n".encode()
+            + b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        hub = api.server.hub
+        for _ in range(500):
+            if hub.clients:
+                break
+            await asyncio.sleep(0.01)
+        (sub,) = hub.clients
+        big = json.dumps({"type": "status", "pad": "x" * 60_000})
+        for _ in range(200):  # 12 MB, within the client's queue: only sending blocks
+            sub.offer(big)
+        for _ in range(1000):
+            if not hub.clients:
+                break
+            await asyncio.sleep(0.01)
+        assert not hub.clients  # dropped, not waited for
+        await _wait_active(api, 0)  # its connection too
+    finally:
+        writer.close()
 
 
 async def test_a_half_sent_request_does_not_block_others(

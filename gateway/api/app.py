@@ -1,5 +1,5 @@
-"""The aiohttp application of the LAN API: its middlewares (counting, JSON errors, auth), the
-table of its routes and the factory. See docs/api.md.
+"""The application of the LAN API (:mod:`gateway.api.http`): its middlewares (counting, JSON
+errors, auth), the table of its routes and the factory. See docs/api.md.
 
 The handlers live by what they do: :mod:`gateway.api.views` (reading), :mod:`gateway.api.control`
 (commands, Zigbee), :mod:`gateway.api.devices_admin` (names, forget, allow),
@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
-from gateway.api import ble_keys, control, devices_admin, prom, stream, views
+from gateway.api import ble_keys, control, devices_admin, http, prom, stream, views
 from gateway.api import web as web_ui
 from gateway.api.errors import SERVER, ApiError, Handler, error_middleware
 from gateway.api.events import EventHub
@@ -36,6 +34,7 @@ from gateway.api.timing import ApiTiming
 from gateway.api.token import TokenChecker
 
 if TYPE_CHECKING:
+    from gateway.api.ws import WebSocketResponse
     from gateway.service import Service
 
 #: Paths answered without a token.
@@ -64,15 +63,13 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
-@web.middleware
-async def count_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def count_middleware(request: http.Request, handler: Handler) -> http.StreamResponse:
     response = await handler(request)
     request.app[COUNTERS][f"{response.status // 100}xx"] += 1
     return response
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def auth_middleware(request: http.Request, handler: Handler) -> http.StreamResponse:
     if request.path in PUBLIC_PATHS or web_ui.is_public(request.path):
         return await handler(request)
     header = request.headers.get("Authorization", "")
@@ -91,12 +88,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+async def _on_prepare(request: http.Request, response: http.StreamResponse) -> None:
     """No software versions in headers (the health endpoint says what a client needs).
 
-    A request the connection guard cannot follow to its end (a chunked body, an upgrade
-    that was not accepted) closes its connection after the answer, so that no later
-    request head on it goes untimed (see :mod:`gateway.api.guard`).
+    A request with a chunked body or an upgrade that was not accepted closes its connection
+    after the answer (docs/api.md, "Slow and hostile clients").
     """
     response.headers["Server"] = SERVER
     untracked = "Transfer-Encoding" in request.headers or "Upgrade" in request.headers
@@ -106,9 +102,9 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
 
 def build_app(
     service: Service, hub: EventHub, checker: TokenChecker, timing: ApiTiming | None = None
-) -> web.Application:
+) -> http.Application:
     max_body = service.config.api.max_body_bytes
-    app = web.Application(
+    app = http.Application(
         middlewares=[count_middleware, error_middleware, auth_middleware],
         client_max_size=max_body,
     )
@@ -122,7 +118,7 @@ def build_app(
     registry, collector = prom.make_registry(service, hub, counters)
     app[REGISTRY] = registry
     app[COLLECTOR] = collector
-    sockets: set[web.WebSocketResponse] = set()
+    sockets: set[WebSocketResponse] = set()
     app[SOCKETS] = sockets
     app.on_shutdown.append(stream.close_sockets)
     app.on_response_prepare.append(_on_prepare)

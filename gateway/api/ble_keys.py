@@ -9,12 +9,11 @@ import logging
 import os
 from pathlib import Path
 
-from aiohttp import web
-
 from drivers.ble.decoder import FORMATS, decode_payload
 from drivers.ble.errors import KeyFormatError
 from drivers.ble.keys import BindKey, parse_key
 from drivers.ble.types import Advertisement, Decoded, Failed, FailReason
+from gateway.api import http
 from gateway.api.errors import ApiError, json_response
 from gateway.api.request import SERVICE, read_json
 from gateway.api.serialize import key_status
@@ -73,7 +72,7 @@ def _write_key(path: Path, key_hex: str) -> None:
     os.replace(tmp, path)
 
 
-async def add_key(request: web.Request) -> web.Response:
+async def add_key(request: http.Request) -> http.Response:
     """``{"mac", "key", "wait_s", "check"}``: check the key on the device's next encrypted
     advert, keep it in ``<state_dir>/ble-keys/<MAC>`` (0600) and reload the BLE driver."""
     svc = request.app[SERVICE]
@@ -140,7 +139,7 @@ async def add_key(request: web.Request) -> web.Response:
     )
 
 
-async def list_keys(request: web.Request) -> web.Response:
+async def list_keys(request: http.Request) -> http.Response:
     """Every MAC with a key (where it is kept, whether it decrypts) and every device that
     needs one. Never a key."""
     svc = request.app[SERVICE]

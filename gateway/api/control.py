@@ -9,8 +9,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aiohttp import web
-
+from gateway.api import http
 from gateway.api.errors import ApiError, json_response
 from gateway.api.request import TIMING, device_id_of, read_json, service_of
 from gateway.commands import CommandParseError, parse_command
@@ -36,7 +35,7 @@ _COMMAND_ERRORS: dict[CommandStatus, tuple[int, str]] = {
 }
 
 
-async def command(request: web.Request) -> web.Response:
+async def command(request: http.Request) -> http.Response:
     svc = service_of(request)
     device_id = device_id_of(request)
     body = await read_json(request)
@@ -77,7 +76,7 @@ async def _ask_coordinator(what: str, call: Awaitable[_T], limit_s: float) -> _T
         raise ApiError(409, "zigbee_not_ready", str(exc)[:200] or type(exc).__name__) from None
 
 
-async def permit_join(request: web.Request) -> web.Response:
+async def permit_join(request: http.Request) -> http.Response:
     svc = service_of(request)
     body = await read_json(request, optional=True)
     seconds: Any = PERMIT_JOIN_DEFAULT_S
@@ -97,7 +96,7 @@ async def permit_join(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "seconds": seconds})
 
 
-async def zigbee_backup(request: web.Request) -> web.Response:
+async def zigbee_backup(request: http.Request) -> http.Response:
     """Back the Zigbee network up into the state dir (mode 0600). The network key stays on
     the gateway: the answer names the file and summarises it, never the key."""
     svc = service_of(request)

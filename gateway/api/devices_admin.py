@@ -8,8 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
+from gateway.api import http
 from gateway.api.errors import ApiError, json_response
 from gateway.api.request import SERVICE, device_id_of, read_json
 from gateway.api.serialize import device_json, keyed_devices, stored_event_json
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
     from gateway.store import Commit, Store
 
 
-def _parts(request: web.Request) -> tuple[Service, Store, Ingest, DeviceDirectory]:
+def _parts(request: http.Request) -> tuple[Service, Store, Ingest, DeviceDirectory]:
     svc = request.app[SERVICE]
     store, ingest = svc.store, svc.ingest
     if store is None or ingest is None or ingest.directory is None:
@@ -32,7 +31,7 @@ def _parts(request: web.Request) -> tuple[Service, Store, Ingest, DeviceDirector
     return svc, store, ingest, ingest.directory
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def _body(request: http.Request) -> dict[str, Any]:
     body = await read_json(request, optional=True)
     if body is None:
         return {}
@@ -41,7 +40,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-async def name(request: web.Request) -> web.Response:
+async def name(request: http.Request) -> http.Response:
     """``{"name": "Kitchen", "room": "kitchen"}``: name a device (a BLE stranger joins)."""
     svc, store, ingest, directory = _parts(request)
     device_id = device_id_of(request)
@@ -84,7 +83,7 @@ async def name(request: web.Request) -> web.Response:
     )
 
 
-async def forget(request: web.Request) -> web.Response:
+async def forget(request: http.Request) -> http.Response:
     """Delete a device's record, values and history; ``?ignore=true`` keeps it out."""
     _svc, store, ingest, directory = _parts(request)
     device_id = device_id_of(request)
@@ -119,13 +118,13 @@ async def forget(request: web.Request) -> web.Response:
     )
 
 
-async def seen(request: web.Request) -> web.Response:
+async def seen(request: http.Request) -> http.Response:
     """BLE devices in range that are not ours (seen, not added)."""
     svc, _store, _ingest, directory = _parts(request)
     return json_response({"join": svc.config.ble.join, "seen": directory.strangers()})
 
 
-async def allow(request: web.Request) -> web.Response:
+async def allow(request: http.Request) -> http.Response:
     """``{"id": "ble-..."}`` (or a MAC): let a BLE device join."""
     _svc, _store, ingest, directory = _parts(request)
     body = await _body(request)
@@ -208,10 +207,10 @@ class RecentEvents:
         self._by_device.pop(device_id, None)
 
 
-RECENT: web.AppKey[RecentEvents] = web.AppKey("recent_events", RecentEvents)
+RECENT: http.AppKey[RecentEvents] = http.AppKey("recent_events", RecentEvents)
 
 
-async def device_events(request: web.Request) -> web.Response:
+async def device_events(request: http.Request) -> http.Response:
     """The device's last events (newest last) since the service started."""
     _svc, store, _ingest, _directory = _parts(request)
     device_id = device_id_of(request)
@@ -220,7 +219,7 @@ async def device_events(request: web.Request) -> web.Response:
     return json_response({"device": device_id, "events": request.app[RECENT].of(device_id)})
 
 
-async def _follow_commits(app: web.Application) -> AsyncIterator[None]:
+async def _follow_commits(app: http.Application) -> AsyncIterator[None]:
     store = app[SERVICE].store
     unsubscribe = store.subscribe(app[RECENT]) if store is not None else None
     yield
@@ -228,7 +227,7 @@ async def _follow_commits(app: web.Application) -> AsyncIterator[None]:
         unsubscribe()
 
 
-def setup(app: web.Application) -> None:
+def setup(app: http.Application) -> None:
     """The recent events the device endpoints answer from, following the store's commits
     while the app runs (the routes are in :data:`gateway.api.app.ROUTES`)."""
     app[RECENT] = RecentEvents()

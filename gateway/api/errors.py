@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from gateway.api import http
+from gateway.api.http import Handler
 
 _LOGGER = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+__all__ = ["SERVER", "ApiError", "Handler", "error_middleware", "error_response", "json_response"]
 
-#: HTTP status -> default code for errors raised by aiohttp itself (routing, body size).
+#: HTTP status -> default code for the server's own errors (routing, body size).
 _HTTP_CODES: dict[int, str] = {
     400: "bad_request",
     401: "unauthorized",
@@ -55,15 +53,10 @@ class ApiError(Exception):
         self.close = close
 
 
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+error_response = http.json_error
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def error_middleware(request: http.Request, handler: Handler) -> http.StreamResponse:
     """Turn every failure into a JSON error; log unexpected ones server-side only."""
     try:
         return await handler(request)
@@ -72,9 +65,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.close:
             response.force_close()
         return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise  # redirects and 2xx raised as exceptions pass through
+    except http.HttpError as exc:
         code = _HTTP_CODES.get(exc.status, "http_error")
         headers = {}
         if exc.status == 405 and "Allow" in exc.headers:
@@ -90,45 +81,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 SERVER = "migw"
 
 
-class JsonErrorRequestHandler(RequestHandler):
-    """aiohttp's connection handler, answering the errors it raises itself (a request it
-    cannot parse: bad request line or header, head too long, non-HTTP bytes) as JSON like
-    every other error, without echoing the request and without aiohttp's version.
-
-    Installed per connection by :class:`gateway.api.guard.GuardedSite`."""
-
-    __slots__ = ()
-
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        # aiohttp logs the error (its aiohttp.server logger) and refuses to answer when
-        # part of a response was already sent; its text/plain body is replaced
-        super().handle_error(request, status, exc, message)
-        if status >= 500:
-            text = "internal error (logged on the gateway)"
-            code = "internal_error"
-        else:
-            text = "malformed HTTP request" if status == 400 else _phrase(status)
-            code = _HTTP_CODES.get(status, "http_error")
-        response = error_response(status, code, text, {"Server": SERVER})
-        response.force_close()
-        return response
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "error"
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
+def json_response(data: Any, status: int = 200) -> http.Response:
+    return http.Response(
         status=status,
         text=json.dumps(data, ensure_ascii=False, separators=(",", ":")),
         content_type="application/json",

@@ -11,33 +11,32 @@ import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
-from gateway.api import prom
+from gateway.api import http, prom
 from gateway.api.errors import ApiError
 from gateway.api.events import EventHub
 from gateway.api.timing import ApiTiming
 from gateway.api.token import TokenChecker
 
 if TYPE_CHECKING:
+    from gateway.api.ws import WebSocketResponse
     from gateway.service import Service
     from gateway.store import Store
 
 PREFIX = "/api/v1"
 MAX_DEVICE_ID_LEN = 128
 
-SERVICE: web.AppKey[Service] = web.AppKey("service")
-TIMING = web.AppKey("timing", ApiTiming)
-HUB = web.AppKey("hub", EventHub)
-CHECKER = web.AppKey("checker", TokenChecker)
-MAX_BODY = web.AppKey("max_body", int)
-COUNTERS: web.AppKey[Counter[str]] = web.AppKey("counters")
-COLLECTOR = web.AppKey("collector", prom.ServiceCollector)
-REGISTRY: web.AppKey[Any] = web.AppKey("registry")
-SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+SERVICE: http.AppKey[Service] = http.AppKey("service")
+TIMING = http.AppKey("timing", ApiTiming)
+HUB = http.AppKey("hub", EventHub)
+CHECKER = http.AppKey("checker", TokenChecker)
+MAX_BODY = http.AppKey("max_body", int)
+COUNTERS: http.AppKey[Counter[str]] = http.AppKey("counters")
+COLLECTOR = http.AppKey("collector", prom.ServiceCollector)
+REGISTRY: http.AppKey[Any] = http.AppKey("registry")
+SOCKETS: http.AppKey[set[WebSocketResponse]] = http.AppKey("sockets")
 
 
-def service_of(request: web.Request) -> Service:
+def service_of(request: http.Request) -> Service:
     return request.app[SERVICE]
 
 
@@ -49,7 +48,7 @@ def open_store(service: Service) -> Store:
     return store
 
 
-async def read_json(request: web.Request, *, optional: bool = False) -> Any:
+async def read_json(request: http.Request, *, optional: bool = False) -> Any:
     """The request body as JSON: 413 when too large, 408 when too slow, 400 when malformed."""
     limit = request.app[MAX_BODY]
     body_timeout = request.app[TIMING].body_timeout_s
@@ -75,21 +74,21 @@ async def read_json(request: web.Request, *, optional: bool = False) -> Any:
         raise ApiError(400, "malformed_json", "the body is not valid JSON") from None
 
 
-def device_id_of(request: web.Request) -> str:
+def device_id_of(request: http.Request) -> str:
     device_id = request.match_info["device_id"]
     if not device_id or len(device_id) > MAX_DEVICE_ID_LEN or not device_id.isprintable():
         raise ApiError(404, "unknown_device", "no such device")
     return device_id
 
 
-def query_list(request: web.Request, name: str) -> list[str]:
+def query_list(request: http.Request, name: str) -> list[str]:
     values: list[str] = []
     for raw in request.query.getall(name, []):
         values.extend(v.strip() for v in raw.split(",") if v.strip())
     return values
 
 
-def query_enum(request: web.Request, name: str, allowed: set[str]) -> set[str]:
+def query_enum(request: http.Request, name: str, allowed: set[str]) -> set[str]:
     values = set(query_list(request, name))
     bad = values - allowed
     if bad:
@@ -101,7 +100,7 @@ def query_enum(request: web.Request, name: str, allowed: set[str]) -> set[str]:
     return values
 
 
-def query_bool(request: web.Request, name: str) -> bool | None:
+def query_bool(request: http.Request, name: str) -> bool | None:
     raw = request.query.get(name)
     if raw is None:
         return None
@@ -113,7 +112,9 @@ def query_bool(request: web.Request, name: str) -> bool | None:
     raise ApiError(400, "invalid_query", f"{name} must be true or false")
 
 
-def query_number(request: web.Request, name: str, *, lo: float, hi: float, default: float) -> float:
+def query_number(
+    request: http.Request, name: str, *, lo: float, hi: float, default: float
+) -> float:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -126,7 +127,7 @@ def query_number(request: web.Request, name: str, *, lo: float, hi: float, defau
     return value
 
 
-def query_time(request: web.Request, name: str) -> float | None:
+def query_time(request: http.Request, name: str) -> float | None:
     raw = request.query.get(name)
     return parse_time(raw, name) if raw else None
 

@@ -8,11 +8,11 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from gateway.api.app import build_app
+from gateway.api.errors import SERVER
 from gateway.api.events import EventHub
-from gateway.api.guard import ConnectionLimits, GuardedSite
+from gateway.api.guard import ConnectionLimits
+from gateway.api.httpd import HttpServer
 from gateway.api.token import TokenChecker, TokenError
 from gateway.driver import DriverHealth, Health
 from gateway.errors import NeedsHumanError
@@ -99,21 +99,12 @@ class ApiServer:
                 raise
         timing = self._service.timing.api
         app = build_app(self._service, self.hub, self.checker, timing)
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            shutdown_timeout=timing.shutdown_timeout_s,
-            keepalive_timeout=timing.keepalive_timeout_s,
-            # a request whose body we did not read (413, 408) closes its connection at
-            # once instead of reading on for a slow or hostile client
-            lingering_time=0,
-        )
-        await runner.setup()
+        server = HttpServer(app, self.limits, timing, SERVER)
+        await server.setup()
         unsubscribe = store.subscribe(self.hub.on_commit)
         try:
-            site = GuardedSite(runner, self._config.listen, self._config.port, self.limits)
             try:
-                await site.start()
+                self.port = await server.listen(self._config.listen, self._config.port)
             except OSError as exc:
                 where = f"{self._config.listen}:{self._config.port}"
                 self._health.health = Health.DEGRADED
@@ -122,8 +113,6 @@ class ApiServer:
                     self._bind_error = exc
                     self._first_bind.set()
                 raise
-            addresses = runner.addresses  # the bound port, also when the config says 0
-            self.port = int(addresses[0][1]) if addresses else self._config.port
             where = f"{self._config.listen}:{self.port}"
             self._health.health = Health.OK
             self._health.reason = ""
@@ -137,4 +126,4 @@ class ApiServer:
             self.listening.clear()
             unsubscribe()
             with contextlib.suppress(Exception):
-                await runner.cleanup()
+                await server.cleanup()

@@ -10,17 +10,17 @@ import asyncio
 import contextlib
 import json
 
-from aiohttp import WSCloseCode, WSMsgType, web
-
 from gateway.api import events as events_mod
+from gateway.api import http
 from gateway.api import web as web_ui
 from gateway.api.errors import ApiError
 from gateway.api.events import EventFilter, Subscriber
 from gateway.api.request import HUB, SOCKETS, TIMING, query_enum, query_list, service_of
 from gateway.api.views import health_json
+from gateway.api.ws import WebSocketResponse, WSCloseCode
 
 
-async def events(request: web.Request) -> web.StreamResponse:
+async def events(request: http.Request) -> http.StreamResponse:
     hub = request.app[HUB]
     flt = EventFilter(
         devices=frozenset(query_list(request, "device")),
@@ -30,7 +30,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     if len(hub.clients) >= events_mod.MAX_CLIENTS:
         raise ApiError(429, "too_many_clients", "too many event stream clients")
     timing = request.app[TIMING]
-    ws = web.WebSocketResponse(
+    ws = WebSocketResponse(
         heartbeat=timing.ws_heartbeat_s, max_msg_size=4096, protocols=(web_ui.WS_PROTOCOL,)
     )
     if not ws.can_prepare(request).ok:
@@ -43,10 +43,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         hello = {"type": "hello", "filter": flt.to_json(), **health_json(service_of(request))}
         sub.offer(json.dumps(hello))
-        async for msg in ws:
-            if msg.type is WSMsgType.ERROR:
-                break
-            # clients have nothing to say; anything they send is ignored
+        async for _ in ws:
+            pass  # clients have nothing to say; anything they send is ignored
     finally:
         hub.remove(sub)
         sockets.discard(ws)
@@ -55,7 +53,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _pump(ws: web.WebSocketResponse, sub: Subscriber, send_timeout: float) -> None:
+async def _pump(ws: WebSocketResponse, sub: Subscriber, send_timeout: float) -> None:
     """Send a client's queued messages; drop the client when it is too slow."""
     try:
         while not sub.too_slow.is_set():
@@ -71,9 +69,9 @@ async def _pump(ws: web.WebSocketResponse, sub: Subscriber, send_timeout: float)
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
 
 
-async def close_sockets(app: web.Application) -> None:
+async def close_sockets(app: http.Application) -> None:
     """At shutdown: every open event stream is closed (``GOING_AWAY``)."""
-    sockets: set[web.WebSocketResponse] = app[SOCKETS]
+    sockets: set[WebSocketResponse] = app[SOCKETS]
     for ws in list(sockets):
         with contextlib.suppress(Exception):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"service stopping")

@@ -11,9 +11,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
-from gateway.api import prom
+from gateway.api import http, prom
 from gateway.api.errors import ApiError, json_response
 from gateway.api.request import (
     COLLECTOR,
@@ -104,11 +102,11 @@ def health_json(service: Service) -> dict[str, Any]:
     }
 
 
-async def health(request: web.Request) -> web.Response:
+async def health(request: http.Request) -> http.Response:
     return json_response(health_json(service_of(request)))
 
 
-async def status(request: web.Request) -> web.Response:
+async def status(request: http.Request) -> http.Response:
     svc = service_of(request)
     store = open_store(svc)
     outbox = await outbox_figures(svc)
@@ -141,7 +139,7 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
-async def devices(request: web.Request) -> web.Response:
+async def devices(request: http.Request) -> http.Response:
     svc = service_of(request)
     transports = query_enum(request, "transport", {t.value for t in Transport})
     statuses = query_enum(request, "status", {s.value for s in DeviceStatus})
@@ -164,7 +162,7 @@ async def devices(request: web.Request) -> web.Response:
     return json_response({"devices": out, "count": len(out)})
 
 
-async def device(request: web.Request) -> web.Response:
+async def device(request: http.Request) -> http.Response:
     svc = service_of(request)
     device_id = device_id_of(request)
     store = open_store(svc)
@@ -175,7 +173,7 @@ async def device(request: web.Request) -> web.Response:
     return json_response(device_detail_json(dev, state, keyed=keyed_devices(svc.config.ble)))
 
 
-async def history(request: web.Request) -> web.Response:
+async def history(request: http.Request) -> http.Response:
     svc = service_of(request)
     device_id = device_id_of(request)
     metric = request.query.get("metric") or None
@@ -200,15 +198,15 @@ async def history(request: web.Request) -> web.Response:
     )
 
 
-async def radios(request: web.Request) -> web.Response:
+async def radios(request: http.Request) -> http.Response:
     return json_response({"radios": radios_json(service_of(request))})
 
 
-async def outbox(request: web.Request) -> web.Response:
+async def outbox(request: http.Request) -> http.Response:
     return json_response(await outbox_figures(service_of(request)))
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: http.Request) -> http.Response:
     svc = service_of(request)
     collector = request.app[COLLECTOR]
     snapshot = prom.Snapshot()
@@ -220,4 +218,4 @@ async def metrics(request: web.Request) -> web.Response:
         snapshot.devices = dict(counts)
     collector.snapshot = snapshot
     body = prom.render(request.app[REGISTRY])
-    return web.Response(body=body, headers={"Content-Type": prom.CONTENT_TYPE})
+    return http.Response(body=body, headers={"Content-Type": prom.CONTENT_TYPE})

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Final
 
-from aiohttp import web
-
+from gateway.api import http
 from gateway.api.errors import ApiError, json_response
 from gateway.api.request import SERVICE, read_json
 from gateway.api.token import read_token
@@ -73,7 +72,7 @@ class LoginCodes:
         return expires is not None and expires > self._clock()
 
 
-def ws_token(request: web.Request) -> str | None:
+def ws_token(request: http.Request) -> str | None:
     """The token a browser offered as a WebSocket subprotocol (``migw.bearer.<token>``)."""
     for offered in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
         proto = offered.strip()
@@ -100,10 +99,10 @@ class StaticFiles:
     def version(self, name: str) -> str:
         return self.files[name][2].strip('"')
 
-    def response(self, request: web.Request, name: str, cache: str) -> web.Response:
+    def response(self, request: http.Request, name: str, cache: str) -> http.Response:
         found = self.files.get(name)
         if found is None:
-            raise web.HTTPNotFound(text="no such file")
+            raise http.HttpError(404)
         body, ctype, etag = found
         headers = {
             "Content-Type": ctype,
@@ -115,11 +114,11 @@ class StaticFiles:
             "X-Frame-Options": "DENY",
         }
         if request.headers.get("If-None-Match") == etag:
-            return web.Response(status=304, headers=headers)
-        return web.Response(body=body, headers=headers)
+            return http.Response(status=304, headers=headers)
+        return http.Response(body=body, headers=headers)
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: http.Application) -> None:
     files = StaticFiles()
     index = files.files["index.html"][0].decode()
     for name in ("app.js", "app.css"):
@@ -130,20 +129,20 @@ def add_routes(app: web.Application) -> None:
         '"' + hashlib.sha256(index.encode()).hexdigest()[:16] + '"',
     )
 
-    async def page(request: web.Request) -> web.Response:
+    async def page(request: http.Request) -> http.Response:
         return files.response(request, "index.html", "no-cache")
 
-    async def static(request: web.Request) -> web.Response:
+    async def static(request: http.Request) -> http.Response:
         return files.response(
             request, request.match_info["name"], f"public, max-age={STATIC_MAX_AGE_S}, immutable"
         )
 
     codes = LoginCodes()
 
-    async def issue_code(request: web.Request) -> web.Response:
+    async def issue_code(request: http.Request) -> http.Response:
         return json_response({"code": codes.issue(), "expires_in_s": LOGIN_CODE_TTL_S, "uses": 1})
 
-    async def login(request: web.Request) -> web.Response:
+    async def login(request: http.Request) -> http.Response:
         body = await read_json(request)
         code = body.get("code") if isinstance(body, dict) else None
         if not isinstance(code, str) or not codes.redeem(code):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
+from gateway.api import http
 from gateway.api.errors import ApiError, json_response
 
 if TYPE_CHECKING:
@@ -17,27 +16,27 @@ PREFIX = "/api/v1/automations"
 
 
 def add_routes(
-    router: web.UrlDispatcher,
-    service_of: Callable[[web.Request], Service],
-    read_json: Callable[[web.Request], object],
+    router: http.Router,
+    service_of: Callable[[http.Request], Service],
+    read_json: Callable[[http.Request], object],
 ) -> None:
-    def component(request: web.Request) -> Automations:
+    def component(request: http.Request) -> Automations:
         svc = service_of(request)
         comp = next((c for c in svc.components if c.name == "automations"), None)
         if comp is None:
             raise ApiError(404, "no_automations", "no automations or presence configured")
         return comp  # type: ignore[return-value]
 
-    def known(request: web.Request, comp: Automations) -> str:
+    def known(request: http.Request, comp: Automations) -> str:
         aid = request.match_info["automation_id"]
         if aid not in {a.id for a in comp.service.config.automations}:
             raise ApiError(404, "unknown_automation", f"no automation {aid[:64]!r}")
         return aid
 
-    async def listing(request: web.Request) -> web.Response:
+    async def listing(request: http.Request) -> http.Response:
         return json_response({"automations": component(request).listing()})
 
-    async def traces(request: web.Request) -> web.Response:
+    async def traces(request: http.Request) -> http.Response:
         comp = component(request)
         aid = known(request, comp)
         raw = request.query.get("limit", "20")
@@ -45,7 +44,7 @@ def add_routes(
             raise ApiError(400, "invalid_query", "limit must be between 1 and 1000")
         return json_response({"traces": [t.to_dict() for t in comp.traces(aid, int(raw))]})
 
-    async def enable(request: web.Request) -> web.Response:
+    async def enable(request: http.Request) -> http.Response:
         comp = component(request)
         aid = known(request, comp)
         body = await read_json(request)  # type: ignore[misc]
