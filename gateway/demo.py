@@ -142,7 +142,6 @@ def demo_transports(
 ) -> Transports:
     """Simulated transports for the adapters, sized by ``options`` (``report_interval``: of
     the simulated Zigbee devices)."""
-    from hw_mocks.ble import SyntheticFleet
     from hw_mocks.gpio import mock_factory, run_script
 
     async def stimulus(factory: Any, specs: Sequence[Any]) -> None:
@@ -156,14 +155,16 @@ def demo_transports(
             if options.zigbee
             else None
         ),
-        ble=_demo_ble(SyntheticFleet(options.ble_devices, rate=options.ble_rate))
-        if options.ble_devices > 0
-        else BleTransport(None),
+        ble=_demo_ble(options) if options.ble_devices > 0 else BleTransport(None),
     )
 
 
-def _demo_ble(fleet: Any) -> BleTransport:
-    """The simulated BLE fleet: its scanner, its own keys, silent at most 30 adverts long."""
+def _demo_ble(options: DemoOptions) -> BleTransport:
+    """The simulated BLE fleet: its scanner, its own keys, silent at most 30 adverts long
+    (the fleet's simulator, and the BLE codecs it encodes with, loaded only for one)."""
+    from hw_mocks.ble import SyntheticFleet
+
+    fleet = SyntheticFleet(options.ble_devices, rate=options.ble_rate)
     return BleTransport(
         fleet.factory(),
         keys=fleet.keys,

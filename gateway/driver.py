@@ -11,11 +11,13 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from drivers.ble.types import Advertisement
 from drivers.events import DeviceEvent
 from gateway.model import Command, CommandResult, DeviceUpdate, Value
+
+if TYPE_CHECKING:
+    from drivers.ble.types import Advertisement
 
 
 class Health(enum.StrEnum):

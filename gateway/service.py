@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from drivers import TRACE
 from gateway import adapters, status
 from gateway.adapters import AdapterContext, DemoOptions, Transports, build_drivers
-from gateway.adapters.ble import BleDriver
 from gateway.clock import Clock, SystemClock
 from gateway.commands import CommandRouter
 from gateway.config import Config
@@ -135,12 +134,18 @@ class Service:
             from gateway.adapters.zigbee import ZigbeeDriver
 
             self.zigbee = next((d for d in drivers if isinstance(d, ZigbeeDriver)), None)
-        self.ble = next((d for d in drivers if isinstance(d, BleDriver)), None)
+        self.ble = None
+        if any(d.name == "ble" for d in drivers):  # else the BLE codecs are not loaded
+            from gateway.adapters.ble import BleDriver
+
+            self.ble = next((d for d in drivers if isinstance(d, BleDriver)), None)
 
     def _build_api(self) -> ApiServer | None:
+        if not self.config.api.enabled:  # else the API server and its views are not loaded
+            return None
         from gateway.api.server import ApiServer
 
-        return ApiServer(self) if self.config.api.enabled else None
+        return ApiServer(self)
 
     def _build_sync(self) -> SyncAgent:
         """Always built: without an upstream URL it still bounds the outbox and serves Home

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: What only a broker link uses: the MQTT client side of the sync agent.
@@ -162,3 +164,127 @@ def test_the_zigbee_simulator_loads_its_command_line_parser_only_for_its_command
     loaded = _modules("import json, sys, hw_mocks.znp; print(json.dumps(sorted(sys.modules)))")
     assert "hw_mocks.znp" in loaded
     assert "argparse" not in loaded
+
+
+#: What only BLE decoding uses: the codecs behind ``drivers.ble.decoder`` and the BLE adapter.
+BLE_CODEC_MODULES = frozenset(
+    {
+        "drivers.ble.crypto",
+        "drivers.ble.decoder",
+        "drivers.ble.mibeacon",
+        "gateway.adapters.ble",
+    }
+)
+
+
+def _without_crypto(loaded: set[str]) -> set[str]:
+    """The modules of ``loaded`` a gateway without BLE decoding must not load."""
+    crypto = {m for m in loaded if m == "cryptography" or m.startswith("cryptography.")}
+    return crypto | (loaded & BLE_CODEC_MODULES)
+
+
+def test_the_config_loads_no_ble_code_nor_cryptography() -> None:
+    # every CLI command and every gateway reads its config: [presence] is plain fields
+    loaded = _modules("import json, sys, gateway.config; print(json.dumps(sorted(sys.modules)))")
+    assert "gateway.config.automations" in loaded
+    assert not _without_crypto(loaded), sorted(_without_crypto(loaded))
+    assert not {m for m in loaded if m.startswith("drivers.ble")}
+
+
+def _said_and_loaded(code: str, *args: str) -> tuple[str, set[str]]:
+    """The last line ``code`` prints (it imports json and sys), and the modules it loaded."""
+    out = _python(code + "print(json.dumps(sorted(sys.modules)))\n", *args).splitlines()
+    return out[-2], set(json.loads(out[-1]))
+
+
+def test_automations_load_the_presence_code_only_to_track_people() -> None:
+    said, loaded = _said_and_loaded(
+        "import json, sys\n"
+        "from gateway.automations import timings_of\n"
+        "from gateway.config import PresenceSection\n"
+        "print('drivers.ble.presence' in sys.modules)\n"
+        "timings_of(PresenceSection())\n"
+    )
+    assert said == "False"
+    assert "drivers.ble.presence" in loaded
+    assert not _without_crypto(loaded), sorted(_without_crypto(loaded))
+
+
+def test_a_gpio_only_service_loads_no_ble_codecs_nor_cryptography(tmp_path: Path) -> None:
+    # the demo's presence automations still load the presence code (without cryptography)
+    loaded = _loaded(tmp_path / "gpio", "")
+    assert "gateway.adapters.gpio" in loaded
+    assert "drivers.ble.presence" in loaded
+    assert not _without_crypto(loaded), sorted(_without_crypto(loaded))
+    assert "hw_mocks.ble" not in loaded  # no simulated fleet without simulated BLE devices
+
+
+def test_migw_status_loads_no_ble_code_nor_cryptography(tmp_path: Path) -> None:
+    # no service and no saved state: the command reports it (exit 3) after its imports
+    said, loaded = _said_and_loaded(
+        "import json, sys\n"
+        "from gateway.cli import main\n"
+        "print(main(['--state-dir', sys.argv[1], '--api-port', '1', 'status']))\n",
+        str(tmp_path),
+    )
+    assert said == "3"
+    assert "gateway.cli.status" in loaded
+    assert not _without_crypto(loaded), sorted(_without_crypto(loaded))
+    assert not {m for m in loaded if m.startswith("drivers.ble")}
+
+
+def test_drivers_ble_exports_its_names_on_first_use() -> None:
+    # importing a submodule runs the package: it imports no decoder until a name is used
+    code = (
+        "import sys\n"
+        "import drivers.ble.types\n"
+        "print('drivers.ble.decoder' in sys.modules, 'cryptography' in sys.modules)\n"
+        "from drivers.ble import decode_advertisement, primary\n"
+        "from drivers.ble.decoder import decode_advertisement as d\n"
+        "print(decode_advertisement is d, 'cryptography' in sys.modules)\n"
+    )
+    assert _python(code).split() == ["False", "False", "True", "True"]
+
+
+def test_every_exported_ble_name_is_its_submodules() -> None:
+    import importlib
+
+    import drivers.ble as ble
+
+    assert sorted(ble.__all__) == sorted(ble._EXPORTS)
+    for name, sub in ble._EXPORTS.items():
+        assert getattr(ble, name) is getattr(importlib.import_module(f"drivers.ble.{sub}"), name)
+    assert set(ble.__all__) <= set(dir(ble))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        ble.no_such_name  # noqa: B018 - the lookup is the test
+    from drivers.ble import atc  # a submodule, not an exported name: the import system's
+
+    assert atc.__name__ == "drivers.ble.atc"
+
+
+def test_presence_loads_cryptography_only_to_resolve_an_irk() -> None:
+    code = (
+        "import sys\n"
+        "from drivers.ble.presence import identity, make_rpa, resolves\n"
+        "irk = identity('irk', '00112233445566778899aabbccddeeff').irk\n"
+        "print('cryptography' in sys.modules)\n"
+        "rpa = bytes.fromhex(make_rpa(irk, b'abc').replace(':', ''))\n"
+        "print(resolves(irk, rpa), 'cryptography' in sys.modules)\n"
+    )
+    assert _python(code).split() == ["False", "True", "True"]
+
+
+def test_the_presence_section_has_the_trackers_timings_and_defaults() -> None:
+    # [presence] repeats PresenceTimings' fields (it does not import it): same names, defaults
+    import dataclasses
+
+    from drivers.ble.presence import PresenceTimings
+    from gateway.automations import timings_of
+    from gateway.config import PresenceSection
+
+    timing_fields = [f.name for f in dataclasses.fields(PresenceTimings)]
+    section_fields = [f.name for f in dataclasses.fields(PresenceSection)]
+    assert section_fields == [*timing_fields, "people"]
+    assert timings_of(PresenceSection()) == PresenceTimings()
+    custom = PresenceSection(home_rssi=-70, hysteresis_db=3, away_after_s=60, rssi_alpha=0.5)
+    assert timings_of(custom) == PresenceTimings(-70, 3, 60, 0.5)

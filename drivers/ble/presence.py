@@ -29,8 +29,6 @@ import uuid as uuid_mod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from drivers.ble.types import Advertisement, mac_digits, uuid16
 
 APPLE_COMPANY_ID = 0x004C
@@ -54,6 +52,10 @@ def ah(irk: bytes, prand: bytes) -> bytes:
     """
     if len(irk) != 16 or len(prand) != 3:
         raise ValueError("ah needs a 16-byte IRK and a 3-byte prand")
+    # imported on use: only an IRK identity resolves addresses, and importing this module (as
+    # gateway.config does, for its timings) must not load cryptography (~9 MB of RSS)
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     enc = Cipher(algorithms.AES(irk), modes.ECB()).encryptor()  # noqa: S305 - ah is AES-ECB by spec
     out = enc.update(bytes(13) + prand) + enc.finalize()
     return out[13:]

@@ -15,12 +15,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from drivers.ble.scanner import ScannerFactory
 from gateway.config import Config
 from gateway.driver import Driver
 from gateway.model import DeviceStatus, DeviceUpdate, Transport
+
+if TYPE_CHECKING:
+    from drivers.ble.scanner import ScannerFactory
 
 
 class ZigbeeLink(Protocol):
@@ -150,18 +152,29 @@ ADAPTERS: tuple[str, ...] = ("gpio", "ble", "zigbee")
 def factory(name: str) -> Callable[[AdapterContext], Driver | None]:
     """The ``create`` of the adapter named ``name`` (one of :data:`ADAPTERS`). Only that
     adapter's module is imported; Zigbee's (with the Zigbee stack and pyserial: ~3.5 MB of
-    RSS) only when Zigbee runs."""
+    RSS) only when Zigbee runs, BLE's only when BLE runs."""
     if name == "gpio":
         from gateway.adapters import gpio
 
         return gpio.create
     if name == "ble":
-        from gateway.adapters import ble
-
-        return ble.create
+        return _ble
     if name == "zigbee":
         return _zigbee
     raise KeyError(name)
+
+
+def _ble(ctx: AdapterContext) -> Driver | None:
+    """:func:`gateway.adapters.ble.create`, without importing it when BLE is off (its codecs
+    and cryptography: ~9 MB of RSS)."""
+    transport = ctx.transports.ble
+    if transport is None and not ctx.config.ble.enabled:
+        return None
+    if transport is not None and transport.factory is None:  # a transport without BLE
+        return None
+    from gateway.adapters import ble
+
+    return ble.create(ctx)
 
 
 def _zigbee(ctx: AdapterContext) -> Driver | None:

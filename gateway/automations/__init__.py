@@ -23,15 +23,6 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from drivers.ble.presence import (
-    Identity,
-    Person,
-    PresenceChange,
-    PresenceTimings,
-    PresenceTracker,
-    identity,
-)
-from drivers.ble.types import Advertisement
 from gateway.automations.engine import Engine
 from gateway.automations.journal import FILE_NAME, Journal
 from gateway.automations.model import PERSON_PREFIX, PRESENCE_METRIC, SOURCE, Input, Trace
@@ -46,6 +37,14 @@ from gateway.model import (
 )
 
 if TYPE_CHECKING:
+    from drivers.ble.presence import (
+        Identity,
+        Person,
+        PresenceChange,
+        PresenceTimings,
+        PresenceTracker,
+    )
+    from drivers.ble.types import Advertisement
     from gateway.service import Service
     from gateway.store import Commit
 
@@ -61,6 +60,9 @@ PRESENCE_TICK_S = 1.0
 
 
 def people_of(section: PresenceSection) -> list[Person]:
+    # the presence code is imported when people are tracked, not with every automation
+    from drivers.ble.presence import Person, identity
+
     out: list[Person] = []
     for p in section.people:
         idents: list[Identity] = [identity("irk", k.reveal()) for k in p.irk]
@@ -72,6 +74,8 @@ def people_of(section: PresenceSection) -> list[Person]:
 
 
 def timings_of(section: PresenceSection) -> PresenceTimings:
+    from drivers.ble.presence import PresenceTimings
+
     return PresenceTimings(
         home_rssi=section.home_rssi,
         hysteresis_db=section.hysteresis_db,
@@ -316,6 +320,8 @@ class Automations:
         if not section.people:
             self.tracker = None
             return
+        from drivers.ble.presence import PresenceTracker
+
         self.tracker = PresenceTracker(people_of(section), timings_of(section))
         svc = self.service
         if svc.ingest is None:

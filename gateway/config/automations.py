@@ -8,7 +8,6 @@ import typing
 from dataclasses import dataclass
 from typing import Literal
 
-from drivers.ble.presence import PresenceTimings
 from gateway.config.fields import FieldError, Secret, non_negative, positive
 from gateway.errors import ConfigError
 
@@ -74,10 +73,18 @@ class PresencePerson:
 
 
 @dataclass(frozen=True, slots=True)
-class PresenceSection(PresenceTimings):
-    """[presence]: the tracker's :class:`~drivers.ble.presence.PresenceTimings` (home_rssi,
-    hysteresis_db, away_after_s, rssi_alpha: documented there) and the people to track."""
+class PresenceSection:
+    """[presence]: the tracker's timings (home_rssi, hysteresis_db, away_after_s, rssi_alpha:
+    the fields and defaults of :class:`~drivers.ble.presence.PresenceTimings`, documented
+    there; ``gateway.automations.timings_of`` converts) and the people to track.
 
+    Not a subclass: that would load the BLE presence code with every config (a test keeps
+    the fields and defaults the same)."""
+
+    home_rssi: float = -90.0
+    hysteresis_db: float = 6.0
+    away_after_s: float = 180.0
+    rssi_alpha: float = 0.3
     people: tuple[PresencePerson, ...] = ()
 
     def __post_init__(self) -> None:
