@@ -7,8 +7,12 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from gateway.errors import StoreError
 from gateway.service import Service, ServiceTiming
 from gateway.store import APPLICATION_ID, SCHEMA_VERSION, Store
+from gateway.store.reader import open_readonly
 from gateway.store.schema import _MIGRATIONS
 from gateway.sync import SyncTiming
 from tests.broker import Collector, Mosquitto, gateway_config
@@ -138,3 +142,33 @@ async def test_a_schema_3_outbox_is_delivered_after_the_upgrade(
     }
     assert (got[6]["device"], got[6]["action"]) == ("gpio-b", "single")
     assert got[5]["value"] is True
+
+
+async def test_the_read_only_view_of_an_earlier_schema_says_to_start_the_service(
+    tmp_path: Path,
+) -> None:
+    """`migw status` with the service down after an upgrade: the CLI never migrates, so it
+    says what to do instead of failing on a table the earlier schema lacks."""
+    path = tmp_path / "state.db"
+    _schema_3_file(path)
+    with pytest.raises(StoreError, match=r"earlier migw \(schema 3, .*start the service"):
+        await open_readonly(path)
+    store = await Store.open(path)  # the service's open migrates
+    await store.close()
+    reader = await open_readonly(path)
+    try:
+        assert (await reader.outbox_stats()).depth == 4
+    finally:
+        await reader.close()
+
+
+async def test_the_read_only_view_of_a_newer_schema_refuses_it(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = await Store.open(path)
+    await store.close()
+    con = sqlite3.connect(path)
+    con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="newer migw"):
+        await open_readonly(path)

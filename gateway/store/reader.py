@@ -16,7 +16,7 @@ from gateway.store import outbox
 from gateway.store.codec import decode_value
 from gateway.store.devices import DEVICE_COLS, device_from_row
 from gateway.store.outbox import OutboxRow, OutboxStats
-from gateway.store.schema import APPLICATION_ID, STATE_AFTER, meta_get
+from gateway.store.schema import APPLICATION_ID, SCHEMA_VERSION, STATE_AFTER, meta_get
 
 #: The ``state`` table's rows of a device, and its readings since the table was written.
 _STATE = (
@@ -117,10 +117,24 @@ async def open_readonly(path: Path) -> StateReader:
         # the connection is lazy: find a foreign or corrupt file now, not at the first query
         async with db.execute("PRAGMA application_id") as cur:
             row = await cur.fetchone()
+        async with db.execute("PRAGMA user_version") as cur:
+            version_row = await cur.fetchone()
     except sqlite3.Error as exc:
         await db.close()
         raise StoreCorruptError(f"cannot read {path}: {exc}") from exc
     if row is None or row[0] != APPLICATION_ID:
         await db.close()
         raise StoreCorruptError(f"{path} is not a migw state database")
+    version = int(version_row[0]) if version_row else 0
+    if version != SCHEMA_VERSION:
+        # read-only: the service migrates the file when it opens it (never the CLI)
+        await db.close()
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} is from an earlier migw (schema {version}, this one reads"
+                f" {SCHEMA_VERSION}); start the service once to upgrade it"
+            )
+        raise StoreError(
+            f"{path} is from a newer migw (schema {version}, this one reads {SCHEMA_VERSION})"
+        )
     return StateReader(db)
