@@ -288,3 +288,11 @@ def test_the_presence_section_has_the_trackers_timings_and_defaults() -> None:
     assert timings_of(PresenceSection()) == PresenceTimings()
     custom = PresenceSection(home_rssi=-70, hysteresis_db=3, away_after_s=60, rssi_alpha=0.5)
     assert timings_of(custom) == PresenceTimings(-70, 3, 60, 0.5)
+
+
+def test_a_service_with_the_api_and_no_ble_loads_no_ble_codecs_nor_cryptography(
+    tmp_path: Path,
+) -> None:
+    loaded = _loaded_by_api_run(tmp_path / "state")
+    assert "gateway.api.ble_keys" in loaded  # its routes are served
+    assert not _without_crypto(loaded), sorted(_without_crypto(loaded))

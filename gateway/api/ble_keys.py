@@ -9,7 +9,6 @@ import logging
 import os
 from pathlib import Path
 
-from drivers.ble.decoder import FORMATS, decode_payload
 from drivers.ble.errors import KeyFormatError
 from drivers.ble.keys import BindKey, parse_key
 from drivers.ble.types import Advertisement, Decoded, Failed, FailReason
@@ -35,6 +34,10 @@ def _mac(device_id: str) -> str:
 async def next_verdict(ble: BleAdverts, mac: str, key: BindKey, wait_s: float) -> str:
     """``ok`` when the next encrypted advert of ``mac`` decrypts with ``key``, ``key_invalid``
     when it does not; TimeoutError when none came within ``wait_s``."""
+    # the codecs (and cryptography) only where BLE runs: a Zigbee or GPIO gateway's API
+    # never loads them
+    from drivers.ble.decoder import FORMATS, decode_payload
+
     loop = asyncio.get_running_loop()
     verdict: asyncio.Future[str] = loop.create_future()
 
