@@ -79,6 +79,8 @@ class HttpServer:
         self._server: asyncio.Server | None = None
         self._exchanges: dict[Exchange, asyncio.Task[None]] = {}
         self._started = False
+        #: :meth:`cleanup` has begun: connections are being closed, none is served anew.
+        self._stopping = False
 
     async def setup(self) -> None:
         await self.app.startup()
@@ -94,6 +96,9 @@ class HttpServer:
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         transport = writer.transport
         assert isinstance(transport, asyncio.Transport)
+        if self.stopping():  # accepted just before the listener closed
+            transport.abort()
+            return
         guard = GuardedConnection(self.limits, transport)
         if not guard.admit():
             return
@@ -103,6 +108,14 @@ class HttpServer:
             self._exchanges[exchange] = task
         try:
             await exchange.serve()
+        except asyncio.CancelledError:
+            if not self.stopping():
+                raise
+            # cancelled by cleanup(): the task ends normally, since asyncio's own callback on
+            # this task (3.11) logs "Exception in callback" for a cancelled one; a busy one
+            # may have an answer stuck in a client that does not read: dropped
+            if exchange.busy:
+                exchange.abort()
         except Exception:
             _LOGGER.exception("API connection failed")
         finally:
@@ -113,7 +126,12 @@ class HttpServer:
             else:
                 writer.close()
 
+    def stopping(self) -> bool:
+        """Whether :meth:`cleanup` has begun (a method: it changes across awaits)."""
+        return self._stopping
+
     async def cleanup(self) -> None:
+        self._stopping = True
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -337,8 +355,16 @@ class Exchange:
         return True
 
     async def read_body(self, limit: int) -> bytes:
-        """The request's body: :class:`HttpError` 413 beyond ``limit`` bytes, 400 when it
-        is malformed or the client goes away."""
+        """The request's body: :class:`HttpError` 413 beyond ``limit`` bytes, 408 when it
+        has not all arrived in ``body_timeout_s`` (whoever reads it: a handler, the
+        WebSocket handshake), 400 when it is malformed or the client goes away."""
+        try:
+            async with asyncio.timeout(self._server.timing.body_timeout_s):
+                return await self._read_body(limit)
+        except TimeoutError:
+            raise HttpError(408) from None
+
+    async def _read_body(self, limit: int) -> bytes:
         conn = self._h11
         if conn.they_are_waiting_for_100_continue:
             await self.write(

@@ -172,11 +172,14 @@ class WebSocketResponse(StreamResponse):
         while not self._closed.is_set():
             for event in conn.events():
                 if isinstance(event, Message):
-                    size += len(event.data)
+                    # a frame counts one byte at least: endless empty fragments are refused
+                    # as too big, and no part is kept for them
+                    size += len(event.data) or 1
                     if size > self._max_msg_size:
                         await self._refuse(WSCloseCode.MESSAGE_TOO_BIG)
                         break
-                    parts.append(event.data)
+                    if event.data:
+                        parts.append(event.data)
                     if event.message_finished:
                         if isinstance(event, TextMessage):
                             return "".join(p for p in parts if isinstance(p, str))
