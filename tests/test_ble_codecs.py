@@ -661,6 +661,7 @@ def _outcome(fn: Callable[[], Decoded]) -> Decoded | tuple[type[ParseError], str
     key=st.sampled_from([KEY16, OTHER16, KEY12]),
     mac=st.sampled_from([MAC, MAC.lower(), "A4:C1:38:00:00:01", None]),
     tail=st.binary(max_size=2),
+    other_mac=st.sampled_from([MAC, "A4:C1:38:00:00:01"]),
 )
 def test_mibeacon_fast_path_equals_the_full_path(
     objects: list[tuple[int, bytes]],
@@ -668,10 +669,12 @@ def test_mibeacon_fast_path_equals_the_full_path(
     key: BindKey,
     mac: str | None,
     tail: bytes,
+    other_mac: str,
 ) -> None:
     """The per-advert fast path of an encrypted v5 frame gives exactly what the full path
     gives (the same Decoded, or the same error) for any objects, key, advertiser address
-    and trailing garbage, wrong ones included."""
+    and trailing garbage, wrong ones included (OTHER16 is bound to a sensor of this MAC or
+    of another one, so the fast path also meets a wrong key and a key of another MAC)."""
     frame = mibeacon_encode.encode(
         product_id=0x055B,
         frame_counter=counter & 0xFF,
@@ -680,13 +683,56 @@ def test_mibeacon_fast_path_equals_the_full_path(
         objects=objects,
         key=KEY16,
     )
-    mibeacon.decode(frame, MAC, KEY16)  # the header is known now: the fast path is open
+    for bound_key, bound_mac in ((KEY16, MAC), (OTHER16, other_mac)):
+        # a usual frame of the sensor, decoded by the full path: the fast path is open
+        usual = mibeacon_encode.encode(
+            product_id=0x055B,
+            frame_counter=7,
+            mac=bound_mac,
+            objects=[(0x100A, b"\x50")],
+            key=bound_key,
+        )
+        mibeacon.decode(usual, bound_mac, bound_key)
+        assert mibeacon._BOUND[bound_key.raw][2] == usual[5:11]
     frame = frame[:-7] + tail + frame[-7:] if tail else frame
     head, frame_counter = mibeacon._HEAD(frame)
-    assert head in mibeacon._FAST
     fast = _outcome(lambda: mibeacon.decode(frame, mac, key))
     full = _outcome(lambda: mibeacon._decode(frame, mac, key, head, frame_counter))
     assert fast == full
+
+
+def test_mibeacon_fast_path_is_taken_for_the_next_frame_of_a_bound_sensor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After the full path decoded a usual frame of a sensor with its key, the sensor's
+    next frames (new counters, other objects) decode without it, to the same result."""
+
+    def frame(counter: int, objects: list[tuple[int, bytes]]) -> bytes:
+        return mibeacon_encode.encode(
+            product_id=0x055B,
+            frame_counter=counter & 0xFF,
+            ext_counter=counter >> 8,
+            mac=MAC,
+            objects=objects,
+            key=KEY16,
+        )
+
+    mibeacon._BOUND.clear()
+    first = mibeacon.decode(frame(1, [(0x100A, b"\x50")]), MAC, KEY16)
+    assert first.values == {"battery": 80} and first.counter == 1
+    later = [
+        (frame(0x12345678, [(0x100D, b"\xe8\x00\x90\x01")]), MAC),
+        (frame(0xFFFFFF00, [(0x100A, b"\x50"), (0x1004, b"\xe8\x00")]), None),
+    ]
+    expected = [mibeacon._decode(data, mac, KEY16, *mibeacon._HEAD(data)) for data, mac in later]
+    assert expected[0].values == {"temperature": 23.2, "humidity": 40.0}
+    assert expected[0].counter == 0x12345678 and expected[1].counter == 0xFFFFFF00
+
+    def no_full_path(*args: object) -> Decoded:
+        raise AssertionError("the full path was taken")
+
+    monkeypatch.setattr(mibeacon, "_decode", no_full_path)
+    assert [mibeacon.decode(data, mac, KEY16) for data, mac in later] == expected
 
 
 @settings(max_examples=300, deadline=None)

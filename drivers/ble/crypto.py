@@ -73,12 +73,21 @@ def ccm_decrypt(
         return None
 
 
+def decryptor(key: bytes) -> Callable[[bytes, bytes, bytes | None], bytes]:
+    """``AESCCM(key, tag_length=4).decrypt``, bound once per key: ``(nonce, ciphertext +
+    tag, aad) -> plaintext``, raising :class:`InvalidTag` when the tag does not verify.
+
+    For a caller that keeps it per sensor (the MiBeacon fast path) and calls it directly.
+    """
+    return _DECRYPTS.get(key) or _new_decrypt(key)
+
+
 def mibeacon_v45_decrypt(key: bytes, nonce: bytes, ciphertext_tag: bytes) -> bytes | None:
     """The objects of a MiBeacon v4/v5 frame, decrypted and verified; None on a tag mismatch.
 
     ``nonce`` is :func:`mibeacon_v45_nonce`, ``ciphertext_tag`` the ciphertext followed by
     the 4-byte tag (the frame carries the 3-byte extended counter between them); the AAD
-    is ``0x11``. The per-advert path: the key's AESCCM is built once and looked up here.
+    is ``0x11``. The key's AESCCM is built once and looked up here.
     """
     decrypt = _DECRYPTS.get(key) or _new_decrypt(key)
     try:

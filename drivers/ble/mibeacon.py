@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
+
+from cryptography.exceptions import InvalidTag
 
 from drivers.ble import crypto
 from drivers.ble.errors import (
@@ -82,16 +85,25 @@ _HEAD = struct.Struct("<IB").unpack_from
 _KIND_BITS = 0xFFFF_F000 | _ENCRYPTED
 #: ``head & _KIND_BITS`` -> FrameKind, for known product ids (bounded: cleared when full).
 _KINDS: dict[int, FrameKind] = {}
-#: Whole headers (``fc | pid << 16``) of the usual frame of a bound sensor: v4/v5,
-#: encrypted, MAC and objects included, no capability, no mesh -> its kind. Such frames
-#: take the fast path in :func:`decode`; everything else (and any failure there) the full path.
-_FAST: dict[int, FrameKind] = {}
-_FAST_FLAGS = _ENCRYPTED | _MAC_INCLUDED | _OBJECT_INCLUDED
-#: The frame-control bits that decide it: those three set, capability and mesh clear.
-_FAST_BITS = _FAST_FLAGS | _CAPABILITY_INCLUDED | _MESH
 _CACHE_MAX = 1024
 #: Header, MAC, ciphertext of at least one object (3), ext counter (3) and tag (4).
 _FAST_MIN = 11 + 3 + 7
+
+#: What the fast path of :func:`decode` needs of a bound sensor, all constant per sensor:
+#: frame control + product id as sent (4 bytes), its kind, the MAC field as sent, its text,
+#: the nonce's first 8 bytes (MAC field + product id) and the key's bound AESCCM decrypt.
+_Bound = tuple[
+    bytes, FrameKind, bytes, str, bytes, str, Callable[[bytes, bytes, bytes | None], bytes]
+]
+#: Raw bind key -> the sensor whose usual frame (v4/v5, encrypted, MAC and objects included,
+#: no capability, no mesh) the full path last decoded with it, with the model last (see
+#: :data:`_Bound`). Frames of that sensor with that header take the fast path in
+#: :func:`decode`; everything else (and any failure there) the full path. Bounded: cleared
+#: when full. (A key shared by two sensors flips between them: still correct, slower.)
+_BOUND: dict[bytes, _Bound] = {}
+#: u32 (LE) at ``len - 8``: the last ciphertext byte and the 3-byte extended counter.
+_U32_AT = struct.Struct("<I").unpack_from
+_AAD = crypto.AAD_11
 #: ``tuple.__new__``: the fast path builds its Decoded as make_decoded does, without the call.
 _new_decoded: Any = tuple.__new__
 
@@ -150,23 +162,24 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
     Raises only :class:`~drivers.ble.errors.BleParseError` subclasses.
     """
     size = len(data)
-    if size < 5:
-        raise MalformedError(f"MiBeacon frame of {size} bytes is shorter than 5")
-    head, frame_counter = _HEAD(data)
-    kind = _FAST.get(head)
-    if kind is not None and size >= _FAST_MIN and key is not None and not key.is_legacy:
-        # The usual frame of a bound sensor (see _FAST), every check of _decode kept, inline
-        # (this runs per advert). Anything else (wrong MAC or key, odd objects) falls
-        # through to _decode, which decodes it or raises its error.
-        mac_field = data[5:11]
-        mac_text = _mac_text(mac_field)
-        if not mac or mac == mac_text:
-            ext = data[-7:-4]
-            # nonce: reversed MAC, product id, frame counter, ext counter; ciphertext + tag
-            plain = crypto.mibeacon_v45_decrypt(
-                key.raw, mac_field + data[2:5] + ext, data[11:-7] + data[-4:]
-            )
-            if plain is not None:
+    bound = _BOUND.get(key.raw) if key is not None else None
+    if bound is not None and size >= _FAST_MIN and data.startswith(bound[0]):
+        # The usual frame of a bound sensor (see _BOUND): the same header and MAC as the
+        # frame the full path last decoded with this key, every other check of _decode kept,
+        # inline (this runs per advert). Anything else (another MAC, a wrong key, odd
+        # objects) falls through to _decode, which decodes it or raises its error.
+        _, kind, mac_field, mac_text, nonce_head, model, decrypt = bound
+        if data.startswith(mac_field, 5) and (not mac or mac == mac_text):
+            # frame counter | ext counter << 8, read as one u32 with the byte before it
+            counter = data[4] | _U32_AT(data, size - 8)[0] & 0xFFFF_FF00
+            try:
+                # nonce: MAC field, product id, frame counter, ext counter; ciphertext + tag
+                plain = decrypt(
+                    nonce_head + counter.to_bytes(4, "little"), data[11:-7] + data[-4:], _AAD
+                )
+            except InvalidTag:
+                pass
+            else:
                 values: dict[str, Value] = {}
                 info: dict[str, str] = {}
                 # one object filling the plaintext (the usual frame): its decoder by its
@@ -174,17 +187,19 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
                 one = _BY_HEADER.get(plain[:3]) if len(plain) == 3 + plain[2] else None
                 try:
                     if one is not None:
-                        events = one(plain[3:], values, kind.model) or ()
+                        events = one(plain[3:], values, model) or ()
                     else:
-                        events = _walk(plain, 0, values, kind.model, info)
+                        events = _walk(plain, 0, values, model, info)
                 except MalformedError:
                     pass
                 else:
-                    counter = frame_counter | int.from_bytes(ext, "little") << 8
                     out: Decoded = _new_decoded(
                         Decoded, (mac_text, kind, values, events, counter, None, data, info)
                     )
                     return out
+    if size < 5:
+        raise MalformedError(f"MiBeacon frame of {size} bytes is shorter than 5")
+    head, frame_counter = _HEAD(data)
     return _decode(data, mac, key, head, frame_counter)
 
 
@@ -217,8 +232,6 @@ def _decode(
     if fc & _MESH:
         raise UnsupportedError("MiBeacon mesh frames are not supported")
     kind = _KINDS.get(head & _KIND_BITS) or _new_kind(head)
-    if fc & _FAST_BITS == _FAST_FLAGS and version >= 4 and head not in _FAST:
-        _open_fast_path(head, kind)
     if mac_field is not None:
         mac_text = _mac_text(mac_field)
         if mac and mac != mac_text and mac.upper() != mac_text:
@@ -266,6 +279,8 @@ def _decode(
                 events = _walk(plain, 0, values, kind.model, info)
             except MalformedError as exc:
                 raise _fail(MalformedError, str(exc), kind) from None
+            if mac_field is not None and cap is None:  # the usual frame: see _BOUND
+                _bind(key.raw, data, kind, mac_field, mac_text)
         else:
             counter, events = _decode_legacy(data, i, key, mac_rev, values, kind)
     return make_decoded(mac_text, kind, values, events, counter, None, data, info)
@@ -307,11 +322,20 @@ def _nonce_mac(mac: str | None, kind: FrameKind) -> bytes:
         raise _fail(MalformedError, str(exc), kind) from None
 
 
-def _open_fast_path(head: int, kind: FrameKind) -> None:
-    """Later frames with this header take the fast path in :func:`decode` (bounded)."""
-    if len(_FAST) >= _CACHE_MAX:
-        _FAST.clear()
-    _FAST[head] = kind
+def _bind(key: bytes, data: bytes, kind: FrameKind, mac_field: bytes, mac_text: str) -> None:
+    """Later frames of this sensor with this header and key take the fast path in
+    :func:`decode` (``data`` is a frame the full path just decoded; bounded)."""
+    if len(_BOUND) >= _CACHE_MAX and key not in _BOUND:
+        _BOUND.clear()
+    _BOUND[key] = (
+        data[:4],
+        kind,
+        mac_field,
+        mac_text,
+        mac_field + data[2:4],
+        kind.model,
+        crypto.decryptor(key),
+    )
 
 
 def _new_kind(head: int) -> FrameKind:
