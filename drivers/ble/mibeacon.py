@@ -31,8 +31,7 @@ from drivers.ble.errors import (
     UnsupportedError,
 )
 from drivers.ble.keys import LEGACY_KEY_FOR_V45, LONG_KEY_FOR_LEGACY, BindKey
-from drivers.ble.mibeacon_objects import BY_HEADER as _BY_HEADER
-from drivers.ble.mibeacon_objects import DISPATCH, OBJECTS
+from drivers.ble.mibeacon_objects import BY_HEADER, DISPATCH, OBJECTS
 from drivers.ble.products import Product, product
 from drivers.ble.types import (
     UUID_MIBEACON,
@@ -101,9 +100,13 @@ _Bound = tuple[
 #: :func:`decode`; everything else (and any failure there) the full path. Bounded: cleared
 #: when full. (A key shared by two sensors flips between them: still correct, slower.)
 _BOUND: dict[bytes, _Bound] = {}
-#: u32 (LE) at ``len - 8``: the last ciphertext byte and the 3-byte extended counter.
+#: u32 (LE) at ``-8``: the last ciphertext byte and the 3-byte extended counter.
 _U32_AT = struct.Struct("<I").unpack_from
 _AAD = crypto.AAD_11
+#: ``.get`` of the object tables, bound once: Python 3.11 compiles a method call on an
+#: imported name as an attribute load (a new bound method per call), not as LOAD_METHOD.
+_single_object = BY_HEADER.get
+_dispatch = DISPATCH.get
 #: ``tuple.__new__``: the fast path builds its Decoded as make_decoded does, without the call.
 _new_decoded: Any = tuple.__new__
 
@@ -125,7 +128,7 @@ def _walk(
         nxt = pos + 3 + olen
         if nxt > end:
             raise MalformedError(f"object 0x{oid:04X} length {olen} overruns the payload")
-        decoder = DISPATCH.get(oid << 8 | olen)  # id and length checked in one lookup
+        decoder = _dispatch(oid << 8 | olen)  # id and length checked in one lookup
         if decoder is not None:
             fired = decoder(payload[pos + 3 : nxt], values, model)
             if fired:
@@ -163,15 +166,19 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
     """
     size = len(data)
     bound = _BOUND.get(key.raw) if key is not None else None
-    if bound is not None and size >= _FAST_MIN and data.startswith(bound[0]):
+    if bound is not None and size >= _FAST_MIN:
         # The usual frame of a bound sensor (see _BOUND): the same header and MAC as the
         # frame the full path last decoded with this key, every other check of _decode kept,
         # inline (this runs per advert). Anything else (another MAC, a wrong key, odd
         # objects) falls through to _decode, which decodes it or raises its error.
-        _, kind, mac_field, mac_text, nonce_head, model, decrypt = bound
-        if data.startswith(mac_field, 5) and (not mac or mac == mac_text):
+        header, kind, mac_field, mac_text, nonce_head, model, decrypt = bound
+        if (
+            data.startswith(header)
+            and data.startswith(mac_field, 5)
+            and (mac == mac_text or not mac)
+        ):
             # frame counter | ext counter << 8, read as one u32 with the byte before it
-            counter = data[4] | _U32_AT(data, size - 8)[0] & 0xFFFF_FF00
+            counter = data[4] | _U32_AT(data, -8)[0] & 0xFFFF_FF00
             try:
                 # nonce: MAC field, product id, frame counter, ext counter; ciphertext + tag
                 plain = decrypt(
@@ -184,7 +191,7 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
                 info: dict[str, str] = {}
                 # one object filling the plaintext (the usual frame): its decoder by its
                 # header, as _walk would find it; several objects, or odd ones: _walk
-                one = _BY_HEADER.get(plain[:3]) if len(plain) == 3 + plain[2] else None
+                one = _single_object(plain[:3]) if len(plain) == 3 + plain[2] else None
                 try:
                     if one is not None:
                         events = one(plain[3:], values, model) or ()
