@@ -7,9 +7,10 @@ the object walk (building frames, for tests and the simulated fleet:
 (:data:`OBJECTS`, re-exported here), the objects that fire events
 :mod:`drivers.ble.mibeacon_events`.
 
-:func:`decode` runs per advert (hundreds per second on a Pi): the frame kind is one dict
-lookup on the first four bytes, the walk one lookup per object, and the result is built
-with :func:`~drivers.ble.types.make_decoded`; docs/ble.md has the cost breakdown.
+:func:`decode` runs per advert (hundreds per second on a Pi): the usual frame of a bound
+sensor is checked against what the full path last decoded with its key (:data:`_BOUND`), the
+object found by one lookup of its header, and the result built as one tuple; docs/ble.md has
+the cost breakdown.
 """
 
 from __future__ import annotations
