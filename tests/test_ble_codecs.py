@@ -643,6 +643,20 @@ def _outcome(fn: Callable[[], Decoded]) -> Decoded | tuple[type[ParseError], str
         return type(exc), str(exc)
 
 
+def _v5_frame(
+    counter: int, objects: list[tuple[int, bytes]], *, mac: str = MAC, key: BindKey = KEY16
+) -> bytes:
+    """An encrypted MiBeacon v5 LYWSD03MMC frame; ``counter`` is frame counter + ext counter."""
+    return mibeacon_encode.encode(
+        product_id=0x055B,
+        frame_counter=counter & 0xFF,
+        ext_counter=counter >> 8,
+        mac=mac,
+        objects=objects,
+        key=key,
+    )
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     objects=st.lists(
@@ -675,23 +689,10 @@ def test_mibeacon_fast_path_equals_the_full_path(
     gives (the same Decoded, or the same error) for any objects, key, advertiser address
     and trailing garbage, wrong ones included (OTHER16 is bound to a sensor of this MAC or
     of another one, so the fast path also meets a wrong key and a key of another MAC)."""
-    frame = mibeacon_encode.encode(
-        product_id=0x055B,
-        frame_counter=counter & 0xFF,
-        ext_counter=counter >> 8,
-        mac=MAC,
-        objects=objects,
-        key=KEY16,
-    )
+    frame = _v5_frame(counter, objects)
     for bound_key, bound_mac in ((KEY16, MAC), (OTHER16, other_mac)):
         # a usual frame of the sensor, decoded by the full path: the fast path is open
-        usual = mibeacon_encode.encode(
-            product_id=0x055B,
-            frame_counter=7,
-            mac=bound_mac,
-            objects=[(0x100A, b"\x50")],
-            key=bound_key,
-        )
+        usual = _v5_frame(7, [(0x100A, b"\x50")], mac=bound_mac, key=bound_key)
         mibeacon.decode(usual, bound_mac, bound_key)
         assert mibeacon._BOUND[bound_key.raw][2] == usual[5:11]
     frame = frame[:-7] + tail + frame[-7:] if tail else frame
@@ -706,23 +707,12 @@ def test_mibeacon_fast_path_is_taken_for_the_next_frame_of_a_bound_sensor(
 ) -> None:
     """After the full path decoded a usual frame of a sensor with its key, the sensor's
     next frames (new counters, other objects) decode without it, to the same result."""
-
-    def frame(counter: int, objects: list[tuple[int, bytes]]) -> bytes:
-        return mibeacon_encode.encode(
-            product_id=0x055B,
-            frame_counter=counter & 0xFF,
-            ext_counter=counter >> 8,
-            mac=MAC,
-            objects=objects,
-            key=KEY16,
-        )
-
     mibeacon._BOUND.clear()
-    first = mibeacon.decode(frame(1, [(0x100A, b"\x50")]), MAC, KEY16)
+    first = mibeacon.decode(_v5_frame(1, [(0x100A, b"\x50")]), MAC, KEY16)
     assert first.values == {"battery": 80} and first.counter == 1
     later = [
-        (frame(0x12345678, [(0x100D, b"\xe8\x00\x90\x01")]), MAC),
-        (frame(0xFFFFFF00, [(0x100A, b"\x50"), (0x1004, b"\xe8\x00")]), None),
+        (_v5_frame(0x12345678, [(0x100D, b"\xe8\x00\x90\x01")]), MAC),
+        (_v5_frame(0xFFFFFF00, [(0x100A, b"\x50"), (0x1004, b"\xe8\x00")]), None),
     ]
     expected = [mibeacon._decode(data, mac, KEY16, *mibeacon._HEAD(data)) for data, mac in later]
     assert expected[0].values == {"temperature": 23.2, "humidity": 40.0}
