@@ -6,6 +6,7 @@ answering a command by reporting its new state like a relay does.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import textwrap
 import zoneinfo
@@ -136,6 +137,43 @@ async def test_self_triggering_loop_is_stopped_and_reported() -> None:
     assert [c[1] for c in rec.commands] == ["relay2", "relay"]
     assert ("a", "loop_stopped", "a -> b -> a") in rec.events
     assert engine.traces["a"][-1].outcome == "loop_stopped"
+
+
+FLOOD = """
+    [[automations]]
+    id = "door"
+    mode = "parallel"
+    triggers = [{type = "state", device = "door", metric = "opening"}]
+    actions = [{type = "command", device = "relay", command = "toggle"}]
+"""
+
+
+async def _flood(engine: Engine, n: int, every_s: float) -> None:
+    for i in range(n):
+        await engine.handle(reading(i * every_s, "door", "opening", i % 2 == 0))
+
+
+async def test_an_automation_firing_too_often_is_stopped_and_reported() -> None:
+    engine, rec = make(FLOOD)
+    await _flood(engine, 30, 0.1)  # 29 changes in 3 s: the 21st within 10 s is refused
+    assert len(rec.commands) == 20
+    assert ("door", "rate_limited", "20 firings in 10 s") in rec.events
+    assert engine.traces["door"][-1].outcome == "rate_limited"
+    # the window moves on: ten seconds after the first firings it may fire again
+    await engine.handle(reading(12.5, "door", "opening", True))
+    assert len(rec.commands) == 21
+
+
+async def test_limits_set_on_a_running_engine_take_effect() -> None:
+    engine, rec = make(FLOOD)
+    engine.limits = dataclasses.replace(engine.limits, rate_max=100, rate_window_s=1.0)
+    # 59 changes (the first value is no change), 10 a second: under the new 100 in 1 s
+    await _flood(engine, 60, 0.1)
+    assert len(rec.commands) == 59
+    engine.limits = dataclasses.replace(engine.limits, rate_max=5)
+    await engine.handle(reading(6.05, "door", "opening", True))  # 9 in the last second
+    assert len(rec.commands) == 59
+    assert engine.traces["door"][-1].outcome == "rate_limited"
 
 
 async def test_delay_survives_restart_and_reload_keeps_timers() -> None:

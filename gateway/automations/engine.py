@@ -62,7 +62,7 @@ class Engine:
         spawn: Callable[[Coroutine[Any, Any, None]], object] | None = None,
     ) -> None:
         self.effects = effects
-        self.limits = limits or Limits()
+        self._guard = LoopGuard(limits or Limits())
         #: Live: runs a command and the rest of its run as a task, so a slow device (a sleepy
         #: Zigbee end device) delays only its own run. None (replay): commands are awaited.
         self.spawn = spawn
@@ -88,7 +88,6 @@ class Engine:
         self._run_ids = itertools.count(1)
         self._causes: Causes = {}
         self._triggers = TriggerMatcher(self._timers, self._causes)
-        self._guard = LoopGuard(self.limits)
         #: Device id -> the automations (in definition order) with a trigger on that device:
         #: a reading or event from any other device cannot match a trigger, so it costs one
         #: dict lookup instead of a pass over every trigger.
@@ -96,6 +95,15 @@ class Engine:
         #: Runs stepped or finished (with the timers' own count: :attr:`version`).
         self._run_changes = 0
         self.load(automations)
+
+    @property
+    def limits(self) -> Limits:
+        """The loop, rate and cause limits in force (the loop guard's: one source)."""
+        return self._guard.limits
+
+    @limits.setter
+    def limits(self, limits: Limits) -> None:
+        self._guard.limits = limits
 
     @property
     def version(self) -> int:
