@@ -1,6 +1,7 @@
 """The web dashboard in a real headless Chromium (Debian's chromium + chromium-driver, driven
 by Selenium; nothing downloads a browser) against a running demo (`migw run --demo` in a
-subprocess): log in, see the demo's devices, watch a value change without reloading, toggle
+subprocess): log in, see the demo's devices (and one that joins after the page loaded),
+watch a value change without reloading, toggle
 the relay and see its state follow, press permit-join and see the countdown, open a
 device's chart, and a wrong token gets the login page back (issue 17). On failure, a
 screenshot of the page goes to the test's directory."""
@@ -54,8 +55,14 @@ class Demo:
         self.token = (self.state / "api-token").read_text().strip()
 
     def get(self, path: str) -> Any:
+        return self.call("GET", path)
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
         req = urllib.request.Request(
-            self.base + path, headers={"Authorization": f"Bearer {self.token}"}
+            self.base + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.token}"},
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
@@ -251,6 +258,42 @@ def test_dashboard_in_a_real_browser(demo: Demo, browser: Any, tmp_path: Path) -
     page.css("#logout").click()
     page.until("login page", lambda: page.css("#token"))
     assert browser.execute_script("return localStorage.getItem('migw.token')") is None
+
+
+def test_a_device_that_joins_after_the_page_loaded_appears_without_a_reload(
+    demo: Demo, browser: Any, tmp_path: Path
+) -> None:
+    page = Page(browser, tmp_path)
+
+    def ble_ids() -> set[str]:
+        return {d["id"] for d in demo.get("/api/v1/devices?transport=ble")["devices"]}
+
+    # one of the demo's BLE sensors is kept out (forgotten and ignored) before the page loads
+    device = min(page.until("a BLE device in the demo", ble_ids))
+    assert demo.call("DELETE", f"/api/v1/devices/{device}?ignore=true")["ignored"] is True
+    assert device not in ble_ids()
+    browser.get(demo.base + "/")
+    page.login(demo.token)
+    page.until("live", lambda: page.css("#live").text == "live")
+    rows = "#devices tbody tr"
+    page.until("devices table", lambda: page.all(rows))
+    assert device not in {r.get_attribute("data-id") for r in page.all(rows)}
+    browser.execute_script("window.__noReload = 1")
+
+    # let in again (as `migw allow` does from another client): it joins at its next advert
+    # and the open page adds its row, with its live values, without a reload
+    demo.call("POST", "/api/v1/ble/allow", {"id": device})
+    page.until("the device back in the API", lambda: device in ble_ids())
+    row = f'#devices tbody tr[data-id="{device}"]'
+    page.until("the device that joined", lambda: page.all(row))
+    page.until("its values", lambda: page.all(f'{row} [data-device="{device}"][data-metric]'))
+    assert browser.execute_script("return window.__noReload") == 1
+    ids = [r.get_attribute("data-id") for r in page.all(rows)]
+    assert ids == sorted(ids)  # in its place, as a reload would list it
+    assert len(ids) == len(set(ids))
+    assert page.css("#device-count").text == f"({len(ids)})"
+    # no failed call or script error on the way (ids that are no device are not asked for)
+    assert [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
 
 
 def test_a_one_time_login_link(demo: Demo, browser: Any, tmp_path: Path) -> None:

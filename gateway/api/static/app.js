@@ -5,9 +5,17 @@
 
 const TOKEN_KEY = "migw.token";
 const STALE_S = 3600;
+// a device the page does not list yet speaks on the event stream: its row is added after
+// this pause (the devices that join together are fetched together); an id the gateway does
+// not know (a forgotten device's last reading) is not asked for again for a while
+const NEW_DEVICE_WAIT_MS = 500;
+const UNKNOWN_RETRY_MS = 30000;
 const app = document.getElementById("app");
 const live = document.getElementById("live");
-const state = { devices: new Map(), ws: null, wsRetry: 0, countdown: null, poll: null, route: "" };
+const state = {
+  devices: new Map(), ws: null, wsRetry: 0, countdown: null, poll: null, route: "", page: "",
+  newIds: new Set(), newTimer: null, unknownIds: new Map(),
+};
 
 // ---------------------------------------------------------------- small helpers
 
@@ -77,6 +85,8 @@ async function render() {
   clearInterval(state.poll);
   const hash = location.hash || "#/devices";
   state.route = hash;
+  state.page = hash.startsWith("#/device/") ? "device" : hash === "#/radios" ? "radios"
+    : hash === "#/automations" ? "automations" : "devices";
   document.getElementById("nav").hidden = !token();
   if (!token()) return showLogin("");
   try {
@@ -97,6 +107,7 @@ async function render() {
 }
 
 function showLogin(message) {
+  state.page = "login";
   document.getElementById("nav").hidden = true;
   const input = el("input", {
     id: "token", type: "password", name: "token", autocomplete: "current-password",
@@ -134,11 +145,16 @@ async function loadDevices() {
   return details;
 }
 
+const NOT_VALUES = ["rssi", "linkquality"];  // in their own column
+
+function valueSpan(id, metric, cur) {
+  return el("span", { "data-device": id, "data-metric": metric, "data-seq": cur.seq },
+    metric + " " + fmtValue(cur.value, cur.unit, metric));
+}
+
 function valueSpans(d) {
-  const entries = Object.entries(d.state || {}).filter(([m]) => !["rssi", "linkquality"].includes(m));
-  return el("span", { class: "values" }, ...entries.map(([metric, cur]) =>
-    el("span", { "data-device": d.id, "data-metric": metric, "data-seq": cur.seq },
-      metric + " " + fmtValue(cur.value, cur.unit, metric))));
+  const entries = Object.entries(d.state || {}).filter(([m]) => !NOT_VALUES.includes(m));
+  return el("span", { class: "values" }, ...entries.map(([metric, cur]) => valueSpan(d.id, metric, cur)));
 }
 
 function deviceRow(d) {
@@ -158,21 +174,23 @@ function deviceRow(d) {
   );
 }
 
+function filterRow(row) {
+  const q = (document.getElementById("filter")?.value || "").trim().toLowerCase();
+  row.hidden = q !== "" && !row.textContent.toLowerCase().includes(q);
+}
+
 async function showDevices() {
   const devices = await loadDevices();
   const search = el("input", { id: "filter", type: "search", placeholder: "name, room, id, model" });
   const tbody = el("tbody", {}, ...devices.map(deviceRow));
-  search.addEventListener("input", () => {
-    const q = search.value.trim().toLowerCase();
-    for (const row of tbody.rows) row.hidden = q !== "" && !row.textContent.toLowerCase().includes(q);
-  });
+  search.addEventListener("input", () => { for (const row of tbody.rows) filterRow(row); });
   const table = el("table", { class: "devices", id: "devices" },
     el("thead", {}, el("tr", {}, ...["Name", "Room", "Id", "Model", "Transport", "Values",
       "Last seen", "Battery", "RSSI/LQI", "Key"].map((h) => el("th", { scope: "col", text: h })))),
     tbody);
   const seen = await api("GET", "/api/v1/ble/seen").catch(() => ({ seen: [] }));
   app.replaceChildren(
-    el("h1", {}, "Devices ", el("span", { class: "muted", text: "(" + devices.length + ")" })),
+    el("h1", {}, "Devices ", el("span", { class: "muted", id: "device-count", text: "(" + devices.length + ")" })),
     el("label", { for: "filter" }, "Filter", search),
     table,
     seenSection(seen.seen || []),
@@ -183,7 +201,7 @@ function seenSection(strangers) {
   if (!strangers.length) return null;
   return el("section", { id: "seen" },
     el("h2", {}, "Seen, not added (BLE devices in range)"),
-    el("table", {}, el("tbody", {}, ...strangers.map((s) => el("tr", {},
+    el("table", {}, el("tbody", {}, ...strangers.map((s) => el("tr", { "data-stranger": s.id },
       el("td", { class: "id", text: s.id }),
       el("td", { text: s.model || "-" }),
       el("td", { text: s.rssi === null ? "-" : s.rssi + " dBm" }),
@@ -418,14 +436,72 @@ function onReading(msg) {
     d.state = d.state || {};
     d.state[msg.metric] = { value: msg.value, unit: msg.unit, ts: msg.ts, seq: msg.seq };
   }
-  for (const node of document.querySelectorAll(`[data-device="${CSS.escape(msg.device)}"][data-metric="${CSS.escape(msg.metric)}"]`)) {
+  const nodes = document.querySelectorAll(`[data-device="${CSS.escape(msg.device)}"][data-metric="${CSS.escape(msg.metric)}"]`);
+  for (const node of nodes) {
     node.textContent = msg.metric + " " + fmtValue(msg.value, msg.unit, msg.metric);
     node.setAttribute("data-seq", String(msg.seq));
+  }
+  if (!nodes.length && !NOT_VALUES.includes(msg.metric)) {  // a metric its row does not show yet
+    document.querySelector(`#devices tr[data-id="${CSS.escape(msg.device)}"] .values`)
+      ?.append(valueSpan(msg.device, msg.metric, msg));
   }
   for (const node of document.querySelectorAll(`[data-seen="${CSS.escape(msg.device)}"]`)) {
     node.textContent = "just now";
     node.closest("tr.stale")?.classList.remove("stale");
   }
+}
+
+// A device that joined after the devices page loaded (a Zigbee pairing, a BLE sensor let in,
+// a first advert) shows up on the event stream before the page knows it: its row is added
+// there and then, in its place in the list, as a live dashboard does (no reload). The list
+// is asked again (not the id itself: an id that is no device, such as a forgotten device's
+// last reading, is no error), then the new devices' values.
+function noteDevice(msg) {
+  const id = msg.device;
+  if (typeof id !== "string" || msg.source === "automations") return;  // automation-<id>: no device
+  if (state.page !== "devices" || state.devices.has(id) || state.newIds.has(id)) return;
+  const asked = state.unknownIds.get(id);
+  if (asked !== undefined && Date.now() - asked < UNKNOWN_RETRY_MS) return;
+  state.newIds.add(id);
+  if (state.newTimer === null) state.newTimer = setTimeout(addNewDevices, NEW_DEVICE_WAIT_MS);
+}
+
+async function addNewDevices() {
+  state.newTimer = null;
+  if (state.page !== "devices") { state.newIds.clear(); return; }
+  if (!document.querySelector("#devices tbody")) {  // the list is still loading
+    state.newTimer = setTimeout(addNewDevices, NEW_DEVICE_WAIT_MS);
+    return;
+  }
+  // noted while the list loaded: those it holds need no call
+  for (const id of state.newIds) if (state.devices.has(id)) state.newIds.delete(id);
+  if (!state.newIds.size) return;
+  const noted = [...state.newIds];
+  let added;
+  try {
+    const listed = (await api("GET", "/api/v1/devices")).devices.filter((d) => !state.devices.has(d.id));
+    added = await Promise.all(listed.map((d) => api("GET", "/api/v1/devices/" + encodeURIComponent(d.id))
+      .catch((err) => { if (err instanceof Unauthorized) throw err; return d; })));
+  } catch (err) {
+    for (const id of noted) state.newIds.delete(id);
+    if (err instanceof Unauthorized) render();  // the login page
+    return;
+  }
+  for (const id of noted) state.newIds.delete(id);
+  if (state.unknownIds.size > 1000) state.unknownIds.clear();
+  for (const id of noted) if (!added.some((d) => d.id === id)) state.unknownIds.set(id, Date.now());
+  const tbody = document.querySelector("#devices tbody");
+  if (!tbody || state.page !== "devices") return;
+  for (const d of added) {
+    if (state.devices.has(d.id)) continue;
+    state.unknownIds.delete(d.id);
+    state.devices.set(d.id, d);
+    const row = deviceRow(d);
+    filterRow(row);
+    tbody.insertBefore(row, [...tbody.rows].find((r) => r.getAttribute("data-id") > d.id) || null);
+    document.querySelector(`#seen [data-stranger="${CSS.escape(d.id)}"]`)?.remove();
+  }
+  document.getElementById("device-count").textContent = "(" + tbody.rows.length + ")";
 }
 
 function connect() {
@@ -436,6 +512,7 @@ function connect() {
   ws.addEventListener("open", () => { state.wsRetry = 0; setLive("live"); });
   ws.addEventListener("message", (ev) => {
     const msg = JSON.parse(ev.data);
+    noteDevice(msg);
     if (msg.type === "reading") onReading(msg);
     if (msg.type === "event") {
       const list = document.querySelector(`#events[data-device="${CSS.escape(msg.device)}"]`);
