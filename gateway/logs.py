@@ -25,8 +25,7 @@ def setup(level: str) -> None:
     root.setLevel(numeric)
     # third-party chatter stays at WARNING unless we trace
     if numeric > logging.DEBUG:
-        for noisy in ("aiosqlite", "asyncio", "bleak", "aiohttp.access"):
+        for noisy in ("aiosqlite", "asyncio", "bleak"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    # aiohttp logs a malformed request with its raw text, Authorization header included:
-    # never let a client's bytes (or our token) into the journal
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+    # no server logger to silence: the API's own server (gateway/api/httpd.py; h11 and
+    # wsproto log nothing) never logs a client's bytes or the token (tests/test_logs.py)
