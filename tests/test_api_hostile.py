@@ -264,6 +264,27 @@ async def test_an_abrupt_websocket_disconnect_logs_no_error(
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+async def test_a_client_gone_during_the_websocket_handshake_logs_no_error(
+    api: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the upgrade request, then a reset before the 101 can be written: the handshake's write
+    # fails; the handler ends quietly (before: an ERROR with a traceback, and a 500 answer
+    # prepared for a connection that was already a WebSocket)
+    struct_linger = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # l_onoff=1, l_linger=0: close = RST
+    for _ in range(20):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct_linger)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", api.port))
+        await asyncio.get_running_loop().sock_sendall(sock, ws_head(api))
+        sock.close()
+    await _wait_active(api, 0)
+    assert not api.server.hub.clients
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    async with raw_connection(api.port, HEALTH) as conn:
+        assert (await read_response(conn.reader)).startswith(b"HTTP/1.1 200")
+
+
 async def test_stop_is_clean_with_a_websocket_client_that_neither_reads_nor_closes(
     tmp_path: Path, mock_pins: Any
 ) -> None:

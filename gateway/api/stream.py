@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 
 from gateway.api import events as events_mod
 from gateway.api import http
@@ -18,6 +19,8 @@ from gateway.api.events import EventFilter, Subscriber
 from gateway.api.request import HUB, SOCKETS, TIMING, query_enum, query_list, service_of
 from gateway.api.views import health_json
 from gateway.api.ws import WebSocketResponse, WSCloseCode
+
+_LOGGER = logging.getLogger(__name__)
 
 
 async def events(request: http.Request) -> http.StreamResponse:
@@ -35,7 +38,11 @@ async def events(request: http.Request) -> http.StreamResponse:
     )
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "websocket_required", "this endpoint needs a WebSocket upgrade")
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionError:  # the 101 could not be written: the client is gone, no one to answer
+        _LOGGER.debug("an event stream client went away during the handshake")
+        return ws
     sockets = request.app[SOCKETS]
     sockets.add(ws)
     sub = hub.add(flt)
