@@ -271,7 +271,10 @@ class Exchange:
         headers = Headers(
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers
         )
-        has_body = "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
+        # h11 checked Content-Length is digits; "00" is no body either
+        has_body = (
+            "transfer-encoding" in headers or headers.get("content-length", "0").strip("0") != ""
+        )
         self._guard.phase = Phase.BODY if has_body else Phase.IDLE
         return Request(
             self._server.app, head.method.decode("ascii"), raw_path, query, headers, self
