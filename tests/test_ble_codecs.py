@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from drivers.ble import atc, bthome, mibeacon, mibeacon_encode, xiaomi_other
 from drivers.ble.decoder import FORMATS, decode_advertisement, decode_payload
 from drivers.ble.dedup import RESET_BELOW, RESET_FROM, Deduplicator, ReplayGuard
-from drivers.ble.errors import KeyFormatError
+from drivers.ble.errors import KeyFormatError, MalformedError
 from drivers.ble.jsonio import advertisement_from_json, outcome_to_json
 from drivers.ble.keys import BindKey, parse_key, parse_keys
 from drivers.ble.mibeacon_objects import DISPATCH
@@ -700,6 +701,90 @@ def test_mibeacon_fast_path_equals_the_full_path(
     fast = _outcome(lambda: mibeacon.decode(frame, mac, key))
     full = _outcome(lambda: mibeacon._decode(frame, mac, key, head, frame_counter))
     assert fast == full
+
+
+#: Frame-control bits a frame may carry beside those ``mibeacon_encode`` sets from its
+#: arguments: request timing, two reserved bits, mesh, registered, solicited, bit 11.
+_EXTRA_FC_BITS = [0x0001, 0x0002, 0x0004, 0x0080, 0x0100, 0x0200, 0x0400, 0x0800]
+_OTHER_MAC = "A4:C1:38:00:00:01"
+#: One way a frame (or how it is decoded) may differ from the bound sensor's usual frame
+#: (v5 LYWSD03MMC of MAC, MAC field, no capability, encrypted with KEY16, from MAC, KEY16
+#: given): a field of the frame built, a byte changed, the frame cut short, the advertiser
+#: address or the key it is decoded with.
+_DEVIATIONS = st.one_of(
+    st.tuples(st.just("version"), st.sampled_from([4, 3, 2])),
+    # another known product (MCCGQ02HL), an unknown one
+    st.tuples(st.just("product_id"), st.sampled_from([0x098B, 0xBEEF])),
+    st.tuples(st.just("extra_flags"), st.sampled_from(_EXTRA_FC_BITS)),
+    st.tuples(st.just("include_mac"), st.just(False)),
+    st.tuples(st.just("capability"), st.integers(0, 0xFF)),
+    st.tuples(st.just("mac"), st.just(_OTHER_MAC)),  # the MAC in the frame
+    st.tuples(st.just("key"), st.sampled_from([OTHER16, None])),  # sent with
+    st.tuples(
+        st.just("objects"),
+        st.sampled_from([[(0x100D, b"\xe8\x00\x90\x01")], [(0x1004, b"\xe8")], []]),
+    ),
+    st.tuples(st.just("flip"), st.tuples(st.integers(0, 30), st.integers(1, 0xFF))),
+    st.tuples(st.just("cut"), st.integers(1, 30)),
+    st.tuples(st.just("advertiser"), st.sampled_from([MAC.lower(), _OTHER_MAC, None, ""])),
+    st.tuples(st.just("decode_key"), st.sampled_from([OTHER16, KEY12, None])),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(deviations=st.lists(_DEVIATIONS, max_size=2), counter=st.integers(0, 0xFFFFFFFF))
+def test_mibeacon_fast_path_equals_the_full_path_for_any_header(
+    deviations: list[tuple[str, Any]], counter: int
+) -> None:
+    """With KEY16 bound to this MAC's LYWSD03MMC, a frame gives the same Decoded or the same
+    error through the fast path as through the full path whatever differs from the usual
+    frame: another version, product id or MAC (in the frame or as the advertiser),
+    frame-control bits added, the MAC field left out or a capability field added, plain or
+    sent with another key, decoded with another key or none, cut short anywhere, or one
+    byte changed anywhere (header, MAC, counter, ciphertext, tag)."""
+    usual = _v5_frame(7, [(0x100A, b"\x50")])
+    mibeacon.decode(usual, MAC, KEY16)
+    assert mibeacon._BOUND[KEY16.raw][0] == usual[:4]
+    args: dict[str, Any] = {
+        "version": 5,
+        "product_id": 0x055B,
+        "mac": MAC,
+        "key": KEY16,
+        "objects": [(0x100A, b"\x50")],
+    }
+    how: dict[str, Any] = {"advertiser": MAC, "decode_key": KEY16, "flip": None, "cut": 0}
+    for name, value in deviations:
+        (how if name in how else args)[name] = value
+    frame = mibeacon_encode.encode(frame_counter=counter & 0xFF, ext_counter=counter >> 8, **args)
+    if how["flip"] is not None and how["flip"][0] < len(frame):
+        changed = bytearray(frame)
+        changed[how["flip"][0]] ^= how["flip"][1]
+        frame = bytes(changed)
+    frame = frame[: len(frame) - how["cut"]]
+    mac, key = how["advertiser"], how["decode_key"]
+
+    def full() -> Decoded:
+        if len(frame) < 5:  # decode's own check, before the full path
+            raise MalformedError(f"MiBeacon frame of {len(frame)} bytes is shorter than 5")
+        return mibeacon._decode(frame, mac, key, *mibeacon._HEAD(frame))
+
+    fast = _outcome(lambda: mibeacon.decode(frame, mac, key))
+    assert fast == _outcome(full)
+
+
+def test_mibeacon_fast_path_table_is_bounded_and_refills() -> None:
+    """More bound keys than the table holds (one sensor each) clear it instead of growing
+    it, and a sensor whose entry went decodes as before (the full path binds it again)."""
+    mibeacon._BOUND.clear()
+    keys = [BindKey(i.to_bytes(16, "big")) for i in range(mibeacon._CACHE_MAX + 5)]
+    for i, key in enumerate(keys):
+        sensor = f"A4:C1:38:{i >> 16:02X}:{i >> 8 & 0xFF:02X}:{i & 0xFF:02X}"
+        mibeacon.decode(_v5_frame(1, [(0x100A, b"\x50")], mac=sensor, key=key), sensor, key)
+        assert len(mibeacon._BOUND) <= mibeacon._CACHE_MAX
+    assert keys[0].raw not in mibeacon._BOUND
+    later = _v5_frame(2, [(0x1004, b"\xe8\x00")], mac="A4:C1:38:00:00:00", key=keys[0])
+    out = mibeacon.decode(later, "A4:C1:38:00:00:00", keys[0])
+    assert out.values == {"temperature": 23.2} and keys[0].raw in mibeacon._BOUND
 
 
 def test_mibeacon_fast_path_is_taken_for_the_next_frame_of_a_bound_sensor(
