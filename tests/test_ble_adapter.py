@@ -30,7 +30,7 @@ from drivers.ble.scanner import (
 from drivers.ble.types import UUID_BTHOME_V2, UUID_MIBEACON, Advertisement, normalize_uuid
 from drivers.supervisor import Backoff, State, Supervisor
 from gateway.adapters import AdapterContext, BleTransport, DemoOptions, Transports
-from gateway.adapters.ble import BleDriver, create, device_id
+from gateway.adapters.ble import KNOWN_MAX, BleDriver, create, device_id
 from gateway.adapters.ble_setup import load_keys
 from gateway.config import BleSection, Config, Secret
 from gateway.demo import demo_context
@@ -671,3 +671,59 @@ def test_macos_addresses_decode_plain_frames_and_count_encrypted_ones() -> None:
     assert sink.readings == [(dev, "temperature", 21.5)]
     counters = driver.health().counters
     assert (counters["decoded"], counters["malformed"]) == (1, 1)
+
+
+def _plain_bthome(address: str, packet: int, t: float) -> Advertisement:
+    """A plain BTHome v2 advert (packet id, 21.5 °C) from ``address`` at time ``t``."""
+    objects = bthome.encode_number(0x00, packet & 0xFF) + bthome.encode_number(0x02, 21.5)
+    frame = bthome.encode_v2(objects, mac=MAC)
+    return Advertisement(address, -60, {UUID_BTHOME_V2: frame}, {}, None, t)
+
+
+def _random_mac(rng: random.Random) -> str:
+    return ":".join(f"{rng.randrange(256):02X}" for _ in range(6))
+
+
+def test_a_flood_of_random_addresses_keeps_device_state_bounded() -> None:
+    """Anyone can advertise decodable frames from ever new addresses: the adapter keeps the
+    state of at most KNOWN_MAX devices (the least recently heard are forgotten and counted),
+    and a sensor that keeps sending stays known, announced once."""
+    driver = BleDriver(lambda cb: ReplayScanner(cb, []), {})
+    sink = RecordingSink()
+    driver._sink = sink
+    rng = random.Random(18)
+    flood = 2 * KNOWN_MAX + 100
+    for i in range(flood):
+        t = 1.0 + i / 100
+        if i % 100 == 0:  # a real sensor, every second
+            driver.handle(_plain_bthome(MAC, i // 100, t))
+        driver.handle(_plain_bthome(_random_mac(rng), 1, t))
+        assert len(driver._known) <= KNOWN_MAX
+    dev = device_id(MAC)
+    assert dev in driver._known and driver._known[dev].status is DeviceStatus.OK
+    assert [u.id for u in sink.devices if u.model].count(dev) == 1  # (and RSSI updates)
+    counters = driver.health().counters
+    assert counters["devices_forgotten"] == flood + 1 - len(driver._known)
+    assert counters["decoded"] == flood + flood // 100 + 1
+    assert driver.health().info["devices"] == str(len(driver._known))
+
+
+def test_a_forgotten_device_that_speaks_again_is_known_again() -> None:
+    """A device forgotten under a flood is announced again at its next frame and watched for
+    availability again, also when its address's cached state outlived it."""
+    driver = BleDriver(lambda cb: ReplayScanner(cb, []), {}, unavailable_after_s=100.0)
+    sink = RecordingSink()
+    driver._sink = sink
+    rng = random.Random(19)
+    for _ in range(KNOWN_MAX + 1):  # (the address cache is cleared once on the way)
+        driver.handle(_plain_bthome(_random_mac(rng), 1, 1000.0))
+    dev = device_id(MAC)
+    driver.handle(_plain_bthome(MAC, 1, 0.5))  # heard long ago, twice: its address
+    driver.handle(_plain_bthome(MAC, 2, 0.6))  # caches its state
+    while dev in driver._known:
+        driver.handle(_plain_bthome(_random_mac(rng), 1, 1000.0))
+    driver.handle(_plain_bthome(MAC, 3, 2000.0))
+    assert driver._known[dev].last_seen == 2000.0
+    announced = [u for u in sink.devices if u.id == dev and u.model]
+    assert len(announced) == 2 and all(u.status is DeviceStatus.OK for u in announced)
+    assert dev in driver.check_availability(2101.0)

@@ -9,6 +9,7 @@ sleepy ones (door, motion, flood ... sensors that send on change) never do.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections import deque
@@ -43,6 +44,11 @@ IDS_MAX = 4096
 #: sender since has been superseded. At 1,000 sensors (a frame every 3 s each, a 60 s
 #: window) this keeps 8,000 frames instead of a full 16,384-entry table.
 DEDUP_PER_SENDER = 8
+#: Devices whose state (model, status, last heard) the adapter keeps: anyone in range can
+#: advertise decodable frames from ever new addresses. Past it, the quarter heard least
+#: recently is forgotten (counted in ``devices_forgotten``); one that speaks again is
+#: announced again.
+KNOWN_MAX = 4096
 
 
 def device_id(mac: str) -> str:
@@ -134,6 +140,7 @@ class BleDriver:
                 "scanner_restarts",
                 "readings",
                 "events",
+                "devices_forgotten",
             ),
             0,
         )
@@ -365,6 +372,8 @@ class BleDriver:
                 )
             )
             if known is None:
+                if len(self._known) >= KNOWN_MAX:
+                    self._forget_least_recent()
                 self._known[dev] = _Known(model, status, sleepy, now, now)
             else:  # changed in place: a _Sender may hold it
                 known.model, known.status, known.sleepy = model, status, sleepy
@@ -374,6 +383,22 @@ class BleDriver:
         if adv.rssi is not None and now - known.rssi_sent_at >= RSSI_INTERVAL:
             known.rssi_sent_at = now
             sink.device(BLE_IDS.update(dev, rssi=adv.rssi))
+
+    def _forget_least_recent(self) -> None:
+        """Forget the quarter of the devices heard least recently (see :data:`KNOWN_MAX`)."""
+        known = self._known
+        gone = heapq.nsmallest(KNOWN_MAX // 4, known, key=lambda dev: known[dev].last_seen)
+        for dev in gone:
+            del known[dev]
+        self._ids.clear()  # a cached address may hold a forgotten device's state
+        if not self.counters["devices_forgotten"]:
+            _LOGGER.warning(
+                "BLE: more than %d devices heard; the %d heard least recently are forgotten "
+                "(announced again when they speak; a flood of spoofed addresses?)",
+                KNOWN_MAX,
+                len(gone),
+            )
+        self.counters["devices_forgotten"] += len(gone)
 
     def check_availability(self, now: float) -> list[str]:
         """Mark silent non-sleepy devices unavailable; returns their ids."""
