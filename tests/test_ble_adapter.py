@@ -19,6 +19,7 @@ from dbus_fast.errors import DBusError
 from drivers.ble import bthome, mibeacon_encode
 from drivers.ble import scanner as scanner_mod
 from drivers.ble.keys import parse_key
+from drivers.ble.products import product
 from drivers.ble.scanner import (
     BleakBackend,
     BleScanner,
@@ -30,7 +31,7 @@ from drivers.ble.scanner import (
 from drivers.ble.types import UUID_BTHOME_V2, UUID_MIBEACON, Advertisement, normalize_uuid
 from drivers.supervisor import Backoff, State, Supervisor
 from gateway.adapters import AdapterContext, BleTransport, DemoOptions, Transports
-from gateway.adapters.ble import KNOWN_MAX, BleDriver, create, device_id
+from gateway.adapters.ble import KNOWN_MAX, WARNED_MAX, BleDriver, create, device_id
 from gateway.adapters.ble_setup import load_keys
 from gateway.config import BleSection, Config, Secret
 from gateway.demo import demo_context
@@ -385,6 +386,35 @@ def test_unknown_product_ids_show_in_diagnostics() -> None:
     assert health.counters["unsupported"] == 1
     assert health.info["unknown_products"] == f"0xBEEF from {MAC}: {frame.hex()}"
     assert sink.devices == []
+
+
+def test_an_unknown_product_id_is_logged_once_not_per_frame(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each new frame of a neighbour's unsupported device (a new counter: a new payload) was
+    logged again; now one INFO line per product id, for at most WARNED_MAX of them."""
+    driver = BleDriver(lambda cb: ReplayScanner(cb, []), {})
+    driver._sink = RecordingSink()
+    pids = [0xBEEF] * 20 + [0xBEEE] + [0xC000 + i for i in range(WARNED_MAX + 50)]
+    assert not any(product(pid) for pid in pids)
+    with caplog.at_level(logging.INFO, logger="gateway.adapters.ble"):
+        for counter, pid in enumerate(pids):
+            frame = _unknown(pid, counter)
+            driver.handle(Advertisement(MAC, -60, {UUID_MIBEACON: frame}, {}, None))
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(lines) == WARNED_MAX
+    assert lines[:2] == [
+        f"BLE: unknown MiBeacon product id 0x{pid:04X} from {MAC}: {frame.hex()}"
+        for pid, frame in [(0xBEEF, _unknown(0xBEEF, 0)), (0xBEEE, _unknown(0xBEEE, 20))]
+    ]
+    assert driver.health().counters["unsupported"] == len(pids)
+
+
+def _unknown(pid: int, counter: int) -> bytes:
+    """A plain MiBeacon frame of ``MAC`` with the product id ``pid`` (22.6 °C)."""
+    return mibeacon_encode.encode(
+        product_id=pid, frame_counter=counter, mac=MAC, objects=[(0x1004, b"\xe2\x00")]
+    )
 
 
 def test_availability_honours_the_sleepy_flag() -> None:

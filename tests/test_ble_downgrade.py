@@ -26,7 +26,7 @@ from drivers.ble.types import (
     Advertisement,
     normalize_uuid,
 )
-from gateway.adapters.ble import BleDriver, device_id
+from gateway.adapters.ble import WARNED_MAX, BleDriver, device_id
 from hw_mocks.ble import ReplayScanner
 from tests.helpers import RecordingSink
 
@@ -209,3 +209,23 @@ def test_guard_alone_learns_families_and_forgets_the_oldest() -> None:
     assert guard.learned(BT_MAC) == frozenset()  # forgotten: bounded memory
     assert not guard.accept(plain, keyed=True)  # a configured key always protects
     assert guard.rejected == 2
+
+
+def test_a_flood_of_spoofed_downgrades_warns_a_bounded_number_of_times(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two adverts from a new address (one encrypted, one plain) make a downgrade: a flood
+    of them is rejected and counted, but warned about for at most WARNED_MAX MACs (the
+    memory of who was warned about, and the WARNING lines, stay bounded)."""
+    driver, sink = _driver({})
+    flood = WARNED_MAX + 100
+    with caplog.at_level(logging.WARNING, logger="gateway.adapters.ble"):
+        for i in range(flood):
+            mac = f"C0:FF:EE:{i >> 16:02X}:{i >> 8 & 0xFF:02X}:{i & 0xFF:02X}"
+            driver.handle(_adv(mac, UUID_BTHOME_V2, V2_ENCRYPTED))  # needs_key: it encrypts
+            driver.handle(_adv(mac, UUID_BTHOME_V2, V2_PLAIN))
+    assert sink.readings == []
+    assert driver.health().counters["downgrade_rejected"] == flood
+    warnings = [r for r in caplog.records if "plaintext" in r.getMessage()]
+    assert len(warnings) == WARNED_MAX
+    assert len(driver._warned_downgrade) == WARNED_MAX

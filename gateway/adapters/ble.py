@@ -14,7 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drivers.ble.decoder import decode_payload
 from drivers.ble.dedup import FORMAT_INDEX, Deduplicator, ReplayGuard, window_for
@@ -49,6 +49,9 @@ DEDUP_PER_SENDER = 8
 #: recently is forgotten (counted in ``devices_forgotten``); one that speaks again is
 #: announced again.
 KNOWN_MAX = 4096
+#: MACs warned about by name (a plaintext downgrade, an unknown product id) at most: past
+#: it, a new one is logged at DEBUG (the counters and health info still show it).
+WARNED_MAX = 256
 
 
 def device_id(mac: str) -> str:
@@ -82,6 +85,24 @@ class _Sender:
     known: _Known | None = None
 
 
+@dataclass(slots=True)
+class _Once:
+    """What was logged about by name (a MAC, a product id), at most :data:`WARNED_MAX`."""
+
+    seen: set[str | int] = field(default_factory=set)
+
+    def first(self, key: str | int) -> bool:
+        """True the first time for ``key``, while there is room (else the caller logs at
+        DEBUG: anyone in range can send ever new addresses and product ids)."""
+        if key in self.seen or len(self.seen) >= WARNED_MAX:
+            return False
+        self.seen.add(key)
+        return True
+
+    def __len__(self) -> int:
+        return len(self.seen)
+
+
 def _display_name(adv: Advertisement, product_name: str, dev: str) -> str:
     """The advertised local name, else the product name and the MAC's last 4 hex digits
     (passive scans rarely carry a local name)."""
@@ -105,7 +126,9 @@ class BleDriver:
         self._dedup = Deduplicator(window_s=dedup_window_s, per_sender=DEDUP_PER_SENDER)
         self._replay = ReplayGuard()
         self._downgrade = DowngradeGuard()
-        self._warned_downgrade: set[str] = set()
+        self._warned_downgrade = _Once()
+        #: Unknown MiBeacon product ids logged at INFO (one line each, not one per frame).
+        self._logged_products = _Once()
         self._unavailable_after = unavailable_after_s
         self._clock = clock
         self._known: dict[str, _Known] = {}
@@ -243,14 +266,13 @@ class BleDriver:
 
     def _decoded(self, result: Decoded, adv: Advertisement, now: float, sender: _Sender) -> None:
         if not self._downgrade.accept(result, keyed=result.mac in self._keys):
-            if result.mac not in self._warned_downgrade:
-                self._warned_downgrade.add(result.mac)
-                _LOGGER.warning(
-                    "BLE %s: plaintext %s frame from a device that encrypts: rejected "
-                    "(spoofed, or the device's encryption was switched off; see docs/ble.md)",
-                    result.mac,
-                    result.format,
-                )
+            _LOGGER.log(
+                logging.WARNING if self._warned_downgrade.first(result.mac) else logging.DEBUG,
+                "BLE %s: plaintext %s frame from a device that encrypts: rejected "
+                "(spoofed, or the device's encryption was switched off; see docs/ble.md)",
+                result.mac,
+                result.format,
+            )
             return
         if not self._replay.accept(result):
             return
@@ -323,7 +345,13 @@ class BleDriver:
                 entry = f"0x{failed.product_id:04X} from {failed.mac}: {failed.payload.hex()}"
                 if entry not in self._unknown_products:
                     self._unknown_products.append(entry)
-                    _LOGGER.info("BLE: unknown MiBeacon product id %s", entry)
+                    _LOGGER.log(
+                        logging.INFO
+                        if self._logged_products.first(failed.product_id)
+                        else logging.DEBUG,
+                        "BLE: unknown MiBeacon product id %s",
+                        entry,
+                    )
             if not failed.model:
                 return  # a foreign device: not ours to list
         if self._sink is None or not failed.mac or not failed.model:
