@@ -757,3 +757,61 @@ def test_a_forgotten_device_that_speaks_again_is_known_again() -> None:
     announced = [u for u in sink.devices if u.id == dev and u.model]
     assert len(announced) == 2 and all(u.status is DeviceStatus.OK for u in announced)
     assert dev in driver.check_availability(2101.0)
+
+
+def _mibeacon_enc(counter: int, objects: list[tuple[int, bytes]], t: float) -> Advertisement:
+    """An encrypted MiBeacon v5 advert of ``MAC`` (LYWSD03MMC, key demo_key(0)) at ``t``."""
+    frame = mibeacon_encode.encode(
+        product_id=0x055B,
+        frame_counter=counter,
+        mac=MAC,
+        objects=objects,
+        key=parse_key(demo_key(0)),
+    )
+    return Advertisement(MAC, -60, {UUID_MIBEACON: frame}, {}, None, t)
+
+
+def _forged(adv: Advertisement) -> Advertisement:
+    """``adv`` with one bit of its ciphertext changed: it no longer authenticates."""
+    frame = bytearray(adv.service_data[UUID_MIBEACON])
+    frame[11] ^= 0x01
+    return Advertisement(adv.address, adv.rssi, {UUID_MIBEACON: bytes(frame)}, {}, None, adv.time)
+
+
+@pytest.mark.parametrize("unavailable_first", [True, False])
+def test_a_frame_that_does_not_decrypt_does_not_mark_a_working_key_invalid(
+    caplog: pytest.LogCaptureFixture, unavailable_first: bool
+) -> None:
+    """Anyone can send a frame that names a keyed sensor and does not authenticate. Once
+    the key has decrypted this sensor's frames, such a frame is counted, not reported: the
+    device stays ok (no key_invalid update, no 'key does not decrypt' warning) while frames
+    that decrypt keep coming. A sensor whose key really changed (nothing decrypts any
+    more) shows key_invalid once its frames have failed for ble.unavailable_after_s."""
+    driver = BleDriver(
+        lambda cb: ReplayScanner(cb, []),
+        {MAC: parse_key(demo_key(0))},
+        unavailable_after_s=100.0,
+    )
+    sink = RecordingSink()
+    driver._sink = sink
+    dev = device_id(MAC)
+    genuine = [_mibeacon_enc(n, [(0x1004, bytes([200 + n, 0]))], float(n)) for n in range(1, 5)]
+    with caplog.at_level(logging.WARNING, logger="gateway.adapters.ble"):
+        driver.handle(genuine[0])
+        driver.handle(_forged(genuine[1]))
+        driver.handle(genuine[1])
+        driver.handle(_forged(genuine[2]))
+        driver.handle(_forged(genuine[3]))
+        driver.handle(genuine[3])
+    assert [u.status for u in sink.devices if u.id == dev] == [DeviceStatus.OK]
+    assert [v for d, m, v in sink.readings if m == "temperature"] == [20.1, 20.2, 20.4]
+    assert driver.health().counters["decrypt_failures"] == 3
+    assert "does not decrypt" not in caplog.text
+    # the key changed on the sensor (re-paired): only failures from now on
+    if unavailable_first:  # silent for the gateway, so unavailable (a sleepy one is not)
+        assert driver.check_availability(105.0) == [dev]
+    rekeyed = _forged(_mibeacon_enc(9, [(0x1004, b"\x10\x01")], 110.0))
+    with caplog.at_level(logging.WARNING, logger="gateway.adapters.ble"):
+        driver.handle(rekeyed)
+    assert sink.devices[-1].status is DeviceStatus.KEY_INVALID
+    assert "does not decrypt" in caplog.text

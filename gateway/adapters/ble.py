@@ -136,6 +136,10 @@ class BleDriver:
         #: one object each, shared by every advert's readings, instead of new ones per advert.
         self._ids: dict[str, _Sender] = {}
         self._warned_keys: set[str] = set()
+        #: MACs whose key decrypted a frame since the start (keyed MACs only: bounded by the
+        #: keys). A frame that fails to decrypt does not mark such a key invalid while its
+        #: device is ok (:meth:`_key_works`): anyone can send one under the sensor's MAC.
+        self._verified: set[str] = set()
         self._unknown_products: deque[str] = deque(maxlen=DIAG_MAX)
         self._sink: Sink | None = None
         # one scanner owner for the driver's life; run() is one session of it (the service's
@@ -300,6 +304,8 @@ class BleDriver:
                 known.rssi_sent_at = now
                 sink.device(BLE_IDS.update(dev, rssi=adv.rssi))
         else:
+            if kind.encrypted:  # (a device ok from a plain frame first: from its next failure)
+                self._verified.add(result.mac)
             self._device(
                 dev,
                 kind.model,
@@ -326,6 +332,13 @@ class BleDriver:
         self._downgrade.learn_failed(failed)
         if reason is FailReason.KEY_INVALID:
             self.counters["decrypt_failures"] += 1
+            if self._key_works(failed.mac, now):
+                _LOGGER.debug(
+                    "BLE %s: a frame that does not decrypt with the key that decrypts its "
+                    "frames: not reported (corrupt, or forged)",
+                    failed.mac,
+                )
+                return
             if failed.mac not in self._warned_keys:
                 self._warned_keys.add(failed.mac)
                 _LOGGER.warning(
@@ -366,6 +379,20 @@ class BleDriver:
             name=failed.name,
             # needs_key / key_invalid: the device encrypts
             encrypted=_STATUS[reason] in (DeviceStatus.NEEDS_KEY, DeviceStatus.KEY_INVALID),
+        )
+
+    def _key_works(self, mac: str, now: float) -> bool:
+        """The key of ``mac`` decrypted its frames and its device is ok, heard within
+        ``unavailable_after_s``: a frame that does not decrypt is no proof of a wrong key.
+        (A sensor whose key really changed shows ``key_invalid`` once nothing has decrypted
+        for that long, or once it is unavailable.)"""
+        if mac not in self._verified:
+            return False
+        known = self._known.get(device_id(mac))
+        return (
+            known is not None
+            and known.status is DeviceStatus.OK
+            and now - known.last_seen <= self._unavailable_after
         )
 
     def _device(
