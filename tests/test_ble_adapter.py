@@ -374,6 +374,44 @@ def test_replayed_bthome_counters_are_rejected() -> None:
     assert (counters["replays_rejected"], counters["duplicates_dropped"]) == (2, 1)
 
 
+def _mi_v5_temp(counter: int, temp: float) -> Advertisement:
+    """An encrypted MiBeacon v5 temperature frame of ``MAC`` with the 4-byte ``counter``."""
+    frame = mibeacon_encode.encode(
+        product_id=0x055B,  # LYWSD03MMC
+        frame_counter=counter & 0xFF,
+        ext_counter=counter >> 8,
+        mac=MAC,
+        objects=[(0x1004, round(temp * 10).to_bytes(2, "little", signed=True))],
+        key=parse_key(demo_key(0)),
+    )
+    return Advertisement(MAC, -60, {UUID_MIBEACON: frame}, {}, None)
+
+
+def test_replayed_mibeacon_v5_frames_are_rejected() -> None:
+    """The 4-byte counter of an encrypted MiBeacon v4/v5 frame is in its nonce (Xiaomi's
+    SDK numbers frames with a sequence number kept in flash, so it only grows, reboots
+    included): a recorded frame sent again, once the de-duplication no longer holds it,
+    is refused like a BTHome one. A counter restarting low (pvvx's firmware counts from 0
+    after a reboot) is the reboot rule's case."""
+    driver = BleDriver(lambda cb: ReplayScanner(cb, []), {MAC: parse_key(demo_key(0))})
+    sink = RecordingSink()
+    driver._sink = sink
+    start = 0x1_2345
+    sent = [_mi_v5_temp(start + i, 20.0 + i / 10) for i in range(12)]
+    for adv in sent:  # the later frames push the first ones out of the dedup memory
+        driver.handle(adv)
+    driver.handle(sent[0])  # recorded in the air and sent again: the counter went back
+    driver.handle(sent[3])
+    driver.handle(_mi_v5_temp(3, 21.5))  # the sensor restarted its count (a reboot)
+    driver.handle(_mi_v5_temp(4, 21.6))
+    temps = [v for d, m, v in sink.readings if d == device_id(MAC) and m == "temperature"]
+    assert temps == [round(20.0 + i / 10, 1) for i in range(12)] + [21.5, 21.6]
+    counters = driver.health().counters
+    assert counters["replays_rejected"] == 2
+    assert counters["duplicates_dropped"] == 0  # not caught as repeats: as replays
+    assert counters["decoded"] == 14
+
+
 def test_unknown_product_ids_show_in_diagnostics() -> None:
     driver = BleDriver(lambda cb: ReplayScanner(cb, []), {})
     sink = RecordingSink()

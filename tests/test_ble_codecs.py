@@ -137,6 +137,8 @@ def test_mibeacon_v45_round_trip(version: int) -> None:
         ),
         values={"temperature": 27.2, "humidity": 49.0, "battery": 93.0},
         counter=7 | 0x010203 << 8,
+        # the 4-byte counter is in the nonce: authenticated, so the replay guard uses it
+        replay_counter=7 | 0x010203 << 8,
         payload=frame,
         info={},
     )

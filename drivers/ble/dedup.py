@@ -1,4 +1,5 @@
-"""De-duplication of repeated adverts and replay protection for encrypted BTHome. Pure.
+"""De-duplication of repeated adverts and replay protection for encrypted BTHome and
+MiBeacon v4/v5 frames. Pure.
 
 Sensors send each frame several times. A repeat is the same (MAC, format, counter, payload)
 seen again within the window. Frames without any counter (plain BTHome without packet id)
@@ -15,7 +16,7 @@ from drivers.ble.types import Decoded
 
 #: Repeats of a frame that carries no counter are only dropped within this many seconds.
 NO_COUNTER_WINDOW_S = 2.0
-#: A BTHome counter below this after one above RESET_FROM is taken as a device reboot.
+#: A counter below this after one of at least RESET_FROM is taken as a device reboot.
 RESET_BELOW = 100
 RESET_FROM = 1000
 
@@ -148,7 +149,8 @@ class Deduplicator:
 
 @dataclass(slots=True)
 class ReplayGuard:
-    """Rejects encrypted BTHome frames whose counter does not move forward (per MAC)."""
+    """Rejects encrypted frames (BTHome, MiBeacon v4/v5) whose authenticated counter does
+    not move forward (per MAC)."""
 
     rejected: int = 0
     resets: int = 0

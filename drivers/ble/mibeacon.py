@@ -202,7 +202,7 @@ def decode(data: bytes, mac: str | None, key: BindKey | None) -> Decoded:
                     pass
                 else:
                     out: Decoded = _new_decoded(
-                        Decoded, (mac_text, kind, values, events, counter, None, data, info)
+                        Decoded, (mac_text, kind, values, events, counter, counter, data, info)
                     )
                     return out
     if size < 5:
@@ -253,6 +253,9 @@ def _decode(
     values: dict[str, Value] = {}
     events: tuple[BleEvent, ...] = ()
     counter = frame_counter
+    #: v4/v5 encrypted: the 4-byte counter, authenticated (it is in the nonce), for the
+    #: adapter's replay guard; None otherwise (a plain or v2/v3 frame proves nothing)
+    replay: int | None = None
     info: dict[str, str] = {}
     if cap is not None:
         info["capability"] = f"0x{cap:02X}"
@@ -282,7 +285,7 @@ def _decode(
             )
             if plain is None:
                 raise _fail(KeyInvalidError, "MiBeacon v4/v5 tag mismatch (wrong bind key)", kind)
-            counter = frame_counter | int.from_bytes(ext, "little") << 8
+            counter = replay = frame_counter | int.from_bytes(ext, "little") << 8
             try:
                 events = _walk(plain, 0, values, kind.model, info)
             except MalformedError as exc:
@@ -291,7 +294,7 @@ def _decode(
                 _bind(key.raw, data, kind, mac_field, mac_text)
         else:
             counter, events = _decode_legacy(data, i, key, mac_rev, values, kind)
-    return make_decoded(mac_text, kind, values, events, counter, None, data, info)
+    return make_decoded(mac_text, kind, values, events, counter, replay, data, info)
 
 
 def _decode_legacy(

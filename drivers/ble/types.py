@@ -193,7 +193,8 @@ class _DecodedFields(NamedTuple):
     events: tuple[BleEvent, ...]
     #: Frame counter (MiBeacon), packet id (BTHome 0x00, ATC/pvvx), or encryption counter.
     counter: int | None
-    #: The BTHome encryption counter (u32) when encrypted, for replay protection.
+    #: The authenticated encryption counter (u32) of an encrypted BTHome or MiBeacon v4/v5
+    #: frame, for replay protection; None for any other frame.
     replay_counter: int | None
     #: The raw service data (for de-duplication and diagnostics; never contains keys).
     payload: bytes

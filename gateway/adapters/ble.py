@@ -1,9 +1,10 @@
 """BLE sensors (Xiaomi MiBeacon, ATC/pvvx, BTHome) through the drivers.ble scanner owner.
 
 Devices appear from their first supported advert as ``ble-<mac hex>``; readings and button
-events go to the sink; repeats are dropped and counted; encrypted BTHome replays are
-rejected. Non-sleepy devices silent for ``ble.unavailable_after_s`` become unavailable;
-sleepy ones (door, motion, flood ... sensors that send on change) never do.
+events go to the sink; repeats are dropped and counted; replays of encrypted BTHome and
+MiBeacon v4/v5 frames are rejected. Non-sleepy devices silent for
+``ble.unavailable_after_s`` become unavailable; sleepy ones (door, motion, flood ...
+sensors that send on change) never do.
 """
 
 from __future__ import annotations
