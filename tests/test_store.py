@@ -20,7 +20,7 @@ from gateway.store import (
     StoreLimits,
     open_readonly,
 )
-from tests.helpers import event, reading
+from tests.helpers import event, reading, stamp
 
 #: Retries after a failed commit come quickly.
 _QUICK_RETRY = StoreLimits(retry_initial_s=0.01, retry_max_s=0.05)
@@ -424,19 +424,24 @@ async def test_sequence_numbers_continue_after_the_database_is_lost(
     assert got[0] > 10, "a sequence number was handed out twice"
 
 
+def _refuse(path: Path, table: str, device: str) -> None:
+    """A trigger that refuses, for good, the rows of ``table`` whose ``device`` (an SQL
+    expression over NEW) is 'gpio-poison'."""
+    con = sqlite3.connect(path)
+    con.execute(
+        f"CREATE TRIGGER poison BEFORE INSERT ON {table} WHEN {device} = 'gpio-poison'"
+        " BEGIN SELECT RAISE(ABORT, 'poison'); END"
+    )
+    con.commit()
+    con.close()
+
+
 async def test_a_permanently_refused_item_is_dropped_and_the_rest_committed(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "s.db"
     async with await Store.open(path, StoreSection(batch_max_rows=50)) as store:
-        con = sqlite3.connect(path)
-        con.execute(
-            "CREATE TRIGGER poison BEFORE INSERT ON readings WHEN"
-            " (SELECT device_id FROM series WHERE id = NEW.series) = 'gpio-poison'"
-            " BEGIN SELECT RAISE(ABORT, 'poison'); END"
-        )
-        con.commit()
-        con.close()
+        _refuse(path, "readings", "(SELECT device_id FROM series WHERE id = NEW.series)")
         got: list[str] = []
         store.subscribe(lambda c: got.extend(r.device_id for r in c.readings))
         for i in range(11):
@@ -479,7 +484,18 @@ async def test_text_that_cannot_be_stored_is_dropped_at_the_door(tmp_path: Path)
         assert store.add_reading(reading("gpio-é", "note", "crème brûlée", None))
         store.update_device(DeviceUpdate(id="ble-1", transport=Transport.BLE, name="\udcff"))
         assert store.counters.dropped_invalid == 5
-        await store.flush()
+        # an event's device id, names and property keys are stored too
+        for bad in (
+            Event("gpio-\ud800", "button", "single", stamp(), "test"),
+            Event("gpio-b", "butt\udcffon", "single", stamp(), "test"),
+            Event("gpio-b", "button", "\ud800", stamp(), "test"),
+            Event("gpio-b", "dimmer", "rotate", stamp(), "test", properties=(("st\udcffeps", 1),)),
+        ):
+            assert not store.add_event(bad)
+        assert store.counters.dropped_invalid == 9
+        assert store.add_event(Event("gpio-é", "button", "double", stamp(), "test"))
+        await asyncio.wait_for(store.flush(), 10)
+        assert (await store.outbox_stats()).events == 1
 
 
 async def test_writer_runs_with_full_synchronous_in_wal_mode(tmp_path: Path) -> None:
@@ -676,3 +692,40 @@ async def test_schema_1_rows_survive_the_migration(tmp_path: Path) -> None:
         ),
     ]
     assert rows[1].boot == "00000000-0000-0000-0000-000000000001"
+
+
+async def test_a_refused_new_series_does_not_block_later_commits(tmp_path: Path) -> None:
+    """A new series the database refuses (here its unit cannot be stored) is dropped with
+    its reading: a commit that failed does not leave its new series numbers to be written
+    by every commit after it (each would fail, and every later item be dropped)."""
+    async with await Store.open(tmp_path / "s.db", limits=_QUICK_RETRY) as store:
+        got: list[str] = []
+        store.subscribe(lambda c: got.extend(r.device_id for r in c.readings))
+        store.add_reading(reading("gpio-bad", "temperature", 20.0, "\udcb0C"))
+        await asyncio.wait_for(store.flush(), 10)
+        for i in range(3):
+            store.add_reading(reading(f"gpio-{i}", value=float(i)))
+            await asyncio.wait_for(store.flush(), 10)
+        assert got == ["gpio-0", "gpio-1", "gpio-2"]
+        assert store.counters.dropped_invalid == 1
+        assert [h[:3] for h in await store.history("gpio-2")] == [(3, "temperature", 2.0)]
+
+
+async def test_a_refused_device_record_does_not_wedge_the_writer(tmp_path: Path) -> None:
+    """A device update the database refuses for good (here a trigger) is dropped after its
+    item: the writer neither retries it forever (a busy loop at 100 % CPU, every later
+    item stuck) nor loses the readings after it."""
+    path = tmp_path / "s.db"
+    async with await Store.open(path, limits=_QUICK_RETRY) as store:
+        _refuse(path, "devices", "NEW.id")
+        got: list[str] = []
+        store.subscribe(lambda c: got.extend(r.device_id for r in c.readings))
+        store.update_device(DeviceUpdate(id="gpio-poison", transport=Transport.GPIO))
+        store.add_reading(reading("gpio-poison"))
+        await asyncio.wait_for(store.flush(), 10)
+        store.add_reading(reading("gpio-after"))
+        await asyncio.wait_for(store.flush(), 10)
+        # the device update was the poison: the reading of that device is kept
+        assert got == ["gpio-poison", "gpio-after"]
+        assert store.counters.dropped_invalid == 1
+        assert await store.device("gpio-poison") is None

@@ -98,6 +98,12 @@ class PendingQueue:
         return self._push(self.items.readings, reading, self._reading_cost(reading))
 
     def add_event(self, event: Event) -> bool:
+        # (events are rare: no fast path) what of an event is stored must encode
+        if not encodable(
+            event.device_id, event.event, event.action, *(k for k, _ in event.properties)
+        ):
+            self._counters.dropped_invalid += 1
+            return False
         return self._push(self.items.events, event, self._event_cost(event))
 
     def _push(self, into: list[_T], item: _T, cost: int) -> bool:

@@ -94,6 +94,10 @@ class Numbering:
         self._next_series = max(series.values(), default=0) + 1
         #: Series number -> a reading's outbox row size without its value's JSON text.
         self._fixed_size: dict[int, int] = {}
+        #: Set when a commit failed: the numbers it handed out were not recorded (and one
+        #: the database refuses would fail every later commit), so the writer loads the
+        #: numbers again from the database before its next commit.
+        self.stale = False
 
     @classmethod
     async def load(cls, db: aiosqlite.Connection) -> Numbering:

@@ -296,6 +296,8 @@ class Store(StateReader):
         retry = limits.retry_initial_s
         close_failures = 0
         isolate = 0
+        #: Isolating: the batch's device updates and last-seen times are committed alone first.
+        devices_first = False
         while True:
             if queue.items.empty():
                 self._idle.set()
@@ -316,12 +318,21 @@ class Store(StateReader):
                     async with asyncio.timeout(left):
                         await self._wake.wait()
             self._gathering = False
-            # after a permanent failure, commit one item at a time to find the poison
-            batch = queue.take(1 if isolate > 0 else max_rows)
+            # after a permanent failure, commit the device updates alone, then one item at
+            # a time, to find the poison
+            isolating = isolate > 0
+            pending = queue.items
+            if isolating and devices_first and (pending.devices or pending.seen):
+                batch = queue.take(0)
+            else:
+                batch = queue.take(1 if isolating else max_rows)
+            devices_first = False
             isolate = max(0, isolate - len(batch))
             try:
                 commit = await self._commit(batch)
             except Exception as exc:  # the writer must outlive any failure
+                # the numbers this commit handed out are not recorded: read them again
+                self._numbers.stale = True
                 self.counters.commit_failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 transient = txn.transient(exc)
@@ -336,13 +347,23 @@ class Store(StateReader):
                 if not isinstance(exc, sqlite3.Error | OSError):
                     _LOGGER.debug("write failure detail", exc_info=exc)
                 if not transient:
-                    if len(batch) <= 1:
+                    if len(batch) and not isolating:
+                        isolate, devices_first = len(batch), True
+                    elif len(batch):
                         # the poison itself: drop it (counted) so ingest goes on
                         self.counters.dropped_invalid += len(batch)
                         _LOGGER.error("dropped an item the database refuses: %s", exc)
                         batch.clear_items()
                     else:
-                        isolate = len(batch)
+                        # device updates or last-seen times alone: requeued, they would
+                        # fail again forever (and every item after them with them)
+                        self.counters.dropped_invalid += len(batch.devices)
+                        _LOGGER.error(
+                            "dropped %d device update(s) the database refuses: %s",
+                            len(batch.devices),
+                            exc,
+                        )
+                        batch = Batch()
                     retry = 0.0
                 queue.requeue(batch)
                 if queue.closed:
@@ -363,6 +384,9 @@ class Store(StateReader):
                     _LOGGER.exception("commit listener failed")
 
     async def _commit(self, batch: Batch) -> Commit:
+        if self._numbers.stale:
+            # after a failed commit: the numbers it handed out were rolled back with it
+            self._numbers = await Numbering.load(self._db)
         rows = self._numbers.rows(batch, self._last_seq)
         seq = rows.seq
         queue = self._uplink()
