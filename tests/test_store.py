@@ -498,6 +498,26 @@ async def test_text_that_cannot_be_stored_is_dropped_at_the_door(tmp_path: Path)
         assert (await store.outbox_stats()).events == 1
 
 
+async def test_readings_that_would_take_another_series_are_dropped_at_the_door(
+    tmp_path: Path,
+) -> None:
+    """A series is stored as (device, metric, unit) with NUL for "no unit", and a device's
+    events use its series of metric "": a reading without a metric name would be read back
+    as an event (its outbox body its bare value, dead-lettered as corrupt; missing from the
+    state), and one whose unit is NUL without its unit."""
+    async with await Store.open(tmp_path / "s.db") as store:
+        assert not store.add_reading(reading("gpio-a", "", 21.5, None))
+        assert not store.add_reading(reading("gpio-a", "temperature", 21.5, "\x00"))
+        assert store.counters.dropped_invalid == 2
+        assert store.add_reading(reading("gpio-a", "temperature", 21.5, "\x00C", wall=1000.0))
+        await store.flush()
+        rows = await store.outbox_fetch(10)
+        assert [r.body for r in rows] == [
+            '{"device":"gpio-a","metric":"temperature","value":21.5,"unit":"\\u0000C"}'
+        ]
+        assert await store.state("gpio-a") == {"temperature": (21.5, "\x00C", 1000.0, 1)}
+
+
 async def test_writer_runs_with_full_synchronous_in_wal_mode(tmp_path: Path) -> None:
     async with await Store.open(tmp_path / "s.db") as store:
         async with store._db.execute("PRAGMA synchronous") as cur:

@@ -31,6 +31,10 @@ def decode_value(text: str) -> Value:
     raise StoreError(f"unexpected stored value {text!r}")
 
 
+#: ``series.unit`` of a reading without a unit, and of a device's own series (events).
+NO_UNIT = "\x00"
+
+
 def encodable(*texts: str | None) -> bool:
     try:
         for text in texts:
@@ -42,12 +46,15 @@ def encodable(*texts: str | None) -> bool:
 
 
 def storable(r: Reading) -> bool:
-    """Values SQLite and JSON can hold: finite numbers, text that encodes as UTF-8."""
+    """Values SQLite and JSON can hold: finite numbers, text that encodes as UTF-8; and a
+    metric name and unit that name a series of readings of their own."""
     value = r.value
     if isinstance(value, float):
         if not math.isfinite(value):
             return False
     elif isinstance(value, str) and not encodable(value):
         return False
+    if not r.metric or r.unit == NO_UNIT:
+        return False  # its series would be its device's events' (metric ""), or no unit's
     # the hot path: ids and metric names are ASCII (no encoding to try)
     return (r.device_id.isascii() and r.metric.isascii()) or encodable(r.device_id, r.metric)

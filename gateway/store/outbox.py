@@ -23,7 +23,7 @@ import aiosqlite
 
 from gateway.model import Event, Reading
 from gateway.store import delivered
-from gateway.store.codec import encode_value, json_str
+from gateway.store.codec import NO_UNIT, encode_value, json_str
 from gateway.store.schema import DELIVERED, PENDING_READING, meta_put
 from gateway.store.sql import where
 
@@ -93,9 +93,6 @@ def row_size(body: str) -> int:
     """The size a row counts for in the outbox's byte bound."""
     return len(body) + ROW_OVERHEAD
 
-
-#: ``series.unit`` of a reading without a unit, and of a device's own series (events).
-NO_UNIT = "\x00"
 
 #: (device, metric, unit) of a series; an event's is (device, "", NO_UNIT).
 SeriesKey = tuple[str, str, str]
