@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from gateway.config import StoreSection
 from gateway.model import Event, Reading, Value
-from gateway.store import OUTBOX_EVENT, Store, StoreLimits, event_body, open_readonly
+from gateway.store import OUTBOX_EVENT, Commit, Store, StoreLimits, event_body, open_readonly
 from gateway.store.reader import StateReader
 from tests.helpers import stamp
 
@@ -163,6 +163,82 @@ def test_events_read_back_as_published(events: list[Event]) -> None:
         for row, e in zip(rows, events, strict=True):
             assert json.loads(row.body) == json.loads(event_body(e))
             assert row.size == len(event_body(e)) + 48
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(scenario(Path(tmp) / "state.db"))
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("commit"), st.integers(0, 6), st.integers(0, 2), st.booleans()),
+        st.tuples(st.just("delete"), st.lists(st.integers(0, 40), max_size=6)),
+        st.tuples(st.just("ack"), st.integers(0, 40), st.integers(0, 8)),
+    ),
+    min_size=1,
+    max_size=25,
+)
+#: Without an uplink the outbox keeps this many rows; the history this many readings.
+_KEEP, _HISTORY = 5, 7
+
+
+@settings(max_examples=60)
+@given(_OPS)
+def test_the_outbox_holds_what_no_one_took_out(ops: list[tuple[Any, ...]]) -> None:
+    """A model of the outbox against the store, through commits with and without an uplink,
+    deletions of any rows (drops, expiry, dead letters) and acknowledged ranges of
+    consecutive outbox rows: the outbox is exactly the committed rows not taken out, and
+    without an uplink its newest ``_KEEP`` (nothing else is ever trimmed); the history is
+    the newest ``_HISTORY`` readings whatever the outbox holds."""
+
+    async def scenario(path: Path) -> None:
+        uplink = True
+        limits = StoreLimits(no_uplink_max_rows=_KEEP, prune_every=1)
+        config = StoreSection(history_max_rows=_HISTORY)
+        model: list[int] = []
+        readings: list[int] = []
+        committed: list[int] = []
+
+        def listen(c: Commit) -> None:
+            committed.extend([*(r.seq for r in c.readings), *(e.seq for e in c.events)])
+            readings.extend(r.seq for r in c.readings)
+
+        async with await Store.open(path, config, uplink=lambda: uplink, limits=limits) as store:
+            store.subscribe(listen)
+            for op in ops:
+                if op[0] == "commit":
+                    _, n_readings, n_events, uplink = op
+                    for i in range(n_readings):
+                        store.add_reading(
+                            Reading(f"gpio-{i % 3}", "temperature", float(i), "°C", stamp(), "t")
+                        )
+                    for _ in range(n_events):
+                        store.add_event(Event("gpio-b", "button", "single", stamp(), "t"))
+                    if not n_readings + n_events:
+                        continue
+                    await store.flush()
+                    model += committed
+                    committed.clear()
+                    if not uplink:
+                        del model[:-_KEEP]
+                elif op[0] == "delete":
+                    gone = {model[i] for i in op[1] if i < len(model)}
+                    await store.outbox.delete(gone)
+                    model = [s for s in model if s not in gone]
+                else:
+                    _, start, n = op
+                    acked = model[start : start + n]
+                    if acked:
+                        await store.outbox.delete_ranges([(acked[0], acked[-1])], None)
+                        model = model[:start] + model[start + n :]
+                assert [r.seq for r in await store.outbox_fetch(10_000)] == model, op
+                stats = await store.outbox_stats()
+                assert (stats.depth, stats.oldest_seq) == (len(model), min(model, default=None))
+                history = [
+                    h[0] for d in ("gpio-0", "gpio-1", "gpio-2") for h in await store.history(d)
+                ]
+                assert sorted(history) == readings[-_HISTORY:], op
+        async with await Store.open(path, config, limits=limits) as store:
+            assert [r.seq for r in await store.outbox_fetch(10_000)] == model
 
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(scenario(Path(tmp) / "state.db"))
