@@ -1,5 +1,6 @@
-"""A database of schema 3 (the outbox as a table of its own) upgrades in place to schema 4
-(one row per reading) with nothing lost: its undelivered rows are delivered afterwards."""
+"""A database of each earlier schema upgrades in place to schema 4 (one row per reading) with
+nothing lost; one of schema 3 (the outbox as a table of its own) has its undelivered rows
+delivered afterwards."""
 
 from __future__ import annotations
 
@@ -172,3 +173,135 @@ async def test_the_read_only_view_of_a_newer_schema_refuses_it(tmp_path: Path) -
     con.close()
     with pytest.raises(StoreError, match="newer migw"):
         await open_readonly(path)
+
+
+#: (seq, metric, value as stored, ts, unit) of gpio-a's readings in the file of each schema;
+#: 3, 5, 6 and 7 undelivered (in the outbox, beside the event 4 of gpio-b).
+_HISTORY = [
+    (1, "temperature", "20.0", 1000.0, "°C"),
+    (2, "open", "false", 1001.0, None),
+    (3, "temperature", "21.0", 1002.0, "°C"),
+    (5, "count", "18446744073709551616", 1004.0, None),
+    (6, "note", '"crème\\n"', 1005.0, None),
+    (7, "offset", "-0.0", 1006.0, None),
+]
+_UNDELIVERED = (3, 5, 6, 7)
+_EVENT = '{"event":"button","action":"single"}'
+
+
+def _published(seq: int) -> str:
+    if seq == 4:
+        return '{"device":"gpio-b",' + _EVENT[1:]
+    _, metric, value, _, unit = next(h for h in _HISTORY if h[0] == seq)
+    unit_json = "" if unit is None else f',"unit":"{unit}"'
+    return f'{{"device":"gpio-a","metric":"{metric}","value":{value}{unit_json}}}'
+
+
+def _old_file(path: Path, version: int) -> None:
+    """A database of schema ``version`` (1 to 3) as that migw wrote it, holding
+    :data:`_HISTORY`, its state, and an outbox of the undelivered readings and an event."""
+    con = sqlite3.connect(path)
+    for step in _MIGRATIONS[:version]:
+        for sql in step:
+            con.execute(sql)
+    con.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    con.execute(f"PRAGMA user_version={version}")
+    newest = {h[1]: h for h in _HISTORY}
+    con.executemany(
+        "INSERT INTO state VALUES ('gpio-a', ?, ?, ?, ?, ?)",
+        [(m, value, unit, ts, seq) for m, (seq, _, value, ts, unit) in newest.items()],
+    )
+    outbox = [(seq, 0, "gpio-a") for seq in _UNDELIVERED] + [(4, 1, "gpio-b")]
+    if version < 3:
+        con.executemany(
+            "INSERT INTO history VALUES (?, 'gpio-a', ?, ?, ?)", [h[:4] for h in _HISTORY]
+        )
+        for seq, kind, device in outbox:
+            body = _published(seq)
+            if version == 2:  # the device left out of the stored body
+                body = "{" + body[len(f'{{"device":"{device}",') :]
+            boot: str | int = BOOT if version == 1 else 1
+            con.execute(
+                "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                (
+                    seq,
+                    kind,
+                    device,
+                    body,
+                    1000.0 + seq,
+                    boot,
+                    float(seq),
+                    len(_published(seq)) + 48,
+                ),
+            )
+        if version == 2:
+            con.execute("INSERT INTO boots (id, boot) VALUES (1, ?)", (BOOT,))
+    else:
+        series = {(h[1], h[4] or "\x00") for h in _HISTORY}
+        ids = {key: n for n, key in enumerate(sorted(series), start=2)}
+        con.execute("INSERT INTO series VALUES (1, 'gpio-b', '', char(0))")
+        con.executemany(
+            "INSERT INTO series VALUES (?, 'gpio-a', ?, ?)", [(n, *k) for k, n in ids.items()]
+        )
+        con.executemany(
+            "INSERT INTO readings VALUES (?, ?, ?, ?)",
+            [(seq, ids[(m, unit or "\x00")], v, ts) for seq, m, v, ts, unit in _HISTORY],
+        )
+        con.execute("INSERT INTO boots (id, boot) VALUES (1, ?)", (BOOT,))
+        for seq, kind, _device in outbox:
+            stored = _EVENT if kind else next(h[2] for h in _HISTORY if h[0] == seq)
+            n = 1 if kind else next(ids[(h[1], h[4] or "\x00")] for h in _HISTORY if h[0] == seq)
+            con.execute(
+                "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, 1, ?, 1, ?)",
+                (seq, kind, n, stored, 1000.0 + seq, float(seq), len(_published(seq)) + 48),
+            )
+    con.execute("INSERT INTO meta (key, value) VALUES ('last_seq', '7')")
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+async def test_each_earlier_schema_upgrades_with_nothing_lost(tmp_path: Path, version: int) -> None:
+    """State, history and outbox read back as that migw wrote them (a big integer, text
+    with escapes, -0.0 included), numbering continues after the last number, and the
+    read-only view sees the same afterwards."""
+    path = tmp_path / "state.db"
+    _old_file(path, version)
+    state = {
+        "count": (2**64, None, 1004.0, 5),
+        "note": ("crème\n", None, 1005.0, 6),
+        "offset": (-0.0, None, 1006.0, 7),
+        "open": (False, None, 1001.0, 2),
+        "temperature": (21.0, "°C", 1002.0, 3),
+    }
+    history = [(1, "temperature", 20.0, 1000.0), (2, "open", False, 1001.0)] + [
+        (seq, metric, state[metric][0], ts) for seq, metric, _, ts, _ in _HISTORY[2:]
+    ]
+    async with await Store.open(path) as store:
+        assert await store.state("gpio-a") == state
+        assert str((await store.state("gpio-a"))["offset"][0]) == "-0.0"
+        assert await store.history("gpio-a") == history
+        rows = await store.outbox_fetch(10)
+        assert [(r.seq, r.device_id, r.body, r.ts, r.boot, r.mono, r.size) for r in rows] == [
+            (
+                s,
+                "gpio-b" if s == 4 else "gpio-a",
+                _published(s),
+                1000.0 + s,
+                BOOT,
+                float(s),
+                len(_published(s)) + 48,
+            )
+            for s in (3, 4, 5, 6, 7)
+        ]
+        store.add_reading(reading("gpio-a", "temperature", 22.0, "°C", wall=2000.0))
+        await store.flush()
+        assert store.last_seq == 8
+        assert (await store.state("gpio-a"))["temperature"] == (22.0, "°C", 2000.0, 8)
+        assert [r.seq for r in await store.outbox_fetch(10)] == [3, 4, 5, 6, 7, 8]
+    ro = await open_readonly(path)
+    try:
+        assert await ro.state("gpio-a") == {**state, "temperature": (22.0, "°C", 2000.0, 8)}
+        assert await ro.history("gpio-a") == [*history, (8, "temperature", 22.0, 2000.0)]
+    finally:
+        await ro.close()
