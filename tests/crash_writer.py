@@ -1,12 +1,16 @@
 """Subprocess for the crash test: writes readings forever, prints each committed seq.
 
-A line ``stored <seq>`` is printed only from the store's commit listener, i.e. after the
-transaction holding that reading has committed (synchronous=FULL): it is "reported stored".
+A line ``stored <seq> <device> <r|e>`` (a reading or an event) is printed only from the
+store's commit listener, i.e. after the transaction holding that item has committed
+(synchronous=FULL): it is "reported stored". With ``no-uplink`` the store runs as without
+an uplink (the outbox trimmed to its newest rows at each commit) with a short history
+(:data:`HISTORY` readings, pruned every ``StoreLimits.prune_every`` commits).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -19,11 +23,15 @@ from tests.helpers import event, reading
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def spawn(db: Path) -> subprocess.Popen[bytes]:
+#: Readings kept in the history with ``no-uplink``.
+HISTORY = 2000
+
+
+def spawn(db: Path, *args: str) -> subprocess.Popen[bytes]:
     """Start this writer on ``db`` and wait for its ``ready`` line (killed if it never comes)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.crash_writer", str(db)],
+        [sys.executable, "-m", "tests.crash_writer", str(db), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=ROOT,
@@ -38,13 +46,18 @@ def spawn(db: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-async def main(path: Path) -> None:
-    store = await Store.open(path, StoreSection(batch_max_rows=50, batch_max_ms=5))
+async def main(path: Path, uplink: bool) -> None:
+    config = StoreSection(batch_max_rows=50, batch_max_ms=5)
+    if not uplink:
+        config = dataclasses.replace(config, history_max_rows=HISTORY)
+    store = await Store.open(path, config, uplink=lambda: uplink)
     out = sys.stdout
 
     def listener(commit: Commit) -> None:
-        for seq in [*(r.seq for r in commit.readings), *(e.seq for e in commit.events)]:
-            out.write(f"stored {seq}\n")
+        for r in commit.readings:
+            out.write(f"stored {r.seq} {r.device_id} r\n")
+        for e in commit.events:
+            out.write(f"stored {e.seq} {e.device_id} e\n")
         out.flush()
 
     store.subscribe(listener)
@@ -60,4 +73,4 @@ async def main(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1])))
+    asyncio.run(main(Path(sys.argv[1]), uplink="no-uplink" not in sys.argv[2:]))
