@@ -35,6 +35,9 @@ _LOGGER = logging.getLogger("gateway.demo")
 
 #: Readings logged per second at most; the rest are summarised.
 LOG_RATE = 20
+#: The demo's device limit at least: 10,000 simulated BLE sensors (the most ``migw run
+#: --demo --ble-devices`` takes), the Zigbee stick's and the pins' devices.
+DEMO_MAX_DEVICES = 10_100
 
 
 def default_state_dir() -> Path:
@@ -59,6 +62,8 @@ def demo_config(base: Config, state_dir: Path | None, api_port: int | None) -> C
             id=base.gateway.id,
             state_dir=state_dir or default_state_dir(),
             log_level=base.gateway.log_level,
+            # room for the largest simulated fleet (``--ble-devices`` up to 10,000)
+            max_devices=max(base.gateway.max_devices, DEMO_MAX_DEVICES),
         ),
         api=ApiSection(
             enabled=base.api.enabled,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
 
 from drivers.events import DeviceEvent
 from gateway.clock import Clock
@@ -16,6 +17,13 @@ from gateway.store import Store
 _LOGGER = logging.getLogger(__name__)
 #: Metric names whose definition a driver's sink keeps.
 _DEFS_MAX = 1024
+#: The device limit when none is given (``[gateway] max_devices``' default).
+MAX_DEVICES = 2000
+#: Refused device ids remembered (so one refused device heard again is counted once while
+#: it is among the last this many refused; the least recently refused are forgotten first).
+REFUSED_IDS_MAX = 1024
+#: Health says the device limit was reached while a device was refused this recently.
+REFUSED_REASON_S = 3600.0
 
 
 class Ingest:
@@ -24,20 +32,59 @@ class Ingest:
     With a :class:`~gateway.devices.DeviceDirectory`, only the devices it admits get in (a
     stranger's messages are noted there and counted as ``<driver>.not_added``), and device
     records carry the home owner's names and rooms.
+
+    At most ``max_devices()`` devices get in (``known``: those the database holds at start
+    count): a new device past the limit is refused, its updates, readings and events dropped
+    and counted (:attr:`devices_refused`, ``<driver>.dropped_device_limit``), so a flood of
+    new ids (spoofed BLE addresses) cannot grow memory without bound. The limit is checked
+    only for a device id not seen before; forgetting a device frees its place.
     """
 
     def __init__(
-        self, store: Store, clock: Clock, directory: DeviceDirectory | None = None
+        self,
+        store: Store,
+        clock: Clock,
+        directory: DeviceDirectory | None = None,
+        *,
+        max_devices: Callable[[], int] = lambda: MAX_DEVICES,
+        known: Iterable[str] = (),
     ) -> None:
         self._store = store
         self._clock = clock
         self.directory = directory
-        #: Per driver: readings, events, dropped (invalid values, backpressure), not_added.
+        #: Per driver: readings, events, dropped (invalid values, backpressure, device
+        #: limit), not_added.
         self.counters: Counter[str] = Counter()
         #: The latest full description of each device a driver reported, and which of them
         #: have their record in the store (a forgotten one is written again when it speaks).
         self._described: dict[str, DeviceUpdate] = {}
         self._recorded: set[str] = set()
+        #: The devices let in (at most :attr:`max_devices`), ``_recorded`` among them.
+        self._known: set[str] = set(known)
+        self.max_devices = max_devices
+        #: New devices refused at the limit (each counted once while among the last
+        #: :data:`REFUSED_IDS_MAX` refused), and when the last was (monotonic).
+        self.devices_refused = 0
+        self._refused: OrderedDict[str, None] = OrderedDict()
+        self._refused_mono: float | None = None
+        #: Whether the limit's WARNING was logged since a device last got in.
+        self._warned = False
+
+    @property
+    def devices(self) -> int:
+        """The devices let in: those in the database at start, and new ones since."""
+        return len(self._known)
+
+    def problems(self) -> list[str]:
+        """Why ingest is degraded (for health): new devices refused at the limit lately."""
+        last = self._refused_mono
+        if last is None or self._clock.mono() - last > REFUSED_REASON_S:
+            return []
+        reason = (
+            f"device limit {self.max_devices():,} reached: {self.devices_refused:,} new"
+            ' device(s) refused; raise gateway.max_devices or set [ble] join = "allowlisted"'
+        )
+        return [reason]
 
     def admit(self, device_id: str) -> None:
         """A stranger was allowed in: write the record heard from it so far."""
@@ -48,8 +95,10 @@ class Ingest:
             self._describe(update)
 
     def forgotten(self, device_id: str) -> None:
-        """The device's record was deleted: write it again when the device speaks again."""
+        """The device's record was deleted: write it again when the device speaks again
+        (if there is room then: its place is free)."""
         self._recorded.discard(device_id)
+        self._known.discard(device_id)
 
     def _describe(self, update: DeviceUpdate) -> None:
         prev = self._described.get(update.id)
@@ -60,6 +109,7 @@ class Ingest:
         if self.directory is not None:
             out = self.directory.apply(out)
         self._recorded.add(update.id)
+        self._known.add(update.id)  # (one an operator admitted gets in past the limit)
         if self.directory is not None:
             self.directory.members.add(update.id)
         self._store.update_device(out, seen=self._clock.wall())
@@ -67,11 +117,45 @@ class Ingest:
     def _admits(self, device_id: str, source: str, update: DeviceUpdate | None = None) -> bool:
         directory = self.directory
         if directory is None or directory.admits(device_id):
-            if device_id not in self._recorded and device_id in self._described and update is None:
-                self._describe(self._described[device_id])
+            if device_id not in self._recorded:  # (per reading: a known device stops here)
+                if device_id not in self._known and not self._enrol(device_id, source):
+                    return False
+                if device_id in self._described and update is None:
+                    self._describe(self._described[device_id])
             return True
         directory.stranger(device_id, update)
         self.counters[f"{source}.not_added"] += 1
+        return False
+
+    def _enrol(self, device_id: str, source: str) -> bool:
+        """A device not seen before: let in while there is room, else refuse and count it."""
+        limit = self.max_devices()
+        if len(self._known) < limit:
+            self._known.add(device_id)
+            self._warned = False
+            return True
+        self.counters[f"{source}.dropped_device_limit"] += 1
+        self._refused_mono = self._clock.mono()
+        refused = self._refused
+        if device_id in refused:
+            refused.move_to_end(device_id)
+        else:
+            refused[device_id] = None
+            if len(refused) > REFUSED_IDS_MAX:
+                refused.popitem(last=False)
+            self.devices_refused += 1
+        if not self._warned:
+            self._warned = True
+            _LOGGER.warning(
+                "device limit %d reached: new device %s (%s) refused, its messages dropped"
+                " (counted as devices_refused); raise gateway.max_devices or set"
+                ' [ble] join = "allowlisted"',
+                limit,
+                device_id,
+                source,
+            )
+        else:
+            _LOGGER.debug("device limit %d reached: new device %s refused", limit, device_id)
         return False
 
     def stamp(self) -> Stamp:

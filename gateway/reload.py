@@ -29,6 +29,8 @@ RELOAD_SECTIONS: dict[str, tuple[str, ...]] = {
 RELOADABLE: tuple[str, ...] = (
     "gateway.id",
     "gateway.log_level",
+    # read by ingest at each new device: applied at once, nothing restarted
+    "gateway.max_devices",
     "api",
     "upstream",
     "homeassistant",

@@ -191,7 +191,15 @@ class Service:
             directory = DeviceDirectory(lambda: self.config, self.state_dir)
             # devices added before (a record in the store) stay, whatever the join policy
             directory.members.update(d.id for d in await self.store.devices())
-            self.ingest = Ingest(self.store, self.clock, directory)
+            self.ingest = Ingest(
+                self.store,
+                self.clock,
+                directory,
+                # read at each new device: a reload applies at once
+                max_devices=lambda: self.config.gateway.max_devices,
+                # the devices already in the database count (a restart keeps the limit)
+                known=await self.store.device_ids(),
+            )
             if self._given_drivers is not None:
                 self._set_drivers(list(self._given_drivers))
             else:
@@ -290,7 +298,7 @@ class Service:
 
     def health(self) -> dict[str, Any]:
         """``{"status": "ok"|"degraded", "reasons": [...]}`` for API, CLI and watchdog."""
-        return status.health(self.radios(), self.store)
+        return status.health(self.radios(), self.store, self.ingest)
 
     def liveness(self) -> list[str]:
         """Why the service is not making progress (empty: alive); see

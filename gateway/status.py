@@ -9,6 +9,7 @@ from typing import Any
 
 from drivers.supervisor import State, Supervisor
 from gateway.driver import Driver, Health
+from gateway.ingest import Ingest
 from gateway.parts import Component
 from gateway.store import Store
 
@@ -53,9 +54,14 @@ def radios(
     return out
 
 
-def health(statuses: Iterable[RadioStatus], store: Store | None) -> dict[str, Any]:
+def health(
+    statuses: Iterable[RadioStatus], store: Store | None, ingest: Ingest | None = None
+) -> dict[str, Any]:
     """``{"status": "ok"|"degraded", "reasons": [...]}`` for API, CLI and watchdog."""
     reasons = [f"{r.name}: {r.reason or r.state}" for r in statuses if r.health is Health.DEGRADED]
+    if ingest is not None:
+        # new devices refused at the device limit
+        reasons.extend(f"ingest: {problem}" for problem in ingest.problems())
     if store is None:
         reasons.append("store: closed")
     else:

@@ -71,6 +71,15 @@ active_high = false
         ),
         ("[gateway]\nid = 'Bad ID'\n", "gateway.id (line 2): must be 1-64 characters"),
         (
+            "[gateway]\nmax_devices = 0\n",
+            "gateway.max_devices (line 2): must be between 1 and 100000",
+        ),
+        (
+            "[gateway]\nmax_devices = 1000001\n",
+            "gateway.max_devices (line 2): must be between 1 and 100000",
+        ),
+        ("[gateway]\nmax_devices = '2000'\n", "gateway.max_devices (line 2): must be an integer"),
+        (
             "[[gpio.devices]]\nname='a'\nkind='relay'\npin='GPIO17'\n[[gpio.devices]]\n"
             "name='b'\nkind='button'\npin='BOARD11'\n",
             "gpio.devices[1].pin (line 8): pin BOARD11 is already used by 'a'",

@@ -89,6 +89,17 @@ class ServiceCollector:
         yield readings
         yield events
         yield dropped
+        if svc.ingest is not None:
+            ing = svc.ingest
+            yield _gauge("migw_devices", "Devices counted against the device limit.", ing.devices)
+            yield _gauge(
+                "migw_devices_max", "The device limit (gateway.max_devices).", ing.max_devices()
+            )
+            yield _counter(
+                "migw_devices_refused",
+                "New devices refused at the device limit.",
+                ing.devices_refused,
+            )
 
         store = svc.store
         if store is not None:

@@ -134,9 +134,24 @@ async def status(request: http.Request) -> http.Response:
                 "last_commit": store.last_commit_wall,
                 "last_error": store.last_error,
             },
-            "devices": devices_summary_json(devices, time.time()),
+            "devices": {
+                **devices_summary_json(devices, time.time()),
+                **device_limit_json(svc),
+            },
         }
     )
+
+
+def device_limit_json(service: Service) -> dict[str, Any]:
+    """The device limit, the devices ingest counts against it and the new ones it refused."""
+    ingest = service.ingest
+    if ingest is None:
+        return {}
+    return {
+        "max": ingest.max_devices(),
+        "admitted": ingest.devices,
+        "refused": ingest.devices_refused,
+    }
 
 
 async def devices(request: http.Request) -> http.Response:

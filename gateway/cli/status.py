@@ -89,7 +89,12 @@ def _render_status(data: dict[str, Any]) -> None:
         con.print(f"disk       {disk['path']}: {disk.get('error')}")
     devs = data["devices"]
     by = ", ".join(f"{k} {v}" for k, v in devs["by_status"].items()) or "none"
-    con.print(f"devices    {devs['total']} ({by}); {devs['stale']} stale")
+    limit = ""
+    if "max" in devs:  # the running service's device limit
+        limit = f"; limit {devs['max']:,}"
+        if devs.get("refused"):
+            limit += f", {devs['refused']:,} new refused"
+    con.print(f"devices    {devs['total']} ({by}); {devs['stale']} stale{limit}")
     if data["radios"]:
         table = Table(
             "RADIO", "STATE", "HEALTH", "RESTARTS", "COUNTERS (non-zero)", "REASON", box=None

@@ -25,6 +25,8 @@ from gateway.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/migw/config.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/migw")
+#: The highest ``[gateway] max_devices`` (~600 bytes of memory a device: ~60 MB).
+MAX_DEVICES_LIMIT = 100_000
 
 
 def _default_gateway_id() -> str:
@@ -38,10 +40,16 @@ class GatewaySection:
     id: str = field(default_factory=_default_gateway_id)
     state_dir: Path = DEFAULT_STATE_DIR
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Devices kept at most (those in the database count): a new device past it is refused,
+    #: its messages dropped and counted. A home has tens to a few hundred; the bound keeps a
+    #: flood of spoofed BLE addresses (``[ble] join = "all"``) from exhausting memory.
+    max_devices: int = 2000
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9_-]{1,64}", self.id):
             raise FieldError("id", "must be 1-64 characters of a-z, 0-9, '_' or '-'")
+        if not 1 <= self.max_devices <= MAX_DEVICES_LIMIT:
+            raise FieldError("max_devices", f"must be between 1 and {MAX_DEVICES_LIMIT}")
 
 
 @dataclass(frozen=True, slots=True)

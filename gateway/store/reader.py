@@ -55,6 +55,14 @@ class StateReader:
             rows = await cur.fetchall()
         return [device_from_row(r) for r in rows]
 
+    async def device_ids(self) -> set[str]:
+        """The devices the database holds a record or a state of (what ingest counts)."""
+        async with self._rdb.execute(
+            "SELECT id FROM devices UNION SELECT device_id FROM state"
+        ) as cur:
+            rows = await cur.fetchall()
+        return {str(r[0]) for r in rows}
+
     async def device(self, device_id: str) -> Device | None:
         async with self._rdb.execute(
             f"SELECT {DEVICE_COLS} FROM devices WHERE id = ?",  # noqa: S608 - constant columns
