@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.adapters.gpio import GpioDriver
 from gateway.api.server import ApiServer
+from gateway.api.timing import ApiTiming
 from gateway.api.token import read_token
 from gateway.config import Config, PresenceSection
 from gateway.demo import DEMO_GPIO, demo_config
@@ -50,6 +53,18 @@ def make_config(state_dir: Path, upstream: str = "", **api: Any) -> Config:
     if upstream:
         cfg = cfg.replace(upstream=dataclasses.replace(cfg.upstream, url=upstream))
     return cfg
+
+
+def api_timing(request: pytest.FixtureRequest) -> ServiceTiming | None:
+    """The timing of a test that parametrizes its ``api`` fixture (:func:`with_limits`);
+    None: the defaults."""
+    limits: ApiTiming | None = getattr(request, "param", None)
+    return ServiceTiming(api=limits) if limits is not None else None
+
+
+def with_limits(**limits: Any) -> pytest.MarkDecorator:
+    """Run the test's ``api`` fixture with these :class:`ApiTiming` numbers."""
+    return pytest.mark.parametrize("api", [ApiTiming(**limits)], indirect=True, ids=["limits"])
 
 
 @contextlib.asynccontextmanager

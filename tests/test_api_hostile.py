@@ -23,7 +23,7 @@ from gateway.api.guard import ConnectionLimits
 from gateway.api.httpd import HttpServer
 from gateway.api.timing import ApiTiming
 from gateway.service import ServiceTiming
-from tests.api_support import Running, running
+from tests.api_support import Running, api_timing, running, with_limits
 from tests.test_api_server import (
     _wait_active,
     answer_then_closed,
@@ -37,15 +37,9 @@ HEALTH = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
 
 @pytest.fixture
 async def api(tmp_path: Path, mock_pins: Any, request: pytest.FixtureRequest) -> Any:
-    limits: ApiTiming | None = getattr(request, "param", None)
-    timing = ServiceTiming(api=limits) if limits is not None else None
-    async with running(tmp_path / "state", mock_pins, timing=timing) as r:
+    async with running(tmp_path / "state", mock_pins, timing=api_timing(request)) as r:
         yield r
         await _wait_active(r, 0)  # no connection slot leaked, whatever the test did
-
-
-def with_limits(**limits: Any) -> pytest.MarkDecorator:
-    return pytest.mark.parametrize("api", [ApiTiming(**limits)], indirect=True, ids=["limits"])
 
 
 def status_of(answer: bytes) -> int:

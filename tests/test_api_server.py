@@ -20,7 +20,7 @@ from gateway.api.timing import ApiTiming
 from gateway.api.token import rotate_token, token_path
 from gateway.service import ServiceTiming
 from gateway.store import Commit
-from tests.api_support import Running, running
+from tests.api_support import Running, api_timing, running, with_limits
 from tests.helpers import event, reading
 
 PROTECTED = [
@@ -42,15 +42,8 @@ PROTECTED = [
 @pytest.fixture
 async def api(tmp_path: Path, mock_pins: Any, request: pytest.FixtureRequest) -> Any:
     """The service with its API; a test parametrizes it (indirect) with other API limits."""
-    limits: ApiTiming | None = getattr(request, "param", None)
-    timing = ServiceTiming(api=limits) if limits is not None else None
-    async with running(tmp_path / "state", mock_pins, timing=timing) as r:
+    async with running(tmp_path / "state", mock_pins, timing=api_timing(request)) as r:
         yield r
-
-
-def with_limits(**limits: Any) -> pytest.MarkDecorator:
-    """Run the test's ``api`` with these :class:`ApiTiming` numbers."""
-    return pytest.mark.parametrize("api", [ApiTiming(**limits)], indirect=True, ids=["limits"])
 
 
 @pytest.fixture
